@@ -1,0 +1,102 @@
+"""Coarse pass: a global shift at reduced resolution, for offsets larger than the fine search.
+
+Both overlaps are read onto one grid of at most ``coarse_size`` pixels a side (area-averaged),
+turned into oriented-gradient channels, and cross-correlated over every shift with a partially
+whitened cross-power spectrum (phase correlation with exponent 0.6), zero-padded so that shifts
+do not wrap. The result is a shift in reference pixels and a peak ratio as its confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from .errors import EmptyOverlapError
+from .features import oriented_gradient_channels
+from .preprocess import preprocess
+from .raster import Grid, RasterSource
+
+
+@dataclass(frozen=True)
+class CoarseResult:
+    shift_px: tuple[float, float]  # target content minus reference position, reference pixels
+    peak_ratio: float
+    factor: float
+    valid_fraction: float
+    accepted: bool
+
+
+def _taper(valid: np.ndarray, width: int) -> np.ndarray:
+    """Smooth 0-1 weight that falls to 0 at the edges of the valid region (distance-based)."""
+    from scipy.ndimage import distance_transform_edt
+
+    d = distance_transform_edt(np.pad(valid, 1))[1:-1, 1:-1]
+    return np.clip(d / max(width, 1), 0, 1).astype(np.float32)
+
+
+def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, coarse_size: int,
+                 max_shift_px: float | None = None, min_ratio: float = 1.5) -> CoarseResult:
+    """Estimate the global shift of the target relative to the reference over ``overlap``.
+
+    Raises :class:`EmptyOverlapError` when no overlap pixel is valid in both rasters.
+    """
+    sub = grid.window_grid(overlap)
+    factor = max(1.0, max(sub.width, sub.height) / coarse_size)
+    cg = sub.scaled(factor)
+    r, rv = ref.read_on_grid(cg, resampling=Resampling.average)
+    t, tv = tgt.read_on_grid(cg, resampling=Resampling.average)
+    both = rv & tv
+    frac = float(both.mean())
+    if not rv.any() or not tv.any() or not both.any():
+        raise EmptyOverlapError(
+            f"the footprints overlap but no pixel there is valid in both rasters (valid: reference "
+            f"{rv.mean():.0%}, target {tv.mean():.0%} of the overlap); check nodata values, masks and bands")
+    rn = preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float"))
+    tn = preprocess(t, tv, tgt.modality, tgt.ds.dtypes[0].startswith("float"))
+    with torch.inference_mode():
+        fr = oriented_gradient_channels(torch.from_numpy(rn)[None, None], grad_sigma=1.0, cell_sigma=1.0)[0]
+        ft = oriented_gradient_channels(torch.from_numpy(tn)[None, None], grad_sigma=1.0, cell_sigma=1.0)[0]
+        wr = torch.from_numpy(_taper(rv, 8))
+        wt = torch.from_numpy(_taper(tv, 8))
+        fr = (fr - (fr * wr).sum((1, 2), keepdim=True) / wr.sum()) * wr
+        ft = (ft - (ft * wt).sum((1, 2), keepdim=True) / wt.sum()) * wt
+        h, w = rn.shape
+        s = (2 * h, 2 * w)
+        cross = (torch.fft.rfft2(ft, s=s) * torch.fft.rfft2(fr, s=s).conj()).sum(0)
+        cross = cross / (cross.abs() ** 0.6 + 1e-9)
+        corr = torch.fft.irfft2(cross, s=s)
+        corr = torch.fft.fftshift(corr)  # zero shift now at (h, w)
+        if max_shift_px is not None:
+            lim = max_shift_px / factor
+            yy = (torch.arange(s[0]) - h).abs().view(-1, 1)
+            xx = (torch.arange(s[1]) - w).abs().view(1, -1)
+            corr = torch.where((yy <= lim) & (xx <= lim), corr, torch.full_like(corr, -1e9))
+        flat = corr.flatten()
+        best = int(torch.argmax(flat))
+        by, bx = divmod(best, s[1])
+        peak = float(flat[best])
+        ex = 3
+        masked = corr.clone()
+        masked[max(by - ex, 0):by + ex + 1, max(bx - ex, 0):bx + ex + 1] = -1e9
+        second = float(masked.max())
+        dx, dy = _subpixel(corr, bx, by)
+    ratio = peak / second if second > 0 else float("inf")
+    shift = ((bx + dx - w) * (sub.width / cg.width), (by + dy - h) * (sub.height / cg.height))
+    return CoarseResult((float(shift[0]), float(shift[1])), float(ratio), float(factor), frac,
+                        bool(ratio >= min_ratio))
+
+
+def _subpixel(corr: torch.Tensor, x: int, y: int) -> tuple[float, float]:
+    h, w = corr.shape
+    if not (0 < x < w - 1 and 0 < y < h - 1):
+        return 0.0, 0.0
+    c = float(corr[y, x])
+    lx, rx = float(corr[y, x - 1]), float(corr[y, x + 1])
+    ty, by = float(corr[y - 1, x]), float(corr[y + 1, x])
+    dx = (lx - rx) / (2 * (lx - 2 * c + rx) - 1e-12)
+    dy = (ty - by) / (2 * (ty - 2 * c + by) - 1e-12)
+    return float(np.clip(dx, -0.5, 0.5)), float(np.clip(dy, -0.5, 0.5))

@@ -1,0 +1,188 @@
+"""Frozen, self-validating configuration, one dataclass per stage.
+
+The CLI, the Python API, batch and the QGIS plugin all build these same objects, so an option
+cannot be wired differently in two places. Every dataclass validates itself on construction and
+raises :class:`georeg.errors.ConfigError` with the offending value and the accepted range.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import ConfigError
+
+MODALITIES = ("auto", "optical", "sar", "thermal")
+MODELS = ("translation", "affine", "homography", "local")
+LOCAL_METHODS = ("tps", "polynomial")
+DEVICES = ("auto", "cpu", "cuda")
+RESAMPLINGS = ("nearest", "bilinear", "cubic")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def parse_shift(text: str | float | int) -> tuple[float, str]:
+    """Parse a max-shift such as ``40``, ``"40px"`` or ``"300m"`` into ``(value, unit)``."""
+    if isinstance(text, (int, float)):
+        value, unit = float(text), "px"
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(px|m)?\s*", str(text))
+        if not m:
+            raise ConfigError(
+                f"max shift must be a number of reference pixels ('40', '40px') or metres ('300m'); "
+                f"got {text!r}"
+            )
+        value, unit = float(m.group(1)), m.group(2) or "px"
+    _check(value > 0, f"max shift must be positive; got {value} {unit}")
+    return value, unit
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How one raster is read.
+
+    band: 1-based band index, or None for the default (luminance of bands 1-3 for a raster with
+    3 or more bands, band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
+    raster whose non-zero pixels are valid. modality: 'optical', 'sar', 'thermal' or 'auto'.
+    """
+
+    band: int | None = None
+    nodata: float | None = None
+    mask: str | None = None
+    modality: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.band is None or (isinstance(self.band, int) and self.band >= 1),
+               f"band must be a 1-based band number or None; got {self.band!r}")
+        _check(self.modality in MODALITIES,
+               f"modality must be one of {', '.join(MODALITIES)}; got {self.modality!r}")
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Keypoints, patches, candidate search and matcher choice."""
+
+    matcher: str = "baseline"
+    max_shift: float = 40.0
+    max_shift_unit: str = "px"
+    patch_size: int = 64
+    tile_size: int = 1024
+    keypoints_per_tile: int = 192
+    coarse: bool = True
+    coarse_size: int = 512
+    refine: bool = True
+    refine_radius_px: int = 6
+    bidirectional: bool = True
+    min_score: float = 0.55
+    min_peak_ratio: float = 1.02
+    batch_size: int = 64
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.max_shift > 0, f"max_shift must be > 0; got {self.max_shift}")
+        _check(self.max_shift_unit in ("px", "m"),
+               f"max_shift_unit must be 'px' or 'm'; got {self.max_shift_unit!r}")
+        _check(isinstance(self.patch_size, int) and 16 <= self.patch_size <= 256 and self.patch_size % 2 == 0,
+               f"patch_size must be an even integer in [16, 256]; got {self.patch_size!r}")
+        _check(self.tile_size >= 4 * self.patch_size,
+               f"tile_size must be at least 4x patch_size ({4 * self.patch_size}); got {self.tile_size}")
+        _check(self.keypoints_per_tile >= 4, f"keypoints_per_tile must be >= 4; got {self.keypoints_per_tile}")
+        _check(self.coarse_size >= 64, f"coarse_size must be >= 64; got {self.coarse_size}")
+        _check(1 <= self.refine_radius_px <= 64, f"refine_radius_px must be in [1, 64]; got {self.refine_radius_px}")
+        _check(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1); got {self.min_score}")
+        _check(self.min_peak_ratio >= 1.0, f"min_peak_ratio must be >= 1; got {self.min_peak_ratio}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}")
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+
+    def max_shift_px(self, pixel_size_m: float) -> float:
+        """Max shift in reference pixels, given the reference pixel size in CRS units (metres)."""
+        if self.max_shift_unit == "px":
+            return float(self.max_shift)
+        return float(self.max_shift) / float(pixel_size_m)
+
+
+@dataclass(frozen=True)
+class EstimationConfig:
+    """Transform model and robust estimation."""
+
+    model: str = "affine"
+    threshold_px: float = 2.0
+    ransac_iterations: int = 2000
+    confidence: float = 0.999
+    min_inliers: int = 0  # 0: use the model's own minimum (see estimation.MIN_INLIERS)
+    local_method: str = "tps"
+    polynomial_order: int = 2
+    local_smoothing: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        _check(self.threshold_px > 0, f"threshold_px must be > 0; got {self.threshold_px}")
+        _check(self.ransac_iterations >= 10, f"ransac_iterations must be >= 10; got {self.ransac_iterations}")
+        _check(0.5 < self.confidence < 1.0, f"confidence must be in (0.5, 1); got {self.confidence}")
+        _check(self.min_inliers >= 0, f"min_inliers must be >= 0; got {self.min_inliers}")
+        _check(self.local_method in LOCAL_METHODS,
+               f"local_method must be one of {', '.join(LOCAL_METHODS)}; got {self.local_method!r}")
+        _check(self.polynomial_order in (1, 2, 3), f"polynomial_order must be 1, 2 or 3; got {self.polynomial_order}")
+        _check(self.local_smoothing >= 0, f"local_smoothing must be >= 0; got {self.local_smoothing}")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Which outputs are written and how. Paths may be None to skip an output."""
+
+    tie_points: str | None = None
+    report: str | None = None
+    quicklook: str | None = None
+    align_grids: bool = False
+    cog: bool = False
+    overwrite: bool = False
+    resampling: str = "bilinear"
+    compress: str = "deflate"
+
+    def __post_init__(self) -> None:
+        _check(self.resampling in RESAMPLINGS,
+               f"resampling must be one of {', '.join(RESAMPLINGS)}; got {self.resampling!r}")
+        _check(self.compress in ("deflate", "lzw", "zstd", "none"),
+               f"compress must be deflate, lzw, zstd or none; got {self.compress!r}")
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Everything one registration needs, composed from the per-stage configs."""
+
+    reference: InputConfig = field(default_factory=InputConfig)
+    target: InputConfig = field(default_factory=InputConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    estimation: EstimationConfig = field(default_factory=EstimationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RegistrationConfig:
+        """Build from a (possibly partial) nested dict, such as a report's 'config' entry."""
+        known = {"reference": InputConfig, "target": InputConfig, "matching": MatchingConfig,
+                 "estimation": EstimationConfig, "output": OutputConfig}
+        kwargs = {}
+        for key, value in (data or {}).items():
+            if key not in known:
+                raise ConfigError(f"unknown config section {key!r}; expected one of {', '.join(known)}")
+            sub = known[key]
+            names = sub.__dataclass_fields__
+            bad = [k for k in value if k not in names]
+            if bad:
+                raise ConfigError(f"unknown option(s) {bad} in section {key!r}; expected some of {list(names)}")
+            kwargs[key] = sub(**value)
+        return cls(**kwargs)
+
+    def with_options(self, **sections) -> RegistrationConfig:
+        """Return a copy with some fields of some sections replaced: ``with_options(matching={'max_shift': 60})``."""
+        out = self
+        for key, changes in sections.items():
+            out = replace(out, **{key: replace(getattr(out, key), **changes)})
+        return out

@@ -1,0 +1,108 @@
+"""Dense structural features that survive the optical/SAR/thermal contrast gap.
+
+Channels of oriented gradient magnitude (CFOG-like: Ye et al., "Fast and robust matching for
+multimodal remote sensing image registration", TGRS 2019): the unsigned gradient projected on
+``n_orient`` directions, smoothed in space and across orientation, then L2-normalised per pixel.
+Unsigned orientation makes the feature insensitive to contrast reversal between sensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with reflect padding."""
+    if sigma <= 0:
+        return x
+    k = _gauss_kernel(sigma, x.device, x.dtype)
+    r = k.numel() // 2
+    c = x.shape[1]
+    pad_mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    x = F.pad(x, (r, r, 0, 0), mode=pad_mode)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.pad(x, (0, 0, r, r), mode=pad_mode)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def gradients(img: torch.Tensor, sigma: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central-difference gradients of a Gaussian-smoothed (B, 1, H, W) image."""
+    x = gaussian_blur(img, sigma)
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    gx = 0.5 * (xp[..., 1:-1, 2:] - xp[..., 1:-1, :-2])
+    gy = 0.5 * (xp[..., 2:, 1:-1] - xp[..., :-2, 1:-1])
+    return gx, gy
+
+
+def oriented_gradient_channels(img: torch.Tensor, n_orient: int = 9, grad_sigma: float = 1.0,
+                               cell_sigma: float = 2.0, eps_ratio: float = 0.1) -> torch.Tensor:
+    """(B, 1, H, W) image in [0, 1] -> (B, n_orient, H, W) per-pixel L2-normalised features."""
+    if img.ndim != 4 or img.shape[1] != 1:
+        raise ValueError(f"expected a (B, 1, H, W) image; got {tuple(img.shape)}")
+    gx, gy = gradients(img, grad_sigma)
+    theta = torch.arange(n_orient, device=img.device, dtype=img.dtype) * (math.pi / n_orient)
+    ch = (gx * torch.cos(theta).view(1, -1, 1, 1) + gy * torch.sin(theta).view(1, -1, 1, 1)).abs()
+    ch = gaussian_blur(ch, cell_sigma)
+    # smoothing across orientation (circular [1, 2, 1] / 4)
+    ch = 0.25 * torch.roll(ch, 1, dims=1) + 0.5 * ch + 0.25 * torch.roll(ch, -1, dims=1)
+    norm = torch.sqrt((ch * ch).sum(1, keepdim=True))
+    eps = eps_ratio * norm.mean(dim=(1, 2, 3), keepdim=True) + 1e-6
+    return ch / (norm + eps)
+
+
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a centred k x k window (k odd) of (H, W), zero outside, same size; via integral image."""
+    r = k // 2
+    xp = F.pad(x[None, None].double(), (r, r, r, r))[0, 0]
+    return (_box_sum(xp[None], k)[0] / (k * k)).to(x.dtype)
+
+
+def max_filter(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Separable k x k maximum filter of (B, C, H, W), same size."""
+    r = k // 2
+    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, r))
+    return F.max_pool2d(x, (k, 1), stride=1, padding=(r, 0))
+
+
+def _box_sum(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Sums over every p x p window of (N, H, W) -> (N, H - p + 1, W - p + 1)."""
+    c = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return c[:, p:, p:] - c[:, :-p, p:] - c[:, p:, :-p] + c[:, :-p, :-p]
+
+
+def ncc_search(templates: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Zero-normalised cross-correlation of each template over its window, all channels together.
+
+    templates (N, C, P, P), windows (N, C, S, S) with S >= P -> (N, S - P + 1, S - P + 1) in [-1, 1].
+    Entry [n, v, u] compares the template with the window crop whose top-left corner is (u, v).
+    """
+    if templates.ndim != 4 or windows.ndim != 4 or templates.shape[:2] != windows.shape[:2]:
+        raise ValueError(f"expected (N, C, P, P) and (N, C, S, S); got {tuple(templates.shape)} "
+                         f"and {tuple(windows.shape)}")
+    n, c, p, _ = templates.shape
+    s = windows.shape[-1]
+    if s < p:
+        raise ValueError(f"window size {s} is smaller than template size {p}")
+    t = templates.float()
+    w = windows.float()
+    t0 = t - t.mean(dim=(1, 2, 3), keepdim=True)
+    t_norm = torch.sqrt((t0 * t0).sum(dim=(1, 2, 3)))
+    ft = torch.fft.rfft2(t0, s=(s, s))
+    fw = torch.fft.rfft2(w)
+    corr = torch.fft.irfft2((fw * ft.conj()).sum(1), s=(s, s))[:, : s - p + 1, : s - p + 1]
+    m = c * p * p
+    wsum = _box_sum(w.sum(1), p)
+    wsq = _box_sum((w * w).sum(1), p)
+    w_var = torch.clamp(wsq - wsum * wsum / m, min=0.0)
+    den = t_norm.view(n, 1, 1) * torch.sqrt(w_var) + 1e-6
+    return torch.clamp(corr / den, -1.0, 1.0)

@@ -1,0 +1,76 @@
+"""The matcher interface shared by the pipeline, batch, the QGIS plugin and users.
+
+A matcher compares a reference patch (optical) with a target patch (SAR or thermal):
+
+- ``score(reference_patches, target_patches)``: (N, 1, P, P) each, float in [0, 1] or uint8
+  -> (N,) match scores in [0, 1], higher meaning more likely the same place.
+- ``prepare(image)``: (1, 1, H, W) -> (1, C, H, W) per-pixel representation of a whole tile,
+  computed once per tile; the pipeline crops templates and search windows from it.
+- ``search(templates, windows)``: (N, C, P, P) and (N, C, S, S) crops of prepared tiles ->
+  (N, S-P+1, S-P+1) scores of every integer placement of each template in its window.
+  The default slides ``score`` over the window; subclasses override it with something faster.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_unit_float(patches: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [0, 1]; floats pass through as float32."""
+    if patches.dtype == torch.uint8:
+        return patches.float() / 255.0
+    return patches.float()
+
+
+def check_patches(a: torch.Tensor, b: torch.Tensor, patch_size: int | None = None) -> None:
+    if a.ndim != 4 or a.shape[1] != 1 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"reference patches must be (N, 1, P, P); got {tuple(a.shape)}")
+    if b.shape != a.shape:
+        raise ValueError(f"target patches must have the reference patches' shape {tuple(a.shape)}; "
+                         f"got {tuple(b.shape)}")
+    if patch_size is not None and a.shape[-1] != patch_size:
+        raise ValueError(f"this matcher takes {patch_size}x{patch_size} patches; got {a.shape[-1]}")
+
+
+class Matcher:
+    """Base class; see the module docstring for the contract."""
+
+    name: str = "matcher"
+    patch_size: int | None = None  # None: any size
+    description: str = ""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+
+    # -- public API -------------------------------------------------------
+    def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
+        check_patches(reference_patches, target_patches, self.patch_size)
+        with torch.inference_mode():
+            a = self.prepare(as_unit_float(reference_patches).to(self.device))
+            b = self.prepare(as_unit_float(target_patches).to(self.device))
+            return self.search(a, b).reshape(-1).cpu()
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
+    def search(self, templates: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        n, c, p, _ = templates.shape
+        s = windows.shape[-1]
+        k = s - p + 1
+        crops = windows.unfold(2, p, 1).unfold(3, p, 1)  # (N, C, k, k, P, P)
+        crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(n * k * k, c, p, p)
+        tmpl = templates.unsqueeze(1).expand(n, k * k, c, p, p).reshape(n * k * k, c, p, p)
+        out = torch.cat([self._score_prepared(tmpl[i:i + 4096], crops[i:i + 4096])
+                         for i in range(0, n * k * k, 4096)])
+        return out.view(n, k, k)
+
+    def _score_prepared(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        return {"name": self.name, "description": self.description, "device": str(self.device),
+                "weights": None}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"

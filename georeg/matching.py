@@ -1,0 +1,185 @@
+"""Matching inside one tile: sample the target through the current prior, detect keypoints in
+both images, cut patches, let the matcher score every placement inside the search radius, keep
+the best placement with sub-pixel refinement.
+
+Pixel coordinates here are continuous and corner-based: pixel (col, row) covers
+[col, col + 1) x [row, row + 1), so ``grid.transform * (x, y)`` is the map position of (x, y).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rasterio.windows import Window
+
+from .config import MatchingConfig
+from .features import box_mean
+from .keypoints import detect
+from .matchers.base import Matcher
+from .preprocess import preprocess
+from .raster import Grid, RasterSource
+from .tiling import expand
+
+FORWARD, BACKWARD = 0, 1
+
+
+@dataclass
+class TiePoints:
+    """Tie points as parallel arrays; xy_r and xy_t are (N, 2) reference-grid pixels."""
+
+    xy_r: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    xy_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    peak_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    tile: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+    def __len__(self) -> int:
+        return len(self.xy_r)
+
+    @staticmethod
+    def concat(items: list[TiePoints]) -> TiePoints:
+        items = [t for t in items if len(t)]
+        if not items:
+            return TiePoints()
+        return TiePoints(*[np.concatenate([getattr(t, f) for t in items])
+                           for f in ("xy_r", "xy_t", "score", "peak_ratio", "direction", "tile")])
+
+    def subset(self, keep: np.ndarray) -> TiePoints:
+        return TiePoints(self.xy_r[keep], self.xy_t[keep], self.score[keep], self.peak_ratio[keep],
+                         self.direction[keep], self.tile[keep])
+
+
+def sample_through(source: RasterSource, grid: Grid, window: Window,
+                   inverse: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The target as it appears on ``window`` of the reference ``grid`` once corrected by a model.
+
+    ``inverse`` maps reference-grid pixels to target positions (reference-grid pixels as currently
+    georeferenced); None means the identity. Returns (H, W) float32 data and bool validity.
+    """
+    h, w = int(window.height), int(window.width)
+    if inverse is None:
+        return source.read_on_grid(grid, window)
+    xs = np.arange(w) + window.col_off + 0.5
+    ys = np.arange(h) + window.row_off + 0.5
+    step = 16  # the models are smooth: map a coarse lattice, interpolate the rest bilinearly
+    gx = np.r_[xs[::step], xs[-1]]
+    gy = np.r_[ys[::step], ys[-1]]
+    mx, my = np.meshgrid(gx, gy)
+    src = inverse(np.c_[mx.ravel(), my.ravel()]).reshape(len(gy), len(gx), 2)
+    c0, r0 = np.floor(src[..., 0].min()) - 2, np.floor(src[..., 1].min()) - 2
+    c1, r1 = np.ceil(src[..., 0].max()) + 2, np.ceil(src[..., 1].max()) + 2
+    read = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
+    data, valid = source.read_on_grid(grid, read)
+    lattice = torch.from_numpy(src).permute(2, 0, 1)[None].float()
+    full = _dense_from_lattice(lattice, gx, gy, xs, ys)
+    # array index of each sample: continuous px - read offset - 0.5; normalise for align_corners=True
+    ix = (full[0, 0] - read.col_off - 0.5) / max(read.width - 1, 1) * 2 - 1
+    iy = (full[0, 1] - read.row_off - 0.5) / max(read.height - 1, 1) * 2 - 1
+    g = torch.stack([ix, iy], -1)[None]
+    inp = torch.from_numpy(np.stack([data, valid.astype(np.float32)]))[None]
+    out = F.grid_sample(inp, g, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    v = out[1].numpy() > 0.999
+    return np.where(v, out[0].numpy(), 0.0).astype(np.float32), v
+
+
+def _dense_from_lattice(lattice: torch.Tensor, gx: np.ndarray, gy: np.ndarray,
+                        xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
+    """Bilinear interpolation of a (1, 2, len(gy), len(gx)) lattice onto all (xs, ys)."""
+    fx = torch.from_numpy(np.interp(xs, gx, np.arange(len(gx)))).float()
+    fy = torch.from_numpy(np.interp(ys, gy, np.arange(len(gy)))).float()
+    nx = fx / max(len(gx) - 1, 1) * 2 - 1
+    ny = fy / max(len(gy) - 1, 1) * 2 - 1
+    g = torch.stack(torch.meshgrid(nx, ny, indexing="xy"), -1)[None]
+    return F.grid_sample(lattice, g, mode="bilinear", align_corners=True)
+
+
+def peak_analysis(maps: torch.Tensor, exclude: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K, K) score maps -> sub-pixel peak (N, 2) as (u, v), best score, peak ratio, interior flag."""
+    n, k, _ = maps.shape
+    flat = maps.reshape(n, -1)
+    best, idx = flat.max(1)
+    v, u = idx // k, idx % k
+    interior = (u > 0) & (u < k - 1) & (v > 0) & (v < k - 1)
+    uc, vc = u.clamp(1, k - 2), v.clamp(1, k - 2)
+    ar = torch.arange(n)
+    c = maps[ar, vc, uc]
+    lx, rx = maps[ar, vc, uc - 1], maps[ar, vc, uc + 1]
+    ty, by = maps[ar, vc - 1, uc], maps[ar, vc + 1, uc]
+    dx = torch.clamp((lx - rx) / (2 * (lx - 2 * c + rx) - 1e-9), -0.5, 0.5)
+    dy = torch.clamp((ty - by) / (2 * (ty - 2 * c + by) - 1e-9), -0.5, 0.5)
+    dx = torch.where(interior, dx, torch.zeros_like(dx))
+    dy = torch.where(interior, dy, torch.zeros_like(dy))
+    yy = torch.arange(k).view(1, k, 1)
+    xx = torch.arange(k).view(1, 1, k)
+    near = ((yy - v.view(n, 1, 1)).abs() <= exclude) & ((xx - u.view(n, 1, 1)).abs() <= exclude)
+    second = torch.where(near, torch.full_like(maps, -1.0), maps).reshape(n, -1).max(1).values
+    ratio = best / second.clamp(min=1e-3)
+    uv = torch.stack([u.double() + dx.double(), v.double() + dy.double()], 1)
+    return uv.numpy(), best.numpy(), ratio.numpy(), interior.numpy()
+
+
+def _crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
+    """(1, C, H, W) feature map, (N, 2) integer centres -> (N, C, size, size)."""
+    half = size // 2
+    return torch.stack([feat[0, :, y - half:y - half + size, x - half:x - half + size] for x, y in xy])
+
+
+def _search(matcher: Matcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
+            radius: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    outs = []
+    for i in range(0, len(xy), batch):
+        sl = xy[i:i + batch]
+        maps = matcher.search(_crops(f_tmpl, sl, p), _crops(f_win, sl, p + 2 * radius))
+        outs.append(peak_analysis(maps.float().cpu()))
+    uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
+    return uv - radius, best, ratio, interior
+
+
+def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window, tile_id: int,
+               inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int, matcher: Matcher,
+               cfg: MatchingConfig, n_keypoints: int) -> TiePoints:
+    """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior."""
+    p = cfg.patch_size
+    margin = p // 2 + radius + 2
+    win = expand(tile, margin)
+    r_img, r_valid = ref.read_on_grid(grid, win)
+    t_img, t_valid = sample_through(tgt, grid, win, inverse)
+    if (r_valid & t_valid).sum() < p * p:
+        return TiePoints()
+    r_n = preprocess(r_img, r_valid, ref.modality, ref.ds.dtypes[0].startswith("float"))
+    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.ds.dtypes[0].startswith("float"))
+    dev = matcher.device
+    with torch.inference_mode():
+        f_r = matcher.prepare(torch.from_numpy(r_n)[None, None].to(dev))
+        f_t = matcher.prepare(torch.from_numpy(t_n)[None, None].to(dev))
+        f_r = f_r * torch.from_numpy(r_valid)[None, None].to(dev)
+        f_t = f_t * torch.from_numpy(t_valid)[None, None].to(dev)
+        parts = []
+        directions = [(FORWARD, r_n, r_valid, t_valid, f_r, f_t)]
+        if cfg.bidirectional:
+            directions.append((BACKWARD, t_n, t_valid, r_valid, f_t, f_r))
+        for direction, img, valid, other_valid, f_a, f_b in directions:
+            kp, _ = detect(img, valid, n_keypoints, border=margin, patch_size=p)
+            if len(kp) == 0:
+                continue
+            frac = box_mean(torch.from_numpy(other_valid.astype(np.float32)), p + 1).numpy()
+            kp = kp[frac[kp[:, 1], kp[:, 0]] > 0.5]
+            if len(kp) == 0:
+                continue
+            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size)
+            keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
+            kp, d, best, ratio = kp[keep], d[keep], best[keep], ratio[keep]
+            base = kp.astype(np.float64) + [win.col_off, win.row_off]
+            if direction == FORWARD:
+                xy_r, xy_q = base, base + d
+            else:
+                xy_r, xy_q = base + d, base
+            xy_t = inverse(xy_q) if inverse is not None else xy_q
+            parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
+                                   np.full(len(kp), tile_id, np.int32)))
+    return TiePoints.concat(parts)

@@ -1,0 +1,294 @@
+"""Raster access: opening and checking inputs, band choice, masks, footprints, overlap, and
+reading windows onto a common grid. With :mod:`georeg.writers` it is the only place that opens paths.
+
+Conventions: pixel coordinates are (x, y) = (col, row) with the pixel centre at
+``transform * (col + 0.5, row + 0.5)``; a :class:`Grid` is a transform, a size and a CRS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_geom
+from rasterio.windows import Window
+from shapely.geometry import box, mapping, shape
+
+from .config import InputConfig
+from .errors import MissingCRSError, NoOverlapError, RasterOpenError
+
+log = logging.getLogger(__name__)
+
+_SAR_WORDS = re.compile(
+    r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd|slc|sigma0|gamma0|beta0|radarsat\d?|rs2|rcm|alos\d?|palsar\d?|"
+    r"gf3|gaofen3|iceye|capella|terrasar|tsx|cosmo|csk|sentinel-?1)(?![a-z])"
+)
+_THERMAL_WORDS = re.compile(
+    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|ecostress|aster_tir)(?![a-z])"
+)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""
+
+    transform: Affine
+    width: int
+    height: int
+    crs: CRS
+
+    @property
+    def pixel_size(self) -> float:
+        """Mean ground size of a pixel, in CRS units."""
+        t = self.transform
+        return math.sqrt(abs(t.a * t.e - t.b * t.d))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs, ys = zip(*[self.transform * c for c in ((0, 0), (self.width, 0), (0, self.height),
+                                                      (self.width, self.height))])
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def window_grid(self, window: Window) -> Grid:
+        return Grid(self.transform * Affine.translation(window.col_off, window.row_off),
+                    int(window.width), int(window.height), self.crs)
+
+    def scaled(self, factor: float) -> Grid:
+        """A coarser grid over the same extent (factor > 1 means fewer, larger pixels)."""
+        w = max(1, int(math.ceil(self.width / factor)))
+        h = max(1, int(math.ceil(self.height / factor)))
+        sx, sy = self.width / w, self.height / h
+        return Grid(self.transform * Affine.scale(sx, sy), w, h, self.crs)
+
+
+def guess_modality(path: str, descriptions: tuple = (), tags: dict | None = None) -> str | None:
+    """Guess 'sar' or 'thermal' from a file name, band descriptions and tags; None if no clue."""
+    text = " ".join([Path(path).name.lower(), *(str(d).lower() for d in descriptions if d),
+                     *(f"{k} {v}".lower() for k, v in (tags or {}).items())])
+    text = text.replace("_", " ").replace(".", " ")
+    if _SAR_WORDS.search(text):
+        return "sar"
+    if _THERMAL_WORDS.search(text):
+        return "thermal"
+    return None
+
+
+class RasterSource:
+    """An opened input raster with its band choice, nodata and mask settings.
+
+    Use as a context manager. ``read_on_grid`` returns float32 data and a boolean validity mask
+    resampled onto any :class:`Grid`; reads outside the raster come back invalid.
+    """
+
+    def __init__(self, path: str | Path, cfg: InputConfig, role: str):
+        self.path = str(path)
+        self.cfg = cfg
+        self.role = role
+        p = Path(self.path)
+        if not p.exists():
+            raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
+        if p.is_dir():
+            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
+        try:
+            self.ds = rasterio.open(self.path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterOpenError(
+                f"{role} file is not a raster GDAL can read: {self.path} ({_short(exc)}); "
+                "give a GeoTIFF or another GDAL raster format") from None
+        try:
+            self._check()
+        except Exception:
+            self.ds.close()
+            raise
+        self.grid = Grid(self.ds.transform, self.ds.width, self.ds.height, self.ds.crs)
+        self.bands = self._bands()
+        self.modality = self._modality()
+        self._mask_ds = None
+        if cfg.mask:
+            if not Path(cfg.mask).exists():
+                self.ds.close()
+                raise RasterOpenError(f"{role} mask not found: {cfg.mask}; check the path")
+            try:
+                self._mask_ds = rasterio.open(cfg.mask)
+            except rasterio.errors.RasterioIOError as exc:
+                self.ds.close()
+                raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
+
+    def _check(self) -> None:
+        ds = self.ds
+        if ds.crs is None:
+            raise MissingCRSError(
+                f"{self.role} raster has no CRS: {self.path}; assign one first "
+                "(for example: gdal_edit.py -a_srs EPSG:XXXX FILE)")
+        if ds.transform == Affine.identity() and not ds.gcps[0]:
+            raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first")
+        if self.cfg.band is not None and self.cfg.band > ds.count:
+            raise RasterOpenError(
+                f"{self.role} band {self.cfg.band} does not exist: {self.path} has {ds.count} band(s)")
+
+    def _bands(self) -> list[int]:
+        if self.cfg.band is not None:
+            return [self.cfg.band]
+        if self.ds.count >= 3:
+            return [1, 2, 3]
+        return [1]
+
+    @property
+    def band_label(self) -> str:
+        return "luminance(1,2,3)" if len(self.bands) == 3 else f"band {self.bands[0]}"
+
+    def _modality(self) -> str:
+        if self.cfg.modality != "auto":
+            return self.cfg.modality
+        if self.role == "reference":
+            return "optical"
+        guess = guess_modality(self.path, self.ds.descriptions, self.ds.tags())
+        return guess or "optical"
+
+    @property
+    def nodata(self) -> float | None:
+        return self.cfg.nodata if self.cfg.nodata is not None else self.ds.nodata
+
+    def footprint(self, crs: CRS):
+        """Footprint polygon of the raster in ``crs`` (densified when reprojected)."""
+        geom = box(*self.grid.bounds)
+        if self.grid.crs == crs:
+            return geom
+        return shape(transform_geom(self.grid.crs, crs, mapping(geom), precision=-1,
+                                    antimeridian_cutting=False, densify_pts=50)) \
+            if _supports_densify() else shape(transform_geom(self.grid.crs, crs, mapping(geom)))
+
+    def _combine(self, arr: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W) data and GDAL masks -> (H, W) float32 and bool validity."""
+        arr = arr.astype(np.float32, copy=False)
+        valid = np.all(masks > 0, axis=0)
+        nd = self.cfg.nodata
+        if nd is not None:
+            valid &= np.all(arr != nd, axis=0) if not math.isnan(nd) else np.all(~np.isnan(arr), axis=0)
+        valid &= np.all(np.isfinite(arr), axis=0)
+        if arr.shape[0] == 3:
+            data = 0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]
+        else:
+            data = arr[0]
+        data = np.where(valid, data, 0.0).astype(np.float32)
+        return data, valid
+
+    def read_on_grid(self, grid: Grid, window: Window | None = None,
+                     resampling: Resampling = Resampling.bilinear) -> tuple[np.ndarray, np.ndarray]:
+        """Read the chosen band(s) onto ``grid`` (restricted to ``window`` of it).
+
+        Returns ``(data (H, W) float32, valid (H, W) bool)``.
+        """
+        if window is None:
+            window = Window(0, 0, grid.width, grid.height)
+        sub = grid.window_grid(window)
+        off = _integer_offset(self.grid, sub)
+        if off is not None:
+            data, masks = self._read_native(Window(off[0], off[1], sub.width, sub.height))
+        else:
+            with WarpedVRT(self.ds, crs=sub.crs, transform=sub.transform, width=sub.width,
+                           height=sub.height, resampling=resampling, add_alpha=True,
+                           src_nodata=self.ds.nodata) as vrt:
+                arr = vrt.read(self.bands)
+                alpha = vrt.read(vrt.count)
+            masks = np.repeat(alpha[None], len(self.bands), axis=0)
+            data = arr
+        out, valid = self._combine(data, masks)
+        if self._mask_ds is not None:
+            valid &= self._read_external_mask(sub)
+        return out, valid
+
+    def _read_native(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Boundless read on the native grid: outside pixels are returned with mask 0."""
+        h, w = int(win.height), int(win.width)
+        c0, r0 = int(win.col_off), int(win.row_off)
+        nb = len(self.bands)
+        data = np.zeros((nb, h, w), dtype=self.ds.dtypes[self.bands[0] - 1])
+        masks = np.zeros((nb, h, w), dtype=np.uint8)
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + w, self.ds.width), min(r0 + h, self.ds.height)
+        if cc1 > cc0 and rr1 > rr0:
+            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(self.bands, window=inner)
+            masks[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(self.bands, window=inner)
+        return data, masks
+
+    def _read_external_mask(self, grid: Grid) -> np.ndarray:
+        with WarpedVRT(self._mask_ds, crs=grid.crs, transform=grid.transform, width=grid.width,
+                       height=grid.height, resampling=Resampling.nearest) as vrt:
+            return vrt.read(1) > 0
+
+    def read_native_window(self, window: Window, indexes=None) -> np.ndarray:
+        """Raw read of all (or the given) bands on the native grid, boundless with nodata/0 fill."""
+        idx = list(indexes) if indexes is not None else list(range(1, self.ds.count + 1))
+        fill = self.ds.nodata if self.ds.nodata is not None else 0
+        return self.ds.read(idx, window=window, boundless=True, fill_value=fill)
+
+    def close(self) -> None:
+        self.ds.close()
+        if self._mask_ds is not None:
+            self._mask_ds.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split("\n")[0][:200]
+
+
+def _supports_densify() -> bool:
+    import inspect
+    return "densify_pts" in inspect.signature(transform_geom).parameters
+
+
+def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:
+    """(col, row) offset if ``sub`` is ``native`` shifted by whole pixels, else None."""
+    if native.crs != sub.crs:
+        return None
+    a, b = native.transform, sub.transform
+    if not all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in
+               zip((a.a, a.b, a.d, a.e), (b.a, b.b, b.d, b.e))):
+        return None
+    col, row = ~a * (b.c, b.f)
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(col)), int(round(row))
+
+
+def overlap_window(reference: RasterSource, target: RasterSource) -> tuple[Window, object]:
+    """Window of the reference grid covering the footprint overlap, and the overlap polygon.
+
+    Raises :class:`NoOverlapError` when the footprints do not intersect.
+    """
+    crs = reference.grid.crs
+    ref_fp = reference.footprint(crs)
+    tgt_fp = target.footprint(crs)
+    inter = ref_fp.intersection(tgt_fp)
+    if inter.is_empty or inter.area <= 0:
+        rb = tuple(round(v, 2) for v in ref_fp.bounds)
+        tb = tuple(round(v, 2) for v in tgt_fp.bounds)
+        raise NoOverlapError(
+            f"reference and target do not overlap (reference bounds {rb}, target bounds {tb} "
+            f"in {crs.to_string()}); check that both CRSs are right and that the scenes cover the same area")
+    inv = ~reference.grid.transform
+    cols, rows = zip(*[inv * xy for xy in inter.exterior.coords])
+    c0 = max(0, int(math.floor(min(cols))))
+    r0 = max(0, int(math.floor(min(rows))))
+    c1 = min(reference.grid.width, int(math.ceil(max(cols))))
+    r1 = min(reference.grid.height, int(math.ceil(max(rows))))
+    if c1 - c0 < 1 or r1 - r0 < 1:
+        raise NoOverlapError(f"reference and target overlap by less than one reference pixel in {crs.to_string()}")
+    return Window(c0, r0, c1 - c0, r1 - r0), inter

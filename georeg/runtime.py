@@ -1,0 +1,51 @@
+"""Process-level CPU tuning, applied by georeg's entry points (CLI, batch workers, benchmarks),
+never at import.
+
+Measured on a 2-core AVX2 machine: with glibc's defaults every large torch temporary is an mmap
+that is unmapped and page-faulted again on the next call; ``M_MMAP_MAX=0`` and a 1 GiB
+``M_TRIM_THRESHOLD`` keep freed memory in the heap and made patch CNNs and the feature filters
+2-3x faster. Worker processes also use one torch thread: two threads collapse when anything else
+runs on the machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_done = False
+
+
+def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
+    """Apply the glibc malloc settings; returns False where glibc is not the C library."""
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+    except (OSError, AttributeError):
+        return False
+    _done = ok
+    log.debug("glibc mallopt applied: %s", ok)
+    return ok
+
+
+def configure_worker(threads: int = 1) -> None:
+    """Settings for a worker process: malloc tuning and ``threads`` torch threads."""
+    tune_malloc()
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass

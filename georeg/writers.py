@@ -1,0 +1,159 @@
+"""Writing georeg's outputs, always atomically (temporary name in the same folder, then rename):
+the corrected raster, the tie-point GeoPackage, the JSON report and the quicklook PNG.
+With :mod:`georeg.raster` (reading), this is the only module that touches files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+from scipy import ndimage
+
+from .atomic import atomic_path, write_text_atomic
+from .raster import Grid, RasterSource
+from .warp import dense_coords
+
+_ORDER = {"nearest": 0, "bilinear": 1, "cubic": 3}
+
+
+def _profile(src: RasterSource, grid: Grid, compress: str, nodata) -> dict:
+    prof = {
+        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": src.ds.count,
+        "dtype": src.ds.dtypes[0], "crs": grid.crs, "transform": grid.transform,
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
+    }
+    if compress != "none":
+        prof["compress"] = compress
+        prof["predictor"] = 3 if src.ds.dtypes[0].startswith("float") else 2
+    if nodata is not None:
+        prof["nodata"] = nodata
+    return prof
+
+
+def _windows(width: int, height: int, size: int = 512):
+    for r in range(0, height, size):
+        for c in range(0, width, size):
+            yield Window(c, r, min(size, width - c), min(size, height - r))
+
+
+def _finish(tmp_gtiff: Path, final_tmp: Path, cog: bool, compress: str) -> None:
+    if cog:
+        opts = {"COMPRESS": compress.upper()} if compress != "none" else {}
+        rasterio.shutil.copy(str(tmp_gtiff), str(final_tmp), driver="COG", BIGTIFF="IF_SAFER", **opts)
+    else:
+        shutil.move(str(tmp_gtiff), str(final_tmp))
+
+
+def _copy_metadata(src: RasterSource, dst) -> None:
+    dst.update_tags(**src.ds.tags())
+    for i in range(1, src.ds.count + 1):
+        if src.ds.descriptions[i - 1]:
+            dst.set_band_description(i, src.ds.descriptions[i - 1])
+    try:
+        dst.colorinterp = src.ds.colorinterp
+    except (ValueError, rasterio.errors.RasterioError):
+        pass
+
+
+def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: bool, compress: str,
+                         progress: Callable[[float], None] | None = None) -> None:
+    """Copy the target's pixels unchanged under a new geotransform."""
+    grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
+    prof = _profile(src, grid, compress, src.ds.nodata)
+    with atomic_path(path) as final_tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as td:
+        tmp = Path(td) / "data.tif"
+        wins = list(_windows(grid.width, grid.height))
+        has_mask = src.ds.nodata is None and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0])
+        with rasterio.open(tmp, "w", **prof) as dst:
+            for i, w in enumerate(wins):
+                dst.write(src.ds.read(window=w), window=w)
+                if has_mask:
+                    dst.write_mask(src.ds.read_masks(1, window=w), window=w)
+                if progress:
+                    progress((i + 1) / len(wins))
+            _copy_metadata(src, dst)
+        _finish(tmp, final_tmp, cog, compress)
+
+
+def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[np.ndarray], np.ndarray],
+                    resampling: str, cog: bool, compress: str,
+                    progress: Callable[[float], None] | None = None) -> None:
+    """Resample the target onto ``out``; ``mapping`` takes output pixels to target native pixels."""
+    nodata = src.ds.nodata if src.ds.nodata is not None else 0
+    prof = _profile(src, out, compress, nodata)
+    order = _ORDER[resampling]
+    with atomic_path(path) as final_tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as td:
+        tmp = Path(td) / "data.tif"
+        wins = list(_windows(out.width, out.height))
+        with rasterio.open(tmp, "w", **prof) as dst:
+            for i, w in enumerate(wins):
+                dst.write(_resample_window(src, mapping, w, order, nodata), window=w)
+                if progress:
+                    progress((i + 1) / len(wins))
+            _copy_metadata(src, dst)
+        _finish(tmp, final_tmp, cog, compress)
+
+
+def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) -> np.ndarray:
+    h, wd = int(w.height), int(w.width)
+    coords = dense_coords(mapping, int(w.col_off), int(w.row_off), wd, h)  # (h, w, 2), corner-based
+    out = np.full((src.ds.count, h, wd), nodata, dtype=src.ds.dtypes[0])
+    cx, cy = coords[..., 0], coords[..., 1]
+    inside = (cx >= 0) & (cy >= 0) & (cx <= src.ds.width) & (cy <= src.ds.height)
+    if not inside.any():
+        return out
+    pad = 4
+    c0 = int(np.floor(cx[inside].min())) - pad
+    r0 = int(np.floor(cy[inside].min())) - pad
+    c1 = int(np.ceil(cx[inside].max())) + pad
+    r1 = int(np.ceil(cy[inside].max())) + pad
+    read = Window(c0, r0, c1 - c0, r1 - r0)
+    data = src.read_native_window(read)
+    masks = src.ds.read_masks(1, window=read, boundless=True)
+    ix, iy = cx - c0 - 0.5, cy - r0 - 0.5
+    valid = ndimage.map_coordinates(masks.astype(np.float32), [iy, ix], order=0, mode="constant", cval=0) > 0
+    valid &= inside
+    for b in range(src.ds.count):
+        vals = ndimage.map_coordinates(data[b].astype(np.float32), [iy, ix], order=order, mode="nearest")
+        if np.issubdtype(out.dtype, np.integer):
+            info = np.iinfo(out.dtype)
+            vals = np.clip(np.rint(vals), info.min, info.max)
+        out[b][valid] = vals[valid].astype(out.dtype)
+    return out
+
+
+def write_tie_points(gdf, path: str) -> None:
+    """Write the tie points as a GeoPackage layer 'tie_points'."""
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, driver="GPKG", layer="tie_points", engine="pyogrio")
+
+
+def write_report(report: dict, path: str) -> None:
+    write_text_atomic(path, json.dumps(report, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_png(rgb: np.ndarray, path: str) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG", optimize=True)
