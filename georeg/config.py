@@ -109,7 +109,7 @@ class EstimationConfig:
     """Transform model and robust estimation."""
 
     model: str = "affine"
-    threshold_px: float = 2.0
+    threshold_px: float = 3.0
     ransac_iterations: int = 2000
     confidence: float = 0.999
     min_inliers: int = 0  # 0: use the model's own minimum (see estimation.MIN_INLIERS)

@@ -128,6 +128,31 @@ def _lsq_affine(xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
     return np.vstack([sol.T, [0, 0, 1]])
 
 
+def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: float,
+          iterations: int = 10) -> np.ndarray:
+    """Iteratively reweighted least squares with Tukey's biweight (cut-off ``scale``), started from
+    ``h``: the result depends on the data, not on which minimal samples RANSAC happened to draw."""
+    if kind not in ("translation", "affine"):
+        return h
+    for _ in range(iterations):
+        r = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
+        w = np.where(r < scale, (1 - (r / scale) ** 2) ** 2, 0.0)
+        if w.sum() < 1e-9 or (w > 0).sum() < MIN_SAMPLE[kind]:
+            break
+        if kind == "translation":
+            d = ((xy_r - xy_t) * w[:, None]).sum(0) / w.sum()
+            new = np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+        else:
+            sw = np.sqrt(w)[:, None]
+            sol, *_ = np.linalg.lstsq(np.c_[xy_t, np.ones(len(xy_t))] * sw, xy_r * sw, rcond=None)
+            new = np.vstack([sol.T, [0, 0, 1]])
+        if np.abs(new - h).max() < 1e-9:
+            h = new
+            break
+        h = new
+    return h
+
+
 def _refit(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Least-squares refit on the inliers (affine, translation); homographies keep kornia's fit."""
     if kind == "translation":
@@ -206,6 +231,9 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
         if np.array_equal(new, inl):
             break
         inl = new
+    if kind in ("translation", "affine") and inl.sum() >= MIN_SAMPLE[kind]:
+        h = _irls(kind, xy_t, xy_r, h, 2.0 * cfg.threshold_px)
+        inl = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
     if inl.sum() < needed:
         raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
                                    hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "

@@ -223,8 +223,17 @@ class RasterSource:
         return data, masks
 
     def _read_external_mask(self, grid: Grid) -> np.ndarray:
-        with WarpedVRT(self._mask_ds, crs=grid.crs, transform=grid.transform, width=grid.width,
-                       height=grid.height, resampling=Resampling.nearest) as vrt:
+        """A mask with the raster's own size is taken pixel for pixel (it shares the raster's
+        pixel grid, whatever its georeferencing says); otherwise it is placed by its georeferencing."""
+        m = self._mask_ds
+        same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
+        kwargs = {"src_crs": self.ds.crs, "src_transform": self.ds.transform} if same_pixels else {}
+        if not same_pixels and m.crs is None:
+            raise RasterOpenError(
+                f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "
+                f"{self.ds.width}x{self.ds.height}, and has no CRS to place it; give a mask on the raster's grid")
+        with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width,
+                       height=grid.height, resampling=Resampling.nearest, **kwargs) as vrt:
             return vrt.read(1) > 0
 
     def read_native_window(self, window: Window, indexes=None) -> np.ndarray:

@@ -1,0 +1,245 @@
+"""The ``georeg`` command line (also ``rio georeg`` through rasterio's plugin entry point).
+
+Thin by design: options are declared once, turned into the same frozen config objects the Python
+API uses, and each command is one library call. georeg errors become a one-line message and
+exit code 2 (usage or input) or 1 (registration failed); nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import (
+    LOCAL_METHODS,
+    MODALITIES,
+    MODELS,
+    RESAMPLINGS,
+    EstimationConfig,
+    InputConfig,
+    MatchingConfig,
+    OutputConfig,
+    RegistrationConfig,
+    parse_shift,
+)
+from .errors import GeoregError
+
+log = logging.getLogger("georeg")
+
+MATCHER_CHOICES = ("baseline", "kgl", "rrl")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING - 10 * verbose if not quiet else logging.ERROR
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("georeg").setLevel(max(level, logging.DEBUG))
+    for noisy in ("rasterio", "pyogrio", "fiona"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+
+
+def handle_errors(fn):
+    """Turn georeg errors into clean messages and exit codes; no traceback unless -vv."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        verbose = (ctx.find_root().params or {}).get("verbose", 0) or kwargs.get("verbose", 0)
+        try:
+            return fn(*args, **kwargs)
+        except GeoregError as exc:
+            if verbose >= 2:
+                log.exception("details")
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no output was written.", err=True)
+            sys.exit(130)
+        except MemoryError:
+            click.echo("Error: out of memory; try a smaller --tile-size", err=True)
+            sys.exit(1)
+        except Exception as exc:  # a bug: keep it short but honest
+            if verbose >= 2:
+                raise
+            click.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with -vv for details "
+                       "and report it", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+def registration_options(fn):
+    """Options shared by every command that registers (register, batch)."""
+    opts = [
+        click.option("--model", type=click.Choice(MODELS), default="affine", show_default=True,
+                     help="Transform model. 'local' warps through a dense tie-point grid."),
+        click.option("--matcher", default="baseline", show_default=True,
+                     help="Patch matcher: baseline (weight-free) or a learned matcher (see 'georeg info')."),
+        click.option("--max-shift", default="40", show_default=True,
+                     help="Largest expected misregistration after the coarse pass: reference pixels "
+                          "('40', '40px') or metres ('400m')."),
+        click.option("--modality", type=click.Choice(MODALITIES), default="auto", show_default=True,
+                     help="Target modality; 'auto' guesses from names and metadata (SAR, thermal), else optical."),
+        click.option("--ref-band", type=int, default=None,
+                     help="Reference band (1-based). Default: luminance of bands 1-3, or band 1."),
+        click.option("--target-band", type=int, default=None, help="Target band (1-based). Default as --ref-band."),
+        click.option("--ref-nodata", type=float, default=None, help="Override the reference's nodata value."),
+        click.option("--target-nodata", type=float, default=None, help="Override the target's nodata value."),
+        click.option("--ref-mask", type=click.Path(), default=None,
+                     help="Raster whose non-zero pixels are valid in the reference."),
+        click.option("--target-mask", type=click.Path(), default=None,
+                     help="Raster whose non-zero pixels are valid in the target."),
+        click.option("--threshold", type=float, default=3.0, show_default=True,
+                     help="RANSAC inlier threshold, reference pixels."),
+        click.option("--tile-size", type=int, default=1024, show_default=True, help="Matching tile size, pixels."),
+        click.option("--patch-size", type=int, default=64, show_default=True, help="Patch size, pixels."),
+        click.option("--keypoints", type=int, default=192, show_default=True, help="Keypoints per tile and image."),
+        click.option("--coarse/--no-coarse", default=True, show_default=True,
+                     help="Coarse pass at reduced resolution for shifts beyond --max-shift."),
+        click.option("--refine/--no-refine", default=True, show_default=True,
+                     help="Second matching pass through the first model, with a small search radius."),
+        click.option("--local-method", type=click.Choice(LOCAL_METHODS), default="tps", show_default=True,
+                     help="Warp of the 'local' model: thin-plate spline or polynomial."),
+        click.option("--align-grids", is_flag=True, help="Resample the target onto the reference grid."),
+        click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF."),
+        click.option("--resampling", type=click.Choice(RESAMPLINGS), default="bilinear", show_default=True,
+                     help="Resampling when the output must be resampled."),
+        click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
+                     help="Where the matcher runs."),
+        click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> RegistrationConfig:
+    """The RegistrationConfig for a dict of the shared CLI options."""
+    shift, unit = parse_shift(params["max_shift"])
+    matcher = params["matcher"]
+    return RegistrationConfig(
+        reference=InputConfig(band=params["ref_band"], nodata=params["ref_nodata"], mask=params["ref_mask"]),
+        target=InputConfig(band=params["target_band"], nodata=params["target_nodata"],
+                           mask=params["target_mask"], modality=params["modality"]),
+        matching=MatchingConfig(matcher=matcher, max_shift=shift, max_shift_unit=unit,
+                                patch_size=params["patch_size"], tile_size=params["tile_size"],
+                                keypoints_per_tile=params["keypoints"], coarse=params["coarse"],
+                                refine=params["refine"], device=params["device"]),
+        estimation=EstimationConfig(model=params["model"], threshold_px=params["threshold"],
+                                    local_method=params["local_method"]),
+        output=OutputConfig(tie_points=tie_points, report=report, quicklook=quicklook,
+                            align_grids=params["align_grids"], cog=params["cog"], overwrite=params["overwrite"],
+                            resampling=params["resampling"]),
+    )
+
+
+def _sibling(output: str, value: str | None, suffix: str) -> str | None:
+    if value is None or value.lower() == "auto":
+        p = Path(output)
+        return str(p.with_name(p.stem + suffix))
+    if value.lower() == "none":
+        return None
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="georeg")
+@click.option("-v", "--verbose", count=True, help="More messages (-vv: debug and tracebacks).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.pass_context
+def georeg(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Co-register an optical reference with a SAR or thermal target."""
+    from .runtime import tune_malloc
+
+    tune_malloc()
+    _setup_logging(verbose, quiet)
+    ctx.ensure_object(dict)
+    ctx.obj.update(verbose=verbose, quiet=quiet)
+
+
+@georeg.command()
+@click.argument("reference", type=click.Path())
+@click.argument("target", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Corrected target GeoTIFF.")
+@click.option("--tie-points", default="auto", show_default=True,
+              help="Tie-point GeoPackage path; 'auto' writes OUTPUT_tiepoints.gpkg, 'none' skips it.")
+@click.option("--report", default="auto", show_default=True,
+              help="JSON report path; 'auto' writes OUTPUT_report.json, 'none' skips it.")
+@click.option("--quicklook", default="auto", show_default=True,
+              help="Quicklook PNG path; 'auto' writes OUTPUT_quicklook.png, 'none' skips it.")
+@registration_options
+@click.pass_context
+@handle_errors
+def register(ctx, reference, target, output, tie_points, report, quicklook, **params):
+    """Register TARGET onto REFERENCE and write the corrected raster to OUTPUT."""
+    from .pipeline import register as run
+
+    cfg = build_config(params, _sibling(output, tie_points, "_tiepoints.gpkg"),
+                       _sibling(output, report, "_report.json"), _sibling(output, quicklook, "_quicklook.png"))
+    quiet = ctx.obj.get("quiet", False)
+    with click.progressbar(length=1000, label="registering", file=sys.stderr, show_eta=False,
+                           hidden=quiet) as bar:
+        done = [0]
+
+        def progress(fraction: float, message: str) -> None:
+            target_steps = int(fraction * 1000)
+            if target_steps > done[0]:
+                bar.update(target_steps - done[0])
+                done[0] = target_steps
+            bar.label = message
+
+        result = run(reference, target, output, cfg, progress=progress)
+    rep = result.report
+    if not quiet:
+        sh = rep["shift"]
+        acc = rep["accuracy"]
+        click.echo(
+            f"{rep['model']['type']}: shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "
+            f"({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh['map_unit']}); "
+            f"{rep['counts']['inliers']}/{rep['counts']['tie_points']} inliers, RMSE {acc['rmse_px']:.2f} px, "
+            f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
+        for kind, path in result.outputs.items():
+            click.echo(f"  {kind}: {path}")
+
+
+@georeg.command()
+@click.pass_context
+@handle_errors
+def info(ctx):
+    """Versions, devices and available matchers."""
+    import platform
+
+    import kornia
+    import rasterio
+    import torch
+
+    from . import matchers
+
+    click.echo(f"georeg {__version__}")
+    click.echo(f"python {platform.python_version()}, torch {torch.__version__}, kornia {kornia.__version__}, "
+               f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
+    click.echo(f"cpu: {torch.get_num_threads()} torch threads")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            click.echo(f"cuda:{i}: {torch.cuda.get_device_name(i)}")
+    else:
+        click.echo("cuda: not available")
+    click.echo("matchers:")
+    for name in matchers.names():
+        m = matchers.load(name, "cpu")
+        inf = m.info()
+        weights = inf.get("weights") or "no weights needed"
+        click.echo(f"  {name}: {inf['description']} [{weights}]")
+
+
+def main() -> None:
+    georeg(prog_name="georeg")
+
+
+rio_georeg = georeg
+
+if __name__ == "__main__":
+    main()
