@@ -181,8 +181,11 @@ def _fit_poly(src: np.ndarray, dst: np.ndarray, order: int):
 def _fit_tps(src: np.ndarray, dst: np.ndarray, smoothing: float):
     from scipy.interpolate import RBFInterpolator
 
-    rbf = RBFInterpolator(src, dst - src, kernel="thin_plate_spline", smoothing=smoothing, degree=1)
-    return lambda xy: xy + rbf(xy)
+    # unit-free coordinates, so that ``smoothing`` does not depend on the scene size
+    centre, scale = src.mean(0), float(src.std() + 1e-9)
+    rbf = RBFInterpolator((src - centre) / scale, dst - src, kernel="thin_plate_spline",
+                          smoothing=smoothing, degree=1)
+    return lambda xy: xy + rbf((xy - centre) / scale)
 
 
 def fit_local(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig) -> LocalWarp:
@@ -215,9 +218,13 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
         raise TooFewTiePointsError(len(xy_t), needed, kind, "tie points")
     if kind == "translation":
         h, inl = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
+    elif kind == "local":
+        # the global affine only screens gross outliers, so it gets a generous threshold
+        from dataclasses import replace
+
+        h, inl = fit_kornia(xy_t, xy_r, "affine", replace(cfg, threshold_px=3 * cfg.threshold_px))
     else:
-        global_kind = "affine" if kind == "local" else kind
-        h, inl = fit_kornia(xy_t, xy_r, global_kind, cfg)
+        h, inl = fit_kornia(xy_t, xy_r, kind, cfg)
         if kind == "affine" and inl.sum() < needed:
             # kornia occasionally misses a model that an exhaustive translation seed finds
             h0, inl0 = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
@@ -227,7 +234,8 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
         if inl.sum() < MIN_SAMPLE[kind]:
             break
         h = _refit("affine" if kind == "local" else kind, xy_t[inl], xy_r[inl], h)
-        new = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
+        thr = cfg.threshold_px * (3 if kind == "local" else 1)
+        new = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= thr
         if np.array_equal(new, inl):
             break
         inl = new
@@ -242,10 +250,12 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
                                    "the same area.")
     local = None
     if kind == "local":
-        local = fit_local(xy_t[inl], xy_r[inl], cfg)
-        res = np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
-        # points that the affine rejected but the smooth local model explains become inliers
-        inl = res <= cfg.threshold_px
+        for _ in range(2):  # fit, drop what the smooth model does not explain, refit
+            local = fit_local(xy_t[inl], xy_r[inl], cfg)
+            res = np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
+            inl = res <= cfg.threshold_px
+            if inl.sum() < needed:
+                raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points")
     else:
         res = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
     return FittedModel(kind, h, inl, res, local)

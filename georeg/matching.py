@@ -3,7 +3,7 @@ both images, cut patches, let the matcher score every placement inside the searc
 the best placement with sub-pixel refinement.
 
 Pixel coordinates here are continuous and corner-based: pixel (col, row) covers
-[col, col + 1) x [row, row + 1), so ``grid.transform * (x, y)`` is the map position of (x, y).
+[col, col + 1) x [row, row + 1), so ``grid.transform @ (x, y)`` is the map position of (x, y).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 reading windows onto a common grid. With :mod:`georeg.writers` it is the only place that opens paths.
 
 Conventions: pixel coordinates are (x, y) = (col, row) with the pixel centre at
-``transform * (col + 0.5, row + 0.5)``; a :class:`Grid` is a transform, a size and a CRS.
+``transform @ (col + 0.5, row + 0.5)``; a :class:`Grid` is a transform, a size and a CRS.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ class Grid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        xs, ys = zip(*[self.transform * c for c in ((0, 0), (self.width, 0), (0, self.height),
+        xs, ys = zip(*[self.transform @ c for c in ((0, 0), (self.width, 0), (0, self.height),
                                                       (self.width, self.height))])
         return min(xs), min(ys), max(xs), max(ys)
 
     def window_grid(self, window: Window) -> Grid:
-        return Grid(self.transform * Affine.translation(window.col_off, window.row_off),
+        return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
                     int(window.width), int(window.height), self.crs)
 
     def scaled(self, factor: float) -> Grid:
@@ -67,7 +67,7 @@ class Grid:
         w = max(1, int(math.ceil(self.width / factor)))
         h = max(1, int(math.ceil(self.height / factor)))
         sx, sy = self.width / w, self.height / h
-        return Grid(self.transform * Affine.scale(sx, sy), w, h, self.crs)
+        return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
 
 
 def guess_modality(path: str, descriptions: tuple = (), tags: dict | None = None) -> str | None:
@@ -236,11 +236,22 @@ class RasterSource:
                        height=grid.height, resampling=Resampling.nearest, **kwargs) as vrt:
             return vrt.read(1) > 0
 
-    def read_native_window(self, window: Window, indexes=None) -> np.ndarray:
-        """Raw read of all (or the given) bands on the native grid, boundless with nodata/0 fill."""
+    def read_native_window(self, window: Window, indexes=None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw read of all (or the given) bands on the native grid, boundless: returns the data
+        (nodata or 0 outside) and the first band's GDAL mask (0 outside)."""
         idx = list(indexes) if indexes is not None else list(range(1, self.ds.count + 1))
         fill = self.ds.nodata if self.ds.nodata is not None else 0
-        return self.ds.read(idx, window=window, boundless=True, fill_value=fill)
+        h, w = int(window.height), int(window.width)
+        c0, r0 = int(window.col_off), int(window.row_off)
+        data = np.full((len(idx), h, w), fill, dtype=self.ds.dtypes[idx[0] - 1])
+        mask = np.zeros((h, w), np.uint8)
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + w, self.ds.width), min(r0 + h, self.ds.height)
+        if cc1 > cc0 and rr1 > rr0:
+            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(idx, window=inner)
+            mask[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(idx[0], window=inner)
+        return data, mask
 
     def close(self) -> None:
         self.ds.close()
@@ -271,7 +282,7 @@ def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:
     if not all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in
                zip((a.a, a.b, a.d, a.e), (b.a, b.b, b.d, b.e))):
         return None
-    col, row = ~a * (b.c, b.f)
+    col, row = ~a @ (b.c, b.f)
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
     return int(round(col)), int(round(row))
@@ -293,7 +304,7 @@ def overlap_window(reference: RasterSource, target: RasterSource) -> tuple[Windo
             f"reference and target do not overlap (reference bounds {rb}, target bounds {tb} "
             f"in {crs.to_string()}); check that both CRSs are right and that the scenes cover the same area")
     inv = ~reference.grid.transform
-    cols, rows = zip(*[inv * xy for xy in inter.exterior.coords])
+    cols, rows = zip(*[inv @ xy for xy in inter.exterior.coords])
     c0 = max(0, int(math.floor(min(cols))))
     r0 = max(0, int(math.floor(min(rows))))
     c1 = min(reference.grid.width, int(math.ceil(max(cols))))

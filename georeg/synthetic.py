@@ -22,7 +22,7 @@ def shift_geotransform(src: str, dst: str, dx_px: float, dy_px: float) -> None:
     Content at pixel (c, r) is then georeferenced where (c + dx, r + dy) used to be."""
     with rasterio.open(src) as s:
         prof = s.profile
-        prof["transform"] = s.transform * Affine.translation(dx_px, dy_px)
+        prof["transform"] = s.transform @ Affine.translation(dx_px, dy_px)
         with rasterio.open(dst, "w", **prof) as d:
             d.write(s.read())
 
@@ -80,20 +80,34 @@ def lattice(x0: float, y0: float, x1: float, y1: float, n: int = 9) -> np.ndarra
 def synthetic_pair(ref_path: str, tgt_path: str, size: int = 512, seed: int = 0,
                    new_to_old: np.ndarray | None = None, crs: str = "EPSG:32633",
                    pixel_size: float = 10.0, sar_like: bool = True) -> None:
-    """A textured optical-like reference and a SAR-like target (contrast change + speckle) on the
-    same grid, the target's content warped by ``new_to_old`` (3x3, target px -> reference px)."""
+    """An optical-like reference and a SAR-like target on the same grid, the target's content
+    warped by ``new_to_old`` (3x3, target pixels -> reference pixels).
+
+    The scene has field parcels, roads and buildings. The SAR-like image maps each parcel to an
+    unrelated brightness (land cover looks different to radar), makes roads dark and buildings
+    very bright, and multiplies by 4-look speckle, so intensities do not correspond, only structure."""
     rng = np.random.default_rng(seed)
-    base = _texture(size + 64, rng)
-    transform = Affine(pixel_size, 0, 500000.0, 0, -pixel_size, 5000000.0)
-    ref = base[32:32 + size, 32:32 + size]
+    n = size + 64
+    layers = _scene_layers(n, rng)
     m = np.eye(3) if new_to_old is None else new_to_old
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     pts = m @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
     ox, oy = pts[0] / pts[2] - 0.5 + 32, pts[1] / pts[2] - 0.5 + 32
-    tgt = ndimage.map_coordinates(base, [oy, ox], order=1, mode="reflect").reshape(size, size)
+
+    def warp(a: np.ndarray, order: int = 1) -> np.ndarray:
+        return ndimage.map_coordinates(a, [oy, ox], order=order, mode="reflect").reshape(size, size)
+
+    parcels, labels, roads, buildings, texture = layers
+    opt = parcels + 0.15 * texture + 0.8 * roads + 1.0 * buildings
+    ref = opt[32:32 + size, 32:32 + size]
     if sar_like:
-        tgt = np.abs(np.gradient(ndimage.gaussian_filter(tgt, 1.0))[0]) * 4 + 0.6 * (1 - tgt)
-        tgt = tgt * rng.gamma(4.0, 1 / 4.0, tgt.shape)
+        k = int(labels.max()) + 1
+        radar = rng.uniform(0.1, 1.0, k)[labels]
+        sar = radar * (1 - 0.85 * roads) + 3.0 * buildings + 0.1 * np.abs(texture)
+        tgt = warp(ndimage.gaussian_filter(sar, 0.7)) * rng.gamma(4.0, 1 / 4.0, (size, size))
+    else:
+        tgt = warp(opt)
+    transform = Affine(pixel_size, 0, 500000.0, 0, -pixel_size, 5000000.0)
     for path, arr in ((ref_path, ref), (tgt_path, tgt)):
         a = np.clip(arr / np.percentile(arr, 99.5) * 230, 0, 255).astype(np.uint8)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -102,21 +116,27 @@ def synthetic_pair(ref_path: str, tgt_path: str, size: int = 512, seed: int = 0,
             d.write(a[None])
 
 
-def _texture(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Fields, roads and blobs: structure at several scales, like a rural/urban optical scene."""
-    img = ndimage.gaussian_filter(rng.standard_normal((n, n)), 12) * 3
-    img += ndimage.gaussian_filter(rng.standard_normal((n, n)), 3)
-    # field parcels: piecewise constant Voronoi-like cells
-    k = max(8, n // 24)
+def _scene_layers(n: int, rng: np.random.Generator):
+    """Parcels (values and labels), roads, buildings and fine texture of an n x n scene."""
+    k = max(16, (n // 40) ** 2 // 2)
     seeds = rng.uniform(0, n, (k, 2))
+    from scipy.spatial import cKDTree
+
     yy, xx = np.mgrid[0:n, 0:n]
-    lab = np.argmin(((xx[..., None] - seeds[:, 0]) ** 2 + (yy[..., None] - seeds[:, 1]) ** 2), -1) \
-        if n <= 1200 else (xx // 40 + yy // 40 * 997) % k
-    img += rng.uniform(-1.5, 1.5, k)[lab]
-    for _ in range(max(4, n // 100)):  # roads
+    _, labels = cKDTree(seeds).query(np.c_[xx.ravel(), yy.ravel()])
+    labels = labels.reshape(n, n)
+    parcels = rng.uniform(0.1, 0.9, k)[labels]
+    roads = np.zeros((n, n))
+    for _ in range(max(3, n // 150)):
         x0, y0 = rng.uniform(0, n, 2)
         ang = rng.uniform(0, np.pi)
         d = np.abs((xx - x0) * np.sin(ang) - (yy - y0) * np.cos(ang))
-        img += 2.5 * (d < 2)
-    img = (img - img.min()) / (img.max() - img.min() + 1e-9)
-    return img.astype(np.float64)
+        roads = np.maximum(roads, (d < 1.5).astype(float))
+    buildings = np.zeros((n, n))
+    for _ in range(n * n // 2500):
+        cx, cy = rng.integers(0, n, 2)
+        w, h = rng.integers(3, 9, 2)
+        buildings[cy:cy + h, cx:cx + w] = 1.0
+    texture = ndimage.gaussian_filter(rng.standard_normal((n, n)), 2.0)
+    texture /= texture.std() + 1e-9
+    return parcels, labels, roads, buildings, texture

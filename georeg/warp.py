@@ -1,7 +1,7 @@
 """Output geometry, pure and file-free: corrected geotransforms and pixel mappings for resampling.
 
 A model maps ``xy_t`` (target as currently georeferenced, reference-grid pixels) to ``xy_r``
-(reference-grid pixels). Pixel coordinates are corner-based: ``transform * (x, y)``.
+(reference-grid pixels). Pixel coordinates are corner-based: ``transform @ (x, y)``.
 """
 
 from __future__ import annotations

@@ -116,8 +116,7 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
     c1 = int(np.ceil(cx[inside].max())) + pad
     r1 = int(np.ceil(cy[inside].max())) + pad
     read = Window(c0, r0, c1 - c0, r1 - r0)
-    data = src.read_native_window(read)
-    masks = src.ds.read_masks(1, window=read, boundless=True)
+    data, masks = src.read_native_window(read)
     ix, iy = cx - c0 - 0.5, cy - r0 - 0.5
     valid = ndimage.map_coordinates(masks.astype(np.float32), [iy, ix], order=0, mode="constant", cval=0) > 0
     valid &= inside

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from georeg.features import box_mean, ncc_search, oriented_gradient_channels
+from georeg.keypoints import detect
+from georeg.matchers import BaselineMatcher, load
+from georeg.errors import UnknownMatcherError
+from georeg.matching import peak_analysis
+
+
+def _texture(n=256, seed=0):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.standard_normal((n, n)), 2.0).astype(np.float32)
+
+
+def test_oriented_gradients_shape_and_norm():
+    img = torch.from_numpy(_texture())[None, None]
+    f = oriented_gradient_channels(img)
+    assert f.shape == (1, 9, 256, 256)
+    norm = f.pow(2).sum(1).sqrt()
+    assert float(norm.max()) <= 1.0 + 1e-5
+
+
+def test_ncc_search_finds_known_offset():
+    img = torch.from_numpy(_texture())[None, None]
+    f = oriented_gradient_channels(img)
+    p, r = 32, 10
+    y, x = 100, 120
+    dy, dx = 4, -7
+    # the template is cut (dx, dy) away from the window centre: the best placement is (r + dx, r + dy)
+    win = f[:, :, y - r:y - r + p + 2 * r, x - r:x - r + p + 2 * r]
+    tmpl = f[:, :, y + dy:y + dy + p, x + dx:x + dx + p]
+    m = ncc_search(tmpl, win)
+    assert m.shape == (1, 2 * r + 1, 2 * r + 1)
+    v, u = divmod(int(m.flatten().argmax()), 2 * r + 1)
+    assert (u - r, v - r) == (dx, dy)
+    assert float(m.max()) > 0.999
+
+
+def test_peak_analysis_subpixel():
+    k = 21
+    yy, xx = np.mgrid[0:k, 0:k]
+    true = (9.3, 11.7)
+    maps = torch.from_numpy(np.exp(-((xx - true[0]) ** 2 + (yy - true[1]) ** 2) / 8.0))[None].float()
+    uv, best, ratio, interior = peak_analysis(maps)
+    assert interior[0]
+    assert abs(uv[0, 0] - true[0]) < 0.15 and abs(uv[0, 1] - true[1]) < 0.15
+
+
+def test_box_mean_matches_direct():
+    x = torch.rand(40, 50)
+    b = box_mean(x, 5)
+    assert torch.allclose(b[10, 10], x[8:13, 8:13].mean(), atol=1e-6)
+
+
+def test_keypoints_are_spread_and_inside():
+    img = _texture(512)
+    valid = np.ones_like(img, bool)
+    valid[:, :100] = False
+    xy, sc = detect(img, valid, 100, border=40, patch_size=32)
+    assert 60 <= len(xy) <= 100
+    assert (xy[:, 0] >= 116).all()  # the patch must lie in the valid part
+    assert (xy >= 40).all() and (xy < 512 - 40).all()
+    # spread: every quadrant of the valid area gets points
+    qx = xy[:, 0] > 306
+    qy = xy[:, 1] > 256
+    assert all(((qx == a) & (qy == b)).sum() > 5 for a in (0, 1) for b in (0, 1))
+
+
+def test_matcher_api_scores_pairs():
+    m = load("baseline", device="cpu")
+    assert isinstance(m, BaselineMatcher)
+    img = torch.from_numpy(_texture(128))
+    img = (img - img.min()) / (img.max() - img.min())
+    a = torch.stack([img[0:64, 0:64], img[32:96, 32:96]])[:, None]
+    b = torch.stack([img[0:64, 0:64], img[64:128, 0:64]])[:, None]
+    s = m.score(a, b)
+    assert s.shape == (2,)
+    assert float(s[0]) > 0.99 and float(s[1]) < 0.8
+    s8 = m.score((a * 255).to(torch.uint8), (b * 255).to(torch.uint8))
+    assert torch.allclose(s8, s, atol=0.02)
+    with pytest.raises(ValueError, match=r"\(N, 1, P, P\)"):
+        m.score(a[:, 0], b[:, 0])
+
+
+def test_unknown_matcher():
+    with pytest.raises(UnknownMatcherError, match="unknown matcher 'nope'; available: baseline"):
+        load("nope")
