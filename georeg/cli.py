@@ -48,7 +48,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
-        verbose = (ctx.find_root().params or {}).get("verbose", 0) or kwargs.get("verbose", 0)
+        verbose = (ctx.obj or {}).get("verbose", 0)
         try:
             return fn(*args, **kwargs)
         except GeoregError as exc:
@@ -68,6 +68,23 @@ def handle_errors(fn):
             click.echo(f"Error: internal error ({type(exc).__name__}: {exc}); rerun with -vv for details "
                        "and report it", err=True)
             sys.exit(1)
+    return wrapper
+
+
+def verbosity_options(fn):
+    """-v/-q accepted after the command name too (``georeg register ... -q``)."""
+    fn = click.option("-q", "--quiet", "quiet_", is_flag=True, help="Only errors.")(fn)
+    fn = click.option("-v", "--verbose", "verbose_", count=True, help="More messages (-vv: debug).")(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, verbose_=0, quiet_=False, **kwargs):
+        ctx = click.get_current_context()
+        obj = ctx.ensure_object(dict)
+        verbose = max(obj.get("verbose", 0), verbose_)
+        quiet = obj.get("quiet", False) or quiet_
+        obj.update(verbose=verbose, quiet=quiet)
+        _setup_logging(verbose, quiet)
+        return fn(*args, **kwargs)
     return wrapper
 
 
@@ -171,6 +188,7 @@ def georeg(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--quicklook", default="auto", show_default=True,
               help="Quicklook PNG path; 'auto' writes OUTPUT_quicklook.png, 'none' skips it.")
 @registration_options
+@verbosity_options
 @click.pass_context
 @handle_errors
 def register(ctx, reference, target, output, tie_points, report, quicklook, **params):
@@ -206,6 +224,7 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 
 
 @georeg.command()
+@verbosity_options
 @click.pass_context
 @handle_errors
 def info(ctx):

@@ -47,7 +47,6 @@ def landsat_clear_mask(landsat, tmp_path_factory) -> Path:
     """Clear-sky mask (1 = usable) from the scene's own BQA band: cloud confidence 'maybe' or
     'yes' (bits 14-15 >= 2), dilated by 5 px. Cumulus clouds shift between OLI and TIRS views
     (parallax), so tie points on them disagree with the ground; masks are how users exclude them."""
-    import numpy as np
     import rasterio
     from scipy import ndimage
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from georeg.errors import UnknownMatcherError
 from georeg.features import box_mean, ncc_search, oriented_gradient_channels
 from georeg.keypoints import detect
 from georeg.matchers import BaselineMatcher, load
-from georeg.errors import UnknownMatcherError
 from georeg.matching import peak_analysis
 
 

@@ -1,0 +1,165 @@
+"""The CLI: every bad input gets a one-line message, the right exit code and no output file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from georeg.cli import georeg
+from georeg.synthetic import synthetic_pair
+
+SIZE = 320
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    ref, tgt = d / "ref.tif", d / "sar_vh.tif"
+    m = np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]])
+    synthetic_pair(str(ref), str(tgt), size=SIZE, seed=5, new_to_old=m)
+    return ref, tgt
+
+
+def _write(path, arr, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), nodata=None):
+    prof = dict(driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype=arr.dtype.name,
+                transform=transform, nodata=nodata)
+    if crs:
+        prof["crs"] = crs
+    with rasterio.open(path, "w", **prof) as d:
+        d.write(arr[None])
+    return path
+
+
+def _run(args):
+    return CliRunner().invoke(georeg, [str(a) for a in args])
+
+
+def _outputs_left(folder, names=("out",)):
+    return sorted(p.name for p in folder.iterdir() if any(p.name.startswith(n) or p.name.startswith("." + n)
+                                                         for n in names))
+
+
+def test_register_writes_all_outputs(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out.tif"
+    r = _run(["register", ref, tgt, "-o", out, "--model", "translation", "-q"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.tif", "out_quicklook.png", "out_report.json", "out_tiepoints.gpkg"]
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["model"]["type"] == "translation"
+    assert np.allclose(rep["model"]["matrix_px"][0][2], 6.0, atol=0.5)
+    assert np.allclose(rep["model"]["matrix_px"][1][2], -4.0, atol=0.5)
+    with rasterio.open(out) as d, rasterio.open(tgt) as t:
+        assert d.shape == t.shape and (d.read() == t.read()).all()  # geotransform-only
+        assert abs(d.transform.c - t.transform.c - 60.0) < 5 and abs(d.transform.f - t.transform.f - 40.0) < 5
+
+
+def test_register_output_exists_without_overwrite(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"keep me")
+    r = _run(["register", ref, tgt, "-o", out, "--report", "none", "--quicklook", "none", "--tie-points", "none"])
+    assert r.exit_code == 2
+    assert f"Error: output exists: {out}; use --overwrite" in r.output
+    assert out.read_bytes() == b"keep me"
+    assert _outputs_left(tmp_path) == ["out.tif"]
+
+
+def _bad(tmp_path, ref, tgt, expected_code, expected_msg, extra=()):
+    out = tmp_path / "out.tif"
+    r = _run(["register", ref, tgt, "-o", out, *extra])
+    assert r.exit_code == expected_code, r.output
+    assert expected_msg in r.output, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1 and "Traceback" not in r.output
+    assert _outputs_left(tmp_path) == [], "no output may be left behind"
+
+
+def test_missing_file(pair, tmp_path):
+    _bad(tmp_path, pair[0], tmp_path / "nope.tif", 2, "target raster not found")
+
+
+def test_not_a_raster(pair, tmp_path):
+    txt = tmp_path / "notes.tif"
+    txt.write_text("this is not a raster")
+    _bad(tmp_path, txt, pair[1], 2, "reference file is not a raster GDAL can read")
+
+
+def test_no_crs(pair, tmp_path):
+    with rasterio.open(pair[1]) as d:
+        arr = d.read(1)
+    nocrs = _write(tmp_path / "nocrs.tif", arr, crs=None)
+    _bad(tmp_path, pair[0], nocrs, 2, "target raster has no CRS")
+
+
+def test_no_overlap(pair, tmp_path):
+    with rasterio.open(pair[1]) as d:
+        arr = d.read(1)
+    far = _write(tmp_path / "far.tif", arr, transform=Affine(10, 0, 700000, 0, -10, 5000000))
+    _bad(tmp_path, pair[0], far, 2, "reference and target do not overlap")
+
+
+def test_overlap_all_nodata(pair, tmp_path):
+    empty = _write(tmp_path / "empty.tif", np.zeros((SIZE, SIZE), np.uint8), nodata=0)
+    _bad(tmp_path, pair[0], empty, 2, "no pixel there is valid in both rasters")
+
+
+def test_too_few_tie_points(pair, tmp_path):
+    flat = _write(tmp_path / "flat.tif", np.full((SIZE, SIZE), 90, np.uint8))
+    out = tmp_path / "out.tif"
+    r = _run(["register", pair[0], flat, "-o", out])
+    assert r.exit_code == 1, r.output
+    assert "too few tie points for the 'affine' model: found 0, need at least 6" in r.output
+    assert "Try a larger --max-shift" in r.output
+    assert _outputs_left(tmp_path) == []
+
+
+def test_unknown_matcher(pair, tmp_path):
+    _bad(tmp_path, pair[0], pair[1], 2, "unknown matcher 'superglue'", ["--matcher", "superglue"])
+
+
+def test_bad_option_value(pair, tmp_path):
+    _bad(tmp_path, pair[0], pair[1], 2, "max shift must be", ["--max-shift", "12km"])
+
+
+def test_missing_mask(pair, tmp_path):
+    _bad(tmp_path, pair[0], pair[1], 2, "target mask not found", ["--target-mask", tmp_path / "m.tif"])
+
+
+def test_bad_model_is_usage_error(pair, tmp_path):
+    r = _run(["register", pair[0], pair[1], "-o", tmp_path / "out.tif", "--model", "spline"])
+    assert r.exit_code == 2 and "Invalid value for '--model'" in r.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from georeg.cli import georeg; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_info_lists_baseline():
+    r = _run(["info"])
+    assert r.exit_code == 0
+    assert "baseline" in r.output and "torch" in r.output
+
+
+def test_console_script_and_rio_plugin():
+    import shutil
+
+    exe = shutil.which("georeg")
+    if exe is None:
+        pytest.skip("the georeg console script is not installed (pip install -e .)")
+    assert subprocess.run([exe, "--help"], capture_output=True, text=True).returncode == 0
+    rio = shutil.which("rio")
+    if rio is None:
+        pytest.skip("rasterio's rio command is not on PATH")
+    out = subprocess.run([rio, "georeg", "register", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--max-shift" in out.stdout
