@@ -35,6 +35,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _remove(side)
 
 
+@contextlib.contextmanager
+def staged(paths: dict[str, str]) -> Iterator[dict[str, Path]]:
+    """Yield temporary paths for a set of outputs; rename them all only if the block succeeds.
+
+    Either every output of a run appears, or none does (a failure or Ctrl-C deletes the
+    temporary files)."""
+    tmps = {key: partial_path(path) for key, path in paths.items()}
+    for tmp in tmps.values():
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
+    try:
+        yield tmps
+    except BaseException:
+        for tmp in tmps.values():
+            _remove(tmp)
+        raise
+    for key, tmp in tmps.items():
+        if tmp.exists():
+            os.replace(tmp, paths[key])
+        for side in _sidecars(tmp):
+            _remove(side)
+
+
 def _sidecars(p: Path) -> list[Path]:
     return [p.with_name(p.name + ext) for ext in (".aux.xml", "-journal", "-wal", "-shm")]
 

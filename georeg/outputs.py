@@ -17,10 +17,10 @@ from .writers import write_png, write_report, write_resampled, write_tie_points,
 
 
 def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel,
-                  tp: TiePoints, cfg: RegistrationConfig, outputs: dict, check_cancel) -> tuple:
+                  tp: TiePoints, cfg: RegistrationConfig, outputs: dict) -> tuple:
     """Write the corrected raster. Returns (transform or None, mode, geotransform deviation px)."""
     o = cfg.output
-    path = outputs["raster"]
+    path = str(outputs["raster"])
     geotransform_only = model.kind in ("translation", "affine") and not o.align_grids
     if geotransform_only:
         transform, dev = corrected_transform(model, grid, tgt.grid)
@@ -64,11 +64,11 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
                    tp: TiePoints, cfg: RegistrationConfig, outputs: dict, report: dict):
     gdf = tie_points_frame(ref, tgt, grid, model, tp)
     if "tie_points" in outputs:
-        write_tie_points(gdf, outputs["tie_points"])
+        write_tie_points(gdf, str(outputs["tie_points"]))
     if "quicklook" in outputs:
-        write_png(quicklook_image(ref, tgt, grid, overlap, model, tp), outputs["quicklook"])
+        write_png(quicklook_image(ref, tgt, grid, overlap, model, tp), str(outputs["quicklook"]))
     if "report" in outputs:
-        write_report(report, outputs["report"])
+        write_report(report, str(outputs["report"]))
     return gdf
 
 

@@ -171,16 +171,17 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
         clock.lap("estimation")
 
         notify(0.86, "writing outputs")
-        from .outputs import write_outputs
+        from .atomic import staged
+        from .outputs import finish_outputs, write_outputs
 
-        transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, outputs,
-                                                   check_cancel)
-        clock.lap("write")
-        report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
-                         deviation, clock.stages, outputs)
-        from .outputs import finish_outputs
-
-        gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, outputs, report)
+        with staged(outputs) as tmp:
+            transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp)
+            check_cancel()
+            clock.lap("write")
+            report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
+                             deviation, clock.stages, outputs)
+            gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
+            check_cancel()
         notify(1.0, "done")
     return RegistrationResult(model, transform, gdf, report, outputs)
 

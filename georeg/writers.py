@@ -1,6 +1,7 @@
-"""Writing georeg's outputs, always atomically (temporary name in the same folder, then rename):
-the corrected raster, the tie-point GeoPackage, the JSON report and the quicklook PNG.
-With :mod:`georeg.raster` (reading), this is the only module that touches files.
+"""Writing georeg's outputs: the corrected raster, the tie-point GeoPackage, the JSON report and
+the quicklook PNG. Callers pass temporary paths from :func:`georeg.atomic.staged`, which renames
+them into place only when every output is complete. With :mod:`georeg.raster` (reading), this is
+the only module that touches files.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 
-from .atomic import atomic_path, write_text_atomic
 from .raster import Grid, RasterSource
 from .warp import dense_coords
 
@@ -68,7 +69,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: b
     """Copy the target's pixels unchanged under a new geotransform."""
     grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
     prof = _profile(src, grid, compress, src.ds.nodata)
-    with atomic_path(path) as final_tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as td:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".georeg-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
         has_mask = src.ds.nodata is None and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0])
@@ -80,7 +81,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: b
                 if progress:
                     progress((i + 1) / len(wins))
             _copy_metadata(src, dst)
-        _finish(tmp, final_tmp, cog, compress)
+        _finish(tmp, Path(path), cog, compress)
 
 
 def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[np.ndarray], np.ndarray],
@@ -90,7 +91,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
     prof = _profile(src, out, compress, nodata)
     order = _ORDER[resampling]
-    with atomic_path(path) as final_tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as td:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".georeg-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))
         with rasterio.open(tmp, "w", **prof) as dst:
@@ -99,7 +100,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
                 if progress:
                     progress((i + 1) / len(wins))
             _copy_metadata(src, dst)
-        _finish(tmp, final_tmp, cog, compress)
+        _finish(tmp, Path(path), cog, compress)
 
 
 def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) -> np.ndarray:
@@ -131,12 +132,11 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
 
 def write_tie_points(gdf, path: str) -> None:
     """Write the tie points as a GeoPackage layer 'tie_points'."""
-    with atomic_path(path) as tmp:
-        gdf.to_file(tmp, driver="GPKG", layer="tie_points", engine="pyogrio")
+    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio")
 
 
 def write_report(report: dict, path: str) -> None:
-    write_text_atomic(path, json.dumps(report, indent=2, default=_json_default) + "\n")
+    Path(path).write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
 
 
 def _json_default(o):
@@ -154,5 +154,4 @@ def _json_default(o):
 def write_png(rgb: np.ndarray, path: str) -> None:
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG", optimize=True)
+    Image.fromarray(rgb).save(path, format="PNG", optimize=True)

@@ -1,0 +1,178 @@
+"""Outputs and input handling: tie points, report, quicklook, COG, grids, CRSs, dtypes, nodata,
+local warps, cancellation and all-or-nothing writing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+import georeg
+from georeg.config import RegistrationConfig
+from georeg.errors import CancelledError
+from georeg.estimation import apply_h
+from georeg.synthetic import lattice, synthetic_pair
+
+SIZE = 384
+SHIFT = np.array([[1, 0, 9.0], [0, 1, -6.0], [0, 0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    ref, tgt = d / "ref.tif", d / "sar.tif"
+    synthetic_pair(str(ref), str(tgt), size=SIZE, seed=11, new_to_old=SHIFT)
+    return ref, tgt
+
+
+def _cfg(**sections):
+    return RegistrationConfig().with_options(**sections)
+
+
+def test_tie_points_report_quicklook(pair, tmp_path):
+    import geopandas as gpd
+    import pyogrio
+
+    out = tmp_path / "out.tif"
+    cfg = _cfg(output={"tie_points": str(tmp_path / "tp.gpkg"), "report": str(tmp_path / "r.json"),
+                       "quicklook": str(tmp_path / "q.png")})
+    res = georeg.register(*pair, out, cfg)
+    layers = pyogrio.list_layers(tmp_path / "tp.gpkg")
+    assert [name for name, _ in layers] == ["tie_points"]
+    gdf = gpd.read_file(tmp_path / "tp.gpkg", layer="tie_points")
+    with rasterio.open(pair[0]) as d:
+        assert gdf.crs.equals(d.crs)
+    expected = {"tile", "direction", "score", "peak_ratio", "ref_col", "ref_row", "tgt_col", "tgt_row", "ref_x",
+                "ref_y", "tgt_x", "tgt_y", "dx_px", "dy_px", "residual_px", "inlier", "geometry"}
+    assert expected <= set(gdf.columns)
+    assert gdf["inlier"].dtype == bool and gdf["inlier"].sum() == res.report["counts"]["inliers"]
+    assert len(gdf) == res.report["counts"]["tie_points"] == len(res.tie_points)
+    assert np.allclose(gdf.geometry.x, gdf.ref_x) and np.allclose(gdf.geometry.y, gdf.ref_y)
+    rep = json.loads((tmp_path / "r.json").read_text())
+    for key in ("model", "shift", "accuracy", "counts", "timings_s", "versions", "config"):
+        assert key in rep
+    assert rep["accuracy"]["rmse_px"] < 2.0 and rep["accuracy"]["ce90_px"] >= rep["accuracy"]["median_residual_px"]
+    assert rep["accuracy"]["map_unit"] == "m"
+    assert np.allclose(rep["shift"]["mean_map"], [90.0, 60.0], atol=5.0)  # +9 px east, -6 px = north
+    from PIL import Image
+
+    with Image.open(tmp_path / "q.png") as im:
+        assert im.mode == "RGB" and im.width > 2 * im.height
+
+
+def test_cog_output(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    georeg.register(*pair, out, _cfg(output={"cog": True}))
+    with rasterio.open(out) as d:
+        assert d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert d.profile["tiled"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_align_grids_resamples_onto_reference(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    res = georeg.register(*pair, out, _cfg(output={"align_grids": True}))
+    assert res.transform is None and res.report["model"]["output_mode"] == "resampled to reference grid"
+    with rasterio.open(out) as o, rasterio.open(pair[0]) as r, rasterio.open(pair[1]) as t:
+        assert o.transform == r.transform and o.shape == r.shape and o.crs == r.crs
+        # the aligned target shows at reference pixel q what the target showed at q - shift
+        a = o.read(1).astype(float)
+        b = t.read(1).astype(float)
+        assert np.corrcoef(a[40:300, 40:300].ravel(), b[46:306, 31:291].ravel())[0, 1] > 0.9
+
+
+def test_target_in_other_crs_and_resolution(pair, tmp_path):
+    """A target in Web Mercator at 15 m: matched on the reference grid, result in map coordinates."""
+    src = pair[1]
+    other = tmp_path / "sar_3857.tif"
+    with rasterio.open(src) as s:
+        t, w, h = calculate_default_transform(s.crs, "EPSG:3857", s.width, s.height, *s.bounds, resolution=15.0)
+        prof = s.profile | {"crs": "EPSG:3857", "transform": t, "width": w, "height": h, "nodata": 0}
+        with rasterio.open(other, "w", **prof) as d:
+            reproject(rasterio.band(s, 1), rasterio.band(d, 1), resampling=Resampling.bilinear)
+    res = georeg.register(pair[0], other, tmp_path / "out.tif", _cfg())
+    pts = lattice(60, 60, SIZE - 60, SIZE - 60)
+    assert np.abs(res.model.forward(pts) - apply_h(SHIFT, pts)).max() < 1.0
+    with rasterio.open(tmp_path / "out.tif") as d:
+        assert d.crs.to_epsg() == 3857  # the target keeps its own CRS and grid
+
+
+@pytest.mark.parametrize("kind", ["uint16", "float32"])
+def test_dtypes_and_nodata(pair, tmp_path, kind):
+    """uint16 reference; float32 linear-power SAR target with a nodata stripe."""
+    ref16 = tmp_path / "ref16.tif"
+    with rasterio.open(pair[0]) as s:
+        prof = s.profile | {"dtype": "uint16"}
+        with rasterio.open(ref16, "w", **prof) as d:
+            d.write(s.read().astype(np.uint16) * 200)
+    tgt = tmp_path / f"sar_{kind}.tif"
+    with rasterio.open(pair[1]) as s:
+        arr = s.read(1).astype(np.float64)
+        if kind == "float32":
+            arr = ((arr / 255.0) ** 2).astype(np.float32)  # linear power
+            nodata = -9999.0
+        else:
+            arr = (arr * 100).astype(np.uint16)
+            nodata = 65535
+        arr[:, :60] = nodata
+        prof = s.profile | {"dtype": kind, "nodata": nodata}
+        with rasterio.open(tgt, "w", **prof) as d:
+            d.write(arr[None])
+    res = georeg.register(ref16, tgt, tmp_path / "out.tif", _cfg(estimation={"model": "translation"}))
+    assert np.allclose(res.model.matrix[:2, 2], SHIFT[:2, 2], atol=0.5)
+    assert (res.tie_points["ref_col"] > 55).all()
+
+
+def test_band_choice(pair, tmp_path):
+    rgb = tmp_path / "ref_rgb.tif"
+    with rasterio.open(pair[0]) as s:
+        prof = s.profile | {"count": 3}
+        a = s.read(1)
+        with rasterio.open(rgb, "w", **prof) as d:
+            d.write(np.stack([a, a // 2, 255 - a]))
+    res = georeg.register(rgb, pair[1], tmp_path / "o1.tif", _cfg())
+    assert res.report["reference"]["bands"] == "luminance(1,2,3)"
+    res = georeg.register(rgb, pair[1], tmp_path / "o2.tif", _cfg(reference={"band": 1}))
+    assert res.report["reference"]["bands"] == "band 1"
+    pts = lattice(60, 60, SIZE - 60, SIZE - 60)
+    assert np.abs(res.model.forward(pts) - apply_h(SHIFT, pts)).max() < 1.0
+
+
+def test_local_model_warps_through_tie_points(tmp_path):
+    ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
+    synthetic_pair(str(ref), str(tgt), size=SIZE, seed=2, new_to_old=SHIFT)
+    res = georeg.register(ref, tgt, tmp_path / "out.tif",
+                          _cfg(estimation={"model": "local"}, output={"align_grids": True}))
+    assert res.model.local is not None and res.report["model"]["local_method"] == "tps"
+    pts = lattice(80, 80, SIZE - 80, SIZE - 80)
+    assert np.abs(res.model.forward(pts) - apply_h(SHIFT, pts)).max() < 1.0
+
+
+def test_cancel_leaves_nothing(pair, tmp_path):
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(CancelledError):
+        georeg.register(*pair, tmp_path / "out.tif", _cfg(output={"report": str(tmp_path / "r.json")}),
+                        cancel=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_while_writing_leaves_nothing(pair, tmp_path, monkeypatch):
+    import georeg.outputs
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(georeg.outputs, "write_png", boom)
+    cfg = _cfg(output={"report": str(tmp_path / "r.json"), "quicklook": str(tmp_path / "q.png"),
+                       "tie_points": str(tmp_path / "t.gpkg")})
+    with pytest.raises(OSError, match="disk full"):
+        georeg.register(*pair, tmp_path / "out.tif", cfg)
+    assert list(tmp_path.iterdir()) == []
