@@ -91,8 +91,9 @@ def verbosity_options(fn):
 def registration_options(fn):
     """Options shared by every command that registers (register, batch)."""
     opts = [
-        click.option("--model", type=click.Choice(MODELS), default="affine", show_default=True,
-                     help="Transform model. 'local' warps through a dense tie-point grid."),
+        click.option("--model", type=click.Choice(MODELS), default="auto", show_default=True,
+                     help="Transform model. 'auto' picks translation or affine by spatial cross-validation "
+                          "of the tie points; 'local' warps through a dense tie-point grid."),
         click.option("--matcher", default="baseline", show_default=True,
                      help="Patch matcher: baseline (weight-free) or a learned matcher (see 'georeg info')."),
         click.option("--max-shift", default="40", show_default=True,

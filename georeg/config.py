@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .errors import ConfigError
 
 MODALITIES = ("auto", "optical", "sar", "thermal")
-MODELS = ("translation", "affine", "homography", "local")
+MODELS = ("auto", "translation", "affine", "homography", "local")
 LOCAL_METHODS = ("tps", "polynomial")
 DEVICES = ("auto", "cpu", "cuda")
 RESAMPLINGS = ("nearest", "bilinear", "cubic")
@@ -108,7 +108,7 @@ class MatchingConfig:
 class EstimationConfig:
     """Transform model and robust estimation."""
 
-    model: str = "affine"
+    model: str = "auto"
     threshold_px: float = 3.0
     ransac_iterations: int = 2000
     confidence: float = 0.999

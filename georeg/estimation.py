@@ -20,8 +20,8 @@ from .errors import TooFewTiePointsError
 
 log = logging.getLogger(__name__)
 
-MIN_SAMPLE = {"translation": 1, "affine": 3, "homography": 4, "local": 3}
-MIN_INLIERS = {"translation": 4, "affine": 6, "homography": 8, "local": 10}
+MIN_SAMPLE = {"translation": 1, "affine": 3, "homography": 4, "local": 3, "auto": 1}
+MIN_INLIERS = {"translation": 4, "affine": 6, "homography": 8, "local": 10, "auto": 4}
 
 
 def apply_h(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -211,6 +211,10 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     kind = model or cfg.model
     xy_t = np.asarray(xy_t, np.float64).reshape(-1, 2)
     xy_r = np.asarray(xy_r, np.float64).reshape(-1, 2)
+    if kind == "auto":
+        if len(xy_t) < MIN_INLIERS["translation"]:
+            raise TooFewTiePointsError(len(xy_t), MIN_INLIERS["translation"], "auto", "tie points")
+        return estimate_auto(xy_t, xy_r, cfg)
     if xy_t.shape != xy_r.shape:
         raise ValueError(f"xy_t and xy_r must both be (N, 2); got {xy_t.shape} and {xy_r.shape}")
     needed = max(cfg.min_inliers, MIN_INLIERS[kind])
@@ -259,6 +263,48 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     else:
         res = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
     return FittedModel(kind, h, inl, res, local)
+
+
+def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
+    if kind == "translation":
+        d = (xy_r - xy_t).mean(0)
+        return np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+    return _lsq_affine(xy_t, xy_r)
+
+
+def spatial_cv_error(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, folds: int = 4, cells: int = 4) -> float:
+    """Median held-out residual when the model is fitted on some blocks of the scene and tested
+    on the others. Errors of nearby tie points are correlated (same structures, same local
+    distortion), so block-wise hold-out is what tells a real rotation or scale from a fit to
+    local noise."""
+    lo, hi = xy_r.min(0), xy_r.max(0) + 1e-9
+    cell = np.floor((xy_r - lo) / (hi - lo) * cells).astype(int)
+    fold = (cell[:, 0] + cell[:, 1] * cells) % folds
+    errs = []
+    for f in range(folds):
+        train, test = fold != f, fold == f
+        if train.sum() < MIN_INLIERS[kind] or test.sum() == 0:
+            continue
+        h = _lsq(kind, xy_t[train], xy_r[train])
+        errs.append(np.linalg.norm(apply_h(h, xy_t[test]) - xy_r[test], axis=1))
+    return float(np.median(np.concatenate(errs))) if errs else float("inf")
+
+
+def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.05) -> FittedModel:
+    """Translation unless an affine predicts held-out blocks of the scene clearly better
+    (by ``margin``); both are compared on the affine's inliers."""
+    aff = estimate(xy_t, xy_r, cfg, model="affine")
+    try:
+        tr = estimate(xy_t, xy_r, cfg, model="translation")
+    except TooFewTiePointsError:
+        aff.params["auto"] = {"chosen": "affine", "reason": "translation found too few inliers"}
+        return aff
+    inl = aff.inliers | tr.inliers
+    cv_t = spatial_cv_error("translation", xy_t[inl], xy_r[inl])
+    cv_a = spatial_cv_error("affine", xy_t[inl], xy_r[inl])
+    chosen = aff if cv_a < (1 - margin) * cv_t else tr
+    chosen.params["auto"] = {"chosen": chosen.kind, "cv_error_px": {"translation": cv_t, "affine": cv_a}}
+    return chosen
 
 
 def describe(model: FittedModel, centre_xy: np.ndarray) -> dict:

@@ -153,7 +153,7 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
         radius1 = int(math.ceil(max_shift_px))
         tp1 = run_pass(lambda xy: xy + prior_shift, radius1)
         clock.lap("pass1")
-        first_kind = "translation" if est.model == "translation" else "affine"
+        first_kind = est.model if est.model in ("translation", "auto") else "affine"
         model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind)
         tp, model, passes = tp1, model1, 1
         if est.model != first_kind:

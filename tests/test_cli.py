@@ -117,7 +117,7 @@ def test_too_few_tie_points(pair, tmp_path):
     out = tmp_path / "out.tif"
     r = _run(["register", pair[0], flat, "-o", out])
     assert r.exit_code == 1, r.output
-    assert "too few tie points for the 'affine' model: found 0, need at least 6" in r.output
+    assert "too few tie points for the 'auto' model: found 0, need at least 4" in r.output
     assert "Try a larger --max-shift" in r.output
     assert _outputs_left(tmp_path) == []
 

@@ -62,3 +62,15 @@ def test_local_tps_follows_a_smooth_warp():
 def test_too_few_points_says_found_and_needed():
     with pytest.raises(TooFewTiePointsError, match=r"found 3, need at least 6"):
         estimate(np.zeros((3, 2)), np.zeros((3, 2)), EstimationConfig(model="affine"))
+
+
+def test_auto_picks_translation_for_a_shift_and_affine_for_a_rotation():
+    shift = np.array([[1, 0, 12.0], [0, 1, -7.0], [0, 0, 1.0]])
+    xy_t, xy_r, _ = _points(shift, noise=1.0)
+    assert estimate(xy_t, xy_r, EstimationConfig(model="auto")).kind == "translation"
+    a = np.deg2rad(2.0)
+    rot = np.array([[np.cos(a), -np.sin(a), 20], [np.sin(a), np.cos(a), -35], [0, 0, 1]])
+    xy_t, xy_r, _ = _points(rot, noise=1.0)
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
+    assert m.kind == "affine" and _max_err(m, rot) < 0.6
+    assert m.params["auto"]["cv_error_px"]["affine"] < m.params["auto"]["cv_error_px"]["translation"]

@@ -1,0 +1,203 @@
+"""Benchmark cases built from the real pairs in ../shared/data (written to a scratch folder).
+
+Each case is a reference, a target and how its error is judged:
+- 'exact': the truth is known (Landsat OLI/TIRS share a grid; SRIF and NIR-VIS-RS come with a
+  ground-truth transform that we undo before perturbing), error = distance to the truth;
+- 'consistency': the pair is aligned only to a few pixels (Sentinel-1/2, 3MOS), so the error is the
+  distance between a method's result on the perturbed pair and its own result on the unperturbed
+  pair, the protocol of the tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
+from scipy import ndimage
+
+from georeg.synthetic import shift_geotransform
+
+
+@dataclass
+class Case:
+    set: str
+    name: str
+    reference: str
+    target: str
+    judge: str  # 'exact' or 'consistency'
+    base_target: str | None = None  # the unperturbed target, for 'consistency'
+    truth_target: str | None = None  # target whose geotransform is the truth, for 'exact'
+    options: dict = field(default_factory=dict)
+
+
+def _shifts(rng: np.random.Generator, n: int, limit: float) -> list[tuple[float, float]]:
+    return [tuple(float(v) for v in rng.uniform(-limit, limit, 2).round(1)) for _ in range(n)]
+
+
+def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None) -> str:
+    arr = arr if arr.ndim == 3 else arr[None]
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                       dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata) as d:
+        d.write(arr)
+    return str(path)
+
+
+def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4) -> list[Case]:
+    out = []
+    d = data / "s1s2_volkov" / "geotiff"
+    for pid in ("050", "176", "268"):
+        ref, tgt = str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif")
+        for i, s in enumerate(_shifts(rng, n_shifts, 40)):
+            p = work / f"s1s2_{pid}_{i}.tif"
+            shift_geotransform(tgt, str(p), *s)
+            out.append(Case("s1s2_volkov/geotiff", f"{pid} shift {s}", ref, str(p), "consistency", tgt))
+    return out
+
+
+def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None) -> list[Case]:
+    """The 18 PNG pairs, georeferenced from georef_epsg3395.csv."""
+    root = data / "s1s2_volkov"
+    rows = {r["fragment"]: r for r in csv.DictReader(open(root / "georef_epsg3395.csv"))}
+    out = []
+    names = sorted(p.name for p in (root / "opt").glob("*.png"))[:limit]
+    for name in names:
+        r = rows.get(name)
+        if r is None or r["ambiguous"] == "1" or not (root / "sar" / name).exists():
+            continue
+        t = Affine(float(r["pixel_w"]), 0, float(r["x_min"]), 0, -float(r["pixel_h"]), float(r["y_max"]))
+        stem = name[:-4]
+        opt = np.asarray(Image.open(root / "opt" / name).convert("RGB")).transpose(2, 0, 1).copy()
+        sar = np.asarray(Image.open(root / "sar" / name).convert("L"))
+        ref = _write(work / f"png_{stem}_S2.tif", opt, t, "EPSG:3395")
+        tgt = _write(work / f"png_{stem}_S1_VH.tif", sar, t, "EPSG:3395")
+        for i, s in enumerate(_shifts(rng, n_shifts, 40)):
+            p = work / f"png_{stem}_S1_VH_{i}.tif"
+            shift_geotransform(tgt, str(p), *s)
+            out.append(Case("s1s2_volkov/png", f"{stem} shift {s}", ref, str(p), "consistency", tgt))
+    return out
+
+
+def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True) -> list[Case]:
+    d = data / "landsat8_oli_tirs"
+    ref, tgt = str(d / "l8_B4.tif"), str(d / "l8_B10.tif")
+    opts = {}
+    if masked:
+        with rasterio.open(d / "l8_BQA.tif") as q:
+            qa = q.read(1)
+            prof = q.profile | {"dtype": "uint8", "nodata": None}
+        clear = ~ndimage.binary_dilation(((qa >> 14) & 3) >= 2, iterations=5)
+        mask = work / "l8_clear.tif"
+        with rasterio.open(mask, "w", **prof) as m:
+            m.write(clear.astype("uint8")[None])
+        opts = {"reference": {"mask": str(mask)}, "target": {"mask": str(mask)}}
+    name = "landsat8 B4/B10" + (" cloud-masked" if masked else " no mask")
+    out = []
+    for i, s in enumerate(_shifts(rng, n_shifts, 20)):
+        p = work / f"l8_B10_{'m' if masked else 'n'}{i}.tif"
+        shift_geotransform(tgt, str(p), *s)
+        out.append(Case(name, f"shift {s}", ref, str(p), "exact", truth_target=tgt, options=opts))
+    return out
+
+
+def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1) -> list[Case]:
+    root = data / "3mos_previews"
+    rows = [r for r in csv.DictReader(open(root / "pairs.csv")) if r["likely_aligned"] == "1"
+            and (root / r["opt_file"]).exists() and (root / r["sar_file"]).exists()]
+    pick = rng.choice(len(rows), min(n_pairs, len(rows)), replace=False)
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    out = []
+    for k in sorted(pick):
+        r = rows[k]
+        opt = np.asarray(Image.open(root / r["opt_file"]).convert("RGB")).transpose(2, 0, 1).copy()
+        sar = np.asarray(Image.open(root / r["sar_file"]).convert("L"))
+        ref = _write(work / f"3mos_{r['pair_id']}_opt.tif", opt, t, "EPSG:32633")
+        tgt = _write(work / f"3mos_{r['pair_id']}_sar.tif", sar, t, "EPSG:32633")
+        for i, s in enumerate(_shifts(rng, n_shifts, 12)):
+            p = work / f"3mos_{r['pair_id']}_sar_{i}.tif"
+            shift_geotransform(tgt, str(p), *s)
+            out.append(Case("3mos_previews (aligned)", f"{r['pair_id']} shift {s}", ref, str(p), "consistency",
+                            tgt, {"matching": {"max_shift": 16}}))
+    return out
+
+
+def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``moving`` onto the reference frame: output pixel p shows moving at H p."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    pts = ref_to_moving @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
+    mx, my = pts[0] / pts[2], pts[1] / pts[2]
+    inside = (mx >= 0) & (my >= 0) & (mx <= moving.shape[1] - 1) & (my <= moving.shape[0] - 1)
+    v = ndimage.map_coordinates(moving.astype(np.float32), [my, mx], order=1, mode="constant")
+    v = np.clip(np.rint(v), 1, 255).astype(np.uint8)  # 0 is kept for nodata
+    v[~inside] = 0
+    return v.reshape(h, w), inside.reshape(h, w)
+
+
+def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1) -> list[Case]:
+    """SRIF Optical-Infrared: the IR image is rotated by its GT; undo it, then perturb."""
+    root = data / "srif_multimodal"
+    ok = [r["pair"] for r in csv.DictReader(open(root / "gt_check.csv"))
+          if r["category"] == "Optical-Infrared" and r["gt_consistent"] == "1"
+          and (root / "Optical-Infrared" / f"pair{r['pair']}_2.jpg").exists()]
+    pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    out = []
+    for k in pick:
+        i = ok[k]
+        d = root / "Optical-Infrared"
+        opt = np.asarray(Image.open(d / f"pair{i}_1.jpg").convert("RGB")).transpose(2, 0, 1).copy()
+        ir = np.asarray(Image.open(d / f"pair{i}_2.jpg").convert("L"))
+        a = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
+        # GT maps 0-based image-1 pixel centres to image-2 pixel centres
+        aligned, _ = _aligned(ir, a, opt.shape[1:])
+        ref = _write(work / f"srif_{i}_opt.tif", opt, t, "EPSG:32633")
+        tgt = _write(work / f"srif_{i}_ir.tif", aligned, t, "EPSG:32633", nodata=0)
+        for j, s in enumerate(_shifts(rng, n_shifts, 15)):
+            p = work / f"srif_{i}_ir_{j}.tif"
+            shift_geotransform(tgt, str(p), *s)
+            out.append(Case("srif Optical-Infrared", f"pair {i} shift {s}", ref, str(p), "exact", truth_target=tgt,
+                            options={"target": {"modality": "thermal"}, "matching": {"max_shift": 20}}))
+    return out
+
+
+def nir_vis(data: Path, work: Path, rng, n_shifts=1) -> list[Case]:
+    """NIR-VIS-RS: undo the synthetic homography of NIR_TF, then perturb."""
+    root = data / "nir_vis_rs"
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    out = []
+    for cat in ("City", "Coast", "Desert", "Mountain"):
+        for gt in sorted((root / cat).glob("GT_*.txt")):
+            i = gt.stem.split("_")[1]
+            vis = np.asarray(Image.open(root / cat / f"VIS_{i}.png").convert("RGB")).transpose(2, 0, 1).copy()
+            nir = np.asarray(Image.open(root / cat / f"NIR_TF_{i}.png").convert("L"))
+            h = np.loadtxt(gt).reshape(3, 3)
+            aligned, _ = _aligned(nir, h, vis.shape[1:])
+            ref = _write(work / f"nir_{cat}_{i}_vis.tif", vis, t, "EPSG:32633")
+            tgt = _write(work / f"nir_{cat}_{i}_nir.tif", aligned, t, "EPSG:32633", nodata=0)
+            for j, s in enumerate(_shifts(rng, n_shifts, 20)):
+                p = work / f"nir_{cat}_{i}_nir_{j}.tif"
+                shift_geotransform(tgt, str(p), *s)
+                out.append(Case("nir_vis_rs", f"{cat} {i} shift {s}", ref, str(p), "exact", truth_target=tgt,
+                                options={"target": {"modality": "optical"}}))
+    return out
+
+
+BUILDERS = {
+    "s1s2": s1s2_geotiff,
+    "s1s2png": s1s2_png,
+    "landsat": landsat,
+    "landsat_nomask": lambda d, w, r: landsat(d, w, r, masked=False),
+    "3mos": threemos,
+    "srif_ir": srif_ir,
+    "nir_vis": nir_vis,
+}
+
+
+def describe(cases: list[Case]) -> str:
+    return json.dumps({c.set: sum(1 for x in cases if x.set == c.set) for c in cases})

@@ -1,0 +1,214 @@
+"""georeg benchmark: accuracy and speed on the real sets against a phase-correlation baseline,
+then time and peak memory on synthetic scenes of growing size. Everything in one run, so the
+ratios compare like with like on a shared, noisy machine.
+
+    python benchmarks/run.py                      # everything (about 10 minutes on 2 cores)
+    python benchmarks/run.py --sets s1s2,landsat --sizes 2000
+    python benchmarks/run.py --quick              # fewer pairs and sizes, for a smoke run
+
+Error of a result = largest distance, over a 9x9 lattice of the target's interior, between where
+the result puts a target pixel and where it belongs (see benchmarks/cases.py for the truth used
+by each set), in reference pixels. A pair succeeds when that error is below 1 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cases import BUILDERS, Case  # noqa: E402
+
+import georeg  # noqa: E402
+from georeg.config import RegistrationConfig  # noqa: E402
+from georeg.errors import GeoregError  # noqa: E402
+from georeg.estimation import FittedModel  # noqa: E402
+from georeg.raster import Grid  # noqa: E402
+from georeg.runtime import tune_malloc  # noqa: E402
+from georeg.synthetic import lattice  # noqa: E402
+from georeg.warp import target_to_true_map  # noqa: E402
+
+
+def grid_of(path) -> Grid:
+    with rasterio.open(path) as d:
+        return Grid(d.transform, d.width, d.height, d.crs)
+
+
+def run_georeg(case: Case, target: str, out: Path):
+    cfg = RegistrationConfig().with_options(output={"overwrite": True}, **case.options)
+    t = time.perf_counter()
+    try:
+        res = georeg.register(case.reference, target, out, cfg)
+    except GeoregError as exc:
+        return None, time.perf_counter() - t, str(exc)
+    return res.model, time.perf_counter() - t, None
+
+
+def run_phasecorr(case: Case, target: str, out: Path):
+    """Baseline: skimage phase correlation of the whole overlap on the reference grid (translation)."""
+    from skimage.registration import phase_cross_correlation
+
+    from georeg.config import InputConfig
+    from georeg.preprocess import preprocess
+    from georeg.raster import RasterSource, overlap_window
+
+    t = time.perf_counter()
+    with RasterSource(case.reference, InputConfig(**case.options.get("reference", {})), "reference") as r, \
+            RasterSource(target, InputConfig(**case.options.get("target", {})), "target") as s:
+        win, _ = overlap_window(r, s)
+        a, av = r.read_on_grid(r.grid, win)
+        b, bv = s.read_on_grid(r.grid, win)
+        a = preprocess(a, av, "optical", False)
+        b = preprocess(b, bv, s.modality, s.ds.dtypes[0].startswith("float"))
+        # masked pixels carry no signal: put them at each image's mean so they do not correlate
+        a = np.where(av, a - a[av].mean(), 0.0)
+        b = np.where(bv, b - b[bv].mean(), 0.0)
+        shift, _, _ = phase_cross_correlation(a, b, upsample_factor=10, normalization="phase")
+    dy, dx = shift  # b shifted by 'shift' registers with a: content of b at p sits at p + shift in a
+    m = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
+    model = FittedModel("translation", m, np.ones(0, bool), np.zeros(0))
+    return model, time.perf_counter() - t, None
+
+
+METHODS = {"georeg": run_georeg, "phasecorr": run_phasecorr}
+
+
+def positions(model, case: Case, target: str, pts: np.ndarray) -> np.ndarray:
+    return target_to_true_map(model, grid_of(case.reference), grid_of(target))(pts)
+
+
+def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
+    results: dict = {}
+    own_base: dict = {}
+    for case in cases:
+        tg = grid_of(case.target)
+        pts = lattice(tg.width * 0.1, tg.height * 0.1, tg.width * 0.9, tg.height * 0.9)
+        px = grid_of(case.reference).pixel_size
+        for name, fn in METHODS.items():
+            model, secs, err = fn(case, case.target, work / "out.tif")
+            row = results.setdefault(case.set, {}).setdefault(name, {"errors": [], "seconds": [], "failures": 0})
+            row["seconds"].append(secs)
+            if model is None:
+                row["failures"] += 1
+                row["errors"].append(float("inf"))
+                if verbose:
+                    print(f"  {case.set} {case.name} {name}: failed ({err})", flush=True)
+                continue
+            got = positions(model, case, case.target, pts)
+            if case.judge == "exact":
+                tt = grid_of(case.truth_target)
+                truth = np.c_[[tt.transform @ tuple(p) for p in pts]]
+            else:
+                key = (name, case.reference, case.base_target)
+                if key not in own_base:
+                    m0, _, err0 = fn(case, case.base_target, work / "out.tif")
+                    own_base[key] = m0
+                m0 = own_base[key]
+                if m0 is None:
+                    row["errors"][-1:] = []
+                    row["errors"].append(float("inf"))
+                    continue
+                truth = positions(m0, case, case.base_target, pts)
+            e = float(np.linalg.norm(got - truth, axis=1).max() / px)
+            row["errors"].append(e)
+            if verbose:
+                print(f"  {case.set} {case.name} {name}: error {e:.2f} px, {secs:.2f} s", flush=True)
+    return results
+
+
+def summarise(results: dict) -> list[dict]:
+    rows = []
+    for set_name, methods in results.items():
+        for name, r in methods.items():
+            e = np.array(r["errors"])
+            rows.append({"set": set_name, "method": name, "pairs": len(e),
+                         "success_rate": float((e < 1.0).mean()), "median_error_px": float(np.median(e)),
+                         "seconds_per_pair": float(np.mean(r["seconds"])), "failures": r["failures"]})
+    return rows
+
+
+def scale_run(size: int, work: Path) -> dict:
+    """Register a synthetic size x size scene pair in a fresh process; wall time and peak RSS."""
+    code = f"""
+import sys, time, resource, json
+sys.path.insert(0, {str(HERE)!r})
+from scaling import make_scene
+from georeg.runtime import tune_malloc
+tune_malloc()
+ref, tgt = make_scene({str(work)!r}, {size})
+import georeg
+from georeg.config import RegistrationConfig
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+r = georeg.register(ref, tgt, {str(work / f"scale_{size}_out.tif")!r},
+                    RegistrationConfig().with_options(output={{"overwrite": True}}))
+secs = time.perf_counter() - t
+print(json.dumps({{"seconds": secs, "shift_px": r.report["shift"]["mean_px"], "tiles": r.report["counts"]["tiles"],
+                  "inliers": r.report["counts"]["inliers"], "rss_before_mb": before / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"size": size, "error": out.stderr[-2000:]}
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    info["size"] = size
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_data = HERE.parent.parent / "shared" / "data"
+    ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(default_data)))
+    ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis")
+    ap.add_argument("--sizes", default="2000,5000,10000")
+    ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
+    ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    tune_malloc()
+    data = Path(args.data)
+    if not (data / "s1s2_volkov").is_dir():
+        sys.exit(f"real data not found at {data}; pass --data")
+    rng = np.random.default_rng(2026)
+    summary: dict = {"sets": [], "scaling": []}
+    with tempfile.TemporaryDirectory(prefix="georeg-bench-") as td:
+        work = Path(td)
+        cases: list[Case] = []
+        for key in [s for s in args.sets.split(",") if s]:
+            built = BUILDERS[key](data, work, rng)
+            cases += built[: (4 if args.quick else None)]
+        print(f"{len(cases)} cases; georeg {georeg.__version__}", flush=True)
+        results = evaluate(cases, work, args.verbose)
+        summary["sets"] = summarise(results)
+        print(f"\n{'set':32s} {'method':10s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s}")
+        for r in summary["sets"]:
+            print(f"{r['set']:32s} {r['method']:10s} {r['pairs']:5d} {r['success_rate']:8.0%} "
+                  f"{r['median_error_px']:14.2f} {r['seconds_per_pair']:7.2f}")
+        sizes = [1024, 2000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
+        print(f"\n{'scene px':>9s} {'seconds':>8s} {'peak RSS MB':>12s} {'tiles':>6s} {'inliers':>8s}")
+        for size in sizes:
+            info = scale_run(size, work)
+            summary["scaling"].append(info)
+            if "error" in info:
+                print(f"{size:9d} failed: {info['error']}")
+                continue
+            print(f"{size:9d} {info['seconds']:8.1f} {info['peak_rss_mb']:12.0f} {info['tiles']:6d} "
+                  f"{info['inliers']:8d}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
