@@ -36,6 +36,11 @@ class Case:
     options: dict = field(default_factory=dict)
 
 
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _shifts(rng: np.random.Generator, n: int, limit: float) -> list[tuple[float, float]]:
     return [tuple(float(v) for v in rng.uniform(-limit, limit, 2).round(1)) for _ in range(n)]
 
@@ -63,7 +68,7 @@ def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4) -> list[Case]:
 def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None) -> list[Case]:
     """The 18 PNG pairs, georeferenced from georef_epsg3395.csv."""
     root = data / "s1s2_volkov"
-    rows = {r["fragment"]: r for r in csv.DictReader(open(root / "georef_epsg3395.csv"))}
+    rows = {r["fragment"]: r for r in _csv(root / "georef_epsg3395.csv")}
     out = []
     names = sorted(p.name for p in (root / "opt").glob("*.png"))[:limit]
     for name in names:
@@ -107,7 +112,7 @@ def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True) -> list[Case]:
 
 def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1) -> list[Case]:
     root = data / "3mos_previews"
-    rows = [r for r in csv.DictReader(open(root / "pairs.csv")) if r["likely_aligned"] == "1"
+    rows = [r for r in _csv(root / "pairs.csv") if r["likely_aligned"] == "1"
             and (root / r["opt_file"]).exists() and (root / r["sar_file"]).exists()]
     pick = rng.choice(len(rows), min(n_pairs, len(rows)), replace=False)
     t = Affine(10, 0, 500000, 0, -10, 4000000)
@@ -142,7 +147,7 @@ def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape) -> tuple[np.n
 def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1) -> list[Case]:
     """SRIF Optical-Infrared: the IR image is rotated by its GT; undo it, then perturb."""
     root = data / "srif_multimodal"
-    ok = [r["pair"] for r in csv.DictReader(open(root / "gt_check.csv"))
+    ok = [r["pair"] for r in _csv(root / "gt_check.csv")
           if r["category"] == "Optical-Infrared" and r["gt_consistent"] == "1"
           and (root / "Optical-Infrared" / f"pair{r['pair']}_2.jpg").exists()]
     pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
