@@ -1,0 +1,20 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.data
+def test_pipeline_step_example(volkov, tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "pipeline_step.py"),
+                          str(volkov / "176_S2_RGB.tif"), str(volkov / "176_S1_VH.tif"),
+                          "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "RMSE" in out.stdout
+    assert (tmp_path / "176_S1_VH_registered.tif").exists()
+    rep = json.loads((tmp_path / "176_S1_VH_report.json").read_text())
+    assert rep["counts"]["inliers"] >= 50
