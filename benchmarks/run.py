@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -140,7 +139,11 @@ def summarise(results: dict) -> list[dict]:
 
 
 def scale_run(size: int, work: Path) -> dict:
-    """Register a synthetic size x size scene pair in a fresh process; wall time and peak RSS."""
+    """Register a synthetic size x size scene pair in a fresh process that does nothing else;
+    its wall time and its own peak RSS (the scene is made beforehand, in another process)."""
+    make = f"import sys; sys.path.insert(0, {str(HERE)!r}); from scaling import make_scene; " \
+           f"make_scene({str(work)!r}, {size})"
+    subprocess.run([sys.executable, "-c", make], check=True)
     code = f"""
 import sys, time, resource, json
 sys.path.insert(0, {str(HERE)!r})
@@ -150,19 +153,18 @@ tune_malloc()
 ref, tgt = make_scene({str(work)!r}, {size})
 import georeg
 from georeg.config import RegistrationConfig
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 r = georeg.register(ref, tgt, {str(work / f"scale_{size}_out.tif")!r},
                     RegistrationConfig().with_options(output={{"overwrite": True}}))
 secs = time.perf_counter() - t
 print(json.dumps({{"seconds": secs, "shift_px": r.report["shift"]["mean_px"], "tiles": r.report["counts"]["tiles"],
-                  "inliers": r.report["counts"]["inliers"], "rss_before_mb": before / 1024}}))
+                  "inliers": r.report["counts"]["inliers"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
         return {"size": size, "error": out.stderr[-2000:]}
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     info["size"] = size
     return info
 

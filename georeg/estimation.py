@@ -290,7 +290,7 @@ def spatial_cv_error(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, folds: int =
     return float(np.median(np.concatenate(errs))) if errs else float("inf")
 
 
-def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.05) -> FittedModel:
+def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10) -> FittedModel:
     """Translation unless an affine predicts held-out blocks of the scene clearly better
     (by ``margin``); both are compared on the affine's inliers."""
     aff = estimate(xy_t, xy_r, cfg, model="affine")

@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import rasterio.errors
 from affine import Affine
 
 from . import __version__
 from .config import RegistrationConfig
-from .errors import CancelledError, InputError, OutputExistsError, TooFewTiePointsError
+from .errors import CancelledError, InputError, OutputExistsError, RasterOpenError, TooFewTiePointsError
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
 from .matching import TiePoints, match_tile
 from .raster import Grid, RasterSource, overlap_window
@@ -98,8 +99,6 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     :class:`~georeg.errors.CancelledError` when it returns True. ``matcher`` may be a preloaded
     matcher (batch workers reuse one). Returns a :class:`RegistrationResult`.
     """
-    from .matchers import load
-
     cfg = config or RegistrationConfig()
     clock = _Clock()
     outputs = _planned_outputs(output, cfg)
@@ -110,6 +109,17 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     def check_cancel() -> None:
         if cancel is not None and cancel():
             raise CancelledError("registration cancelled; no output was written")
+
+    try:
+        return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterOpenError(f"could not read the input rasters: {str(exc).splitlines()[0][:300]}; "
+                              "check that the files are complete and readable") from None
+
+
+def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict, clock: _Clock, notify,
+              check_cancel, matcher) -> RegistrationResult:
+    from .matchers import load
 
     with RasterSource(reference, cfg.reference, "reference") as ref, \
             RasterSource(target, cfg.target, "target") as tgt:

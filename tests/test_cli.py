@@ -163,3 +163,16 @@ def test_console_script_and_rio_plugin():
         pytest.skip("rasterio's rio command is not on PATH")
     out = subprocess.run([rio, "georeg", "register", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--max-shift" in out.stdout
+
+
+def test_truncated_raster(pair, tmp_path):
+    """A file cut short by a failed download: GDAL opens the header, reading fails."""
+    data = pair[1].read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.tif"
+    r = _run(["register", pair[0], cut, "-o", out])
+    assert r.exit_code == 2, r.output
+    assert "Error:" in r.output and "Traceback" not in r.output
+    assert ("could not read the input rasters" in r.output) or ("not a raster GDAL can read" in r.output)
+    assert _outputs_left(tmp_path) == []
