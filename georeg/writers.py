@@ -131,8 +131,11 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
 
 
 def write_tie_points(gdf, path: str) -> None:
-    """Write the tie points as a GeoPackage layer 'tie_points'."""
-    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio")
+    """Write the tie points as a GeoPackage layer 'tie_points'.
+
+    GeoPackage 1.2 rather than GDAL's default 1.4: QGIS 3.22 (GDAL 3.6) warns that a 1.4 file
+    "may only be partially supported"; 1.2 has everything this layer uses."""
+    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
 
 
 def write_report(report: dict, path: str) -> None:

@@ -176,3 +176,16 @@ def test_failure_while_writing_leaves_nothing(pair, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         georeg.register(*pair, tmp_path / "out.tif", cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_geopackage_is_version_1_2(pair, tmp_path):
+    """QGIS 3.22 (GDAL 3.6) warns on GeoPackage 1.4 files; georeg writes 1.2."""
+    import sqlite3
+
+    georeg.register(*pair, tmp_path / "out.tif", _cfg(output={"tie_points": str(tmp_path / "tp.gpkg")}))
+    con = sqlite3.connect(tmp_path / "tp.gpkg")
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 10200
+        assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # 'GPKG'
+    finally:
+        con.close()
