@@ -90,8 +90,11 @@ def fit_translation(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, max_eval: in
     d = xy_r - xy_t
     rng = np.random.default_rng(seed)
     cand = d if len(d) <= max_eval else d[rng.choice(len(d), max_eval, replace=False)]
-    dist2 = ((d[None, :, :] - cand[:, None, :]) ** 2).sum(-1)
-    score = np.clip(1.0 - dist2 / thr**2, 0, None).sum(1)  # MSAC score
+    score = np.empty(len(cand))
+    step = max(1, 4_000_000 // max(len(d), 1))  # bounded memory: about 32 MB per chunk
+    for i in range(0, len(cand), step):
+        dist2 = ((d[None, :, :] - cand[i:i + step, None, :]) ** 2).sum(-1)
+        score[i:i + step] = np.clip(1.0 - dist2 / thr**2, 0, None).sum(1)  # MSAC score
     best = cand[int(np.argmax(score))]
     for _ in range(3):
         inl = ((d - best) ** 2).sum(1) <= thr**2
