@@ -153,12 +153,17 @@ def test_info_lists_baseline():
 
 def test_console_script_and_rio_plugin():
     import shutil
+    from pathlib import Path
 
-    exe = shutil.which("georeg")
+    def find(name):
+        beside = Path(sys.executable).parent / name  # the virtual environment's bin/
+        return str(beside) if beside.exists() else shutil.which(name)
+
+    exe = find("georeg")
     if exe is None:
         pytest.skip("the georeg console script is not installed (pip install -e .)")
     assert subprocess.run([exe, "--help"], capture_output=True, text=True).returncode == 0
-    rio = shutil.which("rio")
+    rio = find("rio")
     if rio is None:
         pytest.skip("rasterio's rio command is not on PATH")
     out = subprocess.run([rio, "georeg", "register", "--help"], capture_output=True, text=True)
