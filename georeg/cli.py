@@ -215,8 +215,9 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     if not quiet:
         sh = rep["shift"]
         acc = rep["accuracy"]
+        kind = rep["model"]["type"] + (" (auto)" if rep["model"]["requested"] == "auto" else "")
         click.echo(
-            f"{rep['model']['type']}: shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "
+            f"{kind}: shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "
             f"({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh['map_unit']}); "
             f"{rep['counts']['inliers']}/{rep['counts']['tie_points']} inliers, RMSE {acc['rmse_px']:.2f} px, "
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")

@@ -235,6 +235,8 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
         "config": cfg.to_dict(),
         "model": {
             "type": model.kind,
+            "requested": cfg.estimation.model,
+            "auto": model.params.get("auto"),
             "matrix_px": model.matrix.tolist(),
             "matrix_note": "3x3, reference-grid pixels, maps where the target shows a feature to where "
                            "the reference has it (global part for 'local')",
