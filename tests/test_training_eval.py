@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from training.evaluate import fpr95, fpr95_distance, roc_curve
+from training.losses import descriptor_distances, hnsm_bce, hynet_triplet, info_nce, mine_hardest
+
+
+def test_roc_matches_a_direct_count():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    s = rng.normal(size=500) + y * 1.5
+    fpr, tpr = roc_curve(y, s)
+    thr = np.sort(np.unique(s))[::-1][10]
+    assert np.isclose(tpr[11], ((s >= thr) & (y == 1)).sum() / (y == 1).sum())
+    assert np.isclose(fpr[11], ((s >= thr) & (y == 0)).sum() / (y == 0).sum())
+
+
+def test_fpr95_perfect_random_and_known():
+    y = np.r_[np.ones(100), np.zeros(100)]
+    assert fpr95(y, np.r_[np.ones(100), np.zeros(100)]) == 0.0
+    # positives 0..99, negatives 50..149 shifted: TPR 0.95 at score 5 -> negatives >= 5 among 100 negatives
+    s = np.r_[np.arange(100), np.arange(100) - 50.0]
+    assert abs(fpr95(y, s) - 45.0) < 1.5
+    assert fpr95(y, -s) > 90
+    d = -s
+    assert abs(fpr95_distance(y, d) - 46.0) < 1.5
+
+
+def test_losses_behave():
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(32, 16), dim=1)
+    good = info_nce(a, a)
+    bad = info_nce(a, torch.nn.functional.normalize(torch.randn(32, 16), dim=1))
+    assert good < bad
+    assert descriptor_distances(a, a).diagonal().max() < 0.01
+    idx = mine_hardest(a, a)
+    assert (idx["lr_row"] != torch.arange(32)).all()  # the diagonal is never the hardest negative
+    loss, hard = hynet_triplet(a, a, a * 3, a * 3)
+    assert loss.item() == pytest.approx(0.0, abs=1e-3) or loss.item() >= 0
+    head = lambda x, y: -(x - y).abs().sum(1)  # noqa: E731
+    assert hnsm_bce(head, a, a, hard).item() > 0

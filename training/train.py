@@ -1,0 +1,183 @@
+"""Training loops for KGL-Net and RRL-Net with checkpoints, resume, validation FPR95 and a
+progress line. Model selection uses the validation split only (never the test split)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from georeg.matchers.kgl import KGLNet
+from georeg.matchers.rrl import RRLNet
+
+from .augment import augment
+from .data import PatchSet, eval_pairs
+from .evaluate import fpr95, fpr95_distance
+from .losses import feature_guided_mse, hnsm_bce, hynet_triplet, info_nce, rrl_mlpp
+
+
+@dataclass
+class TrainConfig:
+    model: str = "kgl"  # 'kgl' or 'rrl'
+    pair: str = "opt-sar"
+    width: float = 1.0  # KGL channel multiplier (1.0 = published)
+    steps: int = 3000
+    batch: int = 128
+    lr_features: float = 1e-3
+    lr_head: float = 1e-4
+    lr_rrl: float = 2e-4
+    warmup_steps: int = 800  # InfoNCE instead of the HyNet triplet before this step
+    val_every: int = 250
+    val_pairs: int = 4000
+    seed: int = 0
+    threads: int = 2
+    data_dir: str = "training_data"
+    out_dir: str = "training_runs"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        w = "" if self.model == "rrl" or self.width == 1.0 else f"-w{self.width:g}"
+        return f"{self.model}-{self.pair}{w}"
+
+
+def _val_set(ps: PatchSet, n: int, seed: int):
+    opt, other, y = eval_pairs(ps, seed=seed)
+    if len(y) > n:
+        rng = np.random.default_rng(seed)
+        half = len(y) // 2
+        pick = rng.choice(half, n // 2, replace=False)
+        idx = np.r_[pick, pick + half]
+        opt, other, y = opt[idx], other[idx], y[idx]
+    return torch.from_numpy(opt), torch.from_numpy(other), y
+
+
+@torch.no_grad()
+def score_pairs(model, opt: torch.Tensor, other: torch.Tensor, batch: int = 512) -> dict[str, np.ndarray]:
+    """Metric-head probabilities (and KGL descriptor distances) for uint8 (M, 1, 64, 64) pairs."""
+    model.eval()
+    probs, dists = [], []
+    for i in range(0, len(opt), batch):
+        a = opt[i:i + batch].float() / 255
+        b = other[i:i + batch].float() / 255
+        if isinstance(model, KGLNet):
+            ea, eb = model.encode(a, "opt"), model.encode(b, "other")
+            probs.append(torch.sigmoid(model.head(ea["f_dif"], eb["f_dif"])))
+            dists.append((ea["desc"] - eb["desc"]).norm(dim=1))
+        else:
+            probs.append(model(a, b))
+    out = {"prob": torch.cat(probs).numpy()}
+    if dists:
+        out["dist"] = torch.cat(dists).numpy()
+    return out
+
+
+def validate(model, val) -> dict[str, float]:
+    opt, other, y = val
+    s = score_pairs(model, opt, other)
+    res = {"fpr95_metric": fpr95(y, s["prob"])}
+    if "dist" in s:
+        res["fpr95_desc"] = fpr95_distance(y, s["dist"])
+    return res
+
+
+def build_model(cfg: TrainConfig):
+    return KGLNet(cfg.width) if cfg.model == "kgl" else RRLNet(training_parts=True)
+
+
+def _optimizer(model, cfg: TrainConfig):
+    if cfg.model == "kgl":
+        head = list(model.metric.parameters())
+        ids = {id(p) for p in head}
+        feats = [p for p in model.parameters() if id(p) not in ids]
+        return torch.optim.Adam([{"params": feats, "lr": cfg.lr_features}, {"params": head, "lr": cfg.lr_head}])
+    return torch.optim.NAdam(model.parameters(), lr=cfg.lr_rrl)
+
+
+def _kgl_step(model: KGLNet, a, b, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    ea, eb = model.encode(a, "opt", with_com=True), model.encode(b, "other", with_com=True)
+    if step < cfg.warmup_steps:
+        d_loss = info_nce(ea["desc"], eb["desc"])
+        with torch.no_grad():
+            lr = ea["desc"] @ eb["desc"].t()
+            lr.fill_diagonal_(-2)
+            hard = lr.argmax(1)
+    else:
+        d_loss, hard = hynet_triplet(ea["desc"], eb["desc"], ea["desc_raw"], eb["desc_raw"])
+        d_loss = d_loss / len(a)  # the spec sums over the batch; per-anchor scale keeps Adam steps comparable
+    bce = hnsm_bce(model.head, ea["f_dif"], eb["f_dif"], hard, random_negatives=True)
+    mse = feature_guided_mse(ea["f_com"], ea["f_dif"], eb["f_com"], eb["f_dif"])
+    return {"loss": d_loss + bce + mse, "desc": d_loss, "bce": bce, "mse": mse}
+
+
+def _rrl_step(model: RRLNet, a, b, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    n = len(a)
+    perm = (torch.arange(n) + torch.randint(1, n, (1,))) % n
+    half = n // 2
+    b2 = torch.cat([b[:half], b[perm[half:]]])  # first half positives, second half negatives
+    y = torch.cat([torch.ones(half), torch.zeros(n - half)])
+    out = model.training_outputs(a, b2)
+    loss = rrl_mlpp(out, y, a, b2)
+    return {"loss": loss, "bce_main": torch.nn.functional.binary_cross_entropy_with_logits(out["main"], y)}
+
+
+def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
+    """Train; returns the path of the best checkpoint (by validation FPR95 of the metric score)."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    data = Path(cfg.data_dir)
+    train_set = PatchSet.load(data / f"{cfg.pair}_train.npz")
+    val = _val_set(PatchSet.load(data / f"{cfg.pair}_val.npz"), cfg.val_pairs, cfg.seed)
+    out = Path(cfg.out_dir) / cfg.run_name
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg)
+    opt = _optimizer(model, cfg)
+    state = {"step": 0, "best": math.inf, "history": []}
+    last = out / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        log(f"resumed {cfg.run_name} at step {state['step']}")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    gen = torch.Generator().manual_seed(cfg.seed + state["step"])
+    rng = np.random.default_rng(cfg.seed + state["step"])
+    step_fn = _kgl_step if cfg.model == "kgl" else _rrl_step
+    t0, losses = time.time(), []
+    while state["step"] < cfg.steps:
+        model.train()
+        idx = rng.choice(len(train_set), cfg.batch, replace=False)
+        a, b = augment(torch.from_numpy(train_set.crops[idx]), generator=gen)
+        parts = step_fn(model, a, b, state["step"], cfg)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        state["step"] += 1
+        losses.append({k: float(v.detach()) for k, v in parts.items()})
+        if state["step"] % 25 == 0:
+            mean = {k: np.mean([x[k] for x in losses]) for k in losses[0]}
+            rate = 25 / (time.time() - t0)
+            eta = (cfg.steps - state["step"]) / max(rate, 1e-9)
+            log(f"[{cfg.run_name}] step {state['step']}/{cfg.steps} "
+                + " ".join(f"{k} {v:.3f}" for k, v in mean.items()) + f" | {rate:.2f} step/s, eta {eta / 60:.0f} min")
+            t0, losses = time.time(), []
+        if state["step"] % cfg.val_every == 0 or state["step"] == cfg.steps:
+            res = validate(model, val)
+            res["step"] = state["step"]
+            state["history"].append(res)
+            log(f"[{cfg.run_name}] validation at step {state['step']}: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in res.items() if k != "step"))
+            if res["fpr95_metric"] < state["best"]:
+                state["best"] = res["fpr95_metric"]
+                torch.save({"model": model.state_dict(), "config": asdict(cfg), "val": res}, out / "best.pt")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                        "config": asdict(cfg)}, last)
+            t0 = time.time()
+    return out / "best.pt"
