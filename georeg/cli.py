@@ -94,8 +94,9 @@ def registration_options(fn):
         click.option("--model", type=click.Choice(MODELS), default="auto", show_default=True,
                      help="Transform model. 'auto' picks translation or affine by spatial cross-validation "
                           "of the tie points; 'local' warps through a dense tie-point grid."),
-        click.option("--matcher", default="baseline", show_default=True,
-                     help="Patch matcher: baseline (weight-free) or a learned matcher (see 'georeg info')."),
+        click.option("--matcher", default="auto", show_default=True,
+                     help="Patch matcher: auto (kgl when its weights are shipped, else baseline), baseline "
+                          "(weight-free), kgl, rrl, or a full name such as kgl-opt-sar ('georeg matchers list')."),
         click.option("--max-shift", default="40", show_default=True,
                      help="Largest expected misregistration after the coarse pass: reference pixels "
                           "('40', '40px') or metres ('400m')."),
@@ -237,8 +238,6 @@ def info(ctx):
     import rasterio
     import torch
 
-    from . import matchers
-
     click.echo(f"georeg {__version__}")
     click.echo(f"python {platform.python_version()}, torch {torch.__version__}, kornia {kornia.__version__}, "
                f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
@@ -249,11 +248,41 @@ def info(ctx):
     else:
         click.echo("cuda: not available")
     click.echo("matchers:")
-    for name in matchers.names():
-        m = matchers.load(name, "cpu")
-        inf = m.info()
-        weights = inf.get("weights") or "no weights needed"
-        click.echo(f"  {name}: {inf['description']} [{weights}]")
+    _list_matchers(verbose=False)
+
+
+def _list_matchers(verbose: bool) -> None:
+    from . import matchers
+    from .matchers.baseline import BaselineMatcher
+
+    shipped = matchers.available()
+    click.echo(f"  baseline: {BaselineMatcher.description}")
+    for name in matchers.LEARNED:
+        man = shipped.get(name)
+        if man is None:
+            click.echo(f"  {name}: no weights shipped")
+            continue
+        click.echo(f"  {name}: {man.get('architecture')} width {man.get('width')}, trained on "
+                   f"{man.get('training_data')}; FPR95 val {man.get('val_fpr95')}, test {man.get('test_fpr95')} "
+                   f"[{man.get('file')}, sha256 {str(man.get('sha256'))[:12]}...]")
+        if verbose:
+            for key in ("split", "steps", "command", "created"):
+                if key in man:
+                    click.echo(f"      {key}: {man[key]}")
+
+
+@georeg.group()
+def matchers():
+    """The patch matchers and their shipped weights."""
+
+
+@matchers.command("list")
+@verbosity_options
+@click.pass_context
+@handle_errors
+def matchers_list(ctx):
+    """Each matcher with its manifest (training data, split, FPR95, checksum)."""
+    _list_matchers(verbose=True)
 
 
 def main() -> None:

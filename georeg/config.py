@@ -65,7 +65,7 @@ class InputConfig:
 class MatchingConfig:
     """Keypoints, patches, candidate search and matcher choice."""
 
-    matcher: str = "baseline"
+    matcher: str = "auto"
     max_shift: float = 40.0
     max_shift_unit: str = "px"
     patch_size: int = 64
@@ -79,6 +79,7 @@ class MatchingConfig:
     min_score: float = 0.55
     min_peak_ratio: float = 1.02
     batch_size: int = 64
+    candidates: int = 6
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -95,6 +96,7 @@ class MatchingConfig:
         _check(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1); got {self.min_score}")
         _check(self.min_peak_ratio >= 1.0, f"min_peak_ratio must be >= 1; got {self.min_peak_ratio}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}")
+        _check(1 <= self.candidates <= 64, f"candidates must be in [1, 64]; got {self.candidates}")
         _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
 
     def max_shift_px(self, pixel_size_m: float) -> float:

@@ -130,20 +130,83 @@ def _crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _search(matcher: Matcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
-            radius: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            radius: int, batch: int, rerank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     outs = []
     for i in range(0, len(xy), batch):
         sl = xy[i:i + batch]
-        maps = matcher.search(_crops(f_tmpl, sl, p), _crops(f_win, sl, p + 2 * radius))
-        outs.append(peak_analysis(maps.float().cpu()))
+        maps = matcher.search(_crops(f_tmpl, sl, p), _crops(f_win, sl, p + 2 * radius)).float().cpu()
+        outs.append(peak_analysis(maps) if rerank is None else rerank(sl, maps))
     uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
     return uv - radius, best, ratio, interior
 
 
+def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> torch.Tensor:
+    """(N, K, K) -> (N, k) flat indices of the k strongest local maxima (ties broken by order)."""
+    from .features import max_filter
+
+    peak = maps == max_filter(maps.unsqueeze(1), 2 * radius + 1).squeeze(1)
+    vals = torch.where(peak, maps, torch.full_like(maps, -2.0)).flatten(1)
+    return vals.topk(min(k, vals.shape[1]), dim=1).indices
+
+
+def _patches_at(img: torch.Tensor, xy: np.ndarray, p: int) -> torch.Tensor:
+    """(H, W) image, (M, 2) integer centres -> (M, 1, p, p)."""
+    half = p // 2
+    return torch.stack([img[y - half:y - half + p, x - half:x - half + p] for x, y in xy]).unsqueeze(1)
+
+
+def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int):
+    """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
+    cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
+    from the structural surface around the chosen peak."""
+    ta, tb = torch.from_numpy(img_a), torch.from_numpy(img_b)
+    p = learned.patch_size
+
+    def rerank(xy: np.ndarray, maps: torch.Tensor):
+        n, kk, _ = maps.shape
+        idx = local_maxima(maps, k)  # (N, k)
+        kk_k = idx.shape[1]
+        v, u = idx // kk, idx % kk
+        cx = xy[:, 0:1] + (u.numpy() - radius)
+        cy = xy[:, 1:2] + (v.numpy() - radius)
+        cand = _patches_at(tb, np.stack([cx.ravel(), cy.ravel()], 1), p).view(n, kk_k, 1, p, p)
+        own = _patches_at(ta, xy, p)
+        if a_is_opt:
+            prob = learned.rank(own, cand)
+        else:
+            prob = learned.score(cand.reshape(-1, 1, p, p), own.repeat_interleave(kk_k, 0)).view(n, kk_k)
+        order = prob.argsort(dim=1, descending=True)
+        ar = torch.arange(n)
+        best_j = order[:, 0]
+        best = prob[ar, best_j]
+        second = prob[ar, order[:, 1]] if kk_k > 1 else torch.zeros(n)
+        chosen = idx[ar, best_j]
+        # sub-pixel around the chosen peak of the structural surface
+        sub = maps.clone().flatten(1)
+        mask = torch.zeros_like(sub, dtype=torch.bool)
+        cv, cu = chosen // kk, chosen % kk
+        for dv in (-1, 0, 1):
+            for du in (-1, 0, 1):
+                vv, uu = (cv + dv).clamp(0, kk - 1), (cu + du).clamp(0, kk - 1)
+                mask[ar, vv * kk + uu] = True
+        sub = torch.where(mask, sub, torch.full_like(sub, -1.0)).view(n, kk, kk)
+        sub.view(n, -1)[ar, chosen] += 1e-6  # the chosen peak stays the maximum of its neighbourhood
+        uv, _, _, interior = peak_analysis(sub)
+        ratio = (best / second.clamp(min=1e-3)).numpy()
+        return uv, best.numpy(), ratio, interior
+
+    return rerank
+
+
 def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window, tile_id: int,
                inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int, matcher: Matcher,
-               cfg: MatchingConfig, n_keypoints: int) -> TiePoints:
-    """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior."""
+               cfg: MatchingConfig, n_keypoints: int, dense: Matcher | None = None) -> TiePoints:
+    """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior.
+
+    A learned ``matcher`` chooses among the peaks that the weight-free ``dense`` matcher finds."""
+    learned = matcher if getattr(matcher, "learned", False) else None
+    if learned is not None:
+        matcher = dense
     p = cfg.patch_size
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
@@ -171,8 +234,15 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window, t
             kp = kp[frac[kp[:, 1], kp[:, 0]] > 0.5]
             if len(kp) == 0:
                 continue
-            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size)
-            keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
+            rerank = None
+            if learned is not None:
+                a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
+                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates)
+            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
+            if learned is None:
+                keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
+            else:
+                keep = interior & (best >= learned.min_probability)
             kp, d, best, ratio = kp[keep], d[keep], best[keep], ratio[keep]
             base = kp.astype(np.float64) + [win.col_off, win.row_off]
             if direction == FORWARD:

@@ -123,7 +123,11 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
 
     with RasterSource(reference, cfg.reference, "reference") as ref, \
             RasterSource(target, cfg.target, "target") as tgt:
-        m = matcher if matcher is not None else load(cfg.matching.matcher, cfg.matching.device)
+        from .matchers import resolve_name
+
+        m = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, tgt.modality),
+                                                      cfg.matching.device)
+        dense = load("baseline", m.device) if getattr(m, "learned", False) else None
         grid = ref.grid
         overlap, _ = overlap_window(ref, tgt)
         clock.lap("open")
@@ -154,7 +158,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
                 check_cancel()
                 area = tile.width * tile.height / cfg.matching.tile_size ** 2
                 n_kp = max(8, int(round(cfg.matching.keypoints_per_tile * min(1.0, area))))
-                found.append(match_tile(ref, tgt, grid, tile, i, inverse, radius, m, cfg.matching, n_kp))
+                found.append(match_tile(ref, tgt, grid, tile, i, inverse, radius, m, cfg.matching, n_kp, dense))
                 step[0] += 1
                 notify(0.05 + 0.8 * step[0] / n_steps, f"matching tile {i + 1}/{len(tile_list)}")
             return TiePoints.concat(found)
@@ -190,6 +194,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
             clock.lap("write")
             report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
                              deviation, clock.stages, outputs)
+            report["matcher"] = m.info()
             gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
             check_cancel()
         notify(1.0, "done")

@@ -1,22 +1,26 @@
 """Patch matchers: ``load(name, device)`` returns a :class:`Matcher`.
 
-Names: ``baseline`` (weight-free). Learned matchers (KGL-Net, RRL-Net) register here when
-their weights ship in ``georeg/weights``.
+Names: ``baseline`` (weight-free), ``kgl-opt-sar``, ``kgl-opt-ir``, ``rrl-opt-sar``, ``rrl-opt-ir``
+(learned; they need their weights in ``georeg/weights``). The registration options also accept
+the families ``kgl`` and ``rrl`` (the modality pair is taken from the target) and ``auto``
+(``kgl`` when its weights for the modality are shipped, else ``baseline``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 
 import torch
 
 from ..errors import ConfigError, UnknownMatcherError
 from .base import Matcher
 from .baseline import BaselineMatcher
+from .weights import available
 
-_FACTORIES: dict[str, Callable[[torch.device], Matcher]] = {
-    "baseline": lambda device: BaselineMatcher(device),
-}
+log = logging.getLogger(__name__)
+
+LEARNED = ("kgl-opt-sar", "kgl-opt-ir", "rrl-opt-sar", "rrl-opt-ir")
+FAMILIES = ("auto", "kgl", "rrl")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -34,15 +38,33 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def names() -> list[str]:
-    return sorted(_FACTORIES)
+    return ["baseline", *LEARNED]
+
+
+def resolve_name(name: str, modality: str) -> str:
+    """Turn 'auto', 'kgl' or 'rrl' into a concrete matcher name for a target modality."""
+    if name not in FAMILIES:
+        return name
+    pair = "opt-sar" if modality == "sar" else "opt-ir"
+    if modality == "optical" and name != "auto":
+        log.warning("target modality is optical; using the %s-%s weights (give --modality if it is SAR)", name, pair)
+    if name == "auto":
+        return f"kgl-{pair}" if f"kgl-{pair}" in available() else "baseline"
+    return f"{name}-{pair}"
 
 
 def load(name: str, device: str | torch.device = "auto") -> Matcher:
     """Return the matcher called ``name`` on ``device`` ('auto', 'cpu', 'cuda')."""
-    if name not in _FACTORIES:
-        raise UnknownMatcherError(
-            f"unknown matcher {name!r}; available: {', '.join(names())} (see 'georeg info')")
-    return _FACTORIES[name](resolve_device(device))
+    dev = resolve_device(device)
+    if name == "baseline":
+        return BaselineMatcher(dev)
+    if name in LEARNED:
+        from .learned import KGLMatcher, RRLMatcher
+
+        cls = KGLMatcher if name.startswith("kgl") else RRLMatcher
+        return cls(name, dev)
+    raise UnknownMatcherError(
+        f"unknown matcher {name!r}; available: {', '.join(names() + list(FAMILIES))} (see 'georeg matchers list')")
 
 
-__all__ = ["Matcher", "BaselineMatcher", "load", "names", "resolve_device"]
+__all__ = ["Matcher", "BaselineMatcher", "load", "names", "resolve_device", "resolve_name", "available"]

@@ -1,0 +1,102 @@
+"""Learned matchers built on shipped weights: KGL-Net and RRL-Net.
+
+They score *candidates* rather than every placement: the registration pipeline finds the
+strongest local maxima of the weight-free structural correlation inside the search window, cuts
+64x64 patches there, and asks the learned matcher which candidate is the true match
+(:meth:`LearnedMatcher.rank`). KGL-Net encodes each patch once (descriptor and metric features),
+pre-ranks the candidates by descriptor distance and scores the best few with its metric head;
+RRL-Net runs its per-pair stream on the few candidates it is given.
+On CUDA the networks run under autocast (float16); on the CPU in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .base import Matcher, as_unit_float, check_patches
+from .kgl import KGLNet
+from .rrl import RRLNet
+from .weights import load_state
+
+
+class LearnedMatcher(Matcher):
+    learned = True
+    patch_size = 64
+    min_probability = 0.5
+
+    def __init__(self, name: str, device: str | torch.device = "cpu"):
+        super().__init__(device)
+        self.name = name
+        self.manifest, state = load_state(name)
+        self.net = self._build(self.manifest)
+        self.net.load_state_dict(state)
+        self.net.eval().to(self.device)
+        self.description = (f"{self.manifest.get('architecture', '?')} for {self.manifest.get('pair', '?')}, "
+                            f"test FPR95 {self.manifest.get('test_fpr95', '?')}")
+
+    def _build(self, manifest: dict) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def info(self) -> dict:
+        return {"name": self.name, "description": self.description, "device": str(self.device),
+                "weights": self.manifest.get("file")}
+
+    def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
+        check_patches(reference_patches, target_patches, self.patch_size)
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for i in range(0, len(reference_patches), 1024):
+                a = as_unit_float(reference_patches[i:i + 1024]).to(self.device)
+                b = as_unit_float(target_patches[i:i + 1024]).to(self.device)
+                out.append(self._pair_prob(a, b).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
+        n, k = candidates.shape[:2]
+        ref = reference_patches.unsqueeze(1).expand(n, k, *reference_patches.shape[1:]).reshape(n * k, 1, 64, 64)
+        return self.score(ref, candidates.reshape(n * k, 1, 64, 64)).view(n, k)
+
+
+class KGLMatcher(LearnedMatcher):
+    keep = 3  # candidates that reach the metric head after the descriptor pre-ranking
+
+    def _build(self, manifest: dict) -> torch.nn.Module:
+        return KGLNet(width=float(manifest.get("width", 1.0)))
+
+    def _pair_prob(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net.head(self.net.encode(a, "opt")["f_dif"], self.net.encode(b, "other")["f_dif"]))
+
+    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Encode each patch once; pre-rank by descriptor distance; metric head on the best ``keep``."""
+        n, k = candidates.shape[:2]
+        with torch.inference_mode(), self._autocast():
+            ea = self.net.encode(as_unit_float(reference_patches).to(self.device), "opt")
+            eb = self.net.encode(as_unit_float(candidates.reshape(n * k, 1, 64, 64)).to(self.device), "other")
+            desc_b = eb["desc"].view(n, k, -1)
+            dist = (desc_b - ea["desc"].unsqueeze(1)).norm(dim=-1)
+            keep = min(self.keep, k)
+            top = dist.topk(keep, dim=1, largest=False).indices  # (N, keep)
+            fb = eb["f_dif"].view(n, k, *eb["f_dif"].shape[1:])
+            sel = fb[torch.arange(n, device=fb.device)[:, None], top]  # (N, keep, C, 8, 8)
+            fa = ea["f_dif"].unsqueeze(1).expand_as(sel)
+            prob = torch.sigmoid(self.net.head(fa.reshape(-1, *fa.shape[2:]), sel.reshape(-1, *sel.shape[2:])))
+            out = torch.zeros(n, k, device=fb.device)
+            out.scatter_(1, top, prob.view(n, keep).float())
+        return out.cpu()
+
+
+class RRLMatcher(LearnedMatcher):
+    def _build(self, manifest: dict) -> torch.nn.Module:
+        return RRLNet(training_parts=False)
+
+    def _pair_prob(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.net(a, b)
