@@ -30,6 +30,20 @@ def main(argv=None) -> int:
     t.add_argument("--data-dir", default="training_data")
     t.add_argument("--out-dir", default="training_runs")
     t.add_argument("--no-resume", action="store_true")
+    e = sub.add_parser("evaluate", help="FPR95 table: learned matchers, baseline, NCC and SIFT on one split")
+    e.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
+    e.add_argument("--split", choices=("val", "test"), default="test")
+    e.add_argument("--data-dir", default="training_data")
+    e.add_argument("--weights", nargs="*", default=None,
+                   help="shipped matcher names to include (default: those shipped for this pair)")
+    e.add_argument("--checkpoint", nargs="*", default=[], help="LABEL=PATH training checkpoints to include")
+    e.add_argument("--max-pairs", type=int, default=0)
+    e.add_argument("--json", help="write the numbers here too")
+    x = sub.add_parser("export", help="ship a checkpoint as georeg weights with its manifest")
+    x.add_argument("checkpoint")
+    x.add_argument("--name", required=True, help="e.g. kgl-opt-sar")
+    x.add_argument("--data-dir", default="training_data")
+    x.add_argument("--command", default="", help="the command that reproduces the checkpoint")
     args = ap.parse_args(argv)
     from georeg.runtime import tune_malloc
 
@@ -49,6 +63,28 @@ def main(argv=None) -> int:
                           seed=args.seed, data_dir=args.data_dir, out_dir=args.out_dir)
         best = train(cfg, resume=not args.no_resume, log=lambda m: print(m, flush=True))
         print(f"best checkpoint: {best}")
+        return 0
+    if args.cmd == "evaluate":
+        from georeg.matchers import available, load
+
+        from .benchmark import checkpoint_matcher, evaluate, save, table
+
+        names = args.weights if args.weights is not None else [n for n, m in available().items()
+                                                               if m.get("pair") == args.pair]
+        ms = {n: load(n, "cpu") for n in names}
+        for item in args.checkpoint:
+            label, path = item.split("=", 1)
+            ms[label] = checkpoint_matcher(Path(path))
+        res = evaluate(Path(args.data_dir), args.pair, args.split, ms, args.max_pairs)
+        print(table(res))
+        if args.json:
+            save(res, Path(args.json))
+        return 0
+    if args.cmd == "export":
+        from .export import export_checkpoint
+
+        path = export_checkpoint(Path(args.checkpoint), args.name, Path(args.data_dir), args.command)
+        print(f"wrote {path} and {path.with_suffix('.json')}")
         return 0
     return 2
 

@@ -1,0 +1,130 @@
+"""One evaluation command for the FPR95 table: learned matchers against the weight-free
+baseline and two simple references (NCC of normalised patches, kornia's SIFT descriptor), all on
+the same held-out pairs in one run.
+
+    python -m training evaluate --pair opt-sar --split test
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import PatchSet, eval_pairs
+from .evaluate import fpr95, fpr95_distance
+
+
+def ncc_scores(opt: torch.Tensor, other: torch.Tensor) -> np.ndarray:
+    a = opt.float().flatten(1)
+    b = other.float().flatten(1)
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-9)).numpy()
+
+
+def sift_distances(opt: torch.Tensor, other: torch.Tensor, batch: int = 1024) -> np.ndarray:
+    from kornia.feature import SIFTDescriptor
+
+    sift = SIFTDescriptor(64, rootsift=True)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(opt), batch):
+            da = sift(opt[i:i + batch].float() / 255)
+            db = sift(other[i:i + batch].float() / 255)
+            out.append((da - db).norm(dim=1))
+    return torch.cat(out).numpy()
+
+
+def batched(fn, opt, other, batch=1024) -> np.ndarray:
+    return torch.cat([fn(opt[i:i + batch], other[i:i + batch]) for i in range(0, len(opt), batch)]).numpy()
+
+
+def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: int = 0, seed: int = 0) -> dict:
+    """``matchers``: label -> object with ``score(opt_uint8, other_uint8)`` (georeg matchers) or a
+    KGLNet/RRLNet checkpoint path. Returns {label: {'fpr95': ..., 'seconds': ...}}."""
+    from georeg.matchers import load
+
+    ps = PatchSet.load(data_dir / f"{pair}_{split}.npz")
+    opt, other, y = eval_pairs(ps, seed=seed)
+    if max_pairs and len(y) > max_pairs:
+        rng = np.random.default_rng(seed)
+        half = len(y) // 2
+        pick = rng.choice(half, max_pairs // 2, replace=False)
+        idx = np.r_[pick, pick + half]
+        opt, other, y = opt[idx], other[idx], y[idx]
+    opt, other = torch.from_numpy(opt), torch.from_numpy(other)
+    results = {"_pairs": {"positives": int(y.sum()), "negatives": int((1 - y).sum()), "split": split, "pair": pair}}
+
+    def timed(label, fn, distance=False):
+        t = time.perf_counter()
+        s = fn()
+        secs = time.perf_counter() - t
+        results[label] = {"fpr95": fpr95(y, -s if distance else s), "seconds": round(secs, 2)}
+        if distance:
+            results[label]["fpr95_descriptor_protocol"] = fpr95_distance(y, s)
+
+    timed("NCC (normalised patches)", lambda: ncc_scores(opt, other))
+    timed("SIFT descriptor (kornia)", lambda: sift_distances(opt, other), distance=True)
+    base = load("baseline", "cpu")
+    timed("georeg baseline", lambda: batched(base.score, opt, other))
+    for label, m in matchers.items():
+        timed(label, lambda m=m: batched(m.score, opt, other))
+        if hasattr(m, "net") and hasattr(m.net, "desc"):
+            def desc_dist(m=m):
+                out = []
+                with torch.no_grad():
+                    for i in range(0, len(opt), 1024):
+                        ea = m.net.encode(opt[i:i + 1024].float() / 255, "opt")["desc"]
+                        eb = m.net.encode(other[i:i + 1024].float() / 255, "other")["desc"]
+                        out.append((ea - eb).norm(dim=1))
+                return torch.cat(out).numpy()
+            timed(f"{label} (descriptor)", desc_dist, distance=True)
+    return results
+
+
+def table(results: dict) -> str:
+    info = results["_pairs"]
+    lines = [f"FPR95 (%) on {info['pair']} {info['split']}: {info['positives']} positive and "
+             f"{info['negatives']} negative pairs", "", "| method | FPR95 % | s |", "|---|---|---|"]
+    for k, v in results.items():
+        if k.startswith("_"):
+            continue
+        extra = f" (descriptor protocol {v['fpr95_descriptor_protocol']:.2f})" if "fpr95_descriptor_protocol" in v \
+            else ""
+        lines.append(f"| {k} | {v['fpr95']:.2f}{extra} | {v['seconds']} |")
+    return "\n".join(lines)
+
+
+def checkpoint_matcher(path: Path):
+    """A matcher-like wrapper of a training checkpoint (before export)."""
+    from georeg.matchers.kgl import KGLNet
+    from georeg.matchers.rrl import RRLNet
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    if cfg["model"] == "kgl":
+        net = KGLNet(cfg["width"])
+    else:
+        net = RRLNet(training_parts=True)
+    net.load_state_dict(ck["model"])
+    if cfg["model"] == "rrl":
+        net.drop_training_parts()
+    net.eval()
+
+    class _M:
+        def __init__(self):
+            self.net = net
+
+        def score(self, a, b):
+            with torch.no_grad():
+                return net(a.float() / 255, b.float() / 255)
+
+    return _M()
+
+
+def save(results: dict, path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2))

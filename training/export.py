@@ -1,0 +1,57 @@
+"""Export a training checkpoint as shipped georeg weights: fp16 state dict plus a manifest with
+the training data, split, steps, validation and test FPR95, sha256 and the reproducing command."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from georeg.matchers.kgl import KGLNet
+from georeg.matchers.rrl import RRLNet
+from georeg.matchers.weights import export
+
+from .benchmark import checkpoint_matcher, evaluate
+
+DATA = {
+    "opt-sar": "s1s2_volkov (PNG, extra_gray and GeoTIFF pairs) and 3mos_previews pairs flagged aligned",
+    "opt-ir": "srif_multimodal Optical-Infrared and nir_vis_rs (warped by their ground truth), "
+              "landsat8_oli_tirs B4/B10 (cloud-masked)",
+}
+SPLIT = {
+    "opt-sar": "s1s2 by Sentinel-2 tile: train T11SLT, validation T11SMT, test T14RNT; 3mos by source mosaic",
+    "opt-ir": "by image (hash of the pair id), 80/10/10; the Landsat scene is training only",
+}
+
+
+def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str = "") -> Path:
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    if cfg["model"] == "kgl":
+        net = KGLNet(cfg["width"])
+        net.load_state_dict(ck["model"])
+        arch = "KGL-Net"
+    else:
+        net = RRLNet(training_parts=True)
+        net.load_state_dict(ck["model"])
+        net.drop_training_parts()
+        arch = "RRL-Net (MLPP-pruned)"
+    net.eval()
+    test = evaluate(data_dir, cfg["pair"], "test", {"m": checkpoint_matcher(checkpoint)})
+    info_path = data_dir / f"{cfg['pair']}_info.json"
+    info = {
+        "architecture": arch, "width": cfg.get("width", 1.0) if cfg["model"] == "kgl" else 1.0,
+        "pair": cfg["pair"], "training_data": DATA[cfg["pair"]], "split": SPLIT[cfg["pair"]],
+        "patches": json.loads(info_path.read_text()) if info_path.exists() else None,
+        "steps": ck["val"]["step"] if "val" in ck else cfg["steps"], "batch": cfg["batch"],
+        "val_fpr95": round(ck["val"]["fpr95_metric"], 2) if "val" in ck else None,
+        "test_fpr95": round(test["m"]["fpr95"], 2),
+        "test_pairs": test["_pairs"],
+        "command": command or f"python -m training train --model {cfg['model']} --pair {cfg['pair']} "
+                              f"--width {cfg.get('width', 1.0)} --steps {cfg['steps']} "
+                              f"--warmup-steps {cfg['warmup_steps']} --threads {cfg['threads']}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return export(net, name, info)
