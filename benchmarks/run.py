@@ -45,8 +45,10 @@ def grid_of(path) -> Grid:
         return Grid(d.transform, d.width, d.height, d.crs)
 
 
-def run_georeg(case: Case, target: str, out: Path):
-    cfg = RegistrationConfig().with_options(output={"overwrite": True}, **case.options)
+def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
+    opts = {k: dict(v) for k, v in case.options.items()}
+    opts.setdefault("matching", {})["matcher"] = matcher
+    cfg = RegistrationConfig().with_options(output={"overwrite": True}, **opts)
     t = time.perf_counter()
     try:
         res = georeg.register(case.reference, target, out, cfg)
@@ -177,12 +179,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="2000,5000,10000")
     ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument("--matchers", default="auto",
+                    help="comma-separated georeg matchers to compare (e.g. baseline,kgl); each is a method")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     tune_malloc()
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():
         sys.exit(f"real data not found at {data}; pass --data")
+    import functools
+
+    METHODS.clear()
+    for name in [m for m in args.matchers.split(",") if m]:
+        METHODS["georeg" if name == "auto" else f"georeg[{name}]"] = functools.partial(run_georeg, matcher=name)
+    METHODS["phasecorr"] = run_phasecorr
     rng = np.random.default_rng(2026)
     summary: dict = {"sets": [], "scaling": []}
     with tempfile.TemporaryDirectory(prefix="georeg-bench-") as td:
@@ -194,9 +204,9 @@ def main() -> None:
         print(f"{len(cases)} cases; georeg {georeg.__version__}", flush=True)
         results = evaluate(cases, work, args.verbose)
         summary["sets"] = summarise(results)
-        print(f"\n{'set':32s} {'method':10s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s}")
+        print(f"\n{'set':32s} {'method':16s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s}")
         for r in summary["sets"]:
-            print(f"{r['set']:32s} {r['method']:10s} {r['pairs']:5d} {r['success_rate']:8.0%} "
+            print(f"{r['set']:32s} {r['method']:16s} {r['pairs']:5d} {r['success_rate']:8.0%} "
                   f"{r['median_error_px']:14.2f} {r['seconds_per_pair']:7.2f}")
         sizes = [1024, 2000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
         print(f"\n{'scene px':>9s} {'seconds':>8s} {'peak RSS MB':>12s} {'tiles':>6s} {'inliers':>8s}")

@@ -22,7 +22,7 @@ def weights_dir(tmp_path, monkeypatch):
     torch.manual_seed(0)
     d = tmp_path / "weights"
     info = {"architecture": "KGL-Net", "width": 0.25, "pair": "opt-sar", "training_data": "random (test)",
-            "val_fpr95": None, "test_fpr95": None}
+            "val_fpr95": None, "test_fpr95": None, "recommended": True}
     W.export(KGLNet(0.25).eval(), "kgl-opt-sar", info, d)
     W.export(RRLNet(training_parts=False).eval(), "rrl-opt-ir", {**info, "architecture": "RRL-Net", "width": 1.0,
                                                                  "pair": "opt-ir"}, d)
@@ -77,3 +77,19 @@ def test_pipeline_runs_with_a_learned_matcher(weights_dir, tmp_path):
     except georeg.errors.TooFewTiePointsError:
         pytest.skip("random weights found too few matches (the plumbing ran)")
     assert res.report["matcher"]["name"] == "kgl-opt-sar"
+
+
+def test_auto_needs_a_recommended_manifest(weights_dir):
+    man = json.loads((weights_dir / "kgl-opt-sar.json").read_text())
+    man["recommended"] = False
+    (weights_dir / "kgl-opt-sar.json").write_text(json.dumps(man))
+    assert resolve_name("auto", "sar") == "baseline"
+    assert resolve_name("kgl", "sar") == "kgl-opt-sar"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_scores_match_cpu(weights_dir):
+    a, b = torch.rand(64, 1, 64, 64), torch.rand(64, 1, 64, 64)
+    cpu = load("kgl-opt-sar", "cpu").score(a, b)
+    gpu = load("kgl-opt-sar", "cuda").score(a, b)
+    assert torch.allclose(cpu, gpu, atol=2e-2)

@@ -48,6 +48,8 @@ def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str 
         "steps": ck["val"]["step"] if "val" in ck else cfg["steps"], "batch": cfg["batch"],
         "val_fpr95": round(ck["val"]["fpr95_metric"], 2) if "val" in ck else None,
         "test_fpr95": round(test["m"]["fpr95"], 2),
+        "baseline_test_fpr95": round(test["georeg baseline"]["fpr95"], 2),
+        "recommended": bool(test["m"]["fpr95"] < test["georeg baseline"]["fpr95"]),
         "test_pairs": test["_pairs"],
         "command": command or f"python -m training train --model {cfg['model']} --pair {cfg['pair']} "
                               f"--width {cfg.get('width', 1.0)} --steps {cfg['steps']} "

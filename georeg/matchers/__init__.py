@@ -49,7 +49,10 @@ def resolve_name(name: str, modality: str) -> str:
     if modality == "optical" and name != "auto":
         log.warning("target modality is optical; using the %s-%s weights (give --modality if it is SAR)", name, pair)
     if name == "auto":
-        return f"kgl-{pair}" if f"kgl-{pair}" in available() else "baseline"
+        # the learned matcher becomes the default only where its manifest says it beat the
+        # baseline on the held-out test pairs (set by training/export.py)
+        man = available().get(f"kgl-{pair}")
+        return f"kgl-{pair}" if man and man.get("recommended") else "baseline"
     return f"{name}-{pair}"
 
 
