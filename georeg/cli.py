@@ -227,6 +227,53 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 
 
 @georeg.command()
+@click.argument("manifest", required=False, type=click.Path())
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--pairs", nargs=2, metavar="REF_GLOB TARGET_GLOB", default=None,
+              help="Build the manifest from two globs, paired in sorted order (quote them).")
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: all cores).")
+@click.option("--scheduler", default=None,
+              help="Run on Dask: 'tcp://host:port' of an existing scheduler, or 'local' for a LocalCluster.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Skip pairs whose outputs and report are complete and match the row and options.")
+@registration_options
+@verbosity_options
+@click.pass_context
+@handle_errors
+def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
+    """Register every pair of MANIFEST (CSV: reference,target[,output][,options...]) into OUTDIR."""
+    from . import batch as B
+    from .errors import InputError
+
+    if (manifest is None) == (pairs is None):
+        raise InputError("give either a MANIFEST or --pairs REF_GLOB TARGET_GLOB (not both)")
+    cfg = build_config(params)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = B.read_manifest(manifest, out, cfg) if manifest else \
+        B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
+    verbose = ctx.obj.get("verbose", 0)
+    quiet = ctx.obj.get("quiet", False)
+    with click.progressbar(length=len(tasks), label="pairs", file=sys.stderr, hidden=quiet) as bar:
+        def progress(row, done, total):
+            bar.update(1)
+            if verbose:
+                msg = row["status"] if row["status"] != "failed" else f"FAILED: {row['error']}"
+                click.echo(f"\n  [{row['index'] + 1}/{total}] {Path(row['target']).name}: {msg}", err=True)
+
+        rows = B.run(tasks, out, cfg, executor="dask" if scheduler else "local", workers=workers,
+                     scheduler=scheduler, resume=resume, progress=progress)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if not quiet:
+        click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered "
+                   f"({sum(1 for r in rows if r['status'].startswith('skipped'))} already complete); "
+                   f"summary: {out / 'summary.csv'}")
+        for r in failed:
+            click.echo(f"  failed: {Path(r['target']).name}: {r['error']}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@georeg.command()
 @verbosity_options
 @click.pass_context
 @handle_errors

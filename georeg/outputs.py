@@ -64,7 +64,12 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
                    tp: TiePoints, cfg: RegistrationConfig, outputs: dict, report: dict):
     gdf = tie_points_frame(ref, tgt, grid, model, tp)
     if "tie_points" in outputs:
-        write_tie_points(gdf, str(outputs["tie_points"]))
+        from datetime import datetime, timezone
+        from pathlib import Path
+
+        mtime = Path(tgt.path).stat().st_mtime
+        stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        write_tie_points(gdf, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:
         write_png(quicklook_image(ref, tgt, grid, overlap, model, tp), str(outputs["quicklook"]))
     if "report" in outputs:

@@ -91,7 +91,8 @@ def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -
 
 def register(reference: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike,
              config: RegistrationConfig | None = None, *, progress: ProgressFn | None = None,
-             cancel: Callable[[], bool] | None = None, matcher=None) -> RegistrationResult:
+             cancel: Callable[[], bool] | None = None, matcher=None,
+             report_extra: dict | None = None) -> RegistrationResult:
     """Co-register ``target`` (SAR, thermal, ...) onto ``reference`` (optical) and write ``output``.
 
     ``config`` holds every option (see :mod:`georeg.config`). ``progress(fraction, message)`` is
@@ -111,14 +112,15 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
             raise CancelledError("registration cancelled; no output was written")
 
     try:
-        return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher)
+        return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher,
+                         report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
         raise RasterOpenError(f"could not read the input rasters: {str(exc).splitlines()[0][:300]}; "
                               "check that the files are complete and readable") from None
 
 
 def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict, clock: _Clock, notify,
-              check_cancel, matcher) -> RegistrationResult:
+              check_cancel, matcher, report_extra: dict) -> RegistrationResult:
     from .matchers import load
 
     with RasterSource(reference, cfg.reference, "reference") as ref, \
@@ -195,6 +197,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
             report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
                              deviation, clock.stages, outputs)
             report["matcher"] = m.info()
+            report.update(report_extra)
             gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
             check_cancel()
         notify(1.0, "done")

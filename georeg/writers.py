@@ -130,12 +130,22 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
     return out
 
 
-def write_tie_points(gdf, path: str) -> None:
+def write_tie_points(gdf, path: str, timestamp: str | None = None) -> None:
     """Write the tie points as a GeoPackage layer 'tie_points'.
 
     GeoPackage 1.2 rather than GDAL's default 1.4: QGIS 3.22 (GDAL 3.6) warns that a 1.4 file
-    "may only be partially supported"; 1.2 has everything this layer uses."""
-    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
+    "may only be partially supported"; 1.2 has everything this layer uses. ``timestamp``
+    (ISO 8601, UTC) is stored as the layer's last change instead of the clock, so that the same
+    inputs give byte-identical files."""
+    import pyogrio
+
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    if timestamp:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
+    try:
+        gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
 
 
 def write_report(report: dict, path: str) -> None:
