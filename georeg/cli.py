@@ -268,8 +268,8 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
         click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered "
                    f"({sum(1 for r in rows if r['status'].startswith('skipped'))} already complete); "
                    f"summary: {out / 'summary.csv'}")
-        for r in failed:
-            click.echo(f"  failed: {Path(r['target']).name}: {r['error']}", err=True)
+    for r in failed:
+        click.echo(f"failed: {Path(r['target']).name}: {r['error']}", err=True)
     sys.exit(1 if failed else 0)
 
 

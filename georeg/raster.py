@@ -188,6 +188,15 @@ class RasterSource:
 
         Returns ``(data (H, W) float32, valid (H, W) bool)``.
         """
+        try:
+            return self._read_on_grid(grid, window, resampling)
+        except rasterio.errors.RasterioError as exc:
+            raise RasterOpenError(
+                f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
+                "truncated or damaged") from None
+
+    def _read_on_grid(self, grid: Grid, window: Window | None,
+                      resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
         if window is None:
             window = Window(0, 0, grid.width, grid.height)
         sub = grid.window_grid(window)
