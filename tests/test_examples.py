@@ -18,3 +18,12 @@ def test_pipeline_step_example(volkov, tmp_path):
     assert (tmp_path / "176_S1_VH_registered.tif").exists()
     rep = json.loads((tmp_path / "176_S1_VH_report.json").read_text())
     assert rep["counts"]["inliers"] >= 50
+
+
+@pytest.mark.data
+def test_batch_example(volkov, tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "batch_api.py"), "--workers", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "3/3 registered" in out.stdout
+    assert (tmp_path / "georeg_batch_out" / "summary.csv").exists()
