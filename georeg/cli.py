@@ -261,8 +261,13 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
                 msg = row["status"] if row["status"] != "failed" else f"FAILED: {row['error']}"
                 click.echo(f"\n  [{row['index'] + 1}/{total}] {Path(row['target']).name}: {msg}", err=True)
 
-        rows = B.run(tasks, out, cfg, executor="dask" if scheduler else "local", workers=workers,
-                     scheduler=scheduler, resume=resume, progress=progress)
+        try:
+            rows = B.run(tasks, out, cfg, executor="dask" if scheduler else "local", workers=workers,
+                         scheduler=scheduler, resume=resume, progress=progress)
+        except KeyboardInterrupt:
+            click.echo(f"\nInterrupted: finished pairs are kept and listed in {out / 'summary.csv'}; "
+                       "no half-written output is left. Rerun the same command to continue.", err=True)
+            sys.exit(130)
     failed = [r for r in rows if r["status"] == "failed"]
     if not quiet:
         click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered "
