@@ -227,6 +227,28 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 
 
 @georeg.command()
+@click.argument("report", type=click.Path())
+@click.argument("raster", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Corrected raster.")
+@click.option("--align-grids/--no-align-grids", default=None,
+              help="Resample onto the reference grid (default: as in the report).")
+@click.option("--resampling", type=click.Choice(RESAMPLINGS), default=None, help="Default: as in the report.")
+@click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@verbosity_options
+@click.pass_context
+@handle_errors
+def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite):
+    """Apply a registration REPORT (from 'georeg register') to another RASTER of the same scene."""
+    from .apply import apply_report
+
+    res = apply_report(report, raster, output, align_grids=align_grids, resampling=resampling, cog=cog,
+                       overwrite=overwrite)
+    if not ctx.obj.get("quiet"):
+        click.echo(f"{res['mode']}: {res['output']}")
+
+
+@georeg.command()
 @click.argument("manifest", required=False, type=click.Path())
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--pairs", nargs=2, metavar="REF_GLOB TARGET_GLOB", default=None,

@@ -231,7 +231,8 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
         (grid.crs.linear_units or "map units")
 
     def side(src: RasterSource) -> dict:
-        return {"path": src.path, "crs": src.grid.crs.to_string(), "width": src.grid.width,
+        return {"path": src.path, "crs": src.grid.crs.to_string(), "crs_wkt": src.grid.crs.to_wkt(),
+                "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality}
 
@@ -250,6 +251,8 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
                            "the reference has it (global part for 'local')",
             "parameters": describe(model, np.array(centre)),
             "local_method": model.local.method if model.local is not None else None,
+            "local_points_px": ({"xy_t": tp.xy_t[inl].tolist(), "xy_r": tp.xy_r[inl].tolist()}
+                                if model.local is not None else None),
             "output_mode": mode,
             "corrected_transform": list(transform)[:6] if transform is not None else None,
             "geotransform_deviation_px": deviation,

@@ -1,0 +1,72 @@
+"""Apply a saved registration (its JSON report) to another raster of the same scene, for example
+the other bands or polarisations of the target."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from .atomic import staged
+from .config import EstimationConfig, InputConfig
+from .errors import InputError
+from .estimation import FittedModel, fit_local
+from .pipeline import check_outputs
+from .raster import Grid, RasterSource
+from .warp import corrected_transform, output_to_source
+from .writers import write_resampled, write_with_transform
+
+
+def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
+    """The fitted model and the reference grid that a report describes."""
+    try:
+        m = report["model"]
+        r = report["reference"]
+        grid = Grid(Affine(*r["transform"]), int(r["width"]), int(r["height"]),
+                    CRS.from_wkt(r["crs_wkt"]) if r.get("crs_wkt") else CRS.from_string(r["crs"]))
+        model = FittedModel(m["type"], np.array(m["matrix_px"], dtype=np.float64), np.zeros(0, bool), np.zeros(0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"the report is not a georeg registration report (missing or bad {exc}); "
+                         "give the *_report.json written by 'georeg register'") from None
+    if m["type"] == "local":
+        pts = m.get("local_points_px") or {}
+        est = report.get("config", {}).get("estimation", {})
+        cfg = EstimationConfig(model="local", local_method=m.get("local_method") or "tps",
+                               polynomial_order=est.get("polynomial_order", 2),
+                               local_smoothing=est.get("local_smoothing", 1.0))
+        model.local = fit_local(np.array(pts["xy_t"]), np.array(pts["xy_r"]), cfg)
+    return model, grid
+
+
+def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, output: str | os.PathLike, *,
+                 align_grids: bool | None = None, resampling: str | None = None, cog: bool = False,
+                 overwrite: bool = False, compress: str = "deflate") -> dict:
+    """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done."""
+    if not isinstance(report, dict):
+        path = Path(report)
+        if not path.exists():
+            raise InputError(f"report not found: {report}")
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"could not read the report {path}: {exc}") from None
+    model, ref_grid = model_from_report(report)
+    out_cfg = report.get("config", {}).get("output", {})
+    align = out_cfg.get("align_grids", False) if align_grids is None else align_grids
+    resampling = resampling or out_cfg.get("resampling", "bilinear")
+    check_outputs({"raster": str(output)}, [str(raster)], overwrite)
+    with RasterSource(raster, InputConfig(), "raster") as src, staged({"raster": str(output)}) as tmp:
+        if model.kind in ("translation", "affine") and not align:
+            transform, dev = corrected_transform(model, ref_grid, src.grid)
+            if dev <= 0.05:
+                write_with_transform(src, str(tmp["raster"]), transform, cog, compress)
+                return {"mode": "geotransform", "transform": list(transform)[:6], "output": str(output)}
+        out_grid = ref_grid if align else src.grid
+        write_resampled(src, str(tmp["raster"]), out_grid, output_to_source(model, out_grid, ref_grid, src.grid),
+                        resampling, cog, compress)
+        return {"mode": "resampled to reference grid" if align else "resampled on raster grid", "transform": None,
+                "output": str(output)}
