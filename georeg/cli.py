@@ -168,15 +168,28 @@ def _sibling(output: str, value: str | None, suffix: str) -> str | None:
 @click.version_option(__version__, prog_name="georeg")
 @click.option("-v", "--verbose", count=True, help="More messages (-vv: debug and tracebacks).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("--machine", is_flag=True, hidden=True,
+              help="Machine-readable output for front ends: 'PROGRESS <0-1> <message>' lines and a final "
+                   "'RESULT <json>' line on stdout, no progress bar.")
 @click.pass_context
-def georeg(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def georeg(ctx: click.Context, verbose: int, quiet: bool, machine: bool) -> None:
     """Co-register an optical reference with a SAR or thermal target."""
     from .runtime import tune_malloc
 
     tune_malloc()
-    _setup_logging(verbose, quiet)
+    _setup_logging(verbose, quiet or machine)
     ctx.ensure_object(dict)
-    ctx.obj.update(verbose=verbose, quiet=quiet)
+    ctx.obj.update(verbose=verbose, quiet=quiet or machine, machine=machine)
+
+
+def _machine(kind: str, payload) -> None:
+    import json
+
+    if kind == "PROGRESS":
+        click.echo(f"PROGRESS {payload[0]:.4f} {payload[1]}")
+    else:
+        click.echo(f"RESULT {json.dumps(payload, default=str)}")
+    sys.stdout.flush()
 
 
 @georeg.command()
@@ -200,11 +213,15 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     cfg = build_config(params, _sibling(output, tie_points, "_tiepoints.gpkg"),
                        _sibling(output, report, "_report.json"), _sibling(output, quicklook, "_quicklook.png"))
     quiet = ctx.obj.get("quiet", False)
+    machine = ctx.obj.get("machine", False)
     with click.progressbar(length=1000, label="registering", file=sys.stderr, show_eta=False,
                            hidden=quiet) as bar:
         done = [0]
 
         def progress(fraction: float, message: str) -> None:
+            if machine:
+                _machine("PROGRESS", (fraction, message))
+                return
             target_steps = int(fraction * 1000)
             if target_steps > done[0]:
                 bar.update(target_steps - done[0])
@@ -213,6 +230,9 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 
         result = run(reference, target, output, cfg, progress=progress)
     rep = result.report
+    if machine:
+        _machine("RESULT", {"outputs": result.outputs, "model": rep["model"]["type"], "shift": rep["shift"],
+                            "accuracy": rep["accuracy"], "counts": rep["counts"]})
     if not quiet:
         sh = rep["shift"]
         acc = rep["accuracy"]
@@ -244,7 +264,9 @@ def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite):
 
     res = apply_report(report, raster, output, align_grids=align_grids, resampling=resampling, cog=cog,
                        overwrite=overwrite)
-    if not ctx.obj.get("quiet"):
+    if ctx.obj.get("machine"):
+        _machine("RESULT", res)
+    elif not ctx.obj.get("quiet"):
         click.echo(f"{res['mode']}: {res['output']}")
 
 
@@ -278,6 +300,8 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
     quiet = ctx.obj.get("quiet", False)
     with click.progressbar(length=len(tasks), label="pairs", file=sys.stderr, hidden=quiet) as bar:
         def progress(row, done, total):
+            if ctx.obj.get("machine"):
+                _machine("PROGRESS", (done / total, f"{Path(row['target']).name}: {row['status']}"))
             bar.update(1)
             if verbose:
                 msg = row["status"] if row["status"] != "failed" else f"FAILED: {row['error']}"
@@ -291,6 +315,8 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
                        "no half-written output is left. Rerun the same command to continue.", err=True)
             sys.exit(130)
     failed = [r for r in rows if r["status"] == "failed"]
+    if ctx.obj.get("machine"):
+        _machine("RESULT", {"summary": str(out / "summary.csv"), "pairs": len(rows), "failed": len(failed)})
     if not quiet:
         click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered "
                    f"({sum(1 for r in rows if r['status'].startswith('skipped'))} already complete); "

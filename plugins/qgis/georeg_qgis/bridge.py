@@ -1,0 +1,120 @@
+"""How the plugin runs georeg: in-process when QGIS's Python can import it, otherwise the georeg
+CLI of a configured Python environment in a subprocess that streams machine-readable lines
+('PROGRESS <0-1> <message>', 'RESULT <json>'). Cancel kills the child. The child's environment is
+cleaned of variables that point rasterio at QGIS's own GDAL/PROJ data."""
+
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+
+from qgis.core import QgsProcessingException
+
+SETTING_PYTHON = "GEOREG_PYTHON"
+CLEANED = ("PYTHONPATH", "PYTHONHOME", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA")
+
+
+def in_process():
+    """True when georeg (and torch) import in QGIS's own Python."""
+    try:
+        import torch  # noqa: F401
+
+        import georeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def configured_python():
+    value = ""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        value = ProcessingConfig.getSetting(SETTING_PYTHON) or ""
+    except (ImportError, KeyError):
+        pass
+    return value or os.environ.get("GEOREG_PYTHON", "")
+
+
+def child_env():
+    return {k: v for k, v in os.environ.items() if k not in CLEANED}
+
+
+def check_python(python):
+    """Raise a clear QgsProcessingException when the environment is unset or broken."""
+    if not python:
+        raise QgsProcessingException(
+            "georeg is not installed in QGIS's Python and no georeg environment is configured. Set "
+            "Processing > Options > Providers > georeg > 'Python of the georeg environment' (or the "
+            "GEOREG_PYTHON environment variable) to the python of an environment where georeg is installed, "
+            "for example /path/to/georeg/.venv/bin/python.")
+    if not os.path.isfile(python) or not os.access(python, os.X_OK):
+        raise QgsProcessingException(
+            f"the configured georeg Python does not exist or is not executable: {python}. Point "
+            "GEOREG_PYTHON (or the georeg Processing setting) at the python of the georeg environment.")
+    try:
+        out = subprocess.run([python, "-c", "import georeg, georeg.cli, torch; print(georeg.__version__)"],
+                             capture_output=True, text=True, timeout=120, env=child_env(), cwd=tempfile.gettempdir())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise QgsProcessingException(f"the configured georeg Python could not be started: {python} ({exc})") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        raise QgsProcessingException(
+            f"the configured Python cannot import georeg: {python} ({last}). Install georeg there "
+            "(pip install -e . in the georeg folder) or point GEOREG_PYTHON at the right environment.")
+    return out.stdout.strip()
+
+
+def run_cli(args, feedback, python=None):
+    """Run 'python -m georeg.cli --machine ARGS' with progress and cancel; returns the RESULT dict."""
+    python = python or configured_python()
+    version = check_python(python)
+    feedback.pushInfo(f"georeg {version} in {python}")
+    cmd = [python, "-m", "georeg.cli", "--machine", *[str(a) for a in args]]
+    feedback.pushDebugInfo(" ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+                            cwd=tempfile.gettempdir())
+    lines = queue.Queue()
+
+    def pump(stream, tag):
+        for line in stream:
+            lines.put((tag, line.rstrip("\n")))
+        lines.put((tag, None))
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
+    for t in threads:
+        t.start()
+    result, errors, open_streams = None, [], 2
+    while open_streams:
+        if feedback.isCanceled():
+            proc.kill()
+            proc.wait()
+            raise QgsProcessingException("cancelled; the georeg run was stopped and wrote no output")
+        try:
+            tag, line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if line is None:
+            open_streams -= 1
+            continue
+        if tag == "out" and line.startswith("PROGRESS "):
+            parts = line.split(" ", 2)
+            feedback.setProgress(100.0 * float(parts[1]))
+            if len(parts) > 2:
+                feedback.setProgressText(parts[2])
+        elif tag == "out" and line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+        elif tag == "err" and line.strip():
+            errors.append(line)
+            if line.startswith("Error") or line.startswith("failed:"):
+                feedback.reportError(line)
+            else:
+                feedback.pushDebugInfo(line)
+    code = proc.wait()
+    if code != 0 and (result is None or "summary" not in result):
+        msg = next((e for e in reversed(errors) if e.startswith("Error")), errors[-1] if errors else "")
+        raise QgsProcessingException(msg or f"georeg exited with code {code}")
+    return result or {}
