@@ -179,5 +179,5 @@ def test_truncated_raster(pair, tmp_path):
     r = _run(["register", pair[0], cut, "-o", out])
     assert r.exit_code == 2, r.output
     assert "Error:" in r.output and "Traceback" not in r.output
-    assert ("could not read the input rasters" in r.output) or ("not a raster GDAL can read" in r.output)
+    assert "could not read the target raster" in r.output or "not a raster GDAL can read" in r.output
     assert _outputs_left(tmp_path) == []
