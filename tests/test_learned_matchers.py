@@ -66,6 +66,7 @@ def test_resolve_family(weights_dir):
     assert resolve_name("rrl", "thermal") == "rrl-opt-ir"
     assert resolve_name("auto", "sar") == "kgl-opt-sar"
     assert resolve_name("auto", "thermal") == "baseline"  # no kgl-opt-ir weights in this folder
+    assert resolve_name("auto", "optical") == "baseline"  # unknown modality: never a learned default
 
 
 def test_pipeline_runs_with_a_learned_matcher(weights_dir, tmp_path):

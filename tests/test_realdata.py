@@ -82,12 +82,14 @@ def test_s1s2_rotation_and_scale(volkov, unperturbed, tmp_path):
                - unperturbed[pid].report["model"]["parameters"]["rotation_deg"] - 3.0) < 0.1
 
 
+@pytest.mark.parametrize("matcher", ["auto", "baseline"])
 @pytest.mark.parametrize("shift", [(20.0, -20.0), (-20.0, 15.0)])
-def test_landsat_optical_vs_thermal(landsat, landsat_clear_mask, tmp_path, shift):
+def test_landsat_optical_vs_thermal(landsat, landsat_clear_mask, tmp_path, shift, matcher):
+    """'auto' uses the shipped kgl-opt-ir weights when they are recommended, else the baseline."""
     ref, tgt = landsat / "l8_B4.tif", landsat / "l8_B10.tif"
     perturbed = tmp_path / "b10_shifted.tif"
     shift_geotransform(str(tgt), str(perturbed), *shift)
-    result = _register(ref, perturbed, tmp_path / "out.tif",
+    result = _register(ref, perturbed, tmp_path / "out.tif", matching={"matcher": matcher},
                        reference={"mask": str(landsat_clear_mask)}, target={"mask": str(landsat_clear_mask)})
     assert result.report["target"]["modality"] == "thermal"
     g0, g1 = _grid(tgt), _grid(perturbed)

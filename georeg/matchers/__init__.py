@@ -49,8 +49,10 @@ def resolve_name(name: str, modality: str) -> str:
     if modality == "optical" and name != "auto":
         log.warning("target modality is optical; using the %s-%s weights (give --modality if it is SAR)", name, pair)
     if name == "auto":
-        # the learned matcher becomes the default only where its manifest says it beat the
-        # baseline on the held-out test pairs (set by training/export.py)
+        # the learned matcher becomes the default only for a known modality (SAR or thermal) and
+        # where its manifest says it beat the baseline on held-out test pairs (training/export.py)
+        if modality not in ("sar", "thermal"):
+            return "baseline"
         man = available().get(f"kgl-{pair}")
         return f"kgl-{pair}" if man and man.get("recommended") else "baseline"
     return f"{name}-{pair}"

@@ -1,0 +1,51 @@
+"""The weights shipped in georeg/weights: manifest, checksum, loading, and real discrimination."""
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from georeg.matchers import available, load
+from georeg.matchers.weights import WEIGHTS_DIR, sha256
+from georeg.preprocess import preprocess
+
+SHIPPED = sorted(available())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_manifest_and_checksum(name):
+    man = available()[name]
+    path = WEIGHTS_DIR / man["file"]
+    assert path.stat().st_size <= 20 * 1024 * 1024
+    assert sha256(path) == man["sha256"]
+    for key in ("architecture", "pair", "training_data", "split", "val_fpr95", "test_fpr95", "command",
+                "recommended", "baseline_test_fpr95"):
+        assert key in man, key
+    assert man["recommended"] == (man["test_fpr95"] < man["baseline_test_fpr95"])
+    m = load(name, "cpu")
+    assert m.score(torch.rand(3, 1, 64, 64), torch.rand(3, 1, 64, 64)).shape == (3,)
+
+
+@pytest.mark.data
+@pytest.mark.skipif("kgl-opt-ir" not in SHIPPED, reason="kgl-opt-ir weights not shipped")
+def test_kgl_opt_ir_separates_real_pairs(landsat, landsat_clear_mask):
+    """Landsat B4 vs B10 at the same place score higher than 24 px apart."""
+    with rasterio.open(landsat / "l8_B4.tif") as a, rasterio.open(landsat / "l8_B10.tif") as b, \
+            rasterio.open(landsat_clear_mask) as m:
+        opt, tir, clear = a.read(1).astype(np.float32), b.read(1).astype(np.float32), m.read(1) > 0
+    valid = np.ones_like(clear)
+    o = torch.from_numpy(preprocess(opt, valid, "optical", False))
+    t = torch.from_numpy(preprocess(tir, valid, "thermal", False))
+    rng = np.random.default_rng(0)
+    ys, xs = np.nonzero(clear[60:-60, 60:-60])
+    pick = rng.choice(len(ys), 200, replace=False)
+    centres = np.c_[xs[pick] + 60, ys[pick] + 60]
+
+    def cut(img, c):
+        return torch.stack([img[y - 32:y + 32, x - 32:x + 32] for x, y in c]).unsqueeze(1)
+
+    m = load("kgl-opt-ir", "cpu")
+    pos = m.score(cut(o, centres), cut(t, centres))
+    neg = m.score(cut(o, centres), cut(t, centres + [24, 0]))
+    assert float(pos.mean()) > float(neg.mean()) + 0.2
+    assert float((pos > neg).float().mean()) > 0.8
