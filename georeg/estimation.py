@@ -158,11 +158,8 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
 
 def _refit(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Least-squares refit on the inliers (affine, translation); homographies keep kornia's fit."""
-    if kind == "translation":
-        d = (xy_r - xy_t).mean(0)
-        return np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
-    if kind == "affine" and len(xy_t) >= 3:
-        return _lsq_affine(xy_t, xy_r)
+    if kind in ("translation", "affine") and len(xy_t) >= MIN_SAMPLE[kind]:
+        return _lsq(kind, xy_t, xy_r)
     return h
 
 

@@ -23,6 +23,7 @@ from .matchers.base import Matcher
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
 from .tiling import expand
+from .warp import dense_coords
 
 FORWARD, BACKWARD = 0, 1
 
@@ -64,38 +65,19 @@ def sample_through(source: RasterSource, grid: Grid, window: Window,
     h, w = int(window.height), int(window.width)
     if inverse is None:
         return source.read_on_grid(grid, window)
-    xs = np.arange(w) + window.col_off + 0.5
-    ys = np.arange(h) + window.row_off + 0.5
-    step = 16  # the models are smooth: map a coarse lattice, interpolate the rest bilinearly
-    gx = np.r_[xs[::step], xs[-1]]
-    gy = np.r_[ys[::step], ys[-1]]
-    mx, my = np.meshgrid(gx, gy)
-    src = inverse(np.c_[mx.ravel(), my.ravel()]).reshape(len(gy), len(gx), 2)
-    c0, r0 = np.floor(src[..., 0].min()) - 2, np.floor(src[..., 1].min()) - 2
-    c1, r1 = np.ceil(src[..., 0].max()) + 2, np.ceil(src[..., 1].max()) + 2
+    full = dense_coords(inverse, int(window.col_off), int(window.row_off), w, h)  # (H, W, 2)
+    c0, r0 = np.floor(full[..., 0].min()) - 2, np.floor(full[..., 1].min()) - 2
+    c1, r1 = np.ceil(full[..., 0].max()) + 2, np.ceil(full[..., 1].max()) + 2
     read = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
     data, valid = source.read_on_grid(grid, read)
-    lattice = torch.from_numpy(src).permute(2, 0, 1)[None].float()
-    full = _dense_from_lattice(lattice, gx, gy, xs, ys)
     # array index of each sample: continuous px - read offset - 0.5; normalise for align_corners=True
-    ix = (full[0, 0] - read.col_off - 0.5) / max(read.width - 1, 1) * 2 - 1
-    iy = (full[0, 1] - read.row_off - 0.5) / max(read.height - 1, 1) * 2 - 1
-    g = torch.stack([ix, iy], -1)[None]
+    ix = (full[..., 0] - read.col_off - 0.5) / max(read.width - 1, 1) * 2 - 1
+    iy = (full[..., 1] - read.row_off - 0.5) / max(read.height - 1, 1) * 2 - 1
+    g = torch.from_numpy(np.stack([ix, iy], -1)).float()[None]
     inp = torch.from_numpy(np.stack([data, valid.astype(np.float32)]))[None]
     out = F.grid_sample(inp, g, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
     v = out[1].numpy() > 0.999
     return np.where(v, out[0].numpy(), 0.0).astype(np.float32), v
-
-
-def _dense_from_lattice(lattice: torch.Tensor, gx: np.ndarray, gy: np.ndarray,
-                        xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
-    """Bilinear interpolation of a (1, 2, len(gy), len(gx)) lattice onto all (xs, ys)."""
-    fx = torch.from_numpy(np.interp(xs, gx, np.arange(len(gx)))).float()
-    fy = torch.from_numpy(np.interp(ys, gy, np.arange(len(gy)))).float()
-    nx = fx / max(len(gx) - 1, 1) * 2 - 1
-    ny = fy / max(len(gy) - 1, 1) * 2 - 1
-    g = torch.stack(torch.meshgrid(nx, ny, indexing="xy"), -1)[None]
-    return F.grid_sample(lattice, g, mode="bilinear", align_corners=True)
 
 
 def peak_analysis(maps: torch.Tensor, exclude: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -195,7 +195,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
             check_cancel()
             clock.lap("write")
             report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
-                             deviation, clock.stages, outputs)
+                             deviation, clock.stages, outputs, len(tile_list))
             report["matcher"] = m.info()
             report.update(report_extra)
             gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
@@ -213,7 +213,7 @@ def _try(fn, default):
 
 def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel, tp: TiePoints,
             cfg: RegistrationConfig, coarse, passes: int, mode: str, transform, deviation: float,
-            timings: dict, outputs: dict) -> dict:
+            timings: dict, outputs: dict, n_tiles: int) -> dict:
     import kornia
     import rasterio
     import torch
@@ -266,7 +266,7 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
             "note": "residuals of the inlier tie points of the final pass under the fitted model",
         },
         "counts": {
-            "tiles": len(tiles(overlap, cfg.matching.tile_size)), "passes": passes,
+            "tiles": n_tiles, "passes": passes,
             "tie_points": int(len(tp)), "inliers": int(inl.sum()),
             "forward": int((tp.direction == 0).sum()), "backward": int((tp.direction == 1).sum()),
         },

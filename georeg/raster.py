@@ -217,18 +217,23 @@ class RasterSource:
         return out, valid
 
     def _read_native(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Boundless read on the native grid: outside pixels are returned with mask 0."""
+        """Boundless read of the chosen bands on the native grid: outside pixels have mask 0."""
+        return self._boundless(self.bands, win, 0, all_masks=True)
+
+    def _boundless(self, idx: list[int], win: Window, fill, all_masks: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Bands ``idx`` over ``win`` (which may reach outside the raster), ``fill`` outside; masks
+        of every band (``all_masks``) or of the first, 0 outside."""
         h, w = int(win.height), int(win.width)
         c0, r0 = int(win.col_off), int(win.row_off)
-        nb = len(self.bands)
-        data = np.zeros((nb, h, w), dtype=self.ds.dtypes[self.bands[0] - 1])
-        masks = np.zeros((nb, h, w), dtype=np.uint8)
+        data = np.full((len(idx), h, w), fill, dtype=self.ds.dtypes[idx[0] - 1])
+        masks = np.zeros((len(idx) if all_masks else 1, h, w), dtype=np.uint8)
         cc0, rr0 = max(c0, 0), max(r0, 0)
         cc1, rr1 = min(c0 + w, self.ds.width), min(r0 + h, self.ds.height)
         if cc1 > cc0 and rr1 > rr0:
             inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(self.bands, window=inner)
-            masks[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(self.bands, window=inner)
+            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(idx, window=inner)
+            masks[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(
+                idx if all_masks else idx[:1], window=inner)
         return data, masks
 
     def _read_external_mask(self, grid: Grid) -> np.ndarray:
@@ -250,17 +255,8 @@ class RasterSource:
         (nodata or 0 outside) and the first band's GDAL mask (0 outside)."""
         idx = list(indexes) if indexes is not None else list(range(1, self.ds.count + 1))
         fill = self.ds.nodata if self.ds.nodata is not None else 0
-        h, w = int(window.height), int(window.width)
-        c0, r0 = int(window.col_off), int(window.row_off)
-        data = np.full((len(idx), h, w), fill, dtype=self.ds.dtypes[idx[0] - 1])
-        mask = np.zeros((h, w), np.uint8)
-        cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + w, self.ds.width), min(r0 + h, self.ds.height)
-        if cc1 > cc0 and rr1 > rr0:
-            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(idx, window=inner)
-            mask[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(idx[0], window=inner)
-        return data, mask
+        data, mask = self._boundless(idx, window, fill, all_masks=False)
+        return data, mask[0]
 
     def close(self) -> None:
         self.ds.close()
