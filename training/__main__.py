@@ -17,6 +17,8 @@ def main(argv=None) -> int:
     b.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     b.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
     b.add_argument("--out", default="training_data")
+    b.add_argument("--align", choices=("none", "translation", "affine", "local"), default="none",
+                   help="opt-sar: first remove the Sentinel-1/2 pairs' residual misalignment with this model")
     t = sub.add_parser("train", help="train a matcher (resumes from OUT/RUN/last.pt)")
     t.add_argument("--model", choices=("kgl", "rrl"), required=True)
     t.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
@@ -29,6 +31,10 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-dir", default="training_data")
     t.add_argument("--out-dir", default="training_runs")
+    t.add_argument("--near-fraction", type=float, default=0.25,
+                   help="share of the batch given an 8-14 px near negative (0: the spec's training)")
+    t.add_argument("--shift-frac", type=float, default=0.025,
+                   help="per-modality random translation as a fraction of the patch (spec: 0.05)")
     t.add_argument("--no-resume", action="store_true")
     e = sub.add_parser("evaluate", help="FPR95 table: learned matchers, baseline, NCC and SIFT on one split")
     e.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
@@ -51,7 +57,7 @@ def main(argv=None) -> int:
     if args.cmd == "build-data":
         from .data import build
 
-        paths = build(Path(args.data), args.pair, Path(args.out))
+        paths = build(Path(args.data), args.pair, Path(args.out), align=args.align)
         print(json.dumps({k: str(v) for k, v in paths.items()}))
         print((Path(args.out) / f"{args.pair}_info.json").read_text())
         return 0
@@ -60,7 +66,8 @@ def main(argv=None) -> int:
 
         cfg = TrainConfig(model=args.model, pair=args.pair, width=args.width, steps=args.steps, batch=args.batch,
                           warmup_steps=args.warmup_steps, val_every=args.val_every, threads=args.threads,
-                          seed=args.seed, data_dir=args.data_dir, out_dir=args.out_dir)
+                          seed=args.seed, data_dir=args.data_dir, out_dir=args.out_dir,
+                          near_fraction=args.near_fraction, shift_frac=args.shift_frac)
         best = train(cfg, resume=not args.no_resume, log=lambda m: print(m, flush=True))
         print(f"best checkpoint: {best}")
         return 0

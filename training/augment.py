@@ -12,12 +12,15 @@ import torch.nn.functional as F
 from georeg.features import gaussian_blur
 
 
-def _affine_crop(x: torch.Tensor, out: int, scale_range, shift_frac: float, p: float, gen) -> torch.Tensor:
+def _affine_crop(x: torch.Tensor, out: int, scale_range, shift_frac: float, p: float, gen,
+                 offset_px: torch.Tensor | None = None) -> torch.Tensor:
     b, _, c, _ = x.shape
     apply = torch.rand(b, generator=gen) < p
     s = torch.where(apply, torch.empty(b).uniform_(*scale_range, generator=gen), torch.ones(b))
     t = torch.where(apply[:, None], torch.empty(b, 2).uniform_(-shift_frac, shift_frac, generator=gen) * out / c * 2,
                     torch.zeros(b, 2))
+    if offset_px is not None:
+        t = t + offset_px * 2 / c
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = out / c / s
     theta[:, 1, 1] = out / c / s
@@ -40,8 +43,19 @@ def _photometric(x: torch.Tensor, p: float, gen) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+def near_offsets(n: int, lo: float, hi: float, gen=None) -> torch.Tensor:
+    """(n, 2) pixel offsets at a random angle with length uniform in [lo, hi]."""
+    r = torch.empty(n).uniform_(lo, hi, generator=gen)
+    a = torch.empty(n).uniform_(0, 2 * torch.pi, generator=gen)
+    return torch.stack([r * torch.cos(a), r * torch.sin(a)], 1)
+
+
 def augment(crops: torch.Tensor, out: int = 64, p: float = 0.35, scale_range=(0.95, 1.1), shift_frac=0.05,
-            generator: torch.Generator | None = None, enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+            generator: torch.Generator | None = None, enabled: bool = True,
+            near_idx: torch.Tensor | None = None, near_px=(8.0, 14.0)):
+    """Returns (opt, other) patches; with ``near_idx`` also a third tensor: the other-modality
+    patches of those samples cut ``near_px`` pixels away from the keypoint (same flips, rotation
+    and photometric draws family), the near negatives that registration must reject."""
     x = crops.float() / 255.0
     c = x.shape[-1]
     if not enabled:
@@ -55,4 +69,9 @@ def augment(crops: torch.Tensor, out: int = 64, p: float = 0.35, scale_range=(0.
     x = torch.stack([torch.rot90(xi, int(ki), dims=(-2, -1)) for xi, ki in zip(x, k, strict=True)])
     a = _photometric(_affine_crop(x[:, :1], out, scale_range, shift_frac, p, gen), p, gen)
     b = _photometric(_affine_crop(x[:, 1:], out, scale_range, shift_frac, p, gen), p, gen)
-    return a, b
+    if near_idx is None:
+        return a, b
+    xn = x[near_idx, 1:]
+    off = near_offsets(len(xn), *near_px, gen=gen)
+    bn = _photometric(_affine_crop(xn, out, scale_range, shift_frac, p, gen, offset_px=off), p, gen)
+    return a, b, bn

@@ -58,7 +58,51 @@ def _pair(source, name, split, opt, other, modality, valid=None) -> ImagePair:
     return ImagePair(source, name, split, o, t, valid)
 
 
-def s1s2_pairs(data: Path) -> list[ImagePair]:
+def _write_plain_tif(path: Path, a: np.ndarray) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1,
+                       dtype="float32", crs="EPSG:3395", transform=from_origin(0, 10.0 * a.shape[0], 10, 10)) as d:
+        d.write(a.astype(np.float32), 1)
+
+
+def align_to_optical(opt: np.ndarray, sar: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Remove the few-pixel residual misalignment of an 'aligned' optical/SAR pair.
+
+    georeg itself (baseline matcher, so no learned weights are involved) fits ``model``
+    ('translation', 'affine' or 'local') from the SAR image to the optical one over the whole
+    image, and the SAR is resampled (bilinear, as the pipeline samples targets) onto the optical
+    grid. Returns the aligned SAR, its valid mask and a summary of the fit."""
+    import tempfile
+
+    from georeg.config import RegistrationConfig
+    from georeg.pipeline import register
+
+    with tempfile.TemporaryDirectory(prefix="georeg-align-") as td:
+        _write_plain_tif(Path(td) / "opt.tif", opt)
+        _write_plain_tif(Path(td) / "sar.tif", sar)
+        cfg = RegistrationConfig().with_options(
+            reference={"modality": "optical"}, target={"modality": "sar"},
+            matching={"matcher": "baseline"}, estimation={"model": model})
+        res = register(Path(td) / "opt.tif", Path(td) / "sar.tif", Path(td) / "out.tif", cfg)
+    h, w = opt.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    src = res.model.inverse(np.stack([xx.ravel(), yy.ravel()], 1))  # optical pixel -> SAR pixel
+    inside = ((src[:, 0] >= 0) & (src[:, 1] >= 0) & (src[:, 0] <= w - 1) & (src[:, 1] <= h - 1)).reshape(h, w)
+    v = ndimage.map_coordinates(sar, [src[:, 1], src[:, 0]], order=1, mode="nearest").reshape(h, w)
+    c = np.array([[w / 2, h / 2]])
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    info = {"model": model, "rmse_px": round(res.rmse_px, 3),
+            "shift_at_centre_px": np.round(res.model.forward(c) - c, 2)[0].tolist(),
+            "max_corner_shift_px": round(float(np.abs(res.model.forward(corners) - corners).max()), 2)}
+    return v.astype(np.float32), inside, info
+
+
+def s1s2_pairs(data: Path, align: str = "none", splits=("train", "val", "test")) -> list[ImagePair]:
+    """Sentinel-1/2 pairs. ``align``: 'none' keeps the authors' alignment (a few px off, see
+    alignment_check.csv); 'translation', 'affine' or 'local' first removes the residual with
+    :func:`align_to_optical`."""
     root = data / "s1s2_volkov"
     with open(root / "georef_epsg3395.csv", newline="") as f:
         tiles = {r["fragment"]: r["s2_tile"] for r in csv.DictReader(f)}
@@ -67,22 +111,33 @@ def s1s2_pairs(data: Path) -> list[ImagePair]:
         for p in sorted((root / sub / "opt").glob("*.png")):
             tile = tiles.get(p.name)
             sar = root / sub / "sar" / p.name
-            if tile is None or not sar.exists():
+            if tile is None or not sar.exists() or S1S2_SPLIT[tile] not in splits:
                 continue
-            out.append(_pair("s1s2", p.stem, S1S2_SPLIT[tile], _grey(p), _grey(sar), "sar"))
+            out.append(_s1s2_pair(p.stem, S1S2_SPLIT[tile], _grey(p), _grey(sar), align))
     import rasterio
 
     for pid, tile in (("050", "T11SLT"), ("176", "T11SMT"), ("268", "T14RNT")):
         g = root / "geotiff"
-        if not (g / f"{pid}_S2_RGB.tif").exists():
+        if not (g / f"{pid}_S2_RGB.tif").exists() or S1S2_SPLIT[tile] not in splits:
             continue
         with rasterio.open(g / f"{pid}_S2_RGB.tif") as d:
             a = d.read().astype(np.float32)
             opt = 0.299 * a[0] + 0.587 * a[1] + 0.114 * a[2]
         with rasterio.open(g / f"{pid}_S1_VH.tif") as d:
             sar = d.read(1).astype(np.float32)
-        out.append(_pair("s1s2", f"geotiff_{pid}", S1S2_SPLIT[tile], opt, sar, "sar"))
+        out.append(_s1s2_pair(f"geotiff_{pid}", S1S2_SPLIT[tile], opt, sar, align))
     return out
+
+
+ALIGNMENT_LOG: dict[str, dict] = {}
+
+
+def _s1s2_pair(name: str, split: str, opt: np.ndarray, sar: np.ndarray, align: str) -> ImagePair:
+    valid = None
+    if align != "none":
+        sar, valid, info = align_to_optical(opt, sar, align)
+        ALIGNMENT_LOG[f"s1s2/{name}"] = info
+    return _pair("s1s2", name, split, opt, sar, "sar", valid)
 
 
 def threemos_pairs(data: Path) -> list[ImagePair]:
@@ -198,10 +253,12 @@ def extract(pairs: list[ImagePair], per_megapixel: int = 450, crop: int = CROP) 
     return PatchSet(arr, np.array(image, np.int32), np.concatenate(xys) if xys else np.zeros((0, 2)), names)
 
 
-def build(data: Path, pair: str, out_dir: Path) -> dict[str, Path]:
-    """Extract train/val/test patch sets for a modality pair ('opt-sar', 'opt-ir') into out_dir."""
+def build(data: Path, pair: str, out_dir: Path, align: str = "none") -> dict[str, Path]:
+    """Extract train/val/test patch sets for a modality pair ('opt-sar', 'opt-ir') into out_dir.
+    ``align`` (opt-sar only) removes the Sentinel-1/2 residual misalignment first."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = [p for fn in SOURCES[pair] for p in fn(data)]
+    ALIGNMENT_LOG.clear()
+    pairs = [p for fn in SOURCES[pair] for p in (fn(data, align) if fn is s1s2_pairs else fn(data))]
     paths, info = {}, {}
     for split in ("train", "val", "test"):
         chosen = [p for p in pairs if p.split == split]
@@ -211,6 +268,8 @@ def build(data: Path, pair: str, out_dir: Path) -> dict[str, Path]:
         paths[split] = path
         info[split] = {"images": len(chosen), "patches": len(ps),
                        "by_source": {s: sum(1 for p in chosen if p.source == s) for s in {p.source for p in chosen}}}
+    if ALIGNMENT_LOG:
+        info["s1s2_alignment"] = {"model": align, "pairs": dict(ALIGNMENT_LOG)}
     (out_dir / f"{pair}_info.json").write_text(json.dumps(info, indent=2))
     return paths
 

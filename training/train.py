@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from georeg.matchers.kgl import KGLNet
 from georeg.matchers.rrl import RRLNet
@@ -32,6 +33,12 @@ class TrainConfig:
     lr_head: float = 1e-4
     lr_rrl: float = 2e-4
     warmup_steps: int = 800  # InfoNCE instead of the HyNet triplet before this step
+    # georeg adaptations (spec section 8): the head also learns to reject the other-modality patch
+    # cut 8-14 px away from the keypoint (near negatives, what a registration search must reject),
+    # and the per-modality random translation is halved to +-2.5 % (about 1.6 px) so that
+    # positives are not misaligned by up to 6 px. near_fraction 0 and shift_frac 0.05 give the spec.
+    near_fraction: float = 0.25
+    shift_frac: float = 0.025
     val_every: int = 250
     val_pairs: int = 4000
     seed: int = 0
@@ -99,7 +106,7 @@ def _optimizer(model, cfg: TrainConfig):
     return torch.optim.NAdam(model.parameters(), lr=cfg.lr_rrl)
 
 
-def _kgl_step(model: KGLNet, a, b, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def _kgl_step(model: KGLNet, a, b, bn, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     ea, eb = model.encode(a, "opt", with_com=True), model.encode(b, "other", with_com=True)
     if step < cfg.warmup_steps:
         d_loss = info_nce(ea["desc"], eb["desc"])
@@ -112,14 +119,24 @@ def _kgl_step(model: KGLNet, a, b, step: int, cfg: TrainConfig) -> dict[str, tor
         d_loss = d_loss / len(a)  # the spec sums over the batch; per-anchor scale keeps Adam steps comparable
     bce = hnsm_bce(model.head, ea["f_dif"], eb["f_dif"], hard, random_negatives=True)
     mse = feature_guided_mse(ea["f_com"], ea["f_dif"], eb["f_com"], eb["f_dif"])
-    return {"loss": d_loss + bce + mse, "desc": d_loss, "bce": bce, "mse": mse}
+    out = {"loss": d_loss + bce + mse, "desc": d_loss, "bce": bce, "mse": mse}
+    if bn is not None and len(bn):
+        k = len(bn)
+        en = model.encode(bn, "other")
+        near = F.binary_cross_entropy_with_logits(model.head(ea["f_dif"][:k], en["f_dif"]),
+                                                  torch.zeros(k, device=bn.device))
+        out["loss"] = out["loss"] + near
+        out["near"] = near
+    return out
 
 
-def _rrl_step(model: RRLNet, a, b, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def _rrl_step(model: RRLNet, a, b, bn, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     n = len(a)
     perm = (torch.arange(n) + torch.randint(1, n, (1,))) % n
     half = n // 2
-    b2 = torch.cat([b[:half], b[perm[half:]]])  # first half positives, second half negatives
+    k = 0 if bn is None else len(bn)  # near negatives belong to the last k samples
+    # first half positives, then random negatives, then near negatives
+    b2 = torch.cat([b[:half], b[perm[half:n - k]]] + ([bn] if k else []))
     y = torch.cat([torch.ones(half), torch.zeros(n - half)])
     out = model.training_outputs(a, b2)
     loss = rrl_mlpp(out, y, a, b2)
@@ -153,8 +170,15 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     while state["step"] < cfg.steps:
         model.train()
         idx = rng.choice(len(train_set), cfg.batch, replace=False)
-        a, b = augment(torch.from_numpy(train_set.crops[idx]), generator=gen)
-        parts = step_fn(model, a, b, state["step"], cfg)
+        k = int(round(cfg.near_fraction * cfg.batch))
+        if cfg.model == "rrl":
+            k = min(k, cfg.batch // 4)
+        near_idx = None if k == 0 else (torch.arange(k) if cfg.model == "kgl" else
+                                        torch.arange(cfg.batch - k, cfg.batch))
+        aug = augment(torch.from_numpy(train_set.crops[idx]), shift_frac=cfg.shift_frac, generator=gen,
+                      near_idx=near_idx)
+        a, b, bn = aug if len(aug) == 3 else (*aug, None)
+        parts = step_fn(model, a, b, bn, state["step"], cfg)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
