@@ -137,6 +137,9 @@ def _patches_at(img: torch.Tensor, xy: np.ndarray, p: int) -> torch.Tensor:
     return torch.stack([img[y - half:y - half + p, x - half:x - half + p] for x, y in xy]).unsqueeze(1)
 
 
+MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as the same basin
+
+
 def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int):
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
@@ -157,12 +160,17 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
             prob = learned.rank(own, cand)
         else:
             prob = learned.score(cand.reshape(-1, 1, p, p), own.repeat_interleave(kk_k, 0)).view(n, kk_k)
-        order = prob.argsort(dim=1, descending=True)
         ar = torch.arange(n)
-        best_j = order[:, 0]
+        best_j = prob.argmax(dim=1)
         best = prob[ar, best_j]
-        second = prob[ar, order[:, 1]] if kk_k > 1 else torch.zeros(n)
-        chosen = idx[ar, best_j]
+        # The learned score picks the basin; within MERGE_PX of its pick the structural surface,
+        # which is sharper at the pixel level, picks the peak. The ratio compares the pick with the
+        # best candidate outside its basin.
+        du, dv = u - u[ar, best_j][:, None], v - v[ar, best_j][:, None]
+        same = (du.abs() <= MERGE_PX) & (dv.abs() <= MERGE_PX)
+        struct = maps.flatten(1).gather(1, idx)
+        chosen = idx[ar, torch.where(same, struct, torch.full_like(struct, -9.0)).argmax(1)]
+        second = torch.where(same, torch.zeros_like(prob), prob).max(1).values if kk_k > 1 else torch.zeros(n)
         # sub-pixel around the chosen peak of the structural surface
         sub = maps.clone().flatten(1)
         mask = torch.zeros_like(sub, dtype=torch.bool)

@@ -49,21 +49,27 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
     from georeg.matchers import load
 
     ps = PatchSet.load(data_dir / f"{pair}_{split}.npz")
-    opt, other, y = eval_pairs(ps, seed=seed)
+    opt, other, y, kind = eval_pairs(ps, seed=seed, with_kind=True)
     if max_pairs and len(y) > max_pairs:
         rng = np.random.default_rng(seed)
         half = len(y) // 2
         pick = rng.choice(half, max_pairs // 2, replace=False)
         idx = np.r_[pick, pick + half]
-        opt, other, y = opt[idx], other[idx], y[idx]
+        opt, other, y, kind = opt[idx], other[idx], y[idx], kind[idx]
     opt, other = torch.from_numpy(opt), torch.from_numpy(other)
-    results = {"_pairs": {"positives": int(y.sum()), "negatives": int((1 - y).sum()), "split": split, "pair": pair}}
+    results = {"_pairs": {"positives": int(y.sum()), "negatives": int((1 - y).sum()),
+                          "near_negatives": int((kind == 1).sum()), "random_negatives": int((kind == 2).sum()),
+                          "split": split, "pair": pair}}
+    subsets = {"near": kind != 2, "random": kind != 1}  # positives with one kind of negative
 
     def timed(label, fn, distance=False):
         t = time.perf_counter()
         s = fn()
         secs = time.perf_counter() - t
-        results[label] = {"fpr95": fpr95(y, -s if distance else s), "seconds": round(secs, 2)}
+        score = -s if distance else s
+        results[label] = {"fpr95": fpr95(y, score), "seconds": round(secs, 2)}
+        for name, keep in subsets.items():
+            results[label][f"fpr95_{name}_negatives"] = fpr95(y[keep], score[keep])
         if distance:
             results[label]["fpr95_descriptor_protocol"] = fpr95_distance(y, s)
 
@@ -89,13 +95,17 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
 def table(results: dict) -> str:
     info = results["_pairs"]
     lines = [f"FPR95 (%) on {info['pair']} {info['split']}: {info['positives']} positive and "
-             f"{info['negatives']} negative pairs", "", "| method | FPR95 % | s |", "|---|---|---|"]
+             f"{info['negatives']} negative pairs ({info['near_negatives']} near: the nearest keypoint at least "
+             f"8 px away; {info['random_negatives']} random keypoints of the same image)", "",
+             "| method | FPR95 % (all negatives) | near negatives only | random negatives only | s |",
+             "|---|---|---|---|---|"]
     for k, v in results.items():
         if k.startswith("_"):
             continue
         extra = f" (descriptor protocol {v['fpr95_descriptor_protocol']:.2f})" if "fpr95_descriptor_protocol" in v \
             else ""
-        lines.append(f"| {k} | {v['fpr95']:.2f}{extra} | {v['seconds']} |")
+        lines.append(f"| {k} | {v['fpr95']:.2f}{extra} | {v['fpr95_near_negatives']:.2f} | "
+                     f"{v['fpr95_random_negatives']:.2f} | {v['seconds']} |")
     return "\n".join(lines)
 
 

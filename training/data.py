@@ -275,15 +275,17 @@ def build(data: Path, pair: str, out_dir: Path, align: str = "none") -> dict[str
 
 
 def eval_pairs(ps: PatchSet, seed: int = 0, min_dist: float = 8.0, hard_fraction: float = 0.5,
-               patch: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               patch: int = 64, with_kind: bool = False):
     """Balanced labelled pairs for FPR95: every keypoint gives one positive (its own opt/other
     patches) and one negative (its opt patch against another keypoint's other patch of the same
     image, at least ``min_dist`` px away; the nearest such keypoint for ``hard_fraction`` of them,
-    a random one otherwise). Returns opt (M, 1, 64, 64), other (M, 1, 64, 64) uint8, labels (M,)."""
+    a random one otherwise). Returns opt (M, 1, 64, 64), other (M, 1, 64, 64) uint8, labels (M,),
+    and with ``with_kind`` a fourth array: 0 positive, 1 near (hard) negative, 2 random negative."""
     rng = np.random.default_rng(seed)
     c0 = (ps.crops.shape[-1] - patch) // 2
     centre = ps.crops[:, :, c0:c0 + patch, c0:c0 + patch]
     neg = np.full(len(ps), -1)
+    hard = np.zeros(len(ps), bool)
     for img in np.unique(ps.image):
         idx = np.flatnonzero(ps.image == img)
         if len(idx) < 2:
@@ -295,10 +297,13 @@ def eval_pairs(ps: PatchSet, seed: int = 0, min_dist: float = 8.0, hard_fraction
             ok = np.flatnonzero(np.isfinite(d[a]))
             if len(ok) == 0:
                 continue
-            j = ok[np.argmin(d[a, ok])] if rng.random() < hard_fraction else rng.choice(ok)
+            hard[i] = rng.random() < hard_fraction
+            j = ok[np.argmin(d[a, ok])] if hard[i] else rng.choice(ok)
             neg[i] = idx[j]
     keep = np.flatnonzero(neg >= 0)
     opt = np.concatenate([centre[keep, 0], centre[keep, 0]])[:, None]
     other = np.concatenate([centre[keep, 1], centre[neg[keep], 1]])[:, None]
     labels = np.r_[np.ones(len(keep)), np.zeros(len(keep))].astype(np.int64)
+    if with_kind:
+        return opt, other, labels, np.r_[np.zeros(len(keep)), np.where(hard[keep], 1, 2)].astype(np.int64)
     return opt, other, labels

@@ -16,7 +16,9 @@ from georeg.matchers.weights import export
 from .benchmark import checkpoint_matcher, evaluate
 
 DATA = {
-    "opt-sar": "s1s2_volkov (PNG, extra_gray and GeoTIFF pairs) and 3mos_previews pairs flagged aligned",
+    "opt-sar": "s1s2_volkov (PNG, extra_gray and GeoTIFF pairs; with build-data --align, each SAR image is first "
+               "resampled onto its optical image by georeg's own affine fit, see patches.s1s2_alignment) and "
+               "3mos_previews pairs flagged aligned",
     "opt-ir": "srif_multimodal Optical-Infrared and nir_vis_rs (warped by their ground truth), "
               "landsat8_oli_tirs B4/B10 (cloud-masked)",
 }
@@ -48,12 +50,17 @@ def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str 
         "steps": ck["val"]["step"] if "val" in ck else cfg["steps"], "batch": cfg["batch"],
         "val_fpr95": round(ck["val"]["fpr95_metric"], 2) if "val" in ck else None,
         "test_fpr95": round(test["m"]["fpr95"], 2),
+        "test_fpr95_near_negatives": round(test["m"]["fpr95_near_negatives"], 2),
+        "test_fpr95_random_negatives": round(test["m"]["fpr95_random_negatives"], 2),
         "baseline_test_fpr95": round(test["georeg baseline"]["fpr95"], 2),
         "recommended": bool(test["m"]["fpr95"] < test["georeg baseline"]["fpr95"]),
         "test_pairs": test["_pairs"],
+        "training_options": {k: cfg[k] for k in ("near_fraction", "shift_frac", "seed", "lr_features", "lr_head",
+                                                  "lr_rrl") if k in cfg},
         "command": command or f"python -m training train --model {cfg['model']} --pair {cfg['pair']} "
-                              f"--width {cfg.get('width', 1.0)} --steps {cfg['steps']} "
-                              f"--warmup-steps {cfg['warmup_steps']} --threads {cfg['threads']}",
+                              f"--width {cfg.get('width', 1.0)} --steps {cfg['steps']} --batch {cfg['batch']} "
+                              f"--warmup-steps {cfg['warmup_steps']} --val-every {cfg['val_every']} "
+                              f"--threads {cfg['threads']}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return export(net, name, info)
