@@ -23,6 +23,23 @@ from scipy import ndimage
 
 from georeg.synthetic import shift_geotransform
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _training_split():
+    """training.data's split rules, so --held-out picks exactly the images no weights were fitted on."""
+    import sys
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from training.data import S1S2_SPLIT, hash_split
+
+    return S1S2_SPLIT, hash_split
+
+
+def _tiles(root: Path) -> dict[str, str]:
+    return {r["fragment"]: r["s2_tile"] for r in _csv(root / "georef_epsg3395.csv")}
+
 
 @dataclass
 class Case:
@@ -53,10 +70,11 @@ def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None
     return str(path)
 
 
-def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4) -> list[Case]:
+def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4, held_out=False) -> list[Case]:
     out = []
     d = data / "s1s2_volkov" / "geotiff"
-    for pid in ("050", "176", "268"):
+    # 050 lies in the training tile, 176 in the validation tile, 268 in the test tile
+    for pid in (("176", "268") if held_out else ("050", "176", "268")):
         ref, tgt = str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif")
         for i, s in enumerate(_shifts(rng, n_shifts, 40)):
             p = work / f"s1s2_{pid}_{i}.tif"
@@ -65,12 +83,15 @@ def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4) -> list[Case]:
     return out
 
 
-def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None) -> list[Case]:
+def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None, held_out=False) -> list[Case]:
     """The 18 PNG pairs, georeferenced from georef_epsg3395.csv."""
     root = data / "s1s2_volkov"
     rows = {r["fragment"]: r for r in _csv(root / "georef_epsg3395.csv")}
     out = []
     names = sorted(p.name for p in (root / "opt").glob("*.png"))[:limit]
+    if held_out:
+        split, _ = _training_split()
+        names = [n for n in names if n in rows and split.get(rows[n]["s2_tile"]) != "train"]
     for name in names:
         r = rows.get(name)
         if r is None or r["ambiguous"] == "1" or not (root / "sar" / name).exists():
@@ -88,7 +109,8 @@ def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None) -> list[Case]:
     return out
 
 
-def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True) -> list[Case]:
+def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True, held_out=False) -> list[Case]:
+    """Landsat 8 B4 vs B10. The only thermal scene; opt-ir training uses it, so it is never held out."""
     d = data / "landsat8_oli_tirs"
     ref, tgt = str(d / "l8_B4.tif"), str(d / "l8_B10.tif")
     opts = {}
@@ -110,10 +132,13 @@ def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True) -> list[Case]:
     return out
 
 
-def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1) -> list[Case]:
+def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False) -> list[Case]:
     root = data / "3mos_previews"
     rows = [r for r in _csv(root / "pairs.csv") if r["likely_aligned"] == "1"
             and (root / r["opt_file"]).exists() and (root / r["sar_file"]).exists()]
+    if held_out:
+        _, hs = _training_split()
+        rows = [r for r in rows if hs(r["source_file"]) != "train"]
     pick = rng.choice(len(rows), min(n_pairs, len(rows)), replace=False)
     t = Affine(10, 0, 500000, 0, -10, 4000000)
     out = []
@@ -144,12 +169,15 @@ def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape) -> tuple[np.n
     return v.reshape(h, w), inside.reshape(h, w)
 
 
-def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1) -> list[Case]:
+def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1, held_out=False) -> list[Case]:
     """SRIF Optical-Infrared: the IR image is rotated by its GT; undo it, then perturb."""
     root = data / "srif_multimodal"
     ok = [r["pair"] for r in _csv(root / "gt_check.csv")
           if r["category"] == "Optical-Infrared" and r["gt_consistent"] == "1"
           and (root / "Optical-Infrared" / f"pair{r['pair']}_2.jpg").exists()]
+    if held_out:
+        _, hs = _training_split()
+        ok = [i for i in ok if hs(f"srif{i}") != "train"]
     pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
     t = Affine(10, 0, 500000, 0, -10, 4000000)
     out = []
@@ -171,14 +199,17 @@ def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1) -> list[Case]:
     return out
 
 
-def nir_vis(data: Path, work: Path, rng, n_shifts=1) -> list[Case]:
+def nir_vis(data: Path, work: Path, rng, n_shifts=1, held_out=False) -> list[Case]:
     """NIR-VIS-RS: undo the synthetic homography of NIR_TF, then perturb."""
     root = data / "nir_vis_rs"
     t = Affine(10, 0, 500000, 0, -10, 4000000)
     out = []
+    hs = _training_split()[1] if held_out else None
     for cat in ("City", "Coast", "Desert", "Mountain"):
         for gt in sorted((root / cat).glob("GT_*.txt")):
             i = gt.stem.split("_")[1]
+            if hs is not None and hs(f"nir{cat}{i}") == "train":
+                continue
             vis = np.asarray(Image.open(root / cat / f"VIS_{i}.png").convert("RGB")).transpose(2, 0, 1).copy()
             nir = np.asarray(Image.open(root / cat / f"NIR_TF_{i}.png").convert("L"))
             h = np.loadtxt(gt).reshape(3, 3)
@@ -197,7 +228,7 @@ BUILDERS = {
     "s1s2": s1s2_geotiff,
     "s1s2png": s1s2_png,
     "landsat": landsat,
-    "landsat_nomask": lambda d, w, r: landsat(d, w, r, masked=False),
+    "landsat_nomask": lambda d, w, r, held_out=False: landsat(d, w, r, masked=False),
     "3mos": threemos,
     "srif_ir": srif_ir,
     "nir_vis": nir_vis,

@@ -181,6 +181,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     ap.add_argument("--matchers", default="auto",
                     help="comma-separated georeg matchers to compare (e.g. baseline,kgl); each is a method")
+    ap.add_argument("--held-out", action="store_true",
+                    help="only pairs outside the learned matchers' training split (validation and test images; "
+                         "Landsat, the only thermal scene, stays in and is trained on)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     tune_malloc()
@@ -199,7 +202,7 @@ def main() -> None:
         work = Path(td)
         cases: list[Case] = []
         for key in [s for s in args.sets.split(",") if s]:
-            built = BUILDERS[key](data, work, rng)
+            built = BUILDERS[key](data, work, rng, held_out=args.held_out)
             cases += built[: (4 if args.quick else None)]
         print(f"{len(cases)} cases; georeg {georeg.__version__}", flush=True)
         results = evaluate(cases, work, args.verbose)

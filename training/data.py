@@ -38,7 +38,7 @@ class ImagePair:
     valid: np.ndarray  # (H, W) bool, valid in both
 
 
-def _hash_split(key: str, val: float = 0.1, test: float = 0.1) -> str:
+def hash_split(key: str, val: float = 0.1, test: float = 0.1) -> str:
     h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "test" if h < test else ("val" if h < test + val else "train")
 
@@ -149,7 +149,7 @@ def threemos_pairs(data: Path) -> list[ImagePair]:
         if not (root / r["opt_file"]).exists() or not (root / r["sar_file"]).exists():
             continue
         # split by source mosaic (sensor and scene), so neighbouring columns stay together
-        out.append(_pair("3mos", r["pair_id"], _hash_split(r["source_file"]), _grey(root / r["opt_file"]),
+        out.append(_pair("3mos", r["pair_id"], hash_split(r["source_file"]), _grey(root / r["opt_file"]),
                          _grey(root / r["sar_file"]), "sar"))
     return out
 
@@ -175,7 +175,7 @@ def srif_ir_pairs(data: Path) -> list[ImagePair]:
         a = np.vstack([np.loadtxt(gt).reshape(2, 3), [0, 0, 1]])
         ir, valid = _warp_back(_grey(root / f"pair{i}_2.jpg"), a, opt.shape)
         valid &= ndimage.binary_erosion(ir > 0, iterations=2)
-        out.append(_pair("srif_ir", f"pair{i}", _hash_split(f"srif{i}"), opt, ir, "thermal", valid))
+        out.append(_pair("srif_ir", f"pair{i}", hash_split(f"srif{i}"), opt, ir, "thermal", valid))
     return out
 
 
@@ -187,7 +187,7 @@ def nir_vis_pairs(data: Path) -> list[ImagePair]:
             i = gt.stem.split("_")[1]
             vis = _grey(root / cat / f"VIS_{i}.png")
             nir, valid = _warp_back(_grey(root / cat / f"NIR_TF_{i}.png"), np.loadtxt(gt).reshape(3, 3), vis.shape)
-            out.append(_pair("nir_vis", f"{cat}_{i}", _hash_split(f"nir{cat}{i}"), vis, nir, "thermal", valid))
+            out.append(_pair("nir_vis", f"{cat}_{i}", hash_split(f"nir{cat}{i}"), vis, nir, "thermal", valid))
     return out
 
 
