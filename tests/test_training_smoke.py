@@ -102,3 +102,17 @@ def test_alignment_removes_the_s1s2_residual(shared_data):
     assert inside.mean() > 0.98
     again, _, info2 = align_to_optical(opt, aligned, "translation")
     assert np.hypot(*info2["shift_at_centre_px"]) < 0.5, info2
+
+
+def test_training_is_deterministic(tiny_data, tmp_path):
+    """The same command twice gives bit-identical weights (one thread, fixed seed), which is what
+    lets a manifest's command reproduce shipped weights."""
+    torch.set_num_threads(1)
+    states = []
+    for run in ("a", "b"):
+        cfg = TrainConfig(model="kgl", pair="opt-sar", width=0.25, steps=4, batch=16, warmup_steps=2, val_every=4,
+                          val_pairs=100, threads=1, data_dir=str(tiny_data), out_dir=str(tmp_path / run))
+        train(cfg, log=lambda m: None)
+        states.append(torch.load(tmp_path / run / cfg.run_name / "last.pt", weights_only=False)["model"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
