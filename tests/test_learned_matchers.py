@@ -47,6 +47,25 @@ def test_load_and_score(weights_dir):
     assert rr.score(a, b.float() / 255).shape == (7,)
 
 
+def test_fusion_combines_network_and_structural_scores(weights_dir):
+    man_path = weights_dir / "kgl-opt-sar.json"
+    man = json.loads(man_path.read_text())
+    man["fusion"] = {"learned": 0.7, "structural": 5.0, "bias": -3.0}
+    man_path.write_text(json.dumps(man))
+    m = load("kgl-opt-sar", "cpu")
+    a, b = torch.rand(6, 1, 64, 64), torch.rand(6, 1, 64, 64)
+    b[:3] = a[:3]  # identical patches: structural score 1
+    s = load("baseline", "cpu").score(a, b)
+    expect = torch.sigmoid(0.7 * m.network_logits(a, b) + 5.0 * s - 3.0)
+    assert torch.allclose(m.score(a, b), expect, atol=1e-5)
+    assert torch.allclose(m.network_score(a, b), torch.sigmoid(m.network_logits(a, b)))
+    # the cached ranking applies the same fusion to the candidates it keeps
+    cand = torch.rand(2, 4, 1, 64, 64)
+    r = m.rank(a[:2], cand)
+    direct = m.score(a[:2].repeat_interleave(4, 0), cand.reshape(8, 1, 64, 64)).view(2, 4)
+    assert torch.allclose(r[r > 0], direct[r > 0], atol=1e-5)
+
+
 def test_checksum_and_missing(weights_dir):
     with pytest.raises(UnknownMatcherError, match="no weights named 'kgl-opt-ir'"):
         load("kgl-opt-ir", "cpu")

@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     x.add_argument("--name", required=True, help="e.g. kgl-opt-sar")
     x.add_argument("--data-dir", default="training_data")
     x.add_argument("--command", default="", help="the command that reproduces the checkpoint")
+    x.add_argument("--no-fusion", action="store_true",
+                   help="ship the network alone, without the structural-score fusion fitted on validation")
     args = ap.parse_args(argv)
     from georeg.runtime import tune_malloc
 
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     if args.cmd == "export":
         from .export import export_checkpoint
 
-        path = export_checkpoint(Path(args.checkpoint), args.name, Path(args.data_dir), args.command)
+        path = export_checkpoint(Path(args.checkpoint), args.name, Path(args.data_dir), args.command,
+                                 fusion=not args.no_fusion)
         print(f"wrote {path} and {path.with_suffix('.json')}")
         return 0
     return 2

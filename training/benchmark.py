@@ -79,6 +79,8 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
     timed("georeg baseline", lambda: batched(base.score, opt, other))
     for label, m in matchers.items():
         timed(label, lambda m=m: batched(m.score, opt, other))
+        if getattr(m, "fusion", None):
+            timed(f"{label} (network only)", lambda m=m: batched(m.network_score, opt, other))
         if hasattr(m, "net") and hasattr(m.net, "desc"):
             def desc_dist(m=m):
                 out = []
