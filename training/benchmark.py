@@ -76,11 +76,28 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
     timed("NCC (normalised patches)", lambda: ncc_scores(opt, other))
     timed("SIFT descriptor (kornia)", lambda: sift_distances(opt, other), distance=True)
     base = load("baseline", "cpu")
-    timed("georeg baseline", lambda: batched(base.score, opt, other))
+    structural = {}
+
+    def base_scores():
+        structural["s"] = batched(base.score, opt, other)
+        return structural["s"]
+
+    timed("georeg baseline", base_scores)
     for label, m in matchers.items():
-        timed(label, lambda m=m: batched(m.score, opt, other))
-        if getattr(m, "fusion", None):
-            timed(f"{label} (network only)", lambda m=m: batched(m.network_score, opt, other))
+        f = getattr(m, "fusion", None)
+        if not f:
+            timed(label, lambda m=m: batched(m.score, opt, other))
+            continue
+        # the shipped score is sigmoid(learned * logit + structural * s + bias): compute the network's
+        # logits once and report the fused matcher and the network alone from them
+        cache = {}
+
+        def fused(m=m, f=f, cache=cache):
+            cache["logit"] = batched(m.network_logits, opt, other)
+            return 1 / (1 + np.exp(-(f["learned"] * cache["logit"] + f["structural"] * structural["s"] + f["bias"])))
+
+        timed(label, fused)
+        timed(f"{label} (network only)", lambda cache=cache: 1 / (1 + np.exp(-cache["logit"])))
         if hasattr(m, "net") and hasattr(m.net, "desc"):
             def desc_dist(m=m):
                 out = []
