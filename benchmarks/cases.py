@@ -80,7 +80,7 @@ def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4, held_out=False) -> lis
             p = work / f"s1s2_{pid}_{i}.tif"
             shift_geotransform(tgt, str(p), *s)
             out.append(Case("s1s2_volkov/geotiff", f"{pid} shift {s}", ref, str(p), "consistency", tgt,
-                            {"target": {"modality": "sar"}}))
+                            options={"target": {"modality": "sar"}}))
     return out
 
 
@@ -107,7 +107,7 @@ def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None, held_out=False
             p = work / f"png_{stem}_S1_VH_{i}.tif"
             shift_geotransform(tgt, str(p), *s)
             out.append(Case("s1s2_volkov/png", f"{stem} shift {s}", ref, str(p), "consistency", tgt,
-                            {"target": {"modality": "sar"}}))
+                            options={"target": {"modality": "sar"}}))
     return out
 
 
@@ -154,7 +154,7 @@ def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False
             p = work / f"3mos_{r['pair_id']}_sar_{i}.tif"
             shift_geotransform(tgt, str(p), *s)
             out.append(Case("3mos_previews (aligned)", f"{r['pair_id']} shift {s}", ref, str(p), "consistency",
-                            tgt, {"matching": {"max_shift": 16}, "target": {"modality": "sar"}}))
+                            tgt, options={"matching": {"max_shift": 16}, "target": {"modality": "sar"}}))
     return out
 
 
