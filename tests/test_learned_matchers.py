@@ -105,6 +105,12 @@ def test_auto_needs_a_recommended_manifest(weights_dir):
     (weights_dir / "kgl-opt-sar.json").write_text(json.dumps(man))
     assert resolve_name("auto", "sar") == "baseline"
     assert resolve_name("kgl", "sar") == "kgl-opt-sar"
+    man["recommended"] = True
+    (weights_dir / "kgl-opt-sar.json").write_text(json.dumps(man))
+    assert resolve_name("auto", "sar") == "kgl-opt-sar"
+    man["auto_default"] = False  # held back while end-to-end checks lag
+    (weights_dir / "kgl-opt-sar.json").write_text(json.dumps(man))
+    assert resolve_name("auto", "sar") == "baseline"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

@@ -53,8 +53,10 @@ def resolve_name(name: str, modality: str) -> str:
         # where its manifest says it beat the baseline on held-out test pairs (training/export.py)
         if modality not in ("sar", "thermal"):
             return "baseline"
+        # "auto_default": false holds a matcher back from auto while end-to-end checks lag FPR95
         man = available().get(f"kgl-{pair}")
-        return f"kgl-{pair}" if man and man.get("recommended") else "baseline"
+        ok = man and man.get("recommended") and man.get("auto_default", True)
+        return f"kgl-{pair}" if ok else "baseline"
     return f"{name}-{pair}"
 
 
