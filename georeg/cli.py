@@ -363,8 +363,13 @@ def _list_matchers(verbose: bool) -> None:
             click.echo(f"  {name}: no weights shipped")
             continue
         click.echo(f"  {name}: {man.get('architecture')} width {man.get('width')}, trained on "
-                   f"{man.get('training_data')}; FPR95 val {man.get('val_fpr95')}, test {man.get('test_fpr95')} "
+                   f"{man.get('training_data')}; FPR95 val {man.get('val_fpr95')}, test {man.get('test_fpr95')}"
+                   + (f" with structural fusion (network alone {man['test_fpr95_network_only']})"
+                      if man.get("fusion") and "test_fpr95_network_only" in man else "")
+                   + f", baseline {man.get('baseline_test_fpr95')} "
                    f"[{man.get('file')}, sha256 {str(man.get('sha256'))[:12]}...]")
+        if man.get("auto_default") is False:
+            click.echo(f"      {man.get('auto_note', 'not used by --matcher auto')}")
         if verbose:
             for key in ("split", "steps", "command", "created"):
                 if key in man:
