@@ -67,6 +67,22 @@ def check_python(python):
     return out.stdout.strip()
 
 
+def _remove_partials(args, pid):
+    """A killed child cannot clean up: remove the staged '.NAME.partial-PID.EXT' files it may have
+    left next to any output path among its arguments (georeg.atomic's naming)."""
+    import os
+
+    for a in args:
+        a = str(a)
+        parent, name = os.path.split(a)
+        if not name or not os.path.isdir(parent or "."):
+            continue
+        stem, ext = os.path.splitext(name)
+        staged = os.path.join(parent, f".{stem}.partial-{pid}{ext}")
+        if os.path.isfile(staged):
+            os.remove(staged)
+
+
 def run_cli(args, feedback, python=None):
     """Run 'python -m georeg.cli --machine ARGS' with progress and cancel; returns the RESULT dict."""
     python = python or configured_python()
@@ -92,6 +108,7 @@ def run_cli(args, feedback, python=None):
         if feedback.isCanceled():
             proc.kill()
             proc.wait()
+            _remove_partials(args, proc.pid)
             raise QgsProcessingException("cancelled; the georeg run was stopped and wrote no output")
         try:
             tag, line = lines.get(timeout=0.1)
