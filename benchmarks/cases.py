@@ -37,10 +37,6 @@ def _training_split():
     return S1S2_SPLIT, hash_split
 
 
-def _tiles(root: Path) -> dict[str, str]:
-    return {r["fragment"]: r["s2_tile"] for r in _csv(root / "georef_epsg3395.csv")}
-
-
 @dataclass
 class Case:
     set: str

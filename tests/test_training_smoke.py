@@ -116,3 +116,34 @@ def test_training_is_deterministic(tiny_data, tmp_path):
         states.append(torch.load(tmp_path / run / cfg.run_name / "last.pt", weights_only=False)["model"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_cosine_decay_schedule_is_a_function_of_the_step():
+    from training.train import lr_scale
+
+    const = TrainConfig(steps=100)
+    assert all(lr_scale(s, const) == 1.0 for s in (0, 50, 99))
+    cfg = TrainConfig(steps=100, decay_from=60, decay_floor=0.1)
+    assert lr_scale(59, cfg) == 1.0 and lr_scale(60, cfg) == 1.0
+    assert lr_scale(80, cfg) == pytest.approx(0.55)  # half way down the half cosine
+    assert lr_scale(100, cfg) == pytest.approx(0.1)
+    scales = [lr_scale(s, cfg) for s in range(60, 101)]
+    assert all(a >= b for a, b in zip(scales, scales[1:]))
+
+
+def test_decay_rate_after_resume_follows_the_schedule(tiny_data, tmp_path):
+    """A run resumed under --decay-from takes the schedule's rates, not the ones saved in the
+    optimiser state of the checkpoint it resumed from."""
+    from training.train import lr_scale
+
+    torch.set_num_threads(1)
+    common = dict(model="kgl", pair="opt-sar", width=0.25, batch=16, warmup_steps=1, val_every=2, val_pairs=100,
+                  threads=1, data_dir=str(tiny_data), decay_from=2, decay_floor=0.1)
+    train(TrainConfig(steps=2, out_dir=str(tmp_path / "r"), **common), log=lambda m: None)
+    train(TrainConfig(steps=4, out_dir=str(tmp_path / "r"), **common), log=lambda m: None)
+    name = TrainConfig(**common).run_name
+    ck = torch.load(tmp_path / "r" / name / "last.pt", weights_only=False)
+    lrs = [g["lr"] for g in ck["optimizer"]["param_groups"]]
+    cfg = TrainConfig(steps=4, **common)
+    assert lr_scale(3, cfg) < 1.0
+    assert lrs == pytest.approx([cfg.lr_features * lr_scale(3, cfg), cfg.lr_head * lr_scale(3, cfg)])

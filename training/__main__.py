@@ -35,6 +35,10 @@ def main(argv=None) -> int:
                    help="share of the batch given an 8-14 px near negative (0: the spec's training)")
     t.add_argument("--shift-frac", type=float, default=0.025,
                    help="per-modality random translation as a fraction of the patch (spec: 0.05)")
+    t.add_argument("--decay-from", type=int, default=-1,
+                   help="from this step, decay the learning rates along a half cosine to --decay-floor x "
+                        "at --steps (default -1: constant rates, as the spec)")
+    t.add_argument("--decay-floor", type=float, default=0.05)
     t.add_argument("--no-resume", action="store_true")
     e = sub.add_parser("evaluate", help="FPR95 table: learned matchers, baseline, NCC and SIFT on one split")
     e.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
         cfg = TrainConfig(model=args.model, pair=args.pair, width=args.width, steps=args.steps, batch=args.batch,
                           warmup_steps=args.warmup_steps, val_every=args.val_every, threads=args.threads,
                           seed=args.seed, data_dir=args.data_dir, out_dir=args.out_dir,
-                          near_fraction=args.near_fraction, shift_frac=args.shift_frac)
+                          near_fraction=args.near_fraction, shift_frac=args.shift_frac,
+                          decay_from=args.decay_from, decay_floor=args.decay_floor)
         best = train(cfg, resume=not args.no_resume, log=lambda m: print(m, flush=True))
         print(f"best checkpoint: {best}")
         return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import PatchSet, eval_pairs
+from .data import PatchSet, balanced_subset, eval_pairs
 from .evaluate import fpr95, fpr95_distance
 
 
@@ -50,12 +50,7 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
 
     ps = PatchSet.load(data_dir / f"{pair}_{split}.npz")
     opt, other, y, kind = eval_pairs(ps, seed=seed, with_kind=True)
-    if max_pairs and len(y) > max_pairs:
-        rng = np.random.default_rng(seed)
-        half = len(y) // 2
-        pick = rng.choice(half, max_pairs // 2, replace=False)
-        idx = np.r_[pick, pick + half]
-        opt, other, y, kind = opt[idx], other[idx], y[idx], kind[idx]
+    y, opt, other, kind = balanced_subset(max_pairs, seed, y, opt, other, kind)
     opt, other = torch.from_numpy(opt), torch.from_numpy(other)
     results = {"_pairs": {"positives": int(y.sum()), "negatives": int((1 - y).sum()),
                           "near_negatives": int((kind == 1).sum()), "random_negatives": int((kind == 2).sum()),
@@ -84,17 +79,16 @@ def evaluate(data_dir: Path, pair: str, split: str, matchers: dict, max_pairs: i
 
     timed("georeg baseline", base_scores)
     for label, m in matchers.items():
-        f = getattr(m, "fusion", None)
-        if not f:
+        if not getattr(m, "fusion", None):
             timed(label, lambda m=m: batched(m.score, opt, other))
             continue
         # the shipped score is sigmoid(learned * logit + structural * s + bias): compute the network's
         # logits once and report the fused matcher and the network alone from them
         cache = {}
 
-        def fused(m=m, f=f, cache=cache):
+        def fused(m=m, cache=cache):
             cache["logit"] = batched(m.network_logits, opt, other)
-            return 1 / (1 + np.exp(-(f["learned"] * cache["logit"] + f["structural"] * structural["s"] + f["bias"])))
+            return m.fuse(torch.from_numpy(cache["logit"]), torch.from_numpy(structural["s"])).numpy()
 
         timed(label, fused)
         timed(f"{label} (network only)", lambda cache=cache: 1 / (1 + np.exp(-cache["logit"])))

@@ -274,6 +274,18 @@ def build(data: Path, pair: str, out_dir: Path, align: str = "none") -> dict[str
     return paths
 
 
+def balanced_subset(n: int, seed: int, y: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """At most ``n`` of the balanced pairs from :func:`eval_pairs` (positives first, then their
+    negatives in the same order), keeping each chosen keypoint's positive and negative together.
+    Returns ``y`` and ``arrays`` subset alike (unchanged when there are no more than ``n``)."""
+    if not n or len(y) <= n:
+        return (y, *arrays)
+    half = len(y) // 2
+    pick = np.random.default_rng(seed).choice(half, n // 2, replace=False)
+    idx = np.r_[pick, pick + half]
+    return (y[idx], *(a[idx] for a in arrays))
+
+
 def eval_pairs(ps: PatchSet, seed: int = 0, min_dist: float = 8.0, hard_fraction: float = 0.5,
                patch: int = 64, with_kind: bool = False):
     """Balanced labelled pairs for FPR95: every keypoint gives one positive (its own opt/other

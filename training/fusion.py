@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .data import PatchSet, eval_pairs
+from .data import PatchSet, balanced_subset, eval_pairs
 
 
 def fit(matcher, data_dir: Path, pair: str, max_pairs: int = 8000, seed: int = 0) -> dict:
@@ -22,12 +21,7 @@ def fit(matcher, data_dir: Path, pair: str, max_pairs: int = 8000, seed: int = 0
 
     ps = PatchSet.load(Path(data_dir) / f"{pair}_val.npz")
     opt, other, y = eval_pairs(ps, seed=seed)
-    if len(y) > max_pairs:
-        rng = np.random.default_rng(seed)
-        half = len(y) // 2
-        pick = rng.choice(half, max_pairs // 2, replace=False)
-        idx = np.r_[pick, pick + half]
-        opt, other, y = opt[idx], other[idx], y[idx]
+    y, opt, other = balanced_subset(max_pairs, seed, y, opt, other)
     a, b = torch.from_numpy(opt), torch.from_numpy(other)
     logit = matcher.network_logits(a, b).double()
     structural = load("baseline", "cpu").score(a, b).double()

@@ -76,12 +76,15 @@ class LearnedMatcher(Matcher):
         """(N,) match probabilities of the network alone."""
         return torch.sigmoid(self.network_logits(reference_patches, target_patches))
 
+    def fuse(self, logits: torch.Tensor, structural: torch.Tensor) -> torch.Tensor:
+        """The manifest's fusion of network logits with structural scores -> probabilities."""
+        f = self.fusion
+        return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
+
     def _fused(self, logits: torch.Tensor, reference_patches: torch.Tensor, target_patches: torch.Tensor):
         if not self.fusion:
             return torch.sigmoid(logits)
-        s = self._structural.score(reference_patches, target_patches)
-        f = self.fusion
-        return torch.sigmoid(f["learned"] * logits + f["structural"] * s + f["bias"])
+        return self.fuse(logits, self._structural.score(reference_patches, target_patches))
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
