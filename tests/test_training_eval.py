@@ -40,3 +40,29 @@ def test_losses_behave():
     assert loss.item() == pytest.approx(0.0, abs=1e-3) or loss.item() >= 0
     head = lambda x, y: -(x - y).abs().sum(1)  # noqa: E731
     assert hnsm_bce(head, a, a, hard).item() > 0
+
+
+def test_compare_remade_weights_flags_differences_beyond_noise(tmp_path):
+    import json
+    import shutil
+
+    from georeg.matchers import available
+    from georeg.matchers.weights import WEIGHTS_DIR
+    from training.reproduce import compare, noise_pp
+
+    name = sorted(available())[0]
+    shutil.copy(WEIGHTS_DIR / f"{name}.json", tmp_path / f"{name}.json")
+    same = compare(name, tmp_path)
+    assert same["bit_identical"] and all(r["diff"] == 0 and r["within_noise"] in (True, None)
+                                         for r in same["rows"].values())
+    man = json.loads((tmp_path / f"{name}.json").read_text())
+    n = man["test_pairs"]["negatives"]
+    bound = noise_pp(man["test_fpr95"], n)
+    assert 0 < bound < 5
+    for shift, expected in ((0.5 * bound, True), (1.5 * bound, False)):
+        man2 = {**man, "sha256": "0" * 64, "test_fpr95": man["test_fpr95"] + shift}
+        (tmp_path / f"{name}.json").write_text(json.dumps(man2))
+        res = compare(name, tmp_path)
+        assert not res["bit_identical"]
+        assert res["rows"]["test_fpr95"]["within_noise"] is expected
+    assert noise_pp(50.0, 10000) == pytest.approx(1.0)

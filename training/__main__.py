@@ -56,6 +56,12 @@ def main(argv=None) -> int:
     x.add_argument("--command", default="", help="the command that reproduces the checkpoint")
     x.add_argument("--no-fusion", action="store_true",
                    help="ship the network alone, without the structural-score fusion fitted on validation")
+    x.add_argument("--weights-dir", default=None,
+                   help="write here instead of georeg/weights (to compare a re-made file with the shipped one)")
+    c = sub.add_parser("compare", help="shipped weights against ones re-made from the manifest's command")
+    c.add_argument("name", help="e.g. rrl-opt-ir")
+    c.add_argument("--weights-dir", required=True, help="where the re-made weights were exported")
+    c.add_argument("--json", help="write the comparison here too")
     args = ap.parse_args(argv)
     from georeg.runtime import tune_malloc
 
@@ -98,8 +104,21 @@ def main(argv=None) -> int:
         from .export import export_checkpoint
 
         path = export_checkpoint(Path(args.checkpoint), args.name, Path(args.data_dir), args.command,
-                                 fusion=not args.no_fusion)
+                                 fusion=not args.no_fusion,
+                                 directory=Path(args.weights_dir) if args.weights_dir else None)
         print(f"wrote {path} and {path.with_suffix('.json')}")
+        return 0
+    if args.cmd == "compare":
+        from .reproduce import compare, table
+
+        try:
+            res = compare(args.name, Path(args.weights_dir))
+        except LookupError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(table(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     return 2
 
