@@ -12,6 +12,11 @@ from georeg.preprocess import preprocess
 SHIPPED = sorted(available())
 
 
+def cut(img, centres):
+    """64x64 patches of ``img`` centred on (x, y) ``centres`` -> (N, 1, 64, 64)."""
+    return torch.stack([img[y - 32:y + 32, x - 32:x + 32] for x, y in centres]).unsqueeze(1)
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_manifest_and_checksum(name):
     man = available()[name]
@@ -41,9 +46,6 @@ def test_kgl_opt_ir_separates_real_pairs(landsat, landsat_clear_mask):
     pick = rng.choice(len(ys), 200, replace=False)
     centres = np.c_[xs[pick] + 60, ys[pick] + 60]
 
-    def cut(img, c):
-        return torch.stack([img[y - 32:y + 32, x - 32:x + 32] for x, y in c]).unsqueeze(1)
-
     m = load("kgl-opt-ir", "cpu")
     pos = m.score(cut(o, centres), cut(t, centres))
     neg = m.score(cut(o, centres), cut(t, centres + [24, 0]))
@@ -65,9 +67,6 @@ def test_opt_sar_weights_separate_a_held_out_pair(name, volkov):
     s = torch.from_numpy(preprocess(sar, valid, "sar", False))
     rng = np.random.default_rng(0)
     centres = rng.integers(60, grey.shape[0] - 60, (300, 2))
-
-    def cut(img, c):
-        return torch.stack([img[y - 32:y + 32, x - 32:x + 32] for x, y in c]).unsqueeze(1)
 
     m = load(name, "cpu")
     pos = m.score(cut(o, centres), cut(s, centres))

@@ -14,6 +14,8 @@ from georeg.matchers.weights import available
 
 FIELDS = ("val_fpr95", "test_fpr95", "test_fpr95_network_only", "test_fpr95_near_negatives",
           "test_fpr95_random_negatives", "baseline_test_fpr95")
+# the test negatives each FPR95 field is measured on (the rest: all of them)
+NEGATIVES = {"test_fpr95_near_negatives": "near_negatives", "test_fpr95_random_negatives": "random_negatives"}
 
 
 def noise_pp(fpr95: float, negatives: int) -> float:
@@ -35,18 +37,14 @@ def compare(name: str, directory: Path, shipped_dir: Path | None = None) -> dict
     """The shipped manifest of ``name`` against the one re-made in ``directory``: one row per
     FPR95 field with both values, the difference, the noise bound and whether it is within it."""
     a, b = manifest(name, shipped_dir), manifest(name, directory)
-    negatives = int((a.get("test_pairs") or {}).get("negatives", 0))
+    pairs = a.get("test_pairs") or {}
+    negatives = int(pairs.get("negatives", 0))
     rows = {}
     for f in FIELDS:
         if a.get(f) is None or b.get(f) is None:
             continue
-        n = negatives
-        if f == "test_fpr95_near_negatives":
-            n = int(a["test_pairs"].get("near_negatives", negatives))
-        elif f == "test_fpr95_random_negatives":
-            n = int(a["test_pairs"].get("random_negatives", negatives))
-        elif f == "val_fpr95":
-            n = 0  # validation runs on a subsample whose size the manifest does not record
+        # validation runs on a subsample whose size the manifest does not record: no bound
+        n = 0 if f == "val_fpr95" else int(pairs.get(NEGATIVES.get(f, "negatives"), negatives))
         bound = noise_pp(a[f], n) if n else float("nan")
         diff = b[f] - a[f]
         rows[f] = {"shipped": a[f], "remade": b[f], "diff": round(diff, 2), "noise": round(bound, 2),

@@ -81,21 +81,27 @@ class LearnedMatcher(Matcher):
         f = self.fusion
         return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
 
-    def _fused(self, logits: torch.Tensor, reference_patches: torch.Tensor, target_patches: torch.Tensor):
+    def _fused(self, logits: torch.Tensor, pairs) -> torch.Tensor:
+        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target) patches of the
+        structural score and is only called when the manifest has a fusion."""
         if not self.fusion:
             return torch.sigmoid(logits)
-        return self.fuse(logits, self._structural.score(reference_patches, target_patches))
+        return self.fuse(logits, self._structural.score(*pairs()))
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
-        return self._fused(self.network_logits(reference_patches, target_patches), reference_patches,
-                           target_patches)
+        return self._fused(self.network_logits(reference_patches, target_patches),
+                           lambda: (reference_patches, target_patches))
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
         n, k = candidates.shape[:2]
-        ref = reference_patches.unsqueeze(1).expand(n, k, *reference_patches.shape[1:]).reshape(n * k, 1, 64, 64)
-        return self.score(ref, candidates.reshape(n * k, 1, 64, 64)).view(n, k)
+        return self.score(_repeat_each(reference_patches, k), candidates.reshape(n * k, 1, 64, 64)).view(n, k)
+
+
+def _repeat_each(patches: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, 1, H, W) -> (N * K, 1, H, W), each patch repeated K times in a row."""
+    return patches.unsqueeze(1).expand(len(patches), k, *patches.shape[1:]).reshape(-1, *patches.shape[1:])
 
 
 class KGLMatcher(LearnedMatcher):
@@ -122,9 +128,8 @@ class KGLMatcher(LearnedMatcher):
             fa = ea["f_dif"].unsqueeze(1).expand_as(sel)
             logit = self.net.head(fa.reshape(-1, *fa.shape[2:]), sel.reshape(-1, *sel.shape[2:])).float().cpu()
         top = top.cpu()
-        sel_patches = candidates[torch.arange(n)[:, None], top].reshape(n * keep, 1, 64, 64)
-        ref = reference_patches.unsqueeze(1).expand(n, keep, *reference_patches.shape[1:]).reshape(n * keep, 1, 64, 64)
-        prob = self._fused(logit, ref, sel_patches)
+        prob = self._fused(logit, lambda: (_repeat_each(reference_patches, keep),
+                                           candidates[torch.arange(n)[:, None], top].reshape(n * keep, 1, 64, 64)))
         out = torch.zeros(n, k)
         out.scatter_(1, top, prob.view(n, keep))
         return out
