@@ -162,15 +162,29 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
                 n_kp = max(8, int(round(cfg.matching.keypoints_per_tile * min(1.0, area))))
                 found.append(match_tile(ref, tgt, grid, tile, i, inverse, radius, m, cfg.matching, n_kp, dense))
                 step[0] += 1
-                notify(0.05 + 0.8 * step[0] / n_steps, f"matching tile {i + 1}/{len(tile_list)}")
+                notify(0.05 + 0.8 * min(1.0, step[0] / n_steps), f"matching tile {i + 1}/{len(tile_list)}")
             return TiePoints.concat(found)
 
         est = cfg.estimation
         radius1 = int(math.ceil(max_shift_px))
-        tp1 = run_pass(lambda xy: xy + prior_shift, radius1)
-        clock.lap("pass1")
         first_kind = est.model if est.model in ("translation", "auto") else "affine"
-        model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind)
+        tp1 = run_pass(lambda xy: xy + prior_shift, radius1)
+        model1 = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind), None)
+        alt = np.array(coarse.shift_px)
+        if not coarse.accepted and np.abs(alt - prior_shift).max() > 1.0 and _weak(model1):
+            # The coarse shift fell short of its confidence threshold, and the search around the
+            # unshifted prior found no clear model: the coarse shift is the other hypothesis (it
+            # matters when the true shift lies beyond max_shift). Keep whichever explains more.
+            log.info("first pass weak (%s); trying the coarse shift %.1f, %.1f px as the prior",
+                     _describe_fit(model1, tp1), *alt)
+            n_steps += len(tile_list)
+            tp_alt = run_pass(lambda xy: xy + alt, radius1)
+            model_alt = _try(lambda: estimate(tp_alt.xy_t, tp_alt.xy_r, est, model=first_kind), None)
+            if _inliers(model_alt) > _inliers(model1):
+                tp1, model1 = tp_alt, model_alt
+        clock.lap("pass1")
+        if model1 is None:  # raise the estimator's own error, with its advice
+            model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind)
         tp, model, passes = tp1, model1, 1
         if est.model != first_kind:
             model = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est), model1)
@@ -209,6 +223,22 @@ def _try(fn, default):
         return fn()
     except TooFewTiePointsError:
         return default
+
+
+WEAK_INLIER_FRACTION = 0.5
+
+
+def _inliers(model: FittedModel | None) -> int:
+    return -1 if model is None else int(model.inliers.sum())
+
+
+def _weak(model: FittedModel | None) -> bool:
+    """No model, or one that fewer than half of the tie points agree with."""
+    return model is None or model.inliers.mean() < WEAK_INLIER_FRACTION
+
+
+def _describe_fit(model: FittedModel | None, tp: TiePoints) -> str:
+    return "no model" if model is None else f"{_inliers(model)} of {len(tp)} tie points agree"
 
 
 def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel, tp: TiePoints,

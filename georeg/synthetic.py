@@ -25,6 +25,10 @@ def shift_geotransform(src: str, dst: str, dx_px: float, dy_px: float) -> None:
         prof["transform"] = s.transform @ Affine.translation(dx_px, dy_px)
         with rasterio.open(dst, "w", **prof) as d:
             d.write(s.read())
+            d.update_tags(**s.tags())  # tags and band descriptions carry modality clues
+            for i, desc in enumerate(s.descriptions, 1):
+                if desc:
+                    d.set_band_description(i, desc)
 
 
 def rotation_scale_matrix(width: int, height: int, angle_deg: float, scale: float,

@@ -52,9 +52,11 @@ def unperturbed(volkov, tmp_path_factory):
 @pytest.mark.parametrize("shift", SHIFTS)
 def test_s1s2_geocoding_shift(volkov, unperturbed, tmp_path, pid, shift):
     ref, tgt = volkov / f"{pid}_S2_RGB.tif", volkov / f"{pid}_S1_VH.tif"
-    perturbed = tmp_path / "shifted.tif"
+    # the file name keeps the clue that the target is SAR, as the unperturbed run had it
+    perturbed = tmp_path / f"{pid}_S1_VH_shifted.tif"
     shift_geotransform(str(tgt), str(perturbed), *shift)
     result = _register(ref, perturbed, tmp_path / "out.tif")
+    assert result.report["target"]["modality"] == unperturbed[pid].report["target"]["modality"] == "sar"
     g0, g1 = _grid(tgt), _grid(perturbed)
     pts = lattice(100, 100, g0.width - 100, g0.height - 100)
     err_px = np.linalg.norm(corrected_positions(result, g1, pts) - corrected_positions(unperturbed[pid], g0, pts),
@@ -70,9 +72,10 @@ def test_s1s2_rotation_and_scale(volkov, unperturbed, tmp_path):
     ref, tgt = volkov / f"{pid}_S2_RGB.tif", volkov / f"{pid}_S1_VH.tif"
     g = _grid(tgt)
     m = rotation_scale_matrix(g.width, g.height, 3.0, 1.02)
-    warped = tmp_path / "rotated.tif"
+    warped = tmp_path / f"{pid}_S1_VH_rotated.tif"
     resample_content(str(tgt), str(warped), m)
     result = _register(ref, warped, tmp_path / "out.tif")
+    assert result.report["target"]["modality"] == "sar"
     pts = lattice(150, 150, g.width - 150, g.height - 150)
     old = (m @ np.c_[pts, np.ones(len(pts))].T).T[:, :2]
     err_px = np.linalg.norm(corrected_positions(result, g, pts) - corrected_positions(unperturbed[pid], g, old),
