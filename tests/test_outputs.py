@@ -28,8 +28,10 @@ def pair(tmp_path_factory):
     return ref, tgt
 
 
+# synthetic speckle is not what the learned matchers were trained on; these tests are about the
+# pipeline's mechanics, so they pin the weight-free matcher (auto would pick kgl-opt-sar for 'sar' names)
 def _cfg(**sections):
-    return RegistrationConfig().with_options(**sections)
+    return RegistrationConfig().with_options(matching={"matcher": "baseline"}).with_options(**sections)
 
 
 def test_tie_points_report_quicklook(pair, tmp_path):
