@@ -92,8 +92,9 @@ def registration_options(fn):
     """Options shared by every command that registers (register, batch)."""
     opts = [
         click.option("--model", type=click.Choice(MODELS), default="auto", show_default=True,
-                     help="Transform model. 'auto' picks translation or affine by spatial cross-validation "
-                          "of the tie points; 'local' warps through a dense tie-point grid."),
+                     help="Transform model. 'auto' keeps a translation unless an affine is better under spatial "
+                          "cross-validation, rests on 30+ tie points and departs from it by more than its "
+                          "uncertainty; 'local' warps through a dense tie-point grid."),
         click.option("--matcher", default="auto", show_default=True,
                      help="Patch matcher: auto (kgl when its weights are shipped, else baseline), baseline "
                           "(weight-free), kgl, rrl, or a full name such as kgl-opt-sar ('georeg matchers list')."),

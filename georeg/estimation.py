@@ -203,9 +203,12 @@ def fit_local(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig) -> Loca
 
 
 def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: str | None = None,
-             weights: np.ndarray | None = None) -> FittedModel:
+             weights: np.ndarray | None = None, extent: tuple[float, float, float, float] | None = None
+             ) -> FittedModel:
     """Fit ``model`` (default ``cfg.model``) robustly to tie points (N, 2) -> (N, 2).
 
+    ``extent`` (x0, y0, x1, y1 in the tie points' pixel frame) is the area the model will
+    correct; ``auto`` checks an affine's departure from a translation at its corners.
     Raises :class:`TooFewTiePointsError` when there are fewer tie points or inliers than needed.
     """
     kind = model or cfg.model
@@ -214,7 +217,7 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if kind == "auto":
         if len(xy_t) < MIN_INLIERS["translation"]:
             raise TooFewTiePointsError(len(xy_t), MIN_INLIERS["translation"], "auto", "tie points")
-        return estimate_auto(xy_t, xy_r, cfg)
+        return estimate_auto(xy_t, xy_r, cfg, extent=extent)
     if xy_t.shape != xy_r.shape:
         raise ValueError(f"xy_t and xy_r must both be (N, 2); got {xy_t.shape} and {xy_r.shape}")
     needed = max(cfg.min_inliers, MIN_INLIERS[kind])
@@ -290,9 +293,51 @@ def spatial_cv_error(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, folds: int =
     return float(np.median(np.concatenate(errs))) if errs else float("inf")
 
 
-def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10) -> FittedModel:
-    """Translation unless an affine predicts held-out blocks of the scene clearly better
-    (by ``margin``); both are compared on the affine's inliers."""
+def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, float, float, float] | None = None
+                     ) -> tuple[float, float]:
+    """How far a least-squares affine departs from a translation at the corners of ``extent``
+    (x0, y0, x1, y1; default: the tie points' bounding box), and the standard error of that
+    departure from a block jackknife that leaves out one quadrant of the tie points at a time.
+
+    Tie-point errors are spatially correlated, so the jackknife over blocks, not the textbook
+    formula, is what says whether a rotation, scale or shear is real or fitted to local noise.
+    Returns (departure_px, standard_error_px); the error is inf when fewer than two quadrants
+    can be left out."""
+    if extent is None:
+        (x0, y0), (x1, y1) = xy_t.min(0), xy_t.max(0)
+    else:
+        x0, y0, x1, y1 = extent
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+    ha, ht = _lsq("affine", xy_t, xy_r), _lsq("translation", xy_t, xy_r)
+    departure = float(np.linalg.norm(apply_h(ha, corners) - apply_h(ht, corners), axis=1).max())
+    lo, hi = xy_r.min(0), xy_r.max(0) + 1e-9
+    half = np.floor((xy_r - lo) / (hi - lo) * 2).astype(int)
+    quadrant = half[:, 0] + 2 * half[:, 1]
+    preds = [apply_h(_lsq("affine", xy_t[quadrant != q], xy_r[quadrant != q]), corners)
+             for q in range(4) if MIN_INLIERS["affine"] <= (quadrant != q).sum() < len(xy_t)]
+    k = len(preds)
+    if k < 2:
+        return departure, float("inf")
+    p = np.array(preds)
+    se = np.sqrt((k - 1) / k * ((p - p.mean(0)) ** 2).sum(-1).sum(0))  # per corner
+    return departure, float(se.max())
+
+
+AUTO_AFFINE_MIN_TIE_POINTS = 30  # five per affine parameter
+
+
+def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10,
+                  extent: tuple[float, float, float, float] | None = None, z: float = 1.0) -> FittedModel:
+    """Translation unless an affine is clearly better and its extra parameters are worth it.
+
+    The affine is kept when (1) it predicts held-out blocks of the scene better by ``margin``,
+    (2) it rests on at least :data:`AUTO_AFFINE_MIN_TIE_POINTS` tie points, and (3) its departure
+    from a translation at the corners of ``extent`` (the area that will be corrected) exceeds
+    ``z`` block-jackknife standard errors: the translation's error there must be larger than the
+    affine's own uncertainty. Without (2) and (3), a score of noisy tie points on a small scene
+    can make an affine win the cross-validation and then extrapolate pixels of error to the
+    corners. A distortion that leaves too few tie points within the threshold of any translation
+    still gets the affine. Both models are compared on the union of their inliers."""
     aff = estimate(xy_t, xy_r, cfg, model="affine")
     try:
         tr = estimate(xy_t, xy_r, cfg, model="translation")
@@ -302,8 +347,13 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
     inl = aff.inliers | tr.inliers
     cv_t = spatial_cv_error("translation", xy_t[inl], xy_r[inl])
     cv_a = spatial_cv_error("affine", xy_t[inl], xy_r[inl])
-    chosen = aff if cv_a < (1 - margin) * cv_t else tr
-    chosen.params["auto"] = {"chosen": chosen.kind, "cv_error_px": {"translation": cv_t, "affine": cv_a}}
+    dep, se = affine_departure(xy_t[inl], xy_r[inl], extent)
+    better = cv_a < (1 - margin) * cv_t
+    enough = int(inl.sum()) >= AUTO_AFFINE_MIN_TIE_POINTS
+    chosen = aff if (better and enough and dep > z * se) else tr
+    chosen.params["auto"] = {"chosen": chosen.kind, "cv_error_px": {"translation": cv_t, "affine": cv_a},
+                             "tie_points": int(inl.sum()), "affine_departure_px": dep,
+                             "affine_departure_se_px": se}
     return chosen
 
 

@@ -166,10 +166,12 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
             return TiePoints.concat(found)
 
         est = cfg.estimation
+        # the area the model will correct: auto weighs an affine's departure at its corners
+        extent = (overlap.col_off, overlap.row_off, overlap.col_off + overlap.width, overlap.row_off + overlap.height)
         radius1 = int(math.ceil(max_shift_px))
         first_kind = est.model if est.model in ("translation", "auto") else "affine"
         tp1 = run_pass(lambda xy: xy + prior_shift, radius1)
-        model1 = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind), None)
+        model1 = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind, extent=extent), None)
         alt = np.array(coarse.shift_px)
         if not coarse.accepted and np.abs(alt - prior_shift).max() > 1.0 and _weak(model1):
             # The coarse shift fell short of its confidence threshold, and the search around the
@@ -179,20 +181,20 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
                      _describe_fit(model1, tp1), *alt)
             n_steps += len(tile_list)
             tp_alt = run_pass(lambda xy: xy + alt, radius1)
-            model_alt = _try(lambda: estimate(tp_alt.xy_t, tp_alt.xy_r, est, model=first_kind), None)
+            model_alt = _try(lambda: estimate(tp_alt.xy_t, tp_alt.xy_r, est, model=first_kind, extent=extent), None)
             if _inliers(model_alt) > _inliers(model1):
                 tp1, model1 = tp_alt, model_alt
         clock.lap("pass1")
         if model1 is None:  # raise the estimator's own error, with its advice
-            model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind)
+            model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind, extent=extent)
         tp, model, passes = tp1, model1, 1
         if est.model != first_kind:
-            model = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est), model1)
+            model = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, extent=extent), model1)
         if cfg.matching.refine:
             radius2 = int(cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
             tp2 = run_pass(model1.inverse, radius2)
             clock.lap("pass2")
-            model2 = _try(lambda: estimate(tp2.xy_t, tp2.xy_r, est), None)
+            model2 = _try(lambda: estimate(tp2.xy_t, tp2.xy_r, est, extent=extent), None)
             if model2 is not None and model2.inliers.sum() >= MIN_INLIERS[est.model]:
                 tp, model, passes = tp2, model2, 2
             else:
