@@ -337,8 +337,14 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
     affine's own uncertainty. Without (2) and (3), a score of noisy tie points on a small scene
     can make an affine win the cross-validation and then extrapolate pixels of error to the
     corners. A distortion that leaves too few tie points within the threshold of any translation
-    still gets the affine. Both models are compared on the union of their inliers."""
-    aff = estimate(xy_t, xy_r, cfg, model="affine")
+    still gets the affine; too few tie points for an affine give the translation. Both models are
+    compared on the union of their inliers."""
+    try:
+        aff = estimate(xy_t, xy_r, cfg, model="affine")
+    except TooFewTiePointsError:
+        tr = estimate(xy_t, xy_r, cfg, model="translation")
+        tr.params["auto"] = {"chosen": "translation", "reason": "too few tie points for an affine"}
+        return tr
     try:
         tr = estimate(xy_t, xy_r, cfg, model="translation")
     except TooFewTiePointsError:

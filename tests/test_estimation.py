@@ -118,3 +118,15 @@ def test_auto_still_finds_a_small_real_rotation():
         m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), extent=(0, 0, 1000, 1000))
         found += m.kind == "affine" and np.abs(m.forward(corner) - apply_h(h, corner)).max() < 1.0
     assert found >= 19
+
+
+def test_auto_falls_back_to_a_translation_when_an_affine_cannot_be_fitted():
+    # five tie points, one of them wrong: too few for an affine's six inliers, enough for a shift
+    xy_t = np.array([[10.0, 10], [200, 30], [50, 180], [220, 210], [120, 100]])
+    xy_r = xy_t + [3.0, -2.0]
+    xy_r[4] += [25.0, -30.0]
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
+    assert m.kind == "translation" and np.allclose(m.matrix[:2, 2], [3.0, -2.0], atol=1e-6)
+    assert m.params["auto"]["reason"] == "too few tie points for an affine"
+    with pytest.raises(TooFewTiePointsError):
+        estimate(xy_t[:3], xy_r[:3], EstimationConfig(model="auto"))
