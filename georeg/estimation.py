@@ -275,13 +275,18 @@ def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
     return _lsq_affine(xy_t, xy_r)
 
 
+def _cells(xy: np.ndarray, cells: int) -> np.ndarray:
+    """(N, 2) column and row, 0..cells-1, of each point on a cells x cells grid over its bounding box."""
+    lo, hi = xy.min(0), xy.max(0) + 1e-9
+    return np.floor((xy - lo) / (hi - lo) * cells).astype(int)
+
+
 def spatial_cv_error(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, folds: int = 4, cells: int = 4) -> float:
     """Median held-out residual when the model is fitted on some blocks of the scene and tested
     on the others. Errors of nearby tie points are correlated (same structures, same local
     distortion), so block-wise hold-out is what tells a real rotation or scale from a fit to
     local noise."""
-    lo, hi = xy_r.min(0), xy_r.max(0) + 1e-9
-    cell = np.floor((xy_r - lo) / (hi - lo) * cells).astype(int)
+    cell = _cells(xy_r, cells)
     fold = (cell[:, 0] + cell[:, 1] * cells) % folds
     errs = []
     for f in range(folds):
@@ -310,8 +315,7 @@ def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, fl
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
     ha, ht = _lsq("affine", xy_t, xy_r), _lsq("translation", xy_t, xy_r)
     departure = float(np.linalg.norm(apply_h(ha, corners) - apply_h(ht, corners), axis=1).max())
-    lo, hi = xy_r.min(0), xy_r.max(0) + 1e-9
-    half = np.floor((xy_r - lo) / (hi - lo) * 2).astype(int)
+    half = _cells(xy_r, 2)
     quadrant = half[:, 0] + 2 * half[:, 1]
     preds = [apply_h(_lsq("affine", xy_t[quadrant != q], xy_r[quadrant != q]), corners)
              for q in range(4) if MIN_INLIERS["affine"] <= (quadrant != q).sum() < len(xy_t)]
@@ -351,14 +355,14 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
         aff.params["auto"] = {"chosen": "affine", "reason": "translation found too few inliers"}
         return aff
     inl = aff.inliers | tr.inliers
-    cv_t = spatial_cv_error("translation", xy_t[inl], xy_r[inl])
-    cv_a = spatial_cv_error("affine", xy_t[inl], xy_r[inl])
-    dep, se = affine_departure(xy_t[inl], xy_r[inl], extent)
+    it, ir, n = xy_t[inl], xy_r[inl], int(inl.sum())
+    cv_t = spatial_cv_error("translation", it, ir)
+    cv_a = spatial_cv_error("affine", it, ir)
+    dep, se = affine_departure(it, ir, extent)
     better = cv_a < (1 - margin) * cv_t
-    enough = int(inl.sum()) >= AUTO_AFFINE_MIN_TIE_POINTS
-    chosen = aff if (better and enough and dep > z * se) else tr
+    chosen = aff if (better and n >= AUTO_AFFINE_MIN_TIE_POINTS and dep > z * se) else tr
     chosen.params["auto"] = {"chosen": chosen.kind, "cv_error_px": {"translation": cv_t, "affine": cv_a},
-                             "tie_points": int(inl.sum()), "affine_departure_px": dep,
+                             "tie_points": n, "affine_departure_px": dep,
                              "affine_departure_se_px": se}
     return chosen
 
