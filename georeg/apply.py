@@ -60,7 +60,7 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     resampling = resampling or out_cfg.get("resampling", "bilinear")
     check_outputs({"raster": str(output)}, [str(raster)], overwrite)
     with RasterSource(raster, InputConfig(), "raster") as src, staged({"raster": str(output)}) as tmp:
-        if model.kind in ("translation", "affine") and not align:
+        if model.kind in ("translation", "similarity", "affine") and not align:
             transform, dev = corrected_transform(model, ref_grid, src.grid)
             if dev <= 0.05:
                 write_with_transform(src, str(tmp["raster"]), transform, cog, compress)

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 from .errors import ConfigError
 
 MODALITIES = ("auto", "optical", "sar", "thermal")
-MODELS = ("auto", "translation", "affine", "homography", "local")
+MODELS = ("auto", "translation", "similarity", "affine", "homography", "local")
 LOCAL_METHODS = ("tps", "polynomial")
 DEVICES = ("auto", "cpu", "cuda")
 RESAMPLINGS = ("nearest", "bilinear", "cubic")
+SEARCHES = ("auto", "shift", "rotation")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -81,6 +82,7 @@ class MatchingConfig:
     batch_size: int = 64
     candidates: int = 6
     device: str = "auto"
+    search: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.max_shift > 0, f"max_shift must be > 0; got {self.max_shift}")
@@ -98,6 +100,7 @@ class MatchingConfig:
         _check(self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}")
         _check(1 <= self.candidates <= 64, f"candidates must be in [1, 64]; got {self.candidates}")
         _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        _check(self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
 
     def max_shift_px(self, pixel_size_m: float) -> float:
         """Max shift in reference pixels, given the reference pixel size in CRS units (metres)."""

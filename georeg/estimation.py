@@ -20,8 +20,9 @@ from .errors import TooFewTiePointsError
 
 log = logging.getLogger(__name__)
 
-MIN_SAMPLE = {"translation": 1, "affine": 3, "homography": 4, "local": 3, "auto": 1}
-MIN_INLIERS = {"translation": 4, "affine": 6, "homography": 8, "local": 10, "auto": 4}
+MIN_SAMPLE = {"translation": 1, "similarity": 2, "affine": 3, "homography": 4, "local": 3, "auto": 1}
+MIN_INLIERS = {"translation": 4, "similarity": 5, "affine": 6, "homography": 8, "local": 10, "auto": 4}
+N_PARAMS = {"translation": 2, "similarity": 4, "affine": 6, "homography": 8}
 
 
 def apply_h(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -105,6 +106,56 @@ def fit_translation(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, max_eval: in
     return h, ((d - best) ** 2).sum(1) <= thr**2
 
 
+def _lsq_similarity(xy_t: np.ndarray, xy_r: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares similarity (rotation, isotropic scale, shift; no reflection)."""
+    w = np.ones(len(xy_t)) if w is None else np.asarray(w, np.float64)
+    ws = w.sum()
+    ct, cr = (xy_t * w[:, None]).sum(0) / ws, (xy_r * w[:, None]).sum(0) / ws
+    a, b = xy_t - ct, xy_r - cr
+    den = float((w * (a ** 2).sum(1)).sum()) + 1e-12
+    p = float((w * (a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1])).sum()) / den  # s cos
+    q = float((w * (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])).sum()) / den  # s sin
+    m = np.array([[p, -q], [q, p]])
+    t = cr - m @ ct
+    return np.array([[p, -q, t[0]], [q, p, t[1]], [0, 0, 1]], dtype=np.float64)
+
+
+def fit_similarity(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, iterations: int = 2000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-point RANSAC for a similarity, MSAC-scored, every hypothesis evaluated at once.
+
+    With few tie points every pair is a hypothesis (exhaustive); otherwise ``iterations`` random
+    pairs. Returns (3x3 matrix, inlier flags)."""
+    n = len(xy_t)
+    rng = np.random.default_rng(seed)
+    if n * (n - 1) // 2 <= iterations:
+        i, j = np.triu_indices(n, 1)
+    else:
+        i = rng.integers(0, n, iterations)
+        j = (i + rng.integers(1, n, iterations)) % n
+    dt, dr = xy_t[j] - xy_t[i], xy_r[j] - xy_r[i]
+    den = (dt ** 2).sum(1)
+    ok = den > 1e-6
+    i, j, dt, dr, den = i[ok], j[ok], dt[ok], dr[ok], den[ok]
+    if len(i) == 0:
+        return np.eye(3), np.zeros(n, bool)
+    p = (dt[:, 0] * dr[:, 0] + dt[:, 1] * dr[:, 1]) / den
+    q = (dt[:, 0] * dr[:, 1] - dt[:, 1] * dr[:, 0]) / den
+    tx = xy_r[i, 0] - (p * xy_t[i, 0] - q * xy_t[i, 1])
+    ty = xy_r[i, 1] - (q * xy_t[i, 0] + p * xy_t[i, 1])
+    score = np.empty(len(i))
+    step = max(1, 4_000_000 // max(n, 1))
+    for k in range(0, len(i), step):
+        sl = slice(k, k + step)
+        px = p[sl, None] * xy_t[None, :, 0] - q[sl, None] * xy_t[None, :, 1] + tx[sl, None]
+        py = q[sl, None] * xy_t[None, :, 0] + p[sl, None] * xy_t[None, :, 1] + ty[sl, None]
+        d2 = (px - xy_r[None, :, 0]) ** 2 + (py - xy_r[None, :, 1]) ** 2
+        score[sl] = np.clip(1.0 - d2 / thr ** 2, 0, None).sum(1)
+    b = int(np.argmax(score))
+    h = np.array([[p[b], -q[b], tx[b]], [q[b], p[b], ty[b]], [0, 0, 1]], dtype=np.float64)
+    return h, np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= thr
+
+
 def fit_kornia(xy_t: np.ndarray, xy_r: np.ndarray, model: str, cfg: EstimationConfig
                ) -> tuple[np.ndarray, np.ndarray]:
     from kornia.geometry.ransac import RANSAC
@@ -135,7 +186,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
           iterations: int = 10) -> np.ndarray:
     """Iteratively reweighted least squares with Tukey's biweight (cut-off ``scale``), started from
     ``h``: the result depends on the data, not on which minimal samples RANSAC happened to draw."""
-    if kind not in ("translation", "affine"):
+    if kind not in ("translation", "similarity", "affine"):
         return h
     for _ in range(iterations):
         r = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
@@ -145,6 +196,8 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
         if kind == "translation":
             d = ((xy_r - xy_t) * w[:, None]).sum(0) / w.sum()
             new = np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+        elif kind == "similarity":
+            new = _lsq_similarity(xy_t, xy_r, w)
         else:
             sw = np.sqrt(w)[:, None]
             sol, *_ = np.linalg.lstsq(np.c_[xy_t, np.ones(len(xy_t))] * sw, xy_r * sw, rcond=None)
@@ -158,7 +211,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
 
 def _refit(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Least-squares refit on the inliers (affine, translation); homographies keep kornia's fit."""
-    if kind in ("translation", "affine") and len(xy_t) >= MIN_SAMPLE[kind]:
+    if kind in ("translation", "similarity", "affine") and len(xy_t) >= MIN_SAMPLE[kind]:
         return _lsq(kind, xy_t, xy_r)
     return h
 
@@ -203,12 +256,14 @@ def fit_local(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig) -> Loca
 
 
 def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: str | None = None,
-             weights: np.ndarray | None = None, extent: tuple[float, float, float, float] | None = None
-             ) -> FittedModel:
+             weights: np.ndarray | None = None, extent: tuple[float, float, float, float] | None = None,
+             base: str = "translation") -> FittedModel:
     """Fit ``model`` (default ``cfg.model``) robustly to tie points (N, 2) -> (N, 2).
 
     ``extent`` (x0, y0, x1, y1 in the tie points' pixel frame) is the area the model will
-    correct; ``auto`` checks an affine's departure from a translation at its corners.
+    correct; ``auto`` checks a richer model's departure from a simpler one at its corners.
+    ``base`` is the simplest model ``auto`` may return (``similarity`` once a rotation or scale
+    was established by evidence outside these tie points, such as the global geometry search).
     Raises :class:`TooFewTiePointsError` when there are fewer tie points or inliers than needed.
     """
     kind = model or cfg.model
@@ -217,7 +272,7 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if kind == "auto":
         if len(xy_t) < MIN_INLIERS["translation"]:
             raise TooFewTiePointsError(len(xy_t), MIN_INLIERS["translation"], "auto", "tie points")
-        return estimate_auto(xy_t, xy_r, cfg, extent=extent)
+        return estimate_auto(xy_t, xy_r, cfg, extent=extent, base=base)
     if xy_t.shape != xy_r.shape:
         raise ValueError(f"xy_t and xy_r must both be (N, 2); got {xy_t.shape} and {xy_r.shape}")
     needed = max(cfg.min_inliers, MIN_INLIERS[kind])
@@ -225,6 +280,8 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
         raise TooFewTiePointsError(len(xy_t), needed, kind, "tie points")
     if kind == "translation":
         h, inl = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
+    elif kind == "similarity":
+        h, inl = fit_similarity(xy_t, xy_r, cfg.threshold_px, cfg.ransac_iterations, seed=cfg.seed)
     elif kind == "local":
         # the global affine only screens gross outliers, so it gets a generous threshold
         from dataclasses import replace
@@ -246,7 +303,7 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
         if np.array_equal(new, inl):
             break
         inl = new
-    if kind in ("translation", "affine") and inl.sum() >= MIN_SAMPLE[kind]:
+    if kind in ("translation", "similarity", "affine") and inl.sum() >= MIN_SAMPLE[kind]:
         h = _irls(kind, xy_t, xy_r, h, 2.0 * cfg.threshold_px)
         inl = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
     if inl.sum() < needed:
@@ -272,7 +329,25 @@ def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
     if kind == "translation":
         d = (xy_r - xy_t).mean(0)
         return np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+    if kind == "similarity":
+        return _lsq_similarity(xy_t, xy_r)
+    if kind == "homography":
+        return _lsq_homography(xy_t, xy_r)
     return _lsq_affine(xy_t, xy_r)
+
+
+def _lsq_homography(xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
+    """Normalised direct linear transform (algebraic least squares)."""
+    ta, tb, _ = _normaliser(xy_t, xy_r)
+    a, b = apply_h(ta, xy_t), apply_h(tb, xy_r)
+    rows = []
+    for (x, y), (u, v) in zip(a, b):
+        rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+        rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+    _, _, vt = np.linalg.svd(np.asarray(rows))
+    hn = vt[-1].reshape(3, 3)
+    h = np.linalg.inv(tb) @ hn @ ta
+    return h / h[2, 2]
 
 
 def _cells(xy: np.ndarray, cells: int) -> np.ndarray:
@@ -298,11 +373,11 @@ def spatial_cv_error(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, folds: int =
     return float(np.median(np.concatenate(errs))) if errs else float("inf")
 
 
-def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, float, float, float] | None = None
-                     ) -> tuple[float, float]:
-    """How far a least-squares affine departs from a translation at the corners of ``extent``
-    (x0, y0, x1, y1; default: the tie points' bounding box), and the standard error of that
-    departure from a block jackknife that leaves out one quadrant of the tie points at a time.
+def model_departure(simple: str, rich: str, xy_t: np.ndarray, xy_r: np.ndarray,
+                    extent: tuple[float, float, float, float] | None = None) -> tuple[float, float]:
+    """How far a least-squares ``rich`` model departs from a ``simple`` one at the corners of
+    ``extent`` (x0, y0, x1, y1; default: the tie points' bounding box), and the standard error of
+    that departure from a block jackknife that leaves out one quadrant of the tie points at a time.
 
     Tie-point errors are spatially correlated, so the jackknife over blocks, not the textbook
     formula, is what says whether a rotation, scale or shear is real or fitted to local noise.
@@ -313,12 +388,12 @@ def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, fl
     else:
         x0, y0, x1, y1 = extent
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
-    ha, ht = _lsq("affine", xy_t, xy_r), _lsq("translation", xy_t, xy_r)
-    departure = float(np.linalg.norm(apply_h(ha, corners) - apply_h(ht, corners), axis=1).max())
+    hr, hs = _lsq(rich, xy_t, xy_r), _lsq(simple, xy_t, xy_r)
+    departure = float(np.linalg.norm(apply_h(hr, corners) - apply_h(hs, corners), axis=1).max())
     half = _cells(xy_r, 2)
     quadrant = half[:, 0] + 2 * half[:, 1]
-    preds = [apply_h(_lsq("affine", xy_t[quadrant != q], xy_r[quadrant != q]), corners)
-             for q in range(4) if MIN_INLIERS["affine"] <= (quadrant != q).sum() < len(xy_t)]
+    preds = [apply_h(_lsq(rich, xy_t[quadrant != q], xy_r[quadrant != q]), corners)
+             for q in range(4) if MIN_INLIERS[rich] <= (quadrant != q).sum() < len(xy_t)]
     k = len(preds)
     if k < 2:
         return departure, float("inf")
@@ -327,44 +402,80 @@ def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, fl
     return departure, float(se.max())
 
 
+def affine_departure(xy_t: np.ndarray, xy_r: np.ndarray, extent: tuple[float, float, float, float] | None = None
+                     ) -> tuple[float, float]:
+    """:func:`model_departure` of an affine from a translation."""
+    return model_departure("translation", "affine", xy_t, xy_r, extent)
+
+
 AUTO_AFFINE_MIN_TIE_POINTS = 30  # five per affine parameter
+# the fewest tie points for which auto considers each richer model: about five per parameter
+# (four for the similarity, whose extra rotation and scale are the commonest real departures)
+AUTO_MIN_TIE_POINTS = {"similarity": 16, "affine": AUTO_AFFINE_MIN_TIE_POINTS, "homography": 48}
+AUTO_CHAIN = ("translation", "similarity", "affine", "homography")
+# standard errors a richer model's departure must exceed: the similarity needs two, since with 16-30
+# tie points in a few correlated regions a rotation of the noise clears one in about a fifth of draws
+AUTO_Z = {"similarity": 2.0, "affine": 1.0, "homography": 1.0}
 
 
 def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10,
-                  extent: tuple[float, float, float, float] | None = None, z: float = 1.0) -> FittedModel:
-    """Translation unless an affine is clearly better and its extra parameters are worth it.
+                  extent: tuple[float, float, float, float] | None = None, z: float = 1.0,
+                  base: str = "translation") -> FittedModel:
+    """The simplest model of translation < similarity < affine < homography that the evidence
+    supports, starting at ``base``.
 
-    The affine is kept when (1) it predicts held-out blocks of the scene better by ``margin``,
-    (2) it rests on at least :data:`AUTO_AFFINE_MIN_TIE_POINTS` tie points, and (3) its departure
-    from a translation at the corners of ``extent`` (the area that will be corrected) exceeds
-    ``z`` block-jackknife standard errors: the translation's error there must be larger than the
-    affine's own uncertainty. Without (2) and (3), a score of noisy tie points on a small scene
-    can make an affine win the cross-validation and then extrapolate pixels of error to the
-    corners. A distortion that leaves too few tie points within the threshold of any translation
-    still gets the affine; too few tie points for an affine give the translation. Both models are
-    compared on the union of their inliers."""
-    try:
-        aff = estimate(xy_t, xy_r, cfg, model="affine")
-    except TooFewTiePointsError:
-        tr = estimate(xy_t, xy_r, cfg, model="translation")
-        tr.params["auto"] = {"chosen": "translation", "reason": "too few tie points for an affine"}
-        return tr
-    try:
-        tr = estimate(xy_t, xy_r, cfg, model="translation")
-    except TooFewTiePointsError:
-        aff.params["auto"] = {"chosen": "affine", "reason": "translation found too few inliers"}
-        return aff
-    inl = aff.inliers | tr.inliers
-    it, ir, n = xy_t[inl], xy_r[inl], int(inl.sum())
-    cv_t = spatial_cv_error("translation", it, ir)
-    cv_a = spatial_cv_error("affine", it, ir)
-    dep, se = affine_departure(it, ir, extent)
-    better = cv_a < (1 - margin) * cv_t
-    chosen = aff if (better and n >= AUTO_AFFINE_MIN_TIE_POINTS and dep > z * se) else tr
-    chosen.params["auto"] = {"chosen": chosen.kind, "cv_error_px": {"translation": cv_t, "affine": cv_a},
-                             "tie_points": n, "affine_departure_px": dep,
-                             "affine_departure_se_px": se}
-    return chosen
+    A richer model replaces the current one when (1) it predicts held-out blocks of the scene
+    better by ``margin``, (2) it rests on at least :data:`AUTO_MIN_TIE_POINTS` tie points, and (3)
+    its departure from the current model at the corners of ``extent`` (the area that will be
+    corrected) exceeds ``z`` times :data:`AUTO_Z` block-jackknife standard errors: the simpler model's error there must
+    be larger than the richer model's own uncertainty. Without (2) and (3), a score of noisy tie
+    points on a small scene can make a richer model win the cross-validation and then extrapolate
+    pixels of error to the corners. When ``base`` finds too few inliers, the next model that does
+    is taken; too few tie points for anything richer keep ``base``. Models are compared on the union
+    of their inliers."""
+    chain = AUTO_CHAIN[AUTO_CHAIN.index(base):]
+    current, reason = None, None
+    for k, kind in enumerate(chain):
+        try:
+            current = estimate(xy_t, xy_r, cfg, model=kind)
+        except TooFewTiePointsError:
+            if k == len(chain) - 1 or len(xy_t) < MIN_INLIERS[chain[k + 1]]:
+                raise
+            reason = f"{kind} found too few inliers"
+            continue
+        break
+    steps = {}
+    for kind in chain[chain.index(current.kind) + 1:]:
+        try:
+            rich = estimate(xy_t, xy_r, cfg, model=kind)
+        except TooFewTiePointsError:
+            steps[kind] = {"accepted": False, "reason": "too few tie points"}
+            continue
+        inl = rich.inliers | current.inliers
+        it, ir, n = xy_t[inl], xy_r[inl], int(inl.sum())
+        if n < AUTO_MIN_TIE_POINTS[kind]:
+            steps[kind] = {"accepted": False, "reason": f"{n} tie points, {AUTO_MIN_TIE_POINTS[kind]} needed",
+                           "tie_points": n}
+            continue
+        cv_s = spatial_cv_error(current.kind, it, ir)
+        cv_r = spatial_cv_error(kind, it, ir)
+        dep, se = model_departure(current.kind, kind, it, ir, extent)
+        ok = cv_r < (1 - margin) * cv_s and dep > z * AUTO_Z[kind] * se
+        steps[kind] = {"accepted": bool(ok), "against": current.kind, "tie_points": n,
+                       "cv_error_px": {current.kind: cv_s, kind: cv_r},
+                       "departure_px": dep, "departure_se_px": se}
+        if ok:
+            current = rich
+    current.params["auto"] = {"chosen": current.kind, "base": base, "steps": steps}
+    if reason:
+        current.params["auto"]["reason"] = reason
+    # the figures of the translation/affine comparison, as earlier reports carried them
+    aff = steps.get("affine", {})
+    if "departure_px" in aff:
+        current.params["auto"].update(cv_error_px=aff["cv_error_px"], tie_points=aff["tie_points"],
+                                      affine_departure_px=aff["departure_px"],
+                                      affine_departure_se_px=aff["departure_se_px"])
+    return current
 
 
 def describe(model: FittedModel, centre_xy: np.ndarray) -> dict:

@@ -21,7 +21,7 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
     """Write the corrected raster. Returns (transform or None, mode, geotransform deviation px)."""
     o = cfg.output
     path = str(outputs["raster"])
-    geotransform_only = model.kind in ("translation", "affine") and not o.align_grids
+    geotransform_only = model.kind in ("translation", "similarity", "affine") and not o.align_grids
     if geotransform_only:
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight

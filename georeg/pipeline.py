@@ -8,7 +8,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -119,105 +119,231 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
                               "check that the files are complete and readable") from None
 
 
+@dataclass
+class Scene:
+    """One registration's state, filled in by the stages of :func:`_register` in order."""
+
+    ref: RasterSource
+    tgt: RasterSource
+    cfg: RegistrationConfig
+    clock: _Clock
+    notify: ProgressFn
+    check_cancel: Callable[[], None]
+    matcher: object = None
+    dense: object = None
+    grid: Grid | None = None
+    overlap: object = None
+    tiles: list = field(default_factory=list)
+    coarse: object = None
+    geometry: object = None  # GlobalGeometry when the global stage ran
+    prior: object = None  # reference px -> target px under the current prior (None: identity)
+    tp: TiePoints | None = None
+    model: FittedModel | None = None
+    passes: int = 0
+    steps_done: int = 0
+    steps_total: int = 1
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """The area the model will correct (reference px); auto weighs departures at its corners."""
+        o = self.overlap
+        return (o.col_off, o.row_off, o.col_off + o.width, o.row_off + o.height)
+
+    @property
+    def base_model(self) -> str:
+        """The simplest model the evidence allows: a similarity once the global stage found a
+        rotation or scale, else a translation."""
+        g = self.geometry
+        return "similarity" if g is not None and g.accepted and not g.is_identity_like else "translation"
+
+
 def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict, clock: _Clock, notify,
               check_cancel, matcher, report_extra: dict) -> RegistrationResult:
-    from .matchers import load
-
     with RasterSource(reference, cfg.reference, "reference") as ref, \
             RasterSource(target, cfg.target, "target") as tgt:
-        from .matchers import resolve_name
+        sc = Scene(ref, tgt, cfg, clock, notify, check_cancel)
+        stage_open(sc, matcher)
+        stage_coarse(sc)
+        stage_first_pass(sc)
+        stage_refine(sc)
+        return stage_outputs(sc, output, outputs, report_extra)
 
-        m = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, tgt.modality),
-                                                      cfg.matching.device)
-        dense = load("baseline", m.device) if getattr(m, "learned", False) else None
-        grid = ref.grid
-        overlap, _ = overlap_window(ref, tgt)
-        clock.lap("open")
-        notify(0.02, "coarse pass")
-        max_shift_px = cfg.matching.max_shift_px(grid.pixel_size)
-        from .coarse import coarse_shift
 
-        coarse = None
-        if cfg.matching.coarse:
-            coarse = coarse_shift(ref, tgt, grid, overlap, cfg.matching.coarse_size)
-        else:
-            from .coarse import CoarseResult
-            coarse_shift(ref, tgt, grid, overlap, 64)  # cheap validity check of the overlap
-            coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, 1.0, False)
-        clock.lap("coarse")
-        check_cancel()
-        prior_shift = np.array(coarse.shift_px) if coarse.accepted else np.zeros(2)
-        log.info("coarse shift %.1f, %.1f px (peak ratio %.2f, %s)", *coarse.shift_px, coarse.peak_ratio,
-                 "used" if coarse.accepted else "not used")
+def stage_open(sc: Scene, matcher) -> None:
+    """Overlap, tiles, and the matcher for the target's modality."""
+    from .matchers import load, resolve_name
 
-        tile_list = tiles(overlap, cfg.matching.tile_size)
-        n_steps = len(tile_list) * (2 if cfg.matching.refine else 1)
-        step = [0]
+    cfg = sc.cfg
+    sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
+                                                          cfg.matching.device)
+    sc.dense = load("baseline", sc.matcher.device) if getattr(sc.matcher, "learned", False) else None
+    sc.grid = sc.ref.grid
+    sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
+    sc.tiles = tiles(sc.overlap, cfg.matching.tile_size)
+    sc.steps_total = len(sc.tiles) * (2 if cfg.matching.refine else 1)
+    sc.clock.lap("open")
 
-        def run_pass(inverse, radius: int) -> TiePoints:
-            found = []
-            for i, tile in enumerate(tile_list):
-                check_cancel()
-                area = tile.width * tile.height / cfg.matching.tile_size ** 2
-                n_kp = max(8, int(round(cfg.matching.keypoints_per_tile * min(1.0, area))))
-                found.append(match_tile(ref, tgt, grid, tile, i, inverse, radius, m, cfg.matching, n_kp, dense))
-                step[0] += 1
-                notify(0.05 + 0.8 * min(1.0, step[0] / n_steps), f"matching tile {i + 1}/{len(tile_list)}")
-            return TiePoints.concat(found)
 
-        est = cfg.estimation
-        # the area the model will correct: auto weighs an affine's departure at its corners
-        extent = (overlap.col_off, overlap.row_off, overlap.col_off + overlap.width, overlap.row_off + overlap.height)
-        radius1 = int(math.ceil(max_shift_px))
-        first_kind = est.model if est.model in ("translation", "auto") else "affine"
-        tp1 = run_pass(lambda xy: xy + prior_shift, radius1)
-        model1 = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind, extent=extent), None)
-        alt = np.array(coarse.shift_px)
-        if not coarse.accepted and np.abs(alt - prior_shift).max() > 1.0 and _weak(model1):
+def stage_coarse(sc: Scene) -> None:
+    """A global shift at reduced resolution (also the check that the overlap holds valid data)."""
+    from .coarse import CoarseResult, coarse_shift
+
+    sc.notify(0.02, "coarse pass")
+    if sc.cfg.matching.coarse:
+        sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size)
+    else:
+        coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64)  # cheap validity check of the overlap
+        sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, 1.0, False)
+    sc.clock.lap("coarse")
+    sc.check_cancel()
+    log.info("coarse shift %.1f, %.1f px (peak ratio %.2f, %s)", *sc.coarse.shift_px, sc.coarse.peak_ratio,
+             "used" if sc.coarse.accepted else "not used")
+
+
+def _shift_prior(shift: np.ndarray):
+    return lambda xy: xy + shift
+
+
+def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
+    """Match every tile through ``inverse`` (reference px -> target px) within ``radius`` px."""
+    m = sc.cfg.matching
+    found = []
+    for i, tile in enumerate(sc.tiles):
+        sc.check_cancel()
+        area = tile.width * tile.height / m.tile_size ** 2
+        n_kp = max(8, int(round(m.keypoints_per_tile * min(1.0, area))))
+        found.append(match_tile(sc.ref, sc.tgt, sc.grid, tile, i, inverse, radius, sc.matcher, m, n_kp, sc.dense))
+        sc.steps_done += 1
+        sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
+                  f"matching tile {i + 1}/{len(sc.tiles)}")
+    return TiePoints.concat(found)
+
+
+def _fit(sc: Scene, tp: TiePoints, kind: str | None) -> FittedModel | None:
+    est = sc.cfg.estimation
+    return _try(lambda: estimate(tp.xy_t, tp.xy_r, est, model=kind, extent=sc.extent, base=sc.base_model), None)
+
+
+def _first_kind(sc: Scene) -> str:
+    requested = sc.cfg.estimation.model
+    return requested if requested in ("translation", "similarity", "auto") else "affine"
+
+
+def stage_first_pass(sc: Scene) -> None:
+    """Match around the coarse shift; when that finds no clear model, try the coarse shift as the
+    other hypothesis and then the global geometry (rotation and scale); fit the first model."""
+    radius = int(math.ceil(sc.cfg.matching.max_shift_px(sc.grid.pixel_size)))
+    search = sc.cfg.matching.search
+    shift = np.array(sc.coarse.shift_px) if sc.coarse.accepted else np.zeros(2)
+    tp, model = None, None
+    if search != "rotation":
+        tp = match_pass(sc, _shift_prior(shift), radius)
+        model = _fit(sc, tp, _first_kind(sc))
+        alt = np.array(sc.coarse.shift_px)
+        if not sc.coarse.accepted and np.abs(alt - shift).max() > 1.0 and _weak(model):
             # The coarse shift fell short of its confidence threshold, and the search around the
             # unshifted prior found no clear model: the coarse shift is the other hypothesis (it
             # matters when the true shift lies beyond max_shift). Keep whichever explains more.
             log.info("first pass weak (%s); trying the coarse shift %.1f, %.1f px as the prior",
-                     _describe_fit(model1, tp1), *alt)
-            n_steps += len(tile_list)
-            tp_alt = run_pass(lambda xy: xy + alt, radius1)
-            model_alt = _try(lambda: estimate(tp_alt.xy_t, tp_alt.xy_r, est, model=first_kind, extent=extent), None)
-            if _inliers(model_alt) > _inliers(model1):
-                tp1, model1 = tp_alt, model_alt
-        clock.lap("pass1")
-        if model1 is None:  # raise the estimator's own error, with its advice
-            model1 = estimate(tp1.xy_t, tp1.xy_r, est, model=first_kind, extent=extent)
-        tp, model, passes = tp1, model1, 1
-        if est.model != first_kind:
-            model = _try(lambda: estimate(tp1.xy_t, tp1.xy_r, est, extent=extent), model1)
-        if cfg.matching.refine:
-            radius2 = int(cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
-            tp2 = run_pass(model1.inverse, radius2)
-            clock.lap("pass2")
-            model2 = _try(lambda: estimate(tp2.xy_t, tp2.xy_r, est, extent=extent), None)
-            if model2 is not None and model2.inliers.sum() >= MIN_INLIERS[est.model]:
-                tp, model, passes = tp2, model2, 2
-            else:
-                log.warning("refinement pass found too few tie points; keeping the first pass")
-        check_cancel()
-        clock.lap("estimation")
+                     _describe_fit(model, tp), *alt)
+            sc.steps_total += len(sc.tiles)
+            tp_alt = match_pass(sc, _shift_prior(alt), radius)
+            model_alt = _fit(sc, tp_alt, _first_kind(sc))
+            if _inliers(model_alt) > _inliers(model):
+                tp, model = tp_alt, model_alt
+    if search == "rotation" or (search == "auto" and _weak(model)):
+        tp, model = _global_stage(sc, tp, model, radius)
+    sc.clock.lap("pass1")
+    if model is None:  # raise the estimator's own error, with its advice
+        model = estimate(tp.xy_t, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
+                         base=sc.base_model)
+    sc.tp, sc.model, sc.passes = tp, model, 1
 
-        notify(0.86, "writing outputs")
-        from .atomic import staged
-        from .outputs import finish_outputs, write_outputs
 
-        with staged(outputs) as tmp:
-            transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp)
-            check_cancel()
-            clock.lap("write")
-            report = _report(ref, tgt, grid, overlap, model, tp, cfg, coarse, passes, mode, transform,
-                             deviation, clock.stages, outputs, len(tile_list))
-            report["matcher"] = m.info()
-            report.update(report_extra)
-            gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
-            check_cancel()
-        notify(1.0, "done")
+def _global_stage(sc: Scene, tp, model, radius: int):
+    """Rotation over the full circle and scale over 0.5x-2x; the first pass again under that prior.
+    Keeps the earlier result when the global geometry is not clear or explains less."""
+    from .globalgeom import search_geometry
+
+    if tp is not None:
+        log.info("first pass weak (%s); searching rotation and scale", _describe_fit(model, tp))
+    sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)), "searching rotation and scale")
+    geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap)
+    sc.clock.lap("global")
+    sc.check_cancel()
+    if not geometry.accepted and tp is not None:
+        sc.geometry = geometry
+        return tp, model
+    if geometry.is_identity_like and tp is not None:
+        sc.geometry = geometry
+        return tp, model
+    previous = sc.geometry
+    sc.geometry = geometry
+    sc.steps_total += len(sc.tiles)
+    tp_g = match_pass(sc, geometry.inverse, radius)
+    model_g = _fit(sc, tp_g, _first_kind(sc))
+    if tp is None or _inliers(model_g) > _inliers(model):
+        return tp_g, model_g
+    sc.geometry = previous if previous is not None else geometry
+    return tp, model
+
+
+def stage_refine(sc: Scene) -> None:
+    """Fit the requested model and refine through the first model with a small radius."""
+    est = sc.cfg.estimation
+    model1 = sc.model
+    if est.model != model1.kind:
+        sc.model = _try(lambda: estimate(sc.tp.xy_t, sc.tp.xy_r, est, extent=sc.extent, base=sc.base_model),
+                        model1)
+    if sc.cfg.matching.refine:
+        radius2 = int(sc.cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
+        # one refinement pass; a second when the first moved the model by more than a pixel
+        # (after a global rotation/scale prior the first model can still be a pixel or two off)
+        through = model1
+        for _ in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
+            sc.steps_total += 0 if sc.passes < 2 else len(sc.tiles)
+            tp2 = match_pass(sc, through.inverse, radius2)
+            sc.clock.lap("pass2")
+            model2 = _fit(sc, tp2, None)
+            if model2 is None or model2.inliers.sum() < MIN_INLIERS[est.model]:
+                log.warning("refinement pass found too few tie points; keeping the previous pass")
+                break
+            moved = _max_move(through, model2, sc.extent)
+            sc.tp, sc.model, sc.passes = tp2, model2, sc.passes + 1
+            if moved < 1.0:
+                break
+            through = model2
+    sc.check_cancel()
+    sc.clock.lap("estimation")
+
+
+def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> RegistrationResult:
+    """Write the raster, the tie points, the report and the quicklook, all or nothing."""
+    from .atomic import staged
+    from .outputs import finish_outputs, write_outputs
+
+    sc.notify(0.86, "writing outputs")
+    ref, tgt, grid, overlap, model, tp, cfg = sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model, sc.tp, sc.cfg
+    with staged(outputs) as tmp:
+        transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp)
+        sc.check_cancel()
+        sc.clock.lap("write")
+        report = _report(ref, tgt, grid, overlap, model, tp, cfg, sc.coarse, sc.passes, mode, transform,
+                         deviation, sc.clock.stages, outputs, len(sc.tiles))
+        report["matcher"] = sc.matcher.info()
+        report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
+        report.update(report_extra)
+        gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
+        sc.check_cancel()
+    sc.notify(1.0, "done")
     return RegistrationResult(model, transform, gdf, report, outputs)
+
+
+def _max_move(a: FittedModel, b: FittedModel, extent) -> float:
+    """Largest distance between two models' predictions at the corners of ``extent``, px."""
+    x0, y0, x1, y1 = extent
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+    return float(np.linalg.norm(a.forward(corners) - b.forward(corners), axis=1).max())
 
 
 def _try(fn, default):

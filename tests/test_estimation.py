@@ -3,7 +3,7 @@ import pytest
 
 from georeg.config import EstimationConfig
 from georeg.errors import TooFewTiePointsError
-from georeg.estimation import apply_h, estimate
+from georeg.estimation import apply_h, describe, estimate
 
 
 def _points(h, n=200, outliers=0.3, noise=0.3, seed=0):
@@ -64,7 +64,7 @@ def test_too_few_points_says_found_and_needed():
         estimate(np.zeros((3, 2)), np.zeros((3, 2)), EstimationConfig(model="affine"))
 
 
-def test_auto_picks_translation_for_a_shift_and_affine_for_a_rotation():
+def test_auto_picks_translation_for_a_shift_and_similarity_for_a_rotation():
     shift = np.array([[1, 0, 12.0], [0, 1, -7.0], [0, 0, 1.0]])
     xy_t, xy_r, _ = _points(shift, noise=1.0)
     assert estimate(xy_t, xy_r, EstimationConfig(model="auto")).kind == "translation"
@@ -72,8 +72,14 @@ def test_auto_picks_translation_for_a_shift_and_affine_for_a_rotation():
     rot = np.array([[np.cos(a), -np.sin(a), 20], [np.sin(a), np.cos(a), -35], [0, 0, 1]])
     xy_t, xy_r, _ = _points(rot, noise=1.0)
     m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
-    assert m.kind == "affine" and _max_err(m, rot) < 0.6
-    assert m.params["auto"]["cv_error_px"]["affine"] < m.params["auto"]["cv_error_px"]["translation"]
+    assert m.kind == "similarity" and _max_err(m, rot) < 0.6
+    step = m.params["auto"]["steps"]["similarity"]
+    assert step["accepted"] and step["cv_error_px"]["similarity"] < step["cv_error_px"]["translation"]
+    # an anisotropic scale is no similarity: the affine follows
+    aniso = np.array([[1.02, 0.0, 5], [0.0, 0.985, -3], [0, 0, 1]])
+    xy_t, xy_r, _ = _points(aniso, noise=0.5)
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
+    assert m.kind == "affine" and _max_err(m, aniso) < 0.6
 
 
 def _clustered(n, size, rng, deg=0.0, blob_px=1.0):
@@ -98,15 +104,15 @@ def test_auto_keeps_a_translation_when_the_affine_only_fits_correlated_noise():
         xy_t, xy_r, _ = _clustered(20, 500, np.random.default_rng(seed))
         m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), extent=(0, 0, 500, 500))
         assert m.kind == "translation", (seed, m.params["auto"])
-        assert {"affine_departure_px", "affine_departure_se_px", "tie_points"} <= set(m.params["auto"])
+        assert not any(step["accepted"] for step in m.params["auto"]["steps"].values())
 
 
-def test_auto_takes_the_affine_when_few_tie_points_fit_no_translation():
+def test_auto_takes_a_richer_model_when_few_tie_points_fit_no_translation():
     a = np.deg2rad(2.0)
     rot = np.array([[np.cos(a), -np.sin(a), 20], [np.sin(a), np.cos(a), -35], [0, 0, 1]])
     xy_t, xy_r, _ = _points(rot, n=20, outliers=0.0, noise=0.3)
     m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
-    assert m.kind == "affine" and _max_err(m, rot) < 1.0
+    assert m.kind in ("similarity", "affine") and _max_err(m, rot) < 1.0
 
 
 def test_auto_still_finds_a_small_real_rotation():
@@ -116,7 +122,7 @@ def test_auto_still_finds_a_small_real_rotation():
     for seed in range(20):
         xy_t, xy_r, h = _clustered(60, 1000, np.random.default_rng(seed), deg=0.4, blob_px=0.0)
         m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), extent=(0, 0, 1000, 1000))
-        found += m.kind == "affine" and np.abs(m.forward(corner) - apply_h(h, corner)).max() < 1.0
+        found += m.kind != "translation" and np.abs(m.forward(corner) - apply_h(h, corner)).max() < 1.0
     assert found >= 19
 
 
@@ -127,6 +133,37 @@ def test_auto_falls_back_to_a_translation_when_an_affine_cannot_be_fitted():
     xy_r[4] += [25.0, -30.0]
     m = estimate(xy_t, xy_r, EstimationConfig(model="auto"))
     assert m.kind == "translation" and np.allclose(m.matrix[:2, 2], [3.0, -2.0], atol=1e-6)
-    assert m.params["auto"]["reason"] == "too few tie points for an affine"
+    assert not m.params["auto"]["steps"]["affine"]["accepted"]
     with pytest.raises(TooFewTiePointsError):
         estimate(xy_t[:3], xy_r[:3], EstimationConfig(model="auto"))
+
+
+def _similarity_matrix(deg, scale, tx, ty):
+    a = np.deg2rad(deg)
+    return np.array([[scale * np.cos(a), -scale * np.sin(a), tx], [scale * np.sin(a), scale * np.cos(a), ty],
+                     [0, 0, 1.0]])
+
+
+def test_similarity_from_six_noisy_tie_points():
+    # 6 tie points over a 256 px scene, 0.3 px of noise, one of them wrong by 20 px
+    h = _similarity_matrix(3.0, 1.05, 4.0, -6.0)
+    rng = np.random.default_rng(3)
+    xy_t = rng.uniform(0, 256, (6, 2))
+    xy_r = apply_h(h, xy_t) + rng.normal(0, 0.3, (6, 2))
+    xy_r[2] += [20.0, -15.0]
+    m = estimate(xy_t, xy_r, EstimationConfig(model="similarity"))
+    assert m.kind == "similarity" and m.inliers.sum() == 5 and not m.inliers[2]
+    corner = np.array([[0.0, 0.0], [256.0, 0.0], [0.0, 256.0], [256.0, 256.0]])
+    assert np.abs(m.forward(corner) - apply_h(h, corner)).max() < 1.0
+    d = describe(m, np.array([128.0, 128.0]))
+    assert abs(d["rotation_deg"] - 3.0) < 0.3 and abs(d["scale_x"] - 1.05) < 0.005
+
+
+def test_auto_from_a_similarity_base_keeps_few_tie_points_on_a_similarity():
+    # once the global search established a rotation, auto starts at the similarity
+    h = _similarity_matrix(-40.0, 0.8, 30.0, 10.0)
+    rng = np.random.default_rng(5)
+    xy_t = rng.uniform(0, 256, (8, 2))
+    xy_r = apply_h(h, xy_t) + rng.normal(0, 0.4, (8, 2))
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), base="similarity")
+    assert m.kind == "similarity" and _max_err(m, h, 0, 256) < 1.0

@@ -27,7 +27,7 @@ from qgis.PyQt.QtGui import QIcon
 from . import bridge
 
 HERE = os.path.dirname(__file__)
-MODELS = ["auto", "translation", "affine", "homography", "local"]
+MODELS = ["auto", "translation", "similarity", "affine", "homography", "local"]
 MATCHERS = ["auto", "baseline", "kgl", "rrl"]
 MODALITIES = ["auto", "optical", "sar", "thermal"]
 

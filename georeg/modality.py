@@ -1,0 +1,219 @@
+"""Which sensor made a raster: optical, SAR or thermal, decided from the data, the file name last.
+
+Evidence, strongest first:
+1. metadata: band descriptions, tags and units (``VH``, ``sigma0``, ``dB``, ``brightness
+   temperature``, ``K``, a wavelength beyond 3 micrometres, ...);
+2. the values of float data: dB-like backscatter (mostly negative, within -50..+20), linear power
+   (non-negative with a heavy right tail), brightness temperature in kelvin (150-400);
+3. three or more bands: an optical composite;
+4. the pixels' texture, for single-band integer data: speckle is spatially near-white and present
+   in flat areas; thermal bands are smooth; a small logistic model over five texture statistics,
+   fitted on real pairs (``training/modality.py``, coefficients in ``weights/modality.json``);
+5. words in the file name, only to break a tie when the texture model is not confident.
+
+:func:`detect_modality` returns the decision with the evidence behind it, for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+MODALITY_CLASSES = ("optical", "sar", "thermal")
+TEXTURE_CONFIDENT = 0.6  # below this the file name may break the tie
+
+_SAR_WORDS = re.compile(
+    r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd|slc|sigma0|sigma_0|gamma0|beta0|backscatter|radarsat\d?|rs2|"
+    r"rcm|alos\d?|palsar\d?|gf3|gaofen3|iceye|capella|terrasar|tsx|cosmo|csk|sentinel-?1|radar)(?![a-z])")
+_THERMAL_WORDS = re.compile(
+    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|ecostress|aster_tir|"
+    r"brightness temperature|brightness_temperature|surface temperature|kelvin)(?![a-z])")
+
+
+@dataclass(frozen=True)
+class ModalityDecision:
+    modality: str
+    by: str  # option, metadata, values, bands, pixels, file name, default
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"decided": self.modality, "by": self.by, **self.evidence}
+
+
+def _words(text: str) -> str | None:
+    text = text.lower().replace("_", " ").replace(".", " ")
+    if _SAR_WORDS.search(text):
+        return "sar"
+    if _THERMAL_WORDS.search(text):
+        return "thermal"
+    return None
+
+
+def guess_from_name(path: str) -> str | None:
+    """'sar' or 'thermal' from words in a file name, else None."""
+    return _words(Path(path).name)
+
+
+def _metadata_text(ds, bands: list[int]) -> str:
+    parts = [str(d) for d in ds.descriptions if d]
+    parts += [f"{k} {v}" for k, v in ds.tags().items()]
+    for b in bands:
+        parts += [f"{k} {v}" for k, v in ds.tags(b).items()]
+    return " ".join(parts)
+
+
+def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
+    text = _metadata_text(ds, bands)
+    units = " ".join(str(u) for u in (ds.units or ()) if u).strip().lower()
+    ev: dict = {}
+    if units:
+        ev["units"] = units
+        if units in ("k", "kelvin", "degc", "celsius", "c") or "kelvin" in units:
+            return "thermal", ev
+        if units in ("db", "decibel") or "sigma" in units:
+            return "sar", ev
+    wl = re.search(r"wavelength\S*\s+([0-9.]+)", text.lower())
+    if wl:
+        value = float(wl.group(1))
+        micro = value / 1000.0 if value > 100 else value  # nanometres or micrometres
+        ev["wavelength_um"] = micro
+        if micro >= 3.0:
+            return "thermal", ev
+        return "optical", ev
+    word = _words(text)
+    if word:
+        ev["metadata_word"] = word
+    return word, ev
+
+
+def _from_values(sample: np.ndarray, valid: np.ndarray, is_float: bool) -> tuple[str | None, dict]:
+    if not is_float or valid.sum() < 256:
+        return None, {}
+    v = sample[valid].astype(np.float64)
+    p1, p50, p99 = np.percentile(v, [1, 50, 99])
+    ev = {"p1": float(p1), "median": float(p50), "p99": float(p99)}
+    if p1 >= -60.0 and p99 <= 25.0 and p50 < 0.0:
+        ev["reading"] = "dB-like backscatter"
+        return "sar", ev
+    if p1 >= 150.0 and p99 <= 400.0 and (p99 - p1) < 120.0:
+        ev["reading"] = "brightness temperature in kelvin"
+        return "thermal", ev
+    if v.min() >= 0.0 and 0 < p50 < 2.0 and p99 / max(p50, 1e-12) > 4.0:
+        ev["reading"] = "linear power or amplitude with a heavy tail"
+        return "sar", ev
+    return None, ev
+
+
+def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] | None:
+    """Five texture statistics of an (H, W) sample (ideally about 512 px, native resolution):
+    lag-1 and lag-2 autocorrelation, the 10th percentile of local Laplacian energy over the value
+    range (noise that remains in the flattest areas), the kurtosis of the Laplacian (natural images
+    are sparse, speckle is not) and the flattest areas' share of the median local energy."""
+    x = sample.astype(np.float64)
+    v = valid
+    if v.sum() < 1024:
+        return None
+    p1, p99 = np.percentile(x[v], [1, 99])
+    rng = max(p99 - p1, 1e-9)
+    m, var = x[v].mean(), x[v].var() + 1e-12
+
+    def rho(k: int) -> float:
+        vv, vh = v[:, k:] & v[:, :-k], v[k:, :] & v[:-k, :]
+        a = (((x[:, k:] - m) * (x[:, :-k] - m))[vv]).mean() if vv.any() else 0.0
+        b = (((x[k:, :] - m) * (x[:-k, :] - m))[vh]).mean() if vh.any() else 0.0
+        return float(0.5 * (a + b) / var)
+
+    lap = x[1:-1, 1:-1] - 0.25 * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
+    vl = v[1:-1, 1:-1] & v[:-2, 1:-1] & v[2:, 1:-1] & v[1:-1, :-2] & v[1:-1, 2:]
+    if vl.sum() < 256:
+        return None
+    lapf = np.zeros_like(x)
+    lapf[1:-1, 1:-1] = np.abs(lap) * vl
+    loc = ndimage.uniform_filter(lapf, 9)[4::9, 4::9]
+    mean9 = ndimage.uniform_filter(x, 9)[4::9, 4::9]
+    ok = (mean9 > p1 + 0.05 * rng) & (mean9 < p99 - 0.05 * rng)
+    if ok.sum() < 10:
+        return None
+    p10, p50 = np.percentile(loc[ok], [10, 50]) / rng
+    lv = lap[vl] - lap[vl].mean()
+    kurt = float((lv ** 4).mean() / ((lv ** 2).mean() ** 2 + 1e-12))
+    return {"rho1": rho(1), "rho2": rho(2), "flat_noise": float(p10), "laplacian_kurtosis": kurt,
+            "flat_share": float(p10 / max(p50, 1e-9))}
+
+
+def feature_vector(f: dict[str, float]) -> np.ndarray:
+    """The texture model's inputs, in its order."""
+    return np.array([f["rho1"], f["rho2"], math.log10(f["flat_noise"] + 1e-4),
+                     math.log(max(f["laplacian_kurtosis"], 1.0)), f["flat_share"]], np.float64)
+
+
+@lru_cache(maxsize=1)
+def _texture_model() -> dict | None:
+    path = Path(__file__).parent / "weights" / "modality.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def texture_probabilities(f: dict[str, float], model: dict | None = None) -> dict[str, float] | None:
+    """P(optical), P(sar), P(thermal) from the texture model (None when it is not shipped)."""
+    model = model or _texture_model()
+    if model is None:
+        return None
+    z = (feature_vector(f) - np.array(model["mean"])) / np.array(model["std"])
+    logits = np.array(model["weights"]) @ z + np.array(model["bias"])
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return {c: float(q) for c, q in zip(model["classes"], p)}
+
+
+def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size window at the raster's centre, native resolution, with its validity."""
+    from rasterio.windows import Window
+
+    w, h = min(size, ds.width), min(size, ds.height)
+    win = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+    data = ds.read(band, window=win).astype(np.float32)
+    valid = ds.read_masks(band, window=win) > 0
+    valid &= np.isfinite(data)
+    if ds.nodata is not None and not math.isnan(ds.nodata):
+        valid &= data != ds.nodata
+    return data, valid
+
+
+def detect_modality(ds, bands: list[int], path: str) -> ModalityDecision:
+    """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``."""
+    label, meta_ev = _from_metadata(ds, bands)
+    evidence: dict = {"metadata": meta_ev} if meta_ev else {}
+    name_word = guess_from_name(path)
+    evidence["file_name"] = name_word
+    if label is not None:
+        return ModalityDecision(label, "metadata", evidence)
+    sample, valid = central_sample(ds, bands[0])
+    label, val_ev = _from_values(sample, valid, ds.dtypes[bands[0] - 1].startswith("float"))
+    if val_ev:
+        evidence["values"] = val_ev
+    if label is not None:
+        return ModalityDecision(label, "values", evidence)
+    if len(bands) >= 3:
+        evidence["bands"] = len(bands)
+        return ModalityDecision("optical", "bands", evidence)
+    feats = texture_features(sample, valid)
+    probs = texture_probabilities(feats) if feats is not None else None
+    if feats is not None:
+        evidence["texture"] = {k: round(v, 4) for k, v in feats.items()}
+    if probs is not None:
+        evidence["texture_probability"] = {k: round(v, 3) for k, v in probs.items()}
+        best = max(probs, key=probs.get)
+        if probs[best] >= TEXTURE_CONFIDENT or name_word is None:
+            return ModalityDecision(best, "pixels", evidence)
+    if name_word is not None:
+        return ModalityDecision(name_word, "file name", evidence)
+    return ModalityDecision("optical", "default", evidence)
