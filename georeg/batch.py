@@ -31,8 +31,8 @@ from .errors import ConfigError, GeoregError, InputError
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "model", "rmse_px", "ce90_px",
-                  "inliers", "seconds")
+SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "rmse_px",
+                  "ce90_px", "inliers", "seconds")
 
 # manifest columns that set registration options per row: column -> (section, field, parser)
 ROW_OPTIONS = {
@@ -47,6 +47,7 @@ ROW_OPTIONS = {
     "target_nodata": ("target", "nodata", float),
     "ref_mask": ("reference", "mask", str),
     "target_mask": ("target", "mask", str),
+    "search": ("matching", "search", str),
 }
 
 
@@ -184,13 +185,17 @@ def run_task(task: PairTask) -> dict:
 
     t = time.perf_counter()
     row = {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
-           "status": "ok", "error": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "", "seconds": ""}
+           "status": "ok", "error": "", "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
+           "seconds": ""}
     try:
         res = register(task.reference, task.target, task.output, task.config, matcher=_matcher_for(task),
                        report_extra={"batch": {"key": task.key, "index": task.index}})
         rep = res.report
         row.update(model=rep["model"]["type"], rmse_px=round(rep["accuracy"]["rmse_px"], 3),
-                   ce90_px=round(rep["accuracy"]["ce90_px"], 3), inliers=rep["counts"]["inliers"])
+                   ce90_px=round(rep["accuracy"]["ce90_px"], 3), inliers=rep["counts"]["inliers"],
+                   quality=rep.get("quality", ""))
+        if rep.get("quality") == "uncertain" and not task.config.output.accept_uncertain:
+            row.update(status="uncertain", error=rep["verdict"]["reason"])
     except GeoregError as exc:
         row.update(status="failed", error=str(exc))
     except Exception as exc:  # a bug or an unreadable file must not stop the batch
@@ -241,7 +246,8 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
         if resume and is_complete(t):
             rep = json.loads(Path(t.report).read_text())
             rows[t.index] = {"index": t.index, "reference": t.reference, "target": t.target, "output": t.output,
-                             "status": "skipped (complete)", "error": "", "model": rep["model"]["type"],
+                             "status": "skipped (complete)", "error": "", "quality": rep.get("quality", ""),
+                             "model": rep["model"]["type"],
                              "rmse_px": round(rep["accuracy"]["rmse_px"], 3),
                              "ce90_px": round(rep["accuracy"]["ce90_px"], 3),
                              "inliers": rep["counts"]["inliers"], "seconds": 0.0}
@@ -273,7 +279,7 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
 
 def _failed_row(task: PairTask, error: str) -> dict:
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
-            "status": "failed", "error": error, "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
+            "status": "failed", "error": error, "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
             "seconds": ""}
 
 

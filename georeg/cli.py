@@ -20,6 +20,7 @@ from .config import (
     MODALITIES,
     MODELS,
     RESAMPLINGS,
+    SEARCHES,
     EstimationConfig,
     InputConfig,
     MatchingConfig,
@@ -129,6 +130,11 @@ def registration_options(fn):
                      help="Resampling when the output must be resampled."),
         click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
                      help="Where the matcher runs."),
+        click.option("--search", type=click.Choice(SEARCHES), default="auto", show_default=True,
+                     help="Global geometry: 'auto' searches rotation (full circle) and scale (0.5-2x) when the "
+                          "georeferenced search finds no clear model; 'rotation' always; 'shift' never."),
+        click.option("--accept-uncertain", is_flag=True,
+                     help="Exit 0 for a result whose verdict is 'uncertain' (outputs are written either way)."),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
     ]
     for opt in reversed(opts):
@@ -147,12 +153,12 @@ def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> 
         matching=MatchingConfig(matcher=matcher, max_shift=shift, max_shift_unit=unit,
                                 patch_size=params["patch_size"], tile_size=params["tile_size"],
                                 keypoints_per_tile=params["keypoints"], coarse=params["coarse"],
-                                refine=params["refine"], device=params["device"]),
+                                refine=params["refine"], device=params["device"], search=params["search"]),
         estimation=EstimationConfig(model=params["model"], threshold_px=params["threshold"],
                                     local_method=params["local_method"]),
         output=OutputConfig(tie_points=tie_points, report=report, quicklook=quicklook,
                             align_grids=params["align_grids"], cog=params["cog"], overwrite=params["overwrite"],
-                            resampling=params["resampling"]),
+                            resampling=params["resampling"], accept_uncertain=params["accept_uncertain"]),
     )
 
 
@@ -233,7 +239,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     rep = result.report
     if machine:
         _machine("RESULT", {"outputs": result.outputs, "model": rep["model"]["type"], "shift": rep["shift"],
-                            "accuracy": rep["accuracy"], "counts": rep["counts"]})
+                            "accuracy": rep["accuracy"], "counts": rep["counts"], "quality": rep["quality"],
+                            "verdict": rep["verdict"]["reason"]})
     if not quiet:
         sh = rep["shift"]
         acc = rep["accuracy"]
@@ -245,6 +252,14 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
         for kind, path in result.outputs.items():
             click.echo(f"  {kind}: {path}")
+    if result.quality != "reliable":
+        verdict = rep["verdict"]
+        if not cfg.output.accept_uncertain:
+            click.echo(f"Error: the result is {result.quality}: {verdict['reason']}. The outputs were written; "
+                       "check them, or pass --accept-uncertain to accept such results.", err=True)
+            sys.exit(1)
+        if not quiet:
+            click.echo(f"warning: the result is {result.quality}: {verdict['reason']}", err=True)
 
 
 @georeg.command()
@@ -315,15 +330,15 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
             click.echo(f"\nInterrupted: finished pairs are kept and listed in {out / 'summary.csv'}; "
                        "no half-written output is left. Rerun the same command to continue.", err=True)
             sys.exit(130)
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", "uncertain")]
     if ctx.obj.get("machine"):
         _machine("RESULT", {"summary": str(out / "summary.csv"), "pairs": len(rows), "failed": len(failed)})
     if not quiet:
-        click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered "
+        click.echo(f"{len(rows) - len(failed)} of {len(rows)} pairs registered and reliable "
                    f"({sum(1 for r in rows if r['status'].startswith('skipped'))} already complete); "
                    f"summary: {out / 'summary.csv'}")
     for r in failed:
-        click.echo(f"failed: {Path(r['target']).name}: {r['error']}", err=True)
+        click.echo(f"{r['status']}: {Path(r['target']).name}: {r['error']}", err=True)
     sys.exit(1 if failed else 0)
 
 

@@ -147,6 +147,7 @@ class OutputConfig:
     overwrite: bool = False
     resampling: str = "bilinear"
     compress: str = "deflate"
+    accept_uncertain: bool = False  # the CLI and batch count an 'uncertain' verdict as success
 
     def __post_init__(self) -> None:
         _check(self.resampling in RESAMPLINGS,

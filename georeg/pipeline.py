@@ -49,6 +49,11 @@ class RegistrationResult:
     def rmse_px(self) -> float:
         return self.report["accuracy"]["rmse_px"]
 
+    @property
+    def quality(self) -> str:
+        """'reliable' or 'uncertain' (a failed registration raises instead); see ``report['verdict']``."""
+        return self.report["quality"]
+
 
 class _Clock:
     def __init__(self) -> None:
@@ -139,6 +144,8 @@ class Scene:
     prior: object = None  # reference px -> target px under the current prior (None: identity)
     tp: TiePoints | None = None
     model: FittedModel | None = None
+    probe: object = None  # verdict.StructureProbe, made on first use
+    verdict: object = None
     passes: int = 0
     steps_done: int = 0
     steps_total: int = 1
@@ -166,6 +173,8 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
         stage_coarse(sc)
         stage_first_pass(sc)
         stage_refine(sc)
+        stage_model_evidence(sc)
+        stage_verdict(sc)
         return stage_outputs(sc, output, outputs, report_extra)
 
 
@@ -211,7 +220,7 @@ def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
     for i, tile in enumerate(sc.tiles):
         sc.check_cancel()
         area = tile.width * tile.height / m.tile_size ** 2
-        n_kp = max(8, int(round(m.keypoints_per_tile * min(1.0, area))))
+        n_kp = max(MIN_KEYPOINTS, int(round(m.keypoints_per_tile * min(1.0, area))))
         found.append(match_tile(sc.ref, sc.tgt, sc.grid, tile, i, inverse, radius, sc.matcher, m, n_kp, sc.dense))
         sc.steps_done += 1
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
@@ -252,6 +261,7 @@ def stage_first_pass(sc: Scene) -> None:
             if _inliers(model_alt) > _inliers(model):
                 tp, model = tp_alt, model_alt
     if search == "rotation" or (search == "auto" and _weak(model)):
+        sc.clock.lap("pass1")
         tp, model = _global_stage(sc, tp, model, radius)
     sc.clock.lap("pass1")
     if model is None:  # raise the estimator's own error, with its advice
@@ -317,6 +327,54 @@ def stage_refine(sc: Scene) -> None:
     sc.clock.lap("estimation")
 
 
+def _probe(sc: Scene):
+    from .verdict import StructureProbe
+
+    if sc.probe is None:
+        sc.probe = StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap)
+    return sc.probe
+
+
+def stage_model_evidence(sc: Scene) -> None:
+    """``auto`` only: a richer model than the simplest the evidence allows must also make the two
+    images agree better over the whole overlap (structure the tie points had no say in) than the
+    simpler model fitted to the same tie points; otherwise the simpler model is kept."""
+    auto = sc.model.params.get("auto")
+    if sc.cfg.estimation.model != "auto" or not auto or sc.model.kind == sc.base_model:
+        return
+    from .estimation import AUTO_CHAIN
+
+    probe = _probe(sc)
+    chosen = sc.model
+    score = probe.agreement(chosen.inverse)
+    scores = {chosen.kind: score}
+    for kind in reversed(AUTO_CHAIN[AUTO_CHAIN.index(sc.base_model):AUTO_CHAIN.index(chosen.kind)]):
+        simpler = _fit(sc, sc.tp, kind)
+        if simpler is None:
+            continue
+        scores[kind] = probe.agreement(simpler.inverse)
+        if scores[kind] >= score - STRUCTURE_MARGIN:
+            log.info("auto: the %s does not improve the structural agreement over the %s (%.4f vs %.4f); "
+                     "keeping the %s", chosen.kind, kind, score, scores[kind], kind)
+            simpler.params["auto"] = {**auto, "chosen": kind,
+                                      "overruled": f"{chosen.kind} did not improve the structural agreement"}
+            chosen, score = simpler, scores[kind]
+    chosen.params["auto"]["structure"] = scores
+    sc.model = chosen
+    sc.clock.lap("estimation")
+
+
+def stage_verdict(sc: Scene) -> None:
+    """reliable or uncertain, with the evidence (see :mod:`georeg.verdict`)."""
+    from .verdict import judge
+
+    sc.notify(0.84, "checking the result")
+    sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, sc.cfg.estimation.threshold_px)
+    sc.clock.lap("verdict")
+    if sc.verdict.quality != "reliable":
+        log.warning("result is %s: %s", sc.verdict.quality, sc.verdict.reason)
+
+
 def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> RegistrationResult:
     """Write the raster, the tie points, the report and the quicklook, all or nothing."""
     from .atomic import staged
@@ -332,6 +390,8 @@ def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> Regis
                          deviation, sc.clock.stages, outputs, len(sc.tiles))
         report["matcher"] = sc.matcher.info()
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
+        report["quality"] = sc.verdict.quality
+        report["verdict"] = sc.verdict.to_dict()
         report.update(report_extra)
         gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
         sc.check_cancel()
@@ -354,6 +414,8 @@ def _try(fn, default):
 
 
 WEAK_INLIER_FRACTION = 0.5
+STRUCTURE_MARGIN = 0.001  # a richer model must raise the structural agreement by more than this
+MIN_KEYPOINTS = 48  # per tile and direction: small scenes need enough tie points for a similarity or affine
 
 
 def _inliers(model: FittedModel | None) -> int:
@@ -392,7 +454,8 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
         return {"path": src.path, "crs": src.grid.crs.to_string(), "crs_wkt": src.grid.crs.to_wkt(),
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
-                "dtype": src.ds.dtypes[0], "modality": src.modality}
+                "dtype": src.ds.dtypes[0], "modality": src.modality,
+                "modality_evidence": src.modality_decision.to_dict()}
 
     return {
         "georeg_version": __version__,

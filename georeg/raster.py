@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +26,6 @@ from .config import InputConfig
 from .errors import MissingCRSError, NoOverlapError, RasterOpenError
 
 log = logging.getLogger(__name__)
-
-_SAR_WORDS = re.compile(
-    r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd|slc|sigma0|gamma0|beta0|radarsat\d?|rs2|rcm|alos\d?|palsar\d?|"
-    r"gf3|gaofen3|iceye|capella|terrasar|tsx|cosmo|csk|sentinel-?1)(?![a-z])"
-)
-_THERMAL_WORDS = re.compile(
-    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|ecostress|aster_tir)(?![a-z])"
-)
-
 
 @dataclass(frozen=True)
 class Grid:
@@ -71,15 +61,13 @@ class Grid:
 
 
 def guess_modality(path: str, descriptions: tuple = (), tags: dict | None = None) -> str | None:
-    """Guess 'sar' or 'thermal' from a file name, band descriptions and tags; None if no clue."""
-    text = " ".join([Path(path).name.lower(), *(str(d).lower() for d in descriptions if d),
-                     *(f"{k} {v}".lower() for k, v in (tags or {}).items())])
-    text = text.replace("_", " ").replace(".", " ")
-    if _SAR_WORDS.search(text):
-        return "sar"
-    if _THERMAL_WORDS.search(text):
-        return "thermal"
-    return None
+    """'sar' or 'thermal' from words in a file name, band descriptions and tags; None if no clue.
+    Only a tie-breaker: :func:`georeg.modality.detect_modality` decides from the data."""
+    from .modality import _words
+
+    text = " ".join([Path(path).name, *(str(d) for d in descriptions if d),
+                     *(f"{k} {v}" for k, v in (tags or {}).items())])
+    return _words(text)
 
 
 class RasterSource:
@@ -147,12 +135,15 @@ class RasterSource:
         return "luminance(1,2,3)" if len(self.bands) == 3 else f"band {self.bands[0]}"
 
     def _modality(self) -> str:
+        from .modality import ModalityDecision, detect_modality
+
         if self.cfg.modality != "auto":
-            return self.cfg.modality
-        if self.role == "reference":
-            return "optical"
-        guess = guess_modality(self.path, self.ds.descriptions, self.ds.tags())
-        return guess or "optical"
+            self.modality_decision = ModalityDecision(self.cfg.modality, "option")
+        elif self.role == "reference":
+            self.modality_decision = ModalityDecision("optical", "role", {"note": "the reference is optical"})
+        else:
+            self.modality_decision = detect_modality(self.ds, self.bands, self.path)
+        return self.modality_decision.modality
 
     @property
     def nodata(self) -> float | None:

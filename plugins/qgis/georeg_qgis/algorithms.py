@@ -215,8 +215,10 @@ def _run_in_process(args, feedback):
         except GeoregError as exc:
             raise QgsProcessingException(str(exc)) from None
         rep = res.report
+        if rep["quality"] != "reliable":
+            feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
         return {"outputs": res.outputs, "model": rep["model"]["type"], "accuracy": rep["accuracy"],
-                "counts": rep["counts"]}
+                "counts": rep["counts"], "quality": rep["quality"]}
     from click.testing import CliRunner
 
     out = CliRunner().invoke(cli.georeg, ["--machine", *args])

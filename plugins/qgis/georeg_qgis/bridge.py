@@ -131,6 +131,10 @@ def run_cli(args, feedback, python=None):
             else:
                 feedback.pushDebugInfo(line)
     code = proc.wait()
+    if result is not None and result.get("quality") == "uncertain":
+        # outputs were written; QGIS shows the verdict as a warning instead of failing the algorithm
+        feedback.reportError(f"georeg: the result is uncertain: {result.get('verdict', '')}", False)
+        return result
     if code != 0 and (result is None or "summary" not in result):
         msg = next((e for e in reversed(errors) if e.startswith("Error")), errors[-1] if errors else "")
         raise QgsProcessingException(msg or f"georeg exited with code {code}")

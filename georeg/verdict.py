@@ -1,0 +1,231 @@
+"""The verdict on a registration: ``reliable``, ``uncertain`` or ``failed``, with its evidence.
+
+A small residual is not evidence of a right answer: clouds that moved between two views, a
+repeated pattern or a fit to a corner of the scene all give tight fits. The verdict therefore
+rests on evidence the fit itself does not provide:
+
+- coverage: the share of the overlap that inlier tie points span (a 4x4 grid of cells);
+- forward/backward agreement: the model fitted to the tie points found from the reference side
+  alone and to those found from the target side alone must agree at the overlap's corners;
+- structural agreement: the oriented-gradient structure of the two images must agree better
+  after the correction than before it (when the correction moves anything by a pixel or more),
+  measured over the whole overlap, where the tie points had no say in the weighting;
+- stability: the model refitted on block-bootstrap resamples of the inliers (whole cells of the
+  scene are drawn, since errors of nearby tie points are correlated) must move the corners little.
+
+``failed`` is left to the estimator's own errors (too few tie points or inliers); the verdict
+decides between ``reliable`` and ``uncertain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from .estimation import FittedModel, _cells, _lsq
+from .features import oriented_gradient_channels
+from .matching import FORWARD, TiePoints, sample_through
+from .preprocess import preprocess
+from .raster import Grid, RasterSource
+
+MIN_COVERAGE = 0.25  # share of the overlap's 4x4 cells holding inliers
+MAX_DIRECTION_GAP_PX = 2.0  # forward-only vs backward-only models at the corners
+MAX_UNSTABLE_PX = 2.0  # 90th percentile of the bootstrap corner displacement
+MIN_GAIN = 0.0  # corrected minus uncorrected structural agreement, when the correction moves >= 1 px
+BOOTSTRAP = 40
+SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain
+
+
+@dataclass
+class Verdict:
+    quality: str  # reliable | uncertain | failed
+    reasons: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """One line for the user."""
+        return "; ".join(self.reasons) if self.reasons else "every check passed"
+
+    def to_dict(self) -> dict:
+        return {"quality": self.quality, "reason": self.reason, "reasons": self.reasons, **self.evidence}
+
+
+def _corners(extent) -> np.ndarray:
+    x0, y0, x1, y1 = extent
+    return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, (y0 + y1) / 2]], np.float64)
+
+
+def coverage(xy: np.ndarray, extent, cells: int = 4) -> float:
+    """Share of the cells x cells grid over ``extent`` that hold at least one point."""
+    x0, y0, x1, y1 = extent
+    if len(xy) == 0:
+        return 0.0
+    cx = np.clip(((xy[:, 0] - x0) / max(x1 - x0, 1e-9) * cells).astype(int), 0, cells - 1)
+    cy = np.clip(((xy[:, 1] - y0) / max(y1 - y0, 1e-9) * cells).astype(int), 0, cells - 1)
+    return len(set(zip(cx.tolist(), cy.tolist()))) / cells ** 2
+
+
+def _simple_kind(kind: str) -> str:
+    return kind if kind in ("translation", "similarity", "affine", "homography") else "affine"
+
+
+def direction_gap(model: FittedModel, tp: TiePoints, extent) -> float | None:
+    """Largest distance at the corners between the model refitted on forward-only and on
+    backward-only inliers; None when one direction has too few."""
+    kind = _simple_kind(model.kind)
+    inl = model.inliers
+    fwd, bwd = inl & (tp.direction == FORWARD), inl & (tp.direction != FORWARD)
+    need = {"translation": 3, "similarity": 4, "affine": 6, "homography": 8}[kind]
+    if fwd.sum() < need or bwd.sum() < need:
+        return None
+    c = _corners(extent)
+    hf, hb = _lsq(kind, tp.xy_t[fwd], tp.xy_r[fwd]), _lsq(kind, tp.xy_t[bwd], tp.xy_r[bwd])
+    from .estimation import apply_h
+
+    return float(np.linalg.norm(apply_h(hf, c) - apply_h(hb, c), axis=1).max())
+
+
+def instability(model: FittedModel, tp: TiePoints, extent, n: int = BOOTSTRAP, seed: int = 0) -> float | None:
+    """90th percentile over block-bootstrap refits of the largest corner displacement, px."""
+    from .estimation import apply_h
+
+    kind = _simple_kind(model.kind)
+    inl = model.inliers
+    xt, xr = tp.xy_t[inl], tp.xy_r[inl]
+    if len(xt) < 4:
+        return None
+    cell = _cells(xr, 4)
+    ids = cell[:, 0] + 4 * cell[:, 1]
+    blocks = [np.flatnonzero(ids == b) for b in np.unique(ids)]
+    if len(blocks) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    c = _corners(extent)
+    base = apply_h(_lsq(kind, xt, xr), c)
+    moves = []
+    for _ in range(n):
+        pick = np.concatenate([blocks[i] for i in rng.integers(0, len(blocks), len(blocks))])
+        if len(np.unique(pick)) < {"translation": 2, "similarity": 3, "affine": 4, "homography": 6}[kind]:
+            continue
+        try:
+            h = _lsq(kind, xt[pick], xr[pick])
+        except np.linalg.LinAlgError:
+            continue
+        moves.append(np.linalg.norm(apply_h(h, c) - base, axis=1).max())
+    return float(np.percentile(moves, 90)) if moves else None
+
+
+def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tuple[int, list[float] | None]:
+    """The largest group of outlier tie points that agree on one shift of their own, at least
+    1.5 thresholds away from the model: clouds at other heights, a repeated pattern or a second
+    surface. Returns (its size, its shift) or (0, None)."""
+    from .estimation import fit_translation
+
+    out = ~model.inliers
+    if out.sum() < 4:
+        return 0, None
+    xt, xr = tp.xy_t[out], tp.xy_r[out]
+    h, inl = fit_translation(xt, xr, threshold_px)
+    if inl.sum() < 4:
+        return 0, None
+    # the model's own displacement where that group lies
+    pred = model.forward(xt[inl]) - xt[inl]
+    if np.linalg.norm(pred.mean(0) - h[:2, 2]) < 1.5 * threshold_px:
+        return 0, None
+    return int(inl.sum()), [float(h[0, 2]), float(h[1, 2])]
+
+
+def _windows(overlap: Window, size: int = 384, max_full: int = 640) -> list[Window]:
+    w, h = int(overlap.width), int(overlap.height)
+    if w <= max_full and h <= max_full:
+        return [overlap]
+    out = []
+    for fx in (0.25, 0.75):
+        for fy in (0.25, 0.75):
+            cw, ch = min(size, w), min(size, h)
+            out.append(Window(int(overlap.col_off + fx * w - cw / 2), int(overlap.row_off + fy * h - ch / 2), cw, ch))
+    return out
+
+
+def _features(img: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return oriented_gradient_channels(torch.from_numpy(img)[None, None], cell_sigma=1.0)[0].numpy()
+
+
+class StructureProbe:
+    """Correlation of the oriented-gradient channels of the reference and of the target seen
+    through a model, over the overlap (or four 384 px windows spread over a large one), at full
+    resolution. The reference side is computed once; each model costs one resampling of the target."""
+
+    def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window):
+        self.tgt, self.grid = tgt, grid
+        self.windows = []
+        for win in _windows(overlap):
+            r, rv = ref.read_on_grid(grid, win)
+            if rv.sum() < 256:
+                continue
+            fr = _features(preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float")))
+            self.windows.append((win, rv, fr))
+
+    def agreement(self, inverse) -> float:
+        """``inverse``: reference px -> target px (None: as georeferenced)."""
+        from scipy import ndimage
+
+        num = den_r = den_t = 0.0
+        for win, rv, fr in self.windows:
+            t, tv = sample_through(self.tgt, self.grid, win, inverse)
+            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float64)
+            if wgt.sum() < 64:
+                continue
+            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.ds.dtypes[0].startswith("float")))
+            a = fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum()
+            b = ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum()
+            num += float((a * b * wgt).sum())
+            den_r += float((a * a * wgt).sum())
+            den_t += float((b * b * wgt).sum())
+        return float(num / np.sqrt(den_r * den_t)) if den_r > 0 and den_t > 0 else 0.0
+
+
+def structural_agreement(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, inverse) -> float:
+    """:meth:`StructureProbe.agreement` for one model."""
+    return StructureProbe(ref, tgt, grid, overlap).agreement(inverse)
+
+
+def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0
+          ) -> Verdict:
+    """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise."""
+    c = _corners(extent)
+    moved = float(np.linalg.norm(model.forward(c) - c, axis=1).max())
+    inl = model.inliers
+    cov = coverage(tp.xy_r[inl], extent)
+    gap = direction_gap(model, tp, extent)
+    unstable = instability(model, tp, extent)
+    n2, shift2 = second_motion(model, tp, threshold_px)
+    before = probe.agreement(None)
+    after = probe.agreement(model.inverse)
+    ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
+          "structure_before": before, "structure_after": after, "correction_px": moved,
+          "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
+          "second_motion": {"tie_points": n2, "shift_px": shift2},
+          "thresholds": {"coverage": MIN_COVERAGE, "direction_gap_px": MAX_DIRECTION_GAP_PX,
+                         "instability_px": MAX_UNSTABLE_PX}}
+    reasons = []
+    if cov < MIN_COVERAGE:
+        reasons.append(f"the inliers cover {cov:.0%} of the overlap (at least {MIN_COVERAGE:.0%} expected)")
+    if gap is None:
+        reasons.append("tie points from one matching direction alone are too few to confirm the model")
+    elif gap > MAX_DIRECTION_GAP_PX:
+        reasons.append(f"reference-side and target-side tie points disagree by {gap:.1f} px at the corners")
+    if unstable is not None and unstable > MAX_UNSTABLE_PX:
+        reasons.append(f"the model moves by {unstable:.1f} px at the corners when the tie points are resampled")
+    if n2 >= max(6, SECOND_MOTION_SHARE * inl.sum()):
+        reasons.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
+                       f"than the model's {int(inl.sum())}: clouds, parallax or a repeated pattern? mask them")
+    if moved >= 1.0 and after - before <= MIN_GAIN:
+        reasons.append(f"the correction ({moved:.1f} px) does not improve the structural agreement of the "
+                       f"images ({before:.3f} before, {after:.3f} after)")
+    return Verdict("uncertain" if reasons else "reliable", reasons, ev)
