@@ -47,6 +47,8 @@ class Case:
     base_target: str | None = None  # the unperturbed target, for 'consistency'
     truth_target: str | None = None  # target whose geotransform is the truth, for 'exact'
     options: dict = field(default_factory=dict)
+    truth_px: np.ndarray | None = None  # 'exact': 3x3 xy_t -> xy_r in reference-grid px, when no geotransform says it
+    applied: np.ndarray | None = None  # 'consistency': the target's content was resampled (new px -> base px)
 
 
 def _csv(path: Path) -> list[dict]:
@@ -222,6 +224,181 @@ def nir_vis(data: Path, work: Path, rng, n_shifts=1, held_out=False) -> list[Cas
     return out
 
 
+# ---------------------------------------------------------------- geometry as users bring it
+# Every target is called target.tif (in a folder of its own) and no modality is given: georeg
+# must find the rotation, scale and sensor from the data.
+
+def _neutral(work: Path, set_key: str, i: int) -> Path:
+    d = work / f"{set_key}_{i:03d}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0) -> tuple[np.ndarray, float, float]:
+    from georeg.synthetic import rotation_scale_matrix
+
+    angle = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
+    scale = float(rng.uniform(0.9, 1.1))
+    return rotation_scale_matrix(w, h, angle, scale), angle, scale
+
+
+def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
+    """SRIF Optical-Infrared with the dataset's ground-truth rotation as given (up to 90 degrees).
+    The GT maps image-1 to image-2 positions in PIL's corner-based convention (the tie points of
+    every pair fit it better than the centre-based reading, by about 0.8 px), so the truth is its
+    inverse, unchanged."""
+    root = data / "srif_multimodal"
+    ok = [r["pair"] for r in _csv(root / "gt_check.csv")
+          if r["category"] == "Optical-Infrared" and r["gt_consistent"] == "1"
+          and (root / "Optical-Infrared" / f"pair{r['pair']}_2.jpg").exists()]
+    if held_out:
+        _, hs = _training_split()
+        ok = [i for i in ok if hs(f"srif{i}") != "train"]
+    pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    out = []
+    for k in pick:
+        i = ok[k]
+        d = root / "Optical-Infrared"
+        opt = np.asarray(Image.open(d / f"pair{i}_1.jpg").convert("RGB")).transpose(2, 0, 1).copy()
+        ir = np.asarray(Image.open(d / f"pair{i}_2.jpg").convert("L")).copy()
+        a = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
+        folder = _neutral(work, "srif_rot", int(i))
+        ref = _write(folder / "reference.tif", opt, t, "EPSG:32633")
+        tgt = _write(folder / "target.tif", ir, t, "EPSG:32633", nodata=0)
+        angle = float(np.degrees(np.arctan2(-a[1, 0], a[0, 0])))
+        out.append(Case("srif opt/IR, GT rotation as given", f"pair {i} ({angle:+.0f} deg)", ref, tgt, "exact",
+                        truth_px=np.linalg.inv(a)))
+    return out
+
+
+def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None) -> list[Case]:
+    """pairs: (name, reference path, aligned target path, options). Each target's content is
+    resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1."""
+    from georeg.synthetic import resample_content, rotation_scale_matrix
+
+    out = []
+    n = 0
+    for name, ref, tgt, opts in pairs:
+        with rasterio.open(tgt) as d:
+            w, h = d.width, d.height
+        for j in range(per_pair if angles is None else len(angles)):
+            if angles is None:
+                m, angle, scale = _random_similarity(rng, w, h)
+            else:
+                angle, scale = float(angles[j]), 1.0
+                m = rotation_scale_matrix(w, h, angle, scale)
+            folder = _neutral(work, key, n)
+            n += 1
+            dst = folder / "target.tif"
+            resample_content(str(tgt), str(dst), m)
+            out.append(Case(set_name, f"{name} rot {angle:+.1f} deg scale {scale:.3f}", str(ref), str(dst),
+                            "consistency", str(tgt), options=dict(opts), applied=m))
+    return out
+
+
+def _neutral_copy(work: Path, key: str, i: int, ref: np.ndarray | str, tgt: np.ndarray | str, t=None,
+                  crs=None) -> tuple[str, str]:
+    """reference.tif and base.tif (the aligned target) in a folder of their own."""
+    import shutil
+
+    folder = _neutral(work, key + "_base", i)
+    if isinstance(ref, str):
+        shutil.copy(ref, folder / "reference.tif")
+        shutil.copy(tgt, folder / "base.tif")
+        return str(folder / "reference.tif"), str(folder / "base.tif")
+    return _write(folder / "reference.tif", ref, t, crs), _write(folder / "base.tif", tgt, t, crs)
+
+
+def s1s2_rot(data: Path, work: Path, rng, per_pair=2, held_out=False, angles=None, key="s1s2_rot") -> list[Case]:
+    d = data / "s1s2_volkov" / "geotiff"
+    pairs = []
+    for k, pid in enumerate(("176", "268") if held_out else ("050", "176", "268")):
+        ref, base = _neutral_copy(work, key, k, str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif"))
+        pairs.append((pid, ref, base, {}))
+    name = "S1/S2 GeoTIFF rotated 2-15 deg" if angles is None else "S1/S2 GeoTIFF turned 90/180/270"
+    return _rotated_cases(name, key, pairs, work, rng, per_pair, angles)
+
+
+def s1s2png_rot(data: Path, work: Path, rng, per_pair=1, held_out=False) -> list[Case]:
+    root = data / "s1s2_volkov"
+    rows = {r["fragment"]: r for r in _csv(root / "georef_epsg3395.csv")}
+    names = sorted(p.name for p in (root / "opt").glob("*.png"))
+    if held_out:
+        split, _ = _training_split()
+        names = [n for n in names if n in rows and split.get(rows[n]["s2_tile"]) != "train"]
+    pairs = []
+    for k, name in enumerate(names):
+        r = rows.get(name)
+        if r is None or r["ambiguous"] == "1" or not (root / "sar" / name).exists():
+            continue
+        t = Affine(float(r["pixel_w"]), 0, float(r["x_min"]), 0, -float(r["pixel_h"]), float(r["y_max"]))
+        opt = np.asarray(Image.open(root / "opt" / name).convert("RGB")).transpose(2, 0, 1).copy()
+        sar = np.asarray(Image.open(root / "sar" / name).convert("L")).copy()
+        ref, base = _neutral_copy(work, "s1s2png_rot", k, opt, sar, t, "EPSG:3395")
+        pairs.append((name[:-4], ref, base, {}))
+    return _rotated_cases("S1/S2 PNG rotated 2-15 deg", "s1s2png_rot", pairs, work, rng, per_pair)
+
+
+def _threemos_pairs(data: Path, work: Path, rng, n_pairs: int, held_out: bool, key: str):
+    root = data / "3mos_previews"
+    rows = [r for r in _csv(root / "pairs.csv") if r["likely_aligned"] == "1"
+            and (root / r["opt_file"]).exists() and (root / r["sar_file"]).exists()]
+    if held_out:
+        _, hs = _training_split()
+        rows = [r for r in rows if hs(r["source_file"]) != "train"]
+    pick = rng.choice(len(rows), min(n_pairs, len(rows)), replace=False)
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    pairs = []
+    for k in sorted(pick):
+        r = rows[k]
+        opt = np.asarray(Image.open(root / r["opt_file"]).convert("RGB")).transpose(2, 0, 1).copy()
+        sar = np.asarray(Image.open(root / r["sar_file"]).convert("L")).copy()
+        ref, base = _neutral_copy(work, key, int(k), opt, sar, t, "EPSG:32633")
+        pairs.append((r["pair_id"], ref, base, {}))
+    return pairs
+
+
+def threemos_rot(data: Path, work: Path, rng, n_pairs=24, held_out=False) -> list[Case]:
+    pairs = _threemos_pairs(data, work, rng, n_pairs, held_out, "3mos_rot")
+    return _rotated_cases("3MOS rotated 2-15 deg", "3mos_rot", pairs, work, rng, 1)
+
+
+def rot90(data: Path, work: Path, rng, held_out=False) -> list[Case]:
+    """90, 180 and 270 degrees on the S1/S2 GeoTIFF pairs and on four 3MOS pairs."""
+    out = s1s2_rot(data, work, rng, held_out=held_out, angles=(90.0, 180.0, 270.0), key="rot90_s1s2")
+    pairs = _threemos_pairs(data, work, rng, 4, held_out, "rot90_3mos")
+    return out + _rotated_cases("3MOS turned 90/180/270", "rot90_3mos", pairs, work, rng, 0,
+                                angles=(90.0, 180.0, 270.0))
+
+
+def nir_vis_h(data: Path, work: Path, rng, held_out=False) -> list[Case]:
+    """NIR-VIS-RS with the ground-truth homography as given (NIR_TF is the warped image). The GT
+    maps VIS pixel centres to NIR_TF pixel centres; its own residual is 0.56 px median."""
+    root = data / "nir_vis_rs"
+    t = Affine(10, 0, 500000, 0, -10, 4000000)
+    half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+    out = []
+    hs = _training_split()[1] if held_out else None
+    n = 0
+    for cat in ("City", "Coast", "Desert", "Mountain"):
+        for gt in sorted((root / cat).glob("GT_*.txt")):
+            i = gt.stem.split("_")[1]
+            if hs is not None and hs(f"nir{cat}{i}") == "train":
+                continue
+            vis = np.asarray(Image.open(root / cat / f"VIS_{i}.png").convert("RGB")).transpose(2, 0, 1).copy()
+            nir = np.asarray(Image.open(root / cat / f"NIR_TF_{i}.png").convert("L")).copy()
+            h = np.loadtxt(gt).reshape(3, 3)
+            folder = _neutral(work, "nir_vis_h", n)
+            n += 1
+            ref = _write(folder / "reference.tif", vis, t, "EPSG:32633")
+            tgt = _write(folder / "target.tif", nir, t, "EPSG:32633", nodata=0)
+            truth = half @ np.linalg.inv(h) @ np.linalg.inv(half)
+            out.append(Case("nir_vis_rs, GT homography as given", f"{cat} {i}", ref, tgt, "exact",
+                            truth_px=truth / truth[2, 2]))
+    return out
+
+
 BUILDERS = {
     "s1s2": s1s2_geotiff,
     "s1s2png": s1s2_png,
@@ -230,6 +407,12 @@ BUILDERS = {
     "3mos": threemos,
     "srif_ir": srif_ir,
     "nir_vis": nir_vis,
+    "srif_rot": srif_rot,
+    "s1s2_rot": s1s2_rot,
+    "s1s2png_rot": s1s2png_rot,
+    "3mos_rot": threemos_rot,
+    "rot90": rot90,
+    "nir_vis_h": nir_vis_h,
 }
 
 

@@ -33,7 +33,7 @@ from cases import BUILDERS, Case  # noqa: E402
 import georeg  # noqa: E402
 from georeg.config import RegistrationConfig  # noqa: E402
 from georeg.errors import GeoregError  # noqa: E402
-from georeg.estimation import FittedModel  # noqa: E402
+from georeg.estimation import FittedModel, apply_h  # noqa: E402
 from georeg.raster import Grid  # noqa: E402
 from georeg.runtime import tune_malloc  # noqa: E402
 from georeg.synthetic import lattice  # noqa: E402
@@ -54,6 +54,7 @@ def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
         res = georeg.register(case.reference, target, out, cfg)
     except GeoregError as exc:
         return None, time.perf_counter() - t, str(exc)
+    res.model.params["quality"] = res.quality
     return res.model, time.perf_counter() - t, None
 
 
@@ -90,6 +91,13 @@ def positions(model, case: Case, target: str, pts: np.ndarray) -> np.ndarray:
     return target_to_true_map(model, grid_of(case.reference), grid_of(target))(pts)
 
 
+def truth_positions(case: Case, pts: np.ndarray) -> np.ndarray:
+    """Map positions where target pixels ``pts`` truly belong, from a pixel-frame truth matrix."""
+    rg, tg = grid_of(case.reference), grid_of(case.target)
+    on_ref = np.c_[[(~rg.transform) * (tg.transform * tuple(p)) for p in pts]]
+    return np.c_[[rg.transform * tuple(p) for p in apply_h(case.truth_px, on_ref)]]
+
+
 def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
     results: dict = {}
     own_base: dict = {}
@@ -99,7 +107,8 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
         px = grid_of(case.reference).pixel_size
         for name, fn in METHODS.items():
             model, secs, err = fn(case, case.target, work / "out.tif")
-            row = results.setdefault(case.set, {}).setdefault(name, {"errors": [], "seconds": [], "failures": 0})
+            row = results.setdefault(case.set, {}).setdefault(name, {"errors": [], "seconds": [], "failures": 0,
+                                                                     "uncertain": 0, "confident_wrong": 0})
             row["seconds"].append(secs)
             if model is None:
                 row["failures"] += 1
@@ -108,7 +117,9 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
                     print(f"  {case.set} {case.name} {name}: failed ({err})", flush=True)
                 continue
             got = positions(model, case, case.target, pts)
-            if case.judge == "exact":
+            if case.judge == "exact" and case.truth_px is not None:
+                truth = truth_positions(case, pts)
+            elif case.judge == "exact":
                 tt = grid_of(case.truth_target)
                 truth = np.c_[[tt.transform @ tuple(p) for p in pts]]
             else:
@@ -121,11 +132,15 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
                     row["errors"][-1:] = []
                     row["errors"].append(float("inf"))
                     continue
-                truth = positions(m0, case, case.base_target, pts)
+                base_pts = pts if case.applied is None else apply_h(case.applied, pts)
+                truth = positions(m0, case, case.base_target, base_pts)
             e = float(np.linalg.norm(got - truth, axis=1).max() / px)
             row["errors"].append(e)
+            quality = model.params.get("quality", "")
+            row["uncertain"] += quality == "uncertain"
+            row["confident_wrong"] += quality == "reliable" and e >= 1.0
             if verbose:
-                print(f"  {case.set} {case.name} {name}: error {e:.2f} px, {secs:.2f} s", flush=True)
+                print(f"  {case.set} {case.name} {name}: error {e:.2f} px, {secs:.2f} s {quality}", flush=True)
     return results
 
 
@@ -136,7 +151,8 @@ def summarise(results: dict) -> list[dict]:
             e = np.array(r["errors"])
             rows.append({"set": set_name, "method": name, "pairs": len(e),
                          "success_rate": float((e < 1.0).mean()), "median_error_px": float(np.median(e)),
-                         "seconds_per_pair": float(np.mean(r["seconds"])), "failures": r["failures"]})
+                         "seconds_per_pair": float(np.mean(r["seconds"])), "failures": r["failures"],
+                         "uncertain": r["uncertain"], "confident_wrong": r["confident_wrong"]})
     return rows
 
 
@@ -175,7 +191,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_data = HERE.parent.parent / "shared" / "data"
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(default_data)))
-    ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis")
+    ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis,"
+                                      "srif_rot,s1s2_rot,s1s2png_rot,3mos_rot,rot90,nir_vis_h")
     ap.add_argument("--sizes", default="2000,5000,10000")
     ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
@@ -184,6 +201,7 @@ def main() -> None:
     ap.add_argument("--held-out", action="store_true",
                     help="only pairs outside the learned matchers' training split (validation and test images; "
                          "Landsat, the only thermal scene, stays in and is trained on)")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many cases per set")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     tune_malloc()
@@ -203,14 +221,16 @@ def main() -> None:
         cases: list[Case] = []
         for key in [s for s in args.sets.split(",") if s]:
             built = BUILDERS[key](data, work, rng, held_out=args.held_out)
-            cases += built[: (4 if args.quick else None)]
+            cases += built[: (4 if args.quick else args.limit)]
         print(f"{len(cases)} cases; georeg {georeg.__version__}", flush=True)
         results = evaluate(cases, work, args.verbose)
         summary["sets"] = summarise(results)
-        print(f"\n{'set':32s} {'method':16s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s}")
+        print(f"\n{'set':36s} {'method':18s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s} "
+              f"{'uncertain':>9s} {'reliable but wrong':>18s}")
         for r in summary["sets"]:
-            print(f"{r['set']:32s} {r['method']:16s} {r['pairs']:5d} {r['success_rate']:8.0%} "
-                  f"{r['median_error_px']:14.2f} {r['seconds_per_pair']:7.2f}")
+            print(f"{r['set']:36s} {r['method']:18s} {r['pairs']:5d} {r['success_rate']:8.0%} "
+                  f"{r['median_error_px']:14.2f} {r['seconds_per_pair']:7.2f} {r['uncertain']:9d} "
+                  f"{r['confident_wrong']:18d}")
         sizes = [1024, 2000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
         print(f"\n{'scene px':>9s} {'seconds':>8s} {'peak RSS MB':>12s} {'tiles':>6s} {'inliers':>8s}")
         for size in sizes:
