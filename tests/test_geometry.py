@@ -109,6 +109,7 @@ def test_verdict_checks_on_tie_points():
 
 
 # ------------------------------------------------------------------ real pairs
+@pytest.mark.slow
 def test_srif_pair_at_75_degrees(shared_data, tmp_path):
     """SRIF optical/infrared pair 14 with its ground-truth rotation (-73 degrees) as given."""
     d = shared_data / "srif_multimodal" / "Optical-Infrared"
@@ -126,6 +127,7 @@ def test_srif_pair_at_75_degrees(shared_data, tmp_path):
     assert _max_err(res.model, truth, 32, 224) < 1.0
 
 
+@pytest.mark.slow
 def test_3mos_pair_turned_3_degrees_and_scaled_5_percent(shared_data, tmp_path):
     """A 256x256 optical/SAR pair; the SAR resampled through a 3 degree, 1.05x similarity. The
     pair is aligned only to a pixel or two, so the truth is georeg's own result on the untouched
@@ -157,6 +159,7 @@ def test_sentinel1_named_target_is_detected_as_sar(volkov, tmp_path):
         assert t.modality_decision.to_dict()["file_name"] is None
 
 
+@pytest.mark.slow
 def test_unmasked_landsat_b4_b10_is_not_reliable_with_a_shift(landsat, tmp_path):
     """B10 of the same product is co-registered with B4: any shift over a pixel is wrong (here the
     clouds' parallax), and must not come out 'reliable'."""
