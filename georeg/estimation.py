@@ -320,6 +320,10 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
             inl = res <= cfg.threshold_px
             if inl.sum() < needed:
                 raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points")
+        # the warp rests on exactly the points flagged as inliers (the report carries them, and
+        # 'georeg apply' rebuilds the warp from them)
+        local = fit_local(xy_t[inl], xy_r[inl], cfg)
+        res = np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
     else:
         res = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
     return FittedModel(kind, h, inl, res, local)

@@ -156,12 +156,15 @@ class Scene:
         o = self.overlap
         return (o.col_off, o.row_off, o.col_off + o.width, o.row_off + o.height)
 
+    geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
+
     @property
     def base_model(self) -> str:
         """The simplest model the evidence allows: a similarity once the global stage found a
-        rotation or scale, else a translation."""
+        rotation or scale and its prior was used, else a translation."""
         g = self.geometry
-        return "similarity" if g is not None and g.accepted and not g.is_identity_like else "translation"
+        return "similarity" if (g is not None and g.accepted and not g.is_identity_like
+                                and self.geometry_used) else "translation"
 
 
 def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict, clock: _Clock, notify,
@@ -239,30 +242,24 @@ def _first_kind(sc: Scene) -> str:
 
 
 def stage_first_pass(sc: Scene) -> None:
-    """Match around the coarse shift; when that finds no clear model, try the coarse shift as the
-    other hypothesis and then the global geometry (rotation and scale); fit the first model."""
+    """Find the first model. When the coarse pass found no clear shift (or ``search='rotation'``),
+    the global geometry (rotation and scale) is searched first, and a clear rotation or scale
+    becomes the prior of the tile matching. Otherwise, or when that finds no clear model, match
+    around the coarse shift, then around the other shift hypothesis, and finally try the global
+    geometry if no clear model came out."""
     radius = int(math.ceil(sc.cfg.matching.max_shift_px(sc.grid.pixel_size)))
     search = sc.cfg.matching.search
-    shift = np.array(sc.coarse.shift_px) if sc.coarse.accepted else np.zeros(2)
     tp, model = None, None
-    if search != "rotation":
-        tp = match_pass(sc, _shift_prior(shift), radius)
-        model = _fit(sc, tp, _first_kind(sc))
-        alt = np.array(sc.coarse.shift_px)
-        if not sc.coarse.accepted and np.abs(alt - shift).max() > 1.0 and _weak(model):
-            # The coarse shift fell short of its confidence threshold, and the search around the
-            # unshifted prior found no clear model: the coarse shift is the other hypothesis (it
-            # matters when the true shift lies beyond max_shift). Keep whichever explains more.
-            log.info("first pass weak (%s); trying the coarse shift %.1f, %.1f px as the prior",
-                     _describe_fit(model, tp), *alt)
-            sc.steps_total += len(sc.tiles)
-            tp_alt = match_pass(sc, _shift_prior(alt), radius)
-            model_alt = _fit(sc, tp_alt, _first_kind(sc))
-            if _inliers(model_alt) > _inliers(model):
-                tp, model = tp_alt, model_alt
-    if search == "rotation" or (search == "auto" and _weak(model)):
-        sc.clock.lap("pass1")
-        tp, model = _global_stage(sc, tp, model, radius)
+    if search == "rotation" or (search == "auto" and not sc.coarse.accepted):
+        tp, model = _global_stage(sc, None, None, radius, fallback=search != "rotation")
+    if search != "rotation" and _weak(model):
+        tp_g, model_g = tp, model
+        sc.geometry_used = False  # the shift passes fit from a translation
+        tp, model = _best(*_shift_passes(sc, radius), tp_g, model_g)
+        sc.geometry_used = tp is not None and tp is tp_g
+        if search == "auto" and _weak(model) and sc.geometry is None:
+            sc.clock.lap("pass1")
+            tp, model = _global_stage(sc, tp, model, radius, fallback=True)
     sc.clock.lap("pass1")
     if model is None:  # raise the estimator's own error, with its advice
         model = estimate(tp.xy_t, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
@@ -270,9 +267,35 @@ def stage_first_pass(sc: Scene) -> None:
     sc.tp, sc.model, sc.passes = tp, model, 1
 
 
-def _global_stage(sc: Scene, tp, model, radius: int):
-    """Rotation over the full circle and scale over 0.5x-2x; the first pass again under that prior.
-    Keeps the earlier result when the global geometry is not clear or explains less."""
+def _best(tp_a, model_a, tp_b, model_b):
+    """The (tie points, model) whose model more tie points agree with; the first on a tie."""
+    if tp_a is None or _inliers(model_b) > _inliers(model_a):
+        return tp_b, model_b
+    return tp_a, model_a
+
+
+def _shift_passes(sc: Scene, radius: int):
+    """Match around the coarse shift (or none); when that is weak and the coarse pass fell short
+    of its confidence, around the coarse shift as the other hypothesis (it matters when the true
+    shift lies beyond max_shift). Keeps whichever explains more."""
+    shift = np.array(sc.coarse.shift_px) if sc.coarse.accepted else np.zeros(2)
+    tp = match_pass(sc, _shift_prior(shift), radius)
+    model = _fit(sc, tp, _first_kind(sc))
+    alt = np.array(sc.coarse.shift_px)
+    if not sc.coarse.accepted and np.abs(alt - shift).max() > 1.0 and _weak(model):
+        log.info("first pass weak (%s); trying the coarse shift %.1f, %.1f px as the prior",
+                 _describe_fit(model, tp), *alt)
+        sc.steps_total += len(sc.tiles)
+        tp_alt = match_pass(sc, _shift_prior(alt), radius)
+        model_alt = _fit(sc, tp_alt, _first_kind(sc))
+        tp, model = _best(tp, model, tp_alt, model_alt)
+    return tp, model
+
+
+def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool):
+    """Rotation over the full circle and scale over 0.5x-2x; the tile matching again under that
+    prior. With ``fallback`` (a shift-only search was or will be tried), an unclear or
+    identity-like geometry changes nothing, and the result that explains more tie points is kept."""
     from .globalgeom import search_geometry
 
     if tp is not None:
@@ -281,20 +304,17 @@ def _global_stage(sc: Scene, tp, model, radius: int):
     geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap)
     sc.clock.lap("global")
     sc.check_cancel()
-    if not geometry.accepted and tp is not None:
-        sc.geometry = geometry
-        return tp, model
-    if geometry.is_identity_like and tp is not None:
-        sc.geometry = geometry
-        return tp, model
-    previous = sc.geometry
     sc.geometry = geometry
+    if fallback and (not geometry.accepted or geometry.is_identity_like):
+        sc.geometry_used = False
+        return tp, model
     sc.steps_total += len(sc.tiles)
+    sc.geometry_used = True
     tp_g = match_pass(sc, geometry.inverse, radius)
     model_g = _fit(sc, tp_g, _first_kind(sc))
     if tp is None or _inliers(model_g) > _inliers(model):
         return tp_g, model_g
-    sc.geometry = previous if previous is not None else geometry
+    sc.geometry_used = False
     return tp, model
 
 

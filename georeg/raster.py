@@ -142,7 +142,13 @@ class RasterSource:
         elif self.role == "reference":
             self.modality_decision = ModalityDecision("optical", "role", {"note": "the reference is optical"})
         else:
-            self.modality_decision = detect_modality(self.ds, self.bands, self.path)
+            try:
+                self.modality_decision = detect_modality(self.ds, self.bands, self.path)
+            except rasterio.errors.RasterioError as exc:
+                self.ds.close()
+                raise RasterOpenError(
+                    f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
+                    "truncated or damaged") from None
         return self.modality_decision.modality
 
     @property
