@@ -8,7 +8,7 @@ Evidence, strongest first:
 3. three or more bands: an optical composite;
 4. the pixels' texture, for single-band integer data: speckle is spatially near-white and present
    in flat areas; thermal bands are smooth; a small logistic model over five texture statistics,
-   fitted on real pairs (``training/modality.py``, coefficients in ``weights/modality.json``);
+   fitted on real pairs (``training/modality.py``, coefficients in ``modality_model.json``);
 5. words in the file name, only to break a tie when the texture model is not confident.
 
 :func:`detect_modality` returns the decision with the evidence behind it, for the report.
@@ -156,7 +156,7 @@ def feature_vector(f: dict[str, float]) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _texture_model() -> dict | None:
-    path = Path(__file__).parent / "weights" / "modality.json"
+    path = Path(__file__).parent / "modality_model.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())

@@ -33,7 +33,7 @@ from .raster import Grid, RasterSource
 
 MIN_COVERAGE = 0.25  # share of the overlap's 4x4 cells holding inliers
 MAX_DIRECTION_GAP_PX = 2.0  # forward-only vs backward-only models at the corners
-MAX_UNSTABLE_PX = 2.0  # 90th percentile of the bootstrap corner displacement
+MAX_UNSTABLE_PX = 3.0  # 90th percentile of the bootstrap corner displacement (typical error about half of it)
 MIN_GAIN = 0.0  # corrected minus uncorrected structural agreement, when the correction moves >= 1 px
 BOOTSTRAP = 40
 SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain

@@ -76,12 +76,18 @@ def test_failures_are_recorded_and_others_succeed(volkov, tmp_path):
     assert "failed: corrupt_S1_VH.tif" in r.stderr
 
 
-def test_resume_after_sigint_recomputes_only_unfinished(landsat_pairs, tmp_path):
+def _clear(mask) -> list[str]:
+    """Landsat B4/B10 without a cloud mask locks onto clouds and is (rightly) 'uncertain'."""
+    return ["--ref-mask", str(mask), "--target-mask", str(mask)]
+
+
+def test_resume_after_sigint_recomputes_only_unfinished(landsat_pairs, landsat_clear_mask, tmp_path):
     man = _manifest(tmp_path / "m.csv", landsat_pairs)
+    clear = _clear(landsat_clear_mask)
     ref_out, out = tmp_path / "uninterrupted", tmp_path / "interrupted"
-    subprocess.run([*GEOREG, "batch", str(man), "-o", str(ref_out), "--workers", "1", "-q"], check=True,
+    subprocess.run([*GEOREG, "batch", str(man), "-o", str(ref_out), "--workers", "1", "-q", *clear], check=True,
                    timeout=600)
-    proc = subprocess.Popen([*GEOREG, "batch", str(man), "-o", str(out), "--workers", "1", "-q"],
+    proc = subprocess.Popen([*GEOREG, "batch", str(man), "-o", str(out), "--workers", "1", "-q", *clear],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(out.glob("*_report.json"))) < 1:
@@ -93,7 +99,7 @@ def test_resume_after_sigint_recomputes_only_unfinished(landsat_pairs, tmp_path)
     n_done = sum(1 for x in first if x["status"] == "ok")
     assert 1 <= n_done < 4, first
     assert not list(out.glob(".*partial*")), "no half-written outputs"
-    r = subprocess.run([*GEOREG, "batch", str(man), "-o", str(out), "--workers", "1", "-q"], timeout=600)
+    r = subprocess.run([*GEOREG, "batch", str(man), "-o", str(out), "--workers", "1", "-q", *clear], timeout=600)
     assert r.returncode == 0
     second = _summary(out)
     assert sum(1 for x in second if x["status"] == "skipped (complete)") == n_done
@@ -109,7 +115,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_dask_cluster_with_a_worker_killed(landsat_pairs, tmp_path):
+def test_dask_cluster_with_a_worker_killed(landsat_pairs, landsat_clear_mask, tmp_path):
     pytest.importorskip("distributed")
     bin_dir = Path(sys.executable).parent
     dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else "dask"
@@ -134,7 +140,8 @@ def test_dask_cluster_with_a_worker_killed(landsat_pairs, tmp_path):
             for i, (a, b) in enumerate(rows):
                 w.writerow([a, b, f"pair{i}.tif"])
         out = tmp_path / "out"
-        run = subprocess.Popen([*GEOREG, "batch", str(man), "-o", str(out), "--scheduler", addr, "-q"],
+        run = subprocess.Popen([*GEOREG, "batch", str(man), "-o", str(out), "--scheduler", addr, "-q",
+                                *_clear(landsat_clear_mask)],
                                stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
         while time.time() < deadline and len(list(out.glob("*_report.json"))) < 1:

@@ -1,6 +1,6 @@
 """Fit the texture model of georeg.modality: optical / SAR / thermal from one band's pixels.
 
-    python -m training.modality [--data ../shared/data] [--out georeg/weights/modality.json]
+    python -m training.modality [--data ../shared/data] [--out georeg/modality_model.json]
 
 Samples are single bands as a user would hand them over: Sentinel-1 VH (GeoTIFF and PNG), the
 SAR of 3MOS (five sensors), Sentinel-2 and other optical luminance, Landsat 8 OLI bands, NIR
@@ -104,7 +104,7 @@ def fit(x: np.ndarray, y: np.ndarray, k: int, l2: float = 1e-2, steps: int = 300
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "georeg" / "weights" / "modality.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "georeg" / "modality_model.json"))
     args = ap.parse_args(argv)
     rows = []
     for key, cls, img, valid in samples(Path(args.data)):

@@ -27,7 +27,9 @@ from qgis.PyQt.QtGui import QIcon
 from . import bridge
 
 HERE = os.path.dirname(__file__)
-MODELS = ["auto", "translation", "similarity", "affine", "homography", "local"]
+# new choices go at the end: saved QGIS models store the index
+MODELS = ["auto", "translation", "affine", "homography", "local", "similarity"]
+SEARCHES = ["auto", "shift", "rotation"]
 MATCHERS = ["auto", "baseline", "kgl", "rrl"]
 MODALITIES = ["auto", "optical", "sar", "thermal"]
 
@@ -72,6 +74,9 @@ class RegisterAlgorithm(_Base):
         self.addParameter(QgsProcessingParameterBand("TARGET_BAND", "Target band (empty: band 1)", None, "TARGET",
                                                      optional=True))
         self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", MODELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            "SEARCH", "Rotation/scale search (auto: when the georeferenced search finds no clear model)", SEARCHES,
+            defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("MATCHER", "Matcher", MATCHERS, defaultValue=0))
         self.addParameter(QgsProcessingParameterString("MAX_SHIFT", "Max shift (pixels, or metres with 'm')",
                                                        defaultValue="40"))
@@ -107,7 +112,8 @@ class RegisterAlgorithm(_Base):
                 "--matcher", MATCHERS[self.parameterAsEnum(parameters, "MATCHER", context)],
                 "--max-shift", self.parameterAsString(parameters, "MAX_SHIFT", context) or "40",
                 "--modality", MODALITIES[self.parameterAsEnum(parameters, "MODALITY", context)],
-                "--threshold", str(self.parameterAsDouble(parameters, "THRESHOLD", context))]
+                "--threshold", str(self.parameterAsDouble(parameters, "THRESHOLD", context)),
+                "--search", SEARCHES[self.parameterAsEnum(parameters, "SEARCH", context)]]
         if ref_band:
             args += ["--ref-band", str(ref_band)]
         if tgt_band:
