@@ -4,6 +4,7 @@ A small residual is not evidence of a right answer: clouds that moved between tw
 repeated pattern or a fit to a corner of the scene all give tight fits. The verdict therefore
 rests on evidence the fit itself does not provide:
 
+- agreement: at least half of the tie points must agree with the model;
 - coverage: the share of the overlap that inlier tie points span (a 4x4 grid of cells);
 - forward/backward agreement: the model fitted to the tie points found from the reference side
   alone and to those found from the target side alone must agree at the overlap's corners;
@@ -32,6 +33,7 @@ from .preprocess import preprocess
 from .raster import Grid, RasterSource
 
 MIN_COVERAGE = 0.25  # share of the overlap's 4x4 cells holding inliers
+MIN_INLIER_FRACTION = 0.5  # fewer and most tie points disagree with the model (the pipeline's "weak")
 MAX_DIRECTION_GAP_PX = 2.0  # forward-only vs backward-only models at the corners
 MAX_UNSTABLE_PX = 3.0  # 90th percentile of the bootstrap corner displacement (typical error about half of it)
 MIN_GAIN = 0.0  # corrected minus uncorrected structural agreement, when the correction moves >= 1 px
@@ -211,9 +213,12 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
           "second_motion": {"tie_points": n2, "shift_px": shift2},
-          "thresholds": {"coverage": MIN_COVERAGE, "direction_gap_px": MAX_DIRECTION_GAP_PX,
-                         "instability_px": MAX_UNSTABLE_PX}}
+          "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
+                         "direction_gap_px": MAX_DIRECTION_GAP_PX, "instability_px": MAX_UNSTABLE_PX}}
     reasons = []
+    if len(inl) and inl.mean() < MIN_INLIER_FRACTION:
+        reasons.append(f"only {inl.mean():.0%} of the tie points agree with the model "
+                       f"(at least {MIN_INLIER_FRACTION:.0%} expected)")
     if cov < MIN_COVERAGE:
         reasons.append(f"the inliers cover {cov:.0%} of the overlap (at least {MIN_COVERAGE:.0%} expected)")
     if gap is None:
