@@ -435,8 +435,8 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
     be larger than the richer model's own uncertainty. Without (2) and (3), a score of noisy tie
     points on a small scene can make a richer model win the cross-validation and then extrapolate
     pixels of error to the corners. When ``base`` finds too few inliers, the next model that does
-    is taken; too few tie points for anything richer keep ``base``. Models are compared on the union
-    of their inliers."""
+    is taken; too few tie points for anything richer keep ``base``. The homography is tried only
+    over an accepted affine. Models are compared on the union of their inliers."""
     chain = AUTO_CHAIN[AUTO_CHAIN.index(base):]
     current, reason = None, None
     for k, kind in enumerate(chain):
@@ -450,6 +450,10 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
         break
     steps = {}
     for kind in chain[chain.index(current.kind) + 1:]:
+        if kind == "homography" and current.kind != "affine":
+            # perspective terms refine an affine; without one they fit the scene's local noise
+            steps[kind] = {"accepted": False, "reason": "tried only once an affine is accepted"}
+            continue
         try:
             rich = estimate(xy_t, xy_r, cfg, model=kind)
         except TooFewTiePointsError:
