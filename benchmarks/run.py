@@ -54,7 +54,7 @@ def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
         res = georeg.register(case.reference, target, out, cfg)
     except GeoregError as exc:
         return None, time.perf_counter() - t, str(exc)
-    res.model.params["quality"] = res.quality
+    res.model.params["quality"] = getattr(res, "quality", "")  # georeg before the verdict had none
     return res.model, time.perf_counter() - t, None
 
 

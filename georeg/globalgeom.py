@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -98,7 +99,7 @@ class _Scene:
         self.h, self.w = r.shape
         # target canvas: 2x the overlap about its centre, same pixel size
         pad_c, pad_r = int(math.ceil(self.w / 2)), int(math.ceil(self.h / 2))
-        tg = Grid(cg.transform @ _aff_translation(-pad_c, -pad_r), self.w + 2 * pad_c, self.h + 2 * pad_r, cg.crs)
+        tg = Grid(cg.transform @ Affine.translation(-pad_c, -pad_r), self.w + 2 * pad_c, self.h + 2 * pad_r, cg.crs)
         t, tv = tgt.read_on_grid(tg, resampling=Resampling.average)
         self.tpad = np.array([pad_c, pad_r], np.float64)
         self.r_valid = rv
@@ -156,12 +157,6 @@ class _Scene:
                 for k in range(len(chunk)):
                     out.append((z[k], sx[k], sy[k]) if share[k] > 0.05 else (0.0, 0.0, 0.0))
         return out
-
-
-def _aff_translation(c: float, r: float):
-    from affine import Affine
-
-    return Affine.translation(c, r)
 
 
 def _features(img: torch.Tensor) -> torch.Tensor:

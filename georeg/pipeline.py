@@ -141,7 +141,7 @@ class Scene:
     tiles: list = field(default_factory=list)
     coarse: object = None
     geometry: object = None  # GlobalGeometry when the global stage ran
-    prior: object = None  # reference px -> target px under the current prior (None: identity)
+    geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
     tp: TiePoints | None = None
     model: FittedModel | None = None
     probe: object = None  # verdict.StructureProbe, made on first use
@@ -155,8 +155,6 @@ class Scene:
         """The area the model will correct (reference px); auto weighs departures at its corners."""
         o = self.overlap
         return (o.col_off, o.row_off, o.col_off + o.width, o.row_off + o.height)
-
-    geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
 
     @property
     def base_model(self) -> str:
@@ -330,8 +328,9 @@ def stage_refine(sc: Scene) -> None:
         # one refinement pass; a second when the first moved the model by more than a pixel
         # (after a global rotation/scale prior the first model can still be a pixel or two off)
         through = model1
-        for _ in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
-            sc.steps_total += 0 if sc.passes < 2 else len(sc.tiles)
+        for k in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
+            if k:
+                sc.steps_total += len(sc.tiles)
             tp2 = match_pass(sc, through.inverse, radius2)
             sc.clock.lap("pass2")
             model2 = _fit(sc, tp2, None)
@@ -366,13 +365,13 @@ def stage_model_evidence(sc: Scene) -> None:
 
     probe = _probe(sc)
     chosen = sc.model
-    score = probe.agreement(chosen.inverse)
+    score = probe.model_agreement(chosen)
     scores = {chosen.kind: score}
     for kind in reversed(AUTO_CHAIN[AUTO_CHAIN.index(sc.base_model):AUTO_CHAIN.index(chosen.kind)]):
         simpler = _fit(sc, sc.tp, kind)
         if simpler is None:
             continue
-        scores[kind] = probe.agreement(simpler.inverse)
+        scores[kind] = probe.model_agreement(simpler)
         if scores[kind] >= score - STRUCTURE_MARGIN:
             log.info("auto: the %s does not improve the structural agreement over the %s (%.4f vs %.4f); "
                      "keeping the %s", chosen.kind, kind, score, scores[kind], kind)

@@ -60,16 +60,6 @@ class Grid:
         return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
 
 
-def guess_modality(path: str, descriptions: tuple = (), tags: dict | None = None) -> str | None:
-    """'sar' or 'thermal' from words in a file name, band descriptions and tags; None if no clue.
-    Only a tie-breaker: :func:`georeg.modality.detect_modality` decides from the data."""
-    from .modality import _words
-
-    text = " ".join([Path(path).name, *(str(d) for d in descriptions if d),
-                     *(f"{k} {v}" for k, v in (tags or {}).items())])
-    return _words(text)
-
-
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .estimation import FittedModel, _cells, _lsq
+from .estimation import FittedModel, _cells, _lsq, apply_h, fit_translation
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
@@ -86,15 +86,11 @@ def direction_gap(model: FittedModel, tp: TiePoints, extent) -> float | None:
         return None
     c = _corners(extent)
     hf, hb = _lsq(kind, tp.xy_t[fwd], tp.xy_r[fwd]), _lsq(kind, tp.xy_t[bwd], tp.xy_r[bwd])
-    from .estimation import apply_h
-
     return float(np.linalg.norm(apply_h(hf, c) - apply_h(hb, c), axis=1).max())
 
 
 def instability(model: FittedModel, tp: TiePoints, extent, n: int = BOOTSTRAP, seed: int = 0) -> float | None:
     """90th percentile over block-bootstrap refits of the largest corner displacement, px."""
-    from .estimation import apply_h
-
     kind = _simple_kind(model.kind)
     inl = model.inliers
     xt, xr = tp.xy_t[inl], tp.xy_r[inl]
@@ -125,8 +121,6 @@ def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tup
     """The largest group of outlier tie points that agree on one shift of their own, at least
     1.5 thresholds away from the model: clouds at other heights, a repeated pattern or a second
     surface. Returns (its size, its shift) or (0, None)."""
-    from .estimation import fit_translation
-
     out = ~model.inliers
     if out.sum() < 4:
         return 0, None
@@ -165,6 +159,7 @@ class StructureProbe:
 
     def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window):
         self.tgt, self.grid = tgt, grid
+        self._by_model: dict[int, tuple[FittedModel, float]] = {}
         self.windows = []
         for win in _windows(overlap):
             r, rv = ref.read_on_grid(grid, win)
@@ -172,6 +167,14 @@ class StructureProbe:
                 continue
             fr = _features(preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float")))
             self.windows.append((win, rv, fr))
+
+    def model_agreement(self, model: FittedModel) -> float:
+        """:meth:`agreement` through ``model``, computed once per model (auto's structural check
+        and the verdict ask for the same one)."""
+        key = id(model)
+        if key not in self._by_model:
+            self._by_model[key] = (model, self.agreement(model.inverse))
+        return self._by_model[key][1]
 
     def agreement(self, inverse) -> float:
         """``inverse``: reference px -> target px (None: as georeferenced)."""
@@ -192,11 +195,6 @@ class StructureProbe:
         return float(num / np.sqrt(den_r * den_t)) if den_r > 0 and den_t > 0 else 0.0
 
 
-def structural_agreement(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, inverse) -> float:
-    """:meth:`StructureProbe.agreement` for one model."""
-    return StructureProbe(ref, tgt, grid, overlap).agreement(inverse)
-
-
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0
           ) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise."""
@@ -208,7 +206,7 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     unstable = instability(model, tp, extent)
     n2, shift2 = second_motion(model, tp, threshold_px)
     before = probe.agreement(None)
-    after = probe.agreement(model.inverse)
+    after = probe.model_agreement(model)
     ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
