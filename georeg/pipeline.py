@@ -326,9 +326,10 @@ def stage_refine(sc: Scene) -> None:
     if sc.cfg.matching.refine:
         radius2 = int(sc.cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
         # one refinement pass; a second when the first moved the model by more than a pixel
-        # (after a global rotation/scale prior the first model can still be a pixel or two off)
+        # (after a global rotation/scale prior, or a first pass matched under a shift where the truth
+        # is a strong affine, the first model can still be a pixel or two off)
         through = model1
-        for k in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
+        for k in range(2):
             if k:
                 sc.steps_total += len(sc.tiles)
             tp2 = match_pass(sc, through.inverse, radius2)
