@@ -42,24 +42,53 @@ def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
     return model, grid
 
 
+def check_same_scene(report: dict, src: RasterSource) -> None:
+    """Refuse a raster that shares no ground with the target the report registered."""
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    t = report.get("target") or {}
+    try:
+        tg = Grid(Affine(*t["transform"]), int(t["width"]), int(t["height"]),
+                  CRS.from_wkt(t["crs_wkt"]) if t.get("crs_wkt") else CRS.from_string(t["crs"]))
+    except (KeyError, TypeError, ValueError):
+        return  # an older report without the target's grid: nothing to compare with
+    try:
+        theirs = box(*transform_bounds(src.grid.crs, tg.crs, *src.grid.bounds, densify_pts=21))
+    except Exception:  # bounds that cannot be expressed in the target's CRS at all
+        theirs = None
+    if theirs is None or not theirs.intersects(box(*tg.bounds)):
+        raise InputError(f"{src.path} does not overlap the target this report registered ({t.get('path', '?')}, "
+                         f"{tg.crs.to_string()}); a registration only applies to rasters of the same scene. "
+                         "Use --force if you are sure")
+
+
 def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, output: str | os.PathLike, *,
                  align_grids: bool | None = None, resampling: str | None = None, cog: bool = False,
-                 overwrite: bool = False, compress: str = "deflate") -> dict:
-    """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done."""
+                 overwrite: bool = False, compress: str = "deflate", force: bool = False) -> dict:
+    """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done.
+    A raster whose footprint does not overlap the registered target's is refused unless ``force``."""
     if not isinstance(report, dict):
         path = Path(report)
         if not path.exists():
             raise InputError(f"report not found: {report}")
         try:
-            report = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"could not read the report {path}: {exc}") from None
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not text at all (a .tif)
+            raise InputError(f"{path} is not a georeg report (JSON): {str(exc)[:120]}; give the *_report.json "
+                             "written by 'georeg register'") from None
+    if not isinstance(report, dict):
+        raise InputError("the report is not a georeg registration report (not a JSON object); "
+                         "give the *_report.json written by 'georeg register'")
     model, ref_grid = model_from_report(report)
     out_cfg = report.get("config", {}).get("output", {})
     align = out_cfg.get("align_grids", False) if align_grids is None else align_grids
     resampling = resampling or out_cfg.get("resampling", "bilinear")
     check_outputs({"raster": str(output)}, [str(raster)], overwrite)
-    with RasterSource(raster, InputConfig(), "raster") as src, staged({"raster": str(output)}) as tmp:
+    with RasterSource(raster, InputConfig(), "raster") as src, \
+            staged({"raster": str(output)}, overwrite=overwrite) as tmp:
+        if not force:
+            check_same_scene(report, src)
         if model.kind in ("translation", "similarity", "affine") and not align:
             transform, dev = corrected_transform(model, ref_grid, src.grid)
             if dev <= 0.05:

@@ -5,8 +5,10 @@ independent task, locally in a pool of processes (default) or on a Dask cluster.
   :func:`georeg.atomic.staged`); a failure is recorded with its message and the others go on.
 - ``OUTDIR/summary.csv`` and ``summary.json`` hold one row per pair; they are rewritten as pairs
   finish, so an interrupted run leaves a summary of what finished.
-- Resume: a pair whose outputs exist and whose report carries the same task key (inputs, options)
-  is skipped.
+- Outputs stay inside OUTDIR, never replace an input of the manifest and are never shared by two
+  rows; a row that breaks this, or has a bad option value, is recorded as failed and the others run.
+- Resume: a pair whose report carries the same task key (inputs, options) and whose outputs
+  match the sizes and SHA-256 sums recorded in that report is skipped; anything else is redone.
 - Workers use one torch thread each and load each matcher once (a per-process cache).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -61,6 +64,7 @@ class PairTask:
     report: str
     config: RegistrationConfig
     key: str
+    error: str = ""  # set when the row cannot run (bad value, refused output): recorded as failed
 
 
 def _task_key(reference: str, target: str, cfg: RegistrationConfig) -> str:
@@ -83,12 +87,12 @@ def _row_config(base: RegistrationConfig, row: dict, where: str) -> Registration
     for col, value in row.items():
         if col in ("reference", "target", "output") or value in (None, ""):
             continue
-        if col not in ROW_OPTIONS:
-            raise ConfigError(f"{where}: unknown manifest column {col!r}; known: reference, target, output, "
-                              f"{', '.join(ROW_OPTIONS)}")
         section, field, parse = ROW_OPTIONS[col]
         if col == "max_shift":
-            v, unit = parse_shift(value)
+            try:
+                v, unit = parse_shift(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: column 'max_shift': {exc}") from None
             changes.setdefault(section, {}).update(max_shift=v, max_shift_unit=unit)
             continue
         try:
@@ -101,28 +105,80 @@ def _row_config(base: RegistrationConfig, row: dict, where: str) -> Registration
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _default_names(targets: list[str], rows: list[int]) -> list[str]:
+    """``<stem>_registered.tif``; where two targets share a stem (``scene_a/target.tif``,
+    ``scene_b/target.tif``), the parent folders' names are prefixed, then the row number."""
+    plain = [f"{Path(t).stem}_registered.tif" for t in targets]
+    names = [f"{Path(t).parent.name}_{n}" if plain.count(n) > 1 else n for t, n in zip(targets, plain, strict=True)]
+    return [f"{Path(n).stem}_row{r + 1}.tif" if names.count(n) > 1 else n for r, n in zip(rows, names, strict=True)]
+
+
 def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: RegistrationConfig,
                     base_dir: str | os.PathLike = ".", where: str = "manifest") -> list[PairTask]:
+    """One task per row. A row whose values are unusable (a bad option value, an output outside
+    OUTDIR, equal to an input or to another row's output) becomes a task that carries its error
+    and is recorded as failed; the other rows run. Columns georeg does not know, or a missing
+    reference or target, are mistakes of the whole manifest and refuse it."""
     out_dir = Path(outdir)
-    tasks, seen = [], set()
+    rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k} for row in rows]
     for i, row in enumerate(rows):
-        row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
-        line = f"{where} row {i + 1}"
         if not row.get("reference") or not row.get("target"):
-            raise InputError(f"{line}: 'reference' and 'target' are required")
-        ref = str((Path(base_dir) / row["reference"]).resolve())
-        tgt = str((Path(base_dir) / row["target"]).resolve())
-        name = row.get("output") or f"{Path(tgt).stem}_registered.tif"
+            raise InputError(f"{where} row {i + 1}: 'reference' and 'target' are required")
+        unknown = [c for c in row if c not in ("reference", "target", "output") and c not in ROW_OPTIONS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
+                              f"{', '.join(ROW_OPTIONS)}")
+    refs = [str((Path(base_dir) / r["reference"]).resolve()) for r in rows]
+    tgts = [str((Path(base_dir) / r["target"]).resolve()) for r in rows]
+    inputs = {Path(p) for p in refs + tgts}
+    for r in rows:
+        for col in ("ref_mask", "target_mask"):
+            if r.get(col):
+                inputs.add((Path(base_dir) / r[col]).resolve())
+    free = [i for i, r in enumerate(rows) if not r.get("output")]
+    defaults = dict(zip(free, _default_names([tgts[i] for i in free], free), strict=True))
+    tasks, owner = [], {}
+    for i, row in enumerate(rows):
+        line = f"{where} row {i + 1}"
+        error = ""
+        name = row.get("output") or defaults[i]
         output = out_dir / name
-        if output.resolve() in seen:
-            raise InputError(f"{line}: output {output.name} is used twice; give the rows distinct 'output' names")
-        seen.add(output.resolve())
+        if Path(name).is_absolute() or not _inside(output, out_dir):
+            error = (f"{line}: output {name!r} is outside the output folder {out_dir}; give a file name "
+                     "(or a path relative to the output folder)")
+            output = out_dir / f".refused_row{i + 1}.tif"
         stem = output.with_suffix("")
-        cfg = _row_config(config, row, line)
-        cfg = cfg.with_options(output={"tie_points": f"{stem}_tiepoints.gpkg", "report": f"{stem}_report.json",
+        planned = [output, Path(f"{stem}_tiepoints.gpkg"), Path(f"{stem}_report.json")]
+        if not error:
+            clash = next((p for p in planned if p.resolve() in inputs), None)
+            if clash is not None:
+                error = (f"{line}: output {clash.name} would replace an input of this manifest; "
+                         "choose another output name")
+        if not error:
+            first = next((owner[p.resolve()] for p in planned if p.resolve() in owner), None)
+            if first is not None:
+                error = (f"{line}: output {output.name} is already the output of row {first}; give the rows "
+                         "distinct 'output' names")
+            else:
+                owner.update({p.resolve(): i + 1 for p in planned})
+        cfg = config
+        if not error:
+            try:
+                cfg = _row_config(config, row, line)
+            except ConfigError as exc:
+                error = str(exc)
+        cfg = cfg.with_options(output={"tie_points": str(planned[1]), "report": str(planned[2]),
                                        "quicklook": None, "overwrite": True})
-        tasks.append(PairTask(i, ref, tgt, str(output), cfg.output.tie_points, cfg.output.report, cfg,
-                              _task_key(ref, tgt, cfg)))
+        tasks.append(PairTask(i, refs[i], tgts[i], str(output), cfg.output.tie_points, cfg.output.report, cfg,
+                              _task_key(refs[i], tgts[i], cfg), error))
     return tasks
 
 
@@ -130,12 +186,27 @@ def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -
     p = Path(path)
     if not p.exists():
         raise InputError(f"manifest not found: {path}")
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"reference", "target"} <= {c.strip() for c in reader.fieldnames}:
+    if not p.is_file():
+        raise InputError(f"manifest {path} is a folder, not a CSV file; give the manifest's file path")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start:exc.start + 1]
+        raise InputError(f"manifest {path} is not UTF-8 text (byte {exc.start} is {bad!r}); "
+                         "save it as a UTF-8 CSV with the columns 'reference,target'") from None
+    except OSError as exc:
+        raise InputError(f"could not read the manifest {path}: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise InputError(f"manifest {path} is a binary file, not a CSV; give a CSV with the columns 'reference,target'")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or not {"reference", "target"} <= {c.strip() for c in reader.fieldnames if c}:
             raise InputError(f"manifest {path} must be a CSV with the columns 'reference,target' "
                              f"(found {reader.fieldnames})")
         rows = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"manifest {path} is not a readable CSV ({exc}); give a CSV with the columns "
+                         "'reference,target'") from None
     if not rows:
         raise InputError(f"manifest {path} has no rows")
     return tasks_from_rows(rows, outdir, config, p.parent, str(p.name))
@@ -152,15 +223,34 @@ def rows_from_globs(ref_glob: str, target_glob: str) -> list[dict]:
     return [{"reference": r, "target": t} for r, t in zip(refs, tgts, strict=True)]
 
 
-def is_complete(task: PairTask) -> bool:
-    """Outputs present and the report made by the same task (same inputs and options)."""
-    if not all(Path(p).exists() for p in (task.output, task.tie_points, task.report)):
-        return False
+def finished_report(task: PairTask) -> dict | None:
+    """The report of a finished run of this very task whose outputs verify, else None.
+
+    Trusted only when the report parses as a georeg report made with the same task key (inputs
+    and options), and the raster and tie points it lists have the recorded size and SHA-256 (a
+    truncated or replaced output is recomputed). A damaged report is never an error: the pair
+    is simply registered again."""
     try:
-        rep = json.loads(Path(task.report).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return rep.get("batch", {}).get("key") == task.key
+        rep = json.loads(Path(task.report).read_text(encoding="utf-8"))
+        if not isinstance(rep, dict) or rep.get("batch", {}).get("key") != task.key:
+            return None
+        files = rep["files"]
+        _ = (rep["model"]["type"], rep["accuracy"]["rmse_px"], rep["accuracy"]["ce90_px"], rep["counts"]["inliers"])
+        from .outputs import file_sha256
+
+        for key, path in (("raster", task.output), ("tie_points", task.tie_points)):
+            want = files[key]
+            if Path(path).stat().st_size != want["bytes"] or file_sha256(path) != want["sha256"]:
+                log.info("row %d: %s does not match its report; registering again", task.index + 1, path)
+                return None
+        return rep
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def is_complete(task: PairTask) -> bool:
+    """Outputs present, verified, and made by the same task (see :func:`finished_report`)."""
+    return finished_report(task) is not None
 
 
 # ---------------------------------------------------------------- worker side
@@ -232,6 +322,10 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
     executor: 'local' (process pool of ``workers``, default all cores) or 'dask' (``scheduler`` is a
     'tcp://host:port' address or 'local' for a LocalCluster). Returns the summary rows."""
     cfg = config or RegistrationConfig()
+    if executor not in ("local", "dask"):
+        raise ConfigError(f"executor must be 'local' or 'dask'; got {executor!r}")
+    if executor == "dask":
+        check_scheduler(scheduler or "local")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(manifest, (str, os.PathLike)):
@@ -243,8 +337,10 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
     rows: dict[int, dict] = {}
     todo = []
     for t in tasks:
-        if resume and is_complete(t):
-            rep = json.loads(Path(t.report).read_text())
+        rep = finished_report(t) if resume and not t.error else None
+        if t.error:
+            rows[t.index] = _failed_row(t, t.error)
+        elif rep is not None:
             rows[t.index] = {"index": t.index, "reference": t.reference, "target": t.target, "output": t.output,
                              "status": "skipped (complete)", "error": "", "quality": rep.get("quality", ""),
                              "model": rep["model"]["type"],
@@ -275,6 +371,15 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
     finally:
         write_summary(out, list(rows.values()))
     return sorted(rows.values(), key=lambda r: r["index"])
+
+
+def check_scheduler(scheduler: str) -> None:
+    """'local', or the address of a running scheduler: tcp://, tls://, ws://, wss:// or inproc://."""
+    import re
+
+    if scheduler != "local" and not re.fullmatch(r"(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+(:\d+)?/?", scheduler):
+        raise ConfigError(f"--scheduler must be 'local' or a Dask scheduler address such as tcp://host:8786; "
+                          f"got {scheduler!r}")
 
 
 def _failed_row(task: PairTask, error: str) -> dict:

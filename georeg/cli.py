@@ -215,8 +215,11 @@ def _machine(kind: str, payload) -> None:
 @handle_errors
 def register(ctx, reference, target, output, tie_points, report, quicklook, **params):
     """Register TARGET onto REFERENCE and write the corrected raster to OUTPUT."""
+    from .errors import InputError
     from .pipeline import register as run
 
+    if not output.strip() or Path(output).name in ("", ".", ".."):
+        raise InputError(f"register(): output must be a file path such as out.tif; got {output!r}")
     cfg = build_config(params, _sibling(output, tie_points, "_tiepoints.gpkg"),
                        _sibling(output, report, "_report.json"), _sibling(output, quicklook, "_quicklook.png"))
     quiet = ctx.obj.get("quiet", False)
@@ -271,15 +274,16 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 @click.option("--resampling", type=click.Choice(RESAMPLINGS), default=None, help="Default: as in the report.")
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--force", is_flag=True, help="Apply even to a raster that does not overlap the registered target.")
 @verbosity_options
 @click.pass_context
 @handle_errors
-def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite):
+def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite, force):
     """Apply a registration REPORT (from 'georeg register') to another RASTER of the same scene."""
     from .apply import apply_report
 
     res = apply_report(report, raster, output, align_grids=align_grids, resampling=resampling, cog=cog,
-                       overwrite=overwrite)
+                       overwrite=overwrite, force=force)
     if ctx.obj.get("machine"):
         _machine("RESULT", res)
     elif not ctx.obj.get("quiet"):

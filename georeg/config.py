@@ -7,8 +7,10 @@ raises :class:`georeg.errors.ConfigError` with the offending value and the accep
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ConfigError
 
@@ -23,6 +25,50 @@ SEARCHES = ("auto", "shift", "rotation")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+# fields that name files: a str or any os.PathLike is accepted and stored as str
+_PATH_FIELDS = frozenset({"mask", "tie_points", "report", "quicklook"})
+# the largest tile search radius: beyond it the tile windows outgrow memory and the matching
+# stops being local; larger offsets are the coarse and global stages' job
+MAX_SHIFT_PX = 2048.0
+
+
+def _check_types(obj) -> None:
+    """Every field holds a value of its declared type (as annotated: bool, int, float, str, or
+    X | None); ints are accepted for floats, numpy scalars and path-likes are normalised. Raises
+    ConfigError naming the field, the expected type and what was given."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        allowed = {t.strip() for t in str(f.type).split("|")}
+        if value is None and "None" in allowed:
+            continue
+        where = f"{type(obj).__name__}.{f.name}"
+        got = f"got {value!r} ({type(value).__name__})"
+        if "bool" in allowed:
+            if type(value).__name__ not in ("bool", "bool_"):
+                raise ConfigError(f"{where} must be True or False; {got}")
+            new = bool(value)
+        elif "int" in allowed:
+            if isinstance(value, bool) or not hasattr(value, "__index__"):
+                raise ConfigError(f"{where} must be a whole number; {got}")
+            new = int(value)
+        elif "float" in allowed:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+                raise ConfigError(f"{where} must be a number; {got}")
+            new = float(value)
+            if not math.isfinite(new):
+                raise ConfigError(f"{where} must be a finite number; {got}")
+        elif "str" in allowed:
+            if f.name in _PATH_FIELDS and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                raise ConfigError(f"{where} must be a {'path' if f.name in _PATH_FIELDS else 'string'}; {got}")
+            new = value
+        else:
+            continue
+        if new is not value:
+            object.__setattr__(obj, f.name, new)
 
 
 def parse_shift(text: str | float | int) -> tuple[float, str]:
@@ -56,6 +102,7 @@ class InputConfig:
     modality: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.band is None or (isinstance(self.band, int) and self.band >= 1),
                f"band must be a 1-based band number or None; got {self.band!r}")
         _check(self.modality in MODALITIES,
@@ -85,6 +132,7 @@ class MatchingConfig:
     search: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.max_shift > 0, f"max_shift must be > 0; got {self.max_shift}")
         _check(self.max_shift_unit in ("px", "m"),
                f"max_shift_unit must be 'px' or 'm'; got {self.max_shift_unit!r}")
@@ -103,10 +151,18 @@ class MatchingConfig:
         _check(self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
 
     def max_shift_px(self, pixel_size_m: float) -> float:
-        """Max shift in reference pixels, given the reference pixel size in CRS units (metres)."""
-        if self.max_shift_unit == "px":
-            return float(self.max_shift)
-        return float(self.max_shift) / float(pixel_size_m)
+        """Max shift in reference pixels, given the reference pixel's ground size in metres (for a
+        geographic CRS, convert degrees first: see :attr:`georeg.raster.Grid.ground_pixel_size_m`).
+        Refuses a radius over :data:`MAX_SHIFT_PX` with the largest value it accepts."""
+        px = float(self.max_shift) if self.max_shift_unit == "px" else float(self.max_shift) / float(pixel_size_m)
+        if px > MAX_SHIFT_PX:
+            largest = f"{MAX_SHIFT_PX:.0f} px" + ("" if self.max_shift_unit == "px"
+                                                  else f" ({MAX_SHIFT_PX * pixel_size_m:.0f} m here)")
+            raise ConfigError(f"--max-shift {self.max_shift:g}{self.max_shift_unit} is a search radius of "
+                              f"{px:.0f} reference pixels; the largest georeg searches tile by tile is {largest}. "
+                              "Give a target that is roughly in place (within that radius); rotation, scale and "
+                              "larger offsets are found by the global search (--search rotation)")
+        return px
 
 
 @dataclass(frozen=True)
@@ -124,6 +180,7 @@ class EstimationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
         _check(self.threshold_px > 0, f"threshold_px must be > 0; got {self.threshold_px}")
         _check(self.ransac_iterations >= 10, f"ransac_iterations must be >= 10; got {self.ransac_iterations}")
@@ -150,6 +207,7 @@ class OutputConfig:
     accept_uncertain: bool = False  # the CLI and batch count an 'uncertain' verdict as success
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.resampling in RESAMPLINGS,
                f"resampling must be one of {', '.join(RESAMPLINGS)}; got {self.resampling!r}")
         _check(self.compress in ("deflate", "lzw", "zstd", "none"),
@@ -183,6 +241,8 @@ class RegistrationConfig:
             bad = [k for k in value if k not in names]
             if bad:
                 raise ConfigError(f"unknown option(s) {bad} in section {key!r}; expected some of {list(names)}")
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section {key!r} must be a mapping of options; got {value!r}")
             kwargs[key] = sub(**value)
         return cls(**kwargs)
 
@@ -190,5 +250,13 @@ class RegistrationConfig:
         """Return a copy with some fields of some sections replaced: ``with_options(matching={'max_shift': 60})``."""
         out = self
         for key, changes in sections.items():
-            out = replace(out, **{key: replace(getattr(out, key), **changes)})
+            if key not in self.__dataclass_fields__:
+                raise ConfigError(f"unknown config section {key!r}; expected one of "
+                                  f"{', '.join(self.__dataclass_fields__)}")
+            section = getattr(out, key)
+            bad = [k for k in changes if k not in section.__dataclass_fields__]
+            if bad:
+                raise ConfigError(f"unknown option(s) {bad} in section {key!r}; expected some of "
+                                  f"{list(section.__dataclass_fields__)}")
+            out = replace(out, **{key: replace(section, **changes)})
         return out

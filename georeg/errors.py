@@ -47,6 +47,14 @@ class OutputExistsError(InputError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
 
 
+class OutputWriteError(InputError, OSError):
+    """An output folder cannot be written (read-only, missing permission, not enough free space)."""
+
+
+class OutputLockedError(InputError):
+    """Another georeg run is writing the same outputs right now."""
+
+
 class UnknownMatcherError(InputError, KeyError):
     """A matcher name or weight file is not known."""
 

@@ -3,6 +3,9 @@ quicklook. The file writing itself is in :mod:`georeg.writers`."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from rasterio.windows import Window
 
@@ -32,6 +35,14 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
     mapping = output_to_source(model, out_grid, grid, tgt.grid)
     write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress)
     return None, ("resampled to reference grid" if o.align_grids else "resampled on target grid"), 0.0
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: FittedModel, tp: TiePoints):
@@ -65,13 +76,15 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
     gdf = tie_points_frame(ref, tgt, grid, model, tp)
     if "tie_points" in outputs:
         from datetime import datetime, timezone
-        from pathlib import Path
 
         mtime = Path(tgt.path).stat().st_mtime
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         write_tie_points(gdf, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:
         write_png(quicklook_image(ref, tgt, grid, overlap, model, tp), str(outputs["quicklook"]))
+    # what a later run (batch resume) checks before it trusts these files
+    report["files"] = {key: {"bytes": Path(p).stat().st_size, "sha256": file_sha256(p)}
+                       for key, p in outputs.items() if key in ("raster", "tie_points")}
     if "report" in outputs:
         write_report(report, str(outputs["report"]))
     return gdf

@@ -18,7 +18,14 @@ from affine import Affine
 
 from . import __version__
 from .config import RegistrationConfig
-from .errors import CancelledError, InputError, OutputExistsError, RasterOpenError, TooFewTiePointsError
+from .errors import (
+    CancelledError,
+    InputError,
+    OutputExistsError,
+    OutputWriteError,
+    RasterOpenError,
+    TooFewTiePointsError,
+)
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
 from .matching import TiePoints, match_tile
 from .raster import Grid, RasterSource, overlap_window
@@ -77,9 +84,12 @@ def _planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict
 
 def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -> None:
     """Refuse existing outputs (without overwrite), outputs that are inputs, and missing folders."""
+    from .raster import check_utf8_name
+
     resolved_inputs = {Path(p).resolve() for p in inputs if p}
     seen = set()
     for kind, path in outputs.items():
+        check_utf8_name(path, f"{kind} output")
         p = Path(path)
         if p.resolve() in resolved_inputs:
             raise InputError(f"the {kind} output {path} is also an input; choose another output path")
@@ -92,6 +102,42 @@ def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -
             raise InputError(f"the {kind} output {path} is a folder; give a file path")
         if not p.parent.exists():
             raise InputError(f"the folder of the {kind} output does not exist: {p.parent}; create it first")
+        if p.parent.is_file():
+            raise InputError(f"the {kind} output {path} is under a file, not a folder; choose another path")
+    for folder in {Path(p).parent for p in outputs.values()}:
+        check_writable(folder)
+
+
+def check_writable(folder: Path) -> None:
+    """Create and delete a probe file: permissions, read-only mounts and immutable folders are found
+    before any matching, not after it."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".georeg-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {exc.strerror or exc}; "
+                               "choose a folder you can write to") from None
+
+
+def check_free_space(folder: Path, needed_bytes: int) -> None:
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise OutputWriteError(f"the output folder {folder} has {free / 2**20:.0f} MB free; the outputs may need up "
+                               f"to {needed_bytes / 2**20:.0f} MB. Free some space or choose another folder")
+
+
+def _needed_bytes(tgt: RasterSource, cfg: RegistrationConfig, grid: Grid) -> int:
+    """Upper bound of the outputs' size: the corrected raster uncompressed (on the reference grid
+    with align_grids) plus a margin for tie points and report."""
+    import numpy as np
+
+    ds = tgt.ds
+    w, h = (grid.width, grid.height) if cfg.output.align_grids else (ds.width, ds.height)
+    return int(w * h * ds.count * np.dtype(ds.dtypes[0]).itemsize + 16 * 2**20)
 
 
 def register(reference: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike,
@@ -105,6 +151,12 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     :class:`~georeg.errors.CancelledError` when it returns True. ``matcher`` may be a preloaded
     matcher (batch workers reuse one). Returns a :class:`RegistrationResult`.
     """
+    for name, value in (("reference", reference), ("target", target), ("output", output)):
+        if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)).strip():
+            raise InputError(f"register(): {name} must be a file path (str or os.PathLike); got {value!r}")
+    if config is not None and not isinstance(config, RegistrationConfig):
+        raise InputError(f"register(): config must be a georeg RegistrationConfig; got {type(config).__name__}. "
+                         "Build one with RegistrationConfig().with_options(...)")
     cfg = config or RegistrationConfig()
     clock = _Clock()
     outputs = _planned_outputs(output, cfg)
@@ -116,9 +168,12 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
         if cancel is not None and cancel():
             raise CancelledError("registration cancelled; no output was written")
 
+    from .atomic import output_lock
+
     try:
-        return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher,
-                         report_extra or {})
+        with output_lock(outputs["raster"]):
+            return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher,
+                             report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
         raise RasterOpenError(f"could not read the input rasters: {str(exc).splitlines()[0][:300]}; "
                               "check that the files are complete and readable") from None
@@ -139,6 +194,8 @@ class Scene:
     grid: Grid | None = None
     overlap: object = None
     tiles: list = field(default_factory=list)
+    radius: int = 0  # tile search radius of the first pass, reference px
+    outputs: dict = field(default_factory=dict)  # planned output paths by kind
     coarse: object = None
     geometry: object = None  # GlobalGeometry when the global stage ran
     geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
@@ -169,7 +226,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict,
               check_cancel, matcher, report_extra: dict) -> RegistrationResult:
     with RasterSource(reference, cfg.reference, "reference") as ref, \
             RasterSource(target, cfg.target, "target") as tgt:
-        sc = Scene(ref, tgt, cfg, clock, notify, check_cancel)
+        sc = Scene(ref, tgt, cfg, clock, notify, check_cancel, outputs=outputs)
         stage_open(sc, matcher)
         stage_coarse(sc)
         stage_first_pass(sc)
@@ -184,10 +241,14 @@ def stage_open(sc: Scene, matcher) -> None:
     from .matchers import load, resolve_name
 
     cfg = sc.cfg
+    sc.grid = sc.ref.grid
+    if sc.outputs:
+        check_free_space(Path(sc.outputs["raster"]).parent, _needed_bytes(sc.tgt, cfg, sc.grid))
+    # refused here, before any matching, when the radius is unreasonable
+    sc.radius = int(math.ceil(cfg.matching.max_shift_px(sc.grid.ground_pixel_size_m)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
     sc.dense = load("baseline", sc.matcher.device) if getattr(sc.matcher, "learned", False) else None
-    sc.grid = sc.ref.grid
     sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size)
     sc.steps_total = len(sc.tiles) * (2 if cfg.matching.refine else 1)
@@ -245,7 +306,7 @@ def stage_first_pass(sc: Scene) -> None:
     becomes the prior of the tile matching. Otherwise, or when that finds no clear model, match
     around the coarse shift, then around the other shift hypothesis, and finally try the global
     geometry if no clear model came out."""
-    radius = int(math.ceil(sc.cfg.matching.max_shift_px(sc.grid.pixel_size)))
+    radius = sc.radius
     search = sc.cfg.matching.search
     tp, model = None, None
     if search == "rotation" or (search == "auto" and not sc.coarse.accepted):
@@ -397,12 +458,26 @@ def stage_verdict(sc: Scene) -> None:
 
 def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> RegistrationResult:
     """Write the raster, the tie points, the report and the quicklook, all or nothing."""
+    from .errors import GeoregError
+
+    sc.notify(0.86, "writing outputs")
+    try:
+        return _write_staged(sc, outputs, report_extra)
+    except OSError as exc:
+        if isinstance(exc, GeoregError):
+            raise
+        raise OutputWriteError(f"could not write the outputs ({exc.strerror or exc}"
+                               f"{': ' + exc.filename if getattr(exc, 'filename', None) else ''}); "
+                               "nothing was written. Check the free space and permissions of the output folder"
+                               ) from None
+
+
+def _write_staged(sc: Scene, outputs: dict, report_extra: dict) -> RegistrationResult:
     from .atomic import staged
     from .outputs import finish_outputs, write_outputs
 
-    sc.notify(0.86, "writing outputs")
     ref, tgt, grid, overlap, model, tp, cfg = sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model, sc.tp, sc.cfg
-    with staged(outputs) as tmp:
+    with staged(outputs, overwrite=cfg.output.overwrite) as tmp:
         transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp)
         sc.check_cancel()
         sc.clock.lap("write")

@@ -27,6 +27,17 @@ from .errors import MissingCRSError, NoOverlapError, RasterOpenError
 
 log = logging.getLogger(__name__)
 
+def check_utf8_name(path: str, what: str) -> None:
+    """GDAL takes file names as UTF-8; a name with other bytes (Latin-1 from an old archive) cannot
+    be opened or written through it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(path).encode("utf-8", "backslashreplace").decode()
+        raise RasterOpenError(f"the {what} name {shown} is not valid UTF-8, which GDAL needs; rename the file "
+                              "(for example with 'convmv -f latin1 -t utf8')") from None
+
+
 @dataclass(frozen=True)
 class Grid:
     """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""
@@ -47,6 +58,25 @@ class Grid:
         xs, ys = zip(*[self.transform @ c for c in ((0, 0), (self.width, 0), (0, self.height),
                                                       (self.width, self.height))])
         return min(xs), min(ys), max(xs), max(ys)
+
+    @property
+    def ground_pixel_size_m(self) -> float:
+        """Mean ground size of a pixel in metres: CRS units times the unit's size in metres for a
+        projected CRS; for a geographic CRS, degrees converted at the grid's central latitude
+        (111 320 m per degree of longitude times cos(latitude), 110 574 m per degree of latitude)."""
+        t = self.transform
+        if self.crs is not None and self.crs.is_geographic:
+            lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
+            dx = math.hypot(t.a, t.d) * 111320.0 * max(math.cos(lat), 1e-6)
+            dy = math.hypot(t.b, t.e) * 110574.0
+            return math.sqrt(dx * dy)
+        factor = 1.0
+        if self.crs is not None:
+            try:
+                factor = float(self.crs.linear_units_factor[1])
+            except Exception:  # a CRS without linear units: take its units as metres
+                factor = 1.0
+        return self.pixel_size * factor
 
     def window_grid(self, window: Window) -> Grid:
         return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
@@ -76,6 +106,9 @@ class RasterSource:
             raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
         if p.is_dir():
             raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
+        check_utf8_name(self.path, f"{role} raster")
+        if cfg.mask:
+            check_utf8_name(cfg.mask, f"{role} mask")
         try:
             self.ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:

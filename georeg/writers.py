@@ -7,6 +7,7 @@ the only module that touches files.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: b
     """Copy the target's pixels unchanged under a new geotransform."""
     grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
     prof = _profile(src, grid, compress, src.ds.nodata)
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".georeg-") as td:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
         has_mask = src.ds.nodata is None and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0])
@@ -91,7 +92,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
     prof = _profile(src, out, compress, nodata)
     order = _ORDER[resampling]
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".georeg-") as td:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))
         with rasterio.open(tmp, "w", **prof) as dst:

@@ -1,0 +1,24 @@
+"""The ``georeg`` console script. Kept apart from :mod:`georeg.cli` so that Ctrl-C or SIGTERM
+while the CLI's modules are still being imported ends with one line and exit code 130, not a
+traceback; SIGTERM (``timeout``, schedulers, ``kill``) is handled like Ctrl-C everywhere, so
+partial outputs are removed the same way."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        from .cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted; no output was written.\n")
+        sys.exit(130)

@@ -1,0 +1,394 @@
+"""Hostile inputs, interrupted runs and concurrent runs (issue 13): each case asserts the exit code,
+the message and the exact set of files left in the folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from georeg.cli import georeg
+from georeg.synthetic import synthetic_pair
+
+GEOREG = [sys.executable, "-c", "from georeg._entry import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hpair")
+    ref, tgt = d / "ref.tif", d / "tgt.tif"
+    synthetic_pair(str(ref), str(tgt), size=320, seed=5, new_to_old=np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]]))
+    return ref, tgt
+
+
+def _run(args):
+    return CliRunner().invoke(georeg, [str(a) for a in args])
+
+
+def _one_error_line(r, code, *fragments):
+    assert r.exit_code == code, r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in r.output, r.output
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _manifest(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _summary(outdir: Path) -> list[dict]:
+    with open(outdir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------- 1, 14, 17: batch outputs and rows
+def test_batch_outputs_stay_in_outdir_and_never_replace_inputs(pair, tmp_path):
+    ref, tgt = pair
+    precious = tmp_path / "precious.tif"
+    precious.write_bytes(b"precious")
+    other = tmp_path / "inputs" / "other.tif"
+    other.parent.mkdir()
+    other.write_bytes(tgt.read_bytes())
+    out = tmp_path / "out"
+    m = _manifest(tmp_path / "m.csv", ["reference", "target", "output", "model"], [
+        [str(ref), str(tgt), "../precious.tif", ""],       # outside OUTDIR
+        [str(ref), str(other), str(precious), ""],         # absolute
+        [str(ref), str(other), "", "banana"],              # bad value: this row only
+        [str(ref), str(tgt), "", ""],                      # fine
+    ])
+    r = _run(["batch", m, "-o", out, "--workers", "1"])
+    assert r.exit_code == 1, r.output
+    rows = _summary(out)
+    assert [x["status"] for x in rows] == ["failed", "failed", "failed", "ok"]
+    assert "outside the output folder" in rows[0]["error"] and "outside the output folder" in rows[1]["error"]
+    assert "row 3" in rows[2]["error"] and "model" in rows[2]["error"] and "banana" in rows[2]["error"]
+    assert precious.read_bytes() == b"precious"
+    assert _files(out) == ["summary.csv", "summary.json", "tgt_registered.tif", "tgt_registered_report.json",
+                           "tgt_registered_tiepoints.gpkg"]
+
+
+def test_batch_output_equal_to_an_input_or_shared_is_refused_per_row(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = out / "victim.tif"
+    victim.write_bytes(tgt.read_bytes())
+    m = _manifest(tmp_path / "m.csv", ["reference", "target", "output", "max_shift"], [
+        [str(ref), str(victim), "a.tif", ""],
+        [str(ref), str(tgt), "victim.tif", ""],            # another row's target
+        [str(ref), str(tgt), "a.tif", ""],                 # row 1's output
+        [str(ref), str(tgt), "c.tif", "lots"],             # bad max_shift names its row
+    ])
+    r = _run(["batch", m, "-o", out, "--workers", "1"])
+    assert r.exit_code == 1
+    rows = _summary(out)
+    assert [x["status"] for x in rows] == ["ok", "failed", "failed", "failed"]
+    assert "would replace an input" in rows[1]["error"]
+    assert "already the output of row 1" in rows[2]["error"]
+    assert "row 4" in rows[3]["error"] and "max_shift" in rows[3]["error"]
+    assert victim.read_bytes() == tgt.read_bytes()
+
+
+def test_same_target_names_in_scene_folders_get_distinct_outputs(pair, tmp_path):
+    ref, tgt = pair
+    rows = []
+    for scene in ("scene_a", "scene_b"):
+        (tmp_path / scene).mkdir()
+        (tmp_path / scene / "target.tif").write_bytes(tgt.read_bytes())
+        rows.append([str(ref), str(tmp_path / scene / "target.tif")])
+    out = tmp_path / "out"
+    r = _run(["batch", _manifest(tmp_path / "m.csv", ["reference", "target"], rows), "-o", out, "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    got = [Path(x["output"]).name for x in _summary(out)]
+    assert got == ["scene_a_target_registered.tif", "scene_b_target_registered.tif"]
+    assert all((out / g).exists() for g in got)
+
+
+# ---------------------------------------------------------------- 2, 9: resume trusts only verified outputs
+def test_resume_redoes_a_truncated_output_and_a_damaged_report(pair, tmp_path):
+    ref, tgt = pair
+    m = _manifest(tmp_path / "m.csv", ["reference", "target", "output"],
+                  [[str(ref), str(tgt), "a.tif"], [str(ref), str(tgt), "b.tif"], [str(ref), str(tgt), "c.tif"]])
+    out = tmp_path / "out"
+    assert _run(["batch", m, "-o", out, "--workers", "1"]).exit_code == 0
+    good = (out / "a.tif").read_bytes()
+    with open(out / "a.tif", "r+b") as f:
+        f.truncate(1000)
+    (out / "b_report.json").write_bytes(b"\xff\xfe not json")
+    rep = json.loads((out / "c_report.json").read_text())
+    del rep["model"]
+    (out / "c_report.json").write_text(json.dumps(rep))
+    r = _run(["batch", m, "-o", out, "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert [x["status"] for x in _summary(out)] == ["ok", "ok", "ok"]
+    assert (out / "a.tif").read_bytes() == good
+    r = _run(["batch", m, "-o", out, "--workers", "1"])
+    assert [x["status"] for x in _summary(out)] == ["skipped (complete)"] * 3
+
+
+# ---------------------------------------------------------------- 3: staging rolls back
+@pytest.mark.skipif(os.geteuid() != 0 and sys.platform != "linux", reason="needs chattr on Linux")
+def test_overwrite_that_cannot_replace_the_old_report_restores_the_old_set(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out.tif"
+    args = ["register", ref, tgt, "-o", out, "--quicklook", "none", "--overwrite"]
+    assert _run(args).exit_code == 0
+    before = {n: (tmp_path / n).read_bytes() for n in _files(tmp_path)}
+    report = tmp_path / "out_report.json"
+    if subprocess.run(["chattr", "+i", str(report)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        r = _run(args + ["--max-shift", "30"])
+    finally:
+        subprocess.run(["chattr", "-i", str(report)])
+    _one_error_line(r, 2, "could not write the outputs", "nothing was written")
+    assert {n: (tmp_path / n).read_bytes() for n in _files(tmp_path)} == before
+
+
+# ---------------------------------------------------------------- 4: concurrent runs
+def test_second_run_on_the_same_output_refuses_while_the_first_runs(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out.tif"
+    slow = subprocess.Popen([*GEOREG, "register", str(ref), str(tgt), "-o", str(out), "-q", "--quicklook", "none",
+                             "--matcher", "baseline", "--max-shift", "60", "--keypoints", "400"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".out.tif.lock"
+    t0 = time.time()
+    while not lock.exists() and slow.poll() is None and time.time() - t0 < 60:
+        time.sleep(0.05)
+    assert lock.exists(), slow.communicate()
+    r = _run(["register", ref, tgt, "-o", out, "--quicklook", "none"])
+    _one_error_line(r, 2, "another georeg run", "is writing")
+    assert slow.wait(120) == 0, slow.communicate()
+    assert _files(tmp_path) == ["out.tif", "out_report.json", "out_tiepoints.gpkg"]
+
+
+def test_a_lock_of_a_dead_run_is_taken_over(pair, tmp_path):
+    ref, tgt = pair
+    (tmp_path / ".out.tif.lock").write_text("999999999 " + os.uname().nodename)
+    (tmp_path / ".out.partial-999999999.tif").write_bytes(b"left by a killed run")
+    (tmp_path / ".georeg-999999999-abc").mkdir()
+    r = _run(["register", ref, tgt, "-o", tmp_path / "out.tif", "--quicklook", "none"])
+    assert r.exit_code == 0, r.output
+    assert _files(tmp_path) == ["out.tif", "out_report.json", "out_tiepoints.gpkg"]
+
+
+# ---------------------------------------------------------------- 5: API types
+@pytest.mark.parametrize("section,field,value", [
+    ("output", "overwrite", "no"), ("matching", "coarse", "no"), ("reference", "band", 1.5),
+    ("estimation", "threshold_px", float("inf")), ("matching", "max_shift", "40"), ("output", "report", 3),
+    ("matching", "tile_size", True),
+])
+def test_config_types_are_checked(section, field, value):
+    from georeg.config import RegistrationConfig
+    from georeg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        RegistrationConfig().with_options(**{section: {field: value}})
+
+
+def test_api_refuses_a_missing_output_and_a_wrong_config(pair, tmp_path, monkeypatch):
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.errors import ConfigError, InputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="output must be a file path"):
+        georeg.register(pair[0], pair[1], None)
+    with pytest.raises(InputError, match="RegistrationConfig"):
+        georeg.register(pair[0], pair[1], "out.tif", {"matching": {}})
+    with pytest.raises(ConfigError, match="unknown option"):
+        RegistrationConfig().with_options(matching={"maxshift": 3})
+    assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 10: search radius
+def _geographic_pair(tmp_path, pair):
+    """The synthetic pair re-labelled in EPSG:4326 with 10 m-like pixels (about 9e-5 degrees)."""
+    out = []
+    for p in pair:
+        with rasterio.open(p) as d:
+            prof = d.profile
+            arr = d.read()
+            t = d.transform
+        deg = 9e-5
+        prof.update(crs="EPSG:4326", transform=Affine(deg, 0, 12.0 + (t.c - 500000) / 10 * deg, 0, -deg,
+                                                        45.0 + (t.f - 5000000) / 10 * deg))
+        q = tmp_path / f"geo_{p.name}"
+        with rasterio.open(q, "w", **prof) as d:
+            d.write(arr)
+        out.append(q)
+    return out
+
+
+def test_max_shift_in_metres_on_a_geographic_crs(pair, tmp_path):
+    ref, tgt = _geographic_pair(tmp_path, pair)
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    with RasterSource(str(ref), InputConfig(), "reference") as r:
+        assert 7.0 < r.grid.ground_pixel_size_m < 10.5  # 9e-5 deg at 45 N
+    out = tmp_path / "o" / "out.tif"
+    out.parent.mkdir()
+    r = _run(["register", ref, tgt, "-o", out, "--max-shift", "400m", "--quicklook", "none"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--max-shift", "100000"], ["search radius of 100000", "largest", "2048 px"]),
+    (["--max-shift", "99999999999"], ["largest", "2048 px"]),
+    (["--max-shift", "400000m"], ["largest", "2048 px (20480 m here)"]),
+    (["--threshold", "inf"], ["threshold_px must be a finite number"]),
+])
+def test_unreasonable_radius_or_threshold_is_refused_up_front(pair, tmp_path, extra, fragments):
+    r = _run(["register", *pair, "-o", tmp_path / "out.tif", *extra])
+    _one_error_line(r, 2, *fragments)
+    assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 11: output folder checked first
+def test_unwritable_output_folder_is_found_before_matching(pair, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        t = time.perf_counter()
+        r = _run(["register", *pair, "-o", folder / "out.tif"])
+        took = time.perf_counter() - t
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)])
+    _one_error_line(r, 2, "cannot write to the output folder")
+    assert took < 5 and _files(folder) == []
+
+
+def test_full_disk_is_found_before_matching(pair, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    r = _run(["register", *pair, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "MB free", "Free some space")
+    assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 12: user mistakes, not internal errors
+@pytest.mark.parametrize("content", [
+    "reference,target\nr\xe9f.tif,t.tif\n".encode("latin-1"),
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+])
+def test_manifest_not_utf8_text(tmp_path, content):
+    m = tmp_path / "m.csv"
+    m.write_bytes(content)
+    r = _run(["batch", m, "-o", tmp_path / "out"])
+    _one_error_line(r, 2, "manifest", "CSV")
+
+
+def test_manifest_is_a_folder(tmp_path):
+    (tmp_path / "m.csv").mkdir()
+    _one_error_line(_run(["batch", tmp_path / "m.csv", "-o", tmp_path / "out"]), 2, "is a folder")
+
+
+def test_bad_scheduler(pair, tmp_path):
+    m = _manifest(tmp_path / "m.csv", ["reference", "target"], [[str(pair[0]), str(pair[1])]])
+    _one_error_line(_run(["batch", m, "-o", tmp_path / "out", "--scheduler", "banana"]), 2,
+                    "--scheduler must be 'local' or a Dask scheduler address", "banana")
+
+
+def test_output_under_a_file_and_empty_output(pair, tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    _one_error_line(_run(["register", *pair, "-o", f / "out.tif"]), 2, "under a file")
+    _one_error_line(_run(["register", *pair, "-o", ""]), 2, "output must be a file path")
+    assert _files(tmp_path) == ["file.txt"]
+
+
+def test_non_utf8_file_name(pair, tmp_path):
+    # GDAL takes UTF-8 names: a Latin-1 name gets a clear message with the way out, not a traceback
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/t\xe9.tif"))
+    odd.write_bytes(pair[1].read_bytes())
+    out = tmp_path / "out.tif"
+    r = subprocess.run([*GEOREG, "register", str(pair[0]), os.fsencode(odd), "-o", str(out), "-q"],
+                       capture_output=True)
+    assert r.returncode == 2, r.stderr
+    assert b"Traceback" not in r.stderr and b"is not valid UTF-8" in r.stderr and b"rename" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == [os.fsdecode(b"t\xe9.tif")]
+
+
+def test_apply_given_a_raster_as_the_report(pair, tmp_path):
+    r = _run(["apply", pair[1], pair[1], "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "is not a georeg report")
+    assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 15: apply to another scene
+def test_apply_refuses_a_raster_of_another_scene_unless_forced(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "reg.tif"
+    assert _run(["register", ref, tgt, "-o", out, "--quicklook", "none"]).exit_code == 0
+    far = tmp_path / "far.tif"
+    with rasterio.open(tgt) as d:
+        prof, arr = d.profile, d.read()
+    prof.update(crs="EPSG:32755")  # the same numbers in another UTM zone, southern hemisphere
+    with rasterio.open(far, "w", **prof) as d:
+        d.write(arr)
+    r = _run(["apply", tmp_path / "reg_report.json", far, "-o", tmp_path / "far_reg.tif"])
+    _one_error_line(r, 2, "does not overlap the target this report registered", "--force")
+    assert not (tmp_path / "far_reg.tif").exists()
+    r = _run(["apply", tmp_path / "reg_report.json", far, "-o", tmp_path / "far_reg.tif", "--force"])
+    assert r.exit_code == 0, r.output
+
+
+# ---------------------------------------------------------------- 16: early Ctrl-C and SIGTERM
+def test_ctrl_c_while_starting_prints_no_traceback(pair, tmp_path):
+    import signal
+
+    p = subprocess.Popen([*GEOREG, "register", str(pair[0]), str(pair[1]), "-o", str(tmp_path / "out.tif")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert p.returncode == 130 and "Interrupted" in err
+    assert [n for n in _files(tmp_path)] == []
+
+
+def test_sigterm_while_writing_leaves_nothing(pair, tmp_path):
+    import signal
+
+    out = tmp_path / "out.tif"
+    # the tie points are written after the raster: wait for the raster's partial file, then stop
+    p = subprocess.Popen([*GEOREG, "register", str(pair[0]), str(pair[1]), "-o", str(out), "-q", "--model", "local",
+                          "--align-grids", "--cog"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < 120:
+        if any(n.startswith(".out") or n.startswith(".georeg-") for n in _files(tmp_path)
+               if not n.endswith(".lock")):
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    p.communicate(timeout=60)
+    if p.returncode == 0:
+        pytest.skip("the run finished before it could be stopped while writing")
+    assert p.returncode == 130
+    assert _files(tmp_path) == []
