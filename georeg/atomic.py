@@ -131,6 +131,12 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for p in entries:
+        if p.name.startswith(".") and p.name.endswith(".lock") and p.is_file():
+            if _lock_owner(p) is None:  # a lock whose run was killed
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+            continue
         m = _LEFTOVER.match(p.name)
         if not m:
             continue

@@ -294,10 +294,36 @@ def run_task(task: PairTask) -> dict:
     return row
 
 
-def _worker_init() -> None:
+def _worker_init(driver_pid: int | None = None) -> None:
     from .runtime import configure_worker
 
+    if driver_pid is not None:
+        _own_by_parent(driver_pid)  # first: the driver may die while torch is still importing
     configure_worker(1)
+
+
+def _stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _own_by_parent(driver_pid: int, poll_s: float = 0.5, grace_s: float = 5.0) -> None:
+    """A pool worker stops when its driver is gone, whatever killed it (SIGKILL, the OOM killer):
+    SIGTERM (and SIGINT) interrupt the pair in hand, whose staged outputs are then removed, and a
+    watchdog thread that sees the parent change sends that SIGTERM itself, then ends the process
+    after ``grace_s`` if it is still there (an idle worker blocked on its queue)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="georeg-parent-watch", daemon=True).start()
 
 
 # ---------------------------------------------------------------- driver side
@@ -370,6 +396,10 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
             raise ConfigError(f"executor must be 'local' or 'dask'; got {executor!r}")
     finally:
         write_summary(out, list(rows.values()))
+        from .atomic import remove_stale
+
+        for folder in {Path(t.output).parent for t in tasks} | {out}:
+            remove_stale(folder)  # what workers that died mid-write left behind
     return sorted(rows.values(), key=lambda r: r["index"])
 
 
@@ -399,7 +429,8 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
     crashes: dict[int, int] = {}
     pending = list(tasks)
     while pending:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init)
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
         futures = {pool.submit(run_task, t): t for t in pending}
         pending = []
         broken = False
@@ -424,8 +455,11 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
                         pending.append(task)
                 log.warning("a worker process died; %d pair(s) go to a fresh pool", len(pending))
         except KeyboardInterrupt:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+            procs = list(getattr(pool, "_processes", {}).values())
+            for proc in procs:
+                proc.terminate()  # SIGTERM: each worker removes the staged outputs of its pair
+            for proc in procs:
+                proc.join(10)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:

@@ -392,3 +392,91 @@ def test_sigterm_while_writing_leaves_nothing(pair, tmp_path):
         pytest.skip("the run finished before it could be stopped while writing")
     assert p.returncode == 130
     assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 7, 8: killed batch drivers
+@pytest.fixture(scope="module")
+def batch_job(pair, tmp_path_factory):
+    """A manifest of four pairs and the outputs of an uninterrupted run of it."""
+    d = tmp_path_factory.mktemp("killjob")
+    rows = [[str(pair[0]), str(pair[1]), f"p{i}.tif", str(30 + 5 * i)] for i in range(4)]
+    m = _manifest(d / "m.csv", ["reference", "target", "output", "max_shift"], rows)
+    clean = d / "clean"
+    r = subprocess.run([*GEOREG, "batch", str(m), "-o", str(clean), "--workers", "2", "-q"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    return m, clean
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(d.name))
+    return found
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    import signal
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if not _group_members(pgid):
+            return True
+        time.sleep(0.2)
+    for pid in _group_members(pgid):
+        os.kill(pid, signal.SIGKILL)
+    return False
+
+
+def _comparable(folder: Path) -> dict:
+    """Outputs byte for byte; the reports without what differs between two runs by nature."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("summary"):
+            continue
+        if p.suffix == ".json":
+            rep = json.loads(p.read_text().replace(str(folder), "OUTDIR"))
+            for k in ("created_utc", "timings_s", "runtime", "batch"):
+                rep.pop(k, None)
+            out[p.name] = rep
+        else:
+            out[p.name] = p.read_bytes()
+    return out
+
+
+def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
+    import signal
+
+    m, clean = batch_job
+    out = tmp_path / f"out{delay:.2f}"
+    args = [*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", "-q"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert _group_gone(p.pid, 30), f"worker processes outlived the killed driver (killed after {delay:.2f} s)"
+    r = subprocess.run(args, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert [n for n in _files(out) if n.startswith(".")] == [], _files(out)
+    assert _comparable(out) == _comparable(clean)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_sigkill_of_the_batch_driver_smoke(batch_job, tmp_path):
+    _kill_and_rerun(batch_job, tmp_path, 4.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_sigkill_of_the_batch_driver_at_random_moments(batch_job, tmp_path):
+    rng = np.random.default_rng(13)
+    for delay in rng.uniform(0.2, 9.0, 10):
+        _kill_and_rerun(batch_job, tmp_path, float(delay))
