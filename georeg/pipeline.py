@@ -175,7 +175,8 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
             return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher,
                              report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterOpenError(f"could not read the input rasters: {str(exc).splitlines()[0][:300]}; "
+        cause = exc.__cause__ or exc.__context__ or exc  # rasterio's 'Read failed' wraps GDAL's own reason
+        raise RasterOpenError(f"could not read the input rasters: {str(cause).splitlines()[0][:300]}; "
                               "check that the files are complete and readable") from None
 
 

@@ -7,8 +7,10 @@ Conventions: pixel coordinates are (x, y) = (col, row) with the pixel centre at
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,27 @@ from .config import InputConfig
 from .errors import MissingCRSError, NoOverlapError, RasterOpenError
 
 log = logging.getLogger(__name__)
+
+@contextlib.contextmanager
+def _gdal_warnings_to_debug():
+    """GDAL's warnings while a file is opened (tags it could not read, ...) go to the debug log:
+    what matters reaches the user as one georeg message."""
+    logger = logging.getLogger("rasterio._env")
+
+    class Demote(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.levelno == logging.WARNING:
+                log.debug("GDAL: %s", record.getMessage())
+                return False
+            return True
+
+    f = Demote()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+
 
 def check_utf8_name(path: str, what: str) -> None:
     """GDAL takes file names as UTF-8; a name with other bytes (Latin-1 from an old archive) cannot
@@ -110,13 +133,17 @@ class RasterSource:
         if cfg.mask:
             check_utf8_name(cfg.mask, f"{role} mask")
         try:
-            self.ds = rasterio.open(self.path)
+            with warnings.catch_warnings(), _gdal_warnings_to_debug():
+                # a raster without georeferencing gets georeg's own message below, not rasterio's warning
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self.ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
             raise RasterOpenError(
                 f"{role} file is not a raster GDAL can read: {self.path} ({_short(exc)}); "
                 "give a GeoTIFF or another GDAL raster format") from None
         try:
-            self._check()
+            with _gdal_warnings_to_debug():
+                self._check()
         except Exception:
             self.ds.close()
             raise
@@ -136,15 +163,35 @@ class RasterSource:
 
     def _check(self) -> None:
         ds = self.ds
-        if ds.crs is None:
-            raise MissingCRSError(
-                f"{self.role} raster has no CRS: {self.path}; assign one first "
-                "(for example: gdal_edit.py -a_srs EPSG:XXXX FILE)")
-        if ds.transform == Affine.identity() and not ds.gcps[0]:
-            raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first")
+        if ds.crs is None or ds.transform == Affine.identity():
+            self._check_readable()
+            gcps, gcp_crs = ds.gcps
+            if gcps:
+                raise MissingCRSError(
+                    f"{self.role} raster {self.path} is georeferenced by {len(gcps)} ground control points, not a "
+                    f"geotransform; georeg needs a geotransform: warp it first, for example "
+                    f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
+                    f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
+            if ds.crs is None:
+                raise MissingCRSError(
+                    f"{self.role} raster has no CRS: {self.path}; assign one first "
+                    "(for example: rio edit-info --crs EPSG:XXXX FILE)")
+            raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
+                                  "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
         if self.cfg.band is not None and self.cfg.band > ds.count:
             raise RasterOpenError(
                 f"{self.role} band {self.cfg.band} does not exist: {self.path} has {ds.count} band(s)")
+
+    def _check_readable(self) -> None:
+        """A file cut short often loses its georeferencing tags first: say it is damaged, not
+        that it lacks a CRS. Reads the last pixel, which lives at the end of a complete file."""
+        ds = self.ds
+        try:
+            with rasterio.Env(CPL_LOG_ERRORS=False):
+                ds.read(1, window=Window(ds.width - 1, ds.height - 1, 1, 1))
+        except rasterio.errors.RasterioError:
+            raise RasterOpenError(f"{self.role} raster {self.path} is truncated or damaged (its last pixels cannot "
+                                  "be read); copy or download it again") from None
 
     def _bands(self) -> list[int]:
         if self.cfg.band is not None:
@@ -291,6 +338,9 @@ class RasterSource:
 
 
 def _short(exc: Exception) -> str:
+    """GDAL's own reason, first line: rasterio's 'Read failed. See previous exception' wraps it."""
+    if str(exc).startswith("Read failed") and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__
     return str(exc).split("\n")[0][:200]
 
 

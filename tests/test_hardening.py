@@ -480,3 +480,74 @@ def test_sigkill_of_the_batch_driver_at_random_moments(batch_job, tmp_path):
     rng = np.random.default_rng(13)
     for delay in rng.uniform(0.2, 9.0, 10):
         _kill_and_rerun(batch_job, tmp_path, float(delay))
+
+
+# ---------------------------------------------------------------- 13: damaged and GCP rasters
+@pytest.mark.parametrize("keep", [300, 600, 5000])
+def test_truncated_target_is_called_damaged_not_missing_a_crs(pair, tmp_path, keep):
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(pair[1].read_bytes()[:keep])
+    r = _run(["register", pair[0], cut, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "cut.tif")
+    assert "no CRS" not in r.output and ("truncated or damaged" in r.output or "not a raster" in r.output)
+    assert "WARNING" not in r.output and "CPLE" not in r.output
+    assert _files(tmp_path) == ["cut.tif"]
+
+
+def test_gcp_georeferenced_raster_is_named_as_such(pair, tmp_path):
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    with rasterio.open(pair[1]) as d:
+        arr, prof = d.read(), d.profile
+    prof.pop("transform")
+    prof.pop("crs")
+    gcps = [GroundControlPoint(r, c, 500000 + 10 * c, 5000000 - 10 * r) for r, c in ((0, 0), (0, 320), (320, 0))]
+    g = tmp_path / "gcp.tif"
+    with rasterio.open(g, "w", **prof) as d:
+        d.write(arr)
+        d.gcps = (gcps, CRS.from_epsg(32633))
+    r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "3 ground control points", "rio warp")
+    assert "NotGeoreferencedWarning" not in r.output
+
+
+# ---------------------------------------------------------------- 12, 13, 15: damaged weights
+@pytest.fixture
+def weights_copy(tmp_path, monkeypatch):
+    import shutil
+
+    import georeg.matchers.weights as W
+
+    d = tmp_path / "weights"
+    shutil.copytree(W.WEIGHTS_DIR, d)
+    monkeypatch.setattr(W, "WEIGHTS_DIR", d)
+    return d
+
+
+def test_broken_weights_manifest(weights_copy, caplog):
+    from georeg.errors import WeightsError
+    from georeg.matchers import load, resolve_name
+
+    (weights_copy / "kgl-opt-sar.json").write_text("{ not json")
+    with pytest.raises(WeightsError, match="manifest .* is damaged"):
+        load("kgl-opt-sar", "cpu")
+    with caplog.at_level("WARNING"):
+        assert resolve_name("auto", "sar") == "baseline"  # falls back, but says so
+    assert any("kgl-opt-sar" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_rejected_weights_file_gets_one_line(weights_copy):
+    import pickle
+
+    import georeg.matchers.weights as W
+    from georeg.errors import WeightsError
+
+    pt = weights_copy / "kgl-opt-sar.pt"
+    pt.write_bytes(pickle.dumps({"a": object()}))  # not a tensor file: torch's safe loader refuses it
+    man = json.loads((weights_copy / "kgl-opt-sar.json").read_text())
+    man["sha256"] = W.sha256(pt)
+    (weights_copy / "kgl-opt-sar.json").write_text(json.dumps(man))
+    with pytest.raises(WeightsError) as e:
+        W.load_state("kgl-opt-sar")
+    assert "\n" not in str(e.value) and "weights_only" not in str(e.value) and "reinstall" in str(e.value)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from ..errors import UnknownMatcherError, WeightsError
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
@@ -36,9 +39,14 @@ def available(directory: Path | None = None) -> dict[str, dict]:
     out = {}
     for m in sorted(directory.glob("*.json")):
         try:
-            out[m.stem] = json.loads(m.read_text())
-        except (OSError, json.JSONDecodeError):
+            man = json.loads(m.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            man = None
+        if not isinstance(man, dict):
+            log.warning("the weights manifest %s is damaged (not a JSON object); %s is unavailable until georeg "
+                        "is reinstalled", m, m.stem)
             continue
+        out[m.stem] = man
     return out
 
 
@@ -49,7 +57,15 @@ def manifest(name: str, directory: Path | None = None) -> dict:
         known = ", ".join(available(directory)) or "none shipped yet"
         raise UnknownMatcherError(f"no weights named {name!r} in {directory} (shipped: {known}); "
                                   "use --matcher baseline, or train and export weights (see training/README.md)")
-    return json.loads(path.read_text())
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"the weights manifest {path} is damaged ({str(exc).splitlines()[0][:100]}); "
+                           "reinstall georeg, or use --matcher baseline") from None
+    if not isinstance(man, dict):
+        raise WeightsError(f"the weights manifest {path} is damaged (not a JSON object); reinstall georeg, "
+                           "or use --matcher baseline")
+    return man
 
 
 def load_state(name: str, directory: Path | None = None) -> tuple[dict, dict]:
@@ -66,7 +82,13 @@ def load_state(name: str, directory: Path | None = None) -> tuple[dict, dict]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
-        raise WeightsError(f"could not read weight file {path.name}: {exc}") from None
+        # torch's text is many lines and advises weights_only=False, which georeg never does
+        text = " ".join(str(exc).split())
+        reason = ("it holds Python objects besides tensors, which georeg's safe loader refuses"
+                  if "weights only" in text.lower() or "weights_only" in text else
+                  (text[:160] or type(exc).__name__))
+        raise WeightsError(f"weight file {path.name} cannot be loaded safely: {reason}; "
+                           "reinstall georeg, or use --matcher baseline") from None
     return man, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
