@@ -181,9 +181,10 @@ def _sibling(output: str, value: str | None, suffix: str) -> str | None:
 @click.pass_context
 def georeg(ctx: click.Context, verbose: int, quiet: bool, machine: bool) -> None:
     """Co-register an optical reference with a SAR or thermal target."""
-    from .runtime import tune_malloc
+    from .runtime import limit_gdal_cache, tune_malloc
 
     tune_malloc()
+    limit_gdal_cache()
     _setup_logging(verbose, quiet or machine)
     ctx.ensure_object(dict)
     ctx.obj.update(verbose=verbose, quiet=quiet or machine, machine=machine)

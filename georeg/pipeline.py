@@ -252,8 +252,46 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.dense = load("baseline", sc.matcher.device) if getattr(sc.matcher, "learned", False) else None
     sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size)
+    _skip_empty(sc)
     sc.steps_total = len(sc.tiles) * (2 if cfg.matching.refine else 1)
     sc.clock.lap("open")
+
+
+VALIDITY_SIZE = 512  # coarse map of where both rasters hold data, long side in pixels
+
+
+def _skip_empty(sc: Scene) -> None:
+    """On a scene of several tiles, a coarse map of where both rasters hold data shrinks the overlap
+    to that part and drops the tiles without data: a 60000 px mosaic whose data is one 2000 px
+    block costs about what the block costs. Two cheap decimated reads (sparse blocks are not even
+    stored): the whole overlap at 512 px, then the part with data at up to 2048 px, so that the
+    trimmed overlap is within a few pixels of the data and is not cut into more tiles than needed."""
+    from .tiling import trim_to_valid, with_data
+
+    if len(sc.tiles) <= 4:
+        return
+    window = sc.overlap
+    for size in (VALIDITY_SIZE, 4 * VALIDITY_SIZE):
+        both = _both_valid(sc, window, size)
+        if not both.any():
+            return  # stage_coarse says so with its own message
+        trimmed = trim_to_valid(window, both, 0)
+        if (trimmed.width, trimmed.height) == (window.width, window.height):
+            break
+        window = trimmed
+    kept = with_data(tiles(window, sc.cfg.matching.tile_size), window, _both_valid(sc, window, VALIDITY_SIZE), 0)
+    if len(kept) < len(sc.tiles):
+        log.info("data of both rasters cover %d of %d tiles; overlap trimmed to %dx%d px", len(kept), len(sc.tiles),
+                 window.width, window.height)
+        sc.overlap, sc.tiles = window, kept
+
+
+def _both_valid(sc: Scene, window, size: int) -> np.ndarray:
+    sub = sc.grid.window_grid(window)
+    cg = sub.scaled(max(1.0, max(sub.width, sub.height) / size))
+    both = sc.ref.valid_on(cg, 4 * size) & sc.tgt.valid_on(cg, 4 * size)
+    sc.check_cancel()
+    return both
 
 
 def stage_coarse(sc: Scene) -> None:

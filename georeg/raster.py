@@ -283,6 +283,33 @@ class RasterSource:
             valid &= self._read_external_mask(sub)
         return out, valid
 
+    def valid_on(self, grid: Grid, max_size: int = 1024) -> np.ndarray:
+        """Where this raster holds data, sampled at the centres of ``grid``'s pixels (a coarse grid):
+        the dataset mask read decimated on the raster's own grid (block by block through GDAL's
+        cache, so memory stays small whatever the raster's size), then looked up by position. For
+        deciding where to work, not for matching: an external mask is not applied."""
+        ds = self.ds
+        f = max(1.0, max(ds.width, ds.height) / max_size)
+        h, w = max(1, int(round(ds.height / f))), max(1, int(round(ds.width / f)))
+        with rasterio.Env(CPL_LOG_ERRORS=False):
+            m = ds.read_masks(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest) > 0
+        cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+        t = grid.transform
+        xs = t.a * cols + t.b * rows + t.c
+        ys = t.d * cols + t.e * rows + t.f
+        if grid.crs != self.grid.crs:
+            from rasterio.warp import transform as warp_points
+
+            xs, ys = (np.asarray(v).reshape(xs.shape) for v in warp_points(grid.crs, self.grid.crs, xs.ravel(),
+                                                                             ys.ravel()))
+        inv = ~(self.grid.transform * Affine.scale(ds.width / w, ds.height / h))
+        c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
+        r = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
+        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+        out = np.zeros(grid.height * grid.width, bool).reshape(grid.height, grid.width)
+        out[inside] = m[r[inside], c[inside]]
+        return out
+
     def _read_native(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read of the chosen bands on the native grid: outside pixels have mask 0."""
         return self._boundless(self.bands, win, 0, all_masks=True)

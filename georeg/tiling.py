@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from rasterio.windows import Window
 
 
@@ -22,3 +23,35 @@ def tiles(window: Window, tile_size: int) -> list[Window]:
 def expand(window: Window, margin: int) -> Window:
     return Window(window.col_off - margin, window.row_off - margin,
                   window.width + 2 * margin, window.height + 2 * margin)
+
+
+def trim_to_valid(window: Window, valid: np.ndarray, margin: int) -> Window:
+    """The part of ``window`` where ``valid`` (a coarse boolean map of the window, True where both
+    rasters hold data) is true, grown by ``margin`` full-resolution pixels and one coarse pixel.
+    Returns ``window`` itself when nothing is valid."""
+    rows, cols = np.nonzero(valid)
+    if not len(rows):
+        return window
+    h, w = valid.shape
+    fy, fx = window.height / h, window.width / w
+    c0 = max(0, int(math.floor((cols.min() - 1) * fx)) - margin)
+    r0 = max(0, int(math.floor((rows.min() - 1) * fy)) - margin)
+    c1 = min(int(window.width), int(math.ceil((cols.max() + 2) * fx)) + margin)
+    r1 = min(int(window.height), int(math.ceil((rows.max() + 2) * fy)) + margin)
+    return Window(int(window.col_off) + c0, int(window.row_off) + r0, c1 - c0, r1 - r0)
+
+
+def with_data(tile_list: list[Window], window: Window, valid: np.ndarray, margin: int) -> list[Window]:
+    """The tiles (of ``window``) that touch valid data of both rasters within ``margin`` px; ``valid``
+    is the coarse map of ``window`` used by :func:`trim_to_valid`."""
+    h, w = valid.shape
+    fy, fx = window.height / h, window.width / w
+    keep = []
+    for t in tile_list:
+        c0 = max(0, int(math.floor((t.col_off - window.col_off - margin) / fx)) - 1)
+        r0 = max(0, int(math.floor((t.row_off - window.row_off - margin) / fy)) - 1)
+        c1 = int(math.ceil((t.col_off - window.col_off + t.width + margin) / fx)) + 1
+        r1 = int(math.ceil((t.row_off - window.row_off + t.height + margin) / fy)) + 1
+        if valid[r0:r1, c0:c1].any():
+            keep.append(t)
+    return keep

@@ -31,6 +31,7 @@ def _profile(src: RasterSource, grid: Grid, compress: str, nodata) -> dict:
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": src.ds.count,
         "dtype": src.ds.dtypes[0], "crs": grid.crs, "transform": grid.transform,
         "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
+        "sparse_ok": True,  # blocks that are all nodata are not written: empty parts of a mosaic cost nothing
     }
     if compress != "none":
         prof["compress"] = compress
