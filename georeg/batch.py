@@ -277,7 +277,9 @@ def run_task(task: PairTask) -> dict:
     row = {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
            "status": "ok", "error": "", "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
            "seconds": ""}
+    global _IN_TASK
     try:
+        _IN_TASK = True
         res = register(task.reference, task.target, task.output, task.config, matcher=_matcher_for(task),
                        report_extra={"batch": {"key": task.key, "index": task.index}})
         rep = res.report
@@ -290,6 +292,12 @@ def run_task(task: PairTask) -> dict:
         row.update(status="failed", error=str(exc))
     except Exception as exc:  # a bug or an unreadable file must not stop the batch
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        if not _IN_POOL_WORKER:
+            raise
+        os._exit(130)  # the staged outputs were removed on the way here; no traceback from the pool
+    finally:
+        _IN_TASK = False
     row["seconds"] = round(time.perf_counter() - t, 2)
     return row
 
@@ -302,8 +310,16 @@ def _worker_init(driver_pid: int | None = None) -> None:
     configure_worker(1)
 
 
+_IN_POOL_WORKER = False
+_IN_TASK = False
+
+
 def _stop_on_signal(signum, frame):
-    raise KeyboardInterrupt
+    """In a pool worker: interrupt the pair in hand (its staged outputs are removed on the way
+    out, then the process ends quietly), or end at once when idle."""
+    if _IN_TASK:
+        raise KeyboardInterrupt
+    os._exit(130)
 
 
 def _own_by_parent(driver_pid: int, poll_s: float = 0.5, grace_s: float = 5.0) -> None:
@@ -314,7 +330,10 @@ def _own_by_parent(driver_pid: int, poll_s: float = 0.5, grace_s: float = 5.0) -
     import signal
     import threading
 
+    global _IN_POOL_WORKER
+    _IN_POOL_WORKER = True
     signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)  # Ctrl-C reaches the whole process group
 
     def watch() -> None:
         while os.getppid() == driver_pid:

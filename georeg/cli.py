@@ -412,6 +412,11 @@ def matchers_list(ctx):
 
 
 def main() -> None:
+    import signal
+
+    from ._entry import _terminate
+
+    signal.signal(signal.SIGTERM, _terminate)  # also for 'python -m georeg.cli' (the QGIS bridge)
     georeg(prog_name="georeg")
 
 

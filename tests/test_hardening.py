@@ -551,3 +551,33 @@ def test_rejected_weights_file_gets_one_line(weights_copy):
     with pytest.raises(WeightsError) as e:
         W.load_state("kgl-opt-sar")
     assert "\n" not in str(e.value) and "weights_only" not in str(e.value) and "reinstall" in str(e.value)
+
+
+def _ctrl_c_batch(batch_job, tmp_path, delay: float) -> None:
+    """Ctrl-C in a terminal: SIGINT to the whole foreground process group (driver and workers)."""
+    import signal
+
+    m, _ = batch_job
+    out = tmp_path / f"int{delay:.2f}"
+    p = subprocess.Popen([*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert _group_gone(p.pid, 20)
+    if p.returncode == 0:
+        return  # finished before the signal
+    assert p.returncode == 130 and "Interrupted" in err and "Traceback" not in err, err
+    assert [n for n in _files(out) if n.startswith(".")] == [], _files(out)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path):
+    _ctrl_c_batch(batch_job, tmp_path, 5.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_ctrl_c_of_a_batch_at_random_moments(batch_job, tmp_path):
+    for delay in np.random.default_rng(8).uniform(1.0, 9.0, 4):
+        _ctrl_c_batch(batch_job, tmp_path, float(delay))

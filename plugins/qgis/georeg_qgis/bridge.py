@@ -6,6 +6,7 @@ cleaned of variables that point rasterio at QGIS's own GDAL/PROJ data."""
 import json
 import os
 import queue
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -81,6 +82,16 @@ def _remove_partials(args, pid):
         staged = os.path.join(parent, f".{stem}.partial-{pid}{ext}")
         if os.path.isfile(staged):
             os.remove(staged)
+        for entry in os.listdir(parent or "."):
+            # the writer's scratch folders and the output lock of that run
+            path = os.path.join(parent, entry)
+            if entry.startswith(f".georeg-{pid}-") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif entry == f".{name}.lock" and os.path.isfile(path):
+                with open(path) as f:
+                    owner = f.read().split(" ", 1)[0]
+                if owner == str(pid):
+                    os.remove(path)
 
 
 def run_cli(args, feedback, python=None):
@@ -106,8 +117,12 @@ def run_cli(args, feedback, python=None):
     result, errors, open_streams = None, [], 2
     while open_streams:
         if feedback.isCanceled():
-            proc.kill()
-            proc.wait()
+            proc.terminate()  # SIGTERM: georeg removes its staged outputs itself
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             _remove_partials(args, proc.pid)
             raise QgsProcessingException("cancelled; the georeg run was stopped and wrote no output")
         try:
