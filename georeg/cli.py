@@ -348,6 +348,48 @@ def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
 
 
 @georeg.command()
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier demo in OUTDIR.")
+@verbosity_options
+@click.pass_context
+@handle_errors
+def demo(ctx, outdir, overwrite):
+    """Register the bundled demo pair (Sentinel-2 RGB and Sentinel-1 VH, 512 px; contains modified
+    Copernicus Sentinel data 2020) with the default settings, writing into OUTDIR."""
+    from .pipeline import register as run
+
+    here = Path(__file__).resolve().parent / "demo"
+    ref, tgt = here / "s2_rgb.tif", here / "s1_vh.tif"
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    raster = out / "s1_vh_registered.tif"
+    cfg = RegistrationConfig().with_options(output={
+        "tie_points": str(out / "s1_vh_registered_tiepoints.gpkg"), "report": str(out / "s1_vh_registered_report.json"),
+        "quicklook": str(out / "s1_vh_registered_quicklook.png"), "overwrite": overwrite})
+    quiet = ctx.obj.get("quiet", False)
+    if not quiet:
+        click.echo(f"reference: {ref}\ntarget:    {tgt} (moved by +35 m east, +20 m north)", err=True)
+    with click.progressbar(length=100, label="registering", file=sys.stderr, hidden=quiet) as bar:
+        state = {"done": 0}
+
+        def progress(fraction, message):
+            bar.label = message
+            step = int(100 * fraction) - state["done"]
+            if step > 0:
+                bar.update(step)
+                state["done"] += step
+
+        result = run(str(ref), str(tgt), str(raster), cfg, progress=progress)
+    rep = result.report
+    shift = rep["model"]["parameters"]["shift_px_at_centre"]
+    click.echo(f"{rep['model']['type']} model, shift at the centre {shift[0]:+.2f}, {shift[1]:+.2f} px; "
+               f"quality: {rep['quality']}")
+    for kind, path in result.outputs.items():
+        click.echo(f"  {kind}: {path}")
+    click.echo("Open the raster and the tie points in QGIS over the reference to see the correction.")
+
+
+@georeg.command()
 @verbosity_options
 @click.pass_context
 @handle_errors
