@@ -31,8 +31,14 @@ def pair(tmp_path_factory):
     return ref, tgt
 
 
+FAST = ["--matcher", "baseline"]  # the weight-free matcher: these tests are about files and errors
+
+
 def _run(args):
-    return CliRunner().invoke(georeg, [str(a) for a in args])
+    args = [str(a) for a in args]
+    if args[0] in ("register", "batch") and "--matcher" not in args:
+        args += FAST
+    return CliRunner().invoke(georeg, args)
 
 
 def _one_error_line(r, code, *fragments):
@@ -402,7 +408,8 @@ def batch_job(pair, tmp_path_factory):
     rows = [[str(pair[0]), str(pair[1]), f"p{i}.tif", str(30 + 5 * i)] for i in range(4)]
     m = _manifest(d / "m.csv", ["reference", "target", "output", "max_shift"], rows)
     clean = d / "clean"
-    r = subprocess.run([*GEOREG, "batch", str(m), "-o", str(clean), "--workers", "2", "-q"], capture_output=True)
+    r = subprocess.run([*GEOREG, "batch", str(m), "-o", str(clean), "--workers", "2", "-q", *FAST],
+                       capture_output=True)
     assert r.returncode == 0, r.stderr
     return m, clean
 
@@ -457,7 +464,7 @@ def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
 
     m, clean = batch_job
     out = tmp_path / f"out{delay:.2f}"
-    args = [*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", "-q"]
+    args = [*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", "-q", *FAST]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(delay)
     p.send_signal(signal.SIGKILL)
@@ -559,7 +566,7 @@ def _ctrl_c_batch(batch_job, tmp_path, delay: float) -> None:
 
     m, _ = batch_job
     out = tmp_path / f"int{delay:.2f}"
-    p = subprocess.Popen([*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", *FAST], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(delay)
     os.killpg(p.pid, signal.SIGINT)
