@@ -13,7 +13,20 @@ from collections.abc import Callable
 from .errors import ConfigError
 
 
+def _quiet_dask() -> None:
+    """Dask logs a few dozen INFO lines per LocalCluster start (scheduler, nannies, workers); they
+    are shown with -v only. The environment variable reaches the worker processes too."""
+    import logging
+    import os
+
+    if logging.getLogger("georeg").isEnabledFor(logging.INFO):
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def _client(scheduler: str, workers: int | None):
+    _quiet_dask()
     try:
         from distributed import Client, LocalCluster
     except ImportError:

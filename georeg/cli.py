@@ -162,6 +162,41 @@ def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> 
     )
 
 
+class _Progress:
+    """Progress of one registration on stderr. The bar is drawn at the first report, after the
+    inputs were opened and checked (an input error is not preceded by 'registering 0%'), and its
+    label names the stage now running, not the one before."""
+
+    def __init__(self, quiet: bool, machine: bool, steps: int = 1000):
+        self.quiet, self.machine, self.steps = quiet, machine, steps
+        self.bar = None
+        self.done = 0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.machine:
+            _machine("PROGRESS", (fraction, message))
+            return
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=self.steps, label=message, file=sys.stderr, show_eta=False)
+            self.bar.__enter__()
+        self.bar.label = message
+        step = int(fraction * self.steps) - self.done
+        if step > 0:
+            self.done += step
+            self.bar.update(step)
+        else:
+            self.bar.render_progress()
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def _sibling(output: str, value: str | None, suffix: str) -> str | None:
     if value is None or value.lower() == "auto":
         p = Path(output)
@@ -225,20 +260,7 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
                        _sibling(output, report, "_report.json"), _sibling(output, quicklook, "_quicklook.png"))
     quiet = ctx.obj.get("quiet", False)
     machine = ctx.obj.get("machine", False)
-    with click.progressbar(length=1000, label="registering", file=sys.stderr, show_eta=False,
-                           hidden=quiet) as bar:
-        done = [0]
-
-        def progress(fraction: float, message: str) -> None:
-            if machine:
-                _machine("PROGRESS", (fraction, message))
-                return
-            target_steps = int(fraction * 1000)
-            if target_steps > done[0]:
-                bar.update(target_steps - done[0])
-                done[0] = target_steps
-            bar.label = message
-
+    with _Progress(quiet, machine) as progress:
         result = run(reference, target, output, cfg, progress=progress)
     rep = result.report
     if machine:
@@ -369,16 +391,7 @@ def demo(ctx, outdir, overwrite):
     quiet = ctx.obj.get("quiet", False)
     if not quiet:
         click.echo(f"reference: {ref}\ntarget:    {tgt} (moved by +35 m east, +20 m north)", err=True)
-    with click.progressbar(length=100, label="registering", file=sys.stderr, hidden=quiet) as bar:
-        state = {"done": 0}
-
-        def progress(fraction, message):
-            bar.label = message
-            step = int(100 * fraction) - state["done"]
-            if step > 0:
-                bar.update(step)
-                state["done"] += step
-
+    with _Progress(quiet, ctx.obj.get("machine", False)) as progress:
         result = run(str(ref), str(tgt), str(raster), cfg, progress=progress)
     rep = result.report
     shift = rep["model"]["parameters"]["shift_px_at_centre"]

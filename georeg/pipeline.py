@@ -318,14 +318,16 @@ def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
     """Match every tile through ``inverse`` (reference px -> target px) within ``radius`` px."""
     m = sc.cfg.matching
     found = []
+    n_pass = sc.steps_done // max(len(sc.tiles), 1) + 1
     for i, tile in enumerate(sc.tiles):
         sc.check_cancel()
+        # the label names the tile being matched now
+        sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
+                  f"matching tile {i + 1}/{len(sc.tiles)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
         area = tile.width * tile.height / m.tile_size ** 2
         n_kp = max(MIN_KEYPOINTS, int(round(m.keypoints_per_tile * min(1.0, area))))
         found.append(match_tile(sc.ref, sc.tgt, sc.grid, tile, i, inverse, radius, sc.matcher, m, n_kp, sc.dense))
         sc.steps_done += 1
-        sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
-                  f"matching tile {i + 1}/{len(sc.tiles)}")
     return TiePoints.concat(found)
 
 
