@@ -235,7 +235,7 @@ def finished_report(task: PairTask) -> dict | None:
         if not isinstance(rep, dict) or rep.get("batch", {}).get("key") != task.key:
             return None
         files = rep["files"]
-        _ = (rep["model"]["type"], rep["accuracy"]["rmse_px"], rep["accuracy"]["ce90_px"], rep["counts"]["inliers"])
+        _ = (rep["model"]["type"], rep["residuals"]["rmse_px"], rep["residuals"]["ce90_px"], rep["counts"]["inliers"])
         from .outputs import file_sha256
 
         for key, path in (("raster", task.output), ("tie_points", task.tie_points)):
@@ -283,8 +283,8 @@ def run_task(task: PairTask) -> dict:
         res = register(task.reference, task.target, task.output, task.config, matcher=_matcher_for(task),
                        report_extra={"batch": {"key": task.key, "index": task.index}})
         rep = res.report
-        row.update(model=rep["model"]["type"], rmse_px=round(rep["accuracy"]["rmse_px"], 3),
-                   ce90_px=round(rep["accuracy"]["ce90_px"], 3), inliers=rep["counts"]["inliers"],
+        row.update(model=rep["model"]["type"], rmse_px=round(rep["residuals"]["rmse_px"], 3),
+                   ce90_px=round(rep["residuals"]["ce90_px"], 3), inliers=rep["counts"]["inliers"],
                    quality=rep.get("quality", ""))
         if rep.get("quality") == "uncertain" and not task.config.output.accept_uncertain:
             row.update(status="uncertain", error=rep["verdict"]["reason"])
@@ -389,8 +389,8 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
             rows[t.index] = {"index": t.index, "reference": t.reference, "target": t.target, "output": t.output,
                              "status": "skipped (complete)", "error": "", "quality": rep.get("quality", ""),
                              "model": rep["model"]["type"],
-                             "rmse_px": round(rep["accuracy"]["rmse_px"], 3),
-                             "ce90_px": round(rep["accuracy"]["ce90_px"], 3),
+                             "rmse_px": round(rep["residuals"]["rmse_px"], 3),
+                             "ce90_px": round(rep["residuals"]["ce90_px"], 3),
                              "inliers": rep["counts"]["inliers"], "seconds": 0.0}
         else:
             todo.append(t)

@@ -265,11 +265,11 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     rep = result.report
     if machine:
         _machine("RESULT", {"outputs": result.outputs, "model": rep["model"]["type"], "shift": rep["shift"],
-                            "accuracy": rep["accuracy"], "counts": rep["counts"], "quality": rep["quality"],
+                            "residuals": rep["residuals"], "counts": rep["counts"], "quality": rep["quality"],
                             "verdict": rep["verdict"]["reason"]})
     if not quiet:
         sh = rep["shift"]
-        acc = rep["accuracy"]
+        acc = rep["residuals"]
         kind = rep["model"]["type"] + (" (auto)" if rep["model"]["requested"] == "auto" else "")
         click.echo(
             f"{kind}: shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "

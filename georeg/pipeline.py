@@ -54,7 +54,7 @@ class RegistrationResult:
 
     @property
     def rmse_px(self) -> float:
-        return self.report["accuracy"]["rmse_px"]
+        return self.report["residuals"]["rmse_px"]
 
     @property
     def quality(self) -> str:
@@ -616,7 +616,7 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
         },
         "shift": {**shift_summary(model, (x0, y0, x0 + overlap.width, y0 + overlap.height), grid.transform),
                   "map_unit": linear_unit},
-        "accuracy": {
+        "residuals": {  # of the tie points against the fit: agreement, not accuracy against a truth
             "rmse_px": rmse, "ce90_px": ce90,
             "rmse_map": rmse * px, "ce90_map": ce90 * px, "map_unit": linear_unit,
             "median_residual_px": float(np.median(res)) if res.size else float("nan"),

@@ -54,10 +54,10 @@ def test_tie_points_report_quicklook(pair, tmp_path):
     assert len(gdf) == res.report["counts"]["tie_points"] == len(res.tie_points)
     assert np.allclose(gdf.geometry.x, gdf.ref_x) and np.allclose(gdf.geometry.y, gdf.ref_y)
     rep = json.loads((tmp_path / "r.json").read_text())
-    for key in ("model", "shift", "accuracy", "counts", "timings_s", "versions", "config"):
+    for key in ("model", "shift", "residuals", "counts", "timings_s", "versions", "config"):
         assert key in rep
-    assert rep["accuracy"]["rmse_px"] < 2.0 and rep["accuracy"]["ce90_px"] >= rep["accuracy"]["median_residual_px"]
-    assert rep["accuracy"]["map_unit"] == "m"
+    assert rep["residuals"]["rmse_px"] < 2.0 and rep["residuals"]["ce90_px"] >= rep["residuals"]["median_residual_px"]
+    assert rep["residuals"]["map_unit"] == "m"
     assert np.allclose(rep["shift"]["mean_map"], [90.0, 60.0], atol=5.0)  # +9 px east, -6 px = north
     from PIL import Image
 

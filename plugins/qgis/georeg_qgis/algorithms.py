@@ -122,7 +122,7 @@ class RegisterAlgorithm(_Base):
             args.append("--align-grids")
         result = _run(args, feedback)
         feedback.pushInfo(f"{result.get('model')}: {result.get('counts', {}).get('inliers')} inliers, "
-                          f"RMSE {result.get('accuracy', {}).get('rmse_px', float('nan')):.2f} px")
+                          f"RMSE {result.get('residuals', {}).get('rmse_px', float('nan')):.2f} px")
         out = {"OUTPUT": output, "REPORT": report}
         layer = QgsVectorLayer(f"{tie_points}|layername=tie_points", "tie points", "ogr")
         if not layer.isValid():
@@ -223,7 +223,7 @@ def _run_in_process(args, feedback):
         rep = res.report
         if rep["quality"] != "reliable":
             feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
-        return {"outputs": res.outputs, "model": rep["model"]["type"], "accuracy": rep["accuracy"],
+        return {"outputs": res.outputs, "model": rep["model"]["type"], "residuals": rep["residuals"],
                 "counts": rep["counts"], "quality": rep["quality"]}
     from click.testing import CliRunner
 
