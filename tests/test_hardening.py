@@ -588,3 +588,35 @@ def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path):
 def test_ctrl_c_of_a_batch_at_random_moments(batch_job, tmp_path):
     for delay in np.random.default_rng(8).uniform(1.0, 9.0, 4):
         _ctrl_c_batch(batch_job, tmp_path, float(delay))
+
+
+# ---------------------------------------------------------------- 6: a huge, mostly empty pair
+def test_sparse_mosaic_matches_only_the_tiles_with_data(tmp_path):
+    """A 12000 px tiled, compressed, sparse pair whose data is one 600 px block: the empty tiles
+    (144 of them) are never matched, and the result is the block's (benchmarks/sparse_memory.py
+    measures time and memory at 60000 px)."""
+    from rasterio.windows import Window
+
+    blk = (tmp_path / "b_ref.tif", tmp_path / "b_tgt.tif")
+    synthetic_pair(str(blk[0]), str(blk[1]), size=600, seed=3,
+                   new_to_old=np.array([[1, 0, 5.0], [0, 1, -3.0], [0, 0, 1.0]]))
+    size, off = 12000, 5700
+    big = []
+    for p in blk:
+        with rasterio.open(p) as s:
+            arr, prof, t = s.read(), s.profile, s.transform
+        prof.update(width=size, height=size, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                    nodata=0, transform=t * Affine.translation(-off, -off), sparse_ok=True)
+        q = tmp_path / f"sparse_{p.name}"
+        with rasterio.open(q, "w", **prof) as d:
+            d.write(np.where(arr == 0, 1, arr).astype(prof["dtype"]), window=Window(off, off, 600, 600))
+        big.append(q)
+    out = tmp_path / "out" / "o.tif"
+    out.parent.mkdir()
+    r = _run(["register", *big, "-o", out, "--quicklook", "none"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "o_report.json").read_text())
+    assert rep["counts"]["tiles"] == 1
+    dx, dy = rep["model"]["parameters"]["shift_px_at_centre"]
+    assert abs(dx - 5.0) < 0.3 and abs(dy + 3.0) < 0.3, (dx, dy)
+    assert _files(out.parent) == ["o.tif", "o_report.json", "o_tiepoints.gpkg"]
