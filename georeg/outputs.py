@@ -13,7 +13,7 @@ from .config import RegistrationConfig
 from .estimation import FittedModel
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
-from .quicklook import checkerboard, compose, vectors_panel
+from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
 from .raster import Grid, RasterSource
 from .warp import _apply_affine, _to_crs, corrected_transform, output_to_source
 from .writers import write_png, write_report, write_resampled, write_tie_points, write_with_transform
@@ -81,7 +81,7 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         write_tie_points(gdf, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:
-        write_png(quicklook_image(ref, tgt, grid, overlap, model, tp), str(outputs["quicklook"]))
+        write_png(quicklook_image(ref, tgt, grid, overlap, model, tp, report=report), str(outputs["quicklook"]))
     # what a later run (batch resume) checks before it trusts these files
     report["files"] = {key: {"bytes": Path(p).stat().st_size, "sha256": file_sha256(p)}
                        for key, p in outputs.items() if key in ("raster", "tie_points")}
@@ -91,7 +91,9 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
 
 
 def quicklook_image(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel,
-                    tp: TiePoints, size: int = 600) -> np.ndarray:
+                   tp: TiePoints, size: int = 480, crop: int = 72, report: dict | None = None) -> np.ndarray:
+    """The quicklook figure (see :mod:`georeg.quicklook`): tie-point vectors over the reference at
+    about ``size`` px, and a ``crop`` px window of full-resolution pixels before and after."""
     sub = grid.window_grid(overlap)
     factor = max(1.0, max(sub.width, sub.height) / size)
     qg = sub.scaled(factor)
@@ -99,22 +101,59 @@ def quicklook_image(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, m
     off = np.array([overlap.col_off, overlap.row_off], np.float64)
     scale = np.array([sx, sy])
 
-    def to_full(xy):
-        return off + xy * scale
-
     def to_q(xy):
         return (xy - off) / scale
 
     r, rv = ref.read_on_grid(qg)
-    before, bv = tgt.read_on_grid(qg)
-    after, av = sample_through(tgt, qg, Window(0, 0, qg.width, qg.height),
-                               lambda xy: to_q(model.inverse(to_full(xy))))
+    rn = preprocess(r, rv, "optical", ref.ds.dtypes[0].startswith("float"))
+    shift = float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t, axis=1))) / sx if len(tp) else 0.0
+    # vectors drawn about 12 panel px long whatever the correction; the title says by how much
+    gain = float(np.clip(12.0 / max(shift, 1e-3), 1.0, 50.0)) if len(tp) else 1.0
+    gain = float(round(gain)) if gain >= 2 else round(gain, 1)
+    panel = vectors_panel(rn, to_q(tp.xy_r), to_q(tp.xy_t), model.inliers, vector_gain=gain)
+    panel = scale_bar(panel, sx * grid.ground_pixel_size_m)
+    before, after, _ = _crops(ref, tgt, grid, overlap, model, tp, crop)
+    side = (panel.shape[0] - 2 * 28) // 2  # two stacked crops as tall as the vectors panel
+    n_in = int(model.inliers.sum())
+    columns = [[(f"tie points: {n_in} inliers (green), {len(tp) - n_in} outliers (red); vectors x{gain:g}", panel)],
+               [(f"before ({crop} px crop)", zoom(before, side)),
+                ("after: reference magenta, target green", zoom(after, side))]]
+    return compose(columns, _heading(ref, tgt, model, report))
+
+
+def _crops(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel, tp: TiePoints,
+           crop: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Before/after overlays of a ``crop`` px window at full resolution, centred on the inlier tie
+    point nearest the overlap's centre (structure is there), else on the centre."""
+    centre = np.array([overlap.col_off + overlap.width / 2, overlap.row_off + overlap.height / 2])
+    pts = tp.xy_r[model.inliers] if model.inliers.any() else np.zeros((0, 2))
+    c = pts[np.argmin(np.linalg.norm(pts - centre, axis=1))] if len(pts) else centre
+    half = crop // 2
+    hi = (max(overlap.col_off, overlap.col_off + overlap.width - crop),
+          max(overlap.row_off, overlap.row_off + overlap.height - crop))
+    c0 = int(np.clip(round(c[0]) - half, overlap.col_off, hi[0]))
+    r0 = int(np.clip(round(c[1]) - half, overlap.row_off, hi[1]))
+    win = Window(c0, r0, crop, crop)
+    cg = grid.window_grid(win)
+    r, rv = ref.read_on_grid(cg)
+    b, bv = tgt.read_on_grid(cg)
+    a, av = sample_through(tgt, cg, Window(0, 0, crop, crop),
+                           lambda xy: model.inverse(xy + np.array([c0, r0], np.float64)) - np.array([c0, r0]))
     isf = tgt.ds.dtypes[0].startswith("float")
     rn = preprocess(r, rv, "optical", ref.ds.dtypes[0].startswith("float"))
-    bn = preprocess(before, bv, tgt.modality, isf)
-    an = preprocess(after, av, tgt.modality, isf)
-    gain = max(1.0, 8.0 / max(float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t, axis=1))) / sx, 1e-3)) \
-        if len(tp) else 1.0
-    gain = min(gain, 20.0)
-    panel = vectors_panel(rn, to_q(tp.xy_r), to_q(tp.xy_t), model.inliers, vector_gain=gain)
-    return compose([panel, checkerboard(rn, bn), checkerboard(rn, an)])
+    return (overlay(rn, preprocess(b, bv, tgt.modality, isf)), overlay(rn, preprocess(a, av, tgt.modality, isf)),
+            f"col {c0}, row {r0}")
+
+
+def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: dict | None) -> str:
+    from pathlib import Path
+
+    text = f"{Path(tgt.path).name} ({tgt.modality}) onto {Path(ref.path).name}: {model.kind}"
+    if report:
+        sh = report.get("shift", {})
+        if "mean_px" in sh:
+            text += (f", shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "
+                     f"({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})")
+        if report.get("quality"):
+            text += f"; verdict: {report['quality']}"
+    return text

@@ -1,20 +1,41 @@
-"""The quicklook picture, built as an RGB array (pure; writing is in :mod:`georeg.writers`).
+"""The quicklook figure, built as an RGB array (pure; writing is in :mod:`georeg.writers`).
 
-Three panels side by side: the reference with the tie-point vectors (green inliers, red outliers,
-drawn from where the target showed the feature to where the reference has it, exaggerated by
-``vector_gain``), then a checkerboard of reference and target before, and after, registration.
+A title line (what was registered onto what, the model, the shift and the verdict), then three
+titled panels:
+
+1. the reference with the tie-point vectors, from where the target showed each feature to where
+   the reference has it, magnified by the factor the panel title states; inliers green, outliers
+   red; a scale bar in metres;
+2. and 3. the same zoomed crop of full-resolution pixels before and after the correction, as a
+   colour overlay: reference in magenta, target in green. Where they agree the picture is grey;
+   a misregistration shows as magenta and green fringes on either side of every edge, so a
+   correction of a pixel or two is visible.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 GREEN = (40, 220, 60)
-RED = (235, 50, 40)
+RED = (255, 40, 0)
+TEXT = (20, 20, 20)
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
     return np.repeat((np.clip(img, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def overlay(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """(H, W) reference and target in [0, 1] as one RGB picture: reference in red and blue
+    (magenta), target in green. Aligned structure is grey; offsets show as coloured fringes."""
+    def stretch(a):
+        lo, hi = np.percentile(a, [2, 98])
+        return np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+
+    r, t = stretch(ref), stretch(tgt)
+    return (np.stack([r, t, r], -1) * 255).astype(np.uint8)
 
 
 def checkerboard(a: np.ndarray, b: np.ndarray, cells: int = 8) -> np.ndarray:
@@ -59,13 +80,74 @@ def vectors_panel(ref: np.ndarray, xy_r: np.ndarray, xy_t: np.ndarray, inlier: n
     return img
 
 
-def compose(panels: list[np.ndarray], gap: int = 6) -> np.ndarray:
-    h = max(p.shape[0] for p in panels)
-    parts = []
-    for i, p in enumerate(panels):
-        pad = np.full((h, p.shape[1], 3), 255, np.uint8)
-        pad[: p.shape[0]] = p
-        parts.append(pad)
-        if i < len(panels) - 1:
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-    return np.concatenate(parts, 1)
+def nice_length(max_m: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``max_m``."""
+    if max_m <= 0:
+        return 0.0
+    k = 10 ** math.floor(math.log10(max_m))
+    return max(m * k for m in (1, 2, 5) if m * k <= max_m)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fmt_length(m: float) -> str:
+    return f"{m / 1000:g} km" if m >= 1000 else f"{m:g} m"
+
+
+def scale_bar(img: np.ndarray, metres_per_px: float) -> np.ndarray:
+    """Draw a scale bar of a round length (about a quarter of the width) in the lower left."""
+    from PIL import Image, ImageDraw
+
+    h, w = img.shape[:2]
+    length = nice_length(0.25 * w * metres_per_px)
+    if not length or not math.isfinite(metres_per_px):
+        return img
+    px = int(round(length / metres_per_px))
+    pil = Image.fromarray(img)
+    d = ImageDraw.Draw(pil)
+    x0, y0 = 10, h - 18
+    d.rectangle([x0 - 4, y0 - 18, x0 + px + 4, h - 4], fill=(255, 255, 255))
+    d.rectangle([x0, y0, x0 + px, y0 + 6], fill=(0, 0, 0))
+    d.text((x0, y0 - 16), _fmt_length(length), fill=TEXT, font=_font(12))
+    return np.asarray(pil)
+
+
+def compose(columns: list[list[tuple[str, np.ndarray]]], heading: str = "", gap: int = 8) -> np.ndarray:
+    """Columns side by side on white; each column is a list of (title, picture) stacked top to
+    bottom; the whole under ``heading``."""
+    from PIL import Image, ImageDraw
+
+    title_h = 20
+    head_h = 26 if heading else 0
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = [int(max(max(p.shape[1], measure.textlength(t, font=_font(13))) for t, p in col)) for col in columns]
+    heights = [sum(title_h + p.shape[0] + gap for _, p in col) for col in columns]
+    canvas = Image.new("RGB", (sum(widths) + gap * (len(columns) + 1), head_h + max(heights)), (255, 255, 255))
+    d = ImageDraw.Draw(canvas)
+    if heading:
+        d.text((gap, 5), heading, fill=TEXT, font=_font(15))
+    x = gap
+    for col, w in zip(columns, widths, strict=True):
+        y = head_h
+        for title, p in col:
+            d.text((x, y + 2), title, fill=TEXT, font=_font(13))
+            canvas.paste(Image.fromarray(p), (x, y + title_h))
+            y += title_h + p.shape[0] + gap
+        x += w + gap
+    return np.asarray(canvas)
+
+
+def zoom(img: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour enlargement to ``size`` px on the long side (pixels stay visible)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    f = size / max(h, w)
+    return np.asarray(Image.fromarray(img).resize((max(1, round(w * f)), max(1, round(h * f))), Image.NEAREST))

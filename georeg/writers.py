@@ -169,4 +169,6 @@ def _json_default(o):
 def write_png(rgb: np.ndarray, path: str) -> None:
     from PIL import Image
 
-    Image.fromarray(rgb).save(path, format="PNG", optimize=True)
+    # 256 colours are plenty for a picture to look at, and keep it far smaller than the rasters
+    Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        path, format="PNG", optimize=True)

@@ -61,8 +61,15 @@ def test_tie_points_report_quicklook(pair, tmp_path):
     assert np.allclose(rep["shift"]["mean_map"], [90.0, 60.0], atol=5.0)  # +9 px east, -6 px = north
     from PIL import Image
 
+    from georeg.quicklook import nice_length
+
     with Image.open(tmp_path / "q.png") as im:
-        assert im.mode == "RGB" and im.width > 2 * im.height
+        assert im.mode == "P" and im.width > im.height  # a 256-colour figure: vectors, then before/after
+        rgb = np.asarray(im.convert("RGB"))
+    # the title line is dark text on white; green inlier vectors are drawn
+    assert (rgb[:26].min(-1) < 100).any() and ((rgb[..., 1] > 180) & (rgb[..., 0] < 120)).any()
+    assert (tmp_path / "q.png").stat().st_size < out.stat().st_size
+    assert nice_length(870.0) == 500.0 and nice_length(0.26) == 0.2
 
 
 def test_cog_output(pair, tmp_path):
