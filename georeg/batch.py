@@ -116,7 +116,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def _default_names(targets: list[str], rows: list[int]) -> list[str]:
     """``<stem>_registered.tif``; where two targets share a stem (``scene_a/target.tif``,
     ``scene_b/target.tif``), the parent folders' names are prefixed, then the row number."""
-    plain = [f"{Path(t).stem}_registered.tif" for t in targets]
+    plain = [f"{Path(t.split('?')[0]).stem}_registered.tif" for t in targets]
     names = [f"{Path(t).parent.name}_{n}" if plain.count(n) > 1 else n for t, n in zip(targets, plain, strict=True)]
     return [f"{Path(n).stem}_row{r + 1}.tif" if names.count(n) > 1 else n for r, n in zip(rows, names, strict=True)]
 
@@ -136,9 +136,14 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
         if unknown:
             raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
                               f"{', '.join(ROW_OPTIONS)}")
-    refs = [str((Path(base_dir) / r["reference"]).resolve()) for r in rows]
-    tgts = [str((Path(base_dir) / r["target"]).resolve()) for r in rows]
-    inputs = {Path(p) for p in refs + tgts}
+    from .remote import is_remote
+
+    def locate(p: str) -> str:
+        return p if is_remote(p) else str((Path(base_dir) / p).resolve())
+
+    refs = [locate(r["reference"]) for r in rows]
+    tgts = [locate(r["target"]) for r in rows]
+    inputs = {Path(p) for p in refs + tgts if not is_remote(p)}
     for r in rows:
         for col in ("ref_mask", "target_mask"):
             if r.get(col):

@@ -31,6 +31,10 @@ class RasterOpenError(InputError, OSError):
     """A path is missing or is not a raster GDAL can open."""
 
 
+class RemoteReadError(RasterOpenError):
+    """A URL or object-store path could not be read (HTTP status, access, timeout)."""
+
+
 class MissingCRSError(InputError):
     """A raster has no coordinate reference system."""
 

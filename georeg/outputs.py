@@ -77,7 +77,10 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
     if "tie_points" in outputs:
         from datetime import datetime, timezone
 
-        mtime = Path(tgt.path).stat().st_mtime
+        from .remote import is_remote
+
+        # the target file's time makes the GeoPackage reproducible; a remote target has none here
+        mtime = 0.0 if is_remote(tgt.path) else Path(tgt.path).stat().st_mtime
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         write_tie_points(gdf, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:

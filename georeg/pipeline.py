@@ -85,10 +85,14 @@ def _planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict
 def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -> None:
     """Refuse existing outputs (without overwrite), outputs that are inputs, and missing folders."""
     from .raster import check_utf8_name
+    from .remote import is_remote
 
-    resolved_inputs = {Path(p).resolve() for p in inputs if p}
+    resolved_inputs = {Path(p).resolve() for p in inputs if p and not is_remote(p)}
     seen = set()
     for kind, path in outputs.items():
+        if is_remote(path):
+            raise InputError(f"the {kind} output {path} is a URL; georeg writes local files: give a local path "
+                             "(and upload the results afterwards)")
         check_utf8_name(path, f"{kind} output")
         p = Path(path)
         if p.resolve() in resolved_inputs:

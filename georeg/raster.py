@@ -25,7 +25,8 @@ from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
 from .config import InputConfig
-from .errors import MissingCRSError, NoOverlapError, RasterOpenError
+from .errors import MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
+from .remote import configure_network, explain, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,12 @@ class RasterSource:
         self.cfg = cfg
         self.role = role
         p = Path(self.path)
-        if not p.exists():
+        self.remote = is_remote(self.path)
+        if self.remote:
+            configure_network()
+        elif not p.exists():
             raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
-        if p.is_dir():
+        elif p.is_dir():
             raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
         check_utf8_name(self.path, f"{role} raster")
         if cfg.mask:
@@ -138,6 +142,8 @@ class RasterSource:
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
                 self.ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
+            if self.remote:
+                raise RemoteReadError(f"{role} raster: {explain(self.path, exc)}") from None
             raise RasterOpenError(
                 f"{role} file is not a raster GDAL can read: {self.path} ({_short(exc)}); "
                 "give a GeoTIFF or another GDAL raster format") from None

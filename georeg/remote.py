@@ -1,0 +1,57 @@
+"""Rasters that are not local files: ``https://`` and ``http://`` URLs, ``s3://bucket/key``
+(credentials and endpoint from the usual AWS environment variables) and GDAL's ``/vsi...`` paths.
+
+GDAL reads them by ranges (``/vsicurl/``, ``/vsis3/``), so georeg fetches only the windows it
+works on, and a Cloud-Optimised GeoTIFF's overviews serve the coarse reads. Outputs are always
+local files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://", "az://")
+
+# GDAL's network settings unless the user set them: fail in seconds, retry a transient error
+GDAL_NETWORK_DEFAULTS = {
+    "GDAL_HTTP_TIMEOUT": "30",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_MAX_RETRY": "2",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # do not list a bucket or web folder per file
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.vrt,.jp2,.img,.nc,.ovr,.msk",
+}
+
+_HTTP_STATUS = {400: "bad request", 401: "not authorised", 403: "access denied", 404: "not found",
+                408: "timeout", 429: "too many requests", 500: "server error", 502: "bad gateway",
+                503: "service unavailable", 504: "gateway timeout"}
+
+
+def is_remote(path: str | os.PathLike | None) -> bool:
+    if path is None:
+        return False
+    p = str(path)
+    return p.lower().startswith(REMOTE_SCHEMES) or p.startswith("/vsi")
+
+
+def configure_network() -> None:
+    for key, value in GDAL_NETWORK_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def explain(path: str, exc: Exception) -> str:
+    """One line for a failed remote read: the URL, the HTTP status when GDAL reports one, what to do."""
+    text = " ".join(str(exc).split())
+    m = re.search(r"HTTP (?:response )?code:? ?(\d{3})", text) or re.search(r"\b(4\d\d|5\d\d)\b", text)
+    if m:
+        code = int(m.group(1))
+        what = _HTTP_STATUS.get(code, "error")
+        hint = {403: "check the credentials (AWS_* variables) or the URL's signature",
+                401: "check the credentials", 404: "check the URL"}.get(code, "try again later or check the URL")
+        return f"could not read {path}: HTTP {code} ({what}); {hint}"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"could not read {path}: the server did not answer in time; check the network and try again"
+    if "resolve host" in text.lower() or "connect" in text.lower():
+        return f"could not read {path}: the server cannot be reached ({text[:120]}); check the URL and the network"
+    return f"could not read {path}: {text[:160]}; check the URL"
