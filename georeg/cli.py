@@ -318,6 +318,11 @@ def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite, 
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--pairs", nargs=2, metavar="REF_GLOB TARGET_GLOB", default=None,
               help="Build the manifest from two globs, paired in sorted order (quote them).")
+@click.option("--stac", "stac", multiple=True, type=click.Path(),
+              help="STAC Item or ItemCollection JSON (repeatable): each target item is paired with the reference "
+                   "item it overlaps most (then nearest in date).")
+@click.option("--reference-asset", default=None, help="With --stac: the reference asset key or band name (e.g. B04).")
+@click.option("--target-asset", default=None, help="With --stac: the target asset key or band name (e.g. vh).")
 @click.option("--workers", type=int, default=None, help="Local worker processes (default: all cores).")
 @click.option("--scheduler", default=None,
               help="Run on Dask: 'tcp://host:port' of an existing scheduler, or 'local' for a LocalCluster.")
@@ -327,18 +332,29 @@ def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite, 
 @verbosity_options
 @click.pass_context
 @handle_errors
-def batch(ctx, manifest, outdir, pairs, workers, scheduler, resume, **params):
+def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, workers, scheduler, resume, **params):
     """Register every pair of MANIFEST (CSV: reference,target[,output][,options...]) into OUTDIR."""
     from . import batch as B
     from .errors import InputError
 
-    if (manifest is None) == (pairs is None):
-        raise InputError("give either a MANIFEST or --pairs REF_GLOB TARGET_GLOB (not both)")
+    if sum(x is not None and x != () for x in (manifest, pairs, stac)) != 1:
+        raise InputError("give one of a MANIFEST, --pairs REF_GLOB TARGET_GLOB or --stac ITEMS.json")
+    if stac and not (reference_asset and target_asset):
+        raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
+                         "e.g. --reference-asset B04 --target-asset vh)")
     cfg = build_config(params)
+    if scheduler:
+        B.check_scheduler(scheduler)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = B.read_manifest(manifest, out, cfg) if manifest else \
-        B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
+    if manifest:
+        tasks = B.read_manifest(manifest, out, cfg)
+    elif pairs:
+        tasks = B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
+    else:
+        from .stac import load_items, pair_rows
+
+        tasks = B.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
     verbose = ctx.obj.get("verbose", 0)
     quiet = ctx.obj.get("quiet", False)
     with click.progressbar(length=len(tasks), label="pairs", file=sys.stderr, hidden=quiet) as bar:
