@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from georeg import batch
@@ -23,10 +24,11 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "s1s2_volkov" /
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("manifest", nargs="?")
-    ap.add_argument("outdir", nargs="?", default="georeg_batch_out")
+    ap.add_argument("outdir", nargs="?", default=None, help="default: a new folder under the system's temp folder")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'local'")
     args = ap.parse_args()
+    args.outdir = args.outdir or tempfile.mkdtemp(prefix="georeg_batch_")
     rows = args.manifest or [{"reference": str(DATA / f"{p}_S2_RGB.tif"), "target": str(DATA / f"{p}_S1_VH.tif")}
                              for p in ("050", "176", "268")]
     config = RegistrationConfig().with_options(matching={"max_shift": 400, "max_shift_unit": "m"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import georeg
@@ -41,8 +42,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reference", nargs="?", default=str(EXAMPLE / "176_S2_RGB.tif"))
     ap.add_argument("target", nargs="?", default=str(EXAMPLE / "176_S1_VH.tif"))
-    ap.add_argument("--out-dir", default="georeg_example_out")
+    ap.add_argument("--out-dir", default=None, help="default: a new folder under the system's temp folder")
     args = ap.parse_args()
+    args.out_dir = args.out_dir or tempfile.mkdtemp(prefix="georeg_example_")
     try:
         result = register_step(Path(args.reference), Path(args.target), Path(args.out_dir))
     except GeoregError as exc:

@@ -34,8 +34,8 @@ from .errors import ConfigError, GeoregError, InputError
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "rmse_px",
-                  "ce90_px", "inliers", "seconds")
+SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
+                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds")
 
 # manifest columns that set registration options per row: column -> (section, field, parser)
 ROW_OPTIONS = {
@@ -281,13 +281,14 @@ def run_task(task: PairTask) -> dict:
     t = time.perf_counter()
     row = {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
            "status": "ok", "error": "", "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
-           "seconds": ""}
+           "seconds": "", "shift_x_px": "", "shift_y_px": "", "shift_x_map": "", "shift_y_map": ""}
     global _IN_TASK
     try:
         _IN_TASK = True
         res = register(task.reference, task.target, task.output, task.config, matcher=_matcher_for(task),
                        report_extra={"batch": {"key": task.key, "index": task.index}})
         rep = res.report
+        row.update(_shift_columns(rep))
         row.update(model=rep["model"]["type"], rmse_px=round(rep["residuals"]["rmse_px"], 3),
                    ce90_px=round(rep["residuals"]["ce90_px"], 3), inliers=rep["counts"]["inliers"],
                    quality=rep.get("quality", ""))
@@ -396,7 +397,7 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
                              "model": rep["model"]["type"],
                              "rmse_px": round(rep["residuals"]["rmse_px"], 3),
                              "ce90_px": round(rep["residuals"]["ce90_px"], 3),
-                             "inliers": rep["counts"]["inliers"], "seconds": 0.0}
+                             "inliers": rep["counts"]["inliers"], "seconds": 0.0, **_shift_columns(rep)}
         else:
             todo.append(t)
     done = len(rows)
@@ -434,6 +435,16 @@ def check_scheduler(scheduler: str) -> None:
     if scheduler != "local" and not re.fullmatch(r"(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+(:\d+)?/?", scheduler):
         raise ConfigError(f"--scheduler must be 'local' or a Dask scheduler address such as tcp://host:8786; "
                           f"got {scheduler!r}")
+
+
+def _shift_columns(rep: dict) -> dict:
+    """Mean shift over the overlap, pixels (x right, y down) and map units (x east, y north)."""
+    sh = rep.get("shift", {})
+    px, mp = sh.get("mean_px"), sh.get("mean_map")
+    if not px or not mp:
+        return {}
+    return {"shift_x_px": round(px[0], 3), "shift_y_px": round(px[1], 3),
+            "shift_x_map": round(mp[0], 2), "shift_y_map": round(mp[1], 2)}
 
 
 def _failed_row(task: PairTask, error: str) -> dict:

@@ -250,7 +250,8 @@ def _machine(kind: str, payload) -> None:
 @click.pass_context
 @handle_errors
 def register(ctx, reference, target, output, tie_points, report, quicklook, **params):
-    """Register TARGET onto REFERENCE and write the corrected raster to OUTPUT."""
+    """Register TARGET onto REFERENCE and write the corrected target to the -o/--output GeoTIFF
+    (plus tie points, report and quicklook beside it unless set to 'none')."""
     from .errors import InputError
     from .pipeline import register as run
 

@@ -24,17 +24,41 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
     """Write the corrected raster. Returns (transform or None, mode, geotransform deviation px)."""
     o = cfg.output
     path = str(outputs["raster"])
+    tags = provenance(ref, tgt, model, outputs)
     geotransform_only = model.kind in ("translation", "similarity", "affine") and not o.align_grids
     if geotransform_only:
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight
         if dev <= 0.05:
-            write_with_transform(tgt, path, transform, o.cog, o.compress)
+            write_with_transform(tgt, path, transform, o.cog, o.compress, tags=tags)
             return transform, "geotransform", dev
     out_grid = grid if o.align_grids else tgt.grid
     mapping = output_to_source(model, out_grid, grid, tgt.grid)
-    write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress)
+    write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress, tags=tags)
     return None, ("resampled to reference grid" if o.align_grids else "resampled on target grid"), 0.0
+
+
+def provenance(ref: RasterSource, tgt: RasterSource, model: FittedModel, outputs: dict) -> dict:
+    """GeoTIFF tags that say georeg made the raster, from what and how (gdalinfo and QGIS show them)."""
+    from datetime import datetime, timezone
+
+    from . import __version__
+
+    tags = {"TIFFTAG_SOFTWARE": f"georeg {__version__}",
+            "TIFFTAG_DATETIME": datetime.now(timezone.utc).strftime("%Y:%m:%d %H:%M:%S"),
+            "GEOREG_TARGET": str(tgt.path), "GEOREG_REFERENCE": str(ref.path), "GEOREG_MODEL": model.kind}
+    if "report" in outputs:
+        tags["GEOREG_REPORT"] = _final_name(outputs["report"])
+    return tags
+
+
+def _final_name(staged_path) -> str:
+    """The final file name of a staged ``.NAME.partial-PID.EXT`` path."""
+    import re
+
+    name = Path(staged_path).name
+    m = re.fullmatch(r"\.(.+)\.partial-\d+(\.[^.]*)", name)
+    return m.group(1) + m.group(2) if m else name
 
 
 def file_sha256(path) -> str:

@@ -55,8 +55,10 @@ def _finish(tmp_gtiff: Path, final_tmp: Path, cog: bool, compress: str) -> None:
         shutil.move(str(tmp_gtiff), str(final_tmp))
 
 
-def _copy_metadata(src: RasterSource, dst) -> None:
+def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
     dst.update_tags(**src.ds.tags())
+    if extra:
+        dst.update_tags(**extra)
     for i in range(1, src.ds.count + 1):
         if src.ds.descriptions[i - 1]:
             dst.set_band_description(i, src.ds.descriptions[i - 1])
@@ -67,7 +69,7 @@ def _copy_metadata(src: RasterSource, dst) -> None:
 
 
 def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: bool, compress: str,
-                         progress: Callable[[float], None] | None = None) -> None:
+                         progress: Callable[[float], None] | None = None, tags: dict | None = None) -> None:
     """Copy the target's pixels unchanged under a new geotransform."""
     grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
     prof = _profile(src, grid, compress, src.ds.nodata)
@@ -82,13 +84,13 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: b
                     dst.write_mask(src.ds.read_masks(1, window=w), window=w)
                 if progress:
                     progress((i + 1) / len(wins))
-            _copy_metadata(src, dst)
+            _copy_metadata(src, dst, tags)
         _finish(tmp, Path(path), cog, compress)
 
 
 def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[np.ndarray], np.ndarray],
                     resampling: str, cog: bool, compress: str,
-                    progress: Callable[[float], None] | None = None) -> None:
+                    progress: Callable[[float], None] | None = None, tags: dict | None = None) -> None:
     """Resample the target onto ``out``; ``mapping`` takes output pixels to target native pixels."""
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
     prof = _profile(src, out, compress, nodata)
@@ -101,7 +103,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
                 dst.write(_resample_window(src, mapping, w, order, nodata), window=w)
                 if progress:
                     progress((i + 1) / len(wins))
-            _copy_metadata(src, dst)
+            _copy_metadata(src, dst, tags)
         _finish(tmp, Path(path), cog, compress)
 
 

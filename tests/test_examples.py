@@ -26,4 +26,5 @@ def test_batch_example(volkov, tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "3/3 registered" in out.stdout
-    assert (tmp_path / "georeg_batch_out" / "summary.csv").exists()
+    summary = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
+    assert Path(summary).exists() and not list(tmp_path.iterdir())  # nothing left in the working folder

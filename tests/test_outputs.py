@@ -198,3 +198,12 @@ def test_geopackage_is_version_1_2(pair, tmp_path):
         assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # 'GPKG'
     finally:
         con.close()
+
+
+def test_outputs_say_what_made_them(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    georeg.register(*pair, out, _cfg(output={"report": str(tmp_path / "out_report.json")}))
+    with rasterio.open(out) as d:
+        tags = d.tags()
+    assert tags["TIFFTAG_SOFTWARE"].startswith("georeg ") and tags["GEOREG_MODEL"] in ("translation", "affine")
+    assert tags["GEOREG_REFERENCE"] == str(pair[0]) and tags["GEOREG_REPORT"] == "out_report.json"

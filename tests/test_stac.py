@@ -55,6 +55,9 @@ def test_batch_from_stac_items(items):
     # one pair: the far S1 item overlaps no S2 item; B04 is found by band name in the first S2 item
     assert [(Path(x["reference"]).name, Path(x["target"]).name, x["status"]) for x in rows] == \
         [("s2_red.tif", "s1_vh.tif", "ok")]
+    # the summary carries the shift: the target shows features 6 px right and 4 px up of the truth
+    assert abs(float(rows[0]["shift_x_px"]) - 6.0) < 0.3 and abs(float(rows[0]["shift_y_px"]) + 4.0) < 0.3
+    assert abs(float(rows[0]["shift_x_map"]) - 60.0) < 3 and abs(float(rows[0]["shift_y_map"]) - 40.0) < 3
 
 
 def test_stac_needs_both_assets(items):
