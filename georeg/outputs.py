@@ -40,12 +40,12 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
 
 def provenance(ref: RasterSource, tgt: RasterSource, model: FittedModel, outputs: dict) -> dict:
     """GeoTIFF tags that say georeg made the raster, from what and how (gdalinfo and QGIS show them)."""
-    from datetime import datetime, timezone
 
     from . import __version__
 
+    # no date: two runs on the same inputs write byte-identical rasters (batch resume relies on
+    # it); the report carries created_utc
     tags = {"TIFFTAG_SOFTWARE": f"georeg {__version__}",
-            "TIFFTAG_DATETIME": datetime.now(timezone.utc).strftime("%Y:%m:%d %H:%M:%S"),
             "GEOREG_TARGET": str(tgt.path), "GEOREG_REFERENCE": str(ref.path), "GEOREG_MODEL": model.kind}
     if "report" in outputs:
         tags["GEOREG_REPORT"] = _final_name(outputs["report"])
