@@ -81,6 +81,7 @@ def _clear(mask) -> list[str]:
     return ["--ref-mask", str(mask), "--target-mask", str(mask)]
 
 
+@pytest.mark.slow  # test_hardening interrupts and resumes batches on a small pair in the default run
 def test_resume_after_sigint_recomputes_only_unfinished(landsat_pairs, landsat_clear_mask, tmp_path):
     man = _manifest(tmp_path / "m.csv", landsat_pairs)
     clear = _clear(landsat_clear_mask)
@@ -115,6 +116,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dask_cluster_with_a_worker_killed(landsat_pairs, landsat_clear_mask, tmp_path):
     pytest.importorskip("distributed")
     bin_dir = Path(sys.executable).parent

@@ -21,6 +21,7 @@ def test_pipeline_step_example(volkov, tmp_path):
 
 
 @pytest.mark.data
+@pytest.mark.slow  # three 1024 px pairs; test_batch and test_hardening cover batch in the default run
 def test_batch_example(volkov, tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "examples" / "batch_api.py"), "--workers", "1"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)

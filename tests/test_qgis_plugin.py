@@ -114,6 +114,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         assert a.transform.almost_equals(o.transform)  # the second file got the same correction
 
 
+@pytest.mark.slow  # the processing.run test covers the same algorithm in the default run
 def test_register_through_qgis_process(volkov, tmp_path):
     if not os.path.exists(QGIS_PROCESS):
         pytest.skip("qgis_process.bin is not installed (apt-get install qgis)")
@@ -188,6 +189,7 @@ def test_zip_installs_into_a_fresh_profile(tmp_path):
         assert alg in out.stdout, out.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_qgis_example_script(volkov, tmp_path):
     env = _env(tmp_path, sys.executable)
     out = subprocess.run([QGIS_PY, str(REPO / "examples" / "qgis_processing.py"), str(volkov / "176_S2_RGB.tif"),

@@ -86,6 +86,7 @@ def test_near_negatives_are_the_other_patch_moved_away():
         assert best > 0.5 and 7 <= np.hypot(*where) <= 15, (best, where)
 
 
+@pytest.mark.slow
 def test_alignment_removes_the_s1s2_residual(shared_data):
     """Aligning a Sentinel-1/2 pair with georeg's own fit leaves under half a pixel to re-find."""
     import rasterio
