@@ -393,7 +393,7 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, wor
 @click.pass_context
 @handle_errors
 def demo(ctx, outdir, overwrite):
-    """Register the bundled demo pair (Sentinel-2 RGB and Sentinel-1 VH, 512 px; contains modified
+    """Register the bundled demo pair (Sentinel-2 RGB and Sentinel-1 VH, 384 px; contains modified
     Copernicus Sentinel data 2020) with the default settings, writing into OUTDIR."""
     from .pipeline import register as run
 

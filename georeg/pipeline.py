@@ -281,9 +281,11 @@ def _skip_empty(sc: Scene) -> None:
             return  # stage_coarse says so with its own message
         trimmed = trim_to_valid(window, both, 0)
         if (trimmed.width, trimmed.height) == (window.width, window.height):
-            break
+            break  # `both` maps `window` itself: reused below
         window = trimmed
-    kept = with_data(tiles(window, sc.cfg.matching.tile_size), window, _both_valid(sc, window, VALIDITY_SIZE), 0)
+    else:
+        both = _both_valid(sc, window, VALIDITY_SIZE)  # the last trim changed the window
+    kept = with_data(tiles(window, sc.cfg.matching.tile_size), window, both, 0)
     if len(kept) < len(sc.tiles):
         log.info("data of both rasters cover %d of %d tiles; overlap trimmed to %dx%d px", len(kept), len(sc.tiles),
                  window.width, window.height)

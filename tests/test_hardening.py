@@ -21,6 +21,7 @@ from georeg.cli import georeg
 from georeg.synthetic import synthetic_pair
 
 GEOREG = [sys.executable, "-c", "from georeg._entry import main; main()"]
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 
 
 @pytest.fixture(scope="module")
@@ -476,13 +477,13 @@ def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
     assert _comparable(out) == _comparable(clean)
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+@needs_proc
 def test_sigkill_of_the_batch_driver_smoke(batch_job, tmp_path):
     _kill_and_rerun(batch_job, tmp_path, 4.0)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+@needs_proc
 def test_sigkill_of_the_batch_driver_at_random_moments(batch_job, tmp_path):
     rng = np.random.default_rng(13)
     for delay in rng.uniform(0.2, 9.0, 10):
@@ -578,13 +579,13 @@ def _ctrl_c_batch(batch_job, tmp_path, delay: float) -> None:
     assert [n for n in _files(out) if n.startswith(".")] == [], _files(out)
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+@needs_proc
 def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path):
     _ctrl_c_batch(batch_job, tmp_path, 5.0)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+@needs_proc
 def test_ctrl_c_of_a_batch_at_random_moments(batch_job, tmp_path):
     for delay in np.random.default_rng(8).uniform(1.0, 9.0, 4):
         _ctrl_c_batch(batch_job, tmp_path, float(delay))
