@@ -28,6 +28,17 @@ _HTTP_STATUS = {400: "bad request", 401: "not authorised", 403: "access denied",
                 503: "service unavailable", 504: "gateway timeout"}
 
 
+# what GDAL passes on from an object store's error body, or says itself for a missing object
+_S3_ERRORS = (
+    (("specified key does not exist", "nosuchkey"), "no such object (HTTP 404); check the bucket and key"),
+    (("specified bucket does not exist", "nosuchbucket"), "no such bucket (HTTP 404); check the bucket name"),
+    (("access denied", "accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden"),
+     "access denied (HTTP 403); check the credentials (AWS_* variables) and the bucket's permissions"),
+    (("does not exist in the file system",),
+     "no such object (HTTP 404, or an access denied that hides it); check the URL and the credentials"),
+)
+
+
 def is_remote(path: str | os.PathLike | None) -> bool:
     if path is None:
         return False
@@ -50,6 +61,10 @@ def explain(path: str, exc: Exception) -> str:
         hint = {403: "check the credentials (AWS_* variables) or the URL's signature",
                 401: "check the credentials", 404: "check the URL"}.get(code, "try again later or check the URL")
         return f"could not read {path}: HTTP {code} ({what}); {hint}"
+    low = text.lower()
+    for phrases, what in _S3_ERRORS:
+        if any(p in low for p in phrases):
+            return f"could not read {path}: {what}"
     if "timed out" in text.lower() or "timeout" in text.lower():
         return f"could not read {path}: the server did not answer in time; check the network and try again"
     if "resolve host" in text.lower() or "connect" in text.lower():
