@@ -12,13 +12,13 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from .atomic import staged
-from .config import EstimationConfig, InputConfig
+from .config import EstimationConfig, InputConfig, normalise_creation_options
 from .errors import InputError
 from .estimation import FittedModel, fit_local
 from .pipeline import check_outputs
 from .raster import Grid, RasterSource
 from .warp import corrected_transform, output_to_source
-from .writers import write_resampled, write_with_transform
+from .writers import check_creation_options, write_resampled, write_with_transform
 
 
 def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
@@ -65,7 +65,8 @@ def check_same_scene(report: dict, src: RasterSource) -> None:
 
 def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, output: str | os.PathLike, *,
                  align_grids: bool | None = None, resampling: str | None = None, cog: bool = False,
-                 overwrite: bool = False, compress: str = "deflate", force: bool = False) -> dict:
+                 overwrite: bool = False, compress: str = "deflate", force: bool = False,
+                 creation_options=None) -> dict:
     """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done.
     A raster whose footprint does not overlap the registered target's is refused unless ``force``."""
     if not isinstance(report, dict):
@@ -84,7 +85,12 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     out_cfg = report.get("config", {}).get("output", {})
     align = out_cfg.get("align_grids", False) if align_grids is None else align_grids
     resampling = resampling or out_cfg.get("resampling", "bilinear")
+    # the creation options of the registration (when it wrote the same format), unless new ones are given
+    if creation_options is None:
+        creation_options = out_cfg.get("creation_options", []) if cog == out_cfg.get("cog", False) else []
+    co = normalise_creation_options(creation_options)
     check_outputs({"raster": str(output)}, [str(raster)], overwrite)
+    check_creation_options(co, cog)
     with RasterSource(raster, InputConfig(), "raster") as src, \
             staged({"raster": str(output)}, overwrite=overwrite) as tmp:
         if not force:
@@ -92,10 +98,10 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
         if model.kind in ("translation", "similarity", "affine") and not align:
             transform, dev = corrected_transform(model, ref_grid, src.grid)
             if dev <= 0.05:
-                write_with_transform(src, str(tmp["raster"]), transform, cog, compress)
+                write_with_transform(src, str(tmp["raster"]), transform, cog, compress, creation_options=co)
                 return {"mode": "geotransform", "transform": list(transform)[:6], "output": str(output)}
         out_grid = ref_grid if align else src.grid
         write_resampled(src, str(tmp["raster"]), out_grid, output_to_source(model, out_grid, ref_grid, src.grid),
-                        resampling, cog, compress)
+                        resampling, cog, compress, creation_options=co)
         return {"mode": "resampled to reference grid" if align else "resampled on raster grid", "transform": None,
                 "output": str(output)}

@@ -126,6 +126,9 @@ def registration_options(fn):
                      help="Warp of the 'local' model: thin-plate spline or polynomial."),
         click.option("--align-grids", is_flag=True, help="Resample the target onto the reference grid."),
         click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF."),
+        click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
+                     help="GDAL creation option of the corrected raster (repeatable), e.g. --co COMPRESS=ZSTD "
+                          "--co BLOCKXSIZE=256; with --cog, those of the COG driver."),
         click.option("--resampling", type=click.Choice(RESAMPLINGS), default="bilinear", show_default=True,
                      help="Resampling when the output must be resampled."),
         click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
@@ -158,7 +161,8 @@ def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> 
                                     local_method=params["local_method"]),
         output=OutputConfig(tie_points=tie_points, report=report, quicklook=quicklook,
                             align_grids=params["align_grids"], cog=params["cog"], overwrite=params["overwrite"],
-                            resampling=params["resampling"], accept_uncertain=params["accept_uncertain"]),
+                            resampling=params["resampling"], accept_uncertain=params["accept_uncertain"],
+                            creation_options=params["creation_options"]),
     )
 
 
@@ -297,17 +301,19 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
               help="Resample onto the reference grid (default: as in the report).")
 @click.option("--resampling", type=click.Choice(RESAMPLINGS), default=None, help="Default: as in the report.")
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF.")
+@click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
+              help="GDAL creation option (repeatable). Default: those of the registration, for the same format.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--force", is_flag=True, help="Apply even to a raster that does not overlap the registered target.")
 @verbosity_options
 @click.pass_context
 @handle_errors
-def apply(ctx, report, raster, output, align_grids, resampling, cog, overwrite, force):
+def apply(ctx, report, raster, output, align_grids, resampling, cog, creation_options, overwrite, force):
     """Apply a registration REPORT (from 'georeg register') to another RASTER of the same scene."""
     from .apply import apply_report
 
     res = apply_report(report, raster, output, align_grids=align_grids, resampling=resampling, cog=cog,
-                       overwrite=overwrite, force=force)
+                       overwrite=overwrite, force=force, creation_options=creation_options or None)
     if ctx.obj.get("machine"):
         _machine("RESULT", res)
     elif not ctx.obj.get("quiet"):
@@ -344,6 +350,9 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, wor
         raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
                          "e.g. --reference-asset B04 --target-asset vh)")
     cfg = build_config(params)
+    from .writers import check_creation_options
+
+    check_creation_options(cfg.output.creation_options, cfg.output.cog)  # once, not once per row
     if scheduler:
         B.check_scheduler(scheduler)
     out = Path(outdir)

@@ -59,6 +59,11 @@ def _check_types(obj) -> None:
             new = float(value)
             if not math.isfinite(new):
                 raise ConfigError(f"{where} must be a finite number; {got}")
+        elif any(t.startswith("tuple[str") for t in allowed):
+            if isinstance(value, str) or not isinstance(value, (list, tuple)) \
+                    or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where} must be a list of strings; {got}")
+            new = tuple(value)
         elif "str" in allowed:
             if f.name in _PATH_FIELDS and isinstance(value, os.PathLike):
                 value = os.fspath(value)
@@ -69,6 +74,18 @@ def _check_types(obj) -> None:
             continue
         if new is not value:
             object.__setattr__(obj, f.name, new)
+
+
+def normalise_creation_options(options) -> list[str]:
+    """'name=value' strings as 'NAME=value'; a malformed one raises ConfigError."""
+    out = []
+    for opt in options:
+        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=(.*)", str(opt))
+        if not m:
+            raise ConfigError(f"creation option {opt!r} is not NAME=VALUE; give GDAL creation options such as "
+                              "COMPRESS=ZSTD or BLOCKXSIZE=256")
+        out.append(f"{m.group(1).upper()}={m.group(2).strip()}")
+    return out
 
 
 def parse_shift(text: str | float | int) -> tuple[float, str]:
@@ -205,9 +222,13 @@ class OutputConfig:
     resampling: str = "bilinear"
     compress: str = "deflate"
     accept_uncertain: bool = False  # the CLI and batch count an 'uncertain' verdict as success
+    # GDAL creation options of the corrected raster, 'NAME=VALUE' (those of the COG driver with cog);
+    # they override georeg's own (compress, 512 px tiles)
+    creation_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_types(self)
+        object.__setattr__(self, "creation_options", tuple(normalise_creation_options(self.creation_options)))
         _check(self.resampling in RESAMPLINGS,
                f"resampling must be one of {', '.join(RESAMPLINGS)}; got {self.resampling!r}")
         _check(self.compress in ("deflate", "lzw", "zstd", "none"),

@@ -30,11 +30,13 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight
         if dev <= 0.05:
-            write_with_transform(tgt, path, transform, o.cog, o.compress, tags=tags)
+            write_with_transform(tgt, path, transform, o.cog, o.compress, tags=tags,
+                                 creation_options=o.creation_options)
             return transform, "geotransform", dev
     out_grid = grid if o.align_grids else tgt.grid
     mapping = output_to_source(model, out_grid, grid, tgt.grid)
-    write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress, tags=tags)
+    write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress, tags=tags,
+                    creation_options=o.creation_options)
     return None, ("resampled to reference grid" if o.align_grids else "resampled on target grid"), 0.0
 
 

@@ -166,6 +166,9 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     outputs = _planned_outputs(output, cfg)
     check_outputs(outputs, [str(reference), str(target), cfg.reference.mask, cfg.target.mask],
                   cfg.output.overwrite)
+    from .writers import check_creation_options
+
+    check_creation_options(cfg.output.creation_options, cfg.output.cog)
     notify = progress or (lambda f, m: None)
 
     def check_cancel() -> None:

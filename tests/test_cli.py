@@ -181,3 +181,49 @@ def test_truncated_raster(pair, tmp_path):
     assert "Error:" in r.output and "Traceback" not in r.output
     assert "could not read the target raster" in r.output or "not a raster GDAL can read" in r.output
     assert _outputs_left(tmp_path) == []
+
+
+def test_creation_options_reach_the_output_and_apply(pair, tmp_path):
+    ref, tgt = pair
+    out = tmp_path / "out.tif"
+    r = _run(["register", ref, tgt, "-o", out, "--matcher", "baseline", "--quicklook", "none", "-q",
+              "--co", "compress=zstd", "--co", "BLOCKXSIZE=128", "--co", "BLOCKYSIZE=128"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(out) as d:
+        assert d.compression.name.lower() == "zstd" and d.block_shapes[0] == (128, 128)
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["config"]["output"]["creation_options"] == ["COMPRESS=zstd", "BLOCKXSIZE=128", "BLOCKYSIZE=128"]
+    # apply keeps the registration's options unless told otherwise
+    r = _run(["apply", tmp_path / "out_report.json", tgt, "-o", tmp_path / "again.tif"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "again.tif") as d:
+        assert d.compression.name.lower() == "zstd" and d.block_shapes[0] == (128, 128)
+    r = _run(["apply", tmp_path / "out_report.json", tgt, "-o", tmp_path / "lzw.tif", "--co", "COMPRESS=LZW"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "lzw.tif") as d:
+        assert d.compression.name.lower() == "lzw" and d.block_shapes[0] != (128, 128)
+    # a COG with the COG driver's own options
+    r = _run(["register", ref, tgt, "-o", tmp_path / "cog.tif", "--matcher", "baseline", "--quicklook", "none",
+              "-q", "--cog", "--co", "BLOCKSIZE=128", "--co", "OVERVIEWS=AUTO"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "cog.tif") as d:
+        assert d.block_shapes[0] == (128, 128) and d.overviews(1) and d.compression.name.lower() == "deflate"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--co", "FOO=BAR"], "refused the creation options FOO=BAR: driver GTiff does not support creation option FOO"),
+    (["--co", "COMPRESS=NOPE"], "'NOPE' is an unexpected value for COMPRESS"),
+    (["--co", "COMPRESS"], "creation option 'COMPRESS' is not NAME=VALUE"),
+    (["--cog", "--co", "BLOCKXSIZE=128"], "COG driver refused the creation options BLOCKXSIZE=128"),
+])
+def test_bad_creation_options(pair, tmp_path, options, message):
+    _bad(tmp_path, *pair, 2, message, ["--matcher", "baseline", *options])
+
+
+def test_batch_refuses_bad_creation_options_before_any_work(pair, tmp_path):
+    ref, tgt = pair
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text(f"reference,target\n{ref},{tgt}\n")
+    r = _run(["batch", manifest, "-o", tmp_path / "out", "--co", "FOO=BAR"])
+    assert r.exit_code == 2 and "does not support creation option FOO" in r.output, r.output
+    assert not (tmp_path / "out").exists()
