@@ -70,6 +70,32 @@ def test_tie_points_report_quicklook(pair, tmp_path):
     assert (rgb[:26].min(-1) < 100).any() and ((rgb[..., 1] > 180) & (rgb[..., 0] < 120)).any()
     assert (tmp_path / "q.png").stat().st_size < out.stat().st_size
     assert nice_length(870.0) == 500.0 and nice_length(0.26) == 0.2
+    # the layout, as a person sees it: three picture panels under a title line and panel titles
+    vectors, before, after = quicklook_panels(rgb)
+    assert vectors[2:] == (SIZE, SIZE)  # the overlap at full resolution (under 480 px, not reduced)
+    side = (SIZE - 2 * 28) // 2
+    assert before[2:] == after[2:] == (side, side)  # two square zoomed crops stacked beside it
+    assert before[1] == after[1] > vectors[1] + SIZE and before[0] < after[0]
+    assert vectors[0] >= 26 + 20  # under the heading and the panel's title
+    assert rgb.shape[0] == vectors[0] + SIZE + 8  # nothing below the panels but the margin
+    assert before[1] + side + 8 <= rgb.shape[1] <= before[1] + 300  # the right column: crops or their titles
+    # the vectors panel has its scale bar: a black bar on a white box in its lower left corner
+    y, x, h, w = vectors
+    corner = rgb[y + h - 20:y + h, x:x + 120].min(-1)
+    assert (corner < 30).sum() > 100 and (corner > 240).sum() > 100
+
+
+def quicklook_panels(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of the picture panels of a quicklook, left to right then top to
+    bottom: solid non-white blocks that survive an opening which removes text and thin lines."""
+    from scipy import ndimage
+
+    solid = ndimage.binary_opening((rgb < 245).any(-1), np.ones((9, 9)))
+    boxes = [(s[0].start, s[1].start, s[0].stop - s[0].start, s[1].stop - s[1].start)
+             for s in ndimage.find_objects(ndimage.label(solid)[0])]
+    boxes = [b for b in boxes if b[2] > 40 and b[3] > 40]
+    assert len(boxes) == 3, boxes
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
 def test_cog_output(pair, tmp_path):
