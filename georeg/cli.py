@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def handle_errors(fn):
         except MemoryError:
             click.echo("Error: out of memory; try a smaller --tile-size", err=True)
             sys.exit(1)
+        except BrokenPipeError:  # 'georeg info | head -1': the reader left, as for any Unix tool
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # a bug: keep it short but honest
             if verbose >= 2:
                 raise
@@ -498,7 +502,16 @@ def main() -> None:
     from ._entry import _terminate
 
     signal.signal(signal.SIGTERM, _terminate)  # also for 'python -m georeg.cli' (the QGIS bridge)
-    georeg(prog_name="georeg")
+    try:
+        # not click's standalone mode: it turns Ctrl-C during argument parsing into 'Aborted!', exit 1
+        rv = georeg.main(prog_name="georeg", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Interrupted; no output was written.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 rio_georeg = georeg

@@ -163,6 +163,13 @@ def test_console_script_and_rio_plugin():
     if exe is None:
         pytest.skip("the georeg console script is not installed (pip install -e .)")
     assert subprocess.run([exe, "--help"], capture_output=True, text=True).returncode == 0
+    # usage errors keep click's exit code 2; a reader that leaves early ('| head -1') is no error
+    r = subprocess.run([exe, "register", "a.tif"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Missing argument 'TARGET'" in r.stderr, r.stderr
+    p = subprocess.Popen([exe, "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first line is written
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and err == "", err
     rio = find("rio")
     if rio is None:
         pytest.skip("rasterio's rio command is not on PATH")
