@@ -159,7 +159,7 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
         if a_is_opt:
             prob = learned.rank(own, cand)
         else:
-            prob = learned.score(cand.reshape(-1, 1, p, p), own.repeat_interleave(kk_k, 0)).view(n, kk_k)
+            prob = learned.rank_reverse(own, cand)
         ar = torch.arange(n)
         best_j = prob.argmax(dim=1)
         best = prob[ar, best_j]

@@ -119,3 +119,23 @@ def test_cuda_scores_match_cpu(weights_dir):
     cpu = load("kgl-opt-sar", "cpu").score(a, b)
     gpu = load("kgl-opt-sar", "cuda").score(a, b)
     assert torch.allclose(cpu, gpu, atol=2e-2)
+
+
+@pytest.mark.parametrize("name", ["kgl-opt-sar", "rrl-opt-ir"])
+def test_repeated_scoring_equals_scoring_repeated_patches(name):
+    """Each patch encoded once and paired with k candidates gives the numbers of repeating it."""
+    from georeg.matchers import load
+
+    m = load(name, "cpu")
+    g = torch.Generator().manual_seed(3)
+    own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 4, 1, 64, 64, generator=g)
+    flat = cand.reshape(12, 1, 64, 64)
+    reverse = m.rank_reverse(own, cand)
+    assert torch.allclose(reverse, m.score(flat, own.repeat_interleave(4, 0)).view(3, 4), atol=1e-5)
+    forward = m.score_repeated(own, flat, 4, 1)
+    assert torch.allclose(forward, m.score(own.repeat_interleave(4, 0), flat), atol=1e-5)
+    base = load("baseline", "cpu")
+    assert torch.allclose(base.score_repeated(flat, own, 1, 4), base.score(flat, own.repeat_interleave(4, 0)),
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="repeat one side only|do not pair"):
+        m.score_repeated(own, flat, 3, 1)

@@ -51,6 +51,22 @@ class Matcher:
             b = self.prepare(as_unit_float(target_patches).to(self.device))
             return self.search(a, b).reshape(-1).cpu()
 
+    def score_repeated(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                       repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
+        """:meth:`score` where each patch of one side meets ``repeat_*`` consecutive patches of the
+        other: the same numbers as repeating the patches, each patch prepared once."""
+        ra, rb = repeat_reference, repeat_target
+        if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or len(reference_patches) * ra != len(target_patches) * rb:
+            raise ValueError(f"{len(reference_patches)} reference patches x {ra} do not pair with "
+                             f"{len(target_patches)} target patches x {rb}; repeat one side only")
+        if ra == rb == 1:
+            return self.score(reference_patches, target_patches)
+        check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
+        with torch.inference_mode():
+            a = self.prepare(as_unit_float(reference_patches).to(self.device)).repeat_interleave(ra, 0)
+            b = self.prepare(as_unit_float(target_patches).to(self.device)).repeat_interleave(rb, 0)
+            return self.search(a, b).reshape(-1).cpu()
+
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         return image
 

@@ -61,15 +61,24 @@ class LearnedMatcher(Matcher):
         return {"name": self.name, "description": self.description, "device": str(self.device),
                 "weights": self.manifest.get("file")}
 
-    def network_logits(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 64, 64) each -> (N,) logits of the network alone (no fusion)."""
-        check_patches(reference_patches, target_patches, self.patch_size)
+    def network_logits(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                       repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
+        """(N, 1, 64, 64) each -> (N,) logits of the network alone (no fusion).
+
+        With ``repeat_reference=k`` (or ``repeat_target=k``) that side holds N/k patches, each paired
+        with k consecutive patches of the other side; each patch is encoded once."""
+        ra, rb = _check_repeats(reference_patches, target_patches, repeat_reference, repeat_target)
+        check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
         out = []
+        step = max(1, 1024 // max(ra, rb))  # patches of the repeated side per batch
+        ns = len(reference_patches) if ra > 1 else len(target_patches)
         with torch.inference_mode(), self._autocast():
-            for i in range(0, len(reference_patches), 1024):
-                a = as_unit_float(reference_patches[i:i + 1024]).to(self.device)
-                b = as_unit_float(target_patches[i:i + 1024]).to(self.device)
-                out.append(self._pair_logit(a, b).float().cpu())
+            for i in range(0, ns, step):
+                sa = slice(i, i + step) if rb == 1 else slice(i * rb, (i + step) * rb)
+                sb = slice(i, i + step) if ra == 1 else slice(i * ra, (i + step) * ra)
+                a = as_unit_float(reference_patches[sa]).to(self.device)
+                b = as_unit_float(target_patches[sb]).to(self.device)
+                out.append(self._pair_logit(a, b, ra, rb).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     def network_score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
@@ -82,26 +91,51 @@ class LearnedMatcher(Matcher):
         return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
 
     def _fused(self, logits: torch.Tensor, pairs) -> torch.Tensor:
-        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target) patches of the
-        structural score and is only called when the manifest has a fusion."""
+        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target, repeat_reference,
+        repeat_target) patches of the structural score and is only called when the manifest has a fusion."""
         if not self.fusion:
             return torch.sigmoid(logits)
-        return self.fuse(logits, self._structural.score(*pairs()))
+        return self.fuse(logits, self._structural.score_repeated(*pairs()))
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
-        return self._fused(self.network_logits(reference_patches, target_patches),
-                           lambda: (reference_patches, target_patches))
+        return self.score_repeated(reference_patches, target_patches)
+
+    def score_repeated(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                       repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
+        """:meth:`score` where each patch of one side meets k consecutive patches of the other
+        (see :meth:`network_logits`); the same numbers as repeating the patches, at less cost."""
+        return self._fused(self.network_logits(reference_patches, target_patches, repeat_reference, repeat_target),
+                           lambda: (reference_patches, target_patches, repeat_reference, repeat_target))
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
         n, k = candidates.shape[:2]
-        return self.score(_repeat_each(reference_patches, k), candidates.reshape(n * k, 1, 64, 64)).view(n, k)
+        return self.score_repeated(reference_patches, candidates.reshape(n * k, 1, 64, 64), k, 1).view(n, k)
+
+    def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """target (N, 1, 64, 64), reference candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
+        n, k = candidates.shape[:2]
+        return self.score_repeated(candidates.reshape(n * k, 1, 64, 64), target_patches, 1, k).view(n, k)
 
 
-def _repeat_each(patches: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, 1, H, W) -> (N * K, 1, H, W), each patch repeated K times in a row."""
-    return patches.unsqueeze(1).expand(len(patches), k, *patches.shape[1:]).reshape(-1, *patches.shape[1:])
+def _check_repeats(a: torch.Tensor, b: torch.Tensor, ra: int, rb: int) -> tuple[int, int]:
+    if ra < 1 or rb < 1 or (ra > 1 and rb > 1):
+        raise ValueError(f"repeat only one side, by 1 or more; got repeat_reference={ra}, repeat_target={rb}")
+    if len(a) * ra != len(b) * rb:
+        raise ValueError(f"{len(a)} reference patches x {ra} do not pair with {len(b)} target patches x {rb}")
+    return ra, rb
+
+
+def _rep(x, k: int):
+    """Each item of a tensor (or of the tensors of a dict or list) repeated k times in a row."""
+    if k == 1:
+        return x
+    if isinstance(x, dict):
+        return {key: _rep(v, k) for key, v in x.items()}
+    if isinstance(x, list):
+        return [_rep(v, k) for v in x]
+    return x.repeat_interleave(k, 0)
 
 
 class KGLMatcher(LearnedMatcher):
@@ -110,8 +144,9 @@ class KGLMatcher(LearnedMatcher):
     def _build(self, manifest: dict) -> torch.nn.Module:
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
-    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.net.head(self.net.encode(a, "opt")["f_dif"], self.net.encode(b, "other")["f_dif"])
+    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor, ra: int = 1, rb: int = 1) -> torch.Tensor:
+        return self.net.head(_rep(self.net.encode(a, "opt")["f_dif"], ra),
+                             _rep(self.net.encode(b, "other")["f_dif"], rb))
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Encode each patch once; pre-rank by descriptor distance; metric head on the best ``keep``."""
@@ -128,8 +163,9 @@ class KGLMatcher(LearnedMatcher):
             fa = ea["f_dif"].unsqueeze(1).expand_as(sel)
             logit = self.net.head(fa.reshape(-1, *fa.shape[2:]), sel.reshape(-1, *sel.shape[2:])).float().cpu()
         top = top.cpu()
-        prob = self._fused(logit, lambda: (_repeat_each(reference_patches, keep),
-                                           candidates[torch.arange(n)[:, None], top].reshape(n * keep, 1, 64, 64)))
+        prob = self._fused(logit, lambda: (reference_patches,
+                                           candidates[torch.arange(n)[:, None], top].reshape(n * keep, 1, 64, 64),
+                                           keep, 1))
         out = torch.zeros(n, k)
         out.scatter_(1, top, prob.view(n, keep))
         return out
@@ -139,5 +175,5 @@ class RRLMatcher(LearnedMatcher):
     def _build(self, manifest: dict) -> torch.nn.Module:
         return RRLNet(training_parts=False)
 
-    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.net.pair(self.net.encode(a, "opt"), self.net.encode(b, "other"))["main"]
+    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor, ra: int = 1, rb: int = 1) -> torch.Tensor:
+        return self.net.pair(_rep(self.net.encode(a, "opt"), ra), _rep(self.net.encode(b, "other"), rb))["main"]
