@@ -26,8 +26,9 @@ class FRN(nn.Module):
         self.register_buffer("eps", torch.tensor(eps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nu2 = x.pow(2).mean(dim=(2, 3), keepdim=True)
-        return self.gamma * (x * torch.rsqrt(nu2 + self.eps.abs())) + self.beta
+        nu2 = (x * x).mean(dim=(2, 3), keepdim=True)
+        # one pass over x: beta + x * (gamma / sqrt(nu2 + eps)), the scale being per sample and channel
+        return torch.addcmul(self.beta, x, self.gamma * torch.rsqrt(nu2 + self.eps.abs()))
 
 
 class TLU(nn.Module):
@@ -38,6 +39,8 @@ class TLU(nn.Module):
         self.tau = nn.Parameter(torch.full((1, channels, 1, 1), init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_inference_mode_enabled():  # in place: TLU always follows an FRN, whose output is its own
+            return torch.maximum(x, self.tau, out=x)
         return torch.maximum(x, self.tau)
 
 

@@ -38,7 +38,8 @@ class LearnedMatcher(Matcher):
         self.manifest, state = load_state(name, directory)
         self.net = self._build(self.manifest)
         self.net.load_state_dict(state)
-        self.net.eval().to(self.device)
+        # channels-last convolutions: 1.2-1.5x faster on the CPU (oneDNN), and what tensor cores want
+        self.net.eval().to(self.device, memory_format=torch.channels_last)
         self.fusion = self.manifest.get("fusion")
         self._structural = None
         if self.fusion:
@@ -76,8 +77,8 @@ class LearnedMatcher(Matcher):
             for i in range(0, ns, step):
                 sa = slice(i, i + step) if rb == 1 else slice(i * rb, (i + step) * rb)
                 sb = slice(i, i + step) if ra == 1 else slice(i * ra, (i + step) * ra)
-                a = as_unit_float(reference_patches[sa]).to(self.device)
-                b = as_unit_float(target_patches[sb]).to(self.device)
+                a = _to_net(reference_patches[sa], self.device)
+                b = _to_net(target_patches[sb], self.device)
                 out.append(self._pair_logit(a, b, ra, rb).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -119,6 +120,10 @@ class LearnedMatcher(Matcher):
         return self.score_repeated(candidates.reshape(n * k, 1, 64, 64), target_patches, 1, k).view(n, k)
 
 
+def _to_net(patches: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return as_unit_float(patches).to(device).contiguous(memory_format=torch.channels_last)
+
+
 def _check_repeats(a: torch.Tensor, b: torch.Tensor, ra: int, rb: int) -> tuple[int, int]:
     if ra < 1 or rb < 1 or (ra > 1 and rb > 1):
         raise ValueError(f"repeat only one side, by 1 or more; got repeat_reference={ra}, repeat_target={rb}")
@@ -152,8 +157,8 @@ class KGLMatcher(LearnedMatcher):
         """Encode each patch once; pre-rank by descriptor distance; metric head on the best ``keep``."""
         n, k = candidates.shape[:2]
         with torch.inference_mode(), self._autocast():
-            ea = self.net.encode(as_unit_float(reference_patches).to(self.device), "opt")
-            eb = self.net.encode(as_unit_float(candidates.reshape(n * k, 1, 64, 64)).to(self.device), "other")
+            ea = self.net.encode(_to_net(reference_patches, self.device), "opt")
+            eb = self.net.encode(_to_net(candidates.reshape(n * k, 1, 64, 64), self.device), "other")
             desc_b = eb["desc"].view(n, k, -1)
             dist = (desc_b - ea["desc"].unsqueeze(1)).norm(dim=-1)
             keep = min(self.keep, k)
