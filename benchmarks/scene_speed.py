@@ -1,0 +1,166 @@
+"""Scene-scale speed and memory: georeg's CLI (each matcher) against peers, on real S2/S1 content
+handed over as a user would (neutral file names, the target's geotransform off by a known shift),
+every run a fresh process timed with its peak RSS, all in one run so the ratios are like for like.
+
+    python benchmarks/scene_speed.py                          # 256, 1024 and 4096 px
+    python benchmarks/scene_speed.py --sizes 10980            # a Sentinel-2 tile (tens of minutes)
+    python benchmarks/scene_speed.py --arosics-python ~/arosics-venv/bin/python
+
+Scenes: 256 and 1024 px are the S1/S2 pair 176 (a centre crop for 256); larger sizes are mosaics
+of the three S1/S2 GeoTIFF pairs' 1024 px blocks in their eight orientations, written block by
+block. Peers: phase correlation of the whole overlap (scikit-image, always) and AROSICS
+COREG_LOCAL when a Python with arosics is given (its GDAL bindings need their own environment).
+The report's ``timings_s`` gives georeg's stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+HERE = Path(__file__).resolve().parent
+SHIFT_PX = (13.4, -8.7)  # the target's geotransform error, pixels (x, y)
+PAIRS = ("050", "176", "268")
+
+
+def _oriented(a: np.ndarray, k: int) -> np.ndarray:
+    """One of the eight orientations of a (bands, H, W) block."""
+    a = np.rot90(a, k % 4, axes=(1, 2))
+    return a[:, :, ::-1] if k >= 4 else a
+
+
+def build_pair(data: Path, work: Path, size: int) -> tuple[str, str]:
+    """reference.tif (3-band optical) and target.tif (SAR VH) of ``size`` px, target shifted."""
+    volkov = data / "s1s2_volkov" / "geotiff"
+    ref_path, tgt_path = work / f"scene{size}_a.tif", work / f"scene{size}_b.tif"
+    if ref_path.exists() and tgt_path.exists():
+        return str(ref_path), str(tgt_path)
+    with rasterio.open(volkov / "176_S2_RGB.tif") as d:
+        crs, t0 = d.crs, d.transform
+    t = Affine(t0.a, 0, t0.c, 0, t0.e, t0.f)
+    prof = dict(driver="GTiff", width=size, height=size, dtype="uint8", crs=crs, tiled=True,
+                blockxsize=512, blockysize=512, compress="deflate")
+    rng = np.random.default_rng(size)
+    blocks = {}
+    for pid in PAIRS:
+        with rasterio.open(volkov / f"{pid}_S2_RGB.tif") as r, rasterio.open(volkov / f"{pid}_S1_VH.tif") as s:
+            blocks[pid] = (r.read(), s.read())
+    with rasterio.open(ref_path, "w", count=3, transform=t, **prof) as ro, \
+            rasterio.open(tgt_path, "w", count=1, transform=t @ Affine.translation(*SHIFT_PX), **prof) as so:
+        if size <= 1024:
+            off = (1024 - size) // 2
+            a, b = blocks["176"]
+            w = Window(0, 0, size, size)
+            ro.write(a[:, off:off + size, off:off + size], window=w)
+            so.write(b[:, off:off + size, off:off + size], window=w)
+        else:
+            for y in range(0, size, 1024):
+                for x in range(0, size, 1024):
+                    a, b = blocks[PAIRS[rng.integers(len(PAIRS))]]
+                    k = int(rng.integers(8))
+                    h, wd = min(1024, size - y), min(1024, size - x)
+                    w = Window(x, y, wd, h)
+                    ro.write(np.ascontiguousarray(_oriented(a, k)[:, :h, :wd]), window=w)
+                    so.write(np.ascontiguousarray(_oriented(b, k)[:, :h, :wd]), window=w)
+    return str(ref_path), str(tgt_path)
+
+
+def timed(cmd: list[str]) -> dict:
+    """Wall seconds and peak RSS (MB) of a command in a fresh process (GNU time when present)."""
+    gnu = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        full = [gnu, "-f", "%e %M", "-o", tf.name, *cmd] if gnu else cmd
+        proc = subprocess.run(full, capture_output=True, text=True)
+        parts = Path(tf.name).read_text().split() if gnu else []
+    out = {"rc": proc.returncode, "tail": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]}
+    if len(parts) >= 2:
+        out.update(seconds=float(parts[-2]), peak_rss_mb=float(parts[-1]) / 1024)
+    return out
+
+
+def run_georeg(ref: str, tgt: str, work: Path, matcher: str) -> dict:
+    out = work / f"out_{matcher}.tif"
+    r = timed([sys.executable, "-m", "georeg.cli", "register", ref, tgt, "-o", str(out), "--matcher", matcher,
+               "--quicklook", "none", "--overwrite", "--accept-uncertain", "-q"])
+    rep_path = work / f"out_{matcher}_report.json"
+    if r["rc"] == 0 and rep_path.exists():
+        rep = json.loads(rep_path.read_text())
+        r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
+                 tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"))
+    return r
+
+
+def run_phasecorr(ref: str, tgt: str) -> dict:
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from run import run_phasecorr; from cases import Case; "
+            f"c = Case('speed', 'x', {ref!r}, {tgt!r}, 'exact'); m, s, _ = run_phasecorr(c, {tgt!r}, None); "
+            "print(m.matrix[0, 2], m.matrix[1, 2])")
+    r = timed([sys.executable, "-c", code])
+    return r
+
+
+def run_arosics(python: str, ref: str, tgt: str, work: Path) -> dict:
+    """AROSICS COREG_LOCAL with a grid of tie points and the corrected raster written, as georeg does."""
+    code = ("from arosics import COREG_LOCAL; "
+            "c = COREG_LOCAL({!r}, {!r}, grid_res=200, window_size=(256, 256), path_out={!r}, fmt_out='GTIFF', "
+            "q=True, CPUs=1); c.correct_shifts(); print(len(c.CoRegPoints_table))").format(
+        ref, tgt, str(work / "arosics_out.tif"))
+    return timed([python, "-c", code])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(HERE.parent.parent / "shared" / "data")))
+    ap.add_argument("--sizes", default="256,1024,4096")
+    ap.add_argument("--matchers", default="auto,baseline")
+    ap.add_argument("--arosics-python", default=None, help="a Python interpreter that can import arosics")
+    ap.add_argument("--work", default=None, help="keep the scenes here (default: a temporary folder)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    data = Path(args.data)
+    if not (data / "s1s2_volkov").is_dir():
+        sys.exit(f"real data not found at {data}; pass --data")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="georeg-speed-") as td:
+        work = Path(args.work or td)
+        work.mkdir(parents=True, exist_ok=True)
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            ref, tgt = build_pair(data, work, size)
+            runs = {f"georeg {m}": run_georeg(ref, tgt, work, m) for m in args.matchers.split(",") if m}
+            runs["phase correlation"] = run_phasecorr(ref, tgt)
+            if args.arosics_python:
+                runs["AROSICS COREG_LOCAL"] = run_arosics(args.arosics_python, ref, tgt, work)
+            base = runs.get("georeg baseline", {}).get("seconds")
+            for name, r in runs.items():
+                rows.append({"size": size, "method": name, **r})
+                ratio = f"{r['seconds'] / base:5.2f}x" if base and "seconds" in r else "    -"
+                extra = ""
+                if "timings" in r:
+                    t = r["timings"]
+                    extra = (f"{r['matcher_used']}, shift {r['shift_px'][0]:+.2f} {r['shift_px'][1]:+.2f} px, "
+                             f"{r['verdict']}; stages " + " ".join(f"{k} {v:.1f}" for k, v in t.items()
+                                                                    if k != "total"))
+                elif r["rc"] != 0:
+                    extra = f"failed: {r['tail'][0][:100]}"
+                print(f"{size:6d} px  {name:22s} {r.get('seconds', float('nan')):8.1f} s  "
+                      f"{r.get('peak_rss_mb', float('nan')):7.0f} MB  {ratio} of baseline  {extra}", flush=True)
+    print(f"(target geotransform shifted by {SHIFT_PX[0]:+.1f}, {SHIFT_PX[1]:+.1f} px; "
+          "georeg's shift is the correction, so expect about the opposite plus the pairs' own residual)")
+    if not args.arosics_python:
+        print("AROSICS: not run (pass --arosics-python; AROSICS 1.12.1 with numpy<2 in its own environment)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
