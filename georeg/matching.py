@@ -122,13 +122,15 @@ def _search(matcher: Matcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.
     return uv - radius, best, ratio, interior
 
 
-def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> torch.Tensor:
-    """(N, K, K) -> (N, k) flat indices of the k strongest local maxima (ties broken by order)."""
+def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K, K) -> (N, k) flat indices of the k strongest local maxima, and (N, k) whether each is
+    one: where a map has fewer than k maxima, the rest of the k places are filler, not candidates."""
     from .features import max_filter
 
     peak = maps == max_filter(maps.unsqueeze(1), 2 * radius + 1).squeeze(1)
     vals = torch.where(peak, maps, torch.full_like(maps, -2.0)).flatten(1)
-    return vals.topk(min(k, vals.shape[1]), dim=1).indices
+    idx = vals.topk(min(k, vals.shape[1]), dim=1).indices
+    return idx, peak.flatten(1).gather(1, idx)
 
 
 def _patches_at(img: torch.Tensor, xy: np.ndarray, p: int) -> torch.Tensor:
@@ -149,17 +151,15 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
 
     def rerank(xy: np.ndarray, maps: torch.Tensor):
         n, kk, _ = maps.shape
-        idx = local_maxima(maps, k)  # (N, k)
+        # (N, k); in a small search window (the refinement pass) most keypoints have 2-3 maxima only
+        idx, is_peak = local_maxima(maps, k)
         kk_k = idx.shape[1]
         v, u = idx // kk, idx % kk
         cx = xy[:, 0:1] + (u.numpy() - radius)
         cy = xy[:, 1:2] + (v.numpy() - radius)
         cand = _patches_at(tb, np.stack([cx.ravel(), cy.ravel()], 1), p).view(n, kk_k, 1, p, p)
         own = _patches_at(ta, xy, p)
-        if a_is_opt:
-            prob = learned.rank(own, cand)
-        else:
-            prob = learned.rank_reverse(own, cand)
+        prob = (learned.rank if a_is_opt else learned.rank_reverse)(own, cand, is_peak)
         ar = torch.arange(n)
         best_j = prob.argmax(dim=1)
         best = prob[ar, best_j]
@@ -167,7 +167,7 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
         # which is sharper at the pixel level, picks the peak. The ratio compares the pick with the
         # best candidate outside its basin.
         du, dv = u - u[ar, best_j][:, None], v - v[ar, best_j][:, None]
-        same = (du.abs() <= MERGE_PX) & (dv.abs() <= MERGE_PX)
+        same = (du.abs() <= MERGE_PX) & (dv.abs() <= MERGE_PX) & is_peak
         struct = maps.flatten(1).gather(1, idx)
         chosen = idx[ar, torch.where(same, struct, torch.full_like(struct, -9.0)).argmax(1)]
         second = torch.where(same, torch.zeros_like(prob), prob).max(1).values if kk_k > 1 else torch.zeros(n)

@@ -139,3 +139,17 @@ def test_repeated_scoring_equals_scoring_repeated_patches(name):
                           atol=1e-6)
     with pytest.raises(ValueError, match="repeat one side only|do not pair"):
         m.score_repeated(own, flat, 3, 1)
+
+
+def test_candidates_that_are_not_peaks_are_not_scored():
+    from georeg.matchers import load
+
+    m = load("kgl-opt-sar", "cpu")
+    g = torch.Generator().manual_seed(4)
+    own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 5, 1, 64, 64, generator=g)
+    valid = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    full, masked = m.rank_reverse(own, cand), m.rank_reverse(own, cand, valid)
+    assert (masked[~valid] == 0).all() and torch.allclose(masked[valid], full[valid], atol=1e-5)
+    assert torch.allclose(m.rank(own, cand, torch.ones(3, 5, dtype=torch.bool)), m.rank(own, cand), atol=1e-5)
+    fwd = m.rank(own, cand, valid)
+    assert (fwd[~valid] == 0).all() and ((fwd > 0).sum(1) <= m.keep).all()

@@ -59,13 +59,24 @@ class Matcher:
         if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or len(reference_patches) * ra != len(target_patches) * rb:
             raise ValueError(f"{len(reference_patches)} reference patches x {ra} do not pair with "
                              f"{len(target_patches)} target patches x {rb}; repeat one side only")
-        if ra == rb == 1:
-            return self.score(reference_patches, target_patches)
+        return self.score_indexed(reference_patches, target_patches,
+                                  torch.arange(len(reference_patches)).repeat_interleave(ra),
+                                  torch.arange(len(target_patches)).repeat_interleave(rb))
+
+    def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                      ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        """Scores of the pairs (reference_patches[ia[j]], target_patches[ib[j]]), each patch
+        prepared once per batch of 1024 pairs."""
         check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
+        out = []
         with torch.inference_mode():
-            a = self.prepare(as_unit_float(reference_patches).to(self.device)).repeat_interleave(ra, 0)
-            b = self.prepare(as_unit_float(target_patches).to(self.device)).repeat_interleave(rb, 0)
-            return self.search(a, b).reshape(-1).cpu()
+            for i in range(0, len(ia), 1024):
+                ua, inv_a = torch.unique(ia[i:i + 1024], return_inverse=True)
+                ub, inv_b = torch.unique(ib[i:i + 1024], return_inverse=True)
+                a = self.prepare(as_unit_float(reference_patches[ua]).to(self.device))
+                b = self.prepare(as_unit_float(target_patches[ub]).to(self.device))
+                out.append(self.search(a[inv_a.to(self.device)], b[inv_b.to(self.device)]).reshape(-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         return image

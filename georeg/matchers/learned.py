@@ -68,18 +68,23 @@ class LearnedMatcher(Matcher):
 
         With ``repeat_reference=k`` (or ``repeat_target=k``) that side holds N/k patches, each paired
         with k consecutive patches of the other side; each patch is encoded once."""
-        ra, rb = _check_repeats(reference_patches, target_patches, repeat_reference, repeat_target)
+        ia, ib = _repeat_index(reference_patches, target_patches, repeat_reference, repeat_target)
+        return self.network_logits_indexed(reference_patches, target_patches, ia, ib)
+
+    def network_logits_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                               ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        """Logits of the pairs (reference_patches[ia[j]], target_patches[ib[j]]); each patch is
+        encoded once per batch of 1024 pairs however many pairs it is in."""
         check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
         out = []
-        step = max(1, 1024 // max(ra, rb))  # patches of the repeated side per batch
-        ns = len(reference_patches) if ra > 1 else len(target_patches)
         with torch.inference_mode(), self._autocast():
-            for i in range(0, ns, step):
-                sa = slice(i, i + step) if rb == 1 else slice(i * rb, (i + step) * rb)
-                sb = slice(i, i + step) if ra == 1 else slice(i * ra, (i + step) * ra)
-                a = _to_net(reference_patches[sa], self.device)
-                b = _to_net(target_patches[sb], self.device)
-                out.append(self._pair_logit(a, b, ra, rb).float().cpu())
+            for i in range(0, len(ia), 1024):
+                ua, inv_a = torch.unique(ia[i:i + 1024], return_inverse=True)
+                ub, inv_b = torch.unique(ib[i:i + 1024], return_inverse=True)
+                ea = self._encode(_to_net(reference_patches[ua], self.device), "opt")
+                eb = self._encode(_to_net(target_patches[ub], self.device), "other")
+                out.append(self._head(_take(ea, inv_a.to(self.device)), _take(eb, inv_b.to(self.device)))
+                           .float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     def network_score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
@@ -92,11 +97,11 @@ class LearnedMatcher(Matcher):
         return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
 
     def _fused(self, logits: torch.Tensor, pairs) -> torch.Tensor:
-        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target, repeat_reference,
-        repeat_target) patches of the structural score and is only called when the manifest has a fusion."""
+        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target, ia, ib) patches
+        and pair indices of the structural score and is only called when the manifest has a fusion."""
         if not self.fusion:
             return torch.sigmoid(logits)
-        return self.fuse(logits, self._structural.score_repeated(*pairs()))
+        return self.fuse(logits, self._structural.score_indexed(*pairs()))
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
@@ -106,41 +111,67 @@ class LearnedMatcher(Matcher):
                        repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
         """:meth:`score` where each patch of one side meets k consecutive patches of the other
         (see :meth:`network_logits`); the same numbers as repeating the patches, at less cost."""
-        return self._fused(self.network_logits(reference_patches, target_patches, repeat_reference, repeat_target),
-                           lambda: (reference_patches, target_patches, repeat_reference, repeat_target))
+        ia, ib = _repeat_index(reference_patches, target_patches, repeat_reference, repeat_target)
+        return self.score_indexed(reference_patches, target_patches, ia, ib)
 
-    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
-        n, k = candidates.shape[:2]
-        return self.score_repeated(reference_patches, candidates.reshape(n * k, 1, 64, 64), k, 1).view(n, k)
+    def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
+                      ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        """Probabilities of the pairs (reference_patches[ia[j]], target_patches[ib[j]])."""
+        return self._fused(self.network_logits_indexed(reference_patches, target_patches, ia, ib),
+                           lambda: (reference_patches, target_patches, ia, ib))
 
-    def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """target (N, 1, 64, 64), reference candidates (N, K, 1, 64, 64) -> (N, K) probabilities."""
+    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+        """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities; candidates
+        where the (N, K) mask ``valid`` is False are not scored (probability 0)."""
         n, k = candidates.shape[:2]
-        return self.score_repeated(candidates.reshape(n * k, 1, 64, 64), target_patches, 1, k).view(n, k)
+        rows, cols = _pairs(n, k, valid)
+        prob = self.score_indexed(reference_patches, candidates.reshape(n * k, 1, 64, 64), rows, rows * k + cols)
+        return _scatter(prob, rows, cols, n, k)
+
+    def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+        """target (N, 1, 64, 64), reference candidates (N, K, 1, 64, 64) -> (N, K) probabilities, as
+        :meth:`rank` with the roles of the two sides swapped."""
+        n, k = candidates.shape[:2]
+        rows, cols = _pairs(n, k, valid)
+        prob = self.score_indexed(candidates.reshape(n * k, 1, 64, 64), target_patches, rows * k + cols, rows)
+        return _scatter(prob, rows, cols, n, k)
 
 
 def _to_net(patches: torch.Tensor, device: torch.device) -> torch.Tensor:
     return as_unit_float(patches).to(device).contiguous(memory_format=torch.channels_last)
 
 
-def _check_repeats(a: torch.Tensor, b: torch.Tensor, ra: int, rb: int) -> tuple[int, int]:
-    if ra < 1 or rb < 1 or (ra > 1 and rb > 1):
-        raise ValueError(f"repeat only one side, by 1 or more; got repeat_reference={ra}, repeat_target={rb}")
-    if len(a) * ra != len(b) * rb:
-        raise ValueError(f"{len(a)} reference patches x {ra} do not pair with {len(b)} target patches x {rb}")
-    return ra, rb
+def _repeat_index(a: torch.Tensor, b: torch.Tensor, ra: int, rb: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair indices for 'each patch of one side meets k consecutive patches of the other'."""
+    if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or len(a) * ra != len(b) * rb:
+        raise ValueError(f"{len(a)} reference patches x {ra} do not pair with {len(b)} target patches x {rb}; "
+                         "repeat one side only")
+    return torch.arange(len(a)).repeat_interleave(ra), torch.arange(len(b)).repeat_interleave(rb)
 
 
-def _rep(x, k: int):
-    """Each item of a tensor (or of the tensors of a dict or list) repeated k times in a row."""
-    if k == 1:
-        return x
+def _pairs(n: int, k: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) of the candidates to score, row by row."""
+    if valid is None:
+        return torch.arange(n).repeat_interleave(k), torch.arange(k).repeat(n)
+    rows, cols = torch.nonzero(valid.reshape(n, k), as_tuple=True)
+    return rows, cols
+
+
+def _scatter(prob: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    out = torch.zeros(n, k)
+    out[rows, cols] = prob
+    return out
+
+
+def _take(x, idx: torch.Tensor):
+    """Items ``idx`` of a tensor, or of the tensors of a dict or list (an encoding), along dim 0."""
     if isinstance(x, dict):
-        return {key: _rep(v, k) for key, v in x.items()}
+        return {key: _take(v, idx) for key, v in x.items()}
     if isinstance(x, list):
-        return [_rep(v, k) for v in x]
-    return x.repeat_interleave(k, 0)
+        return [_take(v, idx) for v in x]
+    return x[idx]
 
 
 class KGLMatcher(LearnedMatcher):
@@ -149,30 +180,39 @@ class KGLMatcher(LearnedMatcher):
     def _build(self, manifest: dict) -> torch.nn.Module:
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
-    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor, ra: int = 1, rb: int = 1) -> torch.Tensor:
-        return self.net.head(_rep(self.net.encode(a, "opt")["f_dif"], ra),
-                             _rep(self.net.encode(b, "other")["f_dif"], rb))
+    def _encode(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        return self.net.encode(x, side)["f_dif"]
 
-    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """Encode each patch once; pre-rank by descriptor distance; metric head on the best ``keep``."""
+    def _head(self, f_opt: torch.Tensor, f_other: torch.Tensor) -> torch.Tensor:
+        return self.net.head(f_opt, f_other)
+
+    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode each patch once; pre-rank the valid candidates by descriptor distance; metric head
+        on the best ``keep`` of each row."""
         n, k = candidates.shape[:2]
+        rows, cols = _pairs(n, k, valid)
+        if len(rows) == 0:
+            return torch.zeros(n, k)
+        flat = candidates.reshape(n * k, 1, 64, 64)
         with torch.inference_mode(), self._autocast():
             ea = self.net.encode(_to_net(reference_patches, self.device), "opt")
-            eb = self.net.encode(_to_net(candidates.reshape(n * k, 1, 64, 64), self.device), "other")
-            desc_b = eb["desc"].view(n, k, -1)
-            dist = (desc_b - ea["desc"].unsqueeze(1)).norm(dim=-1)
+            eb = self.net.encode(_to_net(flat[rows * k + cols], self.device), "other")
+            r_dev, c_dev = rows.to(self.device), cols.to(self.device)
+            dist = torch.full((n, k), float("inf"), device=self.device)
+            dist[r_dev, c_dev] = (eb["desc"] - ea["desc"][r_dev]).norm(dim=-1).float()
             keep = min(self.keep, k)
-            top = dist.topk(keep, dim=1, largest=False).indices  # (N, keep)
-            fb = eb["f_dif"].view(n, k, *eb["f_dif"].shape[1:])
-            sel = fb[torch.arange(n, device=fb.device)[:, None], top]  # (N, keep, C, 8, 8)
-            fa = ea["f_dif"].unsqueeze(1).expand_as(sel)
-            logit = self.net.head(fa.reshape(-1, *fa.shape[2:]), sel.reshape(-1, *sel.shape[2:])).float().cpu()
-        top = top.cpu()
-        prob = self._fused(logit, lambda: (reference_patches,
-                                           candidates[torch.arange(n)[:, None], top].reshape(n * keep, 1, 64, 64),
-                                           keep, 1))
+            top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
+            slot = torch.full((n, k), -1, dtype=torch.long)
+            slot[rows, cols] = torch.arange(len(rows))
+            j = slot.gather(1, top)  # the candidate's place among the encoded ones; -1: not valid
+            ok = j >= 0
+            r_ok, c_ok = torch.arange(n)[:, None].expand(n, keep)[ok], top[ok]
+            logit = self.net.head(ea["f_dif"][r_ok.to(self.device)], eb["f_dif"][j[ok].to(self.device)])
+            logit = logit.float().cpu()
+        prob = self._fused(logit, lambda: (reference_patches, flat, r_ok, r_ok * k + c_ok))
         out = torch.zeros(n, k)
-        out.scatter_(1, top, prob.view(n, keep))
+        out[r_ok, c_ok] = prob
         return out
 
 
@@ -180,5 +220,8 @@ class RRLMatcher(LearnedMatcher):
     def _build(self, manifest: dict) -> torch.nn.Module:
         return RRLNet(training_parts=False)
 
-    def _pair_logit(self, a: torch.Tensor, b: torch.Tensor, ra: int = 1, rb: int = 1) -> torch.Tensor:
-        return self.net.pair(_rep(self.net.encode(a, "opt"), ra), _rep(self.net.encode(b, "other"), rb))["main"]
+    def _encode(self, x: torch.Tensor, side: str) -> dict:
+        return self.net.encode(x, side)
+
+    def _head(self, e_opt: dict, e_other: dict) -> torch.Tensor:
+        return self.net.pair(e_opt, e_other)["main"]
