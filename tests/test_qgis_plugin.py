@@ -95,8 +95,8 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     out, res = _qgis(tmp_path, f"""
         r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
             "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'out.tif')!r},
-            "TIE_POINTS": {str(tmp_path / 'tp.gpkg')!r}, "REPORT": {str(tmp_path / 'r.json')!r}}},
-            feedback=QgsProcessingFeedback())
+            "TIE_POINTS": {str(tmp_path / 'tp.gpkg')!r}, "REPORT": {str(tmp_path / 'r.json')!r},
+            "MATCHER": 1}}, feedback=QgsProcessingFeedback())
         tp = QgsVectorLayer(r["TIE_POINTS"], "tp", "ogr")
         a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": {str(second)!r},
             "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
@@ -108,6 +108,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     r = res[0]
     assert r["valid"] and r["n"] > 50 and "residual_px" in r["fields"] and "inlier" in r["fields"]
     rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration
     with rasterio.open(volkov / "176_S1_VH.tif") as t, rasterio.open(r["out"]) as o, rasterio.open(r["apply"]) as a:
         assert o.transform != t.transform  # the georeferencing was corrected
         assert np.allclose(list(o.transform)[:6], rep["model"]["corrected_transform"], atol=1e-6)
