@@ -44,6 +44,11 @@ def run(device: str, batch: int, repeat: int) -> list[tuple]:
                          _rate(lambda net=net, fa=fa, fb=fb: net.head(fa, fb), batch, repeat), "pairs/s"))
             rows.append((device, label, "full pair forward",
                          _rate(lambda net=net: net(a, b), batch, repeat), "pairs/s"))
+        # the memory layout georeg's matchers use (georeg/matchers/learned.py): same numbers, faster convolutions
+        net = KGLNet(1.0).eval().to(device, memory_format=torch.channels_last)
+        a_cl = a.contiguous(memory_format=torch.channels_last)
+        rows.append((device, "KGL-Net w1.0 channels-last", "encode patch (desc + metric features)",
+                     _rate(lambda: net.encode(a_cl, "opt"), batch, repeat), "patches/s"))
         rrl = RRLNet(training_parts=False).eval().to(device)
         ea, eb = rrl.encode(a, "opt"), rrl.encode(b, "other")
         rows.append((device, "RRL-Net", "encode patch (encoder + FIL)",
@@ -62,6 +67,8 @@ def run(device: str, batch: int, repeat: int) -> list[tuple]:
         m = load(name, device)
         rows.append((device, name, "rank 6 candidates per keypoint (shipped)",
                      _rate(lambda m=m: m.rank(ref, cand), n, repeat), "keypoints/s"))
+        rows.append((device, name, "rank 6 candidates, target side (shipped)",
+                     _rate(lambda m=m: m.rank_reverse(ref, cand), n, repeat), "keypoints/s"))
     return rows
 
 
