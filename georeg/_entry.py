@@ -20,5 +20,6 @@ def main() -> None:
 
         cli_main()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting stays quiet
         sys.stderr.write("Interrupted; no output was written.\n")
         sys.exit(130)

@@ -506,12 +506,24 @@ def main() -> None:
         # not click's standalone mode: it turns Ctrl-C during argument parsing into 'Aborted!', exit 1
         rv = georeg.main(prog_name="georeg", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
+        _ignore_signals()
         click.echo("Interrupted; no output was written.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    finally:
+        _ignore_signals()
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _ignore_signals() -> None:
+    """The command has finished (or been interrupted and cleaned up): a Ctrl-C or SIGTERM during
+    the interpreter's shutdown (worker pools joined at exit) must not turn it into a crash."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 rio_georeg = georeg
