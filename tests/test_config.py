@@ -11,8 +11,12 @@ def test_parse_shift_units():
     assert parse_shift(7) == (7.0, "px")
     with pytest.raises(ConfigError, match="max shift must be"):
         parse_shift("40km")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="max shift must be a number"):  # the sign does not parse
         parse_shift("-3")
+    with pytest.raises(ConfigError, match="max shift must be positive; got -3.0 px"):
+        parse_shift(-3)
+    with pytest.raises(ConfigError, match="max shift must be positive; got 0.0 m"):
+        parse_shift("0m")
 
 
 def test_max_shift_in_metres_converts_with_pixel_size():

@@ -36,8 +36,19 @@ def test_losses_behave():
     assert descriptor_distances(a, a).diagonal().max() < 0.01
     idx = mine_hardest(a, a)
     assert (idx["lr_row"] != torch.arange(32)).all()  # the diagonal is never the hardest negative
+    a = torch.nn.functional.normalize(torch.randn(32, 3), dim=1)  # crowded: negatives inside the margin
     loss, hard = hynet_triplet(a, a, a * 3, a * 3)
-    assert loss.item() == pytest.approx(0.0, abs=1e-3) or loss.item() >= 0
+    # the same sum written out: d_pos = 0 (sqrt(1e-6)); the hardest negative is the nearest other
+    # descriptor (all four in-batch candidates coincide when left == right); h(d) = d + d^2
+    d = torch.cdist(a.double(), a.double()) + torch.eye(32, dtype=torch.float64) * 9
+    h_neg = d.min(1).values + d.min(1).values ** 2
+    h_pos = 1e-3 + 1e-6
+    assert loss.item() == pytest.approx(torch.relu(1.2 + h_pos - h_neg).sum().item(), rel=1e-3)
+    assert loss.item() > 1.0  # 32 directions in 3-D: nearest neighbours well inside the 1.2 margin
+    assert (hard == d.argmin(1)).all()
+    # the norm term: 0.1 * sum (|raw_l| - |raw_r|)^2 = 0.1 * 32 * (3 - 1)^2
+    loss_norm, _ = hynet_triplet(a, a, a * 3, a)
+    assert loss_norm.item() - loss.item() == pytest.approx(12.8, rel=1e-3)
     head = lambda x, y: -(x - y).abs().sum(1)  # noqa: E731
     assert hnsm_bce(head, a, a, hard).item() > 0
 
