@@ -17,6 +17,10 @@ class GeoregError(Exception):
     exit_code = 1
 
 
+class ShapeError(GeoregError, ValueError):
+    """An array handed to the Python API has the wrong shape (a programming error, exit code 1)."""
+
+
 class InputError(GeoregError, ValueError):
     """The inputs or options are not usable as given (exit code 2)."""
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .config import EstimationConfig
-from .errors import TooFewTiePointsError
+from .coordinates import as_points
+from .errors import ShapeError, TooFewTiePointsError
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +257,7 @@ def fit_local(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig) -> Loca
 
 
 def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: str | None = None,
-             weights: np.ndarray | None = None, extent: tuple[float, float, float, float] | None = None,
-             base: str = "translation") -> FittedModel:
+             extent: tuple[float, float, float, float] | None = None, base: str = "translation") -> FittedModel:
     """Fit ``model`` (default ``cfg.model``) robustly to tie points (N, 2) -> (N, 2).
 
     ``extent`` (x0, y0, x1, y1 in the tie points' pixel frame) is the area the model will
@@ -267,14 +267,13 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     Raises :class:`TooFewTiePointsError` when there are fewer tie points or inliers than needed.
     """
     kind = model or cfg.model
-    xy_t = np.asarray(xy_t, np.float64).reshape(-1, 2)
-    xy_r = np.asarray(xy_r, np.float64).reshape(-1, 2)
+    xy_t, xy_r = as_points(xy_t, "xy_t"), as_points(xy_r, "xy_r")
+    if xy_t.shape != xy_r.shape:
+        raise ShapeError(f"xy_t and xy_r must hold the same number of points; got {len(xy_t)} and {len(xy_r)}")
     if kind == "auto":
         if len(xy_t) < MIN_INLIERS["translation"]:
             raise TooFewTiePointsError(len(xy_t), MIN_INLIERS["translation"], "auto", "tie points")
         return estimate_auto(xy_t, xy_r, cfg, extent=extent, base=base)
-    if xy_t.shape != xy_r.shape:
-        raise ValueError(f"xy_t and xy_r must both be (N, 2); got {xy_t.shape} and {xy_r.shape}")
     needed = max(cfg.min_inliers, MIN_INLIERS[kind])
     if len(xy_t) < needed:
         raise TooFewTiePointsError(len(xy_t), needed, kind, "tie points")

@@ -190,3 +190,22 @@ def test_auto_takes_a_real_homography():
     m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), extent=(0, 0, 2000, 2000))
     assert m.kind == "homography", m.params["auto"]["steps"]
     assert _max_err(m, h) < 1.0
+
+
+def test_point_arrays_of_the_wrong_shape_are_refused():
+    """A transposed (2, N) array used to be reshaped into wrong points and gave a wrong shift."""
+    from georeg.coordinates import as_points
+    from georeg.errors import ShapeError
+
+    rng = np.random.default_rng(0)
+    xy_t = rng.uniform(0, 500, (40, 2))
+    xy_r = xy_t + [3.0, -2.0]
+    cfg = EstimationConfig(model="translation")
+    with pytest.raises(ShapeError, match=r"xy_t must be an \(N, 2\) array .* shape \(2, 40\) \(it looks transposed"):
+        estimate(xy_t.T, xy_r.T, cfg)
+    with pytest.raises(ShapeError, match="same number of points; got 40 and 39"):
+        estimate(xy_t, xy_r[:39], cfg)
+    with pytest.raises(ValueError):  # ShapeError is a ValueError for callers that catch those
+        as_points(np.zeros((5, 3)))
+    assert as_points([]).shape == (0, 2)
+    assert np.allclose(estimate(xy_t, xy_r, cfg).matrix[:2, 2], [3.0, -2.0])
