@@ -16,7 +16,7 @@ pytestmark = pytest.mark.data
 @pytest.fixture(scope="module")
 def tiny_data(shared_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("td")
-    pairs = [p for p in s1s2_pairs(shared_data) if p.name in ("003", "019", "156", "163")]
+    pairs = [p for p in s1s2_pairs(shared_data, names={"003", "019", "156", "163"})]
     assert len(pairs) == 4
     for split, chosen in (("train", pairs[:2]), ("val", pairs[2:3]), ("test", pairs[3:])):
         for p in chosen:

@@ -99,10 +99,11 @@ def align_to_optical(opt: np.ndarray, sar: np.ndarray, model: str) -> tuple[np.n
     return v.astype(np.float32), inside, info
 
 
-def s1s2_pairs(data: Path, align: str = "none", splits=("train", "val", "test")) -> list[ImagePair]:
+def s1s2_pairs(data: Path, align: str = "none", splits=("train", "val", "test"),
+               names: set[str] | None = None) -> list[ImagePair]:
     """Sentinel-1/2 pairs. ``align``: 'none' keeps the authors' alignment (a few px off, see
     alignment_check.csv); 'translation', 'affine' or 'local' first removes the residual with
-    :func:`align_to_optical`."""
+    :func:`align_to_optical`. ``names`` (fragment ids such as '003') loads only those."""
     root = data / "s1s2_volkov"
     with open(root / "georef_epsg3395.csv", newline="") as f:
         tiles = {r["fragment"]: r["s2_tile"] for r in csv.DictReader(f)}
@@ -111,14 +112,16 @@ def s1s2_pairs(data: Path, align: str = "none", splits=("train", "val", "test"))
         for p in sorted((root / sub / "opt").glob("*.png")):
             tile = tiles.get(p.name)
             sar = root / sub / "sar" / p.name
-            if tile is None or not sar.exists() or S1S2_SPLIT[tile] not in splits:
+            if tile is None or not sar.exists() or S1S2_SPLIT[tile] not in splits or \
+                    (names is not None and p.stem not in names):
                 continue
             out.append(_s1s2_pair(p.stem, S1S2_SPLIT[tile], _grey(p), _grey(sar), align))
     import rasterio
 
     for pid, tile in (("050", "T11SLT"), ("176", "T11SMT"), ("268", "T14RNT")):
         g = root / "geotiff"
-        if not (g / f"{pid}_S2_RGB.tif").exists() or S1S2_SPLIT[tile] not in splits:
+        if not (g / f"{pid}_S2_RGB.tif").exists() or S1S2_SPLIT[tile] not in splits or \
+                (names is not None and pid not in names):
             continue
         with rasterio.open(g / f"{pid}_S2_RGB.tif") as d:
             a = d.read().astype(np.float32)
