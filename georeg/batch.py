@@ -390,7 +390,7 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
     for t in tasks:
         rep = finished_report(t) if resume and not t.error else None
         if t.error:
-            rows[t.index] = _failed_row(t, t.error)
+            rows[t.index] = failed_row(t, t.error)
         elif rep is not None:
             rows[t.index] = {"index": t.index, "reference": t.reference, "target": t.target, "output": t.output,
                              "status": "skipped (complete)", "error": "", "quality": rep.get("quality", ""),
@@ -447,7 +447,8 @@ def _shift_columns(rep: dict) -> dict:
             "shift_x_map": round(mp[0], 2), "shift_y_map": round(mp[1], 2)}
 
 
-def _failed_row(task: PairTask, error: str) -> dict:
+def failed_row(task: PairTask, error: str) -> dict:
+    """The summary row of a pair that failed with ``error`` (the local and Dask runners share it)."""
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
             "status": "failed", "error": error, "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
             "seconds": ""}
@@ -484,7 +485,7 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
                 for task in futures.values():
                     crashes[task.index] = crashes.get(task.index, 0) + 1
                     if crashes[task.index] >= max_crashes:
-                        finished(_failed_row(task, "a worker process died while registering this pair "
+                        finished(failed_row(task, "a worker process died while registering this pair "
                                                    f"({crashes[task.index]} times)"))
                     else:
                         pending.append(task)

@@ -45,7 +45,7 @@ def run_dask(tasks: list, scheduler: str, workers: int | None, finished: Callabl
              retries: int = 2) -> None:
     from distributed import WorkerPlugin, as_completed
 
-    from .batch import _failed_row, run_task
+    from .batch import failed_row, run_task
 
     class GeoregWorker(WorkerPlugin):
         name = "georeg-worker"
@@ -65,7 +65,7 @@ def run_dask(tasks: list, scheduler: str, workers: int | None, finished: Callabl
             try:
                 finished(fut.result())
             except Exception as exc:  # the worker died more than `retries` times
-                finished(_failed_row(task, f"failed on the Dask cluster: {type(exc).__name__}: {exc}"))
+                finished(failed_row(task, f"failed on the Dask cluster: {type(exc).__name__}: {exc}"))
     finally:
         client.close()
         if cluster is not None:
