@@ -494,7 +494,7 @@ def describe(model: FittedModel, centre_xy: np.ndarray) -> dict:
     """Human-readable parameters: shift at ``centre_xy``, rotation (deg), scales, shear."""
     c = np.asarray(centre_xy, np.float64).reshape(1, 2)
     shift = (model.forward(c) - c)[0]
-    a = model.matrix[:2, :2] if model.local is None else model.matrix[:2, :2]
+    a = model.matrix[:2, :2]  # the global part (the whole model unless it is local)
     sx = float(np.hypot(a[0, 0], a[1, 0]))
     sy = float(np.hypot(a[0, 1], a[1, 1]))
     rot = float(np.degrees(np.arctan2(a[1, 0], a[0, 0])))
