@@ -33,6 +33,24 @@ def check_patches(a: torch.Tensor, b: torch.Tensor, patch_size: int | None = Non
         raise ValueError(f"this matcher takes {patch_size}x{patch_size} patches; got {a.shape[-1]}")
 
 
+def repeat_index(na: int, nb: int, ra: int, rb: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair indices for 'each of the na patches of one side meets ra (or rb) consecutive patches
+    of the other'."""
+    if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or na * ra != nb * rb:
+        raise ValueError(f"{na} reference patches x {ra} do not pair with {nb} target patches x {rb}; "
+                         "repeat one side only")
+    return torch.arange(na).repeat_interleave(ra), torch.arange(nb).repeat_interleave(rb)
+
+
+def pair_batches(ia: torch.Tensor, ib: torch.Tensor, device, size: int = 1024):
+    """Batches of ``size`` pairs: (patches of each side the batch needs, once each, and where each
+    pair finds them), so that a patch in many pairs is prepared or encoded once per batch."""
+    for i in range(0, len(ia), size):
+        ua, inv_a = torch.unique(ia[i:i + size], return_inverse=True)
+        ub, inv_b = torch.unique(ib[i:i + size], return_inverse=True)
+        yield ua, inv_a.to(device), ub, inv_b.to(device)
+
+
 class Matcher:
     """Base class; see the module docstring for the contract."""
 
@@ -55,27 +73,21 @@ class Matcher:
                        repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
         """:meth:`score` where each patch of one side meets ``repeat_*`` consecutive patches of the
         other: the same numbers as repeating the patches, each patch prepared once."""
-        ra, rb = repeat_reference, repeat_target
-        if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or len(reference_patches) * ra != len(target_patches) * rb:
-            raise ValueError(f"{len(reference_patches)} reference patches x {ra} do not pair with "
-                             f"{len(target_patches)} target patches x {rb}; repeat one side only")
         return self.score_indexed(reference_patches, target_patches,
-                                  torch.arange(len(reference_patches)).repeat_interleave(ra),
-                                  torch.arange(len(target_patches)).repeat_interleave(rb))
+                                  *repeat_index(len(reference_patches), len(target_patches),
+                                                repeat_reference, repeat_target))
 
     def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
                       ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
         """Scores of the pairs (reference_patches[ia[j]], target_patches[ib[j]]), each patch
-        prepared once per batch of 1024 pairs."""
+        prepared once per batch of pairs."""
         check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
         out = []
         with torch.inference_mode():
-            for i in range(0, len(ia), 1024):
-                ua, inv_a = torch.unique(ia[i:i + 1024], return_inverse=True)
-                ub, inv_b = torch.unique(ib[i:i + 1024], return_inverse=True)
+            for ua, inv_a, ub, inv_b in pair_batches(ia, ib, self.device):
                 a = self.prepare(as_unit_float(reference_patches[ua]).to(self.device))
                 b = self.prepare(as_unit_float(target_patches[ub]).to(self.device))
-                out.append(self.search(a[inv_a.to(self.device)], b[inv_b.to(self.device)]).reshape(-1).cpu())
+                out.append(self.search(a[inv_a], b[inv_b]).reshape(-1).cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:

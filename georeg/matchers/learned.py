@@ -21,7 +21,7 @@ import contextlib
 
 import torch
 
-from .base import Matcher, as_unit_float, check_patches
+from .base import Matcher, as_unit_float, check_patches, pair_batches, repeat_index
 from .kgl import KGLNet
 from .rrl import RRLNet
 from .weights import load_state
@@ -68,8 +68,9 @@ class LearnedMatcher(Matcher):
 
         With ``repeat_reference=k`` (or ``repeat_target=k``) that side holds N/k patches, each paired
         with k consecutive patches of the other side; each patch is encoded once."""
-        ia, ib = _repeat_index(reference_patches, target_patches, repeat_reference, repeat_target)
-        return self.network_logits_indexed(reference_patches, target_patches, ia, ib)
+        return self.network_logits_indexed(reference_patches, target_patches,
+                                           *repeat_index(len(reference_patches), len(target_patches),
+                                                         repeat_reference, repeat_target))
 
     def network_logits_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
                                ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
@@ -78,13 +79,10 @@ class LearnedMatcher(Matcher):
         check_patches(reference_patches[:1], target_patches[:1], self.patch_size)
         out = []
         with torch.inference_mode(), self._autocast():
-            for i in range(0, len(ia), 1024):
-                ua, inv_a = torch.unique(ia[i:i + 1024], return_inverse=True)
-                ub, inv_b = torch.unique(ib[i:i + 1024], return_inverse=True)
+            for ua, inv_a, ub, inv_b in pair_batches(ia, ib, self.device):
                 ea = self._encode(_to_net(reference_patches[ua], self.device), "opt")
                 eb = self._encode(_to_net(target_patches[ub], self.device), "other")
-                out.append(self._head(_take(ea, inv_a.to(self.device)), _take(eb, inv_b.to(self.device)))
-                           .float().cpu())
+                out.append(self._head(_take(ea, inv_a), _take(eb, inv_b)).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     def network_score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
@@ -106,13 +104,6 @@ class LearnedMatcher(Matcher):
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
         return self.score_repeated(reference_patches, target_patches)
-
-    def score_repeated(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
-                       repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
-        """:meth:`score` where each patch of one side meets k consecutive patches of the other
-        (see :meth:`network_logits`); the same numbers as repeating the patches, at less cost."""
-        ia, ib = _repeat_index(reference_patches, target_patches, repeat_reference, repeat_target)
-        return self.score_indexed(reference_patches, target_patches, ia, ib)
 
     def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
                       ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
@@ -141,14 +132,6 @@ class LearnedMatcher(Matcher):
 
 def _to_net(patches: torch.Tensor, device: torch.device) -> torch.Tensor:
     return as_unit_float(patches).to(device).contiguous(memory_format=torch.channels_last)
-
-
-def _repeat_index(a: torch.Tensor, b: torch.Tensor, ra: int, rb: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pair indices for 'each patch of one side meets k consecutive patches of the other'."""
-    if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or len(a) * ra != len(b) * rb:
-        raise ValueError(f"{len(a)} reference patches x {ra} do not pair with {len(b)} target patches x {rb}; "
-                         "repeat one side only")
-    return torch.arange(len(a)).repeat_interleave(ra), torch.arange(len(b)).repeat_interleave(rb)
 
 
 def _pairs(n: int, k: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
