@@ -392,12 +392,7 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
         if t.error:
             rows[t.index] = failed_row(t, t.error)
         elif rep is not None:
-            rows[t.index] = {"index": t.index, "reference": t.reference, "target": t.target, "output": t.output,
-                             "status": "skipped (complete)", "error": "", "quality": rep.get("quality", ""),
-                             "model": rep["model"]["type"],
-                             "rmse_px": round(rep["residuals"]["rmse_px"], 3),
-                             "ce90_px": round(rep["residuals"]["ce90_px"], 3),
-                             "inliers": rep["counts"]["inliers"], "seconds": 0.0, **_shift_columns(rep)}
+            rows[t.index] = report_row(t, rep, "skipped (complete)", seconds=0.0)
         else:
             todo.append(t)
     done = len(rows)
@@ -420,6 +415,11 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
         else:
             raise ConfigError(f"executor must be 'local' or 'dask'; got {executor!r}")
     finally:
+        for t in todo:  # an interruption between a pair's last output and its row: the outputs decide
+            rep = finished_report(t) if t.index not in rows else None
+            if rep is not None:
+                uncertain = rep.get("quality") == "uncertain" and not t.config.output.accept_uncertain
+                rows[t.index] = report_row(t, rep, "uncertain" if uncertain else "ok")
         write_summary(out, list(rows.values()))
         from .atomic import remove_stale
 
@@ -445,6 +445,15 @@ def _shift_columns(rep: dict) -> dict:
         return {}
     return {"shift_x_px": round(px[0], 3), "shift_y_px": round(px[1], 3),
             "shift_x_map": round(mp[0], 2), "shift_y_map": round(mp[1], 2)}
+
+
+def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = "") -> dict:
+    """The summary row of a pair whose verified report ``rep`` is on disk ("" for an unknown time)."""
+    return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
+            "status": status, "error": rep["verdict"]["reason"] if status == "uncertain" else "",
+            "quality": rep.get("quality", ""), "model": rep["model"]["type"],
+            "rmse_px": round(rep["residuals"]["rmse_px"], 3), "ce90_px": round(rep["residuals"]["ce90_px"], 3),
+            "inliers": rep["counts"]["inliers"], "seconds": seconds, **_shift_columns(rep)}
 
 
 def failed_row(task: PairTask, error: str) -> dict:

@@ -152,6 +152,28 @@ def test_resume_redoes_a_truncated_output_and_a_damaged_report(pair, tmp_path):
     assert [x["status"] for x in _summary(out)] == ["skipped (complete)"] * 3
 
 
+def test_interrupt_after_a_pair_is_published_keeps_its_row(pair, tmp_path, monkeypatch):
+    """Ctrl-C between a pair's last output and its summary row: the verified outputs decide."""
+    from georeg import batch
+
+    ref, tgt = pair
+    m = _manifest(tmp_path / "m.csv", ["reference", "target", "output"],
+                  [[str(ref), str(tgt), "a.tif"], [str(ref), str(tgt), "b.tif"]])
+    real = batch.run_task
+
+    def run_then_interrupt(task):
+        real(task)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_task", run_then_interrupt)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(str(m), out, workers=1)
+    rows = _summary(out)
+    assert [x["status"] for x in rows] == ["ok"] and rows[0]["output"].endswith("a.tif")
+    assert int(rows[0]["inliers"]) > 0
+
+
 # ---------------------------------------------------------------- 3: staging rolls back
 @pytest.mark.skipif(os.geteuid() != 0 and sys.platform != "linux", reason="needs chattr on Linux")
 def test_overwrite_that_cannot_replace_the_old_report_restores_the_old_set(pair, tmp_path):
