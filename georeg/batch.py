@@ -129,13 +129,7 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     reference or target, are mistakes of the whole manifest and refuse it."""
     out_dir = Path(outdir)
     rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k} for row in rows]
-    for i, row in enumerate(rows):
-        if not row.get("reference") or not row.get("target"):
-            raise InputError(f"{where} row {i + 1}: 'reference' and 'target' are required")
-        unknown = [c for c in row if c not in ("reference", "target", "output") and c not in ROW_OPTIONS]
-        if unknown:
-            raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
-                              f"{', '.join(ROW_OPTIONS)}")
+    _check_columns(rows, where)
     from .remote import is_remote
 
     def locate(p: str) -> str:
@@ -144,36 +138,16 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     refs = [locate(r["reference"]) for r in rows]
     tgts = [locate(r["target"]) for r in rows]
     inputs = {Path(p) for p in refs + tgts if not is_remote(p)}
-    for r in rows:
-        for col in ("ref_mask", "target_mask"):
-            if r.get(col):
-                inputs.add((Path(base_dir) / r[col]).resolve())
+    inputs |= {(Path(base_dir) / r[col]).resolve() for r in rows for col in ("ref_mask", "target_mask") if r.get(col)}
     free = [i for i, r in enumerate(rows) if not r.get("output")]
     defaults = dict(zip(free, _default_names([tgts[i] for i in free], free), strict=True))
     tasks, owner = [], {}
     for i, row in enumerate(rows):
         line = f"{where} row {i + 1}"
-        error = ""
-        name = row.get("output") or defaults[i]
-        output = out_dir / name
-        if Path(name).is_absolute() or not _inside(output, out_dir):
-            error = (f"{line}: output {name!r} is outside the output folder {out_dir}; give a file name "
-                     "(or a path relative to the output folder)")
-            output = out_dir / f".refused_row{i + 1}.tif"
+        output, error = _row_output(row.get("output") or defaults[i], out_dir, line, i)
         stem = output.with_suffix("")
         planned = [output, Path(f"{stem}_tiepoints.gpkg"), Path(f"{stem}_report.json")]
-        if not error:
-            clash = next((p for p in planned if p.resolve() in inputs), None)
-            if clash is not None:
-                error = (f"{line}: output {clash.name} would replace an input of this manifest; "
-                         "choose another output name")
-        if not error:
-            first = next((owner[p.resolve()] for p in planned if p.resolve() in owner), None)
-            if first is not None:
-                error = (f"{line}: output {output.name} is already the output of row {first}; give the rows "
-                         "distinct 'output' names")
-            else:
-                owner.update({p.resolve(): i + 1 for p in planned})
+        error = error or _output_clash(planned, inputs, owner, line, i)
         cfg = config
         if not error:
             try:
@@ -185,6 +159,40 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
         tasks.append(PairTask(i, refs[i], tgts[i], str(output), cfg.output.tie_points, cfg.output.report, cfg,
                               _task_key(refs[i], tgts[i], cfg), error))
     return tasks
+
+
+def _check_columns(rows: list[dict], where: str) -> None:
+    """Columns georeg does not know, or a missing reference or target, refuse the whole manifest."""
+    for i, row in enumerate(rows):
+        if not row.get("reference") or not row.get("target"):
+            raise InputError(f"{where} row {i + 1}: 'reference' and 'target' are required")
+        unknown = [c for c in row if c not in ("reference", "target", "output") and c not in ROW_OPTIONS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
+                              f"{', '.join(ROW_OPTIONS)}")
+
+
+def _row_output(name: str, out_dir: Path, line: str, i: int) -> tuple[Path, str]:
+    """The row's output path and, for a name outside OUTDIR, the error and a harmless placeholder."""
+    output = out_dir / name
+    if Path(name).is_absolute() or not _inside(output, out_dir):
+        return out_dir / f".refused_row{i + 1}.tif", (
+            f"{line}: output {name!r} is outside the output folder {out_dir}; give a file name "
+            "(or a path relative to the output folder)")
+    return output, ""
+
+
+def _output_clash(planned: list[Path], inputs: set[Path], owner: dict, line: str, i: int) -> str:
+    """An output that would replace an input or another row's output; else claims the outputs."""
+    clash = next((p for p in planned if p.resolve() in inputs), None)
+    if clash is not None:
+        return f"{line}: output {clash.name} would replace an input of this manifest; choose another output name"
+    first = next((owner[p.resolve()] for p in planned if p.resolve() in owner), None)
+    if first is not None:
+        return (f"{line}: output {planned[0].name} is already the output of row {first}; give the rows "
+                "distinct 'output' names")
+    owner.update({p.resolve(): i + 1 for p in planned})
+    return ""
 
 
 def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -> list[PairTask]:
@@ -379,22 +387,8 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
         check_scheduler(scheduler or "local")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(manifest, (str, os.PathLike)):
-        tasks = read_manifest(manifest, out, cfg)
-    elif manifest and isinstance(manifest[0], PairTask):
-        tasks = list(manifest)
-    else:
-        tasks = tasks_from_rows(manifest, out, cfg)
-    rows: dict[int, dict] = {}
-    todo = []
-    for t in tasks:
-        rep = finished_report(t) if resume and not t.error else None
-        if t.error:
-            rows[t.index] = failed_row(t, t.error)
-        elif rep is not None:
-            rows[t.index] = report_row(t, rep, "skipped (complete)", seconds=0.0)
-        else:
-            todo.append(t)
+    tasks = _tasks_of(manifest, out, cfg)
+    rows, todo = _rows_already_known(tasks, resume)
     done = len(rows)
 
     def finished(row: dict) -> None:
@@ -410,22 +404,48 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
             from .batch_dask import run_dask
 
             run_dask(todo, scheduler or "local", workers, finished)
-        elif executor == "local":
-            _run_local(todo, workers or os.cpu_count() or 1, finished)
         else:
-            raise ConfigError(f"executor must be 'local' or 'dask'; got {executor!r}")
+            _run_local(todo, workers or os.cpu_count() or 1, finished)
     finally:
-        for t in todo:  # an interruption between a pair's last output and its row: the outputs decide
-            rep = finished_report(t) if t.index not in rows else None
-            if rep is not None:
-                uncertain = rep.get("quality") == "uncertain" and not t.config.output.accept_uncertain
-                rows[t.index] = report_row(t, rep, "uncertain" if uncertain else "ok")
+        _rows_of_published(todo, rows)
         write_summary(out, list(rows.values()))
         from .atomic import remove_stale
 
         for folder in {Path(t.output).parent for t in tasks} | {out}:
             remove_stale(folder)  # what workers that died mid-write left behind
     return sorted(rows.values(), key=lambda r: r["index"])
+
+
+def _tasks_of(manifest, out: Path, cfg: RegistrationConfig) -> list[PairTask]:
+    if isinstance(manifest, (str, os.PathLike)):
+        return read_manifest(manifest, out, cfg)
+    if manifest and isinstance(manifest[0], PairTask):
+        return list(manifest)
+    return tasks_from_rows(manifest, out, cfg)
+
+
+def _rows_already_known(tasks: list[PairTask], resume: bool) -> tuple[dict[int, dict], list[PairTask]]:
+    """Rows of the tasks that need no run (invalid rows; complete outputs when resuming), and the rest."""
+    rows: dict[int, dict] = {}
+    todo = []
+    for t in tasks:
+        rep = finished_report(t) if resume and not t.error else None
+        if t.error:
+            rows[t.index] = failed_row(t, t.error)
+        elif rep is not None:
+            rows[t.index] = report_row(t, rep, "skipped (complete)", seconds=0.0)
+        else:
+            todo.append(t)
+    return rows, todo
+
+
+def _rows_of_published(todo: list[PairTask], rows: dict[int, dict]) -> None:
+    """An interruption between a pair's last output and its row: the verified outputs decide."""
+    for t in todo:
+        rep = finished_report(t) if t.index not in rows else None
+        if rep is not None:
+            uncertain = rep.get("quality") == "uncertain" and not t.config.output.accept_uncertain
+            rows[t.index] = report_row(t, rep, "uncertain" if uncertain else "ok")
 
 
 def check_scheduler(scheduler: str) -> None:
@@ -463,6 +483,31 @@ def failed_row(task: PairTask, error: str) -> dict:
             "seconds": ""}
 
 
+def _drain(futures: dict, finished: Callable[[dict], None]) -> bool:
+    """Hand each finished pair's row to ``finished``; True when the pool broke (a worker died),
+    with the pairs still in flight left in ``futures``."""
+    while futures:
+        ready, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for f in ready:
+            task = futures.pop(f)
+            try:
+                finished(f.result())
+            except BrokenProcessPool:
+                futures[f] = task
+                return True
+    return False
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: SIGTERM each worker, which removes the staged outputs of its pair, then let go."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(10)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], None], max_crashes: int = 2) -> None:
     """Process pool; when a worker dies, the unfinished pairs go to a fresh pool, and a pair that
     was in flight during ``max_crashes`` deaths is recorded as failed."""
@@ -478,34 +523,19 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
                                    initargs=(os.getpid(),))
         futures = {pool.submit(run_task, t): t for t in pending}
         pending = []
-        broken = False
         try:
-            while futures and not broken:
-                ready, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for f in ready:
-                    task = futures.pop(f)
-                    try:
-                        finished(f.result())
-                    except BrokenProcessPool:
-                        broken = True
-                        futures[f] = task
-                        break
-            if broken:
-                for task in futures.values():
-                    crashes[task.index] = crashes.get(task.index, 0) + 1
-                    if crashes[task.index] >= max_crashes:
-                        finished(failed_row(task, "a worker process died while registering this pair "
-                                                   f"({crashes[task.index]} times)"))
-                    else:
-                        pending.append(task)
-                log.warning("a worker process died; %d pair(s) go to a fresh pool", len(pending))
+            if not _drain(futures, finished):
+                continue
+            for task in futures.values():  # in flight when a worker died
+                crashes[task.index] = crashes.get(task.index, 0) + 1
+                if crashes[task.index] >= max_crashes:
+                    finished(failed_row(task, "a worker process died while registering this pair "
+                                               f"({crashes[task.index]} times)"))
+                else:
+                    pending.append(task)
+            log.warning("a worker process died; %d pair(s) go to a fresh pool", len(pending))
         except KeyboardInterrupt:
-            procs = list(getattr(pool, "_processes", {}).values())
-            for proc in procs:
-                proc.terminate()  # SIGTERM: each worker removes the staged outputs of its pair
-            for proc in procs:
-                proc.join(10)
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -312,12 +312,12 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 @verbosity_options
 @click.pass_context
 @handle_errors
-def apply(ctx, report, raster, output, align_grids, resampling, cog, creation_options, overwrite, force):
+def apply(ctx, report, raster, output, creation_options, **options):
     """Apply a registration REPORT (from 'georeg register') to another RASTER of the same scene."""
     from .apply import apply_report
 
-    res = apply_report(report, raster, output, align_grids=align_grids, resampling=resampling, cog=cog,
-                       overwrite=overwrite, force=force, creation_options=creation_options or None)
+    # options: align_grids, resampling, cog, overwrite, force, named as apply_report's keywords
+    res = apply_report(report, raster, output, creation_options=creation_options or None, **options)
     if ctx.obj.get("machine"):
         _machine("RESULT", res)
     elif not ctx.obj.get("quiet"):
@@ -343,32 +343,20 @@ def apply(ctx, report, raster, output, align_grids, resampling, cog, creation_op
 @verbosity_options
 @click.pass_context
 @handle_errors
-def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, workers, scheduler, resume, **params):
+def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, **params):
     """Register every pair of MANIFEST (CSV: reference,target[,output][,options...]) into OUTDIR."""
     from . import batch as B
-    from .errors import InputError
 
-    if sum(x is not None and x != () for x in (manifest, pairs, stac)) != 1:
-        raise InputError("give one of a MANIFEST, --pairs REF_GLOB TARGET_GLOB or --stac ITEMS.json")
-    if stac and not (reference_asset and target_asset):
-        raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
-                         "e.g. --reference-asset B04 --target-asset vh)")
+    run_opts = {k: params.pop(k) for k in ("workers", "scheduler", "resume")}
     cfg = build_config(params)
     from .writers import check_creation_options
 
     check_creation_options(cfg.output.creation_options, cfg.output.cog)  # once, not once per row
+    scheduler = run_opts["scheduler"]
     if scheduler:
         B.check_scheduler(scheduler)
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    if manifest:
-        tasks = B.read_manifest(manifest, out, cfg)
-    elif pairs:
-        tasks = B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
-    else:
-        from .stac import load_items, pair_rows
-
-        tasks = B.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
+    tasks = _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out, cfg)
     verbose = ctx.obj.get("verbose", 0)
     quiet = ctx.obj.get("quiet", False)
     with click.progressbar(length=len(tasks), label="pairs", file=sys.stderr, hidden=quiet) as bar:
@@ -381,8 +369,7 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, wor
                 click.echo(f"\n  [{row['index'] + 1}/{total}] {Path(row['target']).name}: {msg}", err=True)
 
         try:
-            rows = B.run(tasks, out, cfg, executor="dask" if scheduler else "local", workers=workers,
-                         scheduler=scheduler, resume=resume, progress=progress)
+            rows = B.run(tasks, out, cfg, executor="dask" if scheduler else "local", progress=progress, **run_opts)
         except KeyboardInterrupt:
             click.echo(f"\nInterrupted: finished pairs are kept and listed in {out / 'summary.csv'}; "
                        "no half-written output is left. Rerun the same command to continue.", err=True)
@@ -397,6 +384,26 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, wor
     for r in failed:
         click.echo(f"{r['status']}: {Path(r['target']).name}: {r['error']}", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out: Path, cfg):
+    """The batch's tasks from exactly one of a manifest, two globs or STAC items."""
+    from . import batch as B
+    from .errors import InputError
+
+    if sum(x is not None and x != () for x in (manifest, pairs, stac)) != 1:
+        raise InputError("give one of a MANIFEST, --pairs REF_GLOB TARGET_GLOB or --stac ITEMS.json")
+    if stac and not (reference_asset and target_asset):
+        raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
+                         "e.g. --reference-asset B04 --target-asset vh)")
+    out.mkdir(parents=True, exist_ok=True)
+    if manifest:
+        return B.read_manifest(manifest, out, cfg)
+    if pairs:
+        return B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
+    from .stac import load_items, pair_rows
+
+    return B.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
 
 
 @georeg.command()

@@ -43,37 +43,50 @@ def _check_types(obj) -> None:
         allowed = {t.strip() for t in str(f.type).split("|")}
         if value is None and "None" in allowed:
             continue
-        where = f"{type(obj).__name__}.{f.name}"
-        got = f"got {value!r} ({type(value).__name__})"
-        if "bool" in allowed:
-            if type(value).__name__ not in ("bool", "bool_"):
-                raise ConfigError(f"{where} must be True or False; {got}")
-            new = bool(value)
-        elif "int" in allowed:
-            if isinstance(value, bool) or not hasattr(value, "__index__"):
-                raise ConfigError(f"{where} must be a whole number; {got}")
-            new = int(value)
-        elif "float" in allowed:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-                raise ConfigError(f"{where} must be a number; {got}")
-            new = float(value)
-            if not math.isfinite(new):
-                raise ConfigError(f"{where} must be a finite number; {got}")
-        elif any(t.startswith("tuple[str") for t in allowed):
-            if isinstance(value, str) or not isinstance(value, (list, tuple)) \
-                    or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where} must be a list of strings; {got}")
-            new = tuple(value)
-        elif "str" in allowed:
-            if f.name in _PATH_FIELDS and isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            if not isinstance(value, str):
-                raise ConfigError(f"{where} must be a {'path' if f.name in _PATH_FIELDS else 'string'}; {got}")
-            new = value
-        else:
+        kind = next((k for k in _COERCE if k in allowed or (k == "tuple[str" and
+                                                             any(t.startswith(k) for t in allowed))), None)
+        if kind is None:
             continue
+        new, expected = _COERCE[kind](value, f.name)
+        if expected:
+            raise ConfigError(f"{type(obj).__name__}.{f.name} must be {expected}; "
+                              f"got {value!r} ({type(value).__name__})")
         if new is not value:
             object.__setattr__(obj, f.name, new)
+
+
+def _as_bool(value, name):
+    ok = type(value).__name__ in ("bool", "bool_")
+    return (bool(value), "") if ok else (value, "True or False")
+
+
+def _as_int(value, name):
+    ok = not isinstance(value, bool) and hasattr(value, "__index__")
+    return (int(value), "") if ok else (value, "a whole number")
+
+
+def _as_float(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        return value, "a number"
+    new = float(value)
+    return (new, "") if math.isfinite(new) else (value, "a finite number")
+
+
+def _as_strings(value, name):
+    ok = not isinstance(value, str) and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return (tuple(value), "") if ok else (value, "a list of strings")
+
+
+def _as_str(value, name):
+    if name in _PATH_FIELDS and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        return value, f"a {'path' if name in _PATH_FIELDS else 'string'}"
+    return value, ""
+
+
+# checked in this order: a 'str | None' path field is a str, a 'tuple[str, ...]' a list of strings
+_COERCE = {"bool": _as_bool, "int": _as_int, "float": _as_float, "tuple[str": _as_strings, "str": _as_str}
 
 
 def normalise_creation_options(options) -> list[str]:

@@ -277,22 +277,43 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     needed = max(cfg.min_inliers, MIN_INLIERS[kind])
     if len(xy_t) < needed:
         raise TooFewTiePointsError(len(xy_t), needed, kind, "tie points")
+    h, inl = _robust_seed(xy_t, xy_r, cfg, kind, needed)
+    h, inl = _polish(xy_t, xy_r, cfg, kind, h, inl)
+    if inl.sum() < needed:
+        raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
+                                   hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "
+                                   f"within {cfg.threshold_px} px. Try a larger --max-shift, a simpler "
+                                   "--model (translation), another band, or check that both rasters show "
+                                   "the same area.")
+    if kind == "local":
+        local, inl, res = _fit_local_inliers(xy_t, xy_r, cfg, inl, needed)
+        return FittedModel(kind, h, inl, res, local)
+    return FittedModel(kind, h, inl, np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1), None)
+
+
+def _robust_seed(xy_t, xy_r, cfg: EstimationConfig, kind: str, needed: int) -> tuple[np.ndarray, np.ndarray]:
+    """RANSAC (or an exhaustive seed for a translation): the first matrix and its inliers."""
     if kind == "translation":
-        h, inl = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
-    elif kind == "similarity":
-        h, inl = fit_similarity(xy_t, xy_r, cfg.threshold_px, cfg.ransac_iterations, seed=cfg.seed)
-    elif kind == "local":
+        return fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
+    if kind == "similarity":
+        return fit_similarity(xy_t, xy_r, cfg.threshold_px, cfg.ransac_iterations, seed=cfg.seed)
+    if kind == "local":
         # the global affine only screens gross outliers, so it gets a generous threshold
         from dataclasses import replace
 
-        h, inl = fit_kornia(xy_t, xy_r, "affine", replace(cfg, threshold_px=3 * cfg.threshold_px))
-    else:
-        h, inl = fit_kornia(xy_t, xy_r, kind, cfg)
-        if kind == "affine" and inl.sum() < needed:
-            # kornia occasionally misses a model that an exhaustive translation seed finds
-            h0, inl0 = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
-            if inl0.sum() > inl.sum():
-                h, inl = _lsq_affine(xy_t[inl0], xy_r[inl0]), inl0
+        return fit_kornia(xy_t, xy_r, "affine", replace(cfg, threshold_px=3 * cfg.threshold_px))
+    h, inl = fit_kornia(xy_t, xy_r, kind, cfg)
+    if kind == "affine" and inl.sum() < needed:
+        # kornia occasionally misses a model that an exhaustive translation seed finds
+        h0, inl0 = fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
+        if inl0.sum() > inl.sum():
+            h, inl = _lsq_affine(xy_t[inl0], xy_r[inl0]), inl0
+    return h, inl
+
+
+def _polish(xy_t, xy_r, cfg: EstimationConfig, kind: str, h: np.ndarray, inl: np.ndarray):
+    """Refit on the inliers until they stop changing, then (for the matrix models) a robust
+    reweighted fit; returns the matrix and its inliers."""
     for _ in range(3):
         if inl.sum() < MIN_SAMPLE[kind]:
             break
@@ -305,27 +326,21 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if kind in ("translation", "similarity", "affine") and inl.sum() >= MIN_SAMPLE[kind]:
         h = _irls(kind, xy_t, xy_r, h, 2.0 * cfg.threshold_px)
         inl = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
-    if inl.sum() < needed:
-        raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
-                                   hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "
-                                   f"within {cfg.threshold_px} px. Try a larger --max-shift, a simpler "
-                                   "--model (translation), another band, or check that both rasters show "
-                                   "the same area.")
-    local = None
-    if kind == "local":
-        for _ in range(2):  # fit, drop what the smooth model does not explain, refit
-            local = fit_local(xy_t[inl], xy_r[inl], cfg)
-            res = np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
-            inl = res <= cfg.threshold_px
-            if inl.sum() < needed:
-                raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points")
-        # the warp rests on exactly the points flagged as inliers (the report carries them, and
-        # 'georeg apply' rebuilds the warp from them)
+    return h, inl
+
+
+def _fit_local_inliers(xy_t, xy_r, cfg: EstimationConfig, inl: np.ndarray, needed: int):
+    """The local warp: fit, drop what the smooth model does not explain, refit (twice); the warp
+    rests on exactly the points flagged as inliers (the report carries them, and 'georeg apply'
+    rebuilds the warp from them). Returns the warp, its inliers and the residuals."""
+    for _ in range(2):
         local = fit_local(xy_t[inl], xy_r[inl], cfg)
         res = np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
-    else:
-        res = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
-    return FittedModel(kind, h, inl, res, local)
+        inl = res <= cfg.threshold_px
+        if inl.sum() < needed:
+            raise TooFewTiePointsError(int(inl.sum()), needed, "local", "inlier tie points")
+    local = fit_local(xy_t[inl], xy_r[inl], cfg)
+    return local, inl, np.linalg.norm(local.forward(xy_t) - xy_r, axis=1)
 
 
 def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
