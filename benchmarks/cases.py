@@ -164,15 +164,14 @@ def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False
 
 def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
     """Resample ``moving`` onto the reference frame: output pixel p shows moving at H p."""
+    from georeg.coordinates import resample_by_matrix
+
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = ref_to_moving @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    mx, my = pts[0] / pts[2], pts[1] / pts[2]
-    inside = (mx >= 0) & (my >= 0) & (mx <= moving.shape[1] - 1) & (my <= moving.shape[0] - 1)
-    v = ndimage.map_coordinates(moving.astype(np.float32), [my, mx], order=1, mode="constant")
+    v, mx, my = resample_by_matrix(moving.astype(np.float32), ref_to_moving, shape)
+    inside = ((mx >= 0) & (my >= 0) & (mx <= moving.shape[1] - 1) & (my <= moving.shape[0] - 1)).reshape(h, w)
     v = np.clip(np.rint(v), 1, 255).astype(np.uint8)  # 0 is kept for nodata
     v[~inside] = 0
-    return v.reshape(h, w), inside.reshape(h, w)
+    return v, inside
 
 
 def _srif_pairs(data: Path, rng, n_pairs: int, held_out: bool):

@@ -12,8 +12,8 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from .atomic import staged
-from .config import EstimationConfig, InputConfig, normalise_creation_options
-from .errors import InputError
+from .config import EstimationConfig, InputConfig, OutputConfig
+from .errors import ConfigError, InputError
 from .estimation import FittedModel, fit_local
 from .pipeline import check_outputs
 from .raster import Grid, RasterSource
@@ -63,12 +63,41 @@ def check_same_scene(report: dict, src: RasterSource) -> None:
                          "Use --force if you are sure")
 
 
+APPLY_OPTIONS = ("align_grids", "resampling", "cog", "overwrite", "compress", "creation_options")
+
+
 def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, output: str | os.PathLike, *,
-                 align_grids: bool | None = None, resampling: str | None = None, cog: bool = False,
-                 overwrite: bool = False, compress: str = "deflate", force: bool = False,
-                 creation_options=None) -> dict:
+                 force: bool = False, **options) -> dict:
     """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done.
-    A raster whose footprint does not overlap the registered target's is refused unless ``force``."""
+    A raster whose footprint does not overlap the registered target's is refused unless ``force``.
+
+    ``options`` are :class:`~georeg.config.OutputConfig` fields: ``align_grids`` and
+    ``resampling`` (default: as in the registration), ``cog``, ``overwrite``, ``compress``, and
+    ``creation_options`` (default: the registration's, when it wrote the same format)."""
+    report = _load_report(report)
+    model, ref_grid = model_from_report(report)
+    oc = _output_options(report, options)
+    check_outputs({"raster": str(output)}, [str(raster)], oc.overwrite)
+    check_creation_options(list(oc.creation_options), oc.cog)
+    align = oc.align_grids
+    with RasterSource(raster, InputConfig(), "raster") as src, \
+            staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
+        if not force:
+            check_same_scene(report, src)
+        if model.kind in ("translation", "similarity", "affine") and not align:
+            transform, dev = corrected_transform(model, ref_grid, src.grid)
+            if dev <= 0.05:
+                write_with_transform(src, str(tmp["raster"]), transform, oc)
+                return {"mode": "geotransform", "transform": list(transform)[:6], "output": str(output)}
+        out_grid = ref_grid if align else src.grid
+        write_resampled(src, str(tmp["raster"]), out_grid, output_to_source(model, out_grid, ref_grid, src.grid),
+                        oc)
+        return {"mode": "resampled to reference grid" if align else "resampled on raster grid", "transform": None,
+                "output": str(output)}
+
+
+def _load_report(report) -> dict:
+    """A report dict, or the JSON file it names; anything else raises InputError."""
     if not isinstance(report, dict):
         path = Path(report)
         if not path.exists():
@@ -81,27 +110,19 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     if not isinstance(report, dict):
         raise InputError("the report is not a georeg registration report (not a JSON object); "
                          "give the *_report.json written by 'georeg register'")
-    model, ref_grid = model_from_report(report)
+    return report
+
+
+def _output_options(report: dict, options: dict) -> OutputConfig:
+    """The output options of this apply: those given, else the registration's where that is the
+    default (alignment, resampling, creation options for the same format), else georeg's."""
+    unknown = sorted(set(options) - set(APPLY_OPTIONS))
+    if unknown:
+        raise ConfigError(f"apply_report(): unknown option(s) {unknown}; expected some of {list(APPLY_OPTIONS)}")
+    given = {k: v for k, v in options.items() if v is not None}
     out_cfg = report.get("config", {}).get("output", {})
-    align = out_cfg.get("align_grids", False) if align_grids is None else align_grids
-    resampling = resampling or out_cfg.get("resampling", "bilinear")
-    # the creation options of the registration (when it wrote the same format), unless new ones are given
-    if creation_options is None:
-        creation_options = out_cfg.get("creation_options", []) if cog == out_cfg.get("cog", False) else []
-    co = normalise_creation_options(creation_options)
-    check_outputs({"raster": str(output)}, [str(raster)], overwrite)
-    check_creation_options(co, cog)
-    with RasterSource(raster, InputConfig(), "raster") as src, \
-            staged({"raster": str(output)}, overwrite=overwrite) as tmp:
-        if not force:
-            check_same_scene(report, src)
-        if model.kind in ("translation", "similarity", "affine") and not align:
-            transform, dev = corrected_transform(model, ref_grid, src.grid)
-            if dev <= 0.05:
-                write_with_transform(src, str(tmp["raster"]), transform, cog, compress, creation_options=co)
-                return {"mode": "geotransform", "transform": list(transform)[:6], "output": str(output)}
-        out_grid = ref_grid if align else src.grid
-        write_resampled(src, str(tmp["raster"]), out_grid, output_to_source(model, out_grid, ref_grid, src.grid),
-                        resampling, cog, compress, creation_options=co)
-        return {"mode": "resampled to reference grid" if align else "resampled on raster grid", "transform": None,
-                "output": str(output)}
+    cog = bool(given.get("cog", False))
+    same_format = cog == out_cfg.get("cog", False)
+    defaults = {"align_grids": out_cfg.get("align_grids", False), "resampling": out_cfg.get("resampling", "bilinear"),
+                "creation_options": out_cfg.get("creation_options", []) if same_format else []}
+    return OutputConfig(**{**defaults, **given})

@@ -2,8 +2,7 @@
 both images, cut patches, let the matcher score every placement inside the search radius, keep
 the best placement with sub-pixel refinement.
 
-Pixel coordinates here are continuous and corner-based: pixel (col, row) covers
-[col, col + 1) x [row, row + 1), so ``grid.transform @ (x, y)`` is the map position of (x, y).
+Positions are reference-grid pixels in the convention of :mod:`georeg.coordinates`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from rasterio.windows import Window
 from .config import MatchingConfig
 from .features import box_mean
 from .keypoints import detect
-from .matchers.base import Matcher
+from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
 from .tiling import expand
@@ -105,18 +104,19 @@ def peak_analysis(maps: torch.Tensor, exclude: int = 3) -> tuple[np.ndarray, np.
     return uv.numpy(), best.numpy(), ratio.numpy(), interior.numpy()
 
 
-def _crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
-    """(1, C, H, W) feature map, (N, 2) integer centres -> (N, C, size, size)."""
+def crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
+    """(1, C, H, W) map, (N, 2) integer (x, y) centres -> (N, C, size, size) windows centred there
+    (the centre is at ``size // 2``); image patches are crops of ``image[None, None]``."""
     half = size // 2
     return torch.stack([feat[0, :, y - half:y - half + size, x - half:x - half + size] for x, y in xy])
 
 
-def _search(matcher: Matcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
+def _search(matcher: DenseMatcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
             radius: int, batch: int, rerank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     outs = []
     for i in range(0, len(xy), batch):
         sl = xy[i:i + batch]
-        maps = matcher.search(_crops(f_tmpl, sl, p), _crops(f_win, sl, p + 2 * radius)).float().cpu()
+        maps = matcher.search(crops(f_tmpl, sl, p), crops(f_win, sl, p + 2 * radius)).float().cpu()
         outs.append(peak_analysis(maps) if rerank is None else rerank(sl, maps))
     uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
     return uv - radius, best, ratio, interior
@@ -133,20 +133,14 @@ def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Ten
     return idx, peak.flatten(1).gather(1, idx)
 
 
-def _patches_at(img: torch.Tensor, xy: np.ndarray, p: int) -> torch.Tensor:
-    """(H, W) image, (M, 2) integer centres -> (M, 1, p, p)."""
-    half = p // 2
-    return torch.stack([img[y - half:y - half + p, x - half:x - half + p] for x, y in xy]).unsqueeze(1)
-
-
 MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as the same basin
 
 
-def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int):
+def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int):
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
     from the structural surface around the chosen peak."""
-    ta, tb = torch.from_numpy(img_a), torch.from_numpy(img_b)
+    ta, tb = torch.from_numpy(img_a)[None, None], torch.from_numpy(img_b)[None, None]
     p = learned.patch_size
 
     def rerank(xy: np.ndarray, maps: torch.Tensor):
@@ -157,8 +151,8 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
         v, u = idx // kk, idx % kk
         cx = xy[:, 0:1] + (u.numpy() - radius)
         cy = xy[:, 1:2] + (v.numpy() - radius)
-        cand = _patches_at(tb, np.stack([cx.ravel(), cy.ravel()], 1), p).view(n, kk_k, 1, p, p)
-        own = _patches_at(ta, xy, p)
+        cand = crops(tb, np.stack([cx.ravel(), cy.ravel()], 1), p).view(n, kk_k, 1, p, p)
+        own = crops(ta, xy, p)
         prob = (learned.rank if a_is_opt else learned.rank_reverse)(own, cand, is_peak)
         ar = torch.arange(n)
         best_j = prob.argmax(dim=1)
@@ -188,15 +182,25 @@ def learned_rerank(learned, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool
     return rerank
 
 
-def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window, tile_id: int,
-               inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int, matcher: Matcher,
-               cfg: MatchingConfig, n_keypoints: int, dense: Matcher | None = None) -> TiePoints:
-    """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior.
+MIN_KEYPOINTS = 48  # per tile and direction: small scenes need enough tie points for a similarity or affine
 
-    A learned ``matcher`` chooses among the peaks that the weight-free ``dense`` matcher finds."""
-    learned = matcher if getattr(matcher, "learned", False) else None
-    if learned is not None:
-        matcher = dense
+
+def keypoints_for(tile: Window, cfg: MatchingConfig) -> int:
+    """Keypoints per direction in ``tile``: ``keypoints_per_tile`` scaled by the tile's area
+    (edge tiles are smaller), at least MIN_KEYPOINTS."""
+    area = tile.width * tile.height / cfg.tile_size ** 2
+    return max(MIN_KEYPOINTS, int(round(cfg.keypoints_per_tile * min(1.0, area))))
+
+
+def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
+               inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int, roles: MatcherRoles,
+               cfg: MatchingConfig) -> TiePoints:
+    """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior
+    (their ``tile`` field is 0; the caller numbers the tiles).
+
+    ``roles.dense`` scores every placement; ``roles.ranker``, when set, chooses among its peaks."""
+    matcher, learned = roles.dense, roles.ranker
+    n_keypoints = keypoints_for(tile, cfg)
     p = cfg.patch_size
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
@@ -241,5 +245,5 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window, t
                 xy_r, xy_q = base + d, base
             xy_t = inverse(xy_q) if inverse is not None else xy_q
             parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
-                                   np.full(len(kp), tile_id, np.int32)))
+                                   np.zeros(len(kp), np.int32)))
     return TiePoints.concat(parts)

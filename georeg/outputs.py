@@ -4,24 +4,39 @@ quicklook. The file writing itself is in :mod:`georeg.writers`."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
 from .config import RegistrationConfig
+from .coordinates import apply_affine, to_crs
 from .estimation import FittedModel
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
 from .raster import Grid, RasterSource
-from .warp import _apply_affine, _to_crs, corrected_transform, output_to_source
+from .warp import corrected_transform, output_to_source
 from .writers import write_png, write_report, write_resampled, write_tie_points, write_with_transform
 
 
-def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel,
-                  tp: TiePoints, cfg: RegistrationConfig, outputs: dict) -> tuple:
+@dataclass(frozen=True)
+class Solution:
+    """What a registration's outputs are made from: both rasters, the reference grid, the
+    overlap window on it, the fitted model and its tie points."""
+
+    ref: RasterSource
+    tgt: RasterSource
+    grid: Grid
+    overlap: Window
+    model: FittedModel
+    tp: TiePoints
+
+
+def write_outputs(sol: Solution, cfg: RegistrationConfig, outputs: dict) -> tuple:
     """Write the corrected raster. Returns (transform or None, mode, geotransform deviation px)."""
+    ref, tgt, grid, model = sol.ref, sol.tgt, sol.grid, sol.model
     o = cfg.output
     path = str(outputs["raster"])
     tags = provenance(ref, tgt, model, outputs)
@@ -30,13 +45,11 @@ def write_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mod
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight
         if dev <= 0.05:
-            write_with_transform(tgt, path, transform, o.cog, o.compress, tags=tags,
-                                 creation_options=o.creation_options)
+            write_with_transform(tgt, path, transform, o, tags=tags)
             return transform, "geotransform", dev
     out_grid = grid if o.align_grids else tgt.grid
     mapping = output_to_source(model, out_grid, grid, tgt.grid)
-    write_resampled(tgt, path, out_grid, mapping, o.resampling, o.cog, o.compress, tags=tags,
-                    creation_options=o.creation_options)
+    write_resampled(tgt, path, out_grid, mapping, o, tags=tags)
     return None, ("resampled to reference grid" if o.align_grids else "resampled on target grid"), 0.0
 
 
@@ -74,9 +87,9 @@ def file_sha256(path) -> str:
 def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: FittedModel, tp: TiePoints):
     import geopandas as gpd
 
-    map_r = _apply_affine(grid.transform, tp.xy_r)
-    map_t = _apply_affine(grid.transform, tp.xy_t)
-    native = _apply_affine(~tgt.grid.transform, _to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
+    map_r = apply_affine(grid.transform, tp.xy_r)
+    map_t = apply_affine(grid.transform, tp.xy_t)
+    native = apply_affine(~tgt.grid.transform, to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
         np.zeros((0, 2))
     d = tp.xy_r - tp.xy_t
     data = {
@@ -97,9 +110,11 @@ def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
                             crs=grid.crs.to_wkt())
 
 
-def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel,
-                   tp: TiePoints, cfg: RegistrationConfig, outputs: dict, report: dict):
-    gdf = tie_points_frame(ref, tgt, grid, model, tp)
+def finish_outputs(sol: Solution, outputs: dict, report: dict):
+    """Write the tie points, the quicklook and (last, with the checksums of the others) the report;
+    returns the tie points as a GeoDataFrame."""
+    tgt = sol.tgt
+    gdf = tie_points_frame(sol.ref, tgt, sol.grid, sol.model, sol.tp)
     if "tie_points" in outputs:
         from datetime import datetime, timezone
 
@@ -110,7 +125,7 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         write_tie_points(gdf, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:
-        write_png(quicklook_image(ref, tgt, grid, overlap, model, tp, report=report), str(outputs["quicklook"]))
+        write_png(quicklook_image(sol, report=report), str(outputs["quicklook"]))
     # what a later run (batch resume) checks before it trusts these files
     report["files"] = {key: {"bytes": Path(p).stat().st_size, "sha256": file_sha256(p)}
                        for key, p in outputs.items() if key in ("raster", "tie_points")}
@@ -119,10 +134,10 @@ def finish_outputs(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, mo
     return gdf
 
 
-def quicklook_image(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel,
-                   tp: TiePoints, size: int = 480, crop: int = 72, report: dict | None = None) -> np.ndarray:
+def quicklook_image(sol: Solution, size: int = 480, crop: int = 72, report: dict | None = None) -> np.ndarray:
     """The quicklook figure (see :mod:`georeg.quicklook`): tie-point vectors over the reference at
     about ``size`` px, and a ``crop`` px window of full-resolution pixels before and after."""
+    ref, tgt, grid, overlap, model, tp = sol.ref, sol.tgt, sol.grid, sol.overlap, sol.model, sol.tp
     sub = grid.window_grid(overlap)
     factor = max(1.0, max(sub.width, sub.height) / size)
     qg = sub.scaled(factor)
@@ -141,7 +156,7 @@ def quicklook_image(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, m
     gain = float(round(gain)) if gain >= 2 else round(gain, 1)
     panel = vectors_panel(rn, to_q(tp.xy_r), to_q(tp.xy_t), model.inliers, vector_gain=gain)
     panel = scale_bar(panel, sx * grid.ground_pixel_size_m)
-    before, after, _ = _crops(ref, tgt, grid, overlap, model, tp, crop)
+    before, after, _ = _before_after(sol, crop)
     side = (panel.shape[0] - 2 * 28) // 2  # two stacked crops as tall as the vectors panel
     n_in = int(model.inliers.sum())
     columns = [[(f"tie points: {n_in} inliers (green), {len(tp) - n_in} outliers (red); vectors x{gain:g}", panel)],
@@ -150,10 +165,10 @@ def quicklook_image(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, m
     return compose(columns, _heading(ref, tgt, model, report))
 
 
-def _crops(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel, tp: TiePoints,
-           crop: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Before/after overlays of a ``crop`` px window at full resolution, centred on the inlier tie
     point nearest the overlap's centre (structure is there), else on the centre."""
+    ref, tgt, grid, overlap, model, tp = sol.ref, sol.tgt, sol.grid, sol.overlap, sol.model, sol.tp
     centre = np.array([overlap.col_off + overlap.width / 2, overlap.row_off + overlap.height / 2])
     pts = tp.xy_r[model.inliers] if model.inliers.any() else np.zeros((0, 2))
     c = pts[np.argmin(np.linalg.norm(pts - centre, axis=1))] if len(pts) else centre

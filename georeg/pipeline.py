@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -179,8 +180,8 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
 
     try:
         with output_lock(outputs["raster"]):
-            return _register(reference, target, output, cfg, outputs, clock, notify, check_cancel, matcher,
-                             report_extra or {})
+            scene = functools.partial(Scene, clock=clock, notify=notify, check_cancel=check_cancel, outputs=outputs)
+            return _register(reference, target, output, cfg, scene, matcher, report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
         cause = exc.__cause__ or exc.__context__ or exc  # rasterio's 'Read failed' wraps GDAL's own reason
         raise RasterOpenError(f"could not read the input rasters: {str(cause).splitlines()[0][:300]}; "
@@ -197,8 +198,8 @@ class Scene:
     clock: _Clock
     notify: ProgressFn
     check_cancel: Callable[[], None]
-    matcher: object = None
-    dense: object = None
+    matcher: object = None  # the matcher asked for (the report names it)
+    roles: object = None  # matchers.MatcherRoles: how tile matching uses it
     grid: Grid | None = None
     overlap: object = None
     tiles: list = field(default_factory=list)
@@ -230,23 +231,24 @@ class Scene:
                                 and self.geometry_used) else "translation"
 
 
-def _register(reference, target, output, cfg: RegistrationConfig, outputs: dict, clock: _Clock, notify,
-              check_cancel, matcher, report_extra: dict) -> RegistrationResult:
+def _register(reference, target, output, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
+              report_extra: dict) -> RegistrationResult:
+    """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound)."""
     with RasterSource(reference, cfg.reference, "reference") as ref, \
             RasterSource(target, cfg.target, "target") as tgt:
-        sc = Scene(ref, tgt, cfg, clock, notify, check_cancel, outputs=outputs)
+        sc = scene(ref, tgt, cfg)
         stage_open(sc, matcher)
         stage_coarse(sc)
         stage_first_pass(sc)
         stage_refine(sc)
         stage_model_evidence(sc)
         stage_verdict(sc)
-        return stage_outputs(sc, output, outputs, report_extra)
+        return stage_outputs(sc, output, sc.outputs, report_extra)
 
 
 def stage_open(sc: Scene, matcher) -> None:
     """Overlap, tiles, and the matcher for the target's modality."""
-    from .matchers import load, resolve_name
+    from .matchers import load, resolve_name, roles_for
 
     cfg = sc.cfg
     sc.grid = sc.ref.grid
@@ -256,7 +258,7 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.radius = int(math.ceil(cfg.matching.max_shift_px(sc.grid.ground_pixel_size_m)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
-    sc.dense = load("baseline", sc.matcher.device) if getattr(sc.matcher, "learned", False) else None
+    sc.roles = roles_for(sc.matcher)
     sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size)
     _skip_empty(sc)
@@ -333,9 +335,9 @@ def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
         # the label names the tile being matched now
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
                   f"matching tile {i + 1}/{len(sc.tiles)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        area = tile.width * tile.height / m.tile_size ** 2
-        n_kp = max(MIN_KEYPOINTS, int(round(m.keypoints_per_tile * min(1.0, area))))
-        found.append(match_tile(sc.ref, sc.tgt, sc.grid, tile, i, inverse, radius, sc.matcher, m, n_kp, sc.dense))
+        tp = match_tile(sc.ref, sc.tgt, sc.grid, tile, inverse, radius, sc.roles, m)
+        tp.tile[:] = i
+        found.append(tp)
         sc.steps_done += 1
     return TiePoints.concat(found)
 
@@ -525,24 +527,23 @@ def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> Regis
 
 def _write_staged(sc: Scene, outputs: dict, report_extra: dict) -> RegistrationResult:
     from .atomic import staged
-    from .outputs import finish_outputs, write_outputs
+    from .outputs import Solution, finish_outputs, write_outputs
 
-    ref, tgt, grid, overlap, model, tp, cfg = sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model, sc.tp, sc.cfg
-    with staged(outputs, overwrite=cfg.output.overwrite) as tmp:
-        transform, mode, deviation = write_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp)
+    sol = Solution(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model, sc.tp)
+    with staged(outputs, overwrite=sc.cfg.output.overwrite) as tmp:
+        transform, mode, deviation = write_outputs(sol, sc.cfg, tmp)
         sc.check_cancel()
         sc.clock.lap("write")
-        report = _report(ref, tgt, grid, overlap, model, tp, cfg, sc.coarse, sc.passes, mode, transform,
-                         deviation, sc.clock.stages, outputs, len(sc.tiles))
+        report = _report(sc, mode, transform, deviation, outputs)
         report["matcher"] = sc.matcher.info()
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
         report["quality"] = sc.verdict.quality
         report["verdict"] = sc.verdict.to_dict()
         report.update(report_extra)
-        gdf = finish_outputs(ref, tgt, grid, overlap, model, tp, cfg, tmp, report)
+        gdf = finish_outputs(sol, tmp, report)
         sc.check_cancel()
     sc.notify(1.0, "done")
-    return RegistrationResult(model, transform, gdf, report, outputs)
+    return RegistrationResult(sc.model, transform, gdf, report, outputs)
 
 
 def _max_move(a: FittedModel, b: FittedModel, extent) -> float:
@@ -561,7 +562,6 @@ def _try(fn, default):
 
 WEAK_INLIER_FRACTION = 0.5
 STRUCTURE_MARGIN = 0.001  # a richer model must raise the structural agreement by more than this
-MIN_KEYPOINTS = 48  # per tile and direction: small scenes need enough tie points for a similarity or affine
 
 
 def _inliers(model: FittedModel | None) -> int:
@@ -577,15 +577,16 @@ def _describe_fit(model: FittedModel | None, tp: TiePoints) -> str:
     return "no model" if model is None else f"{_inliers(model)} of {len(tp)} tie points agree"
 
 
-def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: FittedModel, tp: TiePoints,
-            cfg: RegistrationConfig, coarse, passes: int, mode: str, transform, deviation: float,
-            timings: dict, outputs: dict, n_tiles: int) -> dict:
+def _report(sc: Scene, mode: str, transform, deviation: float, outputs: dict) -> dict:
+    """The JSON report (the stages add the matcher, the global geometry and the verdict)."""
     import kornia
     import rasterio
     import torch
 
     from .warp import shift_summary
 
+    grid, overlap, model, tp, cfg, coarse = sc.grid, sc.overlap, sc.model, sc.tp, sc.cfg, sc.coarse
+    timings = sc.clock.stages
     inl = model.inliers
     res = model.residuals_px[inl]
     px = grid.pixel_size
@@ -606,8 +607,8 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
     return {
         "georeg_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "reference": side(ref),
-        "target": side(tgt),
+        "reference": side(sc.ref),
+        "target": side(sc.tgt),
         "config": cfg.to_dict(),
         "model": {
             "type": model.kind,
@@ -633,7 +634,7 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap, model: Fi
             "note": "residuals of the inlier tie points of the final pass under the fitted model",
         },
         "counts": {
-            "tiles": n_tiles, "passes": passes,
+            "tiles": len(sc.tiles), "passes": sc.passes,
             "tie_points": int(len(tp)), "inliers": int(inl.sum()),
             "forward": int((tp.direction == 0).sum()), "backward": int((tp.direction == 1).sum()),
         },

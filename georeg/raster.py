@@ -1,8 +1,8 @@
 """Raster access: opening and checking inputs, band choice, masks, footprints, overlap, and
 reading windows onto a common grid. With :mod:`georeg.writers` it is the only place that opens paths.
 
-Conventions: pixel coordinates are (x, y) = (col, row) with the pixel centre at
-``transform @ (col + 0.5, row + 0.5)``; a :class:`Grid` is a transform, a size and a CRS.
+A :class:`Grid` is a transform, a size and a CRS; pixel positions follow
+:mod:`georeg.coordinates` (centres at half-integers).
 """
 
 from __future__ import annotations

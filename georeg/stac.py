@@ -83,24 +83,31 @@ def pair_rows(items: list[tuple[dict, Path]], reference_asset: str, target_asset
                          f"'{target_asset}' asset; both are needed (asset keys or eo:bands names)")
     rows, lonely = [], []
     for item, href, geom in tgts:
-        best = None
-        for ritem, rhref, rgeom in refs:
-            if ritem is item or geom is None or rgeom is None:
-                continue
-            overlap = geom.intersection(rgeom).area / max(geom.area, 1e-12)
-            if overlap <= 0:
-                continue
-            a, b = _when(item), _when(ritem)
-            gap = abs((a - b).total_seconds()) if a and b else float("inf")
-            if best is None or (round(overlap, 3), -gap) > best[0]:
-                best = ((round(overlap, 3), -gap), rhref)
+        best = _best_reference(item, geom, refs)
         if best is None:
             lonely.append(item.get("id", href))
         else:
-            rows.append({"reference": best[1], "target": href})
+            rows.append({"reference": best, "target": href})
     if not rows:
         raise InputError(f"no target item overlaps a reference item ({len(lonely)} targets alone); check the items")
     if lonely:
         log.warning("%d target item(s) overlap no reference item and are left out: %s", len(lonely),
                     ", ".join(map(str, lonely[:10])))
     return rows
+
+
+def _best_reference(item: dict, geom, refs: list) -> str | None:
+    """The href of the reference whose footprint covers most of ``geom`` (to 0.1 %), then the
+    nearest in date; None when none overlaps."""
+    best = None
+    for ritem, rhref, rgeom in refs:
+        if ritem is item or geom is None or rgeom is None:
+            continue
+        overlap = geom.intersection(rgeom).area / max(geom.area, 1e-12)
+        if overlap <= 0:
+            continue
+        a, b = _when(item), _when(ritem)
+        gap = abs((a - b).total_seconds()) if a and b else float("inf")
+        if best is None or (round(overlap, 3), -gap) > best[0]:
+            best = ((round(overlap, 3), -gap), rhref)
+    return None if best is None else best[1]

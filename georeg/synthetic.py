@@ -15,6 +15,8 @@ import rasterio
 from affine import Affine
 from scipy import ndimage
 
+from .coordinates import through_matrix
+
 
 def shift_geotransform(src: str, dst: str, dx_px: float, dy_px: float) -> None:
     """Copy ``src`` to ``dst`` with the geotransform moved by (dx, dy) pixels: a geocoding error.
@@ -49,10 +51,7 @@ def resample_content(src: str, dst: str, new_to_old: np.ndarray) -> None:
         prof = s.profile
         data = s.read()
         h, w = s.height, s.width
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    pts = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    old = new_to_old @ pts
-    ox, oy = old[0] / old[2] - 0.5, old[1] / old[2] - 0.5
+    ox, oy = through_matrix(new_to_old, w, h, centre=0.5)
     out = np.zeros_like(data)
     for b in range(data.shape[0]):
         v = ndimage.map_coordinates(data[b].astype(np.float32), [oy, ox], order=1, mode="constant", cval=0)
@@ -94,9 +93,8 @@ def synthetic_pair(ref_path: str, tgt_path: str, size: int = 512, seed: int = 0,
     n = size + 64
     layers = _scene_layers(n, rng)
     m = np.eye(3) if new_to_old is None else new_to_old
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    pts = m @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    ox, oy = pts[0] / pts[2] - 0.5 + 32, pts[1] / pts[2] - 0.5 + 32
+    ox, oy = through_matrix(m, size, size, centre=0.5)
+    ox, oy = ox + 32, oy + 32
 
     def warp(a: np.ndarray, order: int = 1) -> np.ndarray:
         return ndimage.map_coordinates(a, [oy, ox], order=order, mode="reflect").reshape(size, size)

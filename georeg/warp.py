@@ -1,7 +1,7 @@
 """Output geometry, pure and file-free: corrected geotransforms and pixel mappings for resampling.
 
 A model maps ``xy_t`` (target as currently georeferenced, reference-grid pixels) to ``xy_r``
-(reference-grid pixels). Pixel coordinates are corner-based: ``transform @ (x, y)``.
+(reference-grid pixels). Frames and the pixel convention: :mod:`georeg.coordinates`.
 """
 
 from __future__ import annotations
@@ -10,37 +10,20 @@ from collections.abc import Callable
 
 import numpy as np
 from affine import Affine
-from rasterio.warp import transform as crs_transform
 
+from .coordinates import affine_to_matrix, apply_affine, matrix_to_affine, to_crs
 from .estimation import FittedModel
 from .raster import Grid
 
-
-def affine_to_matrix(t: Affine) -> np.ndarray:
-    return np.array([[t.a, t.b, t.c], [t.d, t.e, t.f], [0, 0, 1]], dtype=np.float64)
-
-
-def matrix_to_affine(m: np.ndarray) -> Affine:
-    return Affine(m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2])
-
-
-def _to_crs(src_crs, dst_crs, xy: np.ndarray) -> np.ndarray:
-    if src_crs == dst_crs:
-        return xy
-    xs, ys = crs_transform(src_crs, dst_crs, xy[:, 0].tolist(), xy[:, 1].tolist())
-    return np.c_[xs, ys]
-
-
-def _apply_affine(t: Affine, xy: np.ndarray) -> np.ndarray:
-    m = affine_to_matrix(t)
-    return xy @ m[:2, :2].T + m[:2, 2]
+__all__ = ["affine_to_matrix", "matrix_to_affine", "target_to_true_map", "corrected_transform", "output_to_source",
+           "dense_coords", "shift_summary"]
 
 
 def target_to_true_map(model: FittedModel, ref: Grid, tgt: Grid) -> Callable[[np.ndarray], np.ndarray]:
     """Target native pixels (N, 2) -> corrected map coordinates in the target's CRS."""
     def f(c: np.ndarray) -> np.ndarray:
-        xy_t = _apply_affine(~ref.transform, _to_crs(tgt.crs, ref.crs, _apply_affine(tgt.transform, c)))
-        return _to_crs(ref.crs, tgt.crs, _apply_affine(ref.transform, model.forward(xy_t)))
+        xy_t = apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, apply_affine(tgt.transform, c)))
+        return to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, model.forward(xy_t)))
     return f
 
 
@@ -58,7 +41,7 @@ def corrected_transform(model: FittedModel, ref: Grid, tgt: Grid) -> tuple[Affin
     a = np.c_[c, np.ones(len(c))]
     sol, *_ = np.linalg.lstsq(a, mapped, rcond=None)
     t = Affine(sol[0, 0], sol[1, 0], sol[2, 0], sol[0, 1], sol[1, 1], sol[2, 1])
-    dev = np.abs(_apply_affine(~t, mapped) - c).max()
+    dev = np.abs(apply_affine(~t, mapped) - c).max()
     return t, float(dev)
 
 
@@ -67,11 +50,11 @@ def output_to_source(model: FittedModel | None, out: Grid, ref: Grid, tgt: Grid
     """Output-grid pixels (N, 2) -> target native pixels (N, 2) to sample for the corrected image.
     ``model=None`` gives the uncorrected mapping (used for 'before' views)."""
     def f(xy_out: np.ndarray) -> np.ndarray:
-        m = _to_crs(out.crs, ref.crs, _apply_affine(out.transform, xy_out))
-        xy_r = _apply_affine(~ref.transform, m)
+        m = to_crs(out.crs, ref.crs, apply_affine(out.transform, xy_out))
+        xy_r = apply_affine(~ref.transform, m)
         xy_t = model.inverse(xy_r) if model is not None else xy_r
-        m_t = _to_crs(ref.crs, tgt.crs, _apply_affine(ref.transform, xy_t))
-        return _apply_affine(~tgt.transform, m_t)
+        m_t = to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, xy_t))
+        return apply_affine(~tgt.transform, m_t)
     return f
 
 

@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 
+from .config import OutputConfig
 from .raster import Grid, RasterSource
 from .warp import dense_coords
 
@@ -128,10 +129,11 @@ def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
         pass
 
 
-def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: bool, compress: str,
-                         progress: Callable[[float], None] | None = None, tags: dict | None = None,
-                         creation_options=()) -> None:
-    """Copy the target's pixels unchanged under a new geotransform."""
+def write_with_transform(src: RasterSource, path: str, transform: Affine, options: OutputConfig,
+                         progress: Callable[[float], None] | None = None, tags: dict | None = None) -> None:
+    """Copy the target's pixels unchanged under a new geotransform (format from ``options``:
+    cog, compress, creation_options)."""
+    cog, compress, creation_options = options.cog, options.compress, options.creation_options
     grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
     prof = _profile(src, grid, compress, src.ds.nodata, () if cog else creation_options)
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
@@ -150,13 +152,14 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, cog: b
 
 
 def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[np.ndarray], np.ndarray],
-                    resampling: str, cog: bool, compress: str,
-                    progress: Callable[[float], None] | None = None, tags: dict | None = None,
-                    creation_options=()) -> None:
-    """Resample the target onto ``out``; ``mapping`` takes output pixels to target native pixels."""
+                    options: OutputConfig, progress: Callable[[float], None] | None = None,
+                    tags: dict | None = None) -> None:
+    """Resample the target onto ``out``; ``mapping`` takes output pixels to target native pixels
+    (resampling and format from ``options``: resampling, cog, compress, creation_options)."""
+    cog, compress, creation_options = options.cog, options.compress, options.creation_options
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
     prof = _profile(src, out, compress, nodata, () if cog else creation_options)
-    order = _ORDER[resampling]
+    order = _ORDER[options.resampling]
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))

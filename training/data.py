@@ -158,12 +158,11 @@ def threemos_pairs(data: Path) -> list[ImagePair]:
 
 
 def _warp_back(img: np.ndarray, ref_to_img: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    from georeg.coordinates import resample_by_matrix
+
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    p = ref_to_img @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    mx, my = p[0] / p[2], p[1] / p[2]
+    v, mx, my = resample_by_matrix(img, ref_to_img, shape)
     inside = (mx >= 1) & (my >= 1) & (mx <= img.shape[1] - 2) & (my <= img.shape[0] - 2)
-    v = ndimage.map_coordinates(img, [my, mx], order=1, mode="constant").reshape(h, w)
     return v.astype(np.float32), inside.reshape(h, w)
 
 

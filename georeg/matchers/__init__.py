@@ -13,7 +13,7 @@ import logging
 import torch
 
 from ..errors import ConfigError, UnknownMatcherError
-from .base import Matcher
+from .base import Matcher, MatcherRoles
 from .baseline import BaselineMatcher
 from .weights import available
 
@@ -74,4 +74,15 @@ def load(name: str, device: str | torch.device = "auto") -> Matcher:
         f"unknown matcher {name!r}; available: {', '.join(names() + list(FAMILIES))} (see 'georeg matchers list')")
 
 
-__all__ = ["Matcher", "BaselineMatcher", "load", "names", "resolve_device", "resolve_name", "available"]
+def roles_for(matcher: Matcher) -> MatcherRoles:
+    """How the pipeline uses ``matcher``: a learned matcher ranks the candidates that the
+    weight-free baseline (on the same device) proposes; any other matcher does both."""
+    from .learned import LearnedMatcher
+
+    if isinstance(matcher, LearnedMatcher):
+        return MatcherRoles(load("baseline", matcher.device), matcher)
+    return MatcherRoles(matcher)
+
+
+__all__ = ["Matcher", "MatcherRoles", "roles_for", "BaselineMatcher", "load", "names", "resolve_device",
+           "resolve_name", "available"]

@@ -13,6 +13,9 @@ A matcher compares a reference patch (optical) with a target patch (SAR or therm
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import torch
 
 
@@ -113,3 +116,42 @@ class Matcher:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"
+
+
+class DenseMatcher(Protocol):
+    """The role that scores every placement of a template in a search window (any
+    :class:`Matcher`; the pipeline uses the weight-free ``baseline``)."""
+
+    device: torch.device
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) preprocessed tile -> (1, C, H, W) per-pixel representation."""
+
+    def search(self, templates: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """(N, C, P, P) and (N, C, S, S) crops -> (N, S-P+1, S-P+1) scores of every placement."""
+
+
+class Ranker(Protocol):
+    """The role that chooses among candidate placements (a learned matcher). Patches are
+    ``patch_size`` square, preprocessed as :func:`georeg.preprocess.preprocess` does, which is
+    how the shipped weights were trained; raw [0, 1] patches score worse."""
+
+    patch_size: int
+    min_probability: float  # a tie point whose chosen candidate scores below this is dropped
+
+    def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+        """reference (N, 1, P, P), target candidates (N, K, 1, P, P), (N, K) mask -> (N, K) probabilities."""
+
+    def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`rank` with the sides swapped: target (N, 1, P, P), reference candidates."""
+
+
+@dataclass(frozen=True)
+class MatcherRoles:
+    """The matchers of tile matching, by role: ``dense`` proposes (every placement scored),
+    ``ranker`` (None for a weight-free run) chooses among the dense matcher's strongest peaks."""
+
+    dense: DenseMatcher
+    ranker: Ranker | None = None

@@ -28,7 +28,6 @@ from .weights import load_state
 
 
 class LearnedMatcher(Matcher):
-    learned = True
     patch_size = 64
     min_probability = 0.5
 
