@@ -153,3 +153,22 @@ def test_candidates_that_are_not_peaks_are_not_scored():
     assert torch.allclose(m.rank(own, cand, torch.ones(3, 5, dtype=torch.bool)), m.rank(own, cand), atol=1e-5)
     fwd = m.rank(own, cand, valid)
     assert (fwd[~valid] == 0).all() and ((fwd > 0).sum(1) <= m.keep).all()
+
+
+def test_roles_and_rank_shape_checks(weights_dir):
+    from georeg.errors import ShapeError
+    from georeg.matchers import BaselineMatcher, roles_for
+
+    base = load("baseline", "cpu")
+    assert roles_for(base).dense is base and roles_for(base).ranker is None
+    kgl = load("kgl-opt-sar", "cpu")
+    roles = roles_for(kgl)
+    assert isinstance(roles.dense, BaselineMatcher) and roles.ranker is kgl
+    own, cand = torch.rand(3, 1, 64, 64), torch.rand(3, 4, 1, 64, 64)
+    assert kgl.rank(own, cand).shape == (3, 4)
+    with pytest.raises(ShapeError, match="64x64"):
+        kgl.rank(torch.rand(3, 1, 48, 48), torch.rand(3, 4, 1, 48, 48))
+    with pytest.raises(ShapeError, match="N = 3"):
+        kgl.rank_reverse(own, torch.rand(2, 4, 1, 64, 64))
+    with pytest.raises(ShapeError, match=r"\(N, K\)"):
+        kgl.rank(own, cand, torch.ones(3, 5, dtype=torch.bool))

@@ -3,7 +3,8 @@
 A matcher compares a reference patch (optical) with a target patch (SAR or thermal):
 
 - ``score(reference_patches, target_patches)``: (N, 1, P, P) each, float in [0, 1] or uint8
-  -> (N,) match scores in [0, 1], higher meaning more likely the same place.
+  -> (N,) match scores in [0, 1], higher meaning more likely the same place. Patches are cut
+  from images preprocessed by :func:`georeg.preprocess.preprocess` (see :meth:`Matcher.score`).
 - ``prepare(image)``: (1, 1, H, W) -> (1, C, H, W) per-pixel representation of a whole tile,
   computed once per tile; the pipeline crops templates and search windows from it.
 - ``search(templates, windows)``: (N, C, P, P) and (N, C, S, S) crops of prepared tiles ->
@@ -18,6 +19,8 @@ from typing import Protocol
 
 import torch
 
+from ..errors import ShapeError
+
 
 def as_unit_float(patches: torch.Tensor) -> torch.Tensor:
     """uint8 -> float in [0, 1]; floats pass through as float32."""
@@ -28,19 +31,19 @@ def as_unit_float(patches: torch.Tensor) -> torch.Tensor:
 
 def check_patches(a: torch.Tensor, b: torch.Tensor, patch_size: int | None = None) -> None:
     if a.ndim != 4 or a.shape[1] != 1 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"reference patches must be (N, 1, P, P); got {tuple(a.shape)}")
+        raise ShapeError(f"reference patches must be (N, 1, P, P); got {tuple(a.shape)}")
     if b.shape != a.shape:
-        raise ValueError(f"target patches must have the reference patches' shape {tuple(a.shape)}; "
+        raise ShapeError(f"target patches must have the reference patches' shape {tuple(a.shape)}; "
                          f"got {tuple(b.shape)}")
     if patch_size is not None and a.shape[-1] != patch_size:
-        raise ValueError(f"this matcher takes {patch_size}x{patch_size} patches; got {a.shape[-1]}")
+        raise ShapeError(f"this matcher takes {patch_size}x{patch_size} patches; got {a.shape[-1]}")
 
 
 def repeat_index(na: int, nb: int, ra: int, rb: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pair indices for 'each of the na patches of one side meets ra (or rb) consecutive patches
     of the other'."""
     if ra < 1 or rb < 1 or (ra > 1 and rb > 1) or na * ra != nb * rb:
-        raise ValueError(f"{na} reference patches x {ra} do not pair with {nb} target patches x {rb}; "
+        raise ShapeError(f"{na} reference patches x {ra} do not pair with {nb} target patches x {rb}; "
                          "repeat one side only")
     return torch.arange(na).repeat_interleave(ra), torch.arange(nb).repeat_interleave(rb)
 
@@ -66,6 +69,11 @@ class Matcher:
 
     # -- public API -------------------------------------------------------
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
+        """(N, 1, P, P) each -> (N,) scores in [0, 1]. Patches are expected as the pipeline makes
+        them: each side's image preprocessed for its modality with
+        :func:`georeg.preprocess.preprocess` (percentile stretch; SAR: dB and speckle filter;
+        thermal: denoising), then cut. The learned weights were trained on such patches; raw
+        [0, 1] patches are accepted but score markedly worse."""
         check_patches(reference_patches, target_patches, self.patch_size)
         with torch.inference_mode():
             a = self.prepare(as_unit_float(reference_patches).to(self.device))

@@ -21,6 +21,7 @@ import contextlib
 
 import torch
 
+from ..errors import ShapeError
 from .base import Matcher, as_unit_float, check_patches, pair_batches, repeat_index
 from .kgl import KGLNet
 from .rrl import RRLNet
@@ -101,7 +102,8 @@ class LearnedMatcher(Matcher):
         return self.fuse(logits, self._structural.score_indexed(*pairs()))
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities."""
+        """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities. Patches must be
+        preprocessed as the pipeline does (see :meth:`Matcher.score`)."""
         return self.score_repeated(reference_patches, target_patches)
 
     def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
@@ -114,19 +116,32 @@ class LearnedMatcher(Matcher):
              valid: torch.Tensor | None = None) -> torch.Tensor:
         """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities; candidates
         where the (N, K) mask ``valid`` is False are not scored (probability 0)."""
-        n, k = candidates.shape[:2]
+        n, k = self._check_candidates(reference_patches, candidates, valid)
         rows, cols = _pairs(n, k, valid)
-        prob = self.score_indexed(reference_patches, candidates.reshape(n * k, 1, 64, 64), rows, rows * k + cols)
+        flat = candidates.reshape(n * k, *candidates.shape[2:])
+        prob = self.score_indexed(reference_patches, flat, rows, rows * k + cols)
         return _scatter(prob, rows, cols, n, k)
 
     def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
                      valid: torch.Tensor | None = None) -> torch.Tensor:
         """target (N, 1, 64, 64), reference candidates (N, K, 1, 64, 64) -> (N, K) probabilities, as
         :meth:`rank` with the roles of the two sides swapped."""
-        n, k = candidates.shape[:2]
+        n, k = self._check_candidates(target_patches, candidates, valid)
         rows, cols = _pairs(n, k, valid)
-        prob = self.score_indexed(candidates.reshape(n * k, 1, 64, 64), target_patches, rows * k + cols, rows)
+        flat = candidates.reshape(n * k, *candidates.shape[2:])
+        prob = self.score_indexed(flat, target_patches, rows * k + cols, rows)
         return _scatter(prob, rows, cols, n, k)
+
+    def _check_candidates(self, own: torch.Tensor, candidates: torch.Tensor, valid) -> tuple[int, int]:
+        """(N, K) after checking the shapes against each other and the network's patch size."""
+        if candidates.ndim != 5 or candidates.shape[0] != own.shape[0]:
+            raise ShapeError(f"candidates must be (N, K, 1, P, P) with N = {own.shape[0]} patches; got "
+                             f"{tuple(candidates.shape)}")
+        check_patches(own, candidates[:, 0], self.patch_size)
+        n, k = candidates.shape[:2]
+        if valid is not None and tuple(valid.shape) != (n, k):
+            raise ShapeError(f"valid must be an (N, K) = ({n}, {k}) mask; got {tuple(valid.shape)}")
+        return n, k
 
 
 def _to_net(patches: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -172,11 +187,11 @@ class KGLMatcher(LearnedMatcher):
              valid: torch.Tensor | None = None) -> torch.Tensor:
         """Encode each patch once; pre-rank the valid candidates by descriptor distance; metric head
         on the best ``keep`` of each row."""
-        n, k = candidates.shape[:2]
+        n, k = self._check_candidates(reference_patches, candidates, valid)
         rows, cols = _pairs(n, k, valid)
         if len(rows) == 0:
             return torch.zeros(n, k)
-        flat = candidates.reshape(n * k, 1, 64, 64)
+        flat = candidates.reshape(n * k, *candidates.shape[2:])
         with torch.inference_mode(), self._autocast():
             ea = self.net.encode(_to_net(reference_patches, self.device), "opt")
             eb = self.net.encode(_to_net(flat[rows * k + cols], self.device), "other")
