@@ -29,29 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .config import RegistrationConfig, parse_shift
+from .config import RegistrationConfig
 from .errors import ConfigError, GeoregError, InputError
+from .options import BY_NAME, MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
                   "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds")
 
-# manifest columns that set registration options per row: column -> (section, field, parser)
-ROW_OPTIONS = {
-    "model": ("estimation", "model", str),
-    "threshold": ("estimation", "threshold_px", float),
-    "matcher": ("matching", "matcher", str),
-    "max_shift": ("matching", "max_shift", None),
-    "modality": ("target", "modality", str),
-    "ref_band": ("reference", "band", int),
-    "target_band": ("target", "band", int),
-    "ref_nodata": ("reference", "nodata", float),
-    "target_nodata": ("target", "nodata", float),
-    "ref_mask": ("reference", "mask", str),
-    "target_mask": ("target", "mask", str),
-    "search": ("matching", "search", str),
-}
+# manifest columns that set registration options per row: georeg.options (one declaration per option)
+ROW_OPTIONS = MANIFEST_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -87,16 +75,11 @@ def _row_config(base: RegistrationConfig, row: dict, where: str) -> Registration
     for col, value in row.items():
         if col in ("reference", "target", "output") or value in (None, ""):
             continue
-        section, field, parse = ROW_OPTIONS[col]
-        if col == "max_shift":
-            try:
-                v, unit = parse_shift(value)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: column 'max_shift': {exc}") from None
-            changes.setdefault(section, {}).update(max_shift=v, max_shift_unit=unit)
-            continue
+        opt = BY_NAME[col]
         try:
-            changes.setdefault(section, {})[field] = parse(value)
+            changes.setdefault(opt.section, {}).update(opt.changes(opt.from_text(value)))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: column {col!r}: {exc}") from None
         except ValueError:
             raise ConfigError(f"{where}: column {col!r} has the bad value {value!r}") from None
     try:

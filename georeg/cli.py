@@ -17,17 +17,8 @@ import click
 
 from . import __version__
 from .config import (
-    LOCAL_METHODS,
-    MODALITIES,
-    MODELS,
     RESAMPLINGS,
-    SEARCHES,
-    EstimationConfig,
-    InputConfig,
-    MatchingConfig,
-    OutputConfig,
     RegistrationConfig,
-    parse_shift,
 )
 from .errors import GeoregError
 
@@ -94,80 +85,37 @@ def verbosity_options(fn):
 
 
 def registration_options(fn):
-    """Options shared by every command that registers (register, batch)."""
-    opts = [
-        click.option("--model", type=click.Choice(MODELS), default="auto", show_default=True,
-                     help="Transform model. 'auto' keeps a translation unless an affine is better under spatial "
-                          "cross-validation, rests on 30+ tie points and departs from it by more than its "
-                          "uncertainty; 'local' warps through a dense tie-point grid."),
-        click.option("--matcher", default="auto", show_default=True,
-                     help="Patch matcher: auto (kgl when its weights are shipped, else baseline), baseline "
-                          "(weight-free), kgl, rrl, or a full name such as kgl-opt-sar ('georeg matchers list')."),
-        click.option("--max-shift", default="40", show_default=True,
-                     help="Largest expected misregistration after the coarse pass: reference pixels "
-                          "('40', '40px') or metres ('400m')."),
-        click.option("--modality", type=click.Choice(MODALITIES), default="auto", show_default=True,
-                     help="Target modality; 'auto' guesses from names and metadata (SAR, thermal), else optical."),
-        click.option("--ref-band", type=int, default=None,
-                     help="Reference band (1-based). Default: luminance of bands 1-3, or band 1."),
-        click.option("--target-band", type=int, default=None, help="Target band (1-based). Default as --ref-band."),
-        click.option("--ref-nodata", type=float, default=None, help="Override the reference's nodata value."),
-        click.option("--target-nodata", type=float, default=None, help="Override the target's nodata value."),
-        click.option("--ref-mask", type=click.Path(), default=None,
-                     help="Raster whose non-zero pixels are valid in the reference."),
-        click.option("--target-mask", type=click.Path(), default=None,
-                     help="Raster whose non-zero pixels are valid in the target."),
-        click.option("--threshold", type=float, default=3.0, show_default=True,
-                     help="RANSAC inlier threshold, reference pixels."),
-        click.option("--tile-size", type=int, default=1024, show_default=True, help="Matching tile size, pixels."),
-        click.option("--patch-size", type=int, default=64, show_default=True, help="Patch size, pixels."),
-        click.option("--keypoints", type=int, default=192, show_default=True, help="Keypoints per tile and image."),
-        click.option("--coarse/--no-coarse", default=True, show_default=True,
-                     help="Coarse pass at reduced resolution for shifts beyond --max-shift."),
-        click.option("--refine/--no-refine", default=True, show_default=True,
-                     help="Second matching pass through the first model, with a small search radius."),
-        click.option("--local-method", type=click.Choice(LOCAL_METHODS), default="tps", show_default=True,
-                     help="Warp of the 'local' model: thin-plate spline or polynomial."),
-        click.option("--align-grids", is_flag=True, help="Resample the target onto the reference grid."),
-        click.option("--cog", is_flag=True, help="Write a Cloud-Optimised GeoTIFF."),
-        click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
-                     help="GDAL creation option of the corrected raster (repeatable), e.g. --co COMPRESS=ZSTD "
-                          "--co BLOCKXSIZE=256; with --cog, those of the COG driver."),
-        click.option("--resampling", type=click.Choice(RESAMPLINGS), default="bilinear", show_default=True,
-                     help="Resampling when the output must be resampled."),
-        click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
-                     help="Where the matcher runs."),
-        click.option("--search", type=click.Choice(SEARCHES), default="auto", show_default=True,
-                     help="Global geometry: 'auto' searches rotation (full circle) and scale (0.5-2x) when the "
-                          "georeferenced search finds no clear model; 'rotation' always; 'shift' never."),
-        click.option("--accept-uncertain", is_flag=True,
-                     help="Exit 0 for a result whose verdict is 'uncertain' (outputs are written either way)."),
-        click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
+    """Options shared by every command that registers (register, batch), made from
+    :data:`georeg.options.OPTIONS` (names, help, choices; defaults from the config)."""
+    from .options import OPTIONS
+
+    for opt in reversed(OPTIONS):
+        fn = _click_option(opt)(fn)
     return fn
+
+
+def _click_option(o):
+    kw: dict = {"help": o.help}
+    if o.kind == "flag":
+        return click.option(o.flag, o.name, is_flag=True, **kw)
+    if o.kind == "switch":
+        name = o.flag[2:]
+        return click.option(f"--{name}/--no-{name}", o.name, default=o.default, show_default=True, **kw)
+    if o.kind == "list":
+        return click.option(o.flag, o.name, multiple=True, metavar=o.metavar, **kw)
+    types = {"choice": click.Choice(o.choices or ()), "int": int, "float": float, "path": click.Path(),
+             "text": str, "shift": str}
+    default = o.default
+    return click.option(o.flag, o.name, type=types[o.kind], default=default, show_default=default is not None,
+                        **kw)
 
 
 def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> RegistrationConfig:
     """The RegistrationConfig for a dict of the shared CLI options."""
-    shift, unit = parse_shift(params["max_shift"])
-    matcher = params["matcher"]
-    return RegistrationConfig(
-        reference=InputConfig(band=params["ref_band"], nodata=params["ref_nodata"], mask=params["ref_mask"]),
-        target=InputConfig(band=params["target_band"], nodata=params["target_nodata"],
-                           mask=params["target_mask"], modality=params["modality"]),
-        matching=MatchingConfig(matcher=matcher, max_shift=shift, max_shift_unit=unit,
-                                patch_size=params["patch_size"], tile_size=params["tile_size"],
-                                keypoints_per_tile=params["keypoints"], coarse=params["coarse"],
-                                refine=params["refine"], device=params["device"], search=params["search"]),
-        estimation=EstimationConfig(model=params["model"], threshold_px=params["threshold"],
-                                    local_method=params["local_method"]),
-        output=OutputConfig(tie_points=tie_points, report=report, quicklook=quicklook,
-                            align_grids=params["align_grids"], cog=params["cog"], overwrite=params["overwrite"],
-                            resampling=params["resampling"], accept_uncertain=params["accept_uncertain"],
-                            creation_options=params["creation_options"]),
-    )
+    from .options import config_from_options
+
+    cfg = config_from_options(params)
+    return cfg.with_options(output={"tie_points": tie_points, "report": report, "quicklook": quicklook})
 
 
 class _Progress:

@@ -1,0 +1,154 @@
+"""The registration options that users set, each declared once.
+
+An :class:`Option` names a field of :mod:`georeg.config` and carries what every front end needs:
+the help text, the choices and the kind of value. The default is not restated: it is read from
+the config dataclass. From this table come the CLI options of ``register`` and ``batch``
+(:func:`georeg.cli.registration_options`), the batch manifest columns (:data:`MANIFEST_COLUMNS`),
+and the config built from either (:func:`config_from_options`); the QGIS plugin's choices are
+checked against it (tests/test_options.py). To add an option: add the config field, then one
+:class:`Option` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import (
+    DEVICES,
+    LOCAL_METHODS,
+    MODALITIES,
+    MODELS,
+    RESAMPLINGS,
+    SEARCHES,
+    RegistrationConfig,
+    parse_shift,
+)
+from .errors import ConfigError
+
+KINDS = ("choice", "int", "float", "text", "path", "flag", "switch", "list", "shift")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user-facing option: ``name`` is the Python keyword and manifest column, ``--name``
+    (dashes for underscores) the CLI flag unless ``cli`` says otherwise.
+
+    kind: choice, int, float, text, path, flag (off unless given), switch (--x/--no-x), list
+    (repeatable) or shift (a distance in pixels or metres, two config fields)."""
+
+    name: str
+    section: str
+    field: str
+    kind: str
+    help: str
+    choices: tuple[str, ...] | None = None
+    manifest: bool = True  # a per-pair column of batch manifests (False: one value for the whole run)
+    cli: str | None = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return self.cli or "--" + self.name.replace("_", "-")
+
+    @property
+    def default(self):
+        """The config's default, as the front ends show it (a shift as text: '40', '400m')."""
+        section = getattr(RegistrationConfig(), self.section)
+        value = getattr(section, self.field)
+        if self.kind == "shift":
+            unit = getattr(section, self.field + "_unit")
+            return f"{value:g}" + ("" if unit == "px" else unit)
+        return value
+
+    def changes(self, value) -> dict:
+        """The config fields this option's value sets: {field: value}."""
+        if self.kind == "shift":
+            v, unit = parse_shift(value)
+            return {self.field: v, self.field + "_unit": unit}
+        if self.kind == "list":
+            return {self.field: tuple(value)}
+        return {self.field: value}
+
+    def from_text(self, text: str):
+        """A value as written in a manifest cell; ValueError when it is not one."""
+        if self.kind == "int":
+            return int(text)
+        if self.kind == "float":
+            return float(text)
+        if self.kind in ("flag", "switch"):
+            low = text.strip().lower()
+            if low not in _BOOL_TEXT:
+                raise ValueError(text)
+            return _BOOL_TEXT[low]
+        if self.kind == "list":
+            return tuple(p.strip() for p in text.split(";") if p.strip())
+        return text
+
+
+_BOOL_TEXT = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "estimation", "model", "choice",
+           "Transform model. 'auto' keeps a translation unless an affine is better under spatial cross-validation, "
+           "rests on 30+ tie points and departs from it by more than its uncertainty; 'local' warps through a "
+           "dense tie-point grid.", MODELS),
+    Option("matcher", "matching", "matcher", "text",
+           "Patch matcher: auto (kgl when its weights are shipped, else baseline), baseline (weight-free), kgl, "
+           "rrl, or a full name such as kgl-opt-sar ('georeg matchers list')."),
+    Option("max_shift", "matching", "max_shift", "shift",
+           "Largest expected misregistration after the coarse pass: reference pixels ('40', '40px') or metres "
+           "('400m')."),
+    Option("modality", "target", "modality", "choice",
+           "Target modality; 'auto' guesses from names and metadata (SAR, thermal), else optical.", MODALITIES),
+    Option("ref_band", "reference", "band", "int",
+           "Reference band (1-based). Default: luminance of bands 1-3, or band 1."),
+    Option("target_band", "target", "band", "int", "Target band (1-based). Default as --ref-band."),
+    Option("ref_nodata", "reference", "nodata", "float", "Override the reference's nodata value."),
+    Option("target_nodata", "target", "nodata", "float", "Override the target's nodata value."),
+    Option("ref_mask", "reference", "mask", "path", "Raster whose non-zero pixels are valid in the reference."),
+    Option("target_mask", "target", "mask", "path", "Raster whose non-zero pixels are valid in the target."),
+    Option("threshold", "estimation", "threshold_px", "float", "RANSAC inlier threshold, reference pixels."),
+    Option("tile_size", "matching", "tile_size", "int", "Matching tile size, pixels."),
+    Option("patch_size", "matching", "patch_size", "int", "Patch size, pixels."),
+    Option("keypoints", "matching", "keypoints_per_tile", "int", "Keypoints per tile and image."),
+    Option("coarse", "matching", "coarse", "switch",
+           "Coarse pass at reduced resolution for shifts beyond --max-shift."),
+    Option("refine", "matching", "refine", "switch",
+           "Second matching pass through the first model, with a small search radius."),
+    Option("local_method", "estimation", "local_method", "choice",
+           "Warp of the 'local' model: thin-plate spline or polynomial.", LOCAL_METHODS),
+    Option("align_grids", "output", "align_grids", "flag", "Resample the target onto the reference grid."),
+    Option("cog", "output", "cog", "flag", "Write a Cloud-Optimised GeoTIFF."),
+    Option("creation_options", "output", "creation_options", "list",
+           "GDAL creation option of the corrected raster (repeatable), e.g. --co COMPRESS=ZSTD --co BLOCKXSIZE=256; "
+           "with --cog, those of the COG driver. In a manifest: NAME=VALUE items separated by ';'.",
+           cli="--co", metavar="NAME=VALUE"),
+    Option("resampling", "output", "resampling", "choice", "Resampling when the output must be resampled.",
+           RESAMPLINGS),
+    Option("device", "matching", "device", "choice", "Where the matcher runs.", DEVICES, manifest=False),
+    Option("search", "matching", "search", "choice",
+           "Global geometry: 'auto' searches rotation (full circle) and scale (0.5-2x) when the georeferenced "
+           "search finds no clear model; 'rotation' always; 'shift' never.", SEARCHES),
+    Option("accept_uncertain", "output", "accept_uncertain", "flag",
+           "Exit 0 for a result whose verdict is 'uncertain' (outputs are written either way)."),
+    Option("overwrite", "output", "overwrite", "flag", "Replace existing outputs.", manifest=False),
+)
+
+BY_NAME = {o.name: o for o in OPTIONS}
+MANIFEST_COLUMNS = tuple(o.name for o in OPTIONS if o.manifest)
+
+
+def config_from_options(values: dict, base: RegistrationConfig | None = None) -> RegistrationConfig:
+    """``base`` (default: the defaults) with the options of ``values`` ({name: value}, names of
+    :data:`OPTIONS`; None means 'not given') applied and validated. Front ends (the CLI, batch
+    rows, a QGIS algorithm, a notebook) use this one mapping from their names to the config."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}; known: {', '.join(BY_NAME)}")
+    changes: dict[str, dict] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        opt = BY_NAME[name]
+        changes.setdefault(opt.section, {}).update(opt.changes(value))
+    return (base or RegistrationConfig()).with_options(**changes)
