@@ -20,25 +20,9 @@ def main(argv=None) -> int:
     b.add_argument("--align", choices=("none", "translation", "affine", "local"), default="none",
                    help="opt-sar: first remove the Sentinel-1/2 pairs' residual misalignment with this model")
     t = sub.add_parser("train", help="train a matcher (resumes from OUT/RUN/last.pt)")
-    t.add_argument("--model", choices=("kgl", "rrl"), required=True)
-    t.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
-    t.add_argument("--width", type=float, default=1.0)
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch", type=int, default=128)
-    t.add_argument("--warmup-steps", type=int, default=800)
-    t.add_argument("--val-every", type=int, default=250)
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-dir", default="training_data")
-    t.add_argument("--out-dir", default="training_runs")
-    t.add_argument("--near-fraction", type=float, default=0.25,
-                   help="share of the batch given an 8-14 px near negative (0: the spec's training)")
-    t.add_argument("--shift-frac", type=float, default=0.025,
-                   help="per-modality random translation as a fraction of the patch (spec: 0.05)")
-    t.add_argument("--decay-from", type=int, default=-1,
-                   help="from this step, decay the learning rates along a half cosine to --decay-floor x "
-                        "at --steps (default -1: constant rates, as the spec)")
-    t.add_argument("--decay-floor", type=float, default=0.05)
+    from .train import add_arguments
+
+    add_arguments(t)
     t.add_argument("--no-resume", action="store_true")
     e = sub.add_parser("evaluate", help="FPR95 table: learned matchers, baseline, NCC and SIFT on one split")
     e.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
@@ -74,13 +58,15 @@ def main(argv=None) -> int:
         print((Path(args.out) / f"{args.pair}_info.json").read_text())
         return 0
     if args.cmd == "train":
-        from .train import TrainConfig, train
+        from georeg.errors import ConfigError
 
-        cfg = TrainConfig(model=args.model, pair=args.pair, width=args.width, steps=args.steps, batch=args.batch,
-                          warmup_steps=args.warmup_steps, val_every=args.val_every, threads=args.threads,
-                          seed=args.seed, data_dir=args.data_dir, out_dir=args.out_dir,
-                          near_fraction=args.near_fraction, shift_frac=args.shift_frac,
-                          decay_from=args.decay_from, decay_floor=args.decay_floor)
+        from .train import config_from_args, train
+
+        try:
+            cfg = config_from_args(args)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         best = train(cfg, resume=not args.no_resume, log=lambda m: print(m, flush=True))
         print(f"best checkpoint: {best}")
         return 0

@@ -37,6 +37,7 @@ def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str 
     from georeg.matchers.weights import _dir
 
     from .fusion import fit
+    from .train import TrainConfig
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = ck["config"]
@@ -59,10 +60,7 @@ def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str 
         "val_fpr95": round(ck["val"]["fpr95_metric"], 2) if "val" in ck else None,
         "training_options": {k: cfg[k] for k in ("near_fraction", "shift_frac", "seed", "lr_features", "lr_head",
                                                   "lr_rrl") if k in cfg},
-        "command": command or f"python -m training train --model {cfg['model']} --pair {cfg['pair']} "
-                              f"--width {cfg.get('width', 1.0)} --steps {cfg['steps']} --batch {cfg['batch']} "
-                              f"--warmup-steps {cfg['warmup_steps']} --val-every {cfg['val_every']} "
-                              f"--threads {cfg['threads']}",
+        "command": command or TrainConfig.from_dict(cfg).command(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = export(net, name, info, directory)

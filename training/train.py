@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,40 +23,106 @@ from .evaluate import fpr95, fpr95_distance
 from .losses import feature_guided_mse, hnsm_bce, hynet_triplet, info_nce, rrl_mlpp
 
 
-@dataclass
+def _opt(default, help: str = "", choices: tuple | None = None, cli: bool = True):
+    """A TrainConfig field with what the command line needs (see :func:`add_arguments`)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "cli": cli})
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    model: str = "kgl"  # 'kgl' or 'rrl'
-    pair: str = "opt-sar"
-    width: float = 1.0  # KGL channel multiplier (1.0 = published)
-    steps: int = 3000
-    batch: int = 128
-    lr_features: float = 1e-3
-    lr_head: float = 1e-4
-    lr_rrl: float = 2e-4
-    warmup_steps: int = 800  # InfoNCE instead of the HyNet triplet before this step
+    """One training run. Frozen and validated; the command line (:func:`add_arguments`) and the
+    reproducing command in the weights manifest (:meth:`command`) are made from these fields."""
+
+    model: str = _opt("kgl", "network", ("kgl", "rrl"))
+    pair: str = _opt("opt-sar", "modality pair", ("opt-sar", "opt-ir"))
+    width: float = _opt(1.0, "KGL channel multiplier (1.0 = published)")
+    steps: int = _opt(3000, "last training step")
+    batch: int = _opt(128, "patch pairs per step")
+    lr_features: float = _opt(1e-3, "KGL feature learning rate")
+    lr_head: float = _opt(1e-4, "KGL metric-head learning rate")
+    lr_rrl: float = _opt(2e-4, "RRL learning rate")
+    warmup_steps: int = _opt(800, "InfoNCE instead of the HyNet triplet before this step")
     # The spec trains at a constant rate and lists cosine as an option. decay_from >= 0 keeps the
     # rates constant up to that step and then follows a half cosine down to decay_floor x the rate
     # at the last step. The rate is a function of the step alone, so resuming does not change it.
-    decay_from: int = -1
-    decay_floor: float = 0.05
+    decay_from: int = _opt(-1, "from this step, decay the learning rates along a half cosine to --decay-floor x "
+                               "at --steps (default -1: constant rates, as the spec)")
+    decay_floor: float = _opt(0.05, "final learning rate as a fraction of the initial one, with --decay-from")
     # georeg adaptations (spec section 8): the head also learns to reject the other-modality patch
     # cut 8-14 px away from the keypoint (near negatives, what a registration search must reject),
     # and the per-modality random translation is halved to +-2.5 % (about 1.6 px) so that
     # positives are not misaligned by up to 6 px. near_fraction 0 and shift_frac 0.05 give the spec.
-    near_fraction: float = 0.25
-    shift_frac: float = 0.025
-    val_every: int = 250
-    val_pairs: int = 4000
-    seed: int = 0
-    threads: int = 2
-    data_dir: str = "training_data"
-    out_dir: str = "training_runs"
-    extra: dict = field(default_factory=dict)
+    near_fraction: float = _opt(0.25, "share of the batch given an 8-14 px near negative (0: the spec's training)")
+    shift_frac: float = _opt(0.025, "per-modality random translation as a fraction of the patch (spec: 0.05)")
+    val_every: int = _opt(250, "validate (FPR95) every this many steps")
+    val_pairs: int = _opt(4000, "validation pairs (balanced)")
+    seed: int = _opt(0, "random seed")
+    threads: int = _opt(2, "torch threads")
+    data_dir: str = _opt("training_data", "patch sets from build-data")
+    out_dir: str = _opt("training_runs", "checkpoints go to OUT_DIR/RUN_NAME")
+
+    def __post_init__(self) -> None:
+        from georeg.errors import ConfigError
+
+        checks = [
+            (self.model in ("kgl", "rrl"), f"model must be kgl or rrl; got {self.model!r}"),
+            (self.pair in ("opt-sar", "opt-ir"), f"pair must be opt-sar or opt-ir; got {self.pair!r}"),
+            (self.width > 0, f"width must be > 0; got {self.width}"),
+            (self.steps >= 1, f"steps must be >= 1; got {self.steps}"),
+            (self.batch >= 2, f"batch must be >= 2 (positives and negatives); got {self.batch}"),
+            (min(self.lr_features, self.lr_head, self.lr_rrl) > 0, "learning rates must be > 0"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0; got {self.warmup_steps}"),
+            (self.decay_from >= -1, f"decay_from must be -1 (no decay) or a step; got {self.decay_from}"),
+            (0 < self.decay_floor <= 1, f"decay_floor must be in (0, 1]; got {self.decay_floor}"),
+            (0 <= self.near_fraction < 1, f"near_fraction must be in [0, 1); got {self.near_fraction}"),
+            (0 <= self.shift_frac < 0.5, f"shift_frac must be in [0, 0.5); got {self.shift_frac}"),
+            (self.val_every >= 1, f"val_every must be >= 1; got {self.val_every}"),
+            (self.val_pairs >= 10, f"val_pairs must be >= 10; got {self.val_pairs}"),
+            (self.threads >= 1, f"threads must be >= 1; got {self.threads}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"training: {msg}")
 
     @property
     def run_name(self) -> str:
         w = "" if self.model == "rrl" or self.width == 1.0 else f"-w{self.width:g}"
         return f"{self.model}-{self.pair}{w}"
+
+    def command(self) -> str:
+        """The command line that trains this run: the options that differ from the defaults."""
+        parts = ["python -m training train", f"--model {self.model}", f"--pair {self.pair}"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("model", "pair") or value == f.default:
+                continue
+            text = f"{value:g}" if isinstance(value, float) else shlex.quote(str(value))
+            parts.append(f"--{f.name.replace('_', '-')} {text}")
+        return " ".join(parts)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """From a checkpoint's config (keys this version does not know are left out)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def add_arguments(parser) -> None:
+    """The ``train`` subcommand's options, one per TrainConfig field."""
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        kw = {"help": meta.get("help") or None, "default": f.default}
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        if f.name in ("model", "pair"):
+            kw.update(required=True, default=None)
+        else:
+            kw["type"] = type(f.default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **kw)
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
 def _val_set(ps: PatchSet, n: int, seed: int):
