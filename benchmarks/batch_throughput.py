@@ -20,7 +20,9 @@ import numpy as np
 
 from georeg import batch
 from georeg.config import RegistrationConfig
-from georeg.synthetic import shift_geotransform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
+from synthetic import shift_geotransform  # noqa: E402
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from affine import Affine
 from PIL import Image
 from scipy import ndimage
 
-from georeg.synthetic import shift_geotransform
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
+from synthetic import shift_geotransform  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,7 +254,7 @@ def _neutral(work: Path, set_key: str, i: int) -> Path:
 
 
 def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0) -> tuple[np.ndarray, float, float]:
-    from georeg.synthetic import rotation_scale_matrix
+    from synthetic import rotation_scale_matrix
 
     angle = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
     scale = float(rng.uniform(0.9, 1.1))
@@ -279,7 +281,7 @@ def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Ca
 def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None) -> list[Case]:
     """pairs: (name, reference path, aligned target path, options). Each target's content is
     resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1."""
-    from georeg.synthetic import resample_content, rotation_scale_matrix
+    from synthetic import resample_content, rotation_scale_matrix
 
     out = []
     n = 0

@@ -36,7 +36,10 @@ from georeg.errors import GeoregError  # noqa: E402
 from georeg.estimation import FittedModel, apply_h  # noqa: E402
 from georeg.raster import Grid  # noqa: E402
 from georeg.runtime import tune_malloc  # noqa: E402
-from georeg.synthetic import lattice  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
+from synthetic import lattice  # noqa: E402
+
 from georeg.warp import target_to_true_map  # noqa: E402
 
 

@@ -4,6 +4,7 @@ geotransform is off by a known shift (a geocoding error)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from georeg.synthetic import _scene_layers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
+from synthetic import _scene_layers  # noqa: E402
 
 SHIFT_PX = (13.0, -9.0)
 

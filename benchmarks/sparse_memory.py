@@ -25,7 +25,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from georeg.synthetic import synthetic_pair
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
+from synthetic import synthetic_pair  # noqa: E402
 
 BLOCK = 2000
 

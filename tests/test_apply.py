@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from synthetic import synthetic_pair
 
 import georeg
 from georeg.cli import georeg as cli
 from georeg.config import RegistrationConfig
-from georeg.synthetic import synthetic_pair
 
 
 @pytest.fixture()

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
-from georeg.synthetic import shift_geotransform
+from synthetic import shift_geotransform
 
 pytestmark = pytest.mark.data
 GEOREG = [sys.executable, "-m", "georeg.cli"]

@@ -11,9 +11,9 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from synthetic import synthetic_pair
 
 from georeg.cli import georeg
-from georeg.synthetic import synthetic_pair
 
 SIZE = 320
 

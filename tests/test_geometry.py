@@ -14,6 +14,7 @@ import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
+from synthetic import resample_content, rotation_scale_matrix, synthetic_pair
 
 import georeg
 from georeg.config import InputConfig, RegistrationConfig
@@ -21,7 +22,6 @@ from georeg.estimation import FittedModel, apply_h
 from georeg.matching import TiePoints
 from georeg.modality import _from_values
 from georeg.raster import RasterSource, overlap_window
-from georeg.synthetic import resample_content, rotation_scale_matrix, synthetic_pair
 from georeg.verdict import coverage, second_motion
 
 T = Affine(10, 0, 500000, 0, -10, 4000000)

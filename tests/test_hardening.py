@@ -16,9 +16,9 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from synthetic import synthetic_pair
 
 from georeg.cli import georeg
-from georeg.synthetic import synthetic_pair
 
 GEOREG = [sys.executable, "-c", "from georeg._entry import main; main()"]
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from synthetic import synthetic_pair
 
 import georeg
 import georeg.matchers.weights as W
@@ -14,7 +15,6 @@ from georeg.errors import UnknownMatcherError, WeightsError
 from georeg.matchers import load, resolve_name
 from georeg.matchers.kgl import KGLNet
 from georeg.matchers.rrl import RRLNet
-from georeg.synthetic import synthetic_pair
 
 
 @pytest.fixture()

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from synthetic import lattice, synthetic_pair
 
 import georeg
 from georeg.config import RegistrationConfig
 from georeg.errors import CancelledError
 from georeg.estimation import apply_h
-from georeg.synthetic import lattice, synthetic_pair
 
 SIZE = 384
 SHIFT = np.array([[1, 0, 9.0], [0, 1, -6.0], [0, 0, 1.0]])

@@ -6,10 +6,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from synthetic import synthetic_pair
 
 import georeg
 from georeg.config import RegistrationConfig
-from georeg.synthetic import synthetic_pair
 
 QGIS_PYTHON = "/usr/bin/python3"
 

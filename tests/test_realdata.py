@@ -11,17 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-
-import georeg
-from georeg.config import RegistrationConfig
-from georeg.raster import Grid
-from georeg.synthetic import (
+from synthetic import (
     corrected_positions,
     lattice,
     resample_content,
     rotation_scale_matrix,
     shift_geotransform,
 )
+
+import georeg
+from georeg.config import RegistrationConfig
+from georeg.raster import Grid
 
 pytestmark = pytest.mark.data
 PAIRS = ["050", "176", "268"]

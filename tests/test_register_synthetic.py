@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from synthetic import lattice, rotation_scale_matrix, synthetic_pair
 
 import georeg
 from georeg.config import RegistrationConfig
 from georeg.estimation import apply_h
-from georeg.synthetic import lattice, rotation_scale_matrix, synthetic_pair
 
 SIZE = 512
 

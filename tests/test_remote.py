@@ -17,9 +17,9 @@ import rasterio
 import rasterio.shutil
 from click.testing import CliRunner
 from rasterio.windows import Window
+from synthetic import synthetic_pair
 
 from georeg.cli import georeg
-from georeg.synthetic import synthetic_pair
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -12,9 +12,9 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping
+from synthetic import synthetic_pair
 
 from georeg.cli import georeg
-from georeg.synthetic import synthetic_pair
 
 
 def _footprint(path: Path, shift_deg: float = 0.0) -> dict:

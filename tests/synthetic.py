@@ -15,7 +15,7 @@ import rasterio
 from affine import Affine
 from scipy import ndimage
 
-from .coordinates import through_matrix
+from georeg.coordinates import through_matrix
 
 
 def shift_geotransform(src: str, dst: str, dx_px: float, dy_px: float) -> None:
@@ -66,8 +66,8 @@ def resample_content(src: str, dst: str, new_to_old: np.ndarray) -> None:
 
 def corrected_positions(result, target_grid, lattice: np.ndarray) -> np.ndarray:
     """Map coordinates (target CRS) that a registration result gives to target pixels ``lattice`` (N, 2)."""
-    from .raster import Grid
-    from .warp import target_to_true_map
+    from georeg.raster import Grid
+    from georeg.warp import target_to_true_map
 
     ref = result.report["reference"]
     with rasterio.open(ref["path"]) as r:
