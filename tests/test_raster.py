@@ -1,0 +1,71 @@
+"""georeg.raster on small files written here: grids, band choice, nodata, masks, overlap."""
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from georeg.config import InputConfig
+from georeg.errors import MissingCRSError, NoOverlapError
+from georeg.raster import Grid, RasterSource, overlap_window
+
+T = Affine(10, 0, 500000, 0, -10, 4000000)
+
+
+def _write(path, arr, transform=T, crs="EPSG:32633", nodata=None):
+    arr = arr if arr.ndim == 3 else arr[None]
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                       dtype=arr.dtype, crs=crs, transform=transform, nodata=nodata) as d:
+        d.write(arr)
+    return str(path)
+
+
+def test_grid_scaled_and_window():
+    g = Grid(T, 1000, 600, CRS.from_epsg(32633))
+    c = g.scaled(4)
+    assert (c.width, c.height) == (250, 150) and c.bounds == g.bounds
+    w = g.window_grid(Window(100, 50, 10, 10))
+    assert (w.transform.c, w.transform.f) == (501000.0, 3999500.0)
+    assert g.ground_pixel_size_m == pytest.approx(10.0)
+    geo = Grid(Affine(1e-4, 0, 15, 0, -1e-4, 60), 10, 10, CRS.from_epsg(4326))
+    assert geo.ground_pixel_size_m == pytest.approx(np.sqrt(11.132 * np.cos(np.radians(60)) * 11.0574), rel=1e-3)
+
+
+def test_band_choice_nodata_and_mask(tmp_path):
+    rgb = np.stack([np.full((20, 30), v, np.uint8) for v in (100, 50, 200)])
+    rgb[:, :, :5] = 0
+    ref = _write(tmp_path / "rgb.tif", rgb, nodata=0)
+    with RasterSource(ref, InputConfig(), "reference") as r:
+        data, valid = r.read_on_grid(r.grid)
+        assert data[0, 10] == pytest.approx(0.299 * 100 + 0.587 * 50 + 0.114 * 200, abs=1e-3)
+        assert not valid[:, :5].any() and valid[:, 5:].all()
+    with RasterSource(ref, InputConfig(band=3), "reference") as r:
+        assert r.read_on_grid(r.grid)[0][0, 10] == 200
+    mask = np.ones((20, 30), np.uint8)
+    mask[:10] = 0
+    m = _write(tmp_path / "mask.tif", mask)
+    with RasterSource(ref, InputConfig(band=1, mask=m), "reference") as r:
+        _, valid = r.read_on_grid(r.grid)
+        assert not valid[:10].any() and valid[10:, 5:].all()
+
+
+def test_overlap_window_and_its_errors(tmp_path):
+    a = _write(tmp_path / "a.tif", np.ones((100, 100), np.uint8))
+    b = _write(tmp_path / "b.tif", np.ones((100, 100), np.uint8), transform=T * Affine.translation(60, 30))
+    far = _write(tmp_path / "far.tif", np.ones((100, 100), np.uint8), transform=T * Affine.translation(500, 0))
+    with RasterSource(a, InputConfig(), "reference") as r, RasterSource(b, InputConfig(), "target") as t:
+        win, _ = overlap_window(r, t)
+        assert (win.col_off, win.row_off, win.width, win.height) == (60, 30, 40, 70)
+    with RasterSource(a, InputConfig(), "reference") as r, RasterSource(far, InputConfig(), "target") as t, \
+            pytest.raises(NoOverlapError):
+        overlap_window(r, t)
+
+
+def test_a_raster_without_crs_is_refused(tmp_path):
+    p = tmp_path / "nocrs.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as d:
+        d.write(np.ones((1, 8, 8), np.uint8))
+    with pytest.raises(MissingCRSError):
+        RasterSource(str(p), InputConfig(), "target")

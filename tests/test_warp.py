@@ -1,0 +1,84 @@
+"""georeg.warp and georeg.coordinates: frames, the pixel-centre convention and the geotransform
+a model gives, on small grids without files."""
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from georeg.coordinates import apply_affine, as_points, resample_by_matrix, through_matrix, to_crs
+from georeg.errors import ShapeError
+from georeg.estimation import FittedModel
+from georeg.raster import Grid
+from georeg.warp import corrected_transform, dense_coords, output_to_source, shift_summary, target_to_true_map
+
+UTM = CRS.from_epsg(32633)
+
+
+def _model(m) -> FittedModel:
+    return FittedModel("affine", np.asarray(m, float), np.ones(1, bool), np.zeros(1))
+
+
+def test_pixel_centres_are_half_integers():
+    g = Grid(Affine(10, 0, 500000, 0, -10, 4000000), 100, 80, UTM)
+    assert tuple(apply_affine(g.transform, np.array([[0.5, 0.5]]))[0]) == (500005.0, 3999995.0)
+    back = apply_affine(~g.transform, apply_affine(g.transform, np.array([[3.25, 7.5]])))
+    assert np.allclose(back, [[3.25, 7.5]])
+
+
+def test_as_points_refuses_a_transposed_array():
+    assert as_points([[1, 2], [3, 4], [5, 6]]).shape == (3, 2)
+    with pytest.raises(ShapeError, match="transposed"):
+        as_points(np.zeros((2, 5)))
+
+
+def test_through_matrix_conventions():
+    shift = np.array([[1, 0, 2.0], [0, 1, -1.0], [0, 0, 1]])
+    x, y = through_matrix(shift, 3, 2)
+    assert np.allclose(x, [2, 3, 4, 2, 3, 4]) and np.allclose(y, [-1, -1, -1, 0, 0, 0])
+    # a rotation about the image centre: with centre 0.5 the centre pixel's centre maps to itself
+    a = np.deg2rad(30)
+    c = 2.5  # centre of a 5x5 image in the half-integer frame
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    m = np.array([[1, 0, c], [0, 1, c], [0, 0, 1]]) @ rot @ np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
+    x, y = through_matrix(m, 5, 5, centre=0.5)
+    assert np.allclose((x[12], y[12]), (2.0, 2.0))
+    img = np.arange(25, dtype=np.float32).reshape(5, 5)
+    v, _, _ = resample_by_matrix(img, shift, (2, 2))
+    assert v[1, 0] == img[0, 2]
+
+
+def test_corrected_transform_of_a_translation_is_exact():
+    g = Grid(Affine(10, 0, 500000, 0, -10, 4000000), 200, 200, UTM)
+    model = _model([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
+    t, dev = corrected_transform(model, g, g)
+    assert dev == 0.0
+    assert (t.c, t.f) == (500030.0, 4000020.0)  # 3 px east, 2 px north (rows grow southward)
+    # the target pixel whose content belongs 3 px right and 2 px up now sits there on the map
+    f = target_to_true_map(model, g, g)
+    assert np.allclose(f(np.array([[10.5, 10.5]])), apply_affine(g.transform, np.array([[13.5, 8.5]])))
+
+
+def test_corrected_transform_across_crs_reports_its_deviation():
+    ref = Grid(Affine(10, 0, 500000, 0, -10, 4000000), 200, 200, UTM)
+    wgs = CRS.from_epsg(4326)
+    x0, y0 = to_crs(UTM, wgs, np.array([[500000.0, 4000000.0]]))[0]
+    tgt = Grid(Affine(1e-4, 0, x0, 0, -1e-4, y0), 220, 180, wgs)
+    t, dev = corrected_transform(_model([[1, 0, 1.5], [0, 1, 0.5], [0, 0, 1]]), ref, tgt)
+    assert 0 < dev < 0.05
+
+
+def test_output_to_source_and_dense_coords_agree():
+    g = Grid(Affine(10, 0, 0, 0, -10, 0), 64, 48, UTM)
+    model = _model([[1.01, 0.02, 3.0], [-0.01, 0.99, 1.0], [0, 0, 1]])
+    mapping = output_to_source(model, g, g, g)
+    dense = dense_coords(mapping, 0, 0, 64, 48, step=16)
+    xs, ys = np.meshgrid(np.arange(64) + 0.5, np.arange(48) + 0.5)
+    exact = mapping(np.c_[xs.ravel(), ys.ravel()]).reshape(48, 64, 2)
+    assert np.abs(dense - exact).max() < 1e-9  # exact for an affine mapping
+
+
+def test_shift_summary_in_pixels_and_map_units():
+    model = _model([[1, 0, 2.0], [0, 1, -4.0], [0, 0, 1]])
+    s = shift_summary(model, (0, 0, 100, 100), Affine(10, 0, 0, 0, -10, 0))
+    assert np.allclose(s["mean_px"], [2, -4]) and np.allclose(s["mean_map"], [20, 40])
