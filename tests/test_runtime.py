@@ -8,7 +8,8 @@ from georeg import runtime
 
 
 def test_import_tunes_nothing():
-    code = "import georeg, georeg.pipeline, georeg.runtime as r; print(r._done, 'GDAL_CACHEMAX' in __import__('os').environ)"
+    code = ("import os, georeg, georeg.pipeline, georeg.runtime as r; "
+            "print(r._done, 'GDAL_CACHEMAX' in os.environ)")
     env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["False", "False"], out.stderr

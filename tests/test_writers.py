@@ -47,7 +47,8 @@ def test_identity_resampling_reproduces_the_pixels(tmp_path):
 def test_cog_with_creation_options(tmp_path):
     src = _source(tmp_path)
     with RasterSource(src, InputConfig(), "target") as s:
-        write_with_transform(s, str(tmp_path / "cog.tif"), T, OutputConfig(cog=True, creation_options=("BLOCKSIZE=256",)))
+        opts = OutputConfig(cog=True, creation_options=("BLOCKSIZE=256",))
+        write_with_transform(s, str(tmp_path / "cog.tif"), T, opts)
     with rasterio.open(tmp_path / "cog.tif") as b:
         assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
 
