@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .config import RegistrationConfig
-from .errors import ConfigError, GeoregError, InputError
+from .errors import ConfigError, FallbackWarning, GeoregError, InputError, warn
 from .options import BY_NAME, MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -516,7 +516,7 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
                                                f"({crashes[task.index]} times)"))
                 else:
                     pending.append(task)
-            log.warning("a worker process died; %d pair(s) go to a fresh pool", len(pending))
+            warn(FallbackWarning, f"a worker process died; {len(pending)} pair(s) go to a fresh pool")
         except KeyboardInterrupt:
             _stop_pool(pool)
             raise

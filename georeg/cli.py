@@ -34,6 +34,27 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("georeg").setLevel(max(level, logging.DEBUG))
     for noisy in ("rasterio", "pyogrio", "fiona"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    _route_warnings(quiet)
+
+
+def _route_warnings(quiet: bool) -> None:
+    """georeg's warnings as 'warning: ...' lines on stderr (none with -q), every time they occur;
+    other libraries' warnings as Python shows them."""
+    import warnings
+
+    from .errors import GeoregWarning
+
+    shown = getattr(warnings.showwarning, "__wrapped__", warnings.showwarning)
+
+    @functools.wraps(shown)
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, GeoregWarning):
+            shown(message, category, filename, lineno, file, line)
+        elif not quiet:
+            click.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", GeoregWarning)
 
 
 def handle_errors(fn):

@@ -96,7 +96,33 @@ class TooFewTiePointsError(RegistrationError):
 
 
 class GeoregWarning(UserWarning):
-    """Base of georeg's warnings; filter it with the warnings module."""
+    """Base of georeg's warnings; filter them with the warnings module, for example
+    ``warnings.simplefilter("error", UncertainResultWarning)`` to make an uncertain verdict raise.
+    The CLI prints them as ``warning: ...`` lines."""
+
+
+class UncertainResultWarning(GeoregWarning):
+    """The registration finished, but its verdict is not 'reliable'; the message says why."""
+
+
+class FallbackWarning(GeoregWarning):
+    """A step used a weaker alternative: a refinement pass kept the previous one, a matcher ran
+    with the weights of another modality, a batch pair went to a fresh worker pool."""
+
+
+class WeightsWarning(GeoregWarning):
+    """Shipped matcher weights are unusable (a damaged manifest); georeg falls back without them."""
+
+
+class InputWarning(GeoregWarning):
+    """Part of the input was left out (for example STAC items that overlap no reference)."""
+
+
+def warn(category: type[GeoregWarning], message: str) -> None:
+    """Emit a georeg warning attributed to the caller of the library function that warns."""
+    import warnings
+
+    warnings.warn(message, category, stacklevel=3)
 
 
 class CancelledError(GeoregError):

@@ -21,11 +21,14 @@ from . import __version__
 from .config import RegistrationConfig
 from .errors import (
     CancelledError,
+    FallbackWarning,
     InputError,
     OutputExistsError,
     OutputWriteError,
     RasterOpenError,
     TooFewTiePointsError,
+    UncertainResultWarning,
+    warn,
 )
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
 from .matching import TiePoints, match_tile
@@ -450,7 +453,7 @@ def stage_refine(sc: Scene) -> None:
             sc.clock.lap("pass2")
             model2 = _fit(sc, tp2, None)
             if model2 is None or model2.inliers.sum() < MIN_INLIERS[est.model]:
-                log.warning("refinement pass found too few tie points; keeping the previous pass")
+                warn(FallbackWarning, "refinement pass found too few tie points; keeping the previous pass")
                 break
             moved = _max_move(through, model2, sc.extent)
             sc.tp, sc.model, sc.passes = tp2, model2, sc.passes + 1
@@ -506,7 +509,7 @@ def stage_verdict(sc: Scene) -> None:
     sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, sc.cfg.estimation.threshold_px)
     sc.clock.lap("verdict")
     if sc.verdict.quality != "reliable":
-        log.warning("result is %s: %s", sc.verdict.quality, sc.verdict.reason)
+        warn(UncertainResultWarning, f"result is {sc.verdict.quality}: {sc.verdict.reason}")
 
 
 def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> RegistrationResult:

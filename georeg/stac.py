@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, InputWarning, warn
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def pair_rows(items: list[tuple[dict, Path]], reference_asset: str, target_asset
     if not rows:
         raise InputError(f"no target item overlaps a reference item ({len(lonely)} targets alone); check the items")
     if lonely:
-        log.warning("%d target item(s) overlap no reference item and are left out: %s", len(lonely),
-                    ", ".join(map(str, lonely[:10])))
+        warn(InputWarning, f"{len(lonely)} target item(s) overlap no reference item and are left out: "
+                           f"{', '.join(map(str, lonely[:10]))}")
     return rows
 
 

@@ -234,3 +234,28 @@ def test_batch_refuses_bad_creation_options_before_any_work(pair, tmp_path):
     r = _run(["batch", manifest, "-o", tmp_path / "out", "--co", "FOO=BAR"])
     assert r.exit_code == 2 and "does not support creation option FOO" in r.output, r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_georeg_warnings_are_filterable_and_printed_by_the_cli(monkeypatch, capsys):
+    import warnings
+
+    from georeg import cli
+    from georeg.errors import FallbackWarning, GeoregWarning, UncertainResultWarning
+    from georeg.matchers import resolve_name
+
+    assert issubclass(UncertainResultWarning, GeoregWarning) and issubclass(GeoregWarning, UserWarning)
+    with pytest.warns(FallbackWarning, match="target modality is optical"):
+        assert resolve_name("kgl", "optical") == "kgl-opt-ir"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)  # a caller can make them errors
+        with pytest.raises(FallbackWarning):
+            resolve_name("rrl", "optical")
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    with warnings.catch_warnings():
+        cli._route_warnings(quiet=False)
+        resolve_name("kgl", "optical")
+        resolve_name("kgl", "optical")  # every time, not once per place
+        warnings.warn("not ours", DeprecationWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.count("warning: target modality is optical; using the kgl-opt-ir weights") == 2
+    assert "FallbackWarning" not in err

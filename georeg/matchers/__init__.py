@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from ..errors import ConfigError, UnknownMatcherError
+from ..errors import ConfigError, FallbackWarning, UnknownMatcherError, warn
 from .base import Matcher, MatcherRoles
 from .baseline import BaselineMatcher
 from .weights import available
@@ -47,7 +47,8 @@ def resolve_name(name: str, modality: str) -> str:
         return name
     pair = "opt-sar" if modality == "sar" else "opt-ir"
     if modality == "optical" and name != "auto":
-        log.warning("target modality is optical; using the %s-%s weights (give --modality if it is SAR)", name, pair)
+        warn(FallbackWarning, f"target modality is optical; using the {name}-{pair} weights (give --modality "
+                              "if it is SAR)")
     if name == "auto":
         # the learned matcher becomes the default only for a known modality (SAR or thermal) and
         # where its manifest says it beat the baseline on held-out test pairs (training/export.py)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UnknownMatcherError, WeightsError
+from ..errors import UnknownMatcherError, WeightsError, WeightsWarning, warn
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def available(directory: Path | None = None) -> dict[str, dict]:
         except (OSError, ValueError):
             man = None
         if not isinstance(man, dict):
-            log.warning("the weights manifest %s is damaged (not a JSON object); %s is unavailable until georeg "
-                        "is reinstalled", m, m.stem)
+            warn(WeightsWarning, f"the weights manifest {m} is damaged (not a JSON object); {m.stem} is "
+                                 "unavailable until georeg is reinstalled")
             continue
         out[m.stem] = man
     return out
