@@ -60,7 +60,7 @@ def check_same_scene(report: dict, src: RasterSource) -> None:
     if theirs is None or not theirs.intersects(box(*tg.bounds)):
         raise InputError(f"{src.path} does not overlap the target this report registered ({t.get('path', '?')}, "
                          f"{tg.crs.to_string()}); a registration only applies to rasters of the same scene. "
-                         "Use --force if you are sure")
+                         "Use `force=True` if you are sure")
 
 
 APPLY_OPTIONS = ("align_grids", "resampling", "cog", "overwrite", "compress", "creation_options")

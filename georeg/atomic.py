@@ -83,7 +83,7 @@ def _commit(tmps: dict[str, Path], finals: dict[str, Path], overwrite: bool) -> 
             if os.path.lexists(final):
                 if not overwrite:
                     raise OutputExistsError(f"output exists: {final} (written meanwhile by another run?); "
-                                            "use --overwrite to replace it or choose another path")
+                                            "use `overwrite=True` to replace it or choose another path")
                 os.replace(final, _aside_path(final))
                 aside[final] = _aside_path(final)
         for k in keys:

@@ -212,9 +212,9 @@ def rows_from_globs(ref_glob: str, target_glob: str) -> list[dict]:
     """Pair the files of two globs in sorted order."""
     refs, tgts = sorted(glob.glob(ref_glob)), sorted(glob.glob(target_glob))
     if not refs or not tgts:
-        raise InputError(f"--pairs matched {len(refs)} reference and {len(tgts)} target files; check the globs")
+        raise InputError(f"the globs matched {len(refs)} reference and {len(tgts)} target files; check the globs")
     if len(refs) != len(tgts):
-        raise InputError(f"--pairs matched {len(refs)} reference but {len(tgts)} target files; "
+        raise InputError(f"the globs matched {len(refs)} reference but {len(tgts)} target files; "
                          "they are paired in sorted order, so the counts must agree")
     return [{"reference": r, "target": t} for r, t in zip(refs, tgts, strict=True)]
 
@@ -436,7 +436,7 @@ def check_scheduler(scheduler: str) -> None:
     import re
 
     if scheduler != "local" and not re.fullmatch(r"(tcp|tls|ws|wss|inproc|ucx)://[^\s/]+(:\d+)?/?", scheduler):
-        raise ConfigError(f"--scheduler must be 'local' or a Dask scheduler address such as tcp://host:8786; "
+        raise ConfigError(f"`scheduler` must be 'local' or a Dask scheduler address such as tcp://host:8786; "
                           f"got {scheduler!r}")
 
 

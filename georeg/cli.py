@@ -21,6 +21,7 @@ from .config import (
     RegistrationConfig,
 )
 from .errors import GeoregError
+from .options import cli_words
 
 log = logging.getLogger("georeg")
 
@@ -51,7 +52,7 @@ def _route_warnings(quiet: bool) -> None:
         if not issubclass(category, GeoregWarning):
             shown(message, category, filename, lineno, file, line)
         elif not quiet:
-            click.echo(f"warning: {message}", err=True)
+            click.echo(f"warning: {cli_words(str(message))}", err=True)
 
     warnings.showwarning = show
     warnings.simplefilter("always", GeoregWarning)
@@ -68,7 +69,7 @@ def handle_errors(fn):
         except GeoregError as exc:
             if verbose >= 2:
                 log.exception("details")
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {cli_words(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted; no output was written.", err=True)
@@ -351,7 +352,7 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, **p
                    f"({sum(1 for r in rows if r['status'].startswith('skipped'))} already complete); "
                    f"summary: {out / 'summary.csv'}")
     for r in failed:
-        click.echo(f"{r['status']}: {Path(r['target']).name}: {r['error']}", err=True)
+        click.echo(f"{r['status']}: {Path(r['target']).name}: {cli_words(r['error'])}", err=True)
     sys.exit(1 if failed else 0)
 
 

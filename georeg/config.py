@@ -188,10 +188,10 @@ class MatchingConfig:
         if px > MAX_SHIFT_PX:
             largest = f"{MAX_SHIFT_PX:.0f} px" + ("" if self.max_shift_unit == "px"
                                                   else f" ({MAX_SHIFT_PX * pixel_size_m:.0f} m here)")
-            raise ConfigError(f"--max-shift {self.max_shift:g}{self.max_shift_unit} is a search radius of "
+            raise ConfigError(f"`max_shift` {self.max_shift:g}{self.max_shift_unit} is a search radius of "
                               f"{px:.0f} reference pixels; the largest georeg searches tile by tile is {largest}. "
                               "Give a target that is roughly in place (within that radius); rotation, scale and "
-                              "larger offsets are found by the global search (--search rotation)")
+                              "larger offsets are found by the global search (`search=rotation`)")
         return px
 
 

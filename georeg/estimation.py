@@ -282,8 +282,8 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if inl.sum() < needed:
         raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
                                    hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "
-                                   f"within {cfg.threshold_px} px. Try a larger --max-shift, a simpler "
-                                   "--model (translation), another band, or check that both rasters show "
+                                   f"within {cfg.threshold_px} px. Try a larger `max_shift`, a simpler "
+                                   "`model=translation`, another band, or check that both rasters show "
                                    "the same area.")
     if kind == "local":
         local, inl, res = _fit_local_inliers(xy_t, xy_r, cfg, inl, needed)

@@ -152,3 +152,19 @@ def config_from_options(values: dict, base: RegistrationConfig | None = None) ->
         opt = BY_NAME[name]
         changes.setdefault(opt.section, {}).update(opt.changes(value))
     return (base or RegistrationConfig()).with_options(**changes)
+
+
+_NAMED = __import__("re").compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`")
+
+
+def cli_words(message: str) -> str:
+    """A library message for CLI users: the option names it gives as `name` or `name=value`
+    (the Python keywords, which is what API callers set) become ``--name`` and ``--name value``
+    (``--name`` alone for True)."""
+    def flag(m) -> str:
+        opt = BY_NAME.get(m.group(1))
+        name = opt.flag if opt is not None else "--" + m.group(1).replace("_", "-")
+        value = m.group(2)
+        return name if value in (None, "True") else f"{name} {value}"
+
+    return _NAMED.sub(flag, message)

@@ -105,7 +105,7 @@ def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -
             raise InputError(f"two outputs share the path {path}; give each output its own path")
         seen.add(p.resolve())
         if p.exists() and not overwrite:
-            raise OutputExistsError(f"output exists: {path}; use --overwrite to replace it or choose another path")
+            raise OutputExistsError(f"output exists: {path}; use `overwrite=True` to replace it or choose another path")
         if p.is_dir():
             raise InputError(f"the {kind} output {path} is a folder; give a file path")
         if not p.parent.exists():

@@ -180,3 +180,11 @@ def test_qgis_plugin_choices_and_defaults_match_the_options():
     assert c["lists"]["MATCHERS"][0] == BY_NAME["matcher"].default
     assert c["defaults"]["MAX_SHIFT"] == BY_NAME["max_shift"].default
     assert c["defaults"]["THRESHOLD"] == BY_NAME["threshold"].default
+
+
+def test_cli_words_turn_option_names_into_flags():
+    from georeg.options import cli_words
+
+    msg = "Try a larger `max_shift`, a simpler `model=translation`; use `overwrite=True` or `creation_options`"
+    assert cli_words(msg) == "Try a larger --max-shift, a simpler --model translation; use --overwrite or --co"
+    assert cli_words("plain text, no names") == "plain text, no names"

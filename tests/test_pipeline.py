@@ -26,7 +26,8 @@ def test_check_outputs_refuses_before_any_work(tmp_path, pair):
     with pytest.raises(InputError, match="share the path"):
         check_outputs({"raster": str(tmp_path / "a.tif"), "report": str(tmp_path / "a.tif")}, [], True)
     (tmp_path / "b.tif").write_text("old")
-    with pytest.raises(OutputExistsError):
+    # Python callers are told the keyword; the CLI turns `overwrite=True` into --overwrite (test_cli)
+    with pytest.raises(OutputExistsError, match="use `overwrite=True`"):
         check_outputs({"raster": str(tmp_path / "b.tif")}, [], overwrite=False)
     with pytest.raises(InputError, match="does not exist"):
         check_outputs({"raster": str(tmp_path / "nope" / "c.tif")}, [], True)

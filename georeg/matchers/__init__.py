@@ -30,7 +30,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto, "
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use `device=cpu` or `device=auto`, "
                           "or install a CUDA build of torch (see README)")
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda; got {device!r}")
@@ -47,7 +47,7 @@ def resolve_name(name: str, modality: str) -> str:
         return name
     pair = "opt-sar" if modality == "sar" else "opt-ir"
     if modality == "optical" and name != "auto":
-        warn(FallbackWarning, f"target modality is optical; using the {name}-{pair} weights (give --modality "
+        warn(FallbackWarning, f"target modality is optical; using the {name}-{pair} weights (give `modality=sar` "
                               "if it is SAR)")
     if name == "auto":
         # the learned matcher becomes the default only for a known modality (SAR or thermal) and

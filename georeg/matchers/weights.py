@@ -56,15 +56,15 @@ def manifest(name: str, directory: Path | None = None) -> dict:
     if not path.exists():
         known = ", ".join(available(directory)) or "none shipped yet"
         raise UnknownMatcherError(f"no weights named {name!r} in {directory} (shipped: {known}); "
-                                  "use --matcher baseline, or train and export weights (see training/README.md)")
+                                  "use `matcher=baseline`, or train and export weights (see training/README.md)")
     try:
         man = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise WeightsError(f"the weights manifest {path} is damaged ({str(exc).splitlines()[0][:100]}); "
-                           "reinstall georeg, or use --matcher baseline") from None
+                           "reinstall georeg, or use `matcher=baseline`") from None
     if not isinstance(man, dict):
         raise WeightsError(f"the weights manifest {path} is damaged (not a JSON object); reinstall georeg, "
-                           "or use --matcher baseline")
+                           "or use `matcher=baseline`")
     return man
 
 
@@ -88,7 +88,7 @@ def load_state(name: str, directory: Path | None = None) -> tuple[dict, dict]:
                   if "weights only" in text.lower() or "weights_only" in text else
                   (text[:160] or type(exc).__name__))
         raise WeightsError(f"weight file {path.name} cannot be loaded safely: {reason}; "
-                           "reinstall georeg, or use --matcher baseline") from None
+                           "reinstall georeg, or use `matcher=baseline`") from None
     return man, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
