@@ -15,6 +15,7 @@ independent task, locally in a pool of processes (default) or on a Dask cluster.
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import hashlib
 import io
@@ -250,19 +251,21 @@ def is_complete(task: PairTask) -> bool:
 
 
 # ---------------------------------------------------------------- worker side
-_MATCHERS: dict = {}
-
-
 def _matcher_for(task: PairTask):
-    from .matchers import load, resolve_name
+    from .matchers import resolve_name
     from .raster import RasterSource
 
     with RasterSource(task.target, task.config.target, "target") as t:
         name = resolve_name(task.config.matching.matcher, t.modality)
-    key = (name, task.config.matching.device)
-    if key not in _MATCHERS:
-        _MATCHERS[key] = load(name, task.config.matching.device)
-    return _MATCHERS[key]
+    return _loaded_matcher(name, task.config.matching.device)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded_matcher(name: str, device: str):
+    """A worker loads each matcher once and reuses it for its later pairs (weights load in about 1 s)."""
+    from .matchers import load
+
+    return load(name, device)
 
 
 def run_task(task: PairTask) -> dict:

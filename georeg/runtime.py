@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_done = False
+_done = False  # mallopt settings are per process by nature: applied once, never undone
 
 
 def tune_malloc(trim_threshold: int = 1 << 30) -> bool:

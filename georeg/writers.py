@@ -204,17 +204,19 @@ def write_tie_points(gdf, path: str, timestamp: str | None = None) -> None:
 
     GeoPackage 1.2 rather than GDAL's default 1.4: QGIS 3.22 (GDAL 3.6) warns that a 1.4 file
     "may only be partially supported"; 1.2 has everything this layer uses. ``timestamp``
-    (ISO 8601, UTC) is stored as the layer's last change instead of the clock, so that the same
-    inputs give byte-identical files."""
-    import pyogrio
+    (ISO 8601, UTC) replaces the clock time GDAL stores as the layer's last change, so that the
+    same inputs give byte-identical files (set in the file afterwards, not through GDAL's
+    process-wide OGR_CURRENT_DATE, which other threads would see)."""
+    import sqlite3
 
-    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
     if timestamp:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
-    try:
-        gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
-    finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+        con = sqlite3.connect(path)
+        try:
+            with con:
+                con.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = 'tie_points'", (timestamp,))
+        finally:
+            con.close()
 
 
 def write_report(report: dict, path: str) -> None:

@@ -57,6 +57,11 @@ def test_tie_points_report_and_png(tmp_path):
     gdf = gpd.GeoDataFrame({"residual_px": [0.5, 1.5], "inlier": [True, False]},
                            geometry=[Point(500010, 3999990), Point(500100, 3999900)], crs="EPSG:32633")
     write_tie_points(gdf, str(tmp_path / "tp.gpkg"), "2026-01-01T00:00:00.000Z")
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "tp.gpkg")
+    assert con.execute("SELECT last_change FROM gpkg_contents").fetchall() == [("2026-01-01T00:00:00.000Z",)]
+    con.close()
     back = gpd.read_file(tmp_path / "tp.gpkg", layer="tie_points")
     assert len(back) == 2 and back.crs.to_epsg() == 32633 and list(back.inlier) == [True, False]
     write_report({"a": np.float32(1.5), "b": np.arange(3), "c": Path("x/y")}, str(tmp_path / "r.json"))
