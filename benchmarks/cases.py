@@ -62,6 +62,17 @@ def _shifts(rng: np.random.Generator, n: int, limit: float) -> list[tuple[float,
     return [tuple(float(v) for v in rng.uniform(-limit, limit, 2).round(1)) for _ in range(n)]
 
 
+def _shifted_copies(tgt: str, rng: np.random.Generator, n: int, limit: float, prefix: str) -> list[tuple[tuple, str]]:
+    """``n`` copies of ``tgt`` whose geotransforms are off by random shifts of up to ``limit`` px
+    (a geocoding error), written to PREFIX0.tif, PREFIX1.tif, ...: [(shift, path)]."""
+    out = []
+    for i, s in enumerate(_shifts(rng, n, limit)):
+        p = f"{prefix}{i}.tif"
+        shift_geotransform(tgt, str(p), *s)
+        out.append((s, str(p)))
+    return out
+
+
 def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None) -> str:
     arr = arr if arr.ndim == 3 else arr[None]
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
@@ -76,10 +87,8 @@ def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4, held_out=False) -> lis
     # 050 lies in the training tile, 176 in the validation tile, 268 in the test tile
     for pid in (("176", "268") if held_out else ("050", "176", "268")):
         ref, tgt = str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif")
-        for i, s in enumerate(_shifts(rng, n_shifts, 40)):
-            p = work / f"s1s2_{pid}_{i}.tif"
-            shift_geotransform(tgt, str(p), *s)
-            out.append(Case("s1s2_volkov/geotiff", f"{pid} shift {s}", ref, str(p), "consistency", tgt,
+        for s, p in _shifted_copies(tgt, rng, n_shifts, 40, str(work / f"s1s2_{pid}_")):
+            out.append(Case("s1s2_volkov/geotiff", f"{pid} shift {s}", ref, p, "consistency", tgt,
                             options={"target": {"modality": "sar"}}))
     return out
 
@@ -103,10 +112,8 @@ def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None, held_out=False
         sar = np.asarray(Image.open(root / "sar" / name).convert("L"))
         ref = _write(work / f"png_{stem}_S2.tif", opt, t, "EPSG:3395")
         tgt = _write(work / f"png_{stem}_S1_VH.tif", sar, t, "EPSG:3395")
-        for i, s in enumerate(_shifts(rng, n_shifts, 40)):
-            p = work / f"png_{stem}_S1_VH_{i}.tif"
-            shift_geotransform(tgt, str(p), *s)
-            out.append(Case("s1s2_volkov/png", f"{stem} shift {s}", ref, str(p), "consistency", tgt,
+        for s, p in _shifted_copies(tgt, rng, n_shifts, 40, str(work / f"png_{stem}_S1_VH_")):
+            out.append(Case("s1s2_volkov/png", f"{stem} shift {s}", ref, p, "consistency", tgt,
                             options={"target": {"modality": "sar"}}))
     return out
 
@@ -127,10 +134,8 @@ def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True, held_out=False
         opts = {"reference": {"mask": str(mask)}, "target": {"mask": str(mask)}}
     name = "landsat8 B4/B10" + (" cloud-masked" if masked else " no mask")
     out = []
-    for i, s in enumerate(_shifts(rng, n_shifts, 20)):
-        p = work / f"l8_B10_{'m' if masked else 'n'}{i}.tif"
-        shift_geotransform(tgt, str(p), *s)
-        out.append(Case(name, f"shift {s}", ref, str(p), "exact", truth_target=tgt, options=opts))
+    for s, p in _shifted_copies(tgt, rng, n_shifts, 20, str(work / f"l8_B10_{'m' if masked else 'n'}")):
+        out.append(Case(name, f"shift {s}", ref, p, "exact", truth_target=tgt, options=opts))
     return out
 
 
@@ -156,10 +161,8 @@ def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False
     for _, r, opt, sar in _threemos_rows(data, rng, n_pairs, held_out):
         ref = _write(work / f"3mos_{r['pair_id']}_opt.tif", opt, t, "EPSG:32633")
         tgt = _write(work / f"3mos_{r['pair_id']}_sar.tif", sar, t, "EPSG:32633")
-        for i, s in enumerate(_shifts(rng, n_shifts, 12)):
-            p = work / f"3mos_{r['pair_id']}_sar_{i}.tif"
-            shift_geotransform(tgt, str(p), *s)
-            out.append(Case("3mos_previews (aligned)", f"{r['pair_id']} shift {s}", ref, str(p), "consistency",
+        for s, p in _shifted_copies(tgt, rng, n_shifts, 12, str(work / f"3mos_{r['pair_id']}_sar_")):
+            out.append(Case("3mos_previews (aligned)", f"{r['pair_id']} shift {s}", ref, p, "consistency",
                             tgt, options={"matching": {"max_shift": 16}, "target": {"modality": "sar"}}))
     return out
 
@@ -205,10 +208,8 @@ def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1, held_out=False)
         aligned, _ = _aligned(ir, a, opt.shape[1:])
         ref = _write(work / f"srif_{i}_opt.tif", opt, t, "EPSG:32633")
         tgt = _write(work / f"srif_{i}_ir.tif", aligned, t, "EPSG:32633", nodata=0)
-        for j, s in enumerate(_shifts(rng, n_shifts, 15)):
-            p = work / f"srif_{i}_ir_{j}.tif"
-            shift_geotransform(tgt, str(p), *s)
-            out.append(Case("srif Optical-Infrared", f"pair {i} shift {s}", ref, str(p), "exact", truth_target=tgt,
+        for s, p in _shifted_copies(tgt, rng, n_shifts, 15, str(work / f"srif_{i}_ir_")):
+            out.append(Case("srif Optical-Infrared", f"pair {i} shift {s}", ref, p, "exact", truth_target=tgt,
                             options={"target": {"modality": "thermal"}, "matching": {"max_shift": 20}}))
     return out
 

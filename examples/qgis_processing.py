@@ -24,18 +24,25 @@ class PrintFeedback(QgsProcessingFeedback):
         print(info)
 
 
-def main(reference, target, output):
+def start_qgis():
+    """A headless QGIS with Processing and the georeg provider; returns (app, provider)."""
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], False)
     app.initQgis()
     from processing.core.Processing import Processing
 
     Processing.initialize()
-    import processing
     from georeg_qgis.provider import GeoregProvider
 
     provider = GeoregProvider()
     QgsApplication.processingRegistry().addProvider(provider)
+    return app, provider
+
+
+def main(reference, target, output):
+    app, provider = start_qgis()
+    import processing
+
     stem = os.path.splitext(output)[0]
     result = processing.run("georeg:register", {
         "REFERENCE": reference, "TARGET": target, "OUTPUT": output,

@@ -25,11 +25,8 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="re
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hpair")
-    ref, tgt = d / "ref.tif", d / "tgt.tif"
-    synthetic_pair(str(ref), str(tgt), size=320, seed=5, new_to_old=np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]]))
-    return ref, tgt
+def pair(small_pair):
+    return small_pair("tgt.tif")
 
 
 FAST = ["--matcher", "baseline"]  # the weight-free matcher: these tests are about files and errors

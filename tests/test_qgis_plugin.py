@@ -35,18 +35,11 @@ pytestmark = [pytest.mark.data,
 PRELUDE = """
 import os, sys, json
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
-sys.path.insert(0, "/usr/share/qgis/python/plugins")
-sys.path.insert(0, {plugins!r})
+sys.path.insert(0, {examples!r})
+from qgis_processing import start_qgis  # the example's start-up: QGIS, Processing, the georeg provider
 from qgis.core import QgsApplication, QgsProcessingFeedback, QgsVectorLayer, QgsRasterLayer
-QgsApplication.setPrefixPath("/usr", True)
-app = QgsApplication([], False)
-app.initQgis()
-from processing.core.Processing import Processing
-Processing.initialize()
+app, provider = start_qgis()
 import processing
-from georeg_qgis.provider import GeoregProvider
-provider = GeoregProvider()
-QgsApplication.processingRegistry().addProvider(provider)
 """
 
 
@@ -68,7 +61,8 @@ def _env(tmp_path, python: str | None) -> dict:
 
 
 def _qgis(tmp_path, body: str, python: str | None = sys.executable, timeout=600):
-    script = PRELUDE.format(plugins=str(PLUGINS)) + textwrap.dedent(body) + "\nprovider = None\napp.exitQgis()\n"
+    script = (PRELUDE.format(examples=str(REPO / "examples")) + textwrap.dedent(body)
+              + "\nprovider = None\napp.exitQgis()\n")
     out = subprocess.run([QGIS_PY, "-c", script], capture_output=True, text=True, timeout=timeout,
                          env=_env(tmp_path, python))
     results = [json.loads(ln[7:]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
