@@ -73,6 +73,15 @@ def _shifted_copies(tgt: str, rng: np.random.Generator, n: int, limit: float, pr
     return out
 
 
+def _consistency_cases(set_name: str, label: str, pair: tuple[str, str], rng, n: int, limit: float, prefix: str,
+                       options: dict | None = None) -> list[Case]:
+    """Shifted copies of a SAR target judged by self-consistency against the unshifted one."""
+    ref, tgt = pair
+    opts = {**(options or {}), "target": {"modality": "sar"}}
+    return [Case(set_name, f"{label} shift {s}", ref, p, "consistency", tgt, options=opts)
+            for s, p in _shifted_copies(tgt, rng, n, limit, prefix)]
+
+
 def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None) -> str:
     arr = arr if arr.ndim == 3 else arr[None]
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
@@ -87,9 +96,7 @@ def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4, held_out=False) -> lis
     # 050 lies in the training tile, 176 in the validation tile, 268 in the test tile
     for pid in (("176", "268") if held_out else ("050", "176", "268")):
         ref, tgt = str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif")
-        for s, p in _shifted_copies(tgt, rng, n_shifts, 40, str(work / f"s1s2_{pid}_")):
-            out.append(Case("s1s2_volkov/geotiff", f"{pid} shift {s}", ref, p, "consistency", tgt,
-                            options={"target": {"modality": "sar"}}))
+        out += _consistency_cases("s1s2_volkov/geotiff", pid, (ref, tgt), rng, n_shifts, 40, str(work / f"s1s2_{pid}_"))
     return out
 
 
@@ -112,9 +119,8 @@ def s1s2_png(data: Path, work: Path, rng, n_shifts=2, limit=None, held_out=False
         sar = np.asarray(Image.open(root / "sar" / name).convert("L"))
         ref = _write(work / f"png_{stem}_S2.tif", opt, t, "EPSG:3395")
         tgt = _write(work / f"png_{stem}_S1_VH.tif", sar, t, "EPSG:3395")
-        for s, p in _shifted_copies(tgt, rng, n_shifts, 40, str(work / f"png_{stem}_S1_VH_")):
-            out.append(Case("s1s2_volkov/png", f"{stem} shift {s}", ref, p, "consistency", tgt,
-                            options={"target": {"modality": "sar"}}))
+        out += _consistency_cases("s1s2_volkov/png", stem, (ref, tgt), rng, n_shifts, 40,
+                                  str(work / f"png_{stem}_S1_VH_"))
     return out
 
 
@@ -161,9 +167,8 @@ def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False
     for _, r, opt, sar in _threemos_rows(data, rng, n_pairs, held_out):
         ref = _write(work / f"3mos_{r['pair_id']}_opt.tif", opt, t, "EPSG:32633")
         tgt = _write(work / f"3mos_{r['pair_id']}_sar.tif", sar, t, "EPSG:32633")
-        for s, p in _shifted_copies(tgt, rng, n_shifts, 12, str(work / f"3mos_{r['pair_id']}_sar_")):
-            out.append(Case("3mos_previews (aligned)", f"{r['pair_id']} shift {s}", ref, p, "consistency",
-                            tgt, options={"matching": {"max_shift": 16}, "target": {"modality": "sar"}}))
+        out += _consistency_cases("3mos_previews (aligned)", r["pair_id"], (ref, tgt), rng, n_shifts, 12,
+                                  str(work / f"3mos_{r['pair_id']}_sar_"), {"matching": {"max_shift": 16}})
     return out
 
 

@@ -132,6 +132,12 @@ def _click_option(o):
                         **kw)
 
 
+def registering_command(fn):
+    """What register and batch share: the registration options, -v/-q, the click context and
+    georeg's error handling (clean messages and exit codes)."""
+    return registration_options(verbosity_options(click.pass_context(handle_errors(fn))))
+
+
 def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> RegistrationConfig:
     """The RegistrationConfig for a dict of the shared CLI options."""
     from .options import config_from_options
@@ -223,10 +229,7 @@ def _machine(kind: str, payload) -> None:
               help="JSON report path; 'auto' writes OUTPUT_report.json, 'none' skips it.")
 @click.option("--quicklook", default="auto", show_default=True,
               help="Quicklook PNG path; 'auto' writes OUTPUT_quicklook.png, 'none' skips it.")
-@registration_options
-@verbosity_options
-@click.pass_context
-@handle_errors
+@registering_command
 def register(ctx, reference, target, output, tie_points, report, quicklook, **params):
     """Register TARGET onto REFERENCE and write the corrected target to the -o/--output GeoTIFF
     (plus tie points, report and quicklook beside it unless set to 'none')."""
@@ -309,10 +312,7 @@ def apply(ctx, report, raster, output, creation_options, **options):
               help="Run on Dask: 'tcp://host:port' of an existing scheduler, or 'local' for a LocalCluster.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Skip pairs whose outputs and report are complete and match the row and options.")
-@registration_options
-@verbosity_options
-@click.pass_context
-@handle_errors
+@registering_command
 def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, **params):
     """Register every pair of MANIFEST (CSV: reference,target[,output][,options...]) into OUTDIR."""
     from . import batch as B

@@ -497,17 +497,18 @@ def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
     assert _comparable(out) == _comparable(clean)
 
 
-@needs_proc
-def test_sigkill_of_the_batch_driver_smoke(batch_job, tmp_path):
-    _kill_and_rerun(batch_job, tmp_path, 4.0)
+def _moments(smoke: float, seed: int, lo: float, hi: float, n: int) -> list:
+    """A fixed moment in the default run; ``n`` random ones between ``lo`` and ``hi`` s behind ``slow``."""
+    return [pytest.param([smoke], id="smoke"),
+            pytest.param([float(d) for d in np.random.default_rng(seed).uniform(lo, hi, n)], id="random",
+                         marks=pytest.mark.slow)]
 
 
-@pytest.mark.slow
 @needs_proc
-def test_sigkill_of_the_batch_driver_at_random_moments(batch_job, tmp_path):
-    rng = np.random.default_rng(13)
-    for delay in rng.uniform(0.2, 9.0, 10):
-        _kill_and_rerun(batch_job, tmp_path, float(delay))
+@pytest.mark.parametrize("delays", _moments(4.0, 13, 0.2, 9.0, 10))
+def test_sigkill_of_the_batch_driver(batch_job, tmp_path, delays):
+    for delay in delays:
+        _kill_and_rerun(batch_job, tmp_path, delay)
 
 
 # ---------------------------------------------------------------- 13: damaged and GCP rasters
@@ -599,15 +600,10 @@ def _ctrl_c_batch(batch_job, tmp_path, delay: float) -> None:
 
 
 @needs_proc
-def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path):
-    _ctrl_c_batch(batch_job, tmp_path, 5.0)
-
-
-@pytest.mark.slow
-@needs_proc
-def test_ctrl_c_of_a_batch_at_random_moments(batch_job, tmp_path):
-    for delay in np.random.default_rng(8).uniform(1.0, 9.0, 4):
-        _ctrl_c_batch(batch_job, tmp_path, float(delay))
+@pytest.mark.parametrize("delays", _moments(5.0, 8, 1.0, 9.0, 4))
+def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path, delays):
+    for delay in delays:
+        _ctrl_c_batch(batch_job, tmp_path, delay)
 
 
 # ---------------------------------------------------------------- 6: a huge, mostly empty pair
