@@ -113,7 +113,9 @@ def registration_options(fn):
 
     for opt in reversed(OPTIONS):
         fn = _click_option(opt)(fn)
-    return fn
+    # front ends that build options by name (the QGIS plugin, from 'georeg options --json')
+    return click.option("--options-json", "options_json", default=None, hidden=True,
+                        help="A JSON object {option name: value} applied over the flags.")(fn)
 
 
 def _click_option(o):
@@ -140,8 +142,21 @@ def registering_command(fn):
 
 def build_config(params: dict, tie_points=None, report=None, quicklook=None) -> RegistrationConfig:
     """The RegistrationConfig for a dict of the shared CLI options."""
+    import json
+
+    from .errors import ConfigError
     from .options import config_from_options
 
+    params = dict(params)
+    given = params.pop("options_json", None)
+    if given:
+        try:
+            values = json.loads(given)
+        except ValueError as exc:
+            raise ConfigError(f"--options-json must be a JSON object of option names and values; {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"--options-json must be a JSON object of option names and values; got {given[:80]!r}")
+        params.update(values)
     cfg = config_from_options(params)
     return cfg.with_options(output={"tie_points": tie_points, "report": report, "quicklook": quicklook})
 
@@ -374,6 +389,24 @@ def _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out: Path
     from .stac import load_items, pair_rows
 
     return B.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
+
+
+@georeg.command("options")
+@click.option("--json", "as_json", is_flag=True, help="The table as JSON (for front ends such as the QGIS plugin).")
+def options_command(as_json):
+    """List the registration options: name, flag, kind, default and choices."""
+    import json
+
+    from .options import specs
+
+    table = specs()
+    if as_json:
+        click.echo(json.dumps(table))
+        return
+    for s in table:
+        choices = f" ({'|'.join(s['choices'])})" if s["choices"] else ""
+        column = "" if s["manifest"] else "  [not a manifest column]"
+        click.echo(f"{s['flag']:20s} {s['kind']:7s} default {s['default']!r}{choices}{column}")
 
 
 @georeg.command()

@@ -138,6 +138,18 @@ BY_NAME = {o.name: o for o in OPTIONS}
 MANIFEST_COLUMNS = tuple(o.name for o in OPTIONS if o.manifest)
 
 
+def specs() -> list[dict]:
+    """The option table as plain data (``georeg options --json``), for front ends that cannot
+    import georeg, such as the QGIS plugin running in QGIS's own Python."""
+    return [{"name": o.name, "flag": o.flag, "kind": o.kind, "help": o.help,
+             "choices": list(o.choices) if o.choices else None, "default": _plain(o.default),
+             "manifest": o.manifest, "section": o.section, "field": o.field} for o in OPTIONS]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 def config_from_options(values: dict, base: RegistrationConfig | None = None) -> RegistrationConfig:
     """``base`` (default: the defaults) with the options of ``values`` ({name: value}, names of
     :data:`OPTIONS`; None means 'not given') applied and validated. Front ends (the CLI, batch

@@ -188,3 +188,27 @@ def test_cli_words_turn_option_names_into_flags():
     msg = "Try a larger `max_shift`, a simpler `model=translation`; use `overwrite=True` or `creation_options`"
     assert cli_words(msg) == "Try a larger --max-shift, a simpler --model translation; use --overwrite or --co"
     assert cli_words("plain text, no names") == "plain text, no names"
+
+
+def test_options_json_is_applied_over_the_flags():
+    ctx = cli.georeg.commands["register"].make_context(
+        "register", ["a.tif", "b.tif", "-o", "c.tif", "--keypoints", "50",
+                     "--options-json", '{"keypoints": 100, "max_shift": "300m", "coarse": false}'])
+    params = {k: v for k, v in ctx.params.items() if k in BY_NAME or k == "options_json"}
+    cfg = cli.build_config(params)
+    assert cfg.matching.keypoints_per_tile == 100 and cfg.matching.max_shift_unit == "m"
+    assert cfg.matching.coarse is False
+    for bad, message in (("[1]", "JSON object"), ("{", "JSON object"), ('{"keypoint": 3}', "unknown option")):
+        params["options_json"] = bad
+        with pytest.raises(ConfigError, match=message):
+            cli.build_config(params)
+
+
+def test_specs_are_the_table_as_plain_data():
+    import json
+
+    from georeg.options import specs
+
+    table = json.loads(json.dumps(specs()))
+    assert [s["name"] for s in table] == [o.name for o in OPTIONS]
+    assert {s["name"]: s["default"] for s in table}["tile_size"] == 1024

@@ -80,6 +80,40 @@ def test_provider_registers_and_lists_algorithms(tmp_path):
     assert all(res[0]["help"]) and res[0]["id"] == "georeg"
 
 
+def test_every_georeg_option_is_a_parameter_with_georeg_s_default(tmp_path):
+    """The register algorithm's advanced parameters come from 'georeg options --json': an option
+    added to georeg appears here without a change to the plugin."""
+    from georeg.options import OPTIONS
+
+    out, res = _qgis(tmp_path, """
+        alg = QgsApplication.processingRegistry().algorithmById("georeg:register")
+        params = {}
+        for p in alg.parameterDefinitions():
+            d = p.defaultValue()
+            opts = p.options() if hasattr(p, "options") else None
+            params[p.name()] = {"default": d if isinstance(d, (int, float, str, bool, type(None))) else str(d),
+                                "options": list(opts) if opts else None}
+        print("RESULT " + json.dumps(params))
+    """)
+    assert res, out.stderr[-3000:]
+    params = res[0]
+    dedicated = {"model": "MODEL", "search": "SEARCH", "matcher": "MATCHER", "max_shift": "MAX_SHIFT",
+                 "modality": "MODALITY", "threshold": "THRESHOLD", "align_grids": "ALIGN_GRIDS",
+                 "ref_band": "REFERENCE_BAND", "target_band": "TARGET_BAND"}
+    for o in OPTIONS:
+        if o.name == "overwrite":
+            continue
+        key = dedicated.get(o.name, "OPT_" + o.name.upper())
+        assert key in params, f"georeg option {o.name} has no QGIS parameter"
+        p = params[key]
+        if o.choices:
+            assert sorted(p["options"]) == sorted(o.choices) and p["options"][p["default"]] == o.default, o.name
+        elif o.kind in ("int", "float") and o.default is not None:
+            assert p["default"] == o.default, o.name
+        elif o.kind in ("flag", "switch"):
+            assert bool(p["default"]) == o.default, o.name
+
+
 def test_register_through_processing_run_and_apply(volkov, tmp_path):
     second = tmp_path / "176_S1_other.tif"
     with rasterio.open(volkov / "176_S1_VH.tif") as s:
@@ -90,7 +124,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
             "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'out.tif')!r},
             "TIE_POINTS": {str(tmp_path / 'tp.gpkg')!r}, "REPORT": {str(tmp_path / 'r.json')!r},
-            "MATCHER": 1}}, feedback=QgsProcessingFeedback())
+            "MATCHER": 1, "OPT_KEYPOINTS": 100, "OPT_TILE_SIZE": 512}}, feedback=QgsProcessingFeedback())
         tp = QgsVectorLayer(r["TIE_POINTS"], "tp", "ogr")
         a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": {str(second)!r},
             "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
@@ -103,6 +137,8 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     assert r["valid"] and r["n"] > 50 and "residual_px" in r["fields"] and "inlier" in r["fields"]
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration
+    # options the plugin knows only from georeg's option table reach it too
+    assert rep["config"]["matching"]["keypoints_per_tile"] == 100 and rep["config"]["matching"]["tile_size"] == 512
     with rasterio.open(volkov / "176_S1_VH.tif") as t, rasterio.open(r["out"]) as o, rasterio.open(r["apply"]) as a:
         assert o.transform != t.transform  # the georeferencing was corrected
         assert np.allclose(list(o.transform)[:6], rep["model"]["corrected_transform"], atol=1e-6)

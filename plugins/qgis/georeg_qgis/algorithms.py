@@ -1,5 +1,6 @@
 """georeg's Processing algorithms: register, apply, batch."""
 
+import json
 import os
 
 from qgis.core import (
@@ -32,6 +33,49 @@ MODELS = ["auto", "translation", "affine", "homography", "local", "similarity"]
 SEARCHES = ["auto", "shift", "rotation"]
 MATCHERS = ["auto", "baseline", "kgl", "rrl"]
 MODALITIES = ["auto", "optical", "sar", "thermal"]
+# options with a parameter of their own above (saved models refer to these names); the rest of
+# georeg's options become advanced OPT_<NAME> parameters made from georeg's option table
+DEDICATED = {"model", "search", "matcher", "max_shift", "modality", "threshold", "align_grids", "ref_band",
+             "target_band"}
+SKIPPED = {"overwrite"}  # Processing replaces its own outputs
+
+
+def _option_parameter(sp):
+    """The Processing parameter of one entry of georeg's option table."""
+    key, label = "OPT_" + sp["name"].upper(), f"{sp['flag'][2:]}: {sp['help']}"
+    kind, default = sp["kind"], sp["default"]
+    if kind == "choice":
+        return QgsProcessingParameterEnum(key, label, sp["choices"], defaultValue=sp["choices"].index(default))
+    if kind in ("int", "float"):
+        typ = QgsProcessingParameterNumber.Integer if kind == "int" else QgsProcessingParameterNumber.Double
+        return QgsProcessingParameterNumber(key, label, typ, default, optional=default is None)
+    if kind in ("flag", "switch"):
+        return QgsProcessingParameterBoolean(key, label, bool(default))
+    if kind == "path":
+        return QgsProcessingParameterFile(key, label, optional=True)
+    if kind == "list":
+        return QgsProcessingParameterString(key, label + " (separate items with ';')", optional=True)
+    return QgsProcessingParameterString(key, label, defaultValue=default, optional=True)
+
+
+def _option_value(alg, sp, parameters, context):
+    """The value of an OPT_ parameter, or None when it was left empty."""
+    key, kind = "OPT_" + sp["name"].upper(), sp["kind"]
+    if kind == "choice":
+        return sp["choices"][alg.parameterAsEnum(parameters, key, context)]
+    if kind in ("flag", "switch"):
+        return alg.parameterAsBoolean(parameters, key, context)
+    if parameters.get(key) in (None, ""):
+        return None
+    if kind == "int":
+        return alg.parameterAsInt(parameters, key, context)
+    if kind == "float":
+        return alg.parameterAsDouble(parameters, key, context)
+    text = alg.parameterAsFile(parameters, key, context) if kind == "path" else \
+        alg.parameterAsString(parameters, key, context)
+    if kind == "list":
+        return [item.strip() for item in text.split(";") if item.strip()] or None
+    return text or None
 
 
 class _Base(QgsProcessingAlgorithm):
@@ -86,6 +130,9 @@ class RegisterAlgorithm(_Base):
                                          QgsProcessingParameterNumber.Double, 3.0, minValue=0.1),
             QgsProcessingParameterBoolean("ALIGN_GRIDS", "Resample onto the reference grid", False),
         ]
+        # every other georeg option, from georeg's own option table (defaults and choices included)
+        self.specs = [sp for sp in bridge.option_specs() if sp["name"] not in DEDICATED and sp["name"] not in SKIPPED]
+        advanced += [_option_parameter(sp) for sp in self.specs]
         for p in advanced:
             p.setFlags(p.flags() | p.FlagAdvanced)
             self.addParameter(p)
@@ -104,22 +151,23 @@ class RegisterAlgorithm(_Base):
         report = self.parameterAsFileOutput(parameters, "REPORT", context) or \
             QgsProcessingUtils.generateTempFilename("georeg_report.json")
         tie_points = QgsProcessingUtils.generateTempFilename("georeg_tiepoints.gpkg")
-        ref_band = self.parameterAsInt(parameters, "REFERENCE_BAND", context) or None
-        tgt_band = self.parameterAsInt(parameters, "TARGET_BAND", context) or None
+        values = {
+            "model": MODELS[self.parameterAsEnum(parameters, "MODEL", context)],
+            "matcher": MATCHERS[self.parameterAsEnum(parameters, "MATCHER", context)],
+            "max_shift": self.parameterAsString(parameters, "MAX_SHIFT", context) or None,
+            "modality": MODALITIES[self.parameterAsEnum(parameters, "MODALITY", context)],
+            "threshold": self.parameterAsDouble(parameters, "THRESHOLD", context),
+            "search": SEARCHES[self.parameterAsEnum(parameters, "SEARCH", context)],
+            "align_grids": self.parameterAsBoolean(parameters, "ALIGN_GRIDS", context),
+            "ref_band": self.parameterAsInt(parameters, "REFERENCE_BAND", context) or None,
+            "target_band": self.parameterAsInt(parameters, "TARGET_BAND", context) or None,
+        }
+        for sp in getattr(self, "specs", []):
+            value = _option_value(self, sp, parameters, context)
+            if value is not None and value != sp["default"]:
+                values[sp["name"]] = value
         args = ["register", ref.source(), tgt.source(), "-o", output, "--tie-points", tie_points,
-                "--report", report, "--quicklook", "none", "--overwrite",
-                "--model", MODELS[self.parameterAsEnum(parameters, "MODEL", context)],
-                "--matcher", MATCHERS[self.parameterAsEnum(parameters, "MATCHER", context)],
-                "--max-shift", self.parameterAsString(parameters, "MAX_SHIFT", context) or "40",
-                "--modality", MODALITIES[self.parameterAsEnum(parameters, "MODALITY", context)],
-                "--threshold", str(self.parameterAsDouble(parameters, "THRESHOLD", context)),
-                "--search", SEARCHES[self.parameterAsEnum(parameters, "SEARCH", context)]]
-        if ref_band:
-            args += ["--ref-band", str(ref_band)]
-        if tgt_band:
-            args += ["--target-band", str(tgt_band)]
-        if self.parameterAsBoolean(parameters, "ALIGN_GRIDS", context):
-            args.append("--align-grids")
+                "--report", report, "--quicklook", "none", "--overwrite", "--options-json", json.dumps(values)]
         result = _run(args, feedback)
         feedback.pushInfo(f"{result.get('model')}: {result.get('counts', {}).get('inliers')} inliers, "
                           f"RMSE {result.get('residuals', {}).get('rmse_px', float('nan')):.2f} px")
@@ -200,39 +248,48 @@ def _run(args, feedback):
 
 
 def _run_in_process(args, feedback):
-    """georeg's own CLI parsing, then the library call with QGIS progress and cancel."""
-    import json
-
-    from georeg import cli
+    """The same commands through georeg's Python API (QGIS progress and cancel); ``args`` are the
+    CLI arguments the subprocess path would pass."""
+    import georeg
     from georeg.errors import GeoregError
 
-    if args[0] == "register":
-        ctx = cli.register.make_context("register", list(args[1:]))
-        p = dict(ctx.params)
-        cfg = cli.build_config(p, cli._sibling(p["output"], p["tie_points"], "_tiepoints.gpkg"),
-                               cli._sibling(p["output"], p["report"], "_report.json"),
-                               cli._sibling(p["output"], p["quicklook"], "_quicklook.png"))
-        import georeg
+    cmd, rest = args[0], list(args[1:])
+    try:
+        if cmd == "register":
+            return _register_in_process(georeg, rest, feedback)
+        if cmd == "apply":
+            from georeg.apply import apply_report
 
-        try:
-            res = georeg.register(p["reference"], p["target"], p["output"], cfg,
-                                  progress=lambda f, m: (feedback.setProgress(100.0 * f), feedback.setProgressText(m)),
-                                  cancel=feedback.isCanceled)
-        except GeoregError as exc:
-            raise QgsProcessingException(str(exc)) from None
-        rep = res.report
-        if rep["quality"] != "reliable":
-            feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
-        return {"outputs": res.outputs, "model": rep["model"]["type"], "residuals": rep["residuals"],
-                "counts": rep["counts"], "quality": rep["quality"]}
-    from click.testing import CliRunner
+            return apply_report(rest[0], rest[1], _arg(rest, "-o"), overwrite=True)
+        from pathlib import Path
 
-    out = CliRunner().invoke(cli.georeg, ["--machine", *args])
-    for line in out.output.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-        if line.startswith("Error"):
-            raise QgsProcessingException(line)
-    if out.exit_code != 0:
-        raise QgsProcessingException(out.output.strip().splitlines()[-1] if out.output.strip() else "georeg failed")
-    return {}
+        from georeg import batch
+
+        outdir = _arg(rest, "-o")
+        rows = batch.run(rest[0], outdir, workers=int(_arg(rest, "--workers")),
+                         progress=lambda row, done, total: feedback.setProgress(100.0 * done / total))
+        failed = [r for r in rows if r["status"] in ("failed", "uncertain")]
+        return {"summary": str(Path(outdir) / "summary.csv"), "pairs": len(rows), "failed": len(failed)}
+    except GeoregError as exc:
+        raise QgsProcessingException(str(exc)) from None
+
+
+def _arg(args, flag):
+    return args[args.index(flag) + 1]
+
+
+def _register_in_process(georeg, args, feedback):
+    from georeg.options import config_from_options
+
+    output = _arg(args, "-o")
+    cfg = config_from_options(json.loads(_arg(args, "--options-json"))).with_options(
+        output={"tie_points": _arg(args, "--tie-points"), "report": _arg(args, "--report"), "quicklook": None,
+                "overwrite": True})
+    res = georeg.register(args[0], args[1], output, cfg,
+                          progress=lambda f, m: (feedback.setProgress(100.0 * f), feedback.setProgressText(m)),
+                          cancel=feedback.isCanceled)
+    rep = res.report
+    if rep["quality"] != "reliable":
+        feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
+    return {"outputs": res.outputs, "model": rep["model"]["type"], "residuals": rep["residuals"],
+            "counts": rep["counts"], "quality": rep["quality"]}

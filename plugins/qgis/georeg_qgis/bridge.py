@@ -68,6 +68,31 @@ def check_python(python):
     return out.stdout.strip()
 
 
+_SPECS = {}
+
+
+def option_specs(python=None):
+    """georeg's option table (name, flag, kind, help, choices, default): from georeg itself when
+    it imports here, else from 'georeg options --json' of the configured environment (asked once
+    per session). An empty list when georeg cannot be reached yet: the algorithms then offer
+    their fixed parameters only."""
+    if in_process():
+        from georeg.options import specs
+
+        return specs()
+    python = python or configured_python()
+    if not python:
+        return []
+    if python not in _SPECS:
+        try:
+            out = subprocess.run([python, "-m", "georeg.cli", "options", "--json"], capture_output=True, text=True,
+                                 timeout=60, env=child_env(), cwd=tempfile.gettempdir())
+            _SPECS[python] = json.loads(out.stdout) if out.returncode == 0 else []
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            _SPECS[python] = []
+    return _SPECS[python]
+
+
 def _remove_partials(args, pid):
     """A killed child cannot clean up: remove the staged '.NAME.partial-PID.EXT' files it may have
     left next to any output path among its arguments (georeg.atomic's naming)."""
