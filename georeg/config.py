@@ -146,11 +146,11 @@ class MatchingConfig:
     matcher: str = "auto"
     max_shift: float = 40.0
     max_shift_unit: str = "px"
-    patch_size: int = 64
-    tile_size: int = 1024
+    patch_size_px: int = 64
+    tile_size_px: int = 1024
     keypoints_per_tile: int = 192
     coarse: bool = True
-    coarse_size: int = 512
+    coarse_size_px: int = 512
     refine: bool = True
     refine_radius_px: int = 6
     bidirectional: bool = True
@@ -166,12 +166,12 @@ class MatchingConfig:
         _check(self.max_shift > 0, f"max_shift must be > 0; got {self.max_shift}")
         _check(self.max_shift_unit in ("px", "m"),
                f"max_shift_unit must be 'px' or 'm'; got {self.max_shift_unit!r}")
-        _check(isinstance(self.patch_size, int) and 16 <= self.patch_size <= 256 and self.patch_size % 2 == 0,
-               f"patch_size must be an even integer in [16, 256]; got {self.patch_size!r}")
-        _check(self.tile_size >= 4 * self.patch_size,
-               f"tile_size must be at least 4x patch_size ({4 * self.patch_size}); got {self.tile_size}")
+        _check(isinstance(self.patch_size_px, int) and 16 <= self.patch_size_px <= 256 and self.patch_size_px % 2 == 0,
+               f"patch_size_px must be an even integer in [16, 256]; got {self.patch_size_px!r}")
+        _check(self.tile_size_px >= 4 * self.patch_size_px,
+               f"tile_size_px must be at least 4x patch_size_px ({4 * self.patch_size_px}); got {self.tile_size_px}")
         _check(self.keypoints_per_tile >= 4, f"keypoints_per_tile must be >= 4; got {self.keypoints_per_tile}")
-        _check(self.coarse_size >= 64, f"coarse_size must be >= 64; got {self.coarse_size}")
+        _check(self.coarse_size_px >= 64, f"coarse_size_px must be >= 64; got {self.coarse_size_px}")
         _check(1 <= self.refine_radius_px <= 64, f"refine_radius_px must be in [1, 64]; got {self.refine_radius_px}")
         _check(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1); got {self.min_score}")
         _check(self.min_peak_ratio >= 1.0, f"min_peak_ratio must be >= 1; got {self.min_peak_ratio}")

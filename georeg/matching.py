@@ -29,10 +29,13 @@ FORWARD, BACKWARD = 0, 1
 
 @dataclass
 class TiePoints:
-    """Tie points as parallel arrays; xy_r and xy_t are (N, 2) reference-grid pixels."""
+    """Tie points as parallel arrays, both positions (N, 2) in reference-grid pixels: ``xy_r`` is
+    where the reference shows the feature, ``xy_t_on_ref`` where the target shows it once read
+    onto the reference grid through its georeferencing as given (not the target's own pixel
+    indices). A model maps ``xy_t_on_ref`` to ``xy_r``."""
 
     xy_r: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    xy_t: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    xy_t_on_ref: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     peak_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
@@ -47,10 +50,10 @@ class TiePoints:
         if not items:
             return TiePoints()
         return TiePoints(*[np.concatenate([getattr(t, f) for t in items])
-                           for f in ("xy_r", "xy_t", "score", "peak_ratio", "direction", "tile")])
+                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile")])
 
     def subset(self, keep: np.ndarray) -> TiePoints:
-        return TiePoints(self.xy_r[keep], self.xy_t[keep], self.score[keep], self.peak_ratio[keep],
+        return TiePoints(self.xy_r[keep], self.xy_t_on_ref[keep], self.score[keep], self.peak_ratio[keep],
                          self.direction[keep], self.tile[keep])
 
 
@@ -188,7 +191,7 @@ MIN_KEYPOINTS = 48  # per tile and direction: small scenes need enough tie point
 def keypoints_for(tile: Window, cfg: MatchingConfig) -> int:
     """Keypoints per direction in ``tile``: ``keypoints_per_tile`` scaled by the tile's area
     (edge tiles are smaller), at least MIN_KEYPOINTS."""
-    area = tile.width * tile.height / cfg.tile_size ** 2
+    area = tile.width * tile.height / cfg.tile_size_px ** 2
     return max(MIN_KEYPOINTS, int(round(cfg.keypoints_per_tile * min(1.0, area))))
 
 
@@ -201,7 +204,7 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
     ``roles.dense`` scores every placement; ``roles.ranker``, when set, chooses among its peaks."""
     matcher, learned = roles.dense, roles.ranker
     n_keypoints = keypoints_for(tile, cfg)
-    p = cfg.patch_size
+    p = cfg.patch_size_px
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
     r_img, r_valid = ref.read_on_grid(grid, win)

@@ -88,10 +88,10 @@ def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
     import geopandas as gpd
 
     map_r = apply_affine(grid.transform, tp.xy_r)
-    map_t = apply_affine(grid.transform, tp.xy_t)
+    map_t = apply_affine(grid.transform, tp.xy_t_on_ref)
     native = apply_affine(~tgt.grid.transform, to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
         np.zeros((0, 2))
-    d = tp.xy_r - tp.xy_t
+    d = tp.xy_r - tp.xy_t_on_ref
     data = {
         "id": np.arange(len(tp), dtype=np.int32),
         "tile": tp.tile.astype(np.int32),
@@ -150,11 +150,11 @@ def quicklook_image(sol: Solution, size: int = 480, crop: int = 72, report: dict
 
     r, rv = ref.read_on_grid(qg)
     rn = preprocess(r, rv, "optical", ref.ds.dtypes[0].startswith("float"))
-    shift = float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t, axis=1))) / sx if len(tp) else 0.0
+    shift = float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t_on_ref, axis=1))) / sx if len(tp) else 0.0
     # vectors drawn about 12 panel px long whatever the correction; the title says by how much
     gain = float(np.clip(12.0 / max(shift, 1e-3), 1.0, 50.0)) if len(tp) else 1.0
     gain = float(round(gain)) if gain >= 2 else round(gain, 1)
-    panel = vectors_panel(rn, to_q(tp.xy_r), to_q(tp.xy_t), model.inliers, vector_gain=gain)
+    panel = vectors_panel(rn, to_q(tp.xy_r), to_q(tp.xy_t_on_ref), model.inliers, vector_gain=gain)
     panel = scale_bar(panel, sx * grid.ground_pixel_size_m)
     before, after, _ = _before_after(sol, crop)
     side = (panel.shape[0] - 2 * 28) // 2  # two stacked crops as tall as the vectors panel

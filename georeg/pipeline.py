@@ -263,7 +263,7 @@ def stage_open(sc: Scene, matcher) -> None:
                                                           cfg.matching.device)
     sc.roles = roles_for(sc.matcher)
     sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
-    sc.tiles = tiles(sc.overlap, cfg.matching.tile_size)
+    sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
     _skip_empty(sc)
     sc.steps_total = len(sc.tiles) * (2 if cfg.matching.refine else 1)
     sc.clock.lap("open")
@@ -293,7 +293,7 @@ def _skip_empty(sc: Scene) -> None:
         window = trimmed
     else:
         both = _both_valid(sc, window, VALIDITY_SIZE)  # the last trim changed the window
-    kept = with_data(tiles(window, sc.cfg.matching.tile_size), window, both, 0)
+    kept = with_data(tiles(window, sc.cfg.matching.tile_size_px), window, both, 0)
     if len(kept) < len(sc.tiles):
         log.info("data of both rasters cover %d of %d tiles; overlap trimmed to %dx%d px", len(kept), len(sc.tiles),
                  window.width, window.height)
@@ -314,7 +314,7 @@ def stage_coarse(sc: Scene) -> None:
 
     sc.notify(0.02, "coarse pass")
     if sc.cfg.matching.coarse:
-        sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size)
+        sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size_px)
     else:
         coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64)  # cheap validity check of the overlap
         sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, 1.0, False)
@@ -347,7 +347,7 @@ def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
 
 def _fit(sc: Scene, tp: TiePoints, kind: str | None) -> FittedModel | None:
     est = sc.cfg.estimation
-    return _try(lambda: estimate(tp.xy_t, tp.xy_r, est, model=kind, extent=sc.extent, base=sc.base_model), None)
+    return _try(lambda: estimate(tp.xy_t_on_ref, tp.xy_r, est, model=kind, extent=sc.extent, base=sc.base_model), None)
 
 
 def _first_kind(sc: Scene) -> str:
@@ -376,7 +376,7 @@ def stage_first_pass(sc: Scene) -> None:
             tp, model = _global_stage(sc, tp, model, radius, fallback=True)
     sc.clock.lap("pass1")
     if model is None:  # raise the estimator's own error, with its advice
-        model = estimate(tp.xy_t, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
+        model = estimate(tp.xy_t_on_ref, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
                          base=sc.base_model)
     sc.tp, sc.model, sc.passes = tp, model, 1
 
@@ -437,7 +437,7 @@ def stage_refine(sc: Scene) -> None:
     est = sc.cfg.estimation
     model1 = sc.model
     if est.model != model1.kind:
-        sc.model = _try(lambda: estimate(sc.tp.xy_t, sc.tp.xy_r, est, extent=sc.extent, base=sc.base_model),
+        sc.model = _try(lambda: estimate(sc.tp.xy_t_on_ref, sc.tp.xy_r, est, extent=sc.extent, base=sc.base_model),
                         model1)
     if sc.cfg.matching.refine:
         radius2 = int(sc.cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
@@ -622,7 +622,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float, outputs: dict) ->
                            "the reference has it (global part for 'local')",
             "parameters": describe(model, np.array(centre)),
             "local_method": model.local.method if model.local is not None else None,
-            "local_points_px": ({"xy_t": tp.xy_t[inl].tolist(), "xy_r": tp.xy_r[inl].tolist()}
+            "local_points_px": ({"xy_t": tp.xy_t_on_ref[inl].tolist(), "xy_r": tp.xy_r[inl].tolist()}
                                 if model.local is not None else None),
             "output_mode": mode,
             "corrected_transform": list(transform)[:6] if transform is not None else None,

@@ -85,7 +85,7 @@ def direction_gap(model: FittedModel, tp: TiePoints, extent) -> float | None:
     if fwd.sum() < need or bwd.sum() < need:
         return None
     c = _corners(extent)
-    hf, hb = _lsq(kind, tp.xy_t[fwd], tp.xy_r[fwd]), _lsq(kind, tp.xy_t[bwd], tp.xy_r[bwd])
+    hf, hb = _lsq(kind, tp.xy_t_on_ref[fwd], tp.xy_r[fwd]), _lsq(kind, tp.xy_t_on_ref[bwd], tp.xy_r[bwd])
     return float(np.linalg.norm(apply_h(hf, c) - apply_h(hb, c), axis=1).max())
 
 
@@ -93,7 +93,7 @@ def instability(model: FittedModel, tp: TiePoints, extent, n: int = BOOTSTRAP, s
     """90th percentile over block-bootstrap refits of the largest corner displacement, px."""
     kind = _simple_kind(model.kind)
     inl = model.inliers
-    xt, xr = tp.xy_t[inl], tp.xy_r[inl]
+    xt, xr = tp.xy_t_on_ref[inl], tp.xy_r[inl]
     if len(xt) < 4:
         return None
     cell = _cells(xr, 4)
@@ -124,7 +124,7 @@ def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tup
     out = ~model.inliers
     if out.sum() < 4:
         return 0, None
-    xt, xr = tp.xy_t[out], tp.xy_r[out]
+    xt, xr = tp.xy_t_on_ref[out], tp.xy_r[out]
     h, inl = fit_translation(xt, xr, threshold_px)
     if inl.sum() < 4:
         return 0, None

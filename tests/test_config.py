@@ -34,7 +34,7 @@ def test_config_errors_are_value_errors_and_input_errors():
     with pytest.raises(ValueError):
         InputConfig(band=0)
     with pytest.raises(InputError):
-        MatchingConfig(patch_size=63)
+        MatchingConfig(patch_size_px=63)
 
 
 def test_frozen_and_roundtrip():

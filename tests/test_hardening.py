@@ -222,7 +222,7 @@ def test_a_lock_of_a_dead_run_is_taken_over(pair, tmp_path):
 @pytest.mark.parametrize("section,field,value", [
     ("output", "overwrite", "no"), ("matching", "coarse", "no"), ("reference", "band", 1.5),
     ("estimation", "threshold_px", float("inf")), ("matching", "max_shift", "40"), ("output", "report", 3),
-    ("matching", "tile_size", True),
+    ("matching", "tile_size_px", True),
 ])
 def test_config_types_are_checked(section, field, value):
     from georeg.config import RegistrationConfig

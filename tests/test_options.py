@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Option or listed here, so that nobody adds a field that no front end can set by accident
 INTERNAL = {
     ("matching", "max_shift_unit"): "set by the max_shift option ('400m')",
-    ("matching", "coarse_size"): "tuning constant of the coarse pass",
+    ("matching", "coarse_size_px"): "tuning constant of the coarse pass",
     ("matching", "refine_radius_px"): "tuning constant of the refinement pass",
     ("matching", "bidirectional"): "tuning constant of the matching",
     ("matching", "min_score"): "tuning constant of the baseline matcher",
@@ -98,8 +98,8 @@ NON_DEFAULT = {
     "ref_mask": ("m1.tif", "reference", "mask", "m1.tif"),
     "target_mask": ("m2.tif", "target", "mask", "m2.tif"),
     "threshold": ("2.5", "estimation", "threshold_px", 2.5),
-    "tile_size": ("512", "matching", "tile_size", 512),
-    "patch_size": ("32", "matching", "patch_size", 32),
+    "tile_size": ("512", "matching", "tile_size_px", 512),
+    "patch_size": ("32", "matching", "patch_size_px", 32),
     "keypoints": ("100", "matching", "keypoints_per_tile", 100),
     "coarse": ("no", "matching", "coarse", False),
     "refine": ("false", "matching", "refine", False),

@@ -138,7 +138,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration
     # options the plugin knows only from georeg's option table reach it too
-    assert rep["config"]["matching"]["keypoints_per_tile"] == 100 and rep["config"]["matching"]["tile_size"] == 512
+    assert rep["config"]["matching"]["keypoints_per_tile"] == 100 and rep["config"]["matching"]["tile_size_px"] == 512
     with rasterio.open(volkov / "176_S1_VH.tif") as t, rasterio.open(r["out"]) as o, rasterio.open(r["apply"]) as a:
         assert o.transform != t.transform  # the georeferencing was corrected
         assert np.allclose(list(o.transform)[:6], rep["model"]["corrected_transform"], atol=1e-6)
