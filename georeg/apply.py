@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,10 @@ def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
                          "give the *_report.json written by 'georeg register'") from None
     if m["type"] == "local":
         pts = m.get("local_points_px") or {}
+        # the registration's own estimation settings (those this version knows), as the report recorded them
         est = report.get("config", {}).get("estimation", {})
-        cfg = EstimationConfig(model="local", local_method=m.get("local_method") or "tps",
-                               polynomial_order=est.get("polynomial_order", 2),
-                               local_smoothing=est.get("local_smoothing", 1.0))
+        known = {k: v for k, v in est.items() if k in EstimationConfig.__dataclass_fields__}
+        cfg = replace(EstimationConfig(**known), model="local", local_method=m.get("local_method") or "tps")
         model.local = fit_local(np.array(pts["xy_t"]), np.array(pts["xy_r"]), cfg)
     return model, grid
 
