@@ -91,24 +91,29 @@ class _Base(QgsProcessingAlgorithm):
     def createInstance(self):  # noqa: N802
         return type(self)()
 
+    # each algorithm sets NAME, TITLE and HELP
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.TITLE
+
+    def shortHelpString(self):  # noqa: N802
+        return self.HELP
+
     def helpUrl(self):  # noqa: N802
         return "https://github.com/georeg/georeg#readme"
 
 
 class RegisterAlgorithm(_Base):
-    def name(self):
-        return "register"
-
-    def displayName(self):  # noqa: N802
-        return "Register SAR/thermal onto optical"
-
-    def shortHelpString(self):  # noqa: N802
-        return ("Co-registers TARGET (SAR, thermal or infrared) onto REFERENCE (optical). georeg matches "
-                "structure rather than brightness, tile by tile, estimates the transform robustly (MODEL) and "
-                "writes the corrected raster, the tie points with residuals and inlier flags, and a JSON report. "
-                "MAX SHIFT is the largest expected misregistration in reference pixels ('40') or metres "
-                "('400m'); a coarse pass finds larger shifts. Bands default to luminance (reference) and band 1. "
-                "Translation and affine keep the target's pixels and change only its georeferencing.")
+    NAME = "register"
+    TITLE = "Register SAR/thermal onto optical"
+    HELP = ("Co-registers TARGET (SAR, thermal or infrared) onto REFERENCE (optical). georeg matches "
+            "structure rather than brightness, tile by tile, estimates the transform robustly (MODEL) and "
+            "writes the corrected raster, the tie points with residuals and inlier flags, and a JSON report. "
+            "MAX SHIFT is the largest expected misregistration in reference pixels ('40') or metres "
+            "('400m'); a coarse pass finds larger shifts. Bands default to luminance (reference) and band 1. "
+            "Translation and affine keep the target's pixels and change only its georeferencing.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (optical)"))
@@ -185,16 +190,11 @@ class RegisterAlgorithm(_Base):
 
 
 class ApplyAlgorithm(_Base):
-    def name(self):
-        return "apply"
-
-    def displayName(self):  # noqa: N802
-        return "Apply a saved registration"
-
-    def shortHelpString(self):  # noqa: N802
-        return ("Applies the registration stored in a georeg report (from 'Register SAR/thermal onto optical') "
-                "to another raster of the same scene, for example the other polarisation or bands, so that "
-                "they all get the same correction.")
+    NAME = "apply"
+    TITLE = "Apply a saved registration"
+    HELP = ("Applies the registration stored in a georeg report (from 'Register SAR/thermal onto optical') "
+            "to another raster of the same scene, for example the other polarisation or bands, so that "
+            "they all get the same correction.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile("REPORT", "georeg report (JSON)", extension="json"))
@@ -213,16 +213,11 @@ class ApplyAlgorithm(_Base):
 
 
 class BatchAlgorithm(_Base):
-    def name(self):
-        return "batch"
-
-    def displayName(self):  # noqa: N802
-        return "Register many pairs (manifest)"
-
-    def shortHelpString(self):  # noqa: N802
-        return ("Registers every pair of a CSV manifest (columns reference,target and optionally output and "
-                "per-row options) into an output folder, with a summary.csv of each pair's status, RMSE and "
-                "inliers. A failed pair is recorded and does not stop the others; a rerun skips finished pairs.")
+    NAME = "batch"
+    TITLE = "Register many pairs (manifest)"
+    HELP = ("Registers every pair of a CSV manifest (columns reference,target and optionally output and "
+            "per-row options) into an output folder, with a summary.csv of each pair's status, RMSE and "
+            "inliers. A failed pair is recorded and does not stop the others; a rerun skips finished pairs.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile("MANIFEST", "Manifest (CSV)", extension="csv"))
