@@ -40,7 +40,7 @@ def make_pair(folder: Path, size: int) -> tuple[tuple[str, str], tuple[str, str]
         with rasterio.open(path) as s:
             arr, prof, t = s.read(), s.profile, s.transform
         prof.update(width=size, height=size, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-                    nodata=0, transform=t * Affine.translation(-off, -off), sparse_ok=True, BIGTIFF="YES")
+                    nodata=0, transform=t @ Affine.translation(-off, -off), sparse_ok=True, BIGTIFF="YES")
         out = str(folder / f"sparse_{Path(path).name}")
         with rasterio.open(out, "w", **prof) as d:
             d.write(np.where(arr == 0, 1, arr).astype(prof["dtype"]), window=Window(off, off, BLOCK, BLOCK))

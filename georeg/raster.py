@@ -308,7 +308,7 @@ class RasterSource:
 
             xs, ys = (np.asarray(v).reshape(xs.shape) for v in warp_points(grid.crs, self.grid.crs, xs.ravel(),
                                                                              ys.ravel()))
-        inv = ~(self.grid.transform * Affine.scale(ds.width / w, ds.height / h))
+        inv = ~(self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
         c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
         r = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
         inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)

@@ -250,7 +250,7 @@ def test_georeg_warnings_are_filterable_and_printed_by_the_cli(monkeypatch, caps
         cli._route_warnings(quiet=False)
         resolve_name("kgl", "optical")
         resolve_name("kgl", "optical")  # every time, not once per place
-        warnings.warn("not ours", DeprecationWarning, stacklevel=1)
+        warnings.warn("not ours", UserWarning, stacklevel=1)
     err = capsys.readouterr().err
     assert err.count("warning: target modality is optical; using the kgl-opt-ir weights") == 2
     assert "FallbackWarning" not in err

@@ -622,7 +622,7 @@ def test_sparse_mosaic_matches_only_the_tiles_with_data(tmp_path):
         with rasterio.open(p) as s:
             arr, prof, t = s.read(), s.profile, s.transform
         prof.update(width=size, height=size, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-                    nodata=0, transform=t * Affine.translation(-off, -off), sparse_ok=True)
+                    nodata=0, transform=t @ Affine.translation(-off, -off), sparse_ok=True)
         q = tmp_path / f"sparse_{p.name}"
         with rasterio.open(q, "w", **prof) as d:
             d.write(np.where(arr == 0, 1, arr).astype(prof["dtype"]), window=Window(off, off, 600, 600))

@@ -53,8 +53,8 @@ def test_band_choice_nodata_and_mask(tmp_path):
 
 def test_overlap_window_and_its_errors(tmp_path):
     a = _write(tmp_path / "a.tif", np.ones((100, 100), np.uint8))
-    b = _write(tmp_path / "b.tif", np.ones((100, 100), np.uint8), transform=T * Affine.translation(60, 30))
-    far = _write(tmp_path / "far.tif", np.ones((100, 100), np.uint8), transform=T * Affine.translation(500, 0))
+    b = _write(tmp_path / "b.tif", np.ones((100, 100), np.uint8), transform=T @ Affine.translation(60, 30))
+    far = _write(tmp_path / "far.tif", np.ones((100, 100), np.uint8), transform=T @ Affine.translation(500, 0))
     with RasterSource(a, InputConfig(), "reference") as r, RasterSource(b, InputConfig(), "target") as t:
         win, _ = overlap_window(r, t)
         assert (win.col_off, win.row_off, win.width, win.height) == (60, 30, 40, 70)

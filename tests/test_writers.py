@@ -28,7 +28,7 @@ def _source(tmp_path) -> str:
 
 def test_new_geotransform_keeps_the_pixels(tmp_path):
     src = _source(tmp_path)
-    new = T * Affine.translation(2, -1)
+    new = T @ Affine.translation(2, -1)
     with RasterSource(src, InputConfig(), "target") as s:
         write_with_transform(s, str(tmp_path / "out.tif"), new, OutputConfig(compress="zstd"), tags={"X": "1"})
     with rasterio.open(src) as a, rasterio.open(tmp_path / "out.tif") as b:
