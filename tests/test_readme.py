@@ -51,7 +51,8 @@ def test_readme_commands_name_existing_options():
     from georeg.cli import georeg
 
     synopsis = _block("## Command line", "")
-    helps = {c: CliRunner().invoke(georeg, [c, "--help"]).output for c in ("register", "apply", "demo", "batch")}
+    helps = {c: CliRunner().invoke(georeg, [c, "--help"]).output
+             for c in ("register", "apply", "demo", "batch", "options")}
     for line in synopsis.splitlines():
         words = line.split()
         cmd = next((c for c in helps if f"georeg {c}" in line), None) or "register"
