@@ -124,7 +124,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
             "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'out.tif')!r},
             "TIE_POINTS": {str(tmp_path / 'tp.gpkg')!r}, "REPORT": {str(tmp_path / 'r.json')!r},
-            "MATCHER": 1, "OPT_KEYPOINTS": 100, "OPT_TILE_SIZE": 512}}, feedback=QgsProcessingFeedback())
+            "MATCHER": 1, "OPT_KEYPOINTS": 96, "OPT_REFINE": False}}, feedback=QgsProcessingFeedback())
         tp = QgsVectorLayer(r["TIE_POINTS"], "tp", "ogr")
         a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": {str(second)!r},
             "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
@@ -138,7 +138,7 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration
     # options the plugin knows only from georeg's option table reach it too
-    assert rep["config"]["matching"]["keypoints_per_tile"] == 100 and rep["config"]["matching"]["tile_size_px"] == 512
+    assert rep["config"]["matching"]["keypoints_per_tile"] == 96 and rep["config"]["matching"]["refine"] is False
     with rasterio.open(volkov / "176_S1_VH.tif") as t, rasterio.open(r["out"]) as o, rasterio.open(r["apply"]) as a:
         assert o.transform != t.transform  # the georeferencing was corrected
         assert np.allclose(list(o.transform)[:6], rep["model"]["corrected_transform"], atol=1e-6)
