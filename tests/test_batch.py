@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from helpers import sigint_as_in_a_terminal
 from synthetic import shift_geotransform
 
 pytestmark = pytest.mark.data
@@ -89,7 +90,7 @@ def test_resume_after_sigint_recomputes_only_unfinished(landsat_pairs, landsat_c
     subprocess.run([*GEOREG, "batch", str(man), "-o", str(ref_out), "--workers", "1", "-q", *clear], check=True,
                    timeout=600)
     proc = subprocess.Popen([*GEOREG, "batch", str(man), "-o", str(out), "--workers", "1", "-q", *clear],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(out.glob("*_report.json"))) < 1:
         time.sleep(0.1)
