@@ -391,9 +391,7 @@ def test_apply_refuses_a_raster_of_another_scene_unless_forced(pair, tmp_path):
 def test_ctrl_c_while_starting_prints_no_traceback(pair, tmp_path, module):
     """Ctrl-C while the CLI's modules are imported: the child sends itself SIGINT at the moment
     it starts importing ``module`` (georeg.options: inside 'import georeg.cli'; torch: inside the
-    command, before any work). A timer instead landed in C code that clears pending errors (a
-    fresh CI clone compiles its .pyc files, which moves where 50 ms falls), and the run then
-    finished as if nothing had happened."""
+    command, before any work), which does not depend on how fast the machine is, as a timer did."""
     code = ("import os, signal, sys\n"
             "class Hook:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
