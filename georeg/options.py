@@ -11,6 +11,7 @@ checked against it (tests/test_options.py). To add an option: add the config fie
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .config import (
@@ -166,7 +167,7 @@ def config_from_options(values: dict, base: RegistrationConfig | None = None) ->
     return (base or RegistrationConfig()).with_options(**changes)
 
 
-_NAMED = __import__("re").compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`")
+_NAMED = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`")
 
 
 def cli_words(message: str) -> str:
