@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
                   "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds")
 
-# manifest columns that set registration options per row: georeg.options (one declaration per option)
-ROW_OPTIONS = MANIFEST_COLUMNS
-
-
 @dataclass(frozen=True)
 class PairTask:
     index: int
@@ -150,10 +146,10 @@ def _check_columns(rows: list[dict], where: str) -> None:
     for i, row in enumerate(rows):
         if not row.get("reference") or not row.get("target"):
             raise InputError(f"{where} row {i + 1}: 'reference' and 'target' are required")
-        unknown = [c for c in row if c not in ("reference", "target", "output") and c not in ROW_OPTIONS]
+        unknown = [c for c in row if c not in ("reference", "target", "output") and c not in MANIFEST_COLUMNS]
         if unknown:
             raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
-                              f"{', '.join(ROW_OPTIONS)}")
+                              f"{', '.join(MANIFEST_COLUMNS)}")
 
 
 def _row_output(name: str, out_dir: Path, line: str, i: int) -> tuple[Path, str]:

@@ -10,13 +10,10 @@ be URLs (read by ranges; see :mod:`georeg.remote`) or paths relative to the JSON
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
 
 from .errors import InputError, InputWarning, warn
-
-log = logging.getLogger(__name__)
 
 
 def load_items(paths: list[str]) -> list[tuple[dict, Path]]:

@@ -8,16 +8,12 @@ the families ``kgl`` and ``rrl`` (the modality pair is taken from the target) an
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from ..errors import ConfigError, FallbackWarning, UnknownMatcherError, warn
 from .base import Matcher, MatcherRoles
 from .baseline import BaselineMatcher
 from .weights import available
-
-log = logging.getLogger(__name__)
 
 LEARNED = ("kgl-opt-sar", "kgl-opt-ir", "rrl-opt-sar", "rrl-opt-ir")
 FAMILIES = ("auto", "kgl", "rrl")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import torch
 
 from ..errors import UnknownMatcherError, WeightsError, WeightsWarning, warn
-
-log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
