@@ -11,6 +11,7 @@ checked against it (tests/test_options.py). To add an option: add the config fie
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ class Option:
     @property
     def default(self):
         """The config's default, as the front ends show it (a shift as text: '40', '400m')."""
-        section = getattr(RegistrationConfig(), self.section)
+        section = getattr(_defaults(), self.section)
         value = getattr(section, self.field)
         if self.kind == "shift":
             unit = getattr(section, self.field + "_unit")
@@ -84,6 +85,12 @@ class Option:
         if self.kind == "list":
             return tuple(p.strip() for p in text.split(";") if p.strip())
         return text
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> RegistrationConfig:
+    """The default config, built once (front ends read every option's default at start-up)."""
+    return RegistrationConfig()
 
 
 _BOOL_TEXT = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}

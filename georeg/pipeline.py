@@ -184,7 +184,7 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     try:
         with output_lock(outputs["raster"]):
             scene = functools.partial(Scene, clock=clock, notify=notify, check_cancel=check_cancel, outputs=outputs)
-            return _register(reference, target, output, cfg, scene, matcher, report_extra or {})
+            return _register(reference, target, cfg, scene, matcher, report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
         cause = exc.__cause__ or exc.__context__ or exc  # rasterio's 'Read failed' wraps GDAL's own reason
         raise RasterOpenError(f"could not read the input rasters: {str(cause).splitlines()[0][:300]}; "
@@ -234,7 +234,7 @@ class Scene:
                                 and self.geometry_used) else "translation"
 
 
-def _register(reference, target, output, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
+def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
               report_extra: dict) -> RegistrationResult:
     """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound)."""
     with RasterSource(reference, cfg.reference, "reference") as ref, \
@@ -246,7 +246,7 @@ def _register(reference, target, output, cfg: RegistrationConfig, scene: Callabl
         stage_refine(sc)
         stage_model_evidence(sc)
         stage_verdict(sc)
-        return stage_outputs(sc, output, sc.outputs, report_extra)
+        return stage_outputs(sc, report_extra)
 
 
 def stage_open(sc: Scene, matcher) -> None:
@@ -512,13 +512,13 @@ def stage_verdict(sc: Scene) -> None:
         warn(UncertainResultWarning, f"result is {sc.verdict.quality}: {sc.verdict.reason}")
 
 
-def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> RegistrationResult:
+def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:
     """Write the raster, the tie points, the report and the quicklook, all or nothing."""
     from .errors import GeoregError
 
     sc.notify(0.86, "writing outputs")
     try:
-        return _write_staged(sc, outputs, report_extra)
+        return _write_staged(sc, report_extra)
     except OSError as exc:
         if isinstance(exc, GeoregError):
             raise
@@ -528,16 +528,17 @@ def stage_outputs(sc: Scene, output, outputs: dict, report_extra: dict) -> Regis
                                ) from None
 
 
-def _write_staged(sc: Scene, outputs: dict, report_extra: dict) -> RegistrationResult:
+def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
     from .atomic import staged
     from .outputs import Solution, finish_outputs, write_outputs
 
+    outputs = sc.outputs
     sol = Solution(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model, sc.tp)
     with staged(outputs, overwrite=sc.cfg.output.overwrite) as tmp:
         transform, mode, deviation = write_outputs(sol, sc.cfg, tmp)
         sc.check_cancel()
         sc.clock.lap("write")
-        report = _report(sc, mode, transform, deviation, outputs)
+        report = _report(sc, mode, transform, deviation)
         report["matcher"] = sc.matcher.info()
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
         report["quality"] = sc.verdict.quality
@@ -580,7 +581,7 @@ def _describe_fit(model: FittedModel | None, tp: TiePoints) -> str:
     return "no model" if model is None else f"{_inliers(model)} of {len(tp)} tie points agree"
 
 
-def _report(sc: Scene, mode: str, transform, deviation: float, outputs: dict) -> dict:
+def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
     """The JSON report (the stages add the matcher, the global geometry and the verdict)."""
     import kornia
     import rasterio
@@ -649,5 +650,5 @@ def _report(sc: Scene, mode: str, transform, deviation: float, outputs: dict) ->
         "versions": {"georeg": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "kornia": kornia.__version__, "rasterio": rasterio.__version__,
                      "gdal": rasterio.__gdal_version__, "numpy": np.__version__},
-        "outputs": outputs,
+        "outputs": sc.outputs,
     }
