@@ -149,6 +149,7 @@ class MatchingConfig:
     patch_size_px: int = 64
     tile_size_px: int = 1024
     keypoints_per_tile: int = 192
+    max_tiles: int = 16
     coarse: bool = True
     coarse_size_px: int = 512
     refine: bool = True
@@ -171,6 +172,8 @@ class MatchingConfig:
         _check(self.tile_size_px >= 4 * self.patch_size_px,
                f"tile_size_px must be at least 4x patch_size_px ({4 * self.patch_size_px}); got {self.tile_size_px}")
         _check(self.keypoints_per_tile >= 4, f"keypoints_per_tile must be >= 4; got {self.keypoints_per_tile}")
+        _check(isinstance(self.max_tiles, int) and self.max_tiles >= 0,
+               f"max_tiles must be 0 (every tile) or a positive number of tiles; got {self.max_tiles!r}")
         _check(self.coarse_size_px >= 64, f"coarse_size_px must be >= 64; got {self.coarse_size_px}")
         _check(1 <= self.refine_radius_px <= 64, f"refine_radius_px must be in [1, 64]; got {self.refine_radius_px}")
         _check(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1); got {self.min_score}")

@@ -33,7 +33,7 @@ from .errors import (
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
 from .matching import TiePoints, match_tile
 from .raster import Grid, RasterSource, overlap_window
-from .tiling import tiles
+from .tiling import spread, tiles
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ class Scene:
     probe: object = None  # verdict.StructureProbe, made on first use
     verdict: object = None
     passes: int = 0
+    tiles_matched: list = field(default_factory=list)  # per matching pass, how many tiles it matched
     steps_done: int = 0
     steps_total: int = 1
 
@@ -265,7 +266,7 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
     _skip_empty(sc)
-    sc.steps_total = len(sc.tiles) * (2 if cfg.matching.refine else 1)
+    sc.steps_total = len(_sample(sc, refine=False)) + (len(_sample(sc, refine=True)) if cfg.matching.refine else 0)
     sc.clock.lap("open")
 
 
@@ -328,21 +329,52 @@ def _shift_prior(shift: np.ndarray):
     return lambda xy: xy + shift
 
 
-def match_pass(sc: Scene, inverse, radius: int) -> TiePoints:
-    """Match every tile through ``inverse`` (reference px -> target px) within ``radius`` px."""
+def _sample(sc: Scene, refine: bool) -> list[int]:
+    """The tiles a pass matches first: at most ``max_tiles`` spread over the overlap (a global model
+    is fixed long before a 10980 px scene's 121 tiles are all matched), every tile for the
+    refinement of the ``local`` model, which warps by the tie points' density."""
+    if refine and sc.cfg.estimation.model == "local":
+        return list(range(len(sc.tiles)))
+    return spread(sc.tiles, sc.cfg.matching.max_tiles)
+
+
+def match_pass(sc: Scene, inverse, radius: int, which: list[int] | None = None, more: bool = False) -> TiePoints:
+    """Match the tiles ``which`` (indices into ``sc.tiles``; default every tile) through ``inverse``
+    (reference px -> target px) within ``radius`` px. ``more``: these tiles extend the last pass."""
     m = sc.cfg.matching
+    which = list(range(len(sc.tiles))) if which is None else which
+    if more:
+        sc.tiles_matched[-1] += len(which)
+    else:
+        sc.tiles_matched.append(len(which))
+    n_pass = len(sc.tiles_matched)
     found = []
-    n_pass = sc.steps_done // max(len(sc.tiles), 1) + 1
-    for i, tile in enumerate(sc.tiles):
+    for j, i in enumerate(which):
         sc.check_cancel()
         # the label names the tile being matched now
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
-                  f"matching tile {i + 1}/{len(sc.tiles)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        tp = match_tile(sc.ref, sc.tgt, sc.grid, tile, inverse, radius, sc.roles, m)
+                  f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
+        tp = match_tile(sc.ref, sc.tgt, sc.grid, sc.tiles[i], inverse, radius, sc.roles, m)
         tp.tile[:] = i
         found.append(tp)
         sc.steps_done += 1
     return TiePoints.concat(found)
+
+
+def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool = False):
+    """A matching pass over the sample of :func:`_sample` and the model of ``kind`` fitted to it;
+    when that model is weak (or missing), the pass goes on over the remaining tiles and the model is
+    fitted to all of them. Returns (tie points, model or None)."""
+    first = _sample(sc, refine)
+    tp = match_pass(sc, inverse, radius, first)
+    model = _fit(sc, tp, kind)
+    rest = sorted(set(range(len(sc.tiles))) - set(first))
+    if rest and _weak(model):
+        log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
+        sc.steps_total += len(rest)
+        tp = TiePoints.concat([tp, match_pass(sc, inverse, radius, rest, more=True)])
+        model = _fit(sc, tp, kind)
+    return tp, model
 
 
 def _fit(sc: Scene, tp: TiePoints, kind: str | None) -> FittedModel | None:
@@ -393,15 +425,13 @@ def _shift_passes(sc: Scene, radius: int):
     of its confidence, around the coarse shift as the other hypothesis (it matters when the true
     shift lies beyond max_shift). Keeps whichever explains more."""
     shift = np.array(sc.coarse.shift_px) if sc.coarse.accepted else np.zeros(2)
-    tp = match_pass(sc, _shift_prior(shift), radius)
-    model = _fit(sc, tp, _first_kind(sc))
+    tp, model = sampled_pass(sc, _shift_prior(shift), radius, _first_kind(sc))
     alt = np.array(sc.coarse.shift_px)
     if not sc.coarse.accepted and np.abs(alt - shift).max() > 1.0 and _weak(model):
         log.info("first pass weak (%s); trying the coarse shift %.1f, %.1f px as the prior",
                  _describe_fit(model, tp), *alt)
-        sc.steps_total += len(sc.tiles)
-        tp_alt = match_pass(sc, _shift_prior(alt), radius)
-        model_alt = _fit(sc, tp_alt, _first_kind(sc))
+        sc.steps_total += len(_sample(sc, refine=False))
+        tp_alt, model_alt = sampled_pass(sc, _shift_prior(alt), radius, _first_kind(sc))
         tp, model = _best(tp, model, tp_alt, model_alt)
     return tp, model
 
@@ -422,10 +452,9 @@ def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool):
     if fallback and (not geometry.accepted or geometry.is_identity_like):
         sc.geometry_used = False
         return tp, model
-    sc.steps_total += len(sc.tiles)
+    sc.steps_total += len(_sample(sc, refine=False))
     sc.geometry_used = True
-    tp_g = match_pass(sc, geometry.inverse, radius)
-    model_g = _fit(sc, tp_g, _first_kind(sc))
+    tp_g, model_g = sampled_pass(sc, geometry.inverse, radius, _first_kind(sc))
     if tp is None or _inliers(model_g) > _inliers(model):
         return tp_g, model_g
     sc.geometry_used = False
@@ -448,10 +477,9 @@ def stage_refine(sc: Scene) -> None:
         through = model1
         for k in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
             if k:
-                sc.steps_total += len(sc.tiles)
-            tp2 = match_pass(sc, through.inverse, radius2)
+                sc.steps_total += len(_sample(sc, refine=True))
+            tp2, model2 = sampled_pass(sc, through.inverse, radius2, None, refine=True)
             sc.clock.lap("pass2")
-            model2 = _fit(sc, tp2, None)
             if model2 is None or model2.inliers.sum() < MIN_INLIERS[est.model]:
                 warn(FallbackWarning, "refinement pass found too few tie points; keeping the previous pass")
                 break
@@ -638,7 +666,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
             "note": "residuals of the inlier tie points of the final pass under the fitted model",
         },
         "counts": {
-            "tiles": len(sc.tiles), "passes": sc.passes,
+            "tiles": len(sc.tiles), "passes": sc.passes, "tiles_matched": list(sc.tiles_matched),
             "tie_points": int(len(tp)), "inliers": int(inl.sum()),
             "forward": int((tp.direction == 0).sum()), "backward": int((tp.direction == 1).sum()),
         },

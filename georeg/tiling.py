@@ -55,3 +55,32 @@ def with_data(tile_list: list[Window], window: Window, valid: np.ndarray, margin
         if valid[r0:r1, c0:c1].any():
             keep.append(t)
     return keep
+
+
+def spread(tile_list: list[Window], k: int) -> list[int]:
+    """Indices (ascending) of at most ``k`` tiles spread evenly over ``tile_list``: the area they
+    cover is cut into g x g cells (g = floor(sqrt(k))) and each cell gives the tile nearest its
+    centre; the rest of the ``k`` are added farthest-first from those. All of them when ``k`` is 0
+    or not smaller than their number."""
+    n = len(tile_list)
+    if k <= 0 or k >= n:
+        return list(range(n))
+    c = np.array([(t.col_off + t.width / 2, t.row_off + t.height / 2) for t in tile_list], np.float64)
+    lo = np.array([min(t.col_off for t in tile_list), min(t.row_off for t in tile_list)], np.float64)
+    hi = np.array([max(t.col_off + t.width for t in tile_list), max(t.row_off + t.height for t in tile_list)],
+                  np.float64)
+    g = int(math.isqrt(k))
+    cell = np.minimum((g * (c - lo) / (hi - lo)).astype(int), g - 1)
+    chosen = []
+    for gy in range(g):
+        for gx in range(g):
+            members = np.flatnonzero((cell[:, 0] == gx) & (cell[:, 1] == gy))
+            if len(members):
+                middle = lo + (np.array([gx, gy]) + 0.5) * (hi - lo) / g
+                chosen.append(int(members[np.argmin(np.linalg.norm(c[members] - middle, axis=1))]))
+    dist = np.min(np.linalg.norm(c[:, None] - c[chosen][None], axis=2), axis=1)
+    while len(chosen) < k:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(c - c[nxt], axis=1))
+    return sorted(chosen)

@@ -101,6 +101,7 @@ NON_DEFAULT = {
     "tile_size": ("512", "matching", "tile_size_px", 512),
     "patch_size": ("32", "matching", "patch_size_px", 32),
     "keypoints": ("100", "matching", "keypoints_per_tile", 100),
+    "max_tiles": ("0", "matching", "max_tiles", 0),
     "coarse": ("no", "matching", "coarse", False),
     "refine": ("false", "matching", "refine", False),
     "local_method": ("polynomial", "estimation", "local_method", "polynomial"),

@@ -52,3 +52,52 @@ def test_progress_cancel_and_result(tmp_path, pair):
     assert res.quality == "reliable"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "r.json"]
     assert set(res.report["timings_s"]) >= {"open", "coarse", "pass1", "verdict", "write", "total"}
+
+
+@pytest.fixture(scope="module")
+def four_tiles(tmp_path_factory):
+    """A 512 px synthetic pair (target content off by (+6, -4) px) matched in 256 px tiles: 2 x 2."""
+    from synthetic import synthetic_pair
+
+    d = tmp_path_factory.mktemp("four_tiles")
+    ref, tgt = d / "ref.tif", d / "tgt.tif"
+    synthetic_pair(str(ref), str(tgt), size=512, seed=3,
+                   new_to_old=np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]]))
+    return ref, tgt
+
+
+def _tiled(tmp_path, ref, tgt, max_tiles: int, name: str):
+    cfg = RegistrationConfig().with_options(
+        matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": max_tiles},
+        estimation={"model": "translation"}, output={"report": str(tmp_path / f"{name}.json")})
+    return georeg.register(ref, tgt, tmp_path / f"{name}.tif", cfg)
+
+
+def test_a_large_scene_is_matched_on_a_spread_sample_of_tiles(tmp_path, four_tiles):
+    ref, tgt = four_tiles
+    some = _tiled(tmp_path, ref, tgt, 2, "some")
+    assert some.report["counts"]["tiles"] == 4 and some.report["counts"]["tiles_matched"] == [2, 2]
+    assert len(np.unique(some.tie_points["tile"])) == 2
+    assert np.allclose(some.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+
+
+def test_the_other_tiles_are_matched_when_the_sample_gives_no_clear_model(tmp_path, four_tiles):
+    import rasterio
+
+    from georeg.tiling import spread, tiles
+
+    ref, tgt = four_tiles
+    ts = tiles(rasterio.windows.Window(0, 0, 512, 512), 256)
+    (only,) = spread(ts, 1)
+    with rasterio.open(ref) as d:
+        prof, a = d.profile, d.read()
+    t = ts[only]
+    a[:, t.row_off:t.row_off + t.height, t.col_off:t.col_off + t.width] = 120  # no structure where the sample is
+    flat = tmp_path / "ref_flat.tif"
+    with rasterio.open(flat, "w", **prof) as d:
+        d.write(a)
+    res = _tiled(tmp_path, flat, tgt, 1, "flat")
+    assert res.report["counts"]["tiles_matched"] == [4, 4]
+    per_tile = np.bincount(res.tie_points["tile"], minlength=4)
+    assert per_tile[only] < 0.25 * np.delete(per_tile, only).min()  # points near its edges only
+    assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)

@@ -3,7 +3,7 @@
 import numpy as np
 from rasterio.windows import Window
 
-from georeg.tiling import expand, tiles, trim_to_valid, with_data
+from georeg.tiling import expand, spread, tiles, trim_to_valid, with_data
 
 
 def test_tiles_cover_the_window_without_overlap():
@@ -36,3 +36,14 @@ def test_trim_and_with_data_keep_the_block_with_data():
     # within a margin (or one coarse cell) of the data, a neighbour tile is kept too
     kept = with_data(tiles(win, 1000), win, valid, 250)
     assert {(k.col_off, k.row_off) for k in kept} == {(2000, 1000), (2000, 0), (1000, 1000), (1000, 0)}
+
+
+def test_spread_picks_tiles_over_the_whole_overlap():
+    ts = tiles(Window(0, 0, 10980, 10980), 1024)  # a Sentinel-2 tile: 11 x 11
+    pick = spread(ts, 16)
+    assert len(pick) == 16 == len(set(pick)) and pick == sorted(pick)
+    cells = {(int(4 * (ts[i].col_off + ts[i].width / 2) / 10980), int(4 * (ts[i].row_off + ts[i].height / 2) / 10980))
+             for i in pick}
+    assert len(cells) == 16, "one sampled tile in each of the 4 x 4 cells of the overlap"
+    assert spread(ts, 16) == pick, "deterministic"
+    assert spread(ts, 0) == spread(ts, 500) == list(range(121))
