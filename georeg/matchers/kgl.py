@@ -85,15 +85,28 @@ class KGLNet(nn.Module):
 
         Returns desc (N, 128) L2-normalised, desc_raw (N, 128), f_dif (N, 256, 8, 8) and, when
         ``with_com``, f_com (N, 256, 8, 8) (training only)."""
-        check_pair_input(x, f"{side} patches")
-        low = (self.low_opt if side == "opt" else self.low_other)(x)
+        low = self.low(x, side)
         f_com = self.high_com(low)
         desc, raw = self.desc(f_com)
-        f_dif = (self.dif_opt if side == "opt" else self.dif_other)(low)
-        out = {"desc": desc, "desc_raw": raw, "f_dif": f_dif}
+        out = {"desc": desc, "desc_raw": raw, "f_dif": self.difference_features(low, side)}
         if with_com:
             out["f_com"] = f_com
         return out
+
+    # the parts of :meth:`encode`, for callers that need the descriptor or the metric features of
+    # only some patches (inference pre-ranks candidates by descriptor, then heads the best few)
+    def low(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """(N, 1, 64, 64) -> (N, 64, 16, 16) low-level features of ``side``."""
+        check_pair_input(x, f"{side} patches")
+        return (self.low_opt if side == "opt" else self.low_other)(x)
+
+    def describe(self, low: torch.Tensor) -> torch.Tensor:
+        """Low-level features -> (N, 128) L2-normalised descriptors."""
+        return self.desc(self.high_com(low))[0]
+
+    def difference_features(self, low: torch.Tensor, side: str) -> torch.Tensor:
+        """Low-level features -> (N, 256, 8, 8) features of the metric head."""
+        return (self.dif_opt if side == "opt" else self.dif_other)(low)
 
     def head(self, f_dif_opt: torch.Tensor, f_dif_other: torch.Tensor) -> torch.Tensor:
         """(N, 256, 8, 8) twice -> (N,) match logits."""

@@ -178,7 +178,7 @@ class KGLMatcher(LearnedMatcher):
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
     def _encode(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        return self.net.encode(x, side)["f_dif"]
+        return self.net.difference_features(self.net.low(x, side), side)
 
     def _head(self, f_opt: torch.Tensor, f_other: torch.Tensor) -> torch.Tensor:
         return self.net.head(f_opt, f_other)
@@ -193,11 +193,11 @@ class KGLMatcher(LearnedMatcher):
             return torch.zeros(n, k)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
         with torch.inference_mode(), self._autocast():
-            ea = self.net.encode(_to_net(reference_patches, self.device), "opt")
-            eb = self.net.encode(_to_net(flat[rows * k + cols], self.device), "other")
+            low_a = self.net.low(_to_net(reference_patches, self.device), "opt")
+            low_b = self.net.low(_to_net(flat[rows * k + cols], self.device), "other")
             r_dev, c_dev = rows.to(self.device), cols.to(self.device)
             dist = torch.full((n, k), float("inf"), device=self.device)
-            dist[r_dev, c_dev] = (eb["desc"] - ea["desc"][r_dev]).norm(dim=-1).float()
+            dist[r_dev, c_dev] = (self.net.describe(low_b) - self.net.describe(low_a)[r_dev]).norm(dim=-1).float()
             keep = min(self.keep, k)
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
             slot = torch.full((n, k), -1, dtype=torch.long)
@@ -205,8 +205,12 @@ class KGLMatcher(LearnedMatcher):
             j = slot.gather(1, top)  # the candidate's place among the encoded ones; -1: not valid
             ok = j >= 0
             r_ok, c_ok = torch.arange(n)[:, None].expand(n, keep)[ok], top[ok]
-            logit = self.net.head(ea["f_dif"][r_ok.to(self.device)], eb["f_dif"][j[ok].to(self.device)])
-            logit = logit.float().cpu()
+            # metric features of the patches that reach the head only (each once)
+            ua, ia = torch.unique(r_ok, return_inverse=True)
+            ub, ib = torch.unique(j[ok], return_inverse=True)
+            f_a = self.net.difference_features(low_a[ua.to(self.device)], "opt")
+            f_b = self.net.difference_features(low_b[ub.to(self.device)], "other")
+            logit = self.net.head(f_a[ia.to(self.device)], f_b[ib.to(self.device)]).float().cpu()
         prob = self._fused(logit, lambda: (reference_patches, flat, r_ok, r_ok * k + c_ok))
         out = torch.zeros(n, k)
         out[r_ok, c_ok] = prob
