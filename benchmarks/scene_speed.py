@@ -98,6 +98,9 @@ def run_georeg(ref: str, tgt: str, work: Path, matcher: str) -> dict:
         rep = json.loads(rep_path.read_text())
         r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
                  tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"))
+        matched = sum(rep["counts"].get("tiles_matched") or [rep["counts"]["tiles"] * rep["counts"]["passes"]])
+        t = rep["timings_s"]
+        r["match_s_per_tile"] = sum(t.get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
     return r
 
 
@@ -154,6 +157,11 @@ def main() -> None:
                     extra = f"failed: {r['tail'][0][:100]}"
                 print(f"{size:6d} px  {name:22s} {r.get('seconds', float('nan')):8.1f} s  "
                       f"{r.get('peak_rss_mb', float('nan')):7.0f} MB  {ratio} of baseline  {extra}", flush=True)
+            per_tile = {m: r["match_s_per_tile"] for m, r in runs.items() if "match_s_per_tile" in r}
+            if "georeg baseline" in per_tile and len(per_tile) > 1:
+                b0 = per_tile["georeg baseline"]
+                print(f"{size:6d} px  matching seconds per tile and pass: "
+                      + ", ".join(f"{m} {v:.2f} ({v / b0:.2f}x baseline)" for m, v in per_tile.items()), flush=True)
     print(f"(target geotransform shifted by {SHIFT_PX[0]:+.1f}, {SHIFT_PX[1]:+.1f} px; "
           "georeg's shift is the correction, so expect about the opposite plus the pairs' own residual)")
     if not args.arosics_python:
