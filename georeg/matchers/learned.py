@@ -171,6 +171,9 @@ def _take(x, idx: torch.Tensor):
     return x[idx]
 
 
+ENCODE_CHUNK = 128  # patches per call of the network's full-resolution layers
+
+
 class KGLMatcher(LearnedMatcher):
     keep = 3  # candidates that reach the metric head after the descriptor pre-ranking
 
@@ -178,7 +181,12 @@ class KGLMatcher(LearnedMatcher):
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
     def _encode(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        return self.net.difference_features(self.net.low(x, side), side)
+        return self.net.difference_features(self._low(x, side), side)
+
+    def _low(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """Low-level features, ENCODE_CHUNK patches at a time: their 64x64 activations are most of
+        the memory a ranking takes (a 1024 px tile's pass peaked at 1.6 GB in one piece)."""
+        return torch.cat([self.net.low(x[i:i + ENCODE_CHUNK], side) for i in range(0, len(x), ENCODE_CHUNK)])
 
     def _head(self, f_opt: torch.Tensor, f_other: torch.Tensor) -> torch.Tensor:
         return self.net.head(f_opt, f_other)
@@ -193,8 +201,8 @@ class KGLMatcher(LearnedMatcher):
             return torch.zeros(n, k)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
         with torch.inference_mode(), self._autocast():
-            low_a = self.net.low(_to_net(reference_patches, self.device), "opt")
-            low_b = self.net.low(_to_net(flat[rows * k + cols], self.device), "other")
+            low_a = self._low(_to_net(reference_patches, self.device), "opt")
+            low_b = self._low(_to_net(flat[rows * k + cols], self.device), "other")
             r_dev, c_dev = rows.to(self.device), cols.to(self.device)
             dist = torch.full((n, k), float("inf"), device=self.device)
             dist[r_dev, c_dev] = (self.net.describe(low_b) - self.net.describe(low_a)[r_dev]).norm(dim=-1).float()
