@@ -31,7 +31,7 @@ from .errors import (
     warn,
 )
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
-from .matching import TiePoints, match_tile
+from .matching import TiePoints, keypoints_for, match_tile
 from .raster import Grid, RasterSource, overlap_window
 from .tiling import spread, tiles
 
@@ -361,15 +361,23 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int] | None = None, 
     return TiePoints.concat(found)
 
 
+SAMPLE_MIN_INLIERS = 0.1  # of the keypoints the sampled tiles were given, for the sample to settle a pass
+
+
 def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool = False):
-    """A matching pass over the sample of :func:`_sample` and the model of ``kind`` fitted to it;
-    when that model is weak (or missing), the pass goes on over the remaining tiles and the model is
-    fitted to all of them. Returns (tie points, model or None)."""
+    """A matching pass over the sample of :func:`_sample` and the model of ``kind`` fitted to it.
+    When the sample's content gave too little evidence (no model, or fewer inliers than
+    SAMPLE_MIN_INLIERS of its keypoints: water, clouds, a featureless part), the pass goes on over
+    the remaining tiles and the model is fitted to all of them. A model that many tie points agree
+    with but that is weak by fraction (a scene with several motions, hard content) is not helped
+    by more tiles of the same scene; the stages after the pass judge it. Returns (tie points,
+    model or None)."""
     first = _sample(sc, refine)
     tp = match_pass(sc, inverse, radius, first)
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
-    if rest and _weak(model):
+    keypoints = sum(2 * keypoints_for(sc.tiles[i], sc.cfg.matching) for i in first)
+    if rest and (model is None or _inliers(model) < SAMPLE_MIN_INLIERS * keypoints):
         log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
         sc.steps_total += len(rest)
         tp = TiePoints.concat([tp, match_pass(sc, inverse, radius, rest, more=True)])
