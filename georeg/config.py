@@ -149,7 +149,7 @@ class MatchingConfig:
     patch_size_px: int = 64
     tile_size_px: int = 1024
     keypoints_per_tile: int = 192
-    max_tiles: int = 16
+    max_tiles: int = 36
     coarse: bool = True
     coarse_size_px: int = 512
     refine: bool = True

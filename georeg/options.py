@@ -120,8 +120,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("patch_size", "matching", "patch_size_px", "int", "Patch size, pixels."),
     Option("keypoints", "matching", "keypoints_per_tile", "int", "Keypoints per tile and image."),
     Option("max_tiles", "matching", "max_tiles", "int",
-           "Tiles matched per pass on a large scene, spread evenly over the overlap; the rest are matched "
-           "only when those give no clear model. 0: every tile. The 'local' model refines on every tile."),
+           "Tiles matched by the refinement pass on a large scene, spread evenly over the overlap (the first "
+           "pass matches at most 16); the rest are matched only when those give too little evidence. 0: every "
+           "tile. The 'local' model refines on every tile."),
     Option("coarse", "matching", "coarse", "switch",
            "Coarse pass at reduced resolution for shifts beyond --max-shift."),
     Option("refine", "matching", "refine", "switch",

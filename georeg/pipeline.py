@@ -329,13 +329,19 @@ def _shift_prior(shift: np.ndarray):
     return lambda xy: xy + shift
 
 
+FIRST_PASS_TILES = 16  # the first pass only has to bring the model within the refinement radius
+
+
 def _sample(sc: Scene, refine: bool) -> list[int]:
-    """The tiles a pass matches first: at most ``max_tiles`` spread over the overlap (a global model
-    is fixed long before a 10980 px scene's 121 tiles are all matched), every tile for the
-    refinement of the ``local`` model, which warps by the tie points' density."""
+    """The tiles a pass matches first, spread over the overlap: at most ``max_tiles`` in the
+    refinement pass, whose tie points make the result (a global model is fixed long before a
+    10980 px scene's 121 tiles are all matched), at most FIRST_PASS_TILES of them in the first
+    pass, and every tile for the refinement of the ``local`` model, which warps by the tie points'
+    density. ``max_tiles=0``: every tile in both passes."""
+    limit = sc.cfg.matching.max_tiles
     if refine and sc.cfg.estimation.model == "local":
         return list(range(len(sc.tiles)))
-    return spread(sc.tiles, sc.cfg.matching.max_tiles)
+    return spread(sc.tiles, limit if refine or not limit else min(limit, FIRST_PASS_TILES))
 
 
 def match_pass(sc: Scene, inverse, radius: int, which: list[int] | None = None, more: bool = False) -> TiePoints:
