@@ -299,21 +299,25 @@ class RasterSource:
         h, w = max(1, int(round(ds.height / f))), max(1, int(round(ds.width / f)))
         with rasterio.Env(CPL_LOG_ERRORS=False):
             m = ds.read_masks(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest) > 0
-        cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
-        t = grid.transform
-        xs = t.a * cols + t.b * rows + t.c
-        ys = t.d * cols + t.e * rows + t.f
-        if grid.crs != self.grid.crs:
-            from rasterio.warp import transform as warp_points
-
-            xs, ys = (np.asarray(v).reshape(xs.shape) for v in warp_points(grid.crs, self.grid.crs, xs.ravel(),
-                                                                             ys.ravel()))
+        out = np.zeros((grid.height, grid.width), bool)
         inv = ~(self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
-        c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
-        r = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
-        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
-        out = np.zeros(grid.height * grid.width, bool).reshape(grid.height, grid.width)
-        out[inside] = m[r[inside], c[inside]]
+        t = grid.transform
+        cols = np.arange(grid.width) + 0.5
+        step = max(1, (1 << 18) // max(grid.width, 1))  # rows at a time: a few MB of coordinates, not 0.25 GB
+        for r0 in range(0, grid.height, step):
+            rows = np.arange(r0, min(r0 + step, grid.height))[:, None] + 0.5
+            xs = t.a * cols + t.b * rows + t.c
+            ys = t.d * cols + t.e * rows + t.f
+            if grid.crs != self.grid.crs:
+                from rasterio.warp import transform as warp_points
+
+                xs, ys = (np.asarray(v).reshape(xs.shape)
+                          for v in warp_points(grid.crs, self.grid.crs, xs.ravel(), ys.ravel()))
+            c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
+            r = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
+            inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+            block = out[r0:r0 + len(rows)]
+            block[inside] = m[r[inside], c[inside]]
         return out
 
     def _read_native(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
