@@ -157,7 +157,7 @@ class MatchingConfig:
     bidirectional: bool = True
     min_score: float = 0.55
     min_peak_ratio: float = 1.02
-    batch_size: int = 64
+    batch_size: int = 32  # keypoints per search batch: 64 peaked 140 MB higher on a 1024 px tile, same results
     candidates: int = 6
     device: str = "auto"
     search: str = "auto"
