@@ -344,11 +344,10 @@ def _sample(sc: Scene, refine: bool) -> list[int]:
     return spread(sc.tiles, limit if refine or not limit else min(limit, FIRST_PASS_TILES))
 
 
-def match_pass(sc: Scene, inverse, radius: int, which: list[int] | None = None, more: bool = False) -> TiePoints:
-    """Match the tiles ``which`` (indices into ``sc.tiles``; default every tile) through ``inverse``
-    (reference px -> target px) within ``radius`` px. ``more``: these tiles extend the last pass."""
+def match_pass(sc: Scene, inverse, radius: int, which: list[int], more: bool = False) -> TiePoints:
+    """Match the tiles ``which`` (indices into ``sc.tiles``) through ``inverse`` (reference px ->
+    target px) within ``radius`` px. ``more``: these tiles extend the last pass."""
     m = sc.cfg.matching
-    which = list(range(len(sc.tiles))) if which is None else which
     if more:
         sc.tiles_matched[-1] += len(which)
     else:

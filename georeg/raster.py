@@ -304,13 +304,14 @@ class RasterSource:
         t = grid.transform
         cols = np.arange(grid.width) + 0.5
         step = max(1, (1 << 18) // max(grid.width, 1))  # rows at a time: a few MB of coordinates, not 0.25 GB
+        reproject = grid.crs != self.grid.crs
+        if reproject:
+            from rasterio.warp import transform as warp_points
         for r0 in range(0, grid.height, step):
             rows = np.arange(r0, min(r0 + step, grid.height))[:, None] + 0.5
             xs = t.a * cols + t.b * rows + t.c
             ys = t.d * cols + t.e * rows + t.f
-            if grid.crs != self.grid.crs:
-                from rasterio.warp import transform as warp_points
-
+            if reproject:
                 xs, ys = (np.asarray(v).reshape(xs.shape)
                           for v in warp_points(grid.crs, self.grid.crs, xs.ravel(), ys.ravel()))
             c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)

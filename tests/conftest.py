@@ -64,20 +64,21 @@ def landsat_clear_mask(landsat, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_pair(tmp_path_factory):
-    """``small_pair(target_name)``: a 320 px synthetic optical/SAR-like pair whose target content is
-    off by (+6, -4) px, made once per target name for the whole run."""
+    """``small_pair(target_name, size=320, seed=5)``: a synthetic optical/SAR-like pair whose target
+    content is off by (+6, -4) px, made once per (name, size, seed) for the whole run."""
     import numpy as np
     from synthetic import synthetic_pair
 
     made: dict = {}
 
-    def make(target_name: str = "tgt.tif"):
-        if target_name not in made:
+    def make(target_name: str = "tgt.tif", size: int = 320, seed: int = 5):
+        key = (target_name, size, seed)
+        if key not in made:
             d = tmp_path_factory.mktemp("small_pair")
             ref, tgt = d / "ref.tif", d / target_name
-            synthetic_pair(str(ref), str(tgt), size=320, seed=5,
+            synthetic_pair(str(ref), str(tgt), size=size, seed=seed,
                            new_to_old=np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]]))
-            made[target_name] = (ref, tgt)
-        return made[target_name]
+            made[key] = (ref, tgt)
+        return made[key]
 
     return make

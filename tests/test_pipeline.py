@@ -55,15 +55,9 @@ def test_progress_cancel_and_result(tmp_path, pair):
 
 
 @pytest.fixture(scope="module")
-def four_tiles(tmp_path_factory):
+def four_tiles(small_pair):
     """A 512 px synthetic pair (target content off by (+6, -4) px) matched in 256 px tiles: 2 x 2."""
-    from synthetic import synthetic_pair
-
-    d = tmp_path_factory.mktemp("four_tiles")
-    ref, tgt = d / "ref.tif", d / "tgt.tif"
-    synthetic_pair(str(ref), str(tgt), size=512, seed=3,
-                   new_to_old=np.array([[1, 0, 6.0], [0, 1, -4.0], [0, 0, 1.0]]))
-    return ref, tgt
+    return small_pair("tgt.tif", size=512, seed=3)
 
 
 def _tiled(tmp_path, ref, tgt, max_tiles: int, name: str):
