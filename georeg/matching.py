@@ -139,7 +139,8 @@ def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Ten
 MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as the same basin
 
 
-def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int):
+def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int,
+                   template_px: int):
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
     from the structural surface around the chosen peak."""
@@ -156,7 +157,10 @@ def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_o
         cy = xy[:, 1:2] + (v.numpy() - radius)
         cand = crops(tb, np.stack([cx.ravel(), cy.ravel()], 1), p).view(n, kk_k, 1, p, p)
         own = crops(ta, xy, p)
-        prob = (learned.rank if a_is_opt else learned.rank_reverse)(own, cand, is_peak)
+        struct = maps.flatten(1).gather(1, idx)
+        # the dense search already scored these pairs structurally when its template is the patch
+        given = struct if template_px == p else None
+        prob = (learned.rank if a_is_opt else learned.rank_reverse)(own, cand, is_peak, given)
         ar = torch.arange(n)
         best_j = prob.argmax(dim=1)
         best = prob[ar, best_j]
@@ -165,7 +169,6 @@ def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_o
         # best candidate outside its basin.
         du, dv = u - u[ar, best_j][:, None], v - v[ar, best_j][:, None]
         same = (du.abs() <= MERGE_PX) & (dv.abs() <= MERGE_PX) & is_peak
-        struct = maps.flatten(1).gather(1, idx)
         chosen = idx[ar, torch.where(same, struct, torch.full_like(struct, -9.0)).argmax(1)]
         second = torch.where(same, torch.zeros_like(prob), prob).max(1).values if kk_k > 1 else torch.zeros(n)
         # sub-pixel around the chosen peak of the structural surface
@@ -234,7 +237,7 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             rerank = None
             if learned is not None:
                 a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
-                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates)
+                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
             d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
             if learned is None:
                 keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)

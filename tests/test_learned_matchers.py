@@ -11,7 +11,7 @@ from synthetic import synthetic_pair
 import georeg
 import georeg.matchers.weights as W
 from georeg.config import RegistrationConfig
-from georeg.errors import UnknownMatcherError, WeightsError
+from georeg.errors import ShapeError, UnknownMatcherError, WeightsError
 from georeg.matchers import load, resolve_name
 from georeg.matchers.kgl import KGLNet
 from georeg.matchers.rrl import RRLNet
@@ -131,7 +131,10 @@ def test_repeated_scoring_equals_scoring_repeated_patches(name):
     own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 4, 1, 64, 64, generator=g)
     flat = cand.reshape(12, 1, 64, 64)
     reverse = m.rank_reverse(own, cand)
-    assert torch.allclose(reverse, m.score(flat, own.repeat_interleave(4, 0)).view(3, 4), atol=1e-5)
+    direct = m.score(flat, own.repeat_interleave(4, 0)).view(3, 4)
+    kept = reverse > 0  # KGL pre-ranks by descriptor and heads the best `keep` in both directions
+    assert kept.sum(1).eq(getattr(m, "keep", 4)).all()
+    assert torch.allclose(reverse[kept], direct[kept], atol=1e-5)
     forward = m.score_repeated(own, flat, 4, 1)
     assert torch.allclose(forward, m.score(own.repeat_interleave(4, 0), flat), atol=1e-5)
     base = load("baseline", "cpu")
@@ -149,7 +152,9 @@ def test_candidates_that_are_not_peaks_are_not_scored():
     own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 5, 1, 64, 64, generator=g)
     valid = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
     full, masked = m.rank_reverse(own, cand), m.rank_reverse(own, cand, valid)
-    assert (masked[~valid] == 0).all() and torch.allclose(masked[valid], full[valid], atol=1e-5)
+    assert (masked[~valid] == 0).all() and ((masked > 0).sum(1) <= m.keep).all()
+    both = (masked > 0) & (full > 0)  # a pair's probability does not depend on the other candidates
+    assert both.any() and torch.allclose(masked[both], full[both], atol=1e-5)
     assert torch.allclose(m.rank(own, cand, torch.ones(3, 5, dtype=torch.bool)), m.rank(own, cand), atol=1e-5)
     fwd = m.rank(own, cand, valid)
     assert (fwd[~valid] == 0).all() and ((fwd > 0).sum(1) <= m.keep).all()
@@ -172,3 +177,31 @@ def test_roles_and_rank_shape_checks(weights_dir):
         kgl.rank_reverse(own, torch.rand(2, 4, 1, 64, 64))
     with pytest.raises(ShapeError, match=r"\(N, K\)"):
         kgl.rank(own, cand, torch.ones(3, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", ["kgl-opt-sar", "rrl-opt-ir"])
+def test_given_structural_scores_replace_the_recomputed_ones(weights_dir, name):
+    """The pipeline hands over the dense search's structural scores of the candidates; the fusion
+    then uses them instead of scoring the patches again (and is otherwise unchanged)."""
+    man_path = weights_dir / f"{name}.json"
+    man = json.loads(man_path.read_text())
+    man["fusion"] = {"learned": 1.0, "structural": 6.0, "bias": -3.0}
+    man_path.write_text(json.dumps(man))
+    m = load(name, "cpu")
+    g = torch.Generator().manual_seed(5)
+    own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 4, 1, 64, 64, generator=g)
+    flat = cand.reshape(12, 1, 64, 64)
+    own_rep = own.repeat_interleave(4, 0)
+    for rank, pairs in ((m.rank, (own_rep, flat)), (m.rank_reverse, (flat, own_rep))):
+        given = torch.linspace(0.1, 0.9, 12).view(3, 4)
+        out = rank(own, cand, None, given)
+        expect = torch.sigmoid(m.network_logits(*pairs).view(3, 4) + 6.0 * given - 3.0)
+        kept = out > 0
+        assert kept.any() and torch.allclose(out[kept], expect[kept], atol=1e-5)
+        # without them the patches are scored: the same numbers as the baseline matcher's score
+        recomputed = rank(own, cand)
+        base = load("baseline", "cpu").score(*pairs).view(3, 4)
+        expect = torch.sigmoid(m.network_logits(*pairs).view(3, 4) + 6.0 * base - 3.0)
+        assert torch.allclose(recomputed[kept], expect[kept], atol=1e-5)
+    with pytest.raises(ShapeError, match="structural"):
+        m.rank(own, cand, None, torch.zeros(3, 5))

@@ -150,11 +150,12 @@ class Ranker(Protocol):
     min_probability: float  # a tie point whose chosen candidate scores below this is dropped
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
-             valid: torch.Tensor | None = None) -> torch.Tensor:
-        """reference (N, 1, P, P), target candidates (N, K, 1, P, P), (N, K) mask -> (N, K) probabilities."""
+             valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
+        """reference (N, 1, P, P), target candidates (N, K, 1, P, P), (N, K) mask -> (N, K) probabilities.
+        ``structural``: (N, K) scores the dense matcher gave the same placements, when it had them."""
 
     def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+                     valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`rank` with the sides swapped: target (N, 1, P, P), reference candidates."""
 
 

@@ -94,12 +94,15 @@ class LearnedMatcher(Matcher):
         f = self.fusion
         return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
 
-    def _fused(self, logits: torch.Tensor, pairs) -> torch.Tensor:
-        """Probabilities from ``logits``; ``pairs()`` gives the (reference, target, ia, ib) patches
-        and pair indices of the structural score and is only called when the manifest has a fusion."""
+    def _fused(self, logits: torch.Tensor, pairs, structural: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities from ``logits``. The fusion's structural scores are ``structural`` when the
+        caller has them (the dense search scored the same placements), else computed from the
+        patches ``pairs()`` gives (reference, target, ia, ib); neither is used without a fusion."""
         if not self.fusion:
             return torch.sigmoid(logits)
-        return self.fuse(logits, self._structural.score_indexed(*pairs()))
+        if structural is None:
+            structural = self._structural.score_indexed(*pairs())
+        return self.fuse(logits, structural)
 
     def score(self, reference_patches: torch.Tensor, target_patches: torch.Tensor) -> torch.Tensor:
         """(N, 1, 64, 64) each, [0, 1] floats or uint8 -> (N,) match probabilities. Patches must be
@@ -113,34 +116,41 @@ class LearnedMatcher(Matcher):
                            lambda: (reference_patches, target_patches, ia, ib))
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
-             valid: torch.Tensor | None = None) -> torch.Tensor:
+             valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
         """reference (N, 1, 64, 64), candidates (N, K, 1, 64, 64) -> (N, K) probabilities; candidates
-        where the (N, K) mask ``valid`` is False are not scored (probability 0)."""
-        n, k = self._check_candidates(reference_patches, candidates, valid)
+        where the (N, K) mask ``valid`` is False are not scored (probability 0). ``structural``:
+        the (N, K) structural scores of the same pairs when the caller has them (see :meth:`_fused`)."""
+        n, k = self._check_candidates(reference_patches, candidates, valid, structural)
         rows, cols = _pairs(n, k, valid)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
-        prob = self.score_indexed(reference_patches, flat, rows, rows * k + cols)
+        given = structural[rows, cols] if structural is not None else None
+        logits = self.network_logits_indexed(reference_patches, flat, rows, rows * k + cols)
+        prob = self._fused(logits, lambda: (reference_patches, flat, rows, rows * k + cols), given)
         return _scatter(prob, rows, cols, n, k)
 
     def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+                     valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
         """target (N, 1, 64, 64), reference candidates (N, K, 1, 64, 64) -> (N, K) probabilities, as
         :meth:`rank` with the roles of the two sides swapped."""
-        n, k = self._check_candidates(target_patches, candidates, valid)
+        n, k = self._check_candidates(target_patches, candidates, valid, structural)
         rows, cols = _pairs(n, k, valid)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
-        prob = self.score_indexed(flat, target_patches, rows * k + cols, rows)
+        given = structural[rows, cols] if structural is not None else None
+        logits = self.network_logits_indexed(flat, target_patches, rows * k + cols, rows)
+        prob = self._fused(logits, lambda: (flat, target_patches, rows * k + cols, rows), given)
         return _scatter(prob, rows, cols, n, k)
 
-    def _check_candidates(self, own: torch.Tensor, candidates: torch.Tensor, valid) -> tuple[int, int]:
+    def _check_candidates(self, own: torch.Tensor, candidates: torch.Tensor, valid,
+                          structural=None) -> tuple[int, int]:
         """(N, K) after checking the shapes against each other and the network's patch size."""
         if candidates.ndim != 5 or candidates.shape[0] != own.shape[0]:
             raise ShapeError(f"candidates must be (N, K, 1, P, P) with N = {own.shape[0]} patches; got "
                              f"{tuple(candidates.shape)}")
         check_patches(own, candidates[:, 0], self.patch_size)
         n, k = candidates.shape[:2]
-        if valid is not None and tuple(valid.shape) != (n, k):
-            raise ShapeError(f"valid must be an (N, K) = ({n}, {k}) mask; got {tuple(valid.shape)}")
+        for name, mask in (("valid", valid), ("structural", structural)):
+            if mask is not None and tuple(mask.shape) != (n, k):
+                raise ShapeError(f"{name} must be an (N, K) = ({n}, {k}) array; got {tuple(mask.shape)}")
         return n, k
 
 
@@ -192,20 +202,30 @@ class KGLMatcher(LearnedMatcher):
         return self.net.head(f_opt, f_other)
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
-             valid: torch.Tensor | None = None) -> torch.Tensor:
+             valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
         """Encode each patch once; pre-rank the valid candidates by descriptor distance; metric head
         on the best ``keep`` of each row."""
-        n, k = self._check_candidates(reference_patches, candidates, valid)
+        return self._rank(reference_patches, candidates, valid, structural, "opt")
+
+    def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
+                     valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`rank` with the sides swapped (the same descriptor pre-ranking)."""
+        return self._rank(target_patches, candidates, valid, structural, "other")
+
+    def _rank(self, own: torch.Tensor, candidates: torch.Tensor, valid, structural, side: str) -> torch.Tensor:
+        n, k = self._check_candidates(own, candidates, valid, structural)
         rows, cols = _pairs(n, k, valid)
         if len(rows) == 0:
             return torch.zeros(n, k)
+        other = "other" if side == "opt" else "opt"
         flat = candidates.reshape(n * k, *candidates.shape[2:])
         with torch.inference_mode(), self._autocast():
-            low_a = self._low(_to_net(reference_patches, self.device), "opt")
-            low_b = self._low(_to_net(flat[rows * k + cols], self.device), "other")
+            low_own = self._low(_to_net(own, self.device), side)
+            low_cand = self._low(_to_net(flat[rows * k + cols], self.device), other)
             r_dev, c_dev = rows.to(self.device), cols.to(self.device)
             dist = torch.full((n, k), float("inf"), device=self.device)
-            dist[r_dev, c_dev] = (self.net.describe(low_b) - self.net.describe(low_a)[r_dev]).norm(dim=-1).float()
+            dist[r_dev, c_dev] = (self.net.describe(low_cand)
+                                  - self.net.describe(low_own)[r_dev]).norm(dim=-1).float()
             keep = min(self.keep, k)
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
             slot = torch.full((n, k), -1, dtype=torch.long)
@@ -214,12 +234,16 @@ class KGLMatcher(LearnedMatcher):
             ok = j >= 0
             r_ok, c_ok = torch.arange(n)[:, None].expand(n, keep)[ok], top[ok]
             # metric features of the patches that reach the head only (each once)
-            ua, ia = torch.unique(r_ok, return_inverse=True)
-            ub, ib = torch.unique(j[ok], return_inverse=True)
-            f_a = self.net.difference_features(low_a[ua.to(self.device)], "opt")
-            f_b = self.net.difference_features(low_b[ub.to(self.device)], "other")
-            logit = self.net.head(f_a[ia.to(self.device)], f_b[ib.to(self.device)]).float().cpu()
-        prob = self._fused(logit, lambda: (reference_patches, flat, r_ok, r_ok * k + c_ok))
+            u_own, i_own = torch.unique(r_ok, return_inverse=True)
+            u_cand, i_cand = torch.unique(j[ok], return_inverse=True)
+            f_own = self.net.difference_features(low_own[u_own.to(self.device)], side)[i_own.to(self.device)]
+            f_cand = self.net.difference_features(low_cand[u_cand.to(self.device)], other)[i_cand.to(self.device)]
+            f_opt, f_other = (f_own, f_cand) if side == "opt" else (f_cand, f_own)
+            logit = self.net.head(f_opt, f_other).float().cpu()
+        flat_ok = r_ok * k + c_ok
+        pairs = ((lambda: (own, flat, r_ok, flat_ok)) if side == "opt"
+                 else (lambda: (flat, own, flat_ok, r_ok)))
+        prob = self._fused(logit, pairs, structural[r_ok, c_ok] if structural is not None else None)
         out = torch.zeros(n, k)
         out[r_ok, c_ok] = prob
         return out
