@@ -24,6 +24,31 @@ def test_oriented_gradients_shape_and_norm():
     assert float(norm.max()) <= 1.0 + 1e-5
 
 
+def _whole_tensor_features(img, n_orient=9, grad_sigma=1.0, cell_sigma=2.0, eps_ratio=0.1):
+    """The features written as whole-tensor operations (their definition, before the memory-lean
+    version built them a few orientations at a time)."""
+    import math
+
+    from georeg.features import gaussian_blur, gradients
+
+    gx, gy = gradients(img, grad_sigma)
+    theta = torch.arange(n_orient, dtype=img.dtype) * (math.pi / n_orient)
+    ch = (gx * torch.cos(theta).view(1, -1, 1, 1) + gy * torch.sin(theta).view(1, -1, 1, 1)).abs()
+    ch = gaussian_blur(ch, cell_sigma)
+    ch = 0.25 * torch.roll(ch, 1, dims=1) + 0.5 * ch + 0.25 * torch.roll(ch, -1, dims=1)
+    norm = torch.sqrt((ch * ch).sum(1, keepdim=True))
+    eps = eps_ratio * norm.mean(dim=(1, 2, 3), keepdim=True) + 1e-6
+    return ch / (norm + eps)
+
+
+@pytest.mark.parametrize("shape,kw", [((1, 1, 130, 97), {}), ((3, 1, 64, 64), {}),
+                                      ((1, 1, 80, 80), {"n_orient": 6, "cell_sigma": 1.0}),
+                                      ((1, 1, 70, 90), {"n_orient": 8})])
+def test_oriented_gradients_equal_the_whole_tensor_definition(shape, kw):
+    img = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(oriented_gradient_channels(img, **kw), _whole_tensor_features(img, **kw))
+
+
 def test_ncc_search_finds_known_offset():
     img = torch.from_numpy(_texture())[None, None]
     f = oriented_gradient_channels(img)
