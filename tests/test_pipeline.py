@@ -75,6 +75,22 @@ def test_a_large_scene_is_matched_on_a_spread_sample_of_tiles(tmp_path, four_til
     assert np.allclose(some.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
 
 
+def test_a_sampled_pass_shares_a_keypoint_budget_among_its_tiles(tmp_path, four_tiles, monkeypatch):
+    """Over many tiles each gets fewer keypoints (the model needs a few thousand tie points, spread
+    wide); max_tiles=0, every tile, keeps every tile's keypoints."""
+    from georeg import pipeline
+
+    ref, tgt = four_tiles
+    monkeypatch.setattr(pipeline, "PASS_KEYPOINTS", 200)  # 4 tiles x 192 would be 768 per direction
+    shared = _tiled(tmp_path, ref, tgt, 4, "shared")
+    assert shared.report["counts"]["tiles_matched"] == [4, 4]
+    per_tile = np.bincount(shared.tie_points["tile"], minlength=4)
+    assert per_tile.max() <= 2 * 50  # 192 * 200 / 768 = 50 keypoints per direction
+    assert np.allclose(shared.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+    full = _tiled(tmp_path, ref, tgt, 0, "full")
+    assert np.bincount(full.tie_points["tile"], minlength=4).max() > 2 * 50
+
+
 def test_the_other_tiles_are_matched_when_the_sample_gives_no_clear_model(tmp_path, four_tiles):
     import rasterio
 
