@@ -58,6 +58,9 @@ def output_to_source(model: FittedModel | None, out: Grid, ref: Grid, tgt: Grid
     return f
 
 
+AFFINE_TOL_PX = 1e-6  # lattice residual below which dense_coords treats a mapping as affine
+
+
 def dense_coords(mapping: Callable[[np.ndarray], np.ndarray], col_off: int, row_off: int, width: int,
                  height: int, step: int = 16) -> np.ndarray:
     """Map the pixel centres of a window through ``mapping``: (height, width, 2).
@@ -74,6 +77,14 @@ def dense_coords(mapping: Callable[[np.ndarray], np.ndarray], col_off: int, row_
     if len(gx) == 1 or len(gy) == 1:
         mx, my = np.meshgrid(xs, ys)
         return mapping(np.c_[mx.ravel(), my.ravel()]).reshape(height, width, 2)
+    # an affine mapping (translation to affine models on one CRS): two outer sums, no interpolation
+    design = np.c_[mx.ravel(), my.ravel(), np.ones(mx.size)]
+    coef = np.linalg.lstsq(design, lat.reshape(-1, 2), rcond=None)[0]  # (3, 2)
+    if np.abs(design @ coef - lat.reshape(-1, 2)).max() < AFFINE_TOL_PX:
+        out = np.empty((height, width, 2))
+        for k in range(2):
+            np.add((ys * coef[1, k] + coef[2, k])[:, None], xs * coef[0, k], out=out[..., k])
+        return out
     fx = np.interp(xs, gx, np.arange(len(gx)))
     fy = np.interp(ys, gy, np.arange(len(gy)))
     x0 = np.clip(np.floor(fx).astype(int), 0, len(gx) - 2)
