@@ -9,16 +9,17 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import rasterio.errors
 from affine import Affine
+from rasterio.windows import Window
 
 from . import __version__
-from .config import MatchingConfig, RegistrationConfig
+from .config import RegistrationConfig
 from .errors import (
     CancelledError,
     FallbackWarning,
@@ -31,9 +32,9 @@ from .errors import (
     warn,
 )
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
-from .matching import MIN_KEYPOINTS, TiePoints, keypoints_for, match_tile
+from .matching import TiePoints, keypoints_for, match_tile
 from .raster import Grid, RasterSource, overlap_window
-from .tiling import spread, tiles
+from .tiling import central_part, spread, tiles
 
 log = logging.getLogger(__name__)
 
@@ -347,38 +348,43 @@ def _sample(sc: Scene, refine: bool) -> list[int]:
 PASS_KEYPOINTS = 1536  # keypoints per direction that a sampled pass shares among its tiles
 
 
-def pass_matching(sc: Scene, which: list[int], budget: bool) -> MatchingConfig:
-    """The matching settings of a pass over the tiles ``which``: the configured ones, or, with
-    ``budget``, ``keypoints_per_tile`` lowered (to MIN_KEYPOINTS at least) so that the tiles
-    share PASS_KEYPOINTS per direction once they would have more. A pass's model needs a few
-    thousand tie points and its accuracy comes from how widely they spread: refitting a 36-tile
-    pass of a 10980 px scene on a quarter of each tile's tie points moved its translation by at
-    most 0.05 px, while the choice of its tiles moved it by 0.2 px. ``max_tiles=0`` (every tile)
-    keeps the configured keypoints."""
+def pass_windows(sc: Scene, which: list[int], budget: bool) -> list[Window]:
+    """The windows a pass over the tiles ``which`` matches: the tiles themselves, or, with
+    ``budget``, the central part of each, shrunk so that together they hold PASS_KEYPOINTS per
+    direction at the configured keypoint density once the whole tiles would hold more (and at
+    least four patches wide). A pass's model needs a few thousand tie points, and its accuracy
+    comes from how widely they spread over the scene: refitting a 36-tile pass of a 10980 px scene
+    on the tie points of each tile's central 512 px moved its translation by 0.10 px (on a random
+    quarter of them, 0.05 px), while the choice of the tiles moved it by 0.2 px. Reading, features
+    and keypoint detection cost by the area matched, so a small window saves them too.
+    ``max_tiles=0`` (every tile) matches the whole tiles."""
     m = sc.cfg.matching
-    full = sum(keypoints_for(sc.tiles[i], m) for i in which)
+    tiles = [sc.tiles[i] for i in which]
+    full = sum(keypoints_for(t, m) for t in tiles)
     if not budget or not m.max_tiles or full <= PASS_KEYPOINTS:
-        return m
-    return replace(m, keypoints_per_tile=max(MIN_KEYPOINTS, int(m.keypoints_per_tile * PASS_KEYPOINTS / full)))
+        return tiles
+    factor = max(math.sqrt(PASS_KEYPOINTS / full), 4 * m.patch_size_px / m.tile_size_px)
+    return [central_part(t, factor) for t in tiles]
 
 
-def match_pass(sc: Scene, inverse, radius: int, which: list[int], m: MatchingConfig,
+def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[Window],
                more: bool = False) -> TiePoints:
-    """Match the tiles ``which`` (indices into ``sc.tiles``) through ``inverse`` (reference px ->
-    target px) within ``radius`` px with the settings ``m``. ``more``: these tiles extend the
-    last pass."""
+    """Match the tiles ``which`` (indices into ``sc.tiles``), each in its window of ``windows``,
+    through ``inverse`` (reference px -> target px) within ``radius`` px. ``more``: these tiles
+    extend the last pass."""
+    m = sc.cfg.matching
     if more:
         sc.tiles_matched[-1] += len(which)
     else:
         sc.tiles_matched.append(len(which))
     n_pass = len(sc.tiles_matched)
     found = []
-    for j, i in enumerate(which):
+    for j, (i, window) in enumerate(zip(which, windows)):
         sc.check_cancel()
         # the label names the tile being matched now
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
                   f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        tp = match_tile(sc.ref, sc.tgt, sc.grid, sc.tiles[i], inverse, radius, sc.roles, m)
+        tp = match_tile(sc.ref, sc.tgt, sc.grid, window, inverse, radius, sc.roles, m)
         tp.tile[:] = i
         found.append(tp)
         sc.steps_done += 1
@@ -389,25 +395,25 @@ SAMPLE_MIN_INLIERS = 0.1  # of the keypoints the sampled tiles were given, for t
 
 
 def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool = False):
-    """A matching pass over the sample of :func:`_sample` (keypoints shared as
-    :func:`pass_matching` says) and the model of ``kind`` fitted to it.
+    """A matching pass over the sample of :func:`_sample` (in the windows :func:`pass_windows`
+    gives) and the model of ``kind`` fitted to it.
     When the sample's content gave too little evidence (no model, or fewer inliers than
     SAMPLE_MIN_INLIERS of its keypoints: water, clouds, a featureless part), the pass goes on over
-    the remaining tiles, each with its full keypoints, and the model is fitted to all of them. A
-    model that many tie points agree with but that is weak by fraction (a scene with several
-    motions, hard content) is not helped by more tiles of the same scene; the stages after the
-    pass judge it. Returns (tie points, model or None)."""
+    the remaining tiles, whole, and the model is fitted to all of them. A model that many tie
+    points agree with but that is weak by fraction (a scene with several motions, hard content)
+    is not helped by more tiles of the same scene; the stages after the pass judge it. Returns
+    (tie points, model or None)."""
     first = _sample(sc, refine)
-    # the local model warps by the tie points' density: its refinement keeps every keypoint
-    m = pass_matching(sc, first, budget=not (refine and sc.cfg.estimation.model == "local"))
-    tp = match_pass(sc, inverse, radius, first, m)
+    # the local model warps by the tie points' density: its refinement matches whole tiles
+    windows = pass_windows(sc, first, budget=not (refine and sc.cfg.estimation.model == "local"))
+    tp = match_pass(sc, inverse, radius, first, windows)
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
-    keypoints = sum(2 * keypoints_for(sc.tiles[i], m) for i in first)
+    keypoints = sum(2 * keypoints_for(w, sc.cfg.matching) for w in windows)
     if rest and (model is None or _inliers(model) < SAMPLE_MIN_INLIERS * keypoints):
         log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
         sc.steps_total += len(rest)
-        more = match_pass(sc, inverse, radius, rest, sc.cfg.matching, more=True)
+        more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True)
         tp = TiePoints.concat([tp, more])
         model = _fit(sc, tp, kind)
     return tp, model

@@ -25,6 +25,12 @@ def expand(window: Window, margin: int) -> Window:
                   window.width + 2 * margin, window.height + 2 * margin)
 
 
+def central_part(window: Window, factor: float) -> Window:
+    """The part of ``window`` around its centre, ``factor`` (0-1] of its width and height."""
+    w, h = max(1, int(round(window.width * factor))), max(1, int(round(window.height * factor)))
+    return Window(window.col_off + (window.width - w) // 2, window.row_off + (window.height - h) // 2, w, h)
+
+
 def trim_to_valid(window: Window, valid: np.ndarray, margin: int) -> Window:
     """The part of ``window`` where ``valid`` (a coarse boolean map of the window, True where both
     rasters hold data) is true, grown by ``margin`` full-resolution pixels and one coarse pixel.

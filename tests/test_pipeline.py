@@ -60,9 +60,9 @@ def four_tiles(small_pair):
     return small_pair("tgt.tif", size=512, seed=3)
 
 
-def _tiled(tmp_path, ref, tgt, max_tiles: int, name: str):
+def _tiled(tmp_path, ref, tgt, max_tiles: int, name: str, **matching):
     cfg = RegistrationConfig().with_options(
-        matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": max_tiles},
+        matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": max_tiles, **matching},
         estimation={"model": "translation"}, output={"report": str(tmp_path / f"{name}.json")})
     return georeg.register(ref, tgt, tmp_path / f"{name}.tif", cfg)
 
@@ -75,20 +75,43 @@ def test_a_large_scene_is_matched_on_a_spread_sample_of_tiles(tmp_path, four_til
     assert np.allclose(some.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
 
 
-def test_a_sampled_pass_shares_a_keypoint_budget_among_its_tiles(tmp_path, four_tiles, monkeypatch):
-    """Over many tiles each gets fewer keypoints (the model needs a few thousand tie points, spread
-    wide); max_tiles=0, every tile, keeps every tile's keypoints."""
+def test_a_sampled_pass_matches_the_central_part_of_each_tile_within_a_budget(tmp_path, four_tiles, monkeypatch):
+    """Over many tiles each is matched in its central part (the model needs a few thousand tie
+    points, spread wide); max_tiles=0, every tile, matches the whole tiles."""
     from georeg import pipeline
 
     ref, tgt = four_tiles
-    monkeypatch.setattr(pipeline, "PASS_KEYPOINTS", 200)  # 4 tiles x 192 would be 768 per direction
-    shared = _tiled(tmp_path, ref, tgt, 4, "shared")
+    monkeypatch.setattr(pipeline, "PASS_KEYPOINTS", 200)  # 4 whole tiles x 192 would be 768 per direction
+    # 32 px patches: a window stays at least four patches (128 px) wide
+    shared = _tiled(tmp_path, ref, tgt, 4, "shared", patch_size_px=32)
     assert shared.report["counts"]["tiles_matched"] == [4, 4]
-    per_tile = np.bincount(shared.tie_points["tile"], minlength=4)
-    assert per_tile.max() <= 2 * 50  # 192 * 200 / 768 = 50 keypoints per direction
+    xy = shared.tie_points[["ref_col", "ref_row"]].to_numpy()
+    # the central 256 * sqrt(200 / 768) = 131 px of each 256 px tile (plus the search radius)
+    assert (np.abs(xy % 256 - 128) < 131 / 2 + 12).all()
     assert np.allclose(shared.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
-    full = _tiled(tmp_path, ref, tgt, 0, "full")
-    assert np.bincount(full.tie_points["tile"], minlength=4).max() > 2 * 50
+
+
+def test_pass_windows_shrink_only_a_sampled_pass_over_the_budget():
+    from types import SimpleNamespace
+
+    from rasterio.windows import Window
+
+    from georeg import pipeline
+
+    def scene(n_tiles, **matching):
+        cfg = RegistrationConfig().with_options(matching=matching)
+        return SimpleNamespace(cfg=cfg, tiles=[Window(1024 * i, 0, 1024, 1024) for i in range(n_tiles)])
+
+    sc = scene(36)
+    w = pipeline.pass_windows(sc, list(range(36)), budget=True)[0]
+    side = round(1024 * (pipeline.PASS_KEYPOINTS / (36 * 192)) ** 0.5)  # 483 px
+    assert (w.width, w.height, w.col_off, w.row_off) == (side, side, (1024 - side) // 2, (1024 - side) // 2)
+    assert pipeline.pass_windows(sc, [0, 1, 2, 3], budget=True) == sc.tiles[:4]  # 768 keypoints: whole tiles
+    assert pipeline.pass_windows(sc, list(range(36)), budget=False) == sc.tiles  # the local model's refinement
+    sc0 = scene(36, max_tiles=0)
+    assert pipeline.pass_windows(sc0, list(range(36)), budget=True) == sc0.tiles  # every tile, whole
+    small = pipeline.pass_windows(scene(400), list(range(400)), budget=True)[0]
+    assert small.width == 4 * 64  # never under four patches
 
 
 def test_the_other_tiles_are_matched_when_the_sample_gives_no_clear_model(tmp_path, four_tiles):
