@@ -114,3 +114,16 @@ def test_matcher_api_scores_pairs():
 def test_unknown_matcher():
     with pytest.raises(UnknownMatcherError, match="unknown matcher 'nope'; available: baseline"):
         load("nope")
+
+
+@pytest.mark.parametrize("shape,k", [((1, 1, 90, 70), 17), ((6, 1, 21, 21), 5), ((2, 3, 15, 40), 3)])
+def test_max_filter_equals_max_pooling(shape, k):
+    """The CPU's running maximum gives max_pool2d's numbers (padding counts as -inf)."""
+    import torch.nn.functional as F
+
+    from georeg.features import max_filter
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(k))
+    pooled = F.max_pool2d(F.max_pool2d(x, (1, k), stride=1, padding=(0, k // 2)), (k, 1), stride=1,
+                          padding=(k // 2, 0))
+    assert torch.equal(max_filter(x, k), pooled)
