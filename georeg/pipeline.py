@@ -515,9 +515,12 @@ def stage_refine(sc: Scene) -> None:
         # one refinement pass; after an accepted global rotation/scale prior, a second when the first
         # moved the model by more than a pixel (the first model can still be a pixel or two off).
         # Not otherwise: on the loosely aligned S1/S2 pair 050 a second pass taken by one run and not
-        # by its shifted copy made the two disagree by 0.9 px, for no gain on NIR-VIS (2.35 -> 2.21 px)
+        # by its shifted copy made the two disagree by 0.9 px, for no gain on NIR-VIS (2.35 -> 2.21 px).
+        # A geometry that was searched but not used as the prior (identity-like, or explaining fewer
+        # tie points than the shift passes) does not count: the 10980 px mosaic paid 36 tiles for it
         through = model1
-        for k in range(2 if sc.geometry is not None and sc.geometry.accepted else 1):
+        prior = sc.geometry is not None and sc.geometry.accepted and sc.geometry_used
+        for k in range(2 if prior else 1):
             if k:
                 sc.steps_total += len(_sample(sc, refine=True))
             tp2, model2 = sampled_pass(sc, through.inverse, radius2, None, refine=True)
