@@ -222,11 +222,20 @@ class KGLMatcher(LearnedMatcher):
         with torch.inference_mode(), self._autocast():
             low_own = self._low(_to_net(own, self.device), side)
             low_cand = self._low(_to_net(flat[rows * k + cols], self.device), other)
-            r_dev, c_dev = rows.to(self.device), cols.to(self.device)
-            dist = torch.full((n, k), float("inf"), device=self.device)
-            dist[r_dev, c_dev] = (self.net.describe(low_cand)
-                                  - self.net.describe(low_own)[r_dev]).norm(dim=-1).float()
             keep = min(self.keep, k)
+            # descriptors only where a row has more valid candidates than reach the head (in a
+            # refinement pass, where most rows have 1-3, that is under half of them)
+            dist = torch.full((n, k), float("inf"), device=self.device)
+            crowded = torch.bincount(rows, minlength=n) > keep
+            pick = crowded[rows]
+            dist[rows[~pick].to(self.device), cols[~pick].to(self.device)] = 0.0
+            if pick.any():
+                r_dev = rows[pick].to(self.device)
+                d_own = torch.zeros(n, self.net.desc.conv.out_channels, device=self.device, dtype=low_own.dtype)
+                need = torch.nonzero(crowded).squeeze(1).to(self.device)
+                d_own[need] = self.net.describe(low_own[need]).to(d_own.dtype)
+                d_cand = self.net.describe(low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
+                dist[r_dev, cols[pick].to(self.device)] = (d_cand - d_own[r_dev]).norm(dim=-1).float()
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
             slot = torch.full((n, k), -1, dtype=torch.long)
             slot[rows, cols] = torch.arange(len(rows))
