@@ -39,13 +39,15 @@ def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
     return ok
 
 
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 64
 
 
 def limit_gdal_cache(mb: int = GDAL_CACHE_MB) -> None:
     """Cap GDAL's block cache (default: 5% of the machine's memory, over 1 GB on a 24 GB machine,
-    filled by any decimated read of a large raster). Tiles read each block about once, so 256 MB
-    lose nothing; a user's own GDAL_CACHEMAX is kept. Call before the first raster is read."""
+    filled by any decimated read of a large raster). Tiles read each block about once and a 10980
+    px raster's decimated reads do not fit a small cache anyway: 64 MB instead of 256 MB lowered
+    those reads' peak by 192 MB in the same time. A user's own GDAL_CACHEMAX is kept. Call before
+    the first raster is read."""
     import os
 
     os.environ.setdefault("GDAL_CACHEMAX", str(mb))

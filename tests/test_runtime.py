@@ -31,6 +31,6 @@ def test_worker_settings(monkeypatch):
 
 
 def test_a_users_gdal_cache_is_kept(monkeypatch):
-    monkeypatch.setenv("GDAL_CACHEMAX", "64")
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")
     runtime.limit_gdal_cache()
-    assert os.environ["GDAL_CACHEMAX"] == "64"
+    assert os.environ["GDAL_CACHEMAX"] == "512"
