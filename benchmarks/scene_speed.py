@@ -137,6 +137,22 @@ def run_arosics(python: str, ref: str, tgt: str, work: Path) -> dict:
     return timed([python, "-c", code])
 
 
+def print_growth(rows: list[dict], smallest: int = 2000) -> None:
+    """How time and peak memory grow with the overlap's area from ``smallest`` px up: the exponent
+    b of a least-squares fit of seconds = a * area^b (1 is linear; under 1 means the work is
+    sampled), per method, when at least two sizes were run."""
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = [(r["size"], r["seconds"], r.get("peak_rss_mb")) for r in rows
+               if r["method"] == method and r["size"] >= smallest and r.get("rc", 0) == 0 and "seconds" in r]
+        if len(pts) < 2:
+            continue
+        area = np.log([s * s for s, _, _ in pts])
+        b = round(float(np.polyfit(area, np.log([t for _, t, _ in pts]), 1)[0]), 2) + 0.0  # no "-0.00"
+        mem = [m for _, _, m in pts if m]
+        print(f"growth {method:22s} time ~ area^{b:.2f} over {', '.join(str(s) for s, _, _ in pts)} px; "
+              f"peak memory {min(mem):.0f}-{max(mem):.0f} MB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(HERE.parent.parent / "shared" / "data")))
@@ -181,6 +197,7 @@ def main() -> None:
                 b0 = per_tile["georeg baseline"]
                 print(f"{size:6d} px  matching seconds per tile and pass: "
                       + ", ".join(f"{m} {v:.2f} ({v / b0:.2f}x baseline)" for m, v in per_tile.items()), flush=True)
+    print_growth(rows)
     print(f"(target geotransform shifted by {SHIFT_PX[0]:+.1f}, {SHIFT_PX[1]:+.1f} px; "
           "georeg's shift is the correction, so expect about the opposite plus the pairs' own residual)")
     if not args.arosics_python:
