@@ -121,8 +121,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("keypoints", "matching", "keypoints_per_tile", "int", "Keypoints per tile and image."),
     Option("max_tiles", "matching", "max_tiles", "int",
            "Tiles matched by the refinement pass on a large scene, spread evenly over the overlap (the first "
-           "pass matches at most 16); the rest are matched only when those give too little evidence. 0: every "
-           "tile. The 'local' model refines on every tile."),
+           "pass matches at most 16), each in its central part when more than 8 whole tiles would be matched; "
+           "the rest are matched only when those give too little evidence. 0: every tile, whole. The 'local' "
+           "model refines on every tile, whole."),
     Option("coarse", "matching", "coarse", "switch",
            "Coarse pass at reduced resolution for shifts beyond --max-shift."),
     Option("refine", "matching", "refine", "switch",
