@@ -220,8 +220,8 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
     with torch.inference_mode():
         f_r = matcher.prepare(torch.from_numpy(r_n)[None, None].to(dev))
         f_t = matcher.prepare(torch.from_numpy(t_n)[None, None].to(dev))
-        f_r = f_r.mul_(torch.from_numpy(r_valid)[None, None].to(dev))
-        f_t = f_t.mul_(torch.from_numpy(t_valid)[None, None].to(dev))
+        f_r.mul_(torch.from_numpy(r_valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
+        f_t.mul_(torch.from_numpy(t_valid)[None, None].to(dev))
         parts = []
         directions = [(FORWARD, r_n, r_valid, t_valid, f_r, f_t)]
         if cfg.bidirectional:

@@ -359,12 +359,12 @@ def pass_windows(sc: Scene, which: list[int], budget: bool) -> list[Window]:
     and keypoint detection cost by the area matched, so a small window saves them too.
     ``max_tiles=0`` (every tile) matches the whole tiles."""
     m = sc.cfg.matching
-    tiles = [sc.tiles[i] for i in which]
-    full = sum(keypoints_for(t, m) for t in tiles)
+    whole = [sc.tiles[i] for i in which]
+    full = sum(keypoints_for(t, m) for t in whole)
     if not budget or not m.max_tiles or full <= PASS_KEYPOINTS:
-        return tiles
+        return whole
     factor = max(math.sqrt(PASS_KEYPOINTS / full), 4 * m.patch_size_px / m.tile_size_px)
-    return [central_part(t, factor) for t in tiles]
+    return [central_part(t, factor) for t in whole]
 
 
 def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[Window],

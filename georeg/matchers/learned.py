@@ -110,10 +110,11 @@ class LearnedMatcher(Matcher):
         return self.score_repeated(reference_patches, target_patches)
 
     def score_indexed(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
-                      ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
-        """Probabilities of the pairs (reference_patches[ia[j]], target_patches[ib[j]])."""
+                      ia: torch.Tensor, ib: torch.Tensor, structural: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities of the pairs (reference_patches[ia[j]], target_patches[ib[j]]); ``structural``:
+        their structural scores when the caller has them (see :meth:`_fused`)."""
         return self._fused(self.network_logits_indexed(reference_patches, target_patches, ia, ib),
-                           lambda: (reference_patches, target_patches, ia, ib))
+                           lambda: (reference_patches, target_patches, ia, ib), structural)
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
              valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,8 +125,7 @@ class LearnedMatcher(Matcher):
         rows, cols = _pairs(n, k, valid)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
         given = structural[rows, cols] if structural is not None else None
-        logits = self.network_logits_indexed(reference_patches, flat, rows, rows * k + cols)
-        prob = self._fused(logits, lambda: (reference_patches, flat, rows, rows * k + cols), given)
+        prob = self.score_indexed(reference_patches, flat, rows, rows * k + cols, given)
         return _scatter(prob, rows, cols, n, k)
 
     def rank_reverse(self, target_patches: torch.Tensor, candidates: torch.Tensor,
@@ -136,8 +136,7 @@ class LearnedMatcher(Matcher):
         rows, cols = _pairs(n, k, valid)
         flat = candidates.reshape(n * k, *candidates.shape[2:])
         given = structural[rows, cols] if structural is not None else None
-        logits = self.network_logits_indexed(flat, target_patches, rows * k + cols, rows)
-        prob = self._fused(logits, lambda: (flat, target_patches, rows * k + cols, rows), given)
+        prob = self.score_indexed(flat, target_patches, rows * k + cols, rows, given)
         return _scatter(prob, rows, cols, n, k)
 
     def _check_candidates(self, own: torch.Tensor, candidates: torch.Tensor, valid,
@@ -230,12 +229,13 @@ class KGLMatcher(LearnedMatcher):
             pick = crowded[rows]
             dist[rows[~pick].to(self.device), cols[~pick].to(self.device)] = 0.0
             if pick.any():
-                r_dev = rows[pick].to(self.device)
-                d_own = torch.zeros(n, self.net.desc.conv.out_channels, device=self.device, dtype=low_own.dtype)
-                need = torch.nonzero(crowded).squeeze(1).to(self.device)
-                d_own[need] = self.net.describe(low_own[need]).to(d_own.dtype)
+                need = torch.nonzero(crowded).squeeze(1)
+                at = torch.full((n,), -1, dtype=torch.long)
+                at[need] = torch.arange(len(need))  # a crowded row's place among the described ones
+                d_own = self.net.describe(low_own[need.to(self.device)])
                 d_cand = self.net.describe(low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
-                dist[r_dev, cols[pick].to(self.device)] = (d_cand - d_own[r_dev]).norm(dim=-1).float()
+                diff = d_cand - d_own[at[rows[pick]].to(self.device)]
+                dist[rows[pick].to(self.device), cols[pick].to(self.device)] = diff.norm(dim=-1).float()
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
             slot = torch.full((n, k), -1, dtype=torch.long)
             slot[rows, cols] = torch.arange(len(rows))
