@@ -48,6 +48,9 @@ def grid_of(path) -> Grid:
         return Grid(d.transform, d.width, d.height, d.crs)
 
 
+DUMP: dict = {}  # --dump: folder, and the case and method being run
+
+
 def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
     opts = {k: dict(v) for k, v in case.options.items()}
     opts.setdefault("matching", {})["matcher"] = matcher
@@ -58,7 +61,18 @@ def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
     except GeoregError as exc:
         return None, time.perf_counter() - t, str(exc)
     res.model.params["quality"] = getattr(res, "quality", "")  # georeg before the verdict had none
+    if DUMP.get("dir") and target == case.target:
+        _dump(res, case, matcher)
     return res.model, time.perf_counter() - t, None
+
+
+def _dump(res, case: Case, matcher: str) -> None:
+    """Keep the report and tie points of a case (``--dump``), to study the verdict offline."""
+    d = Path(DUMP["dir"]) / f"{DUMP['n']:03d}_{matcher}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "report.json").write_text(json.dumps(res.report, indent=1, default=str))
+    res.tie_points.drop(columns="geometry").to_csv(d / "tiepoints.csv", index=False)
+    (d / "case.json").write_text(json.dumps({"set": case.set, "name": case.name, "matcher": matcher}))
 
 
 def run_phasecorr(case: Case, target: str, out: Path):
@@ -104,7 +118,8 @@ def truth_positions(case: Case, pts: np.ndarray) -> np.ndarray:
 def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
     results: dict = {}
     own_base: dict = {}
-    for case in cases:
+    for n, case in enumerate(cases):
+        DUMP["n"] = n
         tg = grid_of(case.target)
         pts = lattice(tg.width * 0.1, tg.height * 0.1, tg.width * 0.9, tg.height * 0.9)
         px = grid_of(case.reference).pixel_size
@@ -142,6 +157,10 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
             quality = model.params.get("quality", "")
             row["uncertain"] += quality == "uncertain"
             row["confident_wrong"] += quality == "reliable" and e >= 1.0
+            if DUMP.get("dir") and name.startswith("georeg"):
+                d = Path(DUMP["dir"]) / f"{DUMP['n']:03d}_{name[7:-1] or 'auto'}"
+                if d.is_dir():
+                    (d / "error.json").write_text(json.dumps({"error_px": e, "quality": quality}))
             if verbose:
                 print(f"  {case.set} {case.name} {name}: error {e:.2f} px, {secs:.2f} s {quality}", flush=True)
     return results
@@ -206,7 +225,9 @@ def main() -> None:
                          "Landsat, the only thermal scene, stays in and is trained on)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases per set")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--dump", help="keep each georeg case's report, tie points and error in this folder")
     args = ap.parse_args()
+    DUMP["dir"] = args.dump
     tune_malloc()
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():

@@ -178,3 +178,39 @@ def test_masked_landsat_b4_b10_is_reliable_near_zero(landsat, landsat_clear_mask
                     target={"mask": str(landsat_clear_mask)})
     assert res.quality == "reliable", res.report["verdict"]
     assert np.hypot(*res.report["shift"]["mean_px"]) < 1.0
+
+
+@pytest.mark.parametrize("truth", ["rotated", "shifted"])
+def test_verdict_doubts_a_translation_the_images_do_not_follow(tmp_path, truth):
+    """Tie points bunched in one corner of a scene whose target is turned 2.5 degrees and scaled
+    2%: a translation fits them well and every other check passes, yet it is 8 px wrong at the far
+    corner. The similarity's departure and the images' structure must make the verdict uncertain;
+    the similarity itself, or a translation where the truth is one, stays reliable."""
+    from georeg.estimation import _lsq
+    from georeg.verdict import StructureProbe, judge
+
+    m = rotation_scale_matrix(384, 384, 2.5, 1.02) if truth == "rotated" else \
+        np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
+    synthetic_pair(str(ref), str(tgt), size=384, seed=5, new_to_old=m, sar_like=False)
+    rng = np.random.default_rng(0)
+    xy_t = rng.uniform(20, 150, (24, 2))
+    xy_r = apply_h(m, xy_t) + rng.normal(0, 0.3, (24, 2))
+    tp = TiePoints(xy_r, xy_t, np.ones(24), np.ones(24), (np.arange(24) % 2).astype(np.int8), np.zeros(24, np.int32))
+    extent = (0, 0, 384, 384)
+    with RasterSource(str(ref), InputConfig(), "reference") as r, \
+            RasterSource(str(tgt), InputConfig(modality="optical"), "target") as t:
+        probe = StructureProbe(r, t, r.grid, overlap_window(r, t)[0])
+        verdicts = {}
+        for kind in ("translation", "similarity"):
+            h = _lsq(kind, xy_t, xy_r)
+            model = FittedModel(kind, h, np.ones(24, bool), np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1))
+            verdicts[kind] = judge(probe, model, tp, extent)
+    doubt = "does not follow"
+    if truth == "rotated":
+        assert verdicts["translation"].quality == "uncertain"
+        assert doubt in verdicts["translation"].reason, verdicts["translation"].reason
+        assert verdicts["translation"].evidence["richer_model"]["model"] == "similarity"
+    else:
+        assert doubt not in verdicts["translation"].reason, verdicts["translation"].reason
+    assert doubt not in verdicts["similarity"].reason, verdicts["similarity"].reason
