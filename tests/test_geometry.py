@@ -214,3 +214,30 @@ def test_verdict_doubts_a_translation_the_images_do_not_follow(tmp_path, truth):
     else:
         assert doubt not in verdicts["translation"].reason, verdicts["translation"].reason
     assert doubt not in verdicts["similarity"].reason, verdicts["similarity"].reason
+
+
+def test_verdict_doubts_images_that_share_no_structure(tmp_path):
+    """Tie points that agree perfectly on a shift between two unrelated scenes (a repeated
+    pattern could do that): the shift passes every tie-point check, but the images share no
+    structure after it, so the result is uncertain; the same tie points on the true pair are not."""
+    from georeg.verdict import MIN_AGREEMENT, StructureProbe, judge
+
+    shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
+    synthetic_pair(str(tmp_path / "reference.tif"), str(tmp_path / "target.tif"), size=256, seed=5,
+                   new_to_old=shift, sar_like=False)
+    synthetic_pair(str(tmp_path / "other_ref.tif"), str(tmp_path / "other.tif"), size=256, seed=9,
+                   new_to_old=shift, sar_like=False)
+    rng = np.random.default_rng(0)
+    xy_t = rng.uniform(10, 246, (60, 2))
+    xy_r = apply_h(shift, xy_t) + rng.normal(0, 0.3, (60, 2))
+    tp = TiePoints(xy_r, xy_t, np.ones(60), np.ones(60), (np.arange(60) % 2).astype(np.int8), np.zeros(60, np.int32))
+    model = FittedModel("translation", shift, np.ones(60, bool), np.zeros(60))
+    reasons = {}
+    for name in ("target", "other"):
+        with RasterSource(str(tmp_path / "reference.tif"), InputConfig(), "reference") as r, \
+                RasterSource(str(tmp_path / f"{name}.tif"), InputConfig(modality="optical"), "target") as t:
+            v = judge(StructureProbe(r, t, r.grid, overlap_window(r, t)[0]), model, tp, (0, 0, 256, 256))
+            reasons[name] = (v.quality, v.reason, v.evidence["structure_after"])
+    assert reasons["target"][0] == "reliable", reasons["target"]
+    assert reasons["other"][0] == "uncertain" and "share little structure" in reasons["other"][1], reasons["other"]
+    assert reasons["other"][2] < MIN_AGREEMENT <= reasons["target"][2]
