@@ -49,11 +49,14 @@ def grid_of(path) -> Grid:
 
 
 DUMP: dict = {}  # --dump: folder, and the case and method being run
+OVERRIDES: dict = {}  # --set section.field=value, applied to every georeg run
 
 
 def run_georeg(case: Case, target: str, out: Path, matcher: str = "auto"):
     opts = {k: dict(v) for k, v in case.options.items()}
     opts.setdefault("matching", {})["matcher"] = matcher
+    for section, fields in OVERRIDES.items():
+        opts.setdefault(section, {}).update(fields)
     cfg = RegistrationConfig().with_options(output={"overwrite": True}, **opts)
     t = time.perf_counter()
     try:
@@ -226,8 +229,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases per set")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--dump", help="keep each georeg case's report, tie points and error in this folder")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a config field in every georeg run, e.g. matching.keypoints_per_tile=768")
     args = ap.parse_args()
     DUMP["dir"] = args.dump
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        OVERRIDES.setdefault(section, {})[name] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
     tune_malloc()
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():
