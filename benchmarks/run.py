@@ -236,7 +236,10 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
-        OVERRIDES.setdefault(section, {})[name] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
+        try:
+            OVERRIDES.setdefault(section, {})[name] = json.loads(value)  # numbers, true/false, lists
+        except json.JSONDecodeError:
+            OVERRIDES.setdefault(section, {})[name] = value  # words such as translation
     tune_malloc()
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():

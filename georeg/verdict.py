@@ -159,10 +159,12 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
         return None
     xt, xr = tp.xy_t_on_ref[inl], tp.xy_r[inl]
     dep, se = model_departure(kind, richer, xt, xr, extent)
-    inv = np.linalg.inv(_lsq(richer, xt, xr))
-    agreement = probe.agreement(lambda xy: apply_h(inv, xy)) if dep > MAX_UNSTABLE_PX else None
-    return {"model": richer, "departure_px": dep, "departure_se_px": se, "structure": agreement,
-            "structure_gain": None if agreement is None else agreement - after}
+    agreement = None
+    if dep > MAX_UNSTABLE_PX and np.isfinite(se):  # else nothing to doubt the model with
+        inv = np.linalg.inv(_lsq(richer, xt, xr))
+        agreement = probe.agreement(lambda xy: apply_h(inv, xy))
+    return {"model": richer, "departure_px": dep, "departure_se_px": se if np.isfinite(se) else None,
+            "structure": agreement, "structure_gain": None if agreement is None else agreement - after}
 
 
 def _windows(overlap: Window, size: int = 384, max_full: int = 640) -> list[Window]:
@@ -260,7 +262,8 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     if n2 >= max(6, SECOND_MOTION_SHARE * inl.sum()):
         reasons.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
                        f"than the model's {int(inl.sum())}: clouds, parallax or a repeated pattern? mask them")
-    if (richer is not None and richer["departure_px"] > max(MAX_UNSTABLE_PX, UNRESOLVED_Z * richer["departure_se_px"])
+    if (richer is not None and richer["structure_gain"] is not None
+            and richer["departure_px"] > max(MAX_UNSTABLE_PX, UNRESOLVED_Z * richer["departure_se_px"])
             and richer["structure_gain"] > UNRESOLVED_GAIN):
         reasons.append(f"the images also show a {'rotation or scale' if model.kind == 'translation' else 'shear'} "
                        f"that the {model.kind} does not follow: a {richer['model']} fitted to the same tie points "
