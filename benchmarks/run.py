@@ -73,6 +73,7 @@ def _dump(res, case: Case, matcher: str) -> None:
     """Keep the report and tie points of a case (``--dump``), to study the verdict offline."""
     d = Path(DUMP["dir"]) / f"{DUMP['n']:03d}_{matcher}"
     d.mkdir(parents=True, exist_ok=True)
+    DUMP["last"] = d  # evaluate() adds the error once it is known
     (d / "report.json").write_text(json.dumps(res.report, indent=1, default=str))
     res.tie_points.drop(columns="geometry").to_csv(d / "tiepoints.csv", index=False)
     (d / "case.json").write_text(json.dumps({"set": case.set, "name": case.name, "matcher": matcher}))
@@ -127,6 +128,7 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
         pts = lattice(tg.width * 0.1, tg.height * 0.1, tg.width * 0.9, tg.height * 0.9)
         px = grid_of(case.reference).pixel_size
         for name, fn in METHODS.items():
+            DUMP.pop("last", None)  # a dump belongs to this method's run only
             model, secs, err = fn(case, case.target, work / "out.tif")
             row = results.setdefault(case.set, {}).setdefault(name, {"errors": [], "seconds": [], "failures": 0,
                                                                      "uncertain": 0, "confident_wrong": 0})
@@ -160,10 +162,8 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
             quality = model.params.get("quality", "")
             row["uncertain"] += quality == "uncertain"
             row["confident_wrong"] += quality == "reliable" and e >= 1.0
-            if DUMP.get("dir") and name.startswith("georeg"):
-                d = Path(DUMP["dir"]) / f"{DUMP['n']:03d}_{name[7:-1] or 'auto'}"
-                if d.is_dir():
-                    (d / "error.json").write_text(json.dumps({"error_px": e, "quality": quality}))
+            if DUMP.get("last"):
+                (DUMP.pop("last") / "error.json").write_text(json.dumps({"error_px": e, "quality": quality}))
             if verbose:
                 print(f"  {case.set} {case.name} {name}: error {e:.2f} px, {secs:.2f} s {quality}", flush=True)
     return results

@@ -246,7 +246,8 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
           "second_motion": {"tie_points": n2, "shift_px": shift2}, "richer_model": richer,
           "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
                          "direction_gap_px": MAX_DIRECTION_GAP_PX, "instability_px": MAX_UNSTABLE_PX,
-                         "structure_after": MIN_AGREEMENT}}
+                         "structure_after": MIN_AGREEMENT, "richer_model_z": UNRESOLVED_Z,
+                         "richer_model_gain": UNRESOLVED_GAIN}}
     reasons = []
     if len(inl) and inl.mean() < MIN_INLIER_FRACTION:
         reasons.append(f"only {inl.mean():.0%} of the tie points agree with the model "
