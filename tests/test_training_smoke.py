@@ -148,3 +148,25 @@ def test_decay_rate_after_resume_follows_the_schedule(tiny_data, tmp_path):
     cfg = TrainConfig(steps=4, **common)
     assert lr_scale(3, cfg) < 1.0
     assert lrs == pytest.approx([cfg.lr_features * lr_scale(3, cfg), cfg.lr_head * lr_scale(3, cfg)])
+
+
+def test_held_out_sensor_leaves_train_val_and_test(shared_data):
+    """build-data --hold-out: a 3MOS sensor's aligned pairs leave every training split and become
+    their own split, so a network can be scored on a SAR sensor it never saw."""
+    from training.data import threemos_pairs
+
+    pairs = threemos_pairs(shared_data, hold_out=("ALOS", "GF3"))
+    held = {p.name for p in pairs if p.split.startswith("holdout-")}
+    assert held and all(n.split("_")[0] in ("ALOS", "GF3") for n in held)
+    assert {p.split for p in pairs if p.name in held} == {"holdout-ALOS", "holdout-GF3"}
+    assert not [p for p in pairs if p.name.split("_")[0] in ("ALOS", "GF3") and p.name not in held]
+    assert {p.split for p in pairs if p.name not in held} <= {"train", "val", "test"}
+
+
+def test_held_out_sensor_must_be_a_3mos_sensor(tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["build-data", "--pair", "opt-sar", "--hold-out", "Sentinel9", "--out", str(tmp_path)]) == 2
+    assert "ALOS, GF3, RCM, Redarsat, SEN" in capsys.readouterr().err
+    assert main(["build-data", "--pair", "opt-ir", "--hold-out", "ALOS", "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())

@@ -19,6 +19,9 @@ def main(argv=None) -> int:
     b.add_argument("--out", default="training_data")
     b.add_argument("--align", choices=("none", "translation", "affine", "local"), default="none",
                    help="opt-sar: first remove the Sentinel-1/2 pairs' residual misalignment with this model")
+    b.add_argument("--hold-out", default="",
+                   help="comma-separated 3MOS sensors (ALOS, GF3, RCM, Redarsat, SEN) to keep out of "
+                        "train/val/test; each is written as split holdout-SENSOR for `evaluate --split`")
     t = sub.add_parser("train", help="train a matcher (resumes from OUT/RUN/last.pt)")
     from .train import add_arguments
 
@@ -26,11 +29,14 @@ def main(argv=None) -> int:
     t.add_argument("--no-resume", action="store_true")
     e = sub.add_parser("evaluate", help="FPR95 table: learned matchers, baseline, NCC and SIFT on one split")
     e.add_argument("--pair", choices=("opt-sar", "opt-ir"), required=True)
-    e.add_argument("--split", choices=("val", "test"), default="test")
+    e.add_argument("--split", default="test",
+                   help="val, test, or holdout-SENSOR (written by build-data --hold-out)")
     e.add_argument("--data-dir", default="training_data")
     e.add_argument("--weights", nargs="*", default=None,
                    help="shipped matcher names to include (default: those shipped for this pair)")
     e.add_argument("--checkpoint", nargs="*", default=[], help="LABEL=PATH training checkpoints to include")
+    e.add_argument("--exported", nargs="*", default=[],
+                   help="LABEL=MANIFEST weights exported elsewhere (export --weights-dir), by their manifest's path")
     e.add_argument("--max-pairs", type=int, default=0)
     e.add_argument("--json", help="write the numbers here too")
     x = sub.add_parser("export", help="ship a checkpoint as georeg weights with its manifest")
@@ -51,9 +57,16 @@ def main(argv=None) -> int:
 
     tune_malloc()
     if args.cmd == "build-data":
+        from georeg.errors import ConfigError
+
         from .data import build
 
-        paths = build(Path(args.data), args.pair, Path(args.out), align=args.align)
+        try:
+            paths = build(Path(args.data), args.pair, Path(args.out), align=args.align,
+                          hold_out=tuple(s for s in args.hold_out.split(",") if s))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(json.dumps({k: str(v) for k, v in paths.items()}))
         print((Path(args.out) / f"{args.pair}_info.json").read_text())
         return 0
@@ -73,7 +86,7 @@ def main(argv=None) -> int:
     if args.cmd == "evaluate":
         from georeg.matchers import available, load
 
-        from .benchmark import checkpoint_matcher, evaluate, save, table
+        from .benchmark import checkpoint_matcher, evaluate, exported_matcher, save, table
 
         names = args.weights if args.weights is not None else [n for n, m in available().items()
                                                                if m.get("pair") == args.pair]
@@ -81,6 +94,14 @@ def main(argv=None) -> int:
         for item in args.checkpoint:
             label, path = item.split("=", 1)
             ms[label] = checkpoint_matcher(Path(path))
+        for item in args.exported:
+            label, path = item.split("=", 1)
+            ms[label] = exported_matcher(Path(path))
+        split_file = Path(args.data_dir) / f"{args.pair}_{args.split}.npz"
+        if not split_file.exists():
+            print(f"error: no patch set {split_file}; make it with `python -m training build-data --pair {args.pair}"
+                  f" --out {args.data_dir}` (holdout-SENSOR splits need --hold-out SENSOR)", file=sys.stderr)
+            return 2
         res = evaluate(Path(args.data_dir), args.pair, args.split, ms, args.max_pairs)
         print(table(res))
         if args.json:

@@ -122,6 +122,16 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def exported_matcher(manifest: Path):
+    """The shipped-style matcher (with its fusion) of weights exported outside georeg/weights,
+    given by the path of their manifest (``export --weights-dir DIR`` writes DIR/NAME.json)."""
+    from georeg.matchers.learned import KGLMatcher, RRLMatcher
+
+    name = manifest.stem
+    cls = KGLMatcher if name.startswith("kgl") else RRLMatcher
+    return cls(name, "cpu", directory=manifest.parent)
+
+
 def checkpoint_matcher(path: Path):
     """A matcher-like wrapper of a training checkpoint (before export)."""
     from georeg.matchers.kgl import KGLNet

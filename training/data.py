@@ -143,7 +143,13 @@ def _s1s2_pair(name: str, split: str, opt: np.ndarray, sar: np.ndarray, align: s
     return _pair("s1s2", name, split, opt, sar, "sar", valid)
 
 
-def threemos_pairs(data: Path) -> list[ImagePair]:
+THREEMOS_SENSORS = ("ALOS", "GF3", "RCM", "Redarsat", "SEN")  # as spelt in pairs.csv
+
+
+def threemos_pairs(data: Path, hold_out: tuple[str, ...] = ()) -> list[ImagePair]:
+    """3MOS pairs flagged aligned, at the dataset's own alignment. Pairs of a sensor in
+    ``hold_out`` go to the split ``holdout-SENSOR`` instead of train/val/test, so a network can be
+    trained without that sensor and scored on it."""
     root = data / "3mos_previews"
     with open(root / "pairs.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["likely_aligned"] == "1"]
@@ -152,7 +158,8 @@ def threemos_pairs(data: Path) -> list[ImagePair]:
         if not (root / r["opt_file"]).exists() or not (root / r["sar_file"]).exists():
             continue
         # split by source mosaic (sensor and scene), so neighbouring columns stay together
-        out.append(_pair("3mos", r["pair_id"], hash_split(r["source_file"]), _grey(root / r["opt_file"]),
+        split = f"holdout-{r['sensor']}" if r["sensor"] in hold_out else hash_split(r["source_file"])
+        out.append(_pair("3mos", r["pair_id"], split, _grey(root / r["opt_file"]),
                          _grey(root / r["sar_file"]), "sar"))
     return out
 
@@ -255,14 +262,30 @@ def extract(pairs: list[ImagePair], per_megapixel: int = 450, crop: int = CROP) 
     return PatchSet(arr, np.array(image, np.int32), np.concatenate(xys) if xys else np.zeros((0, 2)), names)
 
 
-def build(data: Path, pair: str, out_dir: Path, align: str = "none") -> dict[str, Path]:
+def build(data: Path, pair: str, out_dir: Path, align: str = "none",
+          hold_out: tuple[str, ...] = ()) -> dict[str, Path]:
     """Extract train/val/test patch sets for a modality pair ('opt-sar', 'opt-ir') into out_dir.
-    ``align`` (opt-sar only) removes the Sentinel-1/2 residual misalignment first."""
+    ``align`` (opt-sar only) removes the Sentinel-1/2 residual misalignment first. ``hold_out``
+    (opt-sar only): 3MOS sensors kept out of train/val/test, each written as its own split
+    ``holdout-SENSOR`` (see :func:`threemos_pairs`)."""
+    from georeg.errors import ConfigError
+
+    unknown = sorted(set(hold_out) - set(THREEMOS_SENSORS))
+    if unknown or (hold_out and pair != "opt-sar"):
+        raise ConfigError(f"--hold-out takes 3MOS sensors of the opt-sar pair ({', '.join(THREEMOS_SENSORS)}); "
+                          f"got {', '.join(hold_out)} for {pair}")
     out_dir.mkdir(parents=True, exist_ok=True)
     ALIGNMENT_LOG.clear()
-    pairs = [p for fn in SOURCES[pair] for p in (fn(data, align) if fn is s1s2_pairs else fn(data))]
+    pairs = []
+    for fn in SOURCES[pair]:
+        if fn is s1s2_pairs:
+            pairs += fn(data, align)
+        elif fn is threemos_pairs:
+            pairs += fn(data, tuple(hold_out))
+        else:
+            pairs += fn(data)
     paths, info = {}, {}
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test", *(f"holdout-{s}" for s in hold_out)):
         chosen = [p for p in pairs if p.split == split]
         ps = extract(chosen)
         path = out_dir / f"{pair}_{split}.npz"
