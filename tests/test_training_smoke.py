@@ -170,3 +170,13 @@ def test_held_out_sensor_must_be_a_3mos_sensor(tmp_path, capsys):
     assert "ALOS, GF3, RCM, Redarsat, SEN" in capsys.readouterr().err
     assert main(["build-data", "--pair", "opt-ir", "--hold-out", "ALOS", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())
+
+
+def test_evaluate_names_a_missing_patch_set_or_weights(tiny_data, tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["evaluate", "--pair", "opt-sar", "--split", "holdout-ALOS", "--data-dir", str(tiny_data)]) == 2
+    assert "build-data" in capsys.readouterr().err
+    assert main(["evaluate", "--pair", "opt-sar", "--split", "test", "--data-dir", str(tiny_data),
+                 "--exported", f"x={tmp_path / 'nothing.json'}"]) == 2
+    assert "LABEL=PATH" in capsys.readouterr().err
