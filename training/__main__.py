@@ -93,19 +93,20 @@ def main(argv=None) -> int:
             print(f"error: no patch set {split_file}; make it with `python -m training build-data --pair {args.pair}"
                   f" --out {args.data_dir}` (holdout-SENSOR splits need --hold-out SENSOR)", file=sys.stderr)
             return 2
-        extra = [(opt, item) for opt, items in (("--checkpoint", args.checkpoint), ("--exported", args.exported))
-                 for item in items]
-        for opt, item in extra:
-            label, _, path = item.partition("=")
-            if not label or not Path(path).is_file():
-                print(f"error: {opt} takes LABEL=PATH to an existing file; got {item!r}", file=sys.stderr)
-                return 2
+        extra = []  # (label, path, loader) of --checkpoint and --exported
+        for opt, items, loader in (("--checkpoint", args.checkpoint, checkpoint_matcher),
+                                   ("--exported", args.exported, exported_matcher)):
+            for item in items:
+                label, _, path = item.partition("=")
+                if not label or not Path(path).is_file():
+                    print(f"error: {opt} takes LABEL=PATH to an existing file; got {item!r}", file=sys.stderr)
+                    return 2
+                extra.append((label, Path(path), loader))
         names = args.weights if args.weights is not None else [n for n, m in available().items()
                                                                if m.get("pair") == args.pair]
         ms = {n: load(n, "cpu") for n in names}
-        for opt, item in extra:
-            label, _, path = item.partition("=")
-            ms[label] = (checkpoint_matcher if opt == "--checkpoint" else exported_matcher)(Path(path))
+        for label, path, loader in extra:
+            ms[label] = loader(path)
         res = evaluate(Path(args.data_dir), args.pair, args.split, ms, args.max_pairs)
         print(table(res))
         if args.json:

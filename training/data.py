@@ -281,7 +281,7 @@ def build(data: Path, pair: str, out_dir: Path, align: str = "none",
         if fn is s1s2_pairs:
             pairs += fn(data, align)
         elif fn is threemos_pairs:
-            pairs += fn(data, tuple(hold_out))
+            pairs += fn(data, hold_out)
         else:
             pairs += fn(data)
     paths, info = {}, {}
