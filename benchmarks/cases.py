@@ -172,12 +172,13 @@ def threemos(data: Path, work: Path, rng, n_pairs=24, n_shifts=1, held_out=False
     return out
 
 
-def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Resample ``moving`` onto the reference frame: output pixel p shows moving at H p."""
+def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape, centre: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``moving`` onto the reference frame: output pixel p shows moving at H p
+    (``centre``: where a pixel centre sits in H's frame, see :func:`georeg.coordinates.through_matrix`)."""
     from georeg.coordinates import resample_by_matrix
 
     h, w = shape
-    v, mx, my = resample_by_matrix(moving.astype(np.float32), ref_to_moving, shape)
+    v, mx, my = resample_by_matrix(moving.astype(np.float32), ref_to_moving, shape, centre=centre)
     inside = ((mx >= 0) & (my >= 0) & (mx <= moving.shape[1] - 1) & (my <= moving.shape[0] - 1)).reshape(h, w)
     v = np.clip(np.rint(v), 1, 255).astype(np.uint8)  # 0 is kept for nodata
     v[~inside] = 0
@@ -205,12 +206,13 @@ def _srif_pairs(data: Path, rng, n_pairs: int, held_out: bool):
 
 
 def srif_ir(data: Path, work: Path, rng, n_pairs=20, n_shifts=1, held_out=False) -> list[Case]:
-    """SRIF Optical-Infrared: the IR image is rotated by its GT; undo it, then perturb."""
+    """SRIF Optical-Infrared: the IR image is rotated by its GT; undo it (in the GT's corner-based
+    convention), then perturb."""
     t = Affine(10, 0, 500000, 0, -10, 4000000)
     out = []
     for i, opt, ir, a in _srif_pairs(data, rng, n_pairs, held_out):
-        # GT maps 0-based image-1 pixel centres to image-2 pixel centres
-        aligned, _ = _aligned(ir, a, opt.shape[1:])
+        # the GT is corner-based (PIL's convention, pixel centres at half-integers; see srif_rot)
+        aligned, _ = _aligned(ir, a, opt.shape[1:], centre=0.5)
         ref = _write(work / f"srif_{i}_opt.tif", opt, t, "EPSG:32633")
         tgt = _write(work / f"srif_{i}_ir.tif", aligned, t, "EPSG:32633", nodata=0)
         for s, p in _shifted_copies(tgt, rng, n_shifts, 15, str(work / f"srif_{i}_ir_")):
