@@ -85,7 +85,7 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if not force:
             check_same_scene(report, src)
-        if model.kind in ("translation", "similarity", "affine") and not align:
+        if model.kind in ("translation", "rigid", "similarity", "affine") and not align:
             transform, dev = corrected_transform(model, ref_grid, src.grid)
             if dev <= 0.05:
                 write_with_transform(src, str(tmp["raster"]), transform, oc)

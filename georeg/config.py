@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from .errors import ConfigError
 
 MODALITIES = ("auto", "optical", "sar", "thermal")
-MODELS = ("auto", "translation", "similarity", "affine", "homography", "local")
+MODELS = ("auto", "translation", "rigid", "similarity", "affine", "homography", "local")
 LOCAL_METHODS = ("tps", "polynomial")
 DEVICES = ("auto", "cpu", "cuda")
 RESAMPLINGS = ("nearest", "bilinear", "cubic")

@@ -1,8 +1,10 @@
 """Transform models between target and reference pixel positions, fitted robustly.
 
-All models map ``xy_t`` (where a feature sits in the target as currently georeferenced, in
-reference-grid pixels) to ``xy_r`` (where it sits in the reference). Translation uses georeg's own
-exhaustive 1-point RANSAC; affine and homography use kornia's RANSAC on normalised coordinates;
+Models: translation, rigid (rotation and shift), similarity (rotation, isotropic scale, shift),
+affine, homography and ``local``. All map ``xy_t`` (where a feature sits in the target as
+currently georeferenced, in reference-grid pixels) to ``xy_r`` (where it sits in the reference).
+Translation uses georeg's own exhaustive 1-point RANSAC, rigid and similarity an exhaustive or
+sampled 2-point RANSAC; affine and homography use kornia's RANSAC on normalised coordinates;
 ``local`` removes outliers with an affine RANSAC and then fits a thin-plate spline (or a polynomial)
 through the inliers, forward and inverse.
 """
@@ -21,9 +23,10 @@ from .errors import ShapeError, TooFewTiePointsError
 
 log = logging.getLogger(__name__)
 
-MIN_SAMPLE = {"translation": 1, "similarity": 2, "affine": 3, "homography": 4, "local": 3, "auto": 1}
-MIN_INLIERS = {"translation": 4, "similarity": 5, "affine": 6, "homography": 8, "local": 10, "auto": 4}
-N_PARAMS = {"translation": 2, "similarity": 4, "affine": 6, "homography": 8}
+MIN_SAMPLE = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4, "local": 3, "auto": 1}
+MIN_INLIERS = {"translation": 4, "rigid": 5, "similarity": 5, "affine": 6, "homography": 8, "local": 10, "auto": 4}
+N_PARAMS = {"translation": 2, "rigid": 3, "similarity": 4, "affine": 6, "homography": 8}
+MATRIX_LSQ = ("translation", "rigid", "similarity", "affine")  # least-squares fits of their own
 
 
 def apply_h(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -107,8 +110,10 @@ def fit_translation(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, max_eval: in
     return h, ((d - best) ** 2).sum(1) <= thr**2
 
 
-def _lsq_similarity(xy_t: np.ndarray, xy_r: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Weighted least-squares similarity (rotation, isotropic scale, shift; no reflection)."""
+def _lsq_similarity(xy_t: np.ndarray, xy_r: np.ndarray, w: np.ndarray | None = None,
+                    rigid: bool = False) -> np.ndarray:
+    """Weighted least-squares similarity (rotation, isotropic scale, shift; no reflection), or with
+    ``rigid`` the rotation and shift alone (scale 1: in 2-D the best rotation is the similarity's)."""
     w = np.ones(len(xy_t)) if w is None else np.asarray(w, np.float64)
     ws = w.sum()
     ct, cr = (xy_t * w[:, None]).sum(0) / ws, (xy_r * w[:, None]).sum(0) / ws
@@ -116,14 +121,18 @@ def _lsq_similarity(xy_t: np.ndarray, xy_r: np.ndarray, w: np.ndarray | None = N
     den = float((w * (a ** 2).sum(1)).sum()) + 1e-12
     p = float((w * (a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1])).sum()) / den  # s cos
     q = float((w * (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])).sum()) / den  # s sin
+    if rigid:
+        s = float(np.hypot(p, q)) or 1.0
+        p, q = p / s, q / s
     m = np.array([[p, -q], [q, p]])
     t = cr - m @ ct
     return np.array([[p, -q, t[0]], [q, p, t[1]], [0, 0, 1]], dtype=np.float64)
 
 
 def fit_similarity(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, iterations: int = 2000,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """2-point RANSAC for a similarity, MSAC-scored, every hypothesis evaluated at once.
+                   seed: int = 0, rigid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """2-point RANSAC for a similarity (``rigid``: scale 1), MSAC-scored, every hypothesis
+    evaluated at once.
 
     With few tie points every pair is a hypothesis (exhaustive); otherwise ``iterations`` random
     pairs. Returns (3x3 matrix, inlier flags)."""
@@ -142,8 +151,15 @@ def fit_similarity(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, iterations: i
         return np.eye(3), np.zeros(n, bool)
     p = (dt[:, 0] * dr[:, 0] + dt[:, 1] * dr[:, 1]) / den
     q = (dt[:, 0] * dr[:, 1] - dt[:, 1] * dr[:, 0]) / den
-    tx = xy_r[i, 0] - (p * xy_t[i, 0] - q * xy_t[i, 1])
-    ty = xy_r[i, 1] - (q * xy_t[i, 0] + p * xy_t[i, 1])
+    if rigid:
+        s = np.hypot(p, q) + 1e-12
+        p, q = p / s, q / s
+        # the pair's midpoint carries the shift (its two points disagree by the scale left out)
+        i_xy_t, i_xy_r = (xy_t[i] + xy_t[j]) / 2, (xy_r[i] + xy_r[j]) / 2
+    else:
+        i_xy_t, i_xy_r = xy_t[i], xy_r[i]
+    tx = i_xy_r[:, 0] - (p * i_xy_t[:, 0] - q * i_xy_t[:, 1])
+    ty = i_xy_r[:, 1] - (q * i_xy_t[:, 0] + p * i_xy_t[:, 1])
     score = np.empty(len(i))
     step = max(1, 4_000_000 // max(n, 1))
     for k in range(0, len(i), step):
@@ -187,7 +203,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
           iterations: int = 10) -> np.ndarray:
     """Iteratively reweighted least squares with Tukey's biweight (cut-off ``scale``), started from
     ``h``: the result depends on the data, not on which minimal samples RANSAC happened to draw."""
-    if kind not in ("translation", "similarity", "affine"):
+    if kind not in MATRIX_LSQ:
         return h
     for _ in range(iterations):
         r = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
@@ -197,8 +213,8 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
         if kind == "translation":
             d = ((xy_r - xy_t) * w[:, None]).sum(0) / w.sum()
             new = np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
-        elif kind == "similarity":
-            new = _lsq_similarity(xy_t, xy_r, w)
+        elif kind in ("rigid", "similarity"):
+            new = _lsq_similarity(xy_t, xy_r, w, rigid=kind == "rigid")
         else:
             sw = np.sqrt(w)[:, None]
             sol, *_ = np.linalg.lstsq(np.c_[xy_t, np.ones(len(xy_t))] * sw, xy_r * sw, rcond=None)
@@ -212,7 +228,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
 
 def _refit(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Least-squares refit on the inliers (affine, translation); homographies keep kornia's fit."""
-    if kind in ("translation", "similarity", "affine") and len(xy_t) >= MIN_SAMPLE[kind]:
+    if kind in MATRIX_LSQ and len(xy_t) >= MIN_SAMPLE[kind]:
         return _lsq(kind, xy_t, xy_r)
     return h
 
@@ -262,8 +278,9 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
 
     ``extent`` (x0, y0, x1, y1 in the tie points' pixel frame) is the area the model will
     correct; ``auto`` checks a richer model's departure from a simpler one at its corners.
-    ``base`` is the simplest model ``auto`` may return (``similarity`` once a rotation or scale
-    was established by evidence outside these tie points, such as the global geometry search).
+    ``base`` is the simplest model ``auto`` may return (``rigid`` or ``similarity`` once a rotation
+    or scale was established by evidence outside these tie points, such as the global geometry
+    search).
     Raises :class:`TooFewTiePointsError` when there are fewer tie points or inliers than needed.
     """
     kind = model or cfg.model
@@ -295,8 +312,9 @@ def _robust_seed(xy_t, xy_r, cfg: EstimationConfig, kind: str, needed: int) -> t
     """RANSAC (or an exhaustive seed for a translation): the first matrix and its inliers."""
     if kind == "translation":
         return fit_translation(xy_t, xy_r, cfg.threshold_px, seed=cfg.seed)
-    if kind == "similarity":
-        return fit_similarity(xy_t, xy_r, cfg.threshold_px, cfg.ransac_iterations, seed=cfg.seed)
+    if kind in ("rigid", "similarity"):
+        return fit_similarity(xy_t, xy_r, cfg.threshold_px, cfg.ransac_iterations, seed=cfg.seed,
+                              rigid=kind == "rigid")
     if kind == "local":
         # the global affine only screens gross outliers, so it gets a generous threshold
         from dataclasses import replace
@@ -323,7 +341,7 @@ def _polish(xy_t, xy_r, cfg: EstimationConfig, kind: str, h: np.ndarray, inl: np
         if np.array_equal(new, inl):
             break
         inl = new
-    if kind in ("translation", "similarity", "affine") and inl.sum() >= MIN_SAMPLE[kind]:
+    if kind in MATRIX_LSQ and inl.sum() >= MIN_SAMPLE[kind]:
         h = _irls(kind, xy_t, xy_r, h, 2.0 * cfg.threshold_px)
         inl = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
     return h, inl
@@ -347,8 +365,8 @@ def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
     if kind == "translation":
         d = (xy_r - xy_t).mean(0)
         return np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
-    if kind == "similarity":
-        return _lsq_similarity(xy_t, xy_r)
+    if kind in ("rigid", "similarity"):
+        return _lsq_similarity(xy_t, xy_r, rigid=kind == "rigid")
     if kind == "homography":
         return _lsq_homography(xy_t, xy_r)
     return _lsq_affine(xy_t, xy_r)
@@ -431,6 +449,16 @@ AUTO_AFFINE_MIN_TIE_POINTS = 30  # five per affine parameter
 # (four for the similarity, whose extra rotation and scale are the commonest real departures)
 AUTO_MIN_TIE_POINTS = {"similarity": 16, "affine": AUTO_AFFINE_MIN_TIE_POINTS, "homography": 48}
 AUTO_CHAIN = ("translation", "similarity", "affine", "homography")
+
+
+def auto_chain(base: str) -> tuple[str, ...]:
+    """The models ``auto`` climbs from ``base``. A ``rigid`` base (a rotation that evidence outside
+    the tie points established, at a scale it could not tell from 1) climbs to the similarity and
+    on as from a translation; a translation climbs straight to the similarity, since on
+    georeferenced data a rotation without a scale change is no likelier than with one."""
+    if base == "rigid":
+        return ("rigid",) + AUTO_CHAIN[1:]
+    return AUTO_CHAIN[AUTO_CHAIN.index(base):]
 # standard errors a richer model's departure must exceed: the similarity needs two, since with 16-30
 # tie points in a few correlated regions a rotation of the noise clears one in about a fifth of draws.
 # The homography needs two as well, measured where its tie points are (see estimate_auto).
@@ -440,8 +468,8 @@ AUTO_Z = {"similarity": 2.0, "affine": 1.0, "homography": 2.0}
 def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10,
                   extent: tuple[float, float, float, float] | None = None, z: float = 1.0,
                   base: str = "translation") -> FittedModel:
-    """The simplest model of translation < similarity < affine < homography that the evidence
-    supports, starting at ``base``.
+    """The simplest model of translation (or rigid) < similarity < affine < homography that the
+    evidence supports, starting at ``base`` (see :func:`auto_chain`).
 
     A richer model replaces the current one when (1) it predicts held-out blocks of the scene
     better by ``margin``, (2) it rests on at least :data:`AUTO_MIN_TIE_POINTS` tie points, and (3)
@@ -452,7 +480,7 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
     pixels of error to the corners. When ``base`` finds too few inliers, the next model that does
     is taken; too few tie points for anything richer keep ``base``. The homography is tried only
     over an accepted affine. Models are compared on the union of their inliers."""
-    chain = AUTO_CHAIN[AUTO_CHAIN.index(base):]
+    chain = auto_chain(base)
     current, reason = None, None
     for k, kind in enumerate(chain):
         try:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 COARSE_ANGLE_STEP_DEG = 10.0
 SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))  # 0.5 .. 2 in steps of 2^(1/4)
+# the finest scale step of search_geometry (a quarter of the grid's step either side, in eighths)
+FINEST_SCALE_STEP_LOG2 = math.log2(SCALES[1] / SCALES[0]) / 8
 MIN_Z_RATIO = 1.15  # the winner's z-score over the best hypothesis of another basin
 
 
@@ -68,6 +70,13 @@ class GlobalGeometry:
     def is_identity_like(self) -> bool:
         """Rotation within 1 degree and scale within 2%: the fine search needs no prior warp."""
         return abs(self.rotation_deg) < 1.0 and abs(self.scale - 1.0) < 0.02
+
+    @property
+    def scale_resolved(self) -> bool:
+        """Whether the scale is more than one finest step of the search (2.2%) from 1. Its score
+        surface is broad in scale (SRIF pair 48, scale 1, comes out one step low), so within a step
+        the fine matching starts from a rigid model and its tie points decide on the scale."""
+        return abs(math.log2(self.scale)) > FINEST_SCALE_STEP_LOG2 * 1.01
 
     def to_dict(self) -> dict:
         return {"rotation_deg": self.rotation_deg, "scale": self.scale, "shift_px": list(self.shift_px),

@@ -40,7 +40,7 @@ def write_outputs(sol: Solution, cfg: RegistrationConfig, outputs: dict) -> tupl
     o = cfg.output
     path = str(outputs["raster"])
     tags = provenance(ref, tgt, model, outputs)
-    geotransform_only = model.kind in ("translation", "similarity", "affine") and not o.align_grids
+    geotransform_only = model.kind in ("translation", "rigid", "similarity", "affine") and not o.align_grids
     if geotransform_only:
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight

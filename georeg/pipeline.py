@@ -229,11 +229,13 @@ class Scene:
 
     @property
     def base_model(self) -> str:
-        """The simplest model the evidence allows: a similarity once the global stage found a
-        rotation or scale and its prior was used, else a translation."""
+        """The simplest model the evidence allows: once the global stage found a rotation or scale
+        and its prior was used, a rigid where its scale cannot be told from 1 and a similarity
+        otherwise; else a translation."""
         g = self.geometry
-        return "similarity" if (g is not None and g.accepted and not g.is_identity_like
-                                and self.geometry_used) else "translation"
+        if g is None or not g.accepted or g.is_identity_like or not self.geometry_used:
+            return "translation"
+        return "similarity" if g.scale_resolved else "rigid"
 
 
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
@@ -426,7 +428,7 @@ def _fit(sc: Scene, tp: TiePoints, kind: str | None) -> FittedModel | None:
 
 def _first_kind(sc: Scene) -> str:
     requested = sc.cfg.estimation.model
-    return requested if requested in ("translation", "similarity", "auto") else "affine"
+    return requested if requested in ("translation", "rigid", "similarity", "auto") else "affine"
 
 
 def stage_first_pass(sc: Scene) -> None:
@@ -552,13 +554,14 @@ def stage_model_evidence(sc: Scene) -> None:
     auto = sc.model.params.get("auto")
     if sc.cfg.estimation.model != "auto" or not auto or sc.model.kind == sc.base_model:
         return
-    from .estimation import AUTO_CHAIN
+    from .estimation import auto_chain
 
     probe = _probe(sc)
     chosen = sc.model
     score = probe.model_agreement(chosen)
     scores = {chosen.kind: score}
-    for kind in reversed(AUTO_CHAIN[AUTO_CHAIN.index(sc.base_model):AUTO_CHAIN.index(chosen.kind)]):
+    chain = auto_chain(sc.base_model)
+    for kind in reversed(chain[:chain.index(chosen.kind)]):
         simpler = _fit(sc, sc.tp, kind)
         if simpler is None:
             continue

@@ -14,8 +14,8 @@ rests on evidence the fit itself does not provide:
   agree at all after it (unrelated images score about 0 +- 0.03);
 - stability: the model refitted on block-bootstrap resamples of the inliers (whole cells of the
   scene are drawn, since errors of nearby tie points are correlated) must move the corners little;
-- resolved geometry: the next richer model (a similarity over a translation, an affine over a
-  similarity), fitted to the same inliers, must not depart from the model by pixels at the
+- resolved geometry: the next richer model (a similarity over a translation or a rigid, an
+  affine over a similarity), fitted to the same inliers, must not depart from the model by pixels at the
   overlap's corners with both the tie points (beyond two block-jackknife standard errors) and the
   image structure (a better agreement) behind it. Then the images move in a way the model does not
   follow, and its corners are an extrapolation: tie points bunched in a quarter of a NIR/VIS coast
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .estimation import AUTO_CHAIN, MIN_INLIERS, FittedModel, _cells, _lsq, apply_h, fit_translation, model_departure
+from .estimation import MIN_INLIERS, FittedModel, _cells, _lsq, apply_h, fit_translation, model_departure
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
@@ -83,7 +83,7 @@ def coverage(xy: np.ndarray, extent, cells: int = 4) -> float:
 
 
 def _simple_kind(kind: str) -> str:
-    return kind if kind in ("translation", "similarity", "affine", "homography") else "affine"
+    return kind if kind in ("translation", "rigid", "similarity", "affine", "homography") else "affine"
 
 
 def direction_gap(model: FittedModel, tp: TiePoints, extent) -> float | None:
@@ -92,7 +92,7 @@ def direction_gap(model: FittedModel, tp: TiePoints, extent) -> float | None:
     kind = _simple_kind(model.kind)
     inl = model.inliers
     fwd, bwd = inl & (tp.direction == FORWARD), inl & (tp.direction != FORWARD)
-    need = {"translation": 3, "similarity": 4, "affine": 6, "homography": 8}[kind]
+    need = {"translation": 3, "rigid": 4, "similarity": 4, "affine": 6, "homography": 8}[kind]
     if fwd.sum() < need or bwd.sum() < need:
         return None
     c = _corners(extent)
@@ -118,7 +118,7 @@ def instability(model: FittedModel, tp: TiePoints, extent, n: int = BOOTSTRAP, s
     moves = []
     for _ in range(n):
         pick = np.concatenate([blocks[i] for i in rng.integers(0, len(blocks), len(blocks))])
-        if len(np.unique(pick)) < {"translation": 2, "similarity": 3, "affine": 4, "homography": 6}[kind]:
+        if len(np.unique(pick)) < {"translation": 2, "rigid": 3, "similarity": 3, "affine": 4, "homography": 6}[kind]:
             continue
         try:
             h = _lsq(kind, xt[pick], xr[pick])
@@ -148,12 +148,14 @@ def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tup
 
 def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe, after: float) -> dict | None:
     """The next richer model's departure at the corners of ``extent``, its jackknife standard
-    error and its structural agreement, when the model is a translation or a similarity with
-    enough inliers to fit the next one (else None)."""
+    error and its structural agreement, when the model is a translation, a rigid or a similarity
+    with enough inliers to fit the next one (else None)."""
+    from .estimation import auto_chain
+
     kind = model.kind
-    if kind not in ("translation", "similarity"):
+    if kind not in ("translation", "rigid", "similarity"):
         return None
-    richer = AUTO_CHAIN[AUTO_CHAIN.index(kind) + 1]
+    richer = auto_chain(kind)[1]
     inl = model.inliers
     if inl.sum() < MIN_INLIERS[richer] + 2:
         return None

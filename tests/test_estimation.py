@@ -169,6 +169,35 @@ def test_auto_from_a_similarity_base_keeps_few_tie_points_on_a_similarity():
     assert m.kind == "similarity" and _max_err(m, h, 0, 256) < 1.0
 
 
+def test_rigid_keeps_the_scale_at_one_and_ignores_an_outlier():
+    # 8 tie points over a 256 px scene, 0.4 px of noise, one wrong by 25 px: the rigid fit (three
+    # parameters) recovers the rotation without fitting the noise with a scale
+    h = _similarity_matrix(53.0, 1.0, 150.0, -45.0)
+    rng = np.random.default_rng(7)
+    xy_t = rng.uniform(40, 216, (8, 2))
+    xy_r = apply_h(h, xy_t) + rng.normal(0, 0.4, (8, 2))
+    xy_r[3] += [25.0, 10.0]
+    m = estimate(xy_t, xy_r, EstimationConfig(model="rigid"))
+    d = describe(m, np.array([128.0, 128.0]))
+    assert m.kind == "rigid" and not m.inliers[3] and m.inliers.sum() == 7
+    assert d["scale_x"] == pytest.approx(1.0, abs=1e-9) and abs(d["rotation_deg"] - 53.0) < 0.5
+    assert _max_err(m, h, 0, 256) < 1.0
+
+
+def test_auto_from_a_rigid_base_climbs_to_a_similarity_only_on_evidence():
+    # a rotation found by the global search at a scale it cannot tell from 1: with the scale truly
+    # 1 the rigid is kept (the similarity's scale would only fit noise), with 1.5% it is taken
+    rot = _similarity_matrix(30.0, 1.0, 20.0, 5.0)
+    xy_t, xy_r, _ = _points(rot, n=60, outliers=0.1, noise=1.0)
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), base="rigid", extent=(0, 0, 2000, 2000))
+    assert m.kind == "rigid" and not m.params["auto"]["steps"]["similarity"]["accepted"]
+    assert _max_err(m, rot) < 1.0
+    scaled = _similarity_matrix(30.0, 1.015, 20.0, 5.0)
+    xy_t, xy_r, _ = _points(scaled, n=60, outliers=0.1, noise=1.0)
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), base="rigid", extent=(0, 0, 2000, 2000))
+    assert m.kind == "similarity" and _max_err(m, scaled) < 1.0
+
+
 def test_auto_takes_no_homography_for_correlated_error_over_an_affine():
     # NIR-VIS City 3: an affine truth, 55 tie points over the lower-right of a 512 px scene whose
     # errors are shared within regions. Judged at the scene's corners, a homography fitted to them

@@ -29,7 +29,7 @@ from . import bridge
 
 HERE = os.path.dirname(__file__)
 # new choices go at the end: saved QGIS models store the index
-MODELS = ["auto", "translation", "affine", "homography", "local", "similarity"]
+MODELS = ["auto", "translation", "affine", "homography", "local", "similarity", "rigid"]
 SEARCHES = ["auto", "shift", "rotation"]
 MATCHERS = ["auto", "baseline", "kgl", "rrl"]
 MODALITIES = ["auto", "optical", "sar", "thermal"]
