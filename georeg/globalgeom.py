@@ -6,7 +6,10 @@ at reduced resolution (at most ``size`` px a side over the overlap), the target 
 through every hypothesis of a rotation x scale grid about the overlap's centre, and each
 hypothesis is scored by a partially whitened correlation of oriented-gradient channels over every
 shift (the coarse pass's measure). The best hypotheses are refined on a finer grid; the one whose
-correlation peak stands out most (a z-score of the peak within its own surface) wins.
+correlation peak stands out most (a z-score of the peak within its own surface) wins. The best
+hypotheses of the next basins are refined too and kept as runners-up: when the fine matching under
+the winner's prior finds no clear model, the pipeline verifies them in turn (a magnified target
+can outscore the true hypothesis at 128 px, S1/S2 PNG pair 169).
 
 Why this route and not keypoints with orientation-normalised descriptors: structural correlation
 uses every pixel of the overlap, needs no repeatable keypoints across sensors (which optical/SAR
@@ -43,6 +46,8 @@ SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))  # 0.5 .. 2 in steps of 2^(
 # the finest scale step of search_geometry (a quarter of the grid's step either side, in eighths)
 FINEST_SCALE_STEP_LOG2 = math.log2(SCALES[1] / SCALES[0]) / 8
 MIN_Z_RATIO = 1.15  # the winner's z-score over the best hypothesis of another basin
+RUNNERS_UP = 2  # best hypotheses of other basins kept for verification
+RUNNER_UP_MIN_Z = 0.4  # ... when their z-score is at least this share of the winner's
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class GlobalGeometry:
     hypotheses: int
     factor: float  # reference pixels per search pixel
     accepted: bool
+    rank: int = 0  # 0: the search's winner; k: its k-th runner-up (another basin)
+    runners_up: tuple[GlobalGeometry, ...] = ()
+    verification: tuple[dict, ...] = ()  # the priors the fine matching tried, when the winner's was weak
 
     def inverse(self, xy_r: np.ndarray) -> np.ndarray:
         """(N, 2) reference-grid px -> (N, 2) target positions (reference-grid px as georeferenced)."""
@@ -82,7 +90,25 @@ class GlobalGeometry:
         return {"rotation_deg": self.rotation_deg, "scale": self.scale, "shift_px": list(self.shift_px),
                 "z_score": self.z_score, "z_ratio": self.z_ratio, "identity_z": self.identity_z,
                 "hypotheses": self.hypotheses, "factor": self.factor, "accepted": self.accepted,
-                "matrix_px": self.matrix.tolist()}
+                "matrix_px": self.matrix.tolist(), "rank": self.rank,
+                "runners_up": [{"rotation_deg": g.rotation_deg, "scale": g.scale, "z_score": g.z_score}
+                               for g in self.runners_up],
+                "verification": list(self.verification)}
+
+
+def _geometry(fine: _Scene, hyp: tuple[float, float], scored: tuple[float, float, float], **evidence
+              ) -> GlobalGeometry:
+    """A hypothesis (angle, scale) and its (z, shift x, shift y) at search resolution, as a
+    :class:`GlobalGeometry` in reference-grid pixels; ``evidence``: its remaining fields."""
+    (angle, scale), (z, dx, dy) = hyp, scored
+    c = fine.centre_search
+    full = fine.to_full()
+    m_full = full @ _similarity(angle, scale, c, (dx, dy)) @ np.linalg.inv(full)
+    centre_full = full @ np.array([c[0], c[1], 1.0])
+    shift = (m_full @ centre_full)[:2] - centre_full[:2]
+    angle = (angle + 180.0) % 360.0 - 180.0
+    return GlobalGeometry(m_full, float(angle), float(scale), (float(shift[0]), float(shift[1])), float(z),
+                          factor=float(fine.factor), **evidence)
 
 
 def _similarity(theta_deg: float, scale: float, centre: np.ndarray, shift=(0.0, 0.0)) -> np.ndarray:
@@ -296,21 +322,33 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     j = int(np.argmax([z for z, _, _ in cal4]))
     (angle, scale), (z, dx, dy) = fine_h[j], cal4[j]
     everything = list(zip(hyps2, cal2)) + list(zip(cand, cal3))
-    others = [r[0] for h, r in everything
-              if _basin_distance(h, (angle, scale))[0] > 7.5 or _basin_distance(h, (angle, scale))[1] > sstep]
+
+    def basin(h, of) -> bool:
+        return _basin_distance(h, of)[0] <= 7.5 and _basin_distance(h, of)[1] <= sstep
+
+    others = [r[0] for h, r in everything if not basin(h, (angle, scale))]
     z_other = max(others) if others else 0.0
     ratio = z / max(z_other, 1e-6) if z > 0 else 0.0
     identity = _calibrated(fine, [(0.0, 1.0)], null2)[0][0]
-    c = fine.centre_search
-    m_search = _similarity(angle, scale, c, (dx, dy))
-    full = fine.to_full()
-    m_full = full @ m_search @ np.linalg.inv(full)
-    centre_full = full @ np.array([c[0], c[1], 1.0])
-    shift = (m_full @ centre_full)[:2] - centre_full[:2]
-    angle = (angle + 180.0) % 360.0 - 180.0
     n_hyp = len(hyps1) + len(hyps_n) + len(hyps2) + len(cand) + len(fine_h) + 1
-    res = GlobalGeometry(m_full, float(angle), float(scale), (float(shift[0]), float(shift[1])), float(z),
-                         float(ratio), float(identity), n_hyp, float(fine.factor), bool(ratio >= min_z_ratio))
+    # runners-up: the best hypothesis of each next basin, refined as the winner was
+    runners, taken = [], [(angle, scale)]
+    for h, r in sorted(everything, key=lambda hr: -hr[1][0]):
+        if len(runners) == RUNNERS_UP or r[0] < RUNNER_UP_MIN_Z * z:
+            break
+        if any(basin(h, t) for t in taken):
+            continue
+        taken.append(h)
+        grid_h = [(h[0] + da, h[1] * 2.0 ** ds) for da in (-1.0, -0.5, 0.0, 0.5, 1.0)
+                  for ds in (-sstep / 4, -sstep / 8, 0.0, sstep / 8, sstep / 4)]
+        cal_h = _calibrated(fine, grid_h, null2)
+        n_hyp += len(grid_h)
+        k = int(np.argmax([v for v, _, _ in cal_h]))
+        runners.append(_geometry(fine, grid_h[k], cal_h[k], z_ratio=float(cal_h[k][0] / max(z, 1e-6)),
+                                 identity_z=float(identity), hypotheses=len(grid_h), accepted=False,
+                                 rank=len(runners) + 1))
+    res = _geometry(fine, (angle, scale), (z, dx, dy), z_ratio=float(ratio), identity_z=float(identity),
+                    hypotheses=n_hyp, accepted=bool(ratio >= min_z_ratio), runners_up=tuple(runners))
     log.info("global geometry: rotation %.1f deg, scale %.3f, shift %.1f, %.1f px (z %.1f, %.2fx the next "
              "basin; identity z %.1f) %s", res.rotation_deg, res.scale, *res.shift_px, res.z_score, res.z_ratio,
              res.identity_z, "accepted" if res.accepted else "not accepted")

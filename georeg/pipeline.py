@@ -499,10 +499,40 @@ def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool):
     sc.steps_total += len(_sample(sc, refine=False))
     sc.geometry_used = True
     tp_g, model_g = sampled_pass(sc, geometry.inverse, radius, _first_kind(sc))
+    if _weak(model_g):
+        tp_g, model_g = _verify_runners_up(sc, geometry, tp_g, model_g, radius, fallback)
     if tp is None or _inliers(model_g) > _inliers(model):
         return tp_g, model_g
     sc.geometry_used = False
     return tp, model
+
+
+def _verify_runners_up(sc: Scene, geometry, tp, model, radius: int, fallback: bool):
+    """The winner's prior left the tile matching without a clear model: try the search's
+    runners-up (other basins) as priors, in order. The first that at least half of its tie points
+    agree with, and more of them than with the winner's, replaces the winner (``sc.geometry``
+    then records every prior tried). Identity-like runners-up are left to the shift passes when
+    those are tried (``fallback``)."""
+    from dataclasses import replace
+
+    tried = [{"rank": 0, "rotation_deg": geometry.rotation_deg, "scale": geometry.scale,
+              "inliers": max(_inliers(model), 0), "tie_points": len(tp)}]
+    chosen, best = geometry, (tp, model)
+    for alt in geometry.runners_up:
+        if fallback and alt.is_identity_like:
+            continue
+        log.info("the global winner's prior is weak (%s); verifying runner-up %d: rotation %.1f deg, scale %.3f",
+                 _describe_fit(model, tp), alt.rank, alt.rotation_deg, alt.scale)
+        sc.geometry = replace(alt, accepted=True)  # the fit's base model follows the prior on trial
+        sc.steps_total += len(_sample(sc, refine=False))
+        tp_a, model_a = sampled_pass(sc, alt.inverse, radius, _first_kind(sc))
+        tried.append({"rank": alt.rank, "rotation_deg": alt.rotation_deg, "scale": alt.scale,
+                      "inliers": max(_inliers(model_a), 0), "tie_points": len(tp_a)})
+        if not _weak(model_a) and _inliers(model_a) > _inliers(model):
+            chosen, best = sc.geometry, (tp_a, model_a)
+            break
+    sc.geometry = replace(chosen, verification=tuple(tried))
+    return best
 
 
 def stage_refine(sc: Scene) -> None:

@@ -62,6 +62,43 @@ def test_global_geometry_recovers_a_large_rotation_and_scale(tmp_path):
     # m maps the new target's pixels to where the reference has them: that is the model sought
     assert abs(((g.rotation_deg + 120.0) + 180) % 360 - 180) < 2.0, g.to_dict()
     assert abs(g.scale - 1 / 1.3) < 0.02, g.to_dict()
+    # its runners-up lie in other basins and score lower
+    for r in g.runners_up:
+        apart = abs(((r.rotation_deg - g.rotation_deg) + 180) % 360 - 180) > 7.5 or abs(np.log2(r.scale / g.scale)) > 0.25
+        assert apart and r.z_score < g.z_score and r.rank >= 1, (r.to_dict(), g.to_dict())
+
+
+def test_a_weak_global_winner_gives_way_to_a_runner_up_the_tiles_confirm(tmp_path, monkeypatch):
+    """When the fine matching under the search's winner finds no clear model, its runners-up are
+    verified in turn. Here the winner is made wrong (the true hypothesis turned by 70 degrees) and
+    the true one demoted to runner-up: the pipeline must end on the runner-up and say so."""
+    from dataclasses import replace
+
+    import georeg.globalgeom as gg
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
+    synthetic_pair(str(ref), str(tgt), size=384, seed=5)
+    m = rotation_scale_matrix(384, 384, 35.0, 0.95)
+    turned = tmp_path / "target.tif"
+    resample_content(str(tgt), str(turned), m)
+    real = gg.search_geometry
+
+    def demoted(*args, **kw):
+        g = real(*args, **kw)
+        c = np.array([192.0, 192.0])
+        turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 degrees about c
+        turn[:2, 2] = c - turn[:2, :2] @ c
+        wrong = replace(g, matrix=turn @ g.matrix, rotation_deg=g.rotation_deg + 90.0, runners_up=())
+        return replace(wrong, runners_up=(replace(g, rank=1, accepted=False, runners_up=()),))
+
+    monkeypatch.setattr(gg, "search_geometry", demoted)
+    res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline", "search": "rotation"},
+                    target={"modality": "optical"})
+    g = res.report["global_geometry"]
+    assert g["rank"] == 1 and [v["rank"] for v in g["verification"]] == [0, 1], g
+    assert g["verification"][1]["inliers"] > g["verification"][0]["inliers"]
+    assert _max_err(res.model, m, 60, 324) < 1.0
+    assert res.quality == "reliable", res.report["verdict"]
 
 
 def test_rotated_synthetic_pair_registers_end_to_end(tmp_path):
