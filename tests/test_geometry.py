@@ -64,7 +64,8 @@ def test_global_geometry_recovers_a_large_rotation_and_scale(tmp_path):
     assert abs(g.scale - 1 / 1.3) < 0.02, g.to_dict()
     # its runners-up lie in other basins and score lower
     for r in g.runners_up:
-        apart = abs(((r.rotation_deg - g.rotation_deg) + 180) % 360 - 180) > 7.5 or abs(np.log2(r.scale / g.scale)) > 0.25
+        turned = abs(((r.rotation_deg - g.rotation_deg) + 180) % 360 - 180)
+        apart = turned > 7.5 or abs(np.log2(r.scale / g.scale)) > 0.25
         assert apart and r.z_score < g.z_score and r.rank >= 1, (r.to_dict(), g.to_dict())
 
 
