@@ -268,8 +268,10 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     if (richer is not None and richer["structure_gain"] is not None
             and richer["departure_px"] > max(MAX_UNSTABLE_PX, UNRESOLVED_Z * richer["departure_se_px"])
             and richer["structure_gain"] > UNRESOLVED_GAIN):
-        reasons.append(f"the images also show a {'rotation or scale' if model.kind == 'translation' else 'shear'} "
-                       f"that the {model.kind} does not follow: a {richer['model']} fitted to the same tie points "
+        motion = {"translation": "rotation or scale", "rigid": "scale"}.get(model.kind, "shear")
+        article = "an" if richer["model"][0] in "aeiou" else "a"
+        reasons.append(f"the images also show a {motion} that the {model.kind} does not follow: {article} "
+                       f"{richer['model']} fitted to the same tie points "
                        f"departs from it by {richer['departure_px']:.1f} +- {richer['departure_se_px']:.1f} px "
                        f"at the corners and makes the images agree better; the tie points are too few or "
                        f"too bunched to fit it reliably")

@@ -198,6 +198,23 @@ def test_auto_from_a_rigid_base_climbs_to_a_similarity_only_on_evidence():
     assert m.kind == "similarity" and _max_err(m, scaled) < 1.0
 
 
+def test_auto_takes_an_overwhelming_affine_from_fewer_tie_points_than_usual():
+    # NIR-VIS Coast 2: 22-28 tie points over a 512 px scene whose truth has a 10% anisotropic
+    # scale; the affine departs from the similarity by tens of px at the corners, far beyond its
+    # jackknife error, so it is taken although a routine affine needs 30 tie points
+    a = np.array([[1.08, 0.04, 10.0], [-0.03, 0.97, -6.0], [0, 0, 1.0]])
+    rng = np.random.default_rng(2)
+    xy_t = rng.uniform(60, 450, (22, 2))
+    xy_r = apply_h(a, xy_t) + rng.normal(0, 0.5, (22, 2))
+    m = estimate(xy_t, xy_r, EstimationConfig(model="auto"), extent=(0, 0, 512, 512), base="similarity")
+    step = m.params["auto"]["steps"]["affine"]
+    assert m.kind == "affine" and "few_tie_points" in step, step
+    assert _max_err(m, a, 0, 512) < 1.0
+    # ... but not from a handful: under 18 the similarity stays, however large the departure
+    m = estimate(xy_t[:16], xy_r[:16], EstimationConfig(model="auto"), extent=(0, 0, 512, 512), base="similarity")
+    assert m.kind == "similarity"
+
+
 def test_auto_takes_no_homography_for_correlated_error_over_an_affine():
     # NIR-VIS City 3: an affine truth, 55 tie points over the lower-right of a 512 px scene whose
     # errors are shared within regions. Judged at the scene's corners, a homography fitted to them
