@@ -129,21 +129,21 @@ def instability(model: FittedModel, tp: TiePoints, extent, n: int = BOOTSTRAP, s
 
 
 def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tuple[int, list[float] | None]:
-    """The largest group of outlier tie points that agree on one shift of their own, at least
-    1.5 thresholds away from the model: clouds at other heights, a repeated pattern or a second
-    surface. Returns (its size, its shift) or (0, None)."""
+    """The largest group of outlier tie points that agree on one offset from the model of their
+    own, at least 1.5 thresholds away from it: clouds at other heights, a repeated pattern or a
+    second surface. The offsets are the residuals under the model, so a group that moves with a
+    rotated or scaled model plus a shift counts as well as one beside a translation. Returns (its
+    size, its mean displacement) or (0, None)."""
     out = ~model.inliers
     if out.sum() < 4:
         return 0, None
     xt, xr = tp.xy_t_on_ref[out], tp.xy_r[out]
-    h, inl = fit_translation(xt, xr, threshold_px)
-    if inl.sum() < 4:
+    res = xr - model.forward(xt)
+    h, inl = fit_translation(np.zeros_like(res), res, threshold_px)
+    if inl.sum() < 4 or np.linalg.norm(h[:2, 2]) < 1.5 * threshold_px:
         return 0, None
-    # the model's own displacement where that group lies
-    pred = model.forward(xt[inl]) - xt[inl]
-    if np.linalg.norm(pred.mean(0) - h[:2, 2]) < 1.5 * threshold_px:
-        return 0, None
-    return int(inl.sum()), [float(h[0, 2]), float(h[1, 2])]
+    d = (xr[inl] - xt[inl]).mean(0)
+    return int(inl.sum()), [float(d[0]), float(d[1])]
 
 
 def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe, after: float) -> dict | None:
