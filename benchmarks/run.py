@@ -181,6 +181,7 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
                 judged = _consistency_truth(fn, name, case, model, pts, work, own_base)
                 if judged is None:  # georeg failed on the unturned pair: nothing to judge with
                     row["errors"].append(float("inf"))
+                    row["errors_vs_own_auto"].append(float("inf"))
                     continue
                 truth, truth_auto, base_kind = judged
                 e_auto = float(np.linalg.norm(got - truth_auto, axis=1).max() / px)

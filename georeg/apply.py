@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 from .atomic import staged
 from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
-from .estimation import FittedModel, fit_local
+from .estimation import AFFINE_MODELS, FittedModel, fit_local
 from .pipeline import check_outputs
 from .raster import Grid, RasterSource
 from .warp import corrected_transform, output_to_source
@@ -85,7 +85,7 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if not force:
             check_same_scene(report, src)
-        if model.kind in ("translation", "rigid", "similarity", "affine") and not align:
+        if model.kind in AFFINE_MODELS and not align:
             transform, dev = corrected_transform(model, ref_grid, src.grid)
             if dev <= 0.05:
                 write_with_transform(src, str(tmp["raster"]), transform, oc)

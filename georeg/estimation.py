@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 MIN_SAMPLE = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4, "local": 3, "auto": 1}
 MIN_INLIERS = {"translation": 4, "rigid": 5, "similarity": 5, "affine": 6, "homography": 8, "local": 10, "auto": 4}
 N_PARAMS = {"translation": 2, "rigid": 3, "similarity": 4, "affine": 6, "homography": 8}
-MATRIX_LSQ = ("translation", "rigid", "similarity", "affine")  # least-squares fits of their own
+# models whose matrix is an affine: each has a least-squares fit of its own, and a geotransform holds it
+AFFINE_MODELS = ("translation", "rigid", "similarity", "affine")
 
 
 def apply_h(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -203,7 +204,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
           iterations: int = 10) -> np.ndarray:
     """Iteratively reweighted least squares with Tukey's biweight (cut-off ``scale``), started from
     ``h``: the result depends on the data, not on which minimal samples RANSAC happened to draw."""
-    if kind not in MATRIX_LSQ:
+    if kind not in AFFINE_MODELS:
         return h
     for _ in range(iterations):
         r = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1)
@@ -228,7 +229,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
 
 def _refit(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Least-squares refit on the inliers (affine, translation); homographies keep kornia's fit."""
-    if kind in MATRIX_LSQ and len(xy_t) >= MIN_SAMPLE[kind]:
+    if kind in AFFINE_MODELS and len(xy_t) >= MIN_SAMPLE[kind]:
         return _lsq(kind, xy_t, xy_r)
     return h
 
@@ -341,7 +342,7 @@ def _polish(xy_t, xy_r, cfg: EstimationConfig, kind: str, h: np.ndarray, inl: np
         if np.array_equal(new, inl):
             break
         inl = new
-    if kind in MATRIX_LSQ and inl.sum() >= MIN_SAMPLE[kind]:
+    if kind in AFFINE_MODELS and inl.sum() >= MIN_SAMPLE[kind]:
         h = _irls(kind, xy_t, xy_r, h, 2.0 * cfg.threshold_px)
         inl = np.linalg.norm(apply_h(h, xy_t) - xy_r, axis=1) <= cfg.threshold_px
     return h, inl
@@ -449,16 +450,6 @@ AUTO_AFFINE_MIN_TIE_POINTS = 30  # five per affine parameter
 # (four for the similarity, whose extra rotation and scale are the commonest real departures)
 AUTO_MIN_TIE_POINTS = {"similarity": 16, "affine": AUTO_AFFINE_MIN_TIE_POINTS, "homography": 48}
 AUTO_CHAIN = ("translation", "similarity", "affine", "homography")
-
-
-def auto_chain(base: str) -> tuple[str, ...]:
-    """The models ``auto`` climbs from ``base``. A ``rigid`` base (a rotation that evidence outside
-    the tie points established, at a scale it could not tell from 1) climbs to the similarity and
-    on as from a translation; a translation climbs straight to the similarity, since on
-    georeferenced data a rotation without a scale change is no likelier than with one."""
-    if base == "rigid":
-        return ("rigid",) + AUTO_CHAIN[1:]
-    return AUTO_CHAIN[AUTO_CHAIN.index(base):]
 # standard errors a richer model's departure must exceed: the similarity needs two, since with 16-30
 # tie points in a few correlated regions a rotation of the noise clears one in about a fifth of draws.
 # The homography needs two as well, measured where its tie points are (see estimate_auto).
@@ -470,6 +461,16 @@ AUTO_Z = {"similarity": 2.0, "affine": 1.0, "homography": 2.0}
 # most on one shore, kept a similarity 31 px wrong whose affine departed 27 +- 5.7 px.
 AUTO_FEW_TIE_POINTS = {"similarity": 12, "affine": 18}
 AUTO_STRONG_Z = 4.0
+
+
+def auto_chain(base: str) -> tuple[str, ...]:
+    """The models ``auto`` climbs from ``base``. A ``rigid`` base (a rotation that evidence outside
+    the tie points established, at a scale it could not tell from 1) climbs to the similarity and
+    on as from a translation; a translation climbs straight to the similarity, since on
+    georeferenced data a rotation without a scale change is no likelier than with one."""
+    if base == "rigid":
+        return ("rigid",) + AUTO_CHAIN[1:]
+    return AUTO_CHAIN[AUTO_CHAIN.index(base):]
 
 
 def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, margin: float = 0.10,

@@ -12,7 +12,7 @@ from rasterio.windows import Window
 
 from .config import RegistrationConfig
 from .coordinates import apply_affine, to_crs
-from .estimation import FittedModel
+from .estimation import AFFINE_MODELS, FittedModel
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
@@ -40,7 +40,7 @@ def write_outputs(sol: Solution, cfg: RegistrationConfig, outputs: dict) -> tupl
     o = cfg.output
     path = str(outputs["raster"])
     tags = provenance(ref, tgt, model, outputs)
-    geotransform_only = model.kind in ("translation", "rigid", "similarity", "affine") and not o.align_grids
+    geotransform_only = model.kind in AFFINE_MODELS and not o.align_grids
     if geotransform_only:
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .estimation import MIN_INLIERS, FittedModel, _cells, _lsq, apply_h, fit_translation, model_departure
+from .estimation import MIN_INLIERS, FittedModel, _cells, _lsq, apply_h, auto_chain, fit_translation, model_departure
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
@@ -150,8 +150,6 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
     """The next richer model's departure at the corners of ``extent``, its jackknife standard
     error and its structural agreement, when the model is a translation, a rigid or a similarity
     with enough inliers to fit the next one (else None)."""
-    from .estimation import auto_chain
-
     kind = model.kind
     if kind not in ("translation", "rigid", "similarity"):
         return None
