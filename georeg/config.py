@@ -158,7 +158,10 @@ class MatchingConfig:
     min_score: float = 0.55
     min_peak_ratio: float = 1.02
     batch_size: int = 32  # keypoints per search batch: 64 peaked 140 MB higher on a 1024 px tile, same results
-    candidates: int = 6
+    # structural peaks per keypoint that the learned matcher ranks: 3 instead of 6 cut the learned
+    # first pass by 30% (each candidate is a patch the network encodes) with the same success on
+    # every learned set of benchmarks/run.py (--limit 8) and medians equal or within 0.1 px
+    candidates: int = 3
     device: str = "auto"
     search: str = "auto"
 

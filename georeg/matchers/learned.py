@@ -184,7 +184,8 @@ ENCODE_CHUNK = 64  # patches per call of the full-resolution layers: 128 took 0.
 
 
 class KGLMatcher(LearnedMatcher):
-    keep = 3  # candidates that reach the metric head after the descriptor pre-ranking
+    keep = 3  # candidates that reach the metric head after the descriptor pre-ranking (used when
+    # the pipeline hands over more than 3: `matching.candidates` above its default)
 
     def _build(self, manifest: dict) -> torch.nn.Module:
         return KGLNet(width=float(manifest.get("width", 1.0)))
