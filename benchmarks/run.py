@@ -260,11 +260,17 @@ def main() -> None:
                     help="only pairs outside the learned matchers' training split (validation and test images; "
                          "Landsat, the only thermal scene, stays in and is trained on)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases per set")
+    ap.add_argument("--evaluate", default=None, metavar="SETS",
+                    help="build every set of --sets (so that the random picks are those of a run of all of "
+                         "them) but evaluate only these: one run split over processes")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--dump", help="keep each georeg case's report, tie points and error in this folder")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config field in every georeg run, e.g. matching.keypoints_per_tile=768")
     args = ap.parse_args()
+    outside = set((args.evaluate or "").split(",")) - set(args.sets.split(",")) - {""}
+    if outside:
+        ap.error(f"--evaluate names sets that --sets does not build: {', '.join(sorted(outside))}")
     DUMP["dir"] = args.dump
     for item in args.set:
         key, _, value = item.partition("=")
@@ -290,7 +296,8 @@ def main() -> None:
         cases: list[Case] = []
         for key in [s for s in args.sets.split(",") if s]:
             built = BUILDERS[key](data, work, rng, held_out=args.held_out)
-            cases += built[: (4 if args.quick else args.limit)]
+            if args.evaluate is None or key in args.evaluate.split(","):
+                cases += built[: (4 if args.quick else args.limit)]
         print(f"{len(cases)} cases; georeg {georeg.__version__}", flush=True)
         results = evaluate(cases, work, args.verbose)
         summary["sets"] = summarise(results)
