@@ -69,6 +69,43 @@ def test_global_geometry_recovers_a_large_rotation_and_scale(tmp_path):
         assert apart and r.z_score < g.z_score and r.rank >= 1, (r.to_dict(), g.to_dict())
 
 
+@pytest.mark.parametrize("size", [(384, 384), (384, 300), (301, 383)])
+def test_global_search_coarse_level_pools_the_fine_read_in_place(tmp_path, size):
+    """The search's coarse level is the fine level pooled 2x2 instead of a second decimated read:
+    its rasters must sit where a read at that resolution puts them (the same grid origin and pixel
+    size, the target canvas aligned), and come close to GDAL's own average."""
+    from georeg.globalgeom import _Scene
+
+    w, h = size
+    rng = np.random.default_rng(5)
+    from scipy import ndimage
+
+    # smooth texture: a misplaced pixel shows as a large difference, resampling detail does not
+    a = ndimage.gaussian_filter(rng.random((h, w)), 3.0)
+    ref = _write(tmp_path / "reference.tif", (a / a.max() * 250).astype(np.uint8))
+    tgt = _write(tmp_path / "target.tif", (a / a.max() * 250).astype(np.uint8)[::-1].copy())
+    with RasterSource(ref, InputConfig(), "reference") as r, \
+            RasterSource(tgt, InputConfig(modality="optical"), "target") as t:
+        win = overlap_window(r, t)[0]
+        fine = _Scene(r, t, r.grid, win, 128)
+        pooled = _Scene(r, t, r.grid, win, 64, finer=fine)
+        read = _Scene(r, t, r.grid, win, 64)
+    assert np.allclose(pooled.to_full()[:, 2], read.to_full()[:, 2])  # same origin
+    # pixel size within one fine pixel's rounding of the read's; the rasters on those grids agree
+    assert np.allclose(np.diag(pooled.to_full())[:2], np.diag(read.to_full())[:2], rtol=0.02)
+    for k in (0, 2):  # reference, target canvas
+        got, got_v, want, want_v = pooled._raw[k], pooled._raw[k + 1], read._raw[k], read._raw[k + 1]
+        if k == 2:  # the canvases' padding may differ by a pixel: line them up on the overlap
+            dc, dr = int(read.tpad[0] - pooled.tpad[0]), int(read.tpad[1] - pooled.tpad[1])
+            got, got_v = got[max(0, -dr):, max(0, -dc):], got_v[max(0, -dr):, max(0, -dc):]
+            want, want_v = want[max(0, dr):, max(0, dc):], want_v[max(0, dr):, max(0, dc):]
+        hh, ww = min(got.shape[0], want.shape[0]), min(got.shape[1], want.shape[1])
+        both = got_v[:hh, :ww] & want_v[:hh, :ww]
+        assert both.sum() > 0.5 * hh * ww / (4 if k == 2 else 1)
+        diff = np.abs(got[:hh, :ww] - want[:hh, :ww])[both]
+        assert np.median(diff) < 2.0, (k, float(np.median(diff)))
+
+
 def test_a_weak_global_winner_gives_way_to_a_runner_up_the_tiles_confirm(tmp_path, monkeypatch):
     """When the fine matching under the search's winner finds no clear model, its runners-up are
     verified in turn. Here the winner is made wrong (the true hypothesis turned by 70 degrees) and
