@@ -13,6 +13,16 @@ COREG_LOCAL when a Python with arosics is given (its GDAL bindings need their ow
 on the optical version of the target (the reference's red band on the target's shifted grid):
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
 The report's ``timings_s`` gives georeg's stages.
+
+The AROSICS environment on Debian 12 (GDAL 3.6; AROSICS 1.12.1 is the newest it supports):
+
+    apt-get install libgdal-dev
+    python3 -m venv ~/arosics-venv && ~/arosics-venv/bin/pip install "numpy<2" "setuptools>=77" wheel
+    ~/arosics-venv/bin/pip install --no-build-isolation "GDAL==$(gdal-config --version)"
+    ~/arosics-venv/bin/pip install --no-build-isolation arosics==1.12.1 "GDAL==$(gdal-config --version)" "numpy<2"
+
+(without the pin, pip builds a newer GDAL for AROSICS's dependencies and fails; geoarray needs a
+setuptools that reads its licence field.)
 """
 
 from __future__ import annotations
