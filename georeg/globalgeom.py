@@ -221,7 +221,7 @@ def _pool2(a: np.ndarray, valid: np.ndarray, r0: int, c0: int, h: int, w: int) -
     a = a[r0:r0 + 2 * h, c0:c0 + 2 * w]
     v = valid[r0:r0 + 2 * h, c0:c0 + 2 * w].astype(np.float32)
     n = v.reshape(h, 2, w, 2).sum((1, 3))
-    total = (np.where(v > 0, a, 0) * v).reshape(h, 2, w, 2).sum((1, 3))
+    total = np.where(v > 0, a, 0).reshape(h, 2, w, 2).sum((1, 3))  # invalid pixels may hold NaN
     return (total / np.maximum(n, 1)).astype(np.float32), n > 0
 
 

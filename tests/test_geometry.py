@@ -74,12 +74,12 @@ def test_global_search_coarse_level_pools_the_fine_read_in_place(tmp_path, size)
     """The search's coarse level is the fine level pooled 2x2 instead of a second decimated read:
     its rasters must sit where a read at that resolution puts them (the same grid origin and pixel
     size, the target canvas aligned), and come close to GDAL's own average."""
+    from scipy import ndimage
+
     from georeg.globalgeom import _Scene
 
     w, h = size
     rng = np.random.default_rng(5)
-    from scipy import ndimage
-
     # smooth texture: a misplaced pixel shows as a large difference, resampling detail does not
     a = ndimage.gaussian_filter(rng.random((h, w)), 3.0)
     ref = _write(tmp_path / "reference.tif", (a / a.max() * 250).astype(np.uint8))
