@@ -22,13 +22,23 @@ from .warp import corrected_transform, output_to_source
 from .writers import check_creation_options, write_resampled, write_with_transform
 
 
+def _crs(side: dict) -> CRS | None:
+    """The CRS of a report's input; None for the pixel frame of inputs without georeferencing."""
+    if side.get("frame") == "pixels":
+        return None
+    return CRS.from_wkt(side["crs_wkt"]) if side.get("crs_wkt") else CRS.from_string(side["crs"])
+
+
+def _pixel_frame(report: dict) -> bool:
+    return (report.get("target") or {}).get("frame") == "pixels"
+
+
 def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
     """The fitted model and the reference grid that a report describes."""
     try:
         m = report["model"]
         r = report["reference"]
-        grid = Grid(Affine(*r["transform"]), int(r["width"]), int(r["height"]),
-                    CRS.from_wkt(r["crs_wkt"]) if r.get("crs_wkt") else CRS.from_string(r["crs"]))
+        grid = Grid(Affine(*r["transform"]), int(r["width"]), int(r["height"]), _crs(r))
         model = FittedModel(m["type"], np.array(m["matrix_px"], dtype=np.float64), np.zeros(0, bool), np.zeros(0))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"the report is not a georeg registration report (missing or bad {exc}); "
@@ -50,10 +60,16 @@ def check_same_scene(report: dict, src: RasterSource) -> None:
 
     t = report.get("target") or {}
     try:
-        tg = Grid(Affine(*t["transform"]), int(t["width"]), int(t["height"]),
-                  CRS.from_wkt(t["crs_wkt"]) if t.get("crs_wkt") else CRS.from_string(t["crs"]))
+        tg = Grid(Affine(*t["transform"]), int(t["width"]), int(t["height"]), _crs(t))
     except (KeyError, TypeError, ValueError):
         return  # an older report without the target's grid: nothing to compare with
+    if tg.crs is None:  # pixel coordinates: the same scene is the target's pixel grid
+        if (src.grid.width, src.grid.height) != (tg.width, tg.height):
+            raise InputError(f"{src.path} is {src.grid.width}x{src.grid.height} px, but the target this report "
+                             f"registered in pixel coordinates ({t.get('path', '?')}) is {tg.width}x{tg.height} px; "
+                             "a registration without georeferencing only applies to rasters on the target's "
+                             "pixel grid. Use `force=True` if you are sure")
+        return
     try:
         theirs = box(*transform_bounds(src.grid.crs, tg.crs, *src.grid.bounds, densify_pts=21))
     except Exception:  # bounds that cannot be expressed in the target's CRS at all
@@ -80,9 +96,13 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     oc = _output_options(report, options)
     check_outputs({"raster": str(output)}, [str(raster)], oc.overwrite)
     check_creation_options(list(oc.creation_options), oc.cog)
-    align = oc.align_grids
-    with RasterSource(raster, InputConfig(), "raster") as src, \
+    align = oc.align_grids or _pixel_frame(report)  # pictures: onto the reference picture's pixels, as registered
+    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=_pixel_frame(report)) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
+        if src.pixel_frame != _pixel_frame(report):  # a georeferenced raster takes a georeferenced report
+            raise InputError(f"{src.path} is georeferenced, but this report registered rasters without "
+                             "georeferencing, in pixel coordinates; apply it to a raster on the target's "
+                             "pixel grid without georeferencing")
         if not force:
             check_same_scene(report, src)
         if model.kind in AFFINE_MODELS and not align:

@@ -190,6 +190,10 @@ class MatchingConfig:
         """Max shift in reference pixels, given the reference pixel's ground size in metres (for a
         geographic CRS, convert degrees first: see :attr:`georeg.raster.Grid.ground_pixel_size_m`).
         Refuses a radius over :data:`MAX_SHIFT_PX` with the largest value it accepts."""
+        if self.max_shift_unit == "m" and not math.isfinite(pixel_size_m):
+            raise ConfigError(f"`max_shift` {self.max_shift:g}m needs georeferenced inputs; these have no "
+                              "georeferencing and are registered in pixel coordinates: give it in px "
+                              "(max_shift_unit=px, the default)")
         px = float(self.max_shift) if self.max_shift_unit == "px" else float(self.max_shift) / float(pixel_size_m)
         if px > MAX_SHIFT_PX:
             largest = f"{MAX_SHIFT_PX:.0f} px" + ("" if self.max_shift_unit == "px"

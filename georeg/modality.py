@@ -174,22 +174,52 @@ def texture_probabilities(f: dict[str, float], model: dict | None = None) -> dic
     return {c: float(q) for c, q in zip(model["classes"], p)}
 
 
-def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size window at the raster's centre, native resolution, with its validity."""
+def central_window(ds, size: int = 512):
+    """A size x size window at the raster's centre (smaller rasters: all of it)."""
     from rasterio.windows import Window
 
     w, h = min(size, ds.width), min(size, ds.height)
-    win = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+    return Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+
+
+def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size window at the raster's centre, native resolution, with its validity. Without
+    nodata, the black fill around a rotated or warped image (see :func:`border_fill`) is invalid."""
+    win = central_window(ds, size)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
     valid &= np.isfinite(data)
     if ds.nodata is not None and not math.isnan(ds.nodata):
         valid &= data != ds.nodata
+    elif valid.all():
+        edges = (win.row_off == 0, win.row_off + win.height == ds.height,
+                 win.col_off == 0, win.col_off + win.width == ds.width)
+        valid &= ~border_fill(data, edges)
     return data, valid
 
 
-def detect_modality(ds, bands: list[int], path: str) -> ModalityDecision:
-    """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``."""
+FILL_TOLERANCE = 0.012  # of the range below the 99th percentile: JPEG leaves black fill at 0-3 of 255
+
+
+def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """The black fill of a rotated or warped image saved without nodata (PNG and JPEG exports):
+    the darkest values (within FILL_TOLERANCE of the range) in regions that touch a raster edge,
+    widened by 2 px for JPEG's ringing. ``edges``: whether the sample's top, bottom, left and
+    right rows are the raster's."""
+    lo = float(data.min())
+    dark = data <= lo + FILL_TOLERANCE * (float(np.percentile(data, 99)) - lo)
+    labels, n = ndimage.label(dark)
+    if n == 0:
+        return dark
+    rims = [rim for rim, is_edge in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), edges) if is_edge]
+    touching = np.unique(np.concatenate(rims)) if rims else np.zeros(0, labels.dtype)
+    fill = np.isin(labels, touching[touching > 0])
+    return ndimage.binary_dilation(fill, iterations=2) if fill.any() else fill
+
+
+def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False) -> ModalityDecision:
+    """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
+    (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1)."""
     label, meta_ev = _from_metadata(ds, bands)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}
     name_word = guess_from_name(path)
@@ -205,6 +235,8 @@ def detect_modality(ds, bands: list[int], path: str) -> ModalityDecision:
     if len(bands) >= 3:
         evidence["bands"] = len(bands)
         return ModalityDecision("optical", "bands", evidence)
+    if grey_as_colour:
+        evidence["bands"] = "3 identical: one grey image stored as colour"
     feats = texture_features(sample, valid)
     probs = texture_probabilities(feats) if feats is not None else None
     if feats is not None:

@@ -40,17 +40,19 @@ def write_outputs(sol: Solution, cfg: RegistrationConfig, outputs: dict) -> tupl
     o = cfg.output
     path = str(outputs["raster"])
     tags = provenance(ref, tgt, model, outputs)
-    geotransform_only = model.kind in AFFINE_MODELS and not o.align_grids
-    if geotransform_only:
+    # pictures without georeferencing come out on the reference picture's pixels: a geotransform
+    # would place them only for GIS software, not for an image viewer
+    align = o.align_grids or tgt.pixel_frame
+    if model.kind in AFFINE_MODELS and not align:
         transform, dev = corrected_transform(model, grid, tgt.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight
         if dev <= 0.05:
             write_with_transform(tgt, path, transform, o, tags=tags)
             return transform, "geotransform", dev
-    out_grid = grid if o.align_grids else tgt.grid
+    out_grid = grid if align else tgt.grid
     mapping = output_to_source(model, out_grid, grid, tgt.grid)
     write_resampled(tgt, path, out_grid, mapping, o, tags=tags)
-    return None, ("resampled to reference grid" if o.align_grids else "resampled on target grid"), 0.0
+    return None, ("resampled to reference grid" if align else "resampled on target grid"), 0.0
 
 
 def provenance(ref: RasterSource, tgt: RasterSource, model: FittedModel, outputs: dict) -> dict:
@@ -107,7 +109,7 @@ def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
         "inlier": model.inliers.astype(bool),
     }
     return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(map_r[:, 0], map_r[:, 1]),
-                            crs=grid.crs.to_wkt())
+                            crs=grid.crs.to_wkt() if grid.crs else None)
 
 
 def finish_outputs(sol: Solution, outputs: dict, report: dict):
@@ -196,8 +198,9 @@ def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: d
     if report:
         sh = report.get("shift", {})
         if "mean_px" in sh:
-            text += (f", shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px "
-                     f"({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})")
+            text += f", shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px"
+            if sh.get("map_unit") != "px":  # in the pixel frame the map shift says it again
+                text += f" ({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})"
         if report.get("quality"):
             text += f"; verdict: {report['quality']}"
     return text

@@ -145,7 +145,7 @@ def _needed_bytes(tgt: RasterSource, cfg: RegistrationConfig, grid: Grid) -> int
     import numpy as np
 
     ds = tgt.ds
-    w, h = (grid.width, grid.height) if cfg.output.align_grids else (ds.width, ds.height)
+    w, h = (grid.width, grid.height) if cfg.output.align_grids or tgt.pixel_frame else (ds.width, ds.height)
     return int(w * h * ds.count * np.dtype(ds.dtypes[0]).itemsize + 16 * 2**20)
 
 
@@ -241,8 +241,11 @@ class Scene:
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
               report_extra: dict) -> RegistrationResult:
     """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound)."""
-    with RasterSource(reference, cfg.reference, "reference") as ref, \
-            RasterSource(target, cfg.target, "target") as tgt:
+    with RasterSource(reference, cfg.reference, "reference", pixel_frame_ok=True) as ref, \
+            RasterSource(target, cfg.target, "target", pixel_frame_ok=True) as tgt:
+        if ref.pixel_frame != tgt.pixel_frame:  # pixel coordinates only when neither is georeferenced
+            ref.require_georeferencing()
+            tgt.require_georeferencing()
         sc = scene(ref, tgt, cfg)
         stage_open(sc, matcher)
         stage_coarse(sc)
@@ -706,11 +709,16 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
     ce90 = float(np.percentile(res, 90)) if res.size else float("nan")
     x0, y0 = overlap.col_off, overlap.row_off
     centre = (x0 + overlap.width / 2, y0 + overlap.height / 2)
-    linear_unit = "m" if (grid.crs.is_projected and (grid.crs.linear_units or "").startswith("met")) else \
-        (grid.crs.linear_units or "map units")
+    if grid.crs is None:  # both inputs without georeferencing: the pixel frame
+        linear_unit = "px"
+    else:
+        linear_unit = "m" if (grid.crs.is_projected and (grid.crs.linear_units or "").startswith("met")) else \
+            (grid.crs.linear_units or "map units")
 
     def side(src: RasterSource) -> dict:
-        return {"path": src.path, "crs": src.grid.crs.to_string(), "crs_wkt": src.grid.crs.to_wkt(),
+        crs = src.grid.crs
+        return {"path": src.path, "crs": crs.to_string() if crs else None, "crs_wkt": crs.to_wkt() if crs else None,
+                "frame": "pixels" if src.pixel_frame else "georeferenced",
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

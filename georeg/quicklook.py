@@ -106,8 +106,10 @@ def scale_bar(img: np.ndarray, metres_per_px: float) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     h, w = img.shape[:2]
+    if not math.isfinite(metres_per_px):  # no ground size (the pixel frame): no bar
+        return img
     length = nice_length(0.25 * w * metres_per_px)
-    if not length or not math.isfinite(metres_per_px):
+    if not length:
         return img
     px = int(round(length / metres_per_px))
     pil = Image.fromarray(img)

@@ -87,19 +87,20 @@ class Grid:
     def ground_pixel_size_m(self) -> float:
         """Mean ground size of a pixel in metres: CRS units times the unit's size in metres for a
         projected CRS; for a geographic CRS, degrees converted at the grid's central latitude
-        (111 320 m per degree of longitude times cos(latitude), 110 574 m per degree of latitude)."""
+        (111 320 m per degree of longitude times cos(latitude), 110 574 m per degree of latitude);
+        NaN without a CRS (the pixel frame of rasters without georeferencing: no ground size)."""
         t = self.transform
+        if self.crs is None:
+            return float("nan")
         if self.crs is not None and self.crs.is_geographic:
             lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
             dx = math.hypot(t.a, t.d) * 111320.0 * max(math.cos(lat), 1e-6)
             dy = math.hypot(t.b, t.e) * 110574.0
             return math.sqrt(dx * dy)
-        factor = 1.0
-        if self.crs is not None:
-            try:
-                factor = float(self.crs.linear_units_factor[1])
-            except Exception:  # a CRS without linear units: take its units as metres
-                factor = 1.0
+        try:
+            factor = float(self.crs.linear_units_factor[1])
+        except Exception:  # a CRS without linear units: take its units as metres
+            factor = 1.0
         return self.pixel_size * factor
 
     def window_grid(self, window: Window) -> Grid:
@@ -114,6 +115,12 @@ class Grid:
         return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
 
 
+# Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
+# the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
+PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
+GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
+
+
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 
@@ -121,10 +128,16 @@ class RasterSource:
     resampled onto any :class:`Grid`; reads outside the raster come back invalid.
     """
 
-    def __init__(self, path: str | Path, cfg: InputConfig, role: str):
+    def __init__(self, path: str | Path, cfg: InputConfig, role: str, pixel_frame_ok: bool = False):
+        """``pixel_frame_ok``: a raster with no georeferencing at all (no CRS, geotransform or GCPs,
+        such as a plain PNG or JPEG) is placed on :data:`PIXEL_FRAME` instead of refused;
+        ``pixel_frame`` says so and :meth:`require_georeferencing` refuses it later, for a caller
+        that accepts it only when both inputs are such."""
         self.path = str(path)
         self.cfg = cfg
         self.role = role
+        self.pixel_frame = False
+        self._unreferenced: str | None = None
         p = Path(self.path)
         self.remote = is_remote(self.path)
         if self.remote:
@@ -149,11 +162,12 @@ class RasterSource:
                 "give a GeoTIFF or another GDAL raster format") from None
         try:
             with _gdal_warnings_to_debug():
-                self._check()
+                self._check(pixel_frame_ok)
         except Exception:
             self.ds.close()
             raise
-        self.grid = Grid(self.ds.transform, self.ds.width, self.ds.height, self.ds.crs)
+        transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
+        self.grid = Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
         self.bands = self._bands()
         self.modality = self._modality()
         self._mask_ds = None
@@ -167,7 +181,7 @@ class RasterSource:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
 
-    def _check(self) -> None:
+    def _check(self, pixel_frame_ok: bool) -> None:
         ds = self.ds
         if ds.crs is None or ds.transform == Affine.identity():
             self._check_readable()
@@ -178,15 +192,28 @@ class RasterSource:
                     f"geotransform; georeg needs a geotransform: warp it first, for example "
                     f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
                     f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
-            if ds.crs is None:
+            if ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
+                self.pixel_frame = True
+                self._unreferenced = (
+                    f"{self.role} raster has no georeferencing: {self.path}; two rasters without any are "
+                    "registered in pixel coordinates, but the other input is georeferenced: georeference this "
+                    "one too (for example: rio edit-info --crs EPSG:XXXX --transform '[x0, dx, 0, y0, 0, -dy]' "
+                    "FILE, or gdal_translate -a_srs/-a_ullr into a GeoTIFF)")
+            elif ds.crs is None:
                 raise MissingCRSError(
                     f"{self.role} raster has no CRS: {self.path}; assign one first "
                     "(for example: rio edit-info --crs EPSG:XXXX FILE)")
-            raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
-                                  "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
+            else:
+                raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
+                                      "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
         if self.cfg.band is not None and self.cfg.band > ds.count:
             raise RasterOpenError(
                 f"{self.role} band {self.cfg.band} does not exist: {self.path} has {ds.count} band(s)")
+
+    def require_georeferencing(self) -> None:
+        """Refuse a raster placed on the pixel frame (see ``pixel_frame_ok``)."""
+        if self._unreferenced:
+            raise MissingCRSError(self._unreferenced)
 
     def _check_readable(self) -> None:
         """A file cut short often loses its georeferencing tags first: say it is damaged, not
@@ -203,12 +230,30 @@ class RasterSource:
         if self.cfg.band is not None:
             return [self.cfg.band]
         if self.ds.count >= 3:
-            return [1, 2, 3]
+            return [1] if self.grey_as_colour else [1, 2, 3]
         return [1]
 
     @property
+    def grey_as_colour(self) -> bool:
+        """Whether bands 1-3 are one grey image stored three times (JPEG and PNG exports of
+        infrared, SAR or panchromatic images often are): the same values, up to JPEG's rounding,
+        in a window at the raster's centre. Such a raster is read as its first band, and its
+        modality is decided from its pixels, not from its band count."""
+        if self.ds.count < 3:
+            return False
+        if not hasattr(self, "_grey"):
+            from .modality import central_window
+
+            rgb = self.ds.read([1, 2, 3], window=central_window(self.ds)).astype(np.int16)
+            self._grey = bool(np.abs(np.diff(rgb, axis=0)).max(initial=0) <= GREY_TOLERANCE)
+        return self._grey
+
+    @property
     def band_label(self) -> str:
-        return "luminance(1,2,3)" if len(self.bands) == 3 else f"band {self.bands[0]}"
+        if len(self.bands) == 3:
+            return "luminance(1,2,3)"
+        return "band 1 (bands 1-3 identical)" if self.grey_as_colour and self.cfg.band is None \
+            else f"band {self.bands[0]}"
 
     def _modality(self) -> str:
         from .modality import ModalityDecision, detect_modality
@@ -219,7 +264,8 @@ class RasterSource:
             self.modality_decision = ModalityDecision("optical", "role", {"note": "the reference is optical"})
         else:
             try:
-                self.modality_decision = detect_modality(self.ds, self.bands, self.path)
+                self.modality_decision = detect_modality(self.ds, self.bands, self.path,
+                                                         self.cfg.band is None and self.grey_as_colour)
             except rasterio.errors.RasterioError as exc:
                 self.ds.close()
                 raise RasterOpenError(
@@ -277,9 +323,11 @@ class RasterSource:
         if off is not None:
             data, masks = self._read_native(Window(off[0], off[1], sub.width, sub.height))
         else:
+            # a raster on the pixel frame is warped from that frame, not from GDAL's identity
+            placed = {"src_transform": self.grid.transform} if self.pixel_frame else {}
             with WarpedVRT(self.ds, crs=sub.crs, transform=sub.transform, width=sub.width,
                            height=sub.height, resampling=resampling, add_alpha=True,
-                           src_nodata=self.ds.nodata) as vrt:
+                           src_nodata=self.ds.nodata, **placed) as vrt:
                 # one read of the data and alpha bands: each read call warps again (a 10980 px
                 # raster's decimated read took 9.0 s in two calls, 4.1 s in one)
                 both = vrt.read([*self.bands, vrt.count])
@@ -348,7 +396,7 @@ class RasterSource:
         pixel grid, whatever its georeferencing says); otherwise it is placed by its georeferencing."""
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
-        kwargs = {"src_crs": self.ds.crs, "src_transform": self.ds.transform} if same_pixels else {}
+        kwargs = {"src_crs": self.ds.crs, "src_transform": self.grid.transform} if same_pixels else {}
         if not same_pixels and m.crs is None:
             raise RasterOpenError(
                 f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,6 +130,14 @@ def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
         pass
 
 
+def _open_for_writing(path, prof: dict):
+    """rasterio.open for writing; the pixel frame's transform (x = column, y = -row) is written
+    without rasterio's warning that GDAL might drop it: GeoTIFF keeps it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return rasterio.open(path, "w", **prof)
+
+
 def write_with_transform(src: RasterSource, path: str, transform: Affine, options: OutputConfig,
                          progress: Callable[[float], None] | None = None, tags: dict | None = None) -> None:
     """Copy the target's pixels unchanged under a new geotransform (format from ``options``:
@@ -140,7 +149,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, option
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
         has_mask = src.ds.nodata is None and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0])
-        with rasterio.open(tmp, "w", **prof) as dst:
+        with _open_for_writing(tmp, prof) as dst:
             for i, w in enumerate(wins):
                 dst.write(src.ds.read(window=w), window=w)
                 if has_mask:
@@ -163,7 +172,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))
-        with rasterio.open(tmp, "w", **prof) as dst:
+        with _open_for_writing(tmp, prof) as dst:
             for i, w in enumerate(wins):
                 dst.write(_resample_window(src, mapping, w, order, nodata), window=w)
                 if progress:
@@ -209,7 +218,9 @@ def write_tie_points(gdf, path: str, timestamp: str | None = None) -> None:
     process-wide OGR_CURRENT_DATE, which other threads would see)."""
     import sqlite3
 
-    gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
+    with warnings.catch_warnings():  # without a CRS (the pixel frame of pictures) pyogrio warns; the report says so
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
     if timestamp:
         con = sqlite3.connect(path)
         try:

@@ -1,0 +1,150 @@
+"""Rasters as plain pictures: two images without any georeferencing (PNG, JPEG) are registered in
+pixel coordinates; a grey image stored as three identical bands is read as one band; black fill
+around a rotated picture saved without nodata does not count as data for the modality."""
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from PIL import Image
+from synthetic import synthetic_pair
+
+import georeg
+from georeg.apply import apply_report
+from georeg.cli import georeg as cli
+from georeg.config import InputConfig, RegistrationConfig
+from georeg.errors import ConfigError, InputError, MissingCRSError
+from georeg.modality import border_fill
+from georeg.raster import PIXEL_FRAME, RasterSource
+
+SHIFT = (6.0, -4.0)  # the target picture's content, moved by whole pixels (x, y)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """reference.png (grey optical-like) and target.png (SAR-like, content moved by SHIFT, stored as
+    three identical bands as image exports often are); neither has any georeferencing."""
+    d = tmp_path_factory.mktemp("pictures")
+    synthetic_pair(str(d / "a.tif"), str(d / "b.tif"), size=384, seed=5)
+    with rasterio.open(d / "a.tif") as a, rasterio.open(d / "b.tif") as b:
+        ref, tgt = a.read(1), b.read(1)
+    dx, dy = int(SHIFT[0]), int(SHIFT[1])
+    moved = np.roll(np.roll(tgt, dy, axis=0), dx, axis=1)  # content at p shows up at p + SHIFT
+    Image.fromarray(ref).save(d / "reference.png")
+    Image.fromarray(np.stack([moved] * 3, -1)).save(d / "target.png")
+    return d
+
+
+def _cfg(folder=None, **sections):
+    out = {"overwrite": True}
+    if folder is not None:
+        out.update(report=str(folder / "out_report.json"), tie_points=str(folder / "out_tiepoints.gpkg"))
+    return RegistrationConfig().with_options(output=out, **sections)
+
+
+def test_two_pictures_without_georeferencing_register_in_pixel_coordinates(pictures, tmp_path):
+    out = tmp_path / "out.tif"
+    res = georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"), str(out), _cfg(tmp_path))
+    rep = res.report
+    assert rep["reference"]["frame"] == rep["target"]["frame"] == "pixels"
+    assert rep["reference"]["crs"] is None and rep["shift"]["map_unit"] == "px"
+    # the correction moves the target's content back by SHIFT
+    assert np.allclose(rep["shift"]["mean_px"], [-SHIFT[0], -SHIFT[1]], atol=0.3), rep["shift"]
+    assert res.quality == "reliable", rep["verdict"]
+    # grey stored as colour is one band, and the SAR-like texture decides the modality
+    assert rep["target"]["bands"] == "band 1 (bands 1-3 identical)"
+    assert "grey" in rep["target"]["modality_evidence"]["bands"]
+    with rasterio.open(out) as d:  # on the reference picture's pixels
+        assert d.crs is None and d.transform == PIXEL_FRAME and d.shape == (384, 384)
+    tp = gpd.read_file(res.outputs["tie_points"])
+    assert tp.crs is None and len(tp) == rep["counts"]["tie_points"]
+    # tie points sit where the reference's pixels are on the frame: x = column, y = -row
+    assert np.allclose(tp.geometry.x, tp["ref_col"]) and np.allclose(tp.geometry.y, -tp["ref_row"])
+
+
+def test_a_pixel_registration_applies_to_another_picture_of_the_target(pictures, tmp_path):
+    res = georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"), str(tmp_path / "out.tif"),
+                          _cfg(tmp_path))
+    again = tmp_path / "again.tif"
+    apply_report(res.outputs["report"], str(pictures / "target.png"), str(again))
+    with rasterio.open(res.outputs["raster"]) as a, rasterio.open(again) as b:
+        assert np.array_equal(a.read(), b.read())
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((50, 60), np.uint8)).save(small)
+    with pytest.raises(InputError, match="pixel grid"):
+        apply_report(res.outputs["report"], str(small), str(tmp_path / "x.tif"))
+    report = json.loads(Path(res.outputs["report"]).read_text())
+    synthetic_pair(str(tmp_path / "g1.tif"), str(tmp_path / "g2.tif"), size=128, seed=1)
+    with pytest.raises(InputError, match="georeferenced"):  # a georeferenced raster takes a georeferenced report
+        apply_report(report, str(tmp_path / "g2.tif"), str(tmp_path / "y.tif"))
+
+
+def test_a_picture_against_a_georeferenced_raster_is_refused(pictures, tmp_path):
+    synthetic_pair(str(tmp_path / "ref.tif"), str(tmp_path / "tgt.tif"), size=128, seed=1)
+    with pytest.raises(MissingCRSError, match="target raster has no georeferencing.*pixel coordinates"):
+        georeg.register(str(tmp_path / "ref.tif"), str(pictures / "target.png"), str(tmp_path / "o.tif"), _cfg())
+    r = CliRunner().invoke(cli, ["register", str(pictures / "reference.png"), str(tmp_path / "tgt.tif"),
+                                 "-o", str(tmp_path / "o.tif")])
+    assert r.exit_code == 2 and "reference raster has no georeferencing" in r.output, r.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_max_shift_in_metres_needs_georeferencing(pictures, tmp_path):
+    with pytest.raises(ConfigError, match="give it in px"):
+        georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"), str(tmp_path / "o.tif"),
+                        _cfg(matching={"max_shift": 100, "max_shift_unit": "m"}))
+
+
+def test_grey_stored_as_colour_is_read_as_one_band(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (40, 50), dtype=np.uint8)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "grey.png")
+    colour = np.stack([grey, np.roll(grey, 3, axis=1), grey // 2], -1)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    with RasterSource(tmp_path / "grey.png", InputConfig(), "target", pixel_frame_ok=True) as g, \
+            RasterSource(tmp_path / "colour.png", InputConfig(), "target", pixel_frame_ok=True) as c, \
+            RasterSource(tmp_path / "grey.png", InputConfig(band=2), "target", pixel_frame_ok=True) as b2:
+        assert g.bands == [1] and g.grey_as_colour
+        assert c.bands == [1, 2, 3] and not c.grey_as_colour and c.modality == "optical"
+        assert b2.bands == [2] and "bands" not in b2.modality_decision.evidence
+
+
+def test_border_fill_is_the_dark_rim_only():
+    rng = np.random.default_rng(1)
+    img = rng.uniform(40, 200, (100, 100)).astype(np.float32)
+    yy, xx = np.mgrid[:100, :100]
+    corner = (xx + yy) < 30  # a black corner left by a rotation
+    img[corner] = rng.integers(0, 3, corner.sum())
+    img[45:55, 45:55] = 0  # a dark feature inside the picture is data
+    fill = border_fill(img, (True, True, True, True))
+    assert fill[corner].all() and not fill[45:55, 45:55].any()
+    assert fill.sum() < corner.sum() + 2 * 30 * 2 + 10  # the corner, widened by 2 px
+    # a sample whose rims are not the raster's edges (a window inside a larger raster) keeps all
+    assert not border_fill(img, (False, False, False, False)).any()
+
+
+def test_srif_infrared_jpeg_as_given_is_thermal(shared_data):
+    """SRIF's infrared JPEGs are grey stored as colour with black rotation corners and no nodata."""
+    d = shared_data / "srif_multimodal" / "Optical-Infrared"
+    with RasterSource(d / "pair14_2.jpg", InputConfig(), "target", pixel_frame_ok=True) as s:
+        assert s.pixel_frame and s.bands == [1]
+        assert s.modality == "thermal", s.modality_decision.to_dict()
+
+
+@pytest.mark.slow
+def test_srif_pair_at_75_degrees_from_the_dataset_files(shared_data, tmp_path):
+    """SRIF optical/infrared pair 14 exactly as the dataset gives it: two JPEGs without
+    georeferencing, the infrared turned by -73 degrees with black corners."""
+    from georeg.estimation import apply_h
+
+    d = shared_data / "srif_multimodal" / "Optical-Infrared"
+    res = georeg.register(str(d / "pair14_1.jpg"), str(d / "pair14_2.jpg"), str(tmp_path / "out.tif"), _cfg())
+    assert res.report["target"]["modality"] == "thermal"
+    assert res.quality == "reliable", res.report["verdict"]
+    truth = np.linalg.inv(np.vstack([np.loadtxt(d / "gt_14.txt").reshape(2, 3), [0, 0, 1]]))
+    g = np.stack(np.meshgrid(np.linspace(32, 224, 9), np.linspace(32, 224, 9)), -1).reshape(-1, 2)
+    assert float(np.abs(res.model.forward(g) - apply_h(truth, g)).max()) < 1.0
