@@ -341,6 +341,20 @@ def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Ca
     return out
 
 
+def srif_files(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
+    """SRIF Optical-Infrared exactly as the dataset gives it: the two JPEG files, without
+    georeferencing (registered in pixel coordinates), both grey stored as three identical bands,
+    the infrared turned by its GT with black corners and no nodata. Same truth as :func:`srif_rot`."""
+    root = data / "srif_multimodal" / "Optical-Infrared"
+    out = []
+    for i, _, _, a in _srif_pairs(data, rng, n_pairs, held_out):
+        angle = float(np.degrees(np.arctan2(-a[1, 0], a[0, 0])))
+        out.append(Case("srif opt/IR, dataset JPEG files as given", f"pair {i} ({angle:+.0f} deg)",
+                        str(root / f"pair{i}_1.jpg"), str(root / f"pair{i}_2.jpg"), "exact",
+                        truth_px=np.linalg.inv(a)))
+    return out
+
+
 def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None) -> list[Case]:
     """pairs: (name, reference path, aligned target path, options). Each target's content is
     resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1."""
@@ -457,6 +471,7 @@ BUILDERS = {
     "3mos": threemos,
     "srif_ir": srif_ir,
     "nir_vis": nir_vis,
+    "srif_files": srif_files,
     "srif_rot": srif_rot,
     "s1s2_rot": s1s2_rot,
     "s1s2png_rot": s1s2png_rot,

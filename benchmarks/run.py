@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -33,10 +32,10 @@ sys.path.insert(0, str(HERE))
 from cases import BUILDERS, Case  # noqa: E402
 
 import georeg  # noqa: E402
-from georeg.config import RegistrationConfig  # noqa: E402
+from georeg.config import InputConfig, RegistrationConfig  # noqa: E402
 from georeg.errors import GeoregError  # noqa: E402
 from georeg.estimation import FittedModel, apply_h  # noqa: E402
-from georeg.raster import Grid  # noqa: E402
+from georeg.raster import Grid, RasterSource  # noqa: E402
 from georeg.runtime import tune_malloc  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
@@ -46,8 +45,9 @@ from georeg.warp import target_to_true_map  # noqa: E402
 
 
 def grid_of(path) -> Grid:
-    with rasterio.open(path) as d:
-        return Grid(d.transform, d.width, d.height, d.crs)
+    """A raster's grid as georeg places it (a picture without georeferencing: on the pixel frame)."""
+    with RasterSource(path, InputConfig(modality="optical"), "raster", pixel_frame_ok=True) as d:
+        return d.grid
 
 
 DUMP: dict = {}  # --dump: folder, and the case and method being run
@@ -87,13 +87,13 @@ def run_phasecorr(case: Case, target: str, out: Path):
     """Baseline: skimage phase correlation of the whole overlap on the reference grid (translation)."""
     from skimage.registration import phase_cross_correlation
 
-    from georeg.config import InputConfig
     from georeg.preprocess import preprocess
-    from georeg.raster import RasterSource, overlap_window
+    from georeg.raster import overlap_window
 
     t = time.perf_counter()
-    with RasterSource(case.reference, InputConfig(**case.options.get("reference", {})), "reference") as r, \
-            RasterSource(target, InputConfig(**case.options.get("target", {})), "target") as s:
+    with RasterSource(case.reference, InputConfig(**case.options.get("reference", {})), "reference",
+                      pixel_frame_ok=True) as r, \
+            RasterSource(target, InputConfig(**case.options.get("target", {})), "target", pixel_frame_ok=True) as s:
         win, _ = overlap_window(r, s)
         a, av = r.read_on_grid(r.grid, win)
         b, bv = s.read_on_grid(r.grid, win)
@@ -267,7 +267,7 @@ def main() -> None:
     default_data = HERE.parent.parent / "shared" / "data"
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(default_data)))
     ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis,"
-                                      "srif_rot,s1s2_rot,s1s2png_rot,3mos_rot,rot90,nir_vis_h")
+                                      "srif_rot,s1s2_rot,s1s2png_rot,3mos_rot,rot90,nir_vis_h,srif_files")
     ap.add_argument("--sizes", default="2000,5000,10000")
     ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
     ap.add_argument("--json", help="also write the numbers to this JSON file")

@@ -3,6 +3,7 @@ where the README says it, and the API snippet's placeholder names pointed at a r
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -31,6 +32,18 @@ def test_readme_register_example_runs_as_written(shared_data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "176_S1_VH_registered.tif", "176_S1_VH_registered_quicklook.png", "176_S1_VH_registered_report.json",
         "176_S1_VH_registered_tiepoints.gpkg"]
+
+
+@pytest.mark.slow
+def test_readme_pictures_example_runs_as_written(shared_data, tmp_path):
+    cmd = _block("## Pictures without georeferencing", "bash")
+    cmd = cmd.replace(".venv/bin/georeg", f"{sys.executable} -c 'from georeg._entry import main; main()'")
+    cmd = cmd.replace("../shared/data", str(shared_data))
+    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"^rigid \(auto\): shift [-+]\d+\.\d+, [-+]\d+\.\d+ px; ", r.stdout, re.M), r.stdout
+    rep = json.loads((tmp_path / "out" / "pair14_report.json").read_text())
+    assert rep["target"]["frame"] == "pixels" and rep["target"]["modality"] == "thermal"
 
 
 @pytest.mark.slow
