@@ -201,11 +201,14 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
 FILL_TOLERANCE = 0.012  # of the range below the 99th percentile: JPEG leaves black fill at 0-3 of 255
 
 
+FILL_MIN_SHARE = 0.002  # a fill region covers at least this share of the image (speckled dark water breaks up)
+
+
 def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
     """The black fill of a rotated or warped image saved without nodata (PNG and JPEG exports):
-    the darkest values (within FILL_TOLERANCE of the range) in regions that touch a raster edge,
-    widened by 2 px for JPEG's ringing. ``edges``: whether the sample's top, bottom, left and
-    right rows are the raster's."""
+    the darkest values (within FILL_TOLERANCE of the range) in regions of at least FILL_MIN_SHARE
+    of the image that touch a raster edge, widened by 2 px for JPEG's ringing. ``edges``: whether
+    the sample's top, bottom, left and right rows are the raster's."""
     lo = float(data.min())
     dark = data <= lo + FILL_TOLERANCE * (float(np.percentile(data, 99)) - lo)
     labels, n = ndimage.label(dark)
@@ -213,7 +216,9 @@ def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool]) -> np.nd
         return dark
     rims = [rim for rim, is_edge in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), edges) if is_edge]
     touching = np.unique(np.concatenate(rims)) if rims else np.zeros(0, labels.dtype)
-    fill = np.isin(labels, touching[touching > 0])
+    touching = touching[touching > 0]
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, touching) if len(touching) else np.zeros(0)
+    fill = np.isin(labels, touching[sizes >= FILL_MIN_SHARE * data.size])
     return ndimage.binary_dilation(fill, iterations=2) if fill.any() else fill
 
 

@@ -719,6 +719,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
         crs = src.grid.crs
         return {"path": src.path, "crs": crs.to_string() if crs else None, "crs_wkt": crs.to_wkt() if crs else None,
                 "frame": "pixels" if src.pixel_frame else "georeferenced",
+                "edge_fill_masked": round(src.fill_share, 4),
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

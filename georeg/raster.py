@@ -118,6 +118,7 @@ class Grid:
 # Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
 # the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
+MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
 
@@ -180,6 +181,34 @@ class RasterSource:
             except rasterio.errors.RasterioIOError as exc:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
+        self.fill_share = 0.0
+        if self.pixel_frame and self._mask_ds is None:
+            self._mask_fill()
+
+    def _mask_fill(self) -> None:
+        """A picture without nodata or mask (the pixel frame) whose edges hold black fill (a rotated
+        or warped export, :func:`georeg.modality.border_fill`) gets that fill as its mask: tie
+        points on the fill's rim would be outliers, and the verdict would count the fill as overlap."""
+        from rasterio.enums import MaskFlags
+        from rasterio.io import MemoryFile
+
+        from .modality import border_fill
+
+        ds = self.ds
+        if self.nodata is not None or ds.width * ds.height > MAX_FILL_PIXELS or \
+                any(MaskFlags.all_valid not in ds.mask_flag_enums[b - 1] for b in self.bands):
+            return
+        fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
+        self.fill_share = float(fill.mean())
+        if not fill.any():
+            return
+        self._fill_file = MemoryFile()
+        with warnings.catch_warnings():  # the pixel frame's transform is written as it is
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with self._fill_file.open(driver="GTiff", width=ds.width, height=ds.height, count=1, dtype="uint8",
+                                      transform=PIXEL_FRAME) as w:
+                w.write((~fill).astype(np.uint8)[None])
+        self._mask_ds = self._fill_file.open()
 
     def _check(self, pixel_frame_ok: bool) -> None:
         ds = self.ds
@@ -417,6 +446,8 @@ class RasterSource:
         self.ds.close()
         if self._mask_ds is not None:
             self._mask_ds.close()
+        if getattr(self, "_fill_file", None) is not None:
+            self._fill_file.close()
 
     def __enter__(self) -> RasterSource:
         return self

@@ -127,6 +127,24 @@ def test_border_fill_is_the_dark_rim_only():
     assert not border_fill(img, (False, False, False, False)).any()
 
 
+def test_black_fill_of_a_turned_picture_is_its_mask(tmp_path):
+    rng = np.random.default_rng(2)
+    img = rng.uniform(30, 220, (120, 160)).astype(np.uint8)
+    yy, xx = np.mgrid[:120, :160]
+    corners = ((xx + yy) < 25) | ((159 - xx) + (119 - yy) < 25)
+    img[corners] = rng.integers(0, 3, corners.sum())  # JPEG leaves the fill at 0-2
+    img[60:70, 80:90] = 0  # a dark patch inside is data
+    Image.fromarray(img).save(tmp_path / "turned.png")
+    with RasterSource(tmp_path / "turned.png", InputConfig(), "target", pixel_frame_ok=True) as s:
+        data, valid = s.read_on_grid(s.grid)
+        assert not valid[corners].any() and valid[60:70, 80:90].all()
+        assert s.fill_share == pytest.approx(1 - valid.mean())
+        assert 0 < s.fill_share < corners.mean() + 0.05
+    # the same picture given a nodata value is left to it
+    with RasterSource(tmp_path / "turned.png", InputConfig(nodata=255), "target", pixel_frame_ok=True) as s:
+        assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][corners].all()
+
+
 def test_srif_infrared_jpeg_as_given_is_thermal(shared_data):
     """SRIF's infrared JPEGs are grey stored as colour with black rotation corners and no nodata."""
     d = shared_data / "srif_multimodal" / "Optical-Infrared"
