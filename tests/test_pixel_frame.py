@@ -66,6 +66,19 @@ def test_two_pictures_without_georeferencing_register_in_pixel_coordinates(pictu
     assert np.allclose(tp.geometry.x, tp["ref_col"]) and np.allclose(tp.geometry.y, -tp["ref_row"])
 
 
+def test_a_small_picture_is_found_inside_a_larger_one(tmp_path):
+    """A 256 px crop from inside a 512 px picture: where it lies is unknown (no georeferencing),
+    so the whole reference is searched (the overlap of the two frames would be the top-left corner)."""
+    synthetic_pair(str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), size=512, seed=7)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        Image.fromarray(a.read(1)).save(tmp_path / "reference.png")
+        Image.fromarray(b.read(1)[166:422, 186:442]).save(tmp_path / "crop.png")
+    res = georeg.register(str(tmp_path / "reference.png"), str(tmp_path / "crop.png"), str(tmp_path / "out.tif"),
+                          _cfg())
+    assert np.allclose(res.report["shift"]["mean_px"], [186, 166], atol=0.5), res.report["shift"]
+    assert res.quality == "reliable", res.report["verdict"]
+
+
 def test_a_pixel_registration_applies_to_another_picture_of_the_target(pictures, tmp_path):
     res = georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"), str(tmp_path / "out.tif"),
                           _cfg(tmp_path))
