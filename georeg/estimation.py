@@ -453,7 +453,7 @@ AUTO_CHAIN = ("translation", "similarity", "affine", "homography")
 # standard errors a richer model's departure must exceed: the similarity needs two, since with 16-30
 # tie points in a few correlated regions a rotation of the noise clears one in about a fifth of draws.
 # The homography needs two as well, measured where its tie points are (see estimate_auto).
-AUTO_Z = {"similarity": 2.0, "affine": 1.0, "homography": 2.0}
+AUTO_Z = {"similarity": 2.0, "affine": 1.0, "homography": 4.0}
 # Below AUTO_MIN_TIE_POINTS, down to three per parameter, a richer model is still taken when its
 # departure is overwhelming: AUTO_STRONG_Z block-jackknife standard errors (a 4-block jackknife's
 # t has 3 degrees of freedom, so noise reaches 4 in about 3% of draws, against 20% for one), and
