@@ -134,3 +134,17 @@ def test_the_other_tiles_are_matched_when_the_sample_gives_no_clear_model(tmp_pa
     per_tile = np.bincount(res.tie_points["tile"], minlength=4)
     assert per_tile[only] < 0.25 * np.delete(per_tile, only).min()  # points near its edges only
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+
+
+def test_a_scene_of_one_tile_gets_a_whole_tiles_keypoints(tmp_path, small_pair, four_tiles):
+    """A 512 px scene (a quarter of a 1024 px tile) is matched with keypoints_per_tile keypoints,
+    not a quarter of them; a scene of several tiles keeps the density by area."""
+    ref, tgt = small_pair("sar.tif", size=512)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline", "keypoints_per_tile": 400},
+                                            estimation={"model": "translation"})
+    one = georeg.register(ref, tgt, tmp_path / "one.tif", cfg)
+    # by area it was 100 keypoints per direction and pass: 400 tie points at most
+    assert one.report["counts"]["tie_points"] > 2 * 2 * 100
+    ref4, tgt4 = four_tiles
+    four = _tiled(tmp_path, ref4, tgt4, 0, "four", keypoints_per_tile=100)
+    assert np.bincount(four.tie_points["tile"]).max() <= 2 * 2 * 100  # each 256 px tile: its own 100
