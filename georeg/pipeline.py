@@ -400,8 +400,10 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
 
 
 def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:
-    """The matching settings of one tile. A scene of one tile gets a whole tile's keypoints, not a
-    share by its area: a small scene's model rests on its few tie points. Measured with
+    """The matching settings of one tile. A scene of one tile under half a tile's area gets a whole
+    tile's keypoints, not a share by its area: a small scene's model rests on its few tie points
+    (a nearly whole tile keeps its share: S1/S2 pair 050 shifted by (40, -40) px, 984 px of
+    overlap, then chose another model than the unshifted pair, 1.4 px apart). Measured with
     ``benchmarks/run.py --limit 8`` (every benchmark scene is one tile), ``auto``: NIR-VIS with its
     GT homography (512 px) 62% -> 75% within 1 px and 1 -> 0 results wrong but reliable; SRIF
     optical/IR (256 px) 88% -> 100%; no set lower. The baseline lost the two 3MOS RCM pairs
@@ -409,9 +411,9 @@ def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:
     the ``local`` model, whose thin-plate spline is smoothed for that density (with a whole tile's
     tie points a 384 px synthetic scene's warp followed their noise to 1.5 px)."""
     m = sc.cfg.matching
-    if len(sc.tiles) != 1 or sc.cfg.estimation.model == "local":
-        return m
     area = min(1.0, window.width * window.height / m.tile_size_px ** 2)
+    if len(sc.tiles) != 1 or sc.cfg.estimation.model == "local" or area >= 0.5:
+        return m
     return replace(m, keypoints_per_tile=max(4, round(m.keypoints_per_tile / area)))
 
 
