@@ -21,13 +21,20 @@ def _block(section: str, lang: str) -> str:
     return m.group(1)
 
 
-@pytest.mark.slow
-def test_readme_register_example_runs_as_written(shared_data, tmp_path):
-    cmd = _block("## Register the example pair", "bash")
+def _run_bash_block(section: str, shared_data: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """The README's bash block under ``section``, run as written (this interpreter's georeg, the
+    given shared data); asserts that it succeeded."""
+    cmd = _block(section, "bash")
     cmd = cmd.replace(".venv/bin/georeg", f"{sys.executable} -c 'from georeg._entry import main; main()'")
     cmd = cmd.replace("../shared/data", str(shared_data))
-    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+@pytest.mark.slow
+def test_readme_register_example_runs_as_written(shared_data, tmp_path):
+    r = _run_bash_block("## Register the example pair", shared_data, tmp_path)
     assert re.search(r"shift [-+]\d+\.\d+, [-+]\d+\.\d+ px .* inliers, RMSE", r.stdout), r.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "176_S1_VH_registered.tif", "176_S1_VH_registered_quicklook.png", "176_S1_VH_registered_report.json",
@@ -36,11 +43,7 @@ def test_readme_register_example_runs_as_written(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_readme_pictures_example_runs_as_written(shared_data, tmp_path):
-    cmd = _block("## Pictures without georeferencing", "bash")
-    cmd = cmd.replace(".venv/bin/georeg", f"{sys.executable} -c 'from georeg._entry import main; main()'")
-    cmd = cmd.replace("../shared/data", str(shared_data))
-    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = _run_bash_block("## Pictures without georeferencing", shared_data, tmp_path)
     assert re.search(r"^rigid \(auto\): shift [-+]\d+\.\d+, [-+]\d+\.\d+ px; ", r.stdout, re.M), r.stdout
     rep = json.loads((tmp_path / "out" / "pair14_report.json").read_text())
     assert rep["target"]["frame"] == "pixels" and rep["target"]["modality"] == "thermal"
