@@ -251,7 +251,7 @@ def _matcher_for(task: PairTask):
     from .matchers import resolve_name
     from .raster import RasterSource
 
-    with RasterSource(task.target, task.config.target, "target") as t:
+    with RasterSource(task.target, task.config.target, "target", pixel_frame_ok=True) as t:  # pictures too
         name = resolve_name(task.config.matching.matcher, t.modality)
     return _loaded_matcher(name, task.config.matching.device)
 

@@ -179,3 +179,18 @@ def test_srif_pair_at_75_degrees_from_the_dataset_files(shared_data, tmp_path):
     truth = np.linalg.inv(np.vstack([np.loadtxt(d / "gt_14.txt").reshape(2, 3), [0, 0, 1]]))
     g = np.stack(np.meshgrid(np.linspace(32, 224, 9), np.linspace(32, 224, 9)), -1).reshape(-1, 2)
     assert float(np.abs(res.model.forward(g) - apply_h(truth, g)).max()) < 1.0
+
+
+def test_batch_registers_pictures(pictures, tmp_path):
+    """A batch of pictures: the worker's matcher choice reads the target's modality like the
+    registration does (it used to refuse a picture there)."""
+    import csv
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["batch", "--pairs", str(pictures / "reference.png"), str(pictures / "target.png"),
+                                 "-o", str(out), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["ok"] and rows[0]["quality"] == "reliable", rows
+    assert abs(float(rows[0]["shift_x_px"]) + SHIFT[0]) < 0.3 and abs(float(rows[0]["shift_y_px"]) + SHIFT[1]) < 0.3
