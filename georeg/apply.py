@@ -96,10 +96,11 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     oc = _output_options(report, options)
     check_outputs({"raster": str(output)}, [str(raster)], oc.overwrite)
     check_creation_options(list(oc.creation_options), oc.cog)
-    align = oc.align_grids or _pixel_frame(report)  # pictures: onto the reference picture's pixels, as registered
-    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=_pixel_frame(report)) as src, \
+    pictures = _pixel_frame(report)
+    align = oc.align_grids or pictures  # pictures: onto the reference picture's pixels, as registered
+    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=pictures) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
-        if src.pixel_frame != _pixel_frame(report):  # a georeferenced raster takes a georeferenced report
+        if src.pixel_frame != pictures:  # a georeferenced raster takes a georeferenced report
             raise InputError(f"{src.path} is georeferenced, but this report registered rasters without "
                              "georeferencing, in pixel coordinates; apply it to a raster on the target's "
                              "pixel grid without georeferencing")

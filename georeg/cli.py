@@ -249,6 +249,7 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     """Register TARGET onto REFERENCE and write the corrected target to the -o/--output GeoTIFF
     (plus tie points, report and quicklook beside it unless set to 'none')."""
     from .errors import InputError
+    from .outputs import shift_text
     from .pipeline import register as run
 
     if not output.strip() or Path(output).name in ("", ".", ".."):
@@ -268,10 +269,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
         sh = rep["shift"]
         acc = rep["residuals"]
         kind = rep["model"]["type"] + (" (auto)" if rep["model"]["requested"] == "auto" else "")
-        on_map = "" if sh["map_unit"] == "px" else \
-            f" ({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh['map_unit']})"  # px: the pixel frame
         click.echo(
-            f"{kind}: shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px{on_map}; "
+            f"{kind}: {shift_text(sh)}; "
             f"{rep['counts']['inliers']}/{rep['counts']['tie_points']} inliers, RMSE {acc['rmse_px']:.2f} px, "
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
         for kind, path in result.outputs.items():

@@ -191,6 +191,15 @@ def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str
             f"col {c0}, row {r0}")
 
 
+def shift_text(sh: dict) -> str:
+    """A report's mean shift as the CLI and the quicklook print it: 'shift +1.23, -4.56 px (+12.3,
+    +45.6 m)'; in the pixel frame of pictures (map unit px) the map part would say it again."""
+    text = f"shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px"
+    if sh.get("map_unit") != "px":
+        text += f" ({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})"
+    return text
+
+
 def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: dict | None) -> str:
     from pathlib import Path
 
@@ -198,9 +207,7 @@ def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: d
     if report:
         sh = report.get("shift", {})
         if "mean_px" in sh:
-            text += f", shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px"
-            if sh.get("map_unit") != "px":  # in the pixel frame the map shift says it again
-                text += f" ({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})"
+            text += ", " + shift_text(sh)
         if report.get("quality"):
             text += f"; verdict: {report['quality']}"
     return text

@@ -269,12 +269,11 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
     sc.roles = roles_for(sc.matcher)
-    if sc.ref.pixel_frame:  # pictures: where the target lies in the reference is unknown, so all of it
-        sc.overlap = Window(0, 0, sc.grid.width, sc.grid.height)
-        sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
-    else:
-        sc.overlap, _ = overlap_window(sc.ref, sc.tgt)
-        sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
+    # pictures: where the target lies in the reference is unknown, so all of it
+    sc.overlap = Window(0, 0, sc.grid.width, sc.grid.height) if sc.ref.pixel_frame else \
+        overlap_window(sc.ref, sc.tgt)[0]
+    sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
+    if not sc.ref.pixel_frame:
         _skip_empty(sc)
     sc.steps_total = len(_sample(sc, refine=False)) + (len(_sample(sc, refine=True)) if cfg.matching.refine else 0)
     sc.clock.lap("open")

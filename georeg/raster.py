@@ -8,6 +8,7 @@ A :class:`Grid` is a transform, a size and a CRS; pixel positions follow
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import warnings
@@ -92,7 +93,7 @@ class Grid:
         t = self.transform
         if self.crs is None:
             return float("nan")
-        if self.crs is not None and self.crs.is_geographic:
+        if self.crs.is_geographic:
             lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
             dx = math.hypot(t.a, t.d) * 111320.0 * max(math.cos(lat), 1e-6)
             dy = math.hypot(t.b, t.e) * 110574.0
@@ -262,7 +263,7 @@ class RasterSource:
             return [1] if self.grey_as_colour else [1, 2, 3]
         return [1]
 
-    @property
+    @functools.cached_property
     def grey_as_colour(self) -> bool:
         """Whether bands 1-3 are one grey image stored three times (JPEG and PNG exports of
         infrared, SAR or panchromatic images often are): the same values, up to JPEG's rounding,
@@ -270,12 +271,10 @@ class RasterSource:
         modality is decided from its pixels, not from its band count."""
         if self.ds.count < 3:
             return False
-        if not hasattr(self, "_grey"):
-            from .modality import central_window
+        from .modality import central_window
 
-            rgb = self.ds.read([1, 2, 3], window=central_window(self.ds)).astype(np.int16)
-            self._grey = bool(np.abs(np.diff(rgb, axis=0)).max(initial=0) <= GREY_TOLERANCE)
-        return self._grey
+        rgb = self.ds.read([1, 2, 3], window=central_window(self.ds)).astype(np.int16)
+        return bool(np.abs(np.diff(rgb, axis=0)).max(initial=0) <= GREY_TOLERANCE)
 
     @property
     def band_label(self) -> str:
