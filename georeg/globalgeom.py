@@ -103,7 +103,9 @@ def _geometry(fine: _Scene, hyp: tuple[float, float], scored: tuple[float, float
     (angle, scale), (z, dx, dy) = hyp, scored
     c = fine.centre_search
     full = fine.to_full()
-    m_full = full @ _similarity(angle, scale, c, (dx, dy)) @ np.linalg.inv(full)
+    # the peak at (dx, dy) means the warped target shows at x + d what the reference shows at x,
+    # so the reference has it d before where the hypothesis puts it
+    m_full = full @ _similarity(angle, scale, c, (-dx, -dy)) @ np.linalg.inv(full)
     centre_full = full @ np.array([c[0], c[1], 1.0])
     shift = (m_full @ centre_full)[:2] - centre_full[:2]
     angle = (angle + 180.0) % 360.0 - 180.0

@@ -69,6 +69,26 @@ def test_global_geometry_recovers_a_large_rotation_and_scale(tmp_path):
         assert apart and r.z_score < g.z_score and r.rank >= 1, (r.to_dict(), g.to_dict())
 
 
+@pytest.mark.parametrize("angle, shift", [(-20.0, (60.0, -45.0)), (0.0, (70.0, 30.0)), (90.0, (-50.0, 0.0))])
+def test_global_geometry_puts_the_shift_on_the_right_side(tmp_path, angle, shift):
+    """The search's shift, not only its rotation: a shift beyond the fine search's radius must
+    come out with its sign (it came out mirrored, and the tile matching then searched 2x the
+    shift away from the truth)."""
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
+    synthetic_pair(str(ref), str(tgt), size=384, seed=3)
+    m = rotation_scale_matrix(384, 384, angle, 1.0, shift)
+    moved = tmp_path / "target.tif"
+    resample_content(str(tgt), str(moved), m)
+    from georeg.globalgeom import search_geometry
+
+    with RasterSource(str(ref), InputConfig(), "reference") as r, \
+            RasterSource(str(moved), InputConfig(modality="optical"), "target") as t:
+        g = search_geometry(r, t, r.grid, overlap_window(r, t)[0])
+    pts = np.array([[60.0, 60.0], [192.0, 192.0], [320.0, 320.0]])
+    assert g.accepted, g.to_dict()
+    assert np.abs(apply_h(g.matrix, pts) - apply_h(m, pts)).max() < 2.0, g.to_dict()
+
+
 @pytest.mark.parametrize("size", [(384, 384), (384, 300), (301, 383)])
 def test_global_search_coarse_level_pools_the_fine_read_in_place(tmp_path, size):
     """The search's coarse level is the fine level pooled 2x2 instead of a second decimated read:
