@@ -316,12 +316,19 @@ def _neutral(work: Path, set_key: str, i: int) -> Path:
     return d
 
 
-def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0) -> tuple[np.ndarray, float, float]:
+def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0, offset=None
+                       ) -> tuple[np.ndarray, float, float]:
+    """A rotation of lo-hi degrees either way and a scale of 0.9-1.1 about the centre; with
+    ``offset`` (lo, hi px), also a shift of that length in a random direction."""
     from synthetic import rotation_scale_matrix
 
     angle = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
     scale = float(rng.uniform(0.9, 1.1))
-    return rotation_scale_matrix(w, h, angle, scale), angle, scale
+    shift = (0.0, 0.0)
+    if offset is not None:
+        r, phi = rng.uniform(*offset), rng.uniform(0, 2 * np.pi)
+        shift = (float(r * np.cos(phi)), float(r * np.sin(phi)))
+    return rotation_scale_matrix(w, h, angle, scale, shift), angle, scale
 
 
 def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
@@ -355,9 +362,11 @@ def srif_files(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[
     return out
 
 
-def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None) -> list[Case]:
+def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None,
+                   offset=None) -> list[Case]:
     """pairs: (name, reference path, aligned target path, options). Each target's content is
-    resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1."""
+    resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1,
+    and with ``offset`` (lo, hi px) a shift of that length in a random direction."""
     from synthetic import resample_content, rotation_scale_matrix
 
     out = []
@@ -367,7 +376,7 @@ def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: in
             w, h = d.width, d.height
         for j in range(per_pair if angles is None else len(angles)):
             if angles is None:
-                m, angle, scale = _random_similarity(rng, w, h)
+                m, angle, scale = _random_similarity(rng, w, h, offset=offset)
             else:
                 angle, scale = float(angles[j]), 1.0
                 m = rotation_scale_matrix(w, h, angle, scale)
@@ -375,7 +384,10 @@ def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: in
             n += 1
             dst = folder / "target.tif"
             resample_content(str(tgt), str(dst), m)
-            out.append(Case(set_name, f"{name} rot {angle:+.1f} deg scale {scale:.3f}", str(ref), str(dst),
+            c = np.array([w / 2, h / 2])
+            dx, dy = m[:2, 2] - (c - m[:2, :2] @ c)  # the shift on top of the turn about the centre
+            moved = f" offset ({dx:+.0f}, {dy:+.0f}) px" if offset else ""
+            out.append(Case(set_name, f"{name} rot {angle:+.1f} deg scale {scale:.3f}{moved}", str(ref), str(dst),
                             "consistency", str(tgt), options=dict(opts), applied=m))
     return out
 
@@ -393,14 +405,24 @@ def _neutral_copy(work: Path, key: str, i: int, ref: np.ndarray | str, tgt: np.n
     return _write(folder / "reference.tif", ref, t, crs), _write(folder / "base.tif", tgt, t, crs)
 
 
-def s1s2_rot(data: Path, work: Path, rng, per_pair=2, held_out=False, angles=None, key="s1s2_rot") -> list[Case]:
+def s1s2_rot(data: Path, work: Path, rng, per_pair=2, held_out=False, angles=None, key="s1s2_rot",
+             offset=None) -> list[Case]:
     d = data / "s1s2_volkov" / "geotiff"
     pairs = []
     for k, pid in enumerate(("176", "268") if held_out else ("050", "176", "268")):
         ref, base = _neutral_copy(work, key, k, str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif"))
         pairs.append((pid, ref, base, {}))
     name = "S1/S2 GeoTIFF rotated 2-15 deg" if angles is None else "S1/S2 GeoTIFF turned 90/180/270"
-    return _rotated_cases(name, key, pairs, work, rng, per_pair, angles)
+    if offset is not None:
+        name = f"S1/S2 GeoTIFF rotated 2-15 deg, offset {offset[0]:.0f}-{offset[1]:.0f} px"
+    return _rotated_cases(name, key, pairs, work, rng, per_pair, angles, offset)
+
+
+def s1s2_rot_offset(data: Path, work: Path, rng, held_out=False) -> list[Case]:
+    """Rotated as :func:`s1s2_rot` and moved 50-150 px as well, beyond ``--max-shift``: the global
+    search must find the shift with the rotation (its sign was mirrored until 2026-12-01 and no set
+    noticed, every other rotated set turning about the centre)."""
+    return s1s2_rot(data, work, rng, per_pair=3, held_out=held_out, key="s1s2_rot_offset", offset=(50.0, 150.0))
 
 
 def s1s2png_rot(data: Path, work: Path, rng, per_pair=1, held_out=False) -> list[Case]:
@@ -478,6 +500,7 @@ BUILDERS = {
     "3mos_rot": threemos_rot,
     "rot90": rot90,
     "nir_vis_h": nir_vis_h,
+    "s1s2_rot_offset": s1s2_rot_offset,
 }
 
 
