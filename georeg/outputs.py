@@ -13,12 +13,13 @@ from rasterio.windows import Window
 from .config import RegistrationConfig
 from .coordinates import apply_affine, to_crs
 from .estimation import AFFINE_MODELS, FittedModel
+from .gpkg import TiePointTable, write_gpkg
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
 from .raster import Grid, RasterSource
 from .warp import corrected_transform, output_to_source
-from .writers import write_png, write_report, write_resampled, write_tie_points, write_with_transform
+from .writers import write_png, write_report, write_resampled, write_with_transform
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,8 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: FittedModel, tp: TiePoints):
-    import geopandas as gpd
-
+def tie_points_table(ref: RasterSource, tgt: RasterSource, grid: Grid, model: FittedModel, tp: TiePoints
+                     ) -> TiePointTable:
     map_r = apply_affine(grid.transform, tp.xy_r)
     map_t = apply_affine(grid.transform, tp.xy_t_on_ref)
     native = apply_affine(~tgt.grid.transform, to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
@@ -108,15 +108,14 @@ def tie_points_frame(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
         "residual_px": model.residuals_px.astype(np.float64),
         "inlier": model.inliers.astype(bool),
     }
-    return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(map_r[:, 0], map_r[:, 1]),
-                            crs=grid.crs.to_wkt() if grid.crs else None)
+    return TiePointTable(data, map_r[:, 0], map_r[:, 1], grid.crs)
 
 
-def finish_outputs(sol: Solution, outputs: dict, report: dict):
+def finish_outputs(sol: Solution, outputs: dict, report: dict) -> TiePointTable:
     """Write the tie points, the quicklook and (last, with the checksums of the others) the report;
-    returns the tie points as a GeoDataFrame."""
+    returns the tie points."""
     tgt = sol.tgt
-    gdf = tie_points_frame(sol.ref, tgt, sol.grid, sol.model, sol.tp)
+    table = tie_points_table(sol.ref, tgt, sol.grid, sol.model, sol.tp)
     if "tie_points" in outputs:
         from datetime import datetime, timezone
 
@@ -125,7 +124,7 @@ def finish_outputs(sol: Solution, outputs: dict, report: dict):
         # the target file's time makes the GeoPackage reproducible; a remote target has none here
         mtime = 0.0 if is_remote(tgt.path) else Path(tgt.path).stat().st_mtime
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        write_tie_points(gdf, str(outputs["tie_points"]), stamp)
+        write_gpkg(table, str(outputs["tie_points"]), stamp)
     if "quicklook" in outputs:
         write_png(quicklook_image(sol, report=report), str(outputs["quicklook"]))
     # what a later run (batch resume) checks before it trusts these files
@@ -133,7 +132,7 @@ def finish_outputs(sol: Solution, outputs: dict, report: dict):
                        for key, p in outputs.items() if key in ("raster", "tie_points")}
     if "report" in outputs:
         write_report(report, str(outputs["report"]))
-    return gdf
+    return table
 
 
 def quicklook_image(sol: Solution, size: int = 480, crop: int = 72, report: dict | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ from .errors import (
     warn,
 )
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
+from .gpkg import TiePointTable
 from .matching import TiePoints, keypoints_for, match_tile
 from .raster import Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
@@ -47,15 +48,20 @@ class RegistrationResult:
 
     model: the fitted model (reference-grid pixels, target -> reference);
     transform: the target's corrected geotransform when only the geotransform changed, else None;
-    tie_points: GeoDataFrame of every tie point with residual and inlier flag;
+    tie_points: GeoDataFrame of every tie point with residual and inlier flag (built from
+    ``tie_point_table`` when first asked for: geopandas is imported then, not by every run);
     report: the JSON report as a dict; outputs: paths written.
     """
 
     model: FittedModel
     transform: Affine | None
-    tie_points: object
+    tie_point_table: TiePointTable
     report: dict
     outputs: dict
+
+    @functools.cached_property
+    def tie_points(self):
+        return self.tie_point_table.to_geodataframe()
 
     @property
     def rmse_px(self) -> float:
@@ -675,10 +681,10 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
         report["quality"] = sc.verdict.quality
         report["verdict"] = sc.verdict.to_dict()
         report.update(report_extra)
-        gdf = finish_outputs(sol, tmp, report)
+        table = finish_outputs(sol, tmp, report)
         sc.check_cancel()
     sc.notify(1.0, "done")
-    return RegistrationResult(sc.model, transform, gdf, report, outputs)
+    return RegistrationResult(sc.model, transform, table, report, outputs)
 
 
 def _max_move(a: FittedModel, b: FittedModel, extent) -> float:

@@ -208,28 +208,6 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
     return out
 
 
-def write_tie_points(gdf, path: str, timestamp: str | None = None) -> None:
-    """Write the tie points as a GeoPackage layer 'tie_points'.
-
-    GeoPackage 1.2 rather than GDAL's default 1.4: QGIS 3.22 (GDAL 3.6) warns that a 1.4 file
-    "may only be partially supported"; 1.2 has everything this layer uses. ``timestamp``
-    (ISO 8601, UTC) replaces the clock time GDAL stores as the layer's last change, so that the
-    same inputs give byte-identical files (set in the file afterwards, not through GDAL's
-    process-wide OGR_CURRENT_DATE, which other threads would see)."""
-    import sqlite3
-
-    with warnings.catch_warnings():  # without a CRS (the pixel frame of pictures) pyogrio warns; the report says so
-        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-        gdf.to_file(path, driver="GPKG", layer="tie_points", engine="pyogrio", dataset_options={"VERSION": "1.2"})
-    if timestamp:
-        con = sqlite3.connect(path)
-        try:
-            with con:
-                con.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = 'tie_points'", (timestamp,))
-        finally:
-            con.close()
-
-
 def write_report(report: dict, path: str) -> None:
     Path(path).write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
 

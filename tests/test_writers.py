@@ -6,13 +6,14 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
-from shapely.geometry import Point
 
 from georeg.config import InputConfig, OutputConfig
+from georeg.gpkg import TiePointTable, write_gpkg
 from georeg.raster import RasterSource
-from georeg.writers import write_png, write_report, write_resampled, write_tie_points, write_with_transform
+from georeg.writers import write_png, write_report, write_resampled, write_with_transform
 
 T = Affine(10, 0, 500000, 0, -10, 4000000)
 
@@ -53,17 +54,58 @@ def test_cog_with_creation_options(tmp_path):
         assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
 
 
-def test_tie_points_report_and_png(tmp_path):
-    gdf = gpd.GeoDataFrame({"residual_px": [0.5, 1.5], "inlier": [True, False]},
-                           geometry=[Point(500010, 3999990), Point(500100, 3999900)], crs="EPSG:32633")
-    write_tie_points(gdf, str(tmp_path / "tp.gpkg"), "2026-01-01T00:00:00.000Z")
+def _table(crs, n=3):
+    rng = np.random.default_rng(1)
+    cols = {"id": np.arange(n, dtype=np.int32), "direction": np.array(["forward", "backward", "forward"][:n]),
+            "residual_px": rng.random(n), "inlier": np.array([True, False, True][:n])}
+    return TiePointTable(cols, 500000 + rng.random(n) * 1000, 3999000 + rng.random(n) * 1000, crs)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326", "+proj=tmerc +lon_0=13.3 +k=0.9999 +ellps=GRS80",
+                                 None])
+def test_geopackage_reads_back_through_gdal(tmp_path, crs):
+    """georeg writes the GeoPackage itself (sqlite3): GDAL must read back the same layer, with the
+    CRS (EPSG, WGS 84, one without a code, none for pictures), the column types and the values."""
+    import pyogrio
+    from rasterio.crs import CRS
+
+    table = _table(CRS.from_user_input(crs) if crs else None)
+    path = tmp_path / "tp.gpkg"
+    write_gpkg(table, str(path), "2026-01-01T00:00:00.000Z")
+    info = pyogrio.read_info(path, layer="tie_points")
+    assert info["geometry_type"] == "Point" and info["features"] == 3
+    back = gpd.read_file(path, layer="tie_points")
+    assert list(back.columns) == ["id", "direction", "residual_px", "inlier", "geometry"]
+    assert back["id"].dtype == np.int32 and back["inlier"].dtype == bool and back["residual_px"].dtype == np.float64
+    assert list(back.direction) == ["forward", "backward", "forward"] and list(back.inlier) == [True, False, True]
+    assert np.array_equal(back.residual_px.to_numpy(), table.columns["residual_px"])
+    assert np.array_equal(back.geometry.x.to_numpy(), table.x) and np.array_equal(back.geometry.y.to_numpy(), table.y)
+    if crs is None:
+        assert back.crs is None
+    else:
+        assert CRS.from_wkt(back.crs.to_wkt()) == CRS.from_user_input(crs)
+    # the API's GeoDataFrame is the same table
+    attrs = table.to_geodataframe().drop(columns="geometry")
+    assert attrs.equals(back.drop(columns="geometry").astype(attrs.dtypes))
+
+
+def test_geopackage_is_reproducible_and_can_be_empty(tmp_path):
     import sqlite3
 
-    con = sqlite3.connect(tmp_path / "tp.gpkg")
+    from rasterio.crs import CRS
+
+    for name in ("a.gpkg", "b.gpkg"):
+        write_gpkg(_table(CRS.from_epsg(32633)), str(tmp_path / name), "2026-01-01T00:00:00.000Z")
+    assert (tmp_path / "a.gpkg").read_bytes() == (tmp_path / "b.gpkg").read_bytes()
+    con = sqlite3.connect(tmp_path / "a.gpkg")
     assert con.execute("SELECT last_change FROM gpkg_contents").fetchall() == [("2026-01-01T00:00:00.000Z",)]
+    assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
     con.close()
-    back = gpd.read_file(tmp_path / "tp.gpkg", layer="tie_points")
-    assert len(back) == 2 and back.crs.to_epsg() == 32633 and list(back.inlier) == [True, False]
+    write_gpkg(_table(CRS.from_epsg(32633), n=0), str(tmp_path / "empty.gpkg"))
+    assert len(gpd.read_file(tmp_path / "empty.gpkg", layer="tie_points")) == 0
+
+
+def test_report_and_png(tmp_path):
     write_report({"a": np.float32(1.5), "b": np.arange(3), "c": Path("x/y")}, str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": "x/y"}
     rgb = np.zeros((20, 30, 3), np.uint8)
