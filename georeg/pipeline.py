@@ -541,8 +541,11 @@ def _verify_runners_up(sc: Scene, geometry, tp, model, radius: int, fallback: bo
     runners-up (other basins) as priors, in order, until one gives a clear model (at least half of
     its tie points agree). The prior that the most tie points agree with is kept (``sc.geometry``
     then records every prior tried): a learned matcher's extra candidates can leave the true prior
-    just under half (S1/S2 PNG pair 169: 165 of 342, against 6 of 109 for the winner). Identity-like
-    runners-up are left to the shift passes when those are tried (``fallback``)."""
+    just under half (S1/S2 PNG pair 169: 165 of 342, against 6 of 109 for the winner). A prior
+    ranked lower by the search must explain clearly more (:func:`_clearly_more`): on a 256 px
+    3MOS pair turned 9.5 degrees the winner (9.0 degrees, right) had 9 inliers, a runner-up
+    (-147.5 degrees at 2.18x) 10, and the result went 500 px astray. Identity-like runners-up
+    are left to the shift passes when those are tried (``fallback``)."""
     from dataclasses import replace
 
     tried = [{"rank": 0, "rotation_deg": geometry.rotation_deg, "scale": geometry.scale,
@@ -558,7 +561,7 @@ def _verify_runners_up(sc: Scene, geometry, tp, model, radius: int, fallback: bo
         tp_a, model_a = sampled_pass(sc, alt.inverse, radius, _first_kind(sc))
         tried.append({"rank": alt.rank, "rotation_deg": alt.rotation_deg, "scale": alt.scale,
                       "inliers": max(_inliers(model_a), 0), "tie_points": len(tp_a)})
-        if _inliers(model_a) > _inliers(best[1]):
+        if _clearly_more(model_a, best[1]):
             chosen, best = sc.geometry, (tp_a, model_a)
         if not _weak(model_a):
             break
@@ -702,11 +705,21 @@ def _try(fn, default):
 
 
 WEAK_INLIER_FRACTION = 0.5
+RUNNER_UP_MARGIN = (4, 1.25)  # inliers a lower-ranked prior needs beyond the higher one's: more, ratio
 STRUCTURE_MARGIN = 0.001  # a richer model must raise the structural agreement by more than this
 
 
 def _inliers(model: FittedModel | None) -> int:
     return -1 if model is None else int(model.inliers.sum())
+
+
+def _clearly_more(model: FittedModel | None, than: FittedModel | None) -> bool:
+    """Whether ``model`` has clearly more inliers than ``than`` (the fit through a prior the global
+    search ranked higher): by RUNNER_UP_MARGIN, a count and a ratio. A few inliers either way
+    are what chance gives a wrong prior on a small scene."""
+    more, ratio = RUNNER_UP_MARGIN
+    n, m = _inliers(model), _inliers(than)
+    return n >= m + more and n >= ratio * m
 
 
 def _weak(model: FittedModel | None) -> bool:

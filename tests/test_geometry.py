@@ -159,6 +159,23 @@ def test_a_weak_global_winner_gives_way_to_a_runner_up_the_tiles_confirm(tmp_pat
     assert res.quality == "reliable", res.report["verdict"]
 
 
+def test_a_runner_up_must_explain_clearly_more_than_the_winner():
+    """A prior the search ranked lower replaces a higher one only with clearly more inliers: a
+    few either way are chance on a small scene (3MOS RCM_plain_7 turned 9.5 degrees: the right
+    winner 9, a runner-up at -147.5 degrees 10, and the result went 500 px astray)."""
+    from types import SimpleNamespace
+
+    from georeg.pipeline import _clearly_more
+
+    def fit(n_in, n=60):
+        return SimpleNamespace(inliers=np.arange(n) < n_in)
+
+    assert not _clearly_more(fit(10), fit(9))
+    assert not _clearly_more(fit(14), fit(12))
+    assert _clearly_more(fit(165, 342), fit(6, 109))  # S1/S2 PNG pair 169
+    assert _clearly_more(fit(4), None) and not _clearly_more(fit(2), None)
+
+
 def test_rotated_synthetic_pair_registers_end_to_end(tmp_path):
     ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
     synthetic_pair(str(ref), str(tgt), size=384, seed=5)
