@@ -89,8 +89,9 @@ class TooFewTiePointsError(RegistrationError):
         self.model = model
         msg = (
             f"too few {stage} for the '{model}' model: found {found}, need at least {needed}. "
-            + (hint or "Try a larger `max_shift`, a simpler `model=translation`, another band, "
-               "or check that both rasters show the same area.")
+            + (hint or "Try a larger `max_shift`, "
+               + ("" if model == "translation" else "a simpler `model=translation`, ")
+               + "another band, or check that both rasters show the same area.")
         )
         super().__init__(msg)
 

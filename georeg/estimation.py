@@ -300,9 +300,9 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if inl.sum() < needed:
         raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
                                    hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "
-                                   f"within {cfg.threshold_px} px. Try a larger `max_shift`, a simpler "
-                                   "`model=translation`, another band, or check that both rasters show "
-                                   "the same area.")
+                                   f"within {cfg.threshold_px} px. Try a larger `max_shift`, "
+                                   + ("" if kind == "translation" else "a simpler `model=translation`, ")
+                                   + "another band, or check that both rasters show the same area.")
     if kind == "local":
         local, inl, res = _fit_local_inliers(xy_t, xy_r, cfg, inl, needed)
         return FittedModel(kind, h, inl, res, local)
@@ -493,13 +493,14 @@ def estimate_auto(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, mar
     is taken; too few tie points for anything richer keep ``base``. The homography is tried only
     over an accepted affine. Models are compared on the union of their inliers."""
     chain = auto_chain(base)
-    current, reason = None, None
+    current, reason, first = None, None, None
     for k, kind in enumerate(chain):
         try:
             current = estimate(xy_t, xy_r, cfg, model=kind)
-        except TooFewTiePointsError:
+        except TooFewTiePointsError as exc:
+            first = first or exc  # the simplest model's shortfall is the one to report
             if k == len(chain) - 1 or len(xy_t) < MIN_INLIERS[chain[k + 1]]:
-                raise
+                raise first from None
             reason = f"{kind} found too few inliers"
             continue
         break

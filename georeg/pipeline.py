@@ -229,9 +229,17 @@ class Scene:
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
-        """The area the model will correct (reference px); auto weighs departures at its corners."""
+        """The area the model will correct (reference px); auto weighs departures at its corners,
+        and the verdict judges coverage and stability over it. Between pictures without
+        georeferencing the whole reference is searched, but once a model is known the area is
+        the target's footprint through it: a 320 px target found inside a 1024 px reference was
+        called `uncertain` for covering 19% of the reference, and its model's departures were
+        weighed at corners 700 px outside it."""
         o = self.overlap
-        return (o.col_off, o.row_off, o.col_off + o.width, o.row_off + o.height)
+        full = (o.col_off, o.row_off, o.col_off + o.width, o.row_off + o.height)
+        if self.model is None or not self.tgt.pixel_frame:
+            return full
+        return footprint(self.model, (0, 0, self.tgt.ds.width, self.tgt.ds.height), full)
 
     @property
     def base_model(self) -> str:
@@ -688,6 +696,18 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
         sc.check_cancel()
     sc.notify(1.0, "done")
     return RegistrationResult(sc.model, transform, table, report, outputs)
+
+
+def footprint(model: FittedModel, target_extent, within) -> tuple[float, float, float, float]:
+    """The bounding box of ``target_extent`` (as placed on the reference grid) through ``model``,
+    clipped to ``within``; ``within`` itself when that leaves less than 16 px either way."""
+    x0, y0, x1, y1 = target_extent
+    c = model.forward(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64))
+    if not np.isfinite(c).all():
+        return within
+    box = (max(c[:, 0].min(), within[0]), max(c[:, 1].min(), within[1]),
+           min(c[:, 0].max(), within[2]), min(c[:, 1].max(), within[3]))
+    return box if box[2] - box[0] >= 16 and box[3] - box[1] >= 16 else within
 
 
 def _max_move(a: FittedModel, b: FittedModel, extent) -> float:

@@ -79,6 +79,21 @@ def test_a_small_picture_is_found_inside_a_larger_one(tmp_path):
     assert res.quality == "reliable", res.report["verdict"]
 
 
+def test_a_small_picture_is_judged_over_its_own_footprint(tmp_path):
+    """A 224 px crop of a 640 px picture covers an eighth of it: coverage, stability and the
+    model's departures are judged over where the crop lies, not over the whole reference (it
+    came out `uncertain`, "the inliers cover 12% of the overlap")."""
+    synthetic_pair(str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), size=640, seed=11)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        Image.fromarray(a.read(1)).save(tmp_path / "reference.png")
+        Image.fromarray(b.read(1)[300:524, 120:344]).save(tmp_path / "crop.png")
+    res = georeg.register(str(tmp_path / "reference.png"), str(tmp_path / "crop.png"), str(tmp_path / "out.tif"),
+                          _cfg())
+    assert np.allclose(res.report["shift"]["mean_px"], [120, 300], atol=0.5), res.report["shift"]
+    assert res.quality == "reliable", res.report["verdict"]
+    assert res.report["verdict"]["coverage"] >= 0.5, res.report["verdict"]
+
+
 def test_a_pixel_registration_applies_to_another_picture_of_the_target(pictures, tmp_path):
     res = georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"), str(tmp_path / "out.tif"),
                           _cfg(tmp_path))
