@@ -112,9 +112,8 @@ def _points(x: np.ndarray, y: np.ndarray, srs_id: int) -> list[bytes]:
 
 
 def _sql_values(a: np.ndarray) -> list:
-    if a.dtype.kind == "b":
-        return [int(v) for v in a]
-    if a.dtype.kind in "iu":
+    """A column as Python values sqlite3 stores: booleans as 0/1 (GeoPackage's BOOLEAN)."""
+    if a.dtype.kind in "biu":
         return [int(v) for v in a]
     if a.dtype.kind == "f":
         return [float(v) for v in a]
