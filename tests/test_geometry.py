@@ -176,18 +176,25 @@ def test_a_runner_up_must_explain_clearly_more_than_the_winner():
     assert _clearly_more(fit(4), None) and not _clearly_more(fit(2), None)
 
 
-def test_rotated_synthetic_pair_registers_end_to_end(tmp_path):
+@pytest.mark.parametrize("angle, scale, shift", [(35.0, 0.95, (0.0, 0.0)), (30.0, 1.3, (40.0, -60.0))])
+def test_rotated_synthetic_pair_registers_end_to_end(tmp_path, angle, scale, shift):
+    """Turned about the centre, and turned, magnified and moved beyond the fine search's radius
+    (before the global search's shift had its sign, the second failed with too few tie points)."""
     ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
     synthetic_pair(str(ref), str(tgt), size=384, seed=5)
-    m = rotation_scale_matrix(384, 384, 35.0, 0.95)
+    m = rotation_scale_matrix(384, 384, angle, scale, shift)
     turned = tmp_path / "target.tif"
     resample_content(str(tgt), str(turned), m)
     res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline"},
                     target={"modality": "optical"})
-    # new pixel q shows old content at m q, and the old target was aligned: truth xy_t -> m xy_t
+    # new pixel q shows old content at m q, and the old target was aligned: truth xy_t -> m xy_t;
+    # judged where the turned target shows content
+    g = np.stack(np.meshgrid(np.linspace(60, 324, 7), np.linspace(60, 324, 7)), -1).reshape(-1, 2)
+    q = apply_h(np.linalg.inv(m), g)
+    q = q[((q >= 0) & (q <= 384)).all(1)]
     assert res.report["global_geometry"]["accepted"]
     assert res.model.kind in ("similarity", "affine")
-    assert _max_err(res.model, m, 60, 324) < 1.0
+    assert float(np.abs(res.model.forward(q) - apply_h(m, q)).max()) < 1.0
     assert res.quality == "reliable", res.report["verdict"]
 
 
