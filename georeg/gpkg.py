@@ -139,6 +139,9 @@ def write_gpkg(table: TiePointTable, path: str, timestamp: str | None = None) ->
         raise OutputWriteError(f"could not create the tie-point GeoPackage {path} ({exc}); check the folder's "
                                "permissions and free space") from None
     try:
+        # no rollback journal: the file is a staged temporary that a failed write discards whole,
+        # and a journal would be one more file that an interrupted run leaves beside it
+        con.execute("PRAGMA journal_mode = OFF")
         con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         con.execute(f"PRAGMA user_version = {USER_VERSION}")
         con.execute("BEGIN")
