@@ -317,9 +317,10 @@ def _neutral(work: Path, set_key: str, i: int) -> Path:
 
 
 def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0, offset=None
-                       ) -> tuple[np.ndarray, float, float]:
+                       ) -> tuple[np.ndarray, float, float, tuple[float, float]]:
     """A rotation of lo-hi degrees either way and a scale of 0.9-1.1 about the centre; with
-    ``offset`` (lo, hi px), also a shift of that length in a random direction."""
+    ``offset`` (lo, hi px), also a shift of that length in a random direction. Returns the
+    matrix, the angle, the scale and the shift."""
     from synthetic import rotation_scale_matrix
 
     angle = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
@@ -328,7 +329,7 @@ def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0, o
     if offset is not None:
         r, phi = rng.uniform(*offset), rng.uniform(0, 2 * np.pi)
         shift = (float(r * np.cos(phi)), float(r * np.sin(phi)))
-    return rotation_scale_matrix(w, h, angle, scale, shift), angle, scale
+    return rotation_scale_matrix(w, h, angle, scale, shift), angle, scale, shift
 
 
 def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
@@ -376,16 +377,14 @@ def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: in
             w, h = d.width, d.height
         for j in range(per_pair if angles is None else len(angles)):
             if angles is None:
-                m, angle, scale = _random_similarity(rng, w, h, offset=offset)
+                m, angle, scale, (dx, dy) = _random_similarity(rng, w, h, offset=offset)
             else:
-                angle, scale = float(angles[j]), 1.0
+                angle, scale, dx, dy = float(angles[j]), 1.0, 0.0, 0.0
                 m = rotation_scale_matrix(w, h, angle, scale)
             folder = _neutral(work, key, n)
             n += 1
             dst = folder / "target.tif"
             resample_content(str(tgt), str(dst), m)
-            c = np.array([w / 2, h / 2])
-            dx, dy = m[:2, 2] - (c - m[:2, :2] @ c)  # the shift on top of the turn about the centre
             moved = f" offset ({dx:+.0f}, {dy:+.0f}) px" if offset else ""
             out.append(Case(set_name, f"{name} rot {angle:+.1f} deg scale {scale:.3f}{moved}", str(ref), str(dst),
                             "consistency", str(tgt), options=dict(opts), applied=m))

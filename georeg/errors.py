@@ -87,12 +87,10 @@ class TooFewTiePointsError(RegistrationError):
         self.found = found
         self.needed = needed
         self.model = model
-        msg = (
-            f"too few {stage} for the '{model}' model: found {found}, need at least {needed}. "
-            + (hint or "Try a larger `max_shift`, "
-               + ("" if model == "translation" else "a simpler `model=translation`, ")
-               + "another band, or check that both rasters show the same area.")
-        )
+        advice = ("Try a larger `max_shift`, " + ("" if model == "translation" else "a simpler `model=translation`, ")
+                  + "another band, or check that both rasters show the same area.")
+        msg = f"too few {stage} for the '{model}' model: found {found}, need at least {needed}. " \
+            + (f"{hint} " if hint else "") + advice
         super().__init__(msg)
 
 

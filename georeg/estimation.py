@@ -300,9 +300,7 @@ def estimate(xy_t: np.ndarray, xy_r: np.ndarray, cfg: EstimationConfig, model: s
     if inl.sum() < needed:
         raise TooFewTiePointsError(int(inl.sum()), needed, kind, "inlier tie points",
                                    hint=f"{len(xy_t)} tie points were found but only {int(inl.sum())} agree "
-                                   f"within {cfg.threshold_px} px. Try a larger `max_shift`, "
-                                   + ("" if kind == "translation" else "a simpler `model=translation`, ")
-                                   + "another band, or check that both rasters show the same area.")
+                                   f"within {cfg.threshold_px} px.")
     if kind == "local":
         local, inl, res = _fit_local_inliers(xy_t, xy_r, cfg, inl, needed)
         return FittedModel(kind, h, inl, res, local)

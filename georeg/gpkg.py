@@ -111,15 +111,6 @@ def _points(x: np.ndarray, y: np.ndarray, srs_id: int) -> list[bytes]:
     return [head + row.tobytes() for row in xy]
 
 
-def _sql_values(a: np.ndarray) -> list:
-    """A column as Python values sqlite3 stores: booleans as 0/1 (GeoPackage's BOOLEAN)."""
-    if a.dtype.kind in "biu":
-        return [int(v) for v in a]
-    if a.dtype.kind == "f":
-        return [float(v) for v in a]
-    return [str(v) for v in a]
-
-
 def write_gpkg(table: TiePointTable, path: str, timestamp: str | None = None) -> None:
     """Write ``table`` as the layer 'tie_points' of a new GeoPackage at ``path`` (which must not
     exist). ``timestamp`` (ISO 8601, UTC) is the layer's last change; fixing it makes the same
@@ -133,33 +124,33 @@ def write_gpkg(table: TiePointTable, path: str, timestamp: str | None = None) ->
     cols = ", ".join(f'"{name}" {kind}' for name, kind in kinds.items())
     bbox = (float(np.min(table.x)), float(np.min(table.y)), float(np.max(table.x)), float(np.max(table.y))) \
         if n else (None, None, None, None)
-    try:
+    values = [np.asarray(a).tolist() for a in table.columns.values()]  # sqlite3 stores booleans as 0/1
+    try:  # any step can meet a full disk or a folder that is not writable
         con = sqlite3.connect(path, isolation_level=None)
+        try:
+            # no rollback journal: the file is a staged temporary that a failed write discards
+            # whole, and a journal would be one more file that an interrupted run leaves beside it
+            con.execute("PRAGMA journal_mode = OFF")
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute(f"PRAGMA user_version = {USER_VERSION}")
+            con.execute("BEGIN")
+            for sql in _SCHEMA:
+                con.execute(sql)
+            con.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", srs_rows)
+            con.execute(f'CREATE TABLE "{LAYER}" ( "fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
+                        f'"geom" POINT, {cols})')
+            con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, "
+                        "min_x, min_y, max_x, max_y, srs_id) VALUES (?, 'features', ?, '', "
+                        "COALESCE(?, strftime('%Y-%m-%dT%H:%M:%fZ','now')), ?, ?, ?, ?, ?)",
+                        (LAYER, LAYER, timestamp, *bbox, srs_id))
+            con.execute("INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POINT', ?, 0, 0)", (LAYER, srs_id))
+            con.execute("INSERT INTO gpkg_ogr_contents VALUES (?, ?)", (LAYER, n))
+            marks = ", ".join("?" * (len(values) + 2))
+            con.executemany(f'INSERT INTO "{LAYER}" VALUES ({marks})',
+                            zip(range(1, n + 1), _points(table.x, table.y, srs_id), *values))
+            con.execute("COMMIT")
+        finally:
+            con.close()
     except sqlite3.Error as exc:
-        raise OutputWriteError(f"could not create the tie-point GeoPackage {path} ({exc}); check the folder's "
+        raise OutputWriteError(f"could not write the tie-point GeoPackage {path} ({exc}); check the folder's "
                                "permissions and free space") from None
-    try:
-        # no rollback journal: the file is a staged temporary that a failed write discards whole,
-        # and a journal would be one more file that an interrupted run leaves beside it
-        con.execute("PRAGMA journal_mode = OFF")
-        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        con.execute(f"PRAGMA user_version = {USER_VERSION}")
-        con.execute("BEGIN")
-        for sql in _SCHEMA:
-            con.execute(sql)
-        con.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", srs_rows)
-        con.execute(f'CREATE TABLE "{LAYER}" ( "fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "geom" POINT, '
-                    f"{cols})")
-        con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, "
-                    "min_x, min_y, max_x, max_y, srs_id) VALUES (?, 'features', ?, '', "
-                    "COALESCE(?, strftime('%Y-%m-%dT%H:%M:%fZ','now')), ?, ?, ?, ?, ?)",
-                    (LAYER, LAYER, timestamp, *bbox, srs_id))
-        con.execute("INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POINT', ?, 0, 0)", (LAYER, srs_id))
-        con.execute("INSERT INTO gpkg_ogr_contents VALUES (?, ?)", (LAYER, n))
-        values = [_sql_values(np.asarray(a)) for a in table.columns.values()]
-        marks = ", ".join("?" * (len(values) + 2))
-        con.executemany(f'INSERT INTO "{LAYER}" VALUES ({marks})',
-                        zip(range(1, n + 1), _points(table.x, table.y, srs_id), *values))
-        con.execute("COMMIT")
-    finally:
-        con.close()

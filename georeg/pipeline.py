@@ -554,8 +554,6 @@ def _verify_runners_up(sc: Scene, geometry, tp, model, radius: int, fallback: bo
     3MOS pair turned 9.5 degrees the winner (9.0 degrees, right) had 9 inliers, a runner-up
     (-147.5 degrees at 2.18x) 10, and the result went 500 px astray. Identity-like runners-up
     are left to the shift passes when those are tried (``fallback``)."""
-    from dataclasses import replace
-
     tried = [{"rank": 0, "rotation_deg": geometry.rotation_deg, "scale": geometry.scale,
               "inliers": max(_inliers(model), 0), "tie_points": len(tp)}]
     chosen, best = geometry, (tp, model)
