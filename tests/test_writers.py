@@ -114,3 +114,12 @@ def test_report_and_png(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "q.png").convert("RGB").getpixel((20, 5)) == (255, 0, 128)
+
+
+def test_geopackage_that_cannot_be_written_is_georegs_error(tmp_path):
+    from rasterio.crs import CRS
+
+    from georeg.errors import OutputWriteError
+
+    with pytest.raises(OutputWriteError, match="could not write the tie-point GeoPackage"):
+        write_gpkg(_table(CRS.from_epsg(32633)), str(tmp_path / "no_such_folder" / "tp.gpkg"))
