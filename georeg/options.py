@@ -97,17 +97,20 @@ _BOOL_TEXT = {"true": True, "yes": True, "1": True, "on": True, "false": False, 
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "estimation", "model", "choice",
-           "Transform model. 'auto' keeps a translation unless an affine is better under spatial cross-validation, "
-           "rests on 30+ tie points and departs from it by more than its uncertainty; 'local' warps through a "
-           "dense tie-point grid.", MODELS),
+           "Transform model. 'auto' takes the simplest of translation, similarity, affine and homography that the "
+           "tie points support: a richer model must predict held-out parts of the scene better, rest on enough "
+           "tie points, depart from the simpler one by more than its own uncertainty and improve the images' "
+           "structural agreement; 'local' warps through a dense tie-point grid.", MODELS),
     Option("matcher", "matching", "matcher", "text",
-           "Patch matcher: auto (kgl when its weights are shipped, else baseline), baseline (weight-free), kgl, "
-           "rrl, or a full name such as kgl-opt-sar ('georeg matchers list')."),
+           "Patch matcher: auto (KGL-Net for SAR and thermal targets where its shipped weights beat the baseline, "
+           "else baseline), baseline (weight-free), kgl, rrl, or a full name such as kgl-opt-sar ('georeg "
+           "matchers list')."),
     Option("max_shift", "matching", "max_shift", "shift",
            "Largest expected misregistration after the coarse pass: reference pixels ('40', '40px') or metres "
            "('400m')."),
     Option("modality", "target", "modality", "choice",
-           "Target modality; 'auto' guesses from names and metadata (SAR, thermal), else optical.", MODALITIES),
+           "Target modality; 'auto' decides from the metadata (band descriptions, units, wavelengths) and the "
+           "pixels (value range, speckle statistics), with file-name words only as a tie-breaker.", MODALITIES),
     Option("ref_band", "reference", "band", "int",
            "Reference band (1-based). Default: luminance of bands 1-3, or band 1."),
     Option("target_band", "target", "band", "int", "Target band (1-based). Default as --ref-band."),
