@@ -134,7 +134,8 @@ def corrected_truth(case: Case, truth: np.ndarray) -> np.ndarray:
 def _consistency_truth(fn, name: str, case: Case, model, pts, work: Path, own_base: dict):
     """Where the turned target's lattice points ``pts`` truly belong, by georeg's result on the
     unturned pair (cached in ``own_base``): (by the same model as ``model``, by the unturned pair's
-    own auto result, that result's model kind), or None when georeg failed on the unturned pair.
+    own auto result, that result's model kind, the verdict on the unturned result used as the
+    truth), or None when georeg failed on the unturned pair.
 
     The judge is the unturned pair registered with the model this run chose: the turn and scale
     are what is tested, not which model auto prefers on each. (On the S1/S2 PNG pairs, whose
@@ -149,14 +150,59 @@ def _consistency_truth(fn, name: str, case: Case, model, pts, work: Path, own_ba
         return None
     base_pts = pts if case.applied is None else apply_h(case.applied, pts)
     truth_auto = positions(m0, case, case.base_target, base_pts)
-    truth = truth_auto
+    truth, judge = truth_auto, m0
     if getattr(fn, "func", None) is run_georeg and model.kind != m0.kind:
         key_same = key + (model.kind,)
         if key_same not in own_base:
             own_base[key_same] = fn(case, case.base_target, work / "out.tif", model=model.kind)[0]
         if own_base[key_same] is not None:
-            truth = positions(own_base[key_same], case, case.base_target, base_pts)
-    return truth, truth_auto, m0.kind
+            truth, judge = positions(own_base[key_same], case, case.base_target, base_pts), own_base[key_same]
+    return truth, truth_auto, m0.kind, judge.params.get("quality")
+
+
+def _base_reliable(fn, name: str, case: Case, work: Path, own_base: dict) -> bool:
+    """Whether georeg's own result on the unturned pair (the consistency truth) is reliable."""
+    key = (name, case.reference, case.base_target)
+    if key not in own_base:
+        own_base[key] = fn(case, case.base_target, work / "out.tif")[0]
+    return own_base[key] is not None and own_base[key].params.get("quality") == "reliable"
+
+
+def _judge(fn, name: str, case: Case, model, pts: np.ndarray, work: Path, own_base: dict, row: dict):
+    """(where ``model`` puts ``pts``, where they truly belong, a note for the log), recording in
+    ``row`` whether the case can be judged and the side errors; None when the consistency truth is
+    missing (georeg failed on the unturned pair), recorded as an error."""
+    px = grid_of(case.reference).pixel_size
+    got = positions(model, case, case.target, pts)
+    note = ""
+    if case.judge == "exact":
+        row["judgeable"].append(True)
+        if case.truth_px is not None:
+            truth = truth_positions(case, pts)
+        else:
+            tt = grid_of(case.truth_target)
+            truth = np.c_[[tt.transform @ tuple(p) for p in pts]]
+    else:
+        judged = _consistency_truth(fn, name, case, model, pts, work, own_base)
+        if judged is None:
+            row["errors"].append(float("inf"))
+            row["judgeable"].append(False)
+            row["errors_vs_own_auto"].append(float("inf"))
+            return None
+        truth, truth_auto, base_kind, base_quality = judged
+        # the truth allows a judgement where the unturned pair's own result is reliable: an
+        # uncertain one (a pair with two motions, a mostly featureless scene) is no yardstick
+        row["judgeable"].append(base_quality == "reliable")
+        e_auto = float(np.linalg.norm(got - truth_auto, axis=1).max() / px)
+        row["errors_vs_own_auto"].append(e_auto)
+        if truth is not truth_auto:
+            note = f" ({e_auto:.2f} px from the unturned pair's {base_kind})"
+    if case.truth_correction is not None:  # judge with the dataset truth's own error taken out
+        e_given = float(np.linalg.norm(got - truth, axis=1).max() / px)
+        row.setdefault("errors_vs_given_truth", []).append(e_given)
+        truth = corrected_truth(case, truth)
+        note = f" ({e_given:.2f} px from the dataset's truth as given)"
+    return got, truth, note
 
 
 def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
@@ -172,37 +218,20 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
             model, secs, err = fn(case, case.target, work / "out.tif")
             row = results.setdefault(case.set, {}).setdefault(name, {"errors": [], "seconds": [], "failures": 0,
                                                                      "uncertain": 0, "confident_wrong": 0,
-                                                                     "errors_vs_own_auto": []})
+                                                                     "errors_vs_own_auto": [],
+                                                                     "judgeable": []})
             row["seconds"].append(secs)
             if model is None:
                 row["failures"] += 1
                 row["errors"].append(float("inf"))
+                row["judgeable"].append(case.judge == "exact" or _base_reliable(fn, name, case, work, own_base))
                 if verbose:
                     print(f"  {case.set} {case.name} {name}: failed ({err})", flush=True)
                 continue
-            got = positions(model, case, case.target, pts)
-            note = ""
-            if case.judge == "exact" and case.truth_px is not None:
-                truth = truth_positions(case, pts)
-            elif case.judge == "exact":
-                tt = grid_of(case.truth_target)
-                truth = np.c_[[tt.transform @ tuple(p) for p in pts]]
-            else:
-                judged = _consistency_truth(fn, name, case, model, pts, work, own_base)
-                if judged is None:  # georeg failed on the unturned pair: nothing to judge with
-                    row["errors"].append(float("inf"))
-                    row["errors_vs_own_auto"].append(float("inf"))
-                    continue
-                truth, truth_auto, base_kind = judged
-                e_auto = float(np.linalg.norm(got - truth_auto, axis=1).max() / px)
-                row["errors_vs_own_auto"].append(e_auto)
-                if truth is not truth_auto:
-                    note = f" ({e_auto:.2f} px from the unturned pair's {base_kind})"
-            if case.truth_correction is not None:  # judge with the dataset truth's own error taken out
-                e_given = float(np.linalg.norm(got - truth, axis=1).max() / px)
-                row.setdefault("errors_vs_given_truth", []).append(e_given)
-                truth = corrected_truth(case, truth)
-                note = f" ({e_given:.2f} px from the dataset's truth as given)"
+            judged = _judge(fn, name, case, model, pts, work, own_base, row)
+            if judged is None:  # georeg failed on the unturned pair: nothing to judge with
+                continue
+            got, truth, note = judged
             e = float(np.linalg.norm(got - truth, axis=1).max() / px)
             row["errors"].append(e)
             quality = model.params.get("quality", "")
@@ -220,12 +249,16 @@ def summarise(results: dict) -> list[dict]:
     for set_name, methods in results.items():
         for name, r in methods.items():
             e = np.array(r["errors"])
+            judged = np.array(r.get("judgeable", []), bool)
+            judged = judged if len(judged) == len(e) else np.ones(len(e), bool)
             ea = np.array(r.get("errors_vs_own_auto", []))
             eg = np.array(r.get("errors_vs_given_truth", []))
             rows.append({"set": set_name, "method": name, "pairs": len(e),
                          "success_rate": float((e < 1.0).mean()), "median_error_px": float(np.median(e)),
                          "seconds_per_pair": float(np.mean(r["seconds"])), "failures": r["failures"],
                          "uncertain": r["uncertain"], "confident_wrong": r["confident_wrong"],
+                         "judgeable": int(judged.sum()),
+                         "success_judgeable": float((e[judged] < 1.0).mean()) if judged.any() else None,
                          "success_vs_own_auto": float((ea < 1.0).mean()) if len(ea) else None,
                          "success_vs_given_truth": float((eg < 1.0).mean()) if len(eg) else None})
     return rows
@@ -320,13 +353,16 @@ def main() -> None:
         results = evaluate(cases, work, args.verbose)
         summary["sets"] = summarise(results)
         print(f"\n{'set':36s} {'method':18s} {'pairs':>5s} {'success':>8s} {'median err px':>14s} {'s/pair':>7s} "
-              f"{'uncertain':>9s} {'reliable but wrong':>18s} {'vs own auto':>11s} {'vs truth as given':>17s}")
+              f"{'uncertain':>9s} {'reliable but wrong':>18s} {'vs own auto':>11s} {'vs truth as given':>17s} "
+              f"{'judgeable: success (n)':>22s}")
         for r in summary["sets"]:
             own = "-" if r["success_vs_own_auto"] is None else f"{r['success_vs_own_auto']:.0%}"
             given = "-" if r["success_vs_given_truth"] is None else f"{r['success_vs_given_truth']:.0%}"
+            judgeable = ("-" if r["success_judgeable"] is None
+                         else f"{r['success_judgeable']:.0%} ({r['judgeable']})")
             print(f"{r['set']:36s} {r['method']:18s} {r['pairs']:5d} {r['success_rate']:8.0%} "
                   f"{r['median_error_px']:14.2f} {r['seconds_per_pair']:7.2f} {r['uncertain']:9d} "
-                  f"{r['confident_wrong']:18d} {own:>11s} {given:>17s}")
+                  f"{r['confident_wrong']:18d} {own:>11s} {given:>17s} {judgeable:>22s}")
         sizes = [1024, 2000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
         print(f"\n{'scene px':>9s} {'seconds':>8s} {'peak RSS MB':>12s} {'tiles':>6s} {'inliers':>8s}")
         for size in sizes:

@@ -58,32 +58,43 @@ def gradients(img: torch.Tensor, sigma: float = 1.0) -> tuple[torch.Tensor, torc
     """Central-difference gradients of a Gaussian-smoothed (B, 1, H, W) image."""
     x = gaussian_blur(img, sigma)
     xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    gx = 0.5 * (xp[..., 1:-1, 2:] - xp[..., 1:-1, :-2])
-    gy = 0.5 * (xp[..., 2:, 1:-1] - xp[..., :-2, 1:-1])
+    del x
+    gx = (xp[..., 1:-1, 2:] - xp[..., 1:-1, :-2]).mul_(0.5)  # in place: the same numbers, a temporary less
+    gy = (xp[..., 2:, 1:-1] - xp[..., :-2, 1:-1]).mul_(0.5)
     return gx, gy
 
 
 def oriented_gradient_channels(img: torch.Tensor, n_orient: int = 9, grad_sigma: float = 1.0,
-                               cell_sigma: float = 2.0, eps_ratio: float = 0.1) -> torch.Tensor:
+                               cell_sigma: float = 2.0, eps_ratio: float = 0.1,
+                               storage: torch.dtype | None = None) -> torch.Tensor:
     """(B, 1, H, W) image in [0, 1] -> (B, n_orient, H, W) per-pixel L2-normalised features.
 
     Built a few orientations at a time into the output, bit for bit the numbers of whole-tensor
     operations: with torch's convolution blur, all nine channels' temporaries at once raised a
     1160 px tile's peak by 0.36 GB (three at a time 0.23 GB). With the CPU's scipy blur one call
     on a 1174 px tile peaks 205-236 MB above its input, one orientation at a time 168-210 MB in the
-    same time; a whole registration showed no difference."""
+    same time; a whole registration showed no difference.
+
+    ``storage`` (e.g. ``torch.float16``): the dtype the channels are kept in, computed in the
+    image's dtype one orientation at a time (the tile matcher's features, see
+    :class:`georeg.matchers.baseline.BaselineMatcher`); None keeps the image's dtype."""
     if img.ndim != 4 or img.shape[1] != 1:
         raise ValueError(f"expected a (B, 1, H, W) image; got {tuple(img.shape)}")
+    storage = storage or img.dtype
+    narrow = storage != img.dtype
     gx, gy = gradients(img, grad_sigma)
     theta = torch.arange(n_orient, device=img.device, dtype=img.dtype) * (math.pi / n_orient)
     cos, sin = torch.cos(theta).view(1, -1, 1, 1), torch.sin(theta).view(1, -1, 1, 1)
-    ch = torch.empty((img.shape[0], n_orient, *img.shape[2:]), device=img.device, dtype=img.dtype)
-    for i in range(0, n_orient, OGC_CHUNK):
-        j = min(i + OGC_CHUNK, n_orient)
+    ch = torch.empty((img.shape[0], n_orient, *img.shape[2:]), device=img.device, dtype=storage)
+    chunk = 1 if narrow else OGC_CHUNK  # narrow storage is for memory: the smallest temporaries
+    for i in range(0, n_orient, chunk):
+        j = min(i + chunk, n_orient)
         ch[:, i:j] = gaussian_blur((gx * cos[:, i:j] + gy * sin[:, i:j]).abs_(), cell_sigma)
     del gx, gy
     # smoothing across orientation (circular [1, 2, 1] / 4), in place: each channel needs the
     # original values of its neighbours, so the previous original and the first are kept aside
+    if narrow:
+        return _smooth_normalise_narrow(ch, img.dtype, eps_ratio)
     first, prev = ch[:, 0].clone(), ch[:, n_orient - 1].clone()
     for i in range(n_orient):
         cur = ch[:, i].clone()
@@ -93,6 +104,29 @@ def oriented_gradient_channels(img: torch.Tensor, n_orient: int = 9, grad_sigma:
     norm = (ch * ch).sum(1, keepdim=True).sqrt_()  # its temporary stays below the blur's peak
     eps = eps_ratio * norm.mean(dim=(1, 2, 3), keepdim=True) + 1e-6
     return ch.div_(norm.add_(eps))
+
+
+def _smooth_normalise_narrow(ch: torch.Tensor, wide: torch.dtype, eps_ratio: float) -> torch.Tensor:
+    """The orientation smoothing and normalisation of :func:`oriented_gradient_channels` on
+    channels stored narrower than ``wide``, computed in ``wide`` one channel at a time: a mixed-dtype
+    operation on the whole stack (``ch.div_(norm)``) converts all of it at once, 90 MB on a 1174 px
+    tile, more than the storage saves."""
+    n = ch.shape[1]
+    first, prev = ch[:, 0].to(wide), ch[:, n - 1].to(wide)
+    for i in range(n):
+        cur = ch[:, i].to(wide)
+        acc = first if i == n - 1 else ch[:, i + 1].to(wide)
+        ch[:, i] = acc.add_(prev).mul_(0.25).add_(cur, alpha=0.5)
+        prev = cur
+    norm = torch.zeros_like(ch[:, :1], dtype=wide)
+    for i in range(n):
+        c = ch[:, i:i + 1].to(wide)
+        norm.addcmul_(c, c)
+    norm.sqrt_()
+    norm.add_(eps_ratio * norm.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    for i in range(n):
+        ch[:, i:i + 1] = ch[:, i:i + 1].to(wide).div_(norm)
+    return ch
 
 
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -49,6 +49,25 @@ def test_oriented_gradients_equal_the_whole_tensor_definition(shape, kw):
     assert torch.equal(oriented_gradient_channels(img, **kw), _whole_tensor_features(img, **kw))
 
 
+@pytest.mark.parametrize("shape,kw", [((1, 1, 130, 97), {}), ((2, 1, 80, 80), {"n_orient": 6, "cell_sigma": 1.0})])
+def test_float16_storage_keeps_the_channels_and_the_search(shape, kw):
+    """The tile matcher keeps its channels in float16: within float16 rounding of the float32
+    definition, and the search finds the same placements with scores within 1e-3."""
+    img = torch.rand(shape, generator=torch.Generator().manual_seed(2))
+    wide = _whole_tensor_features(img, **kw)
+    narrow = oriented_gradient_channels(img, storage=torch.float16, **kw)
+    assert narrow.dtype == torch.float16
+    assert float((narrow.float() - wide).abs().max()) < 1e-3
+    assert float((narrow.float() - wide).abs().max()) > 0  # really narrowed, not the float32 numbers
+    p, r = 24, 8
+    tmpl, win = (slice(30, 30 + p), slice(33, 33 + p)), (slice(30 - r, 30 + p + r), slice(30 - r, 30 + p + r))
+    m_wide = ncc_search(wide[:, :, tmpl[0], tmpl[1]], wide[:, :, win[0], win[1]])
+    m_narrow = ncc_search(narrow[:, :, tmpl[0], tmpl[1]], narrow[:, :, win[0], win[1]])
+    assert torch.equal(m_wide.flatten(1).argmax(1), m_narrow.flatten(1).argmax(1))
+    assert float((m_wide - m_narrow).abs().max()) < 1e-3
+    assert BaselineMatcher().prepare(img[:, :1]).dtype == torch.float16
+
+
 def test_ncc_search_finds_known_offset():
     img = torch.from_numpy(_texture())[None, None]
     f = oriented_gradient_channels(img)
