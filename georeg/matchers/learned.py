@@ -180,7 +180,8 @@ def _take(x, idx: torch.Tensor):
     return x[idx]
 
 
-ENCODE_CHUNK = 64  # patches per call of the full-resolution layers: 128 took 0.2 GB more at 10980 px, no faster
+ENCODE_CHUNK = 32  # patches per call of the full-resolution layers: 64 peaked 35 MB higher on a 1024 px
+# pair (593-615 against 554-582 MB, three runs each), no faster; 128 took 0.2 GB more at 10980 px
 
 
 class KGLMatcher(LearnedMatcher):
