@@ -529,9 +529,13 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     far only when it explains clearly more (:func:`_clearly_more`). On S1/S2 PNG pair 169 turned
     12.3 degrees and scaled 0.935, the 128 px search put a 0.5x target first (z 13.1) and neither
     runner-up was right; at 192 px the true geometry wins by 5.2x the next basin (12.0 degrees,
-    0.937). Paid only where nothing else worked: about 9 s on a 1024 px pair."""
-    if sc.geometry.factor <= 1.0:
-        return tp, model  # the first search already saw the overlap at full resolution
+    0.937). Paid only where nothing else worked, about 9 s on a 1024 px pair, and not where the
+    first search saw the overlap at full resolution or clearly found no rotation or scale (an
+    accepted identity: the 4096 and 10980 px S1/S2 mosaics, whose weakness is their second motion,
+    paid 7-8 s for a second identity)."""
+    first = sc.geometry
+    if first.factor <= 1.0 or (first.accepted and first.is_identity_like):
+        return tp, model
     before = (sc.geometry, sc.geometry_used)
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)
