@@ -1,0 +1,137 @@
+"""One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
+dB floats with nodata, two polarisations, reprojected to EPSG:4326 at 20 m, half empty, cropped
+small; the reference as 16-bit reflectance with four bands or cropped. Every variant carries the
+same georeferencing error, so every correction must agree with the plain pair's (in reference
+pixels), and none may be called reliable while disagreeing by a pixel or more.
+
+    python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
+
+Prints one row per variant (correction, distance from the plain pair's, verdict, detected
+modality, seconds) and exits 1 when a variant is reliable but wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
+
+HERE = Path(__file__).resolve().parent
+SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
+PAIR = "176"
+
+
+def _write(path: Path, arr: np.ndarray, transform, crs, dtype: str, nodata=None, names=None) -> str:
+    arr = arr if arr.ndim == 3 else arr[None]
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                       dtype=dtype, crs=crs, transform=transform, nodata=nodata) as d:
+        d.write(arr.astype(dtype))
+        for i, name in enumerate(names or []):
+            d.set_band_description(i + 1, name)
+    return str(path)
+
+
+def _crop(src: str, dst: Path, win: Window) -> str:
+    with rasterio.open(src) as d:
+        prof = {**d.profile, "width": win.width, "height": win.height, "transform": d.window_transform(win)}
+        arr = d.read(window=win)
+    with rasterio.open(dst, "w", **prof) as o:
+        o.write(arr)
+    return str(dst)
+
+
+def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
+    """(variant, reference, target) file triples; every target off by SHIFT_PX."""
+    d = data / "s1s2_volkov" / "geotiff"
+    ref = str(d / f"{PAIR}_S2_RGB.tif")
+    with rasterio.open(d / f"{PAIR}_S1_VH.tif") as s:
+        vh = s.read(1).astype(np.float32)
+        crs, t = s.crs, s.transform * Affine.translation(*SHIFT_PX)
+    db = vh / 255 * 25 - 25  # the 8-bit preview as dB
+    out = [("plain (8-bit, as given)", ref, _write(work / "target.tif", vh, t, crs, "uint8"))]
+    lin = (10 ** (db / 10)).astype(np.float32)
+    lin[:, :100] = 0
+    out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, "float32", 0)))
+    dbn = db.astype(np.float32)
+    dbn[-150:] = np.nan
+    out.append(("dB, float32, NaN nodata strip", ref, _write(work / "db.tif", dbn, t, crs, "float32", float("nan"))))
+    vv = np.clip(vh * 1.1 + 20, 0, 255)
+    out.append(("two bands VV, VH", ref, _write(work / "dual.tif", np.stack([vv, vh]), t, crs, "uint8",
+                                                names=["VV", "VH"])))
+    h, w = vh.shape
+    bounds = rasterio.transform.array_bounds(h, w, t)
+    geo_t, gw, gh = calculate_default_transform(crs, "EPSG:4326", w, h, *bounds)
+    geo_t, gw, gh = geo_t * Affine.scale(2.0), gw // 2, gh // 2  # about 20 m
+    geo = np.zeros((gh, gw), np.float32)
+    reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
+              resampling=Resampling.bilinear, dst_nodata=0)
+    out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", "float32", 0)))
+    half = vh.copy()
+    half[:, 600:] = 0
+    out.append(("right 40% nodata", ref, _write(work / "half.tif", half, t, crs, "uint8", 0)))
+    out.append(("300 px target crop", ref, _crop(out[0][2], work / "crop300.tif", Window(500, 400, 300, 300))))
+    # a street grid with a 40 px period: the verdict must not call a period's jump reliable
+    out.append(("200 px target crop, street grid", ref, _crop(out[0][2], work / "crop200.tif",
+                                                                Window(100, 600, 200, 200))))
+    with rasterio.open(ref) as r:
+        rgb, rt = r.read().astype(np.float32), r.transform
+    refl = _write(work / "reflectance.tif", np.concatenate([rgb * 40, rgb.mean(0)[None] * 40]), rt, crs, "uint16", 0,
+                  ["B4", "B3", "B2", "B8"])
+    out.append(("reference 16-bit, 4 bands", refl, out[0][2]))
+    out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(HERE.parent.parent / "shared" / "data")))
+    ap.add_argument("--matcher", default="auto")
+    ap.add_argument("--work", default=None, help="keep the variants and outputs here (default: a temporary folder)")
+    args = ap.parse_args()
+    from georeg.runtime import tune_malloc
+
+    tune_malloc()
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.errors import GeoregError
+
+    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None},
+                                            matching={"matcher": args.matcher})
+    with tempfile.TemporaryDirectory(prefix="georeg-variants-") as td:
+        work = Path(args.work or td)
+        work.mkdir(parents=True, exist_ok=True)
+        rows, plain = [], None
+        for name, ref, tgt in build(Path(args.data), work):
+            t0 = time.perf_counter()
+            try:
+                res = georeg.register(ref, tgt, str(work / f"out_{Path(tgt).stem}_{Path(ref).stem}.tif"), cfg)
+            except GeoregError as exc:
+                rows.append((name, None, None, "failed", str(exc).splitlines()[0], time.perf_counter() - t0))
+                continue
+            shift = np.array(res.report["shift"]["mean_px"])
+            plain = shift if plain is None else plain
+            rows.append((name, shift, float(np.hypot(*(shift - plain))), res.quality,
+                         res.report["target"]["modality"], time.perf_counter() - t0))
+    print(f"{'variant':40s} {'correction px':>16s} {'vs plain':>9s} {'verdict':>10s} {'modality':>9s} {'s':>6s}")
+    wrong = 0
+    for name, shift, dist, quality, modality, secs in rows:
+        if shift is None:
+            print(f"{name:40s} {'-':>16s} {'-':>9s} {quality:>10s} {'':>9s} {secs:6.1f}  {modality}")
+            continue
+        wrong += quality == "reliable" and dist >= 1.0
+        print(f"{name:40s} {shift[0]:+7.2f} {shift[1]:+7.2f} {dist:9.2f} {quality:>10s} {modality:>9s} {secs:6.1f}")
+    print(f"(target georeferencing off by {SHIFT_PX[0]:+.1f}, {SHIFT_PX[1]:+.1f} px; reliable but wrong: {wrong})")
+    sys.exit(1 if wrong else 0)
+
+
+if __name__ == "__main__":
+    main()
