@@ -67,6 +67,7 @@ class GlobalGeometry:
     rank: int = 0  # 0: the search's winner; k: its k-th runner-up (another basin)
     runners_up: tuple[GlobalGeometry, ...] = ()
     verification: tuple[dict, ...] = ()  # the priors the fine matching tried, when the winner's was weak
+    other_search: dict | None = None  # the run's other global search (pipeline._finer_global_stage), summarised
 
     def inverse(self, xy_r: np.ndarray) -> np.ndarray:
         """(N, 2) reference-grid px -> (N, 2) target positions (reference-grid px as georeferenced)."""
@@ -93,6 +94,12 @@ class GlobalGeometry:
                 "matrix_px": self.matrix.tolist(), "rank": self.rank,
                 "runners_up": [{"rotation_deg": g.rotation_deg, "scale": g.scale, "z_score": g.z_score}
                                for g in self.runners_up],
+                "verification": list(self.verification), "other_search": self.other_search}
+
+    def summary(self) -> dict:
+        """The search's outcome in brief (for the report of a run that searched twice)."""
+        return {"rotation_deg": self.rotation_deg, "scale": self.scale, "z_score": self.z_score,
+                "z_ratio": self.z_ratio, "factor": self.factor, "accepted": self.accepted, "rank": self.rank,
                 "verification": list(self.verification)}
 
 

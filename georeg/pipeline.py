@@ -536,13 +536,15 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     first = sc.geometry
     if first.factor <= 1.0 or (first.accepted and first.is_identity_like):
         return tp, model
-    before = (sc.geometry, sc.geometry_used)
+    used_before = sc.geometry_used
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)
     tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, size=FINER_GLOBAL_SIZE)
     if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
+        sc.geometry = replace(sc.geometry, other_search={**first.summary(), "used": False})
         return tp_f, model_f
-    sc.geometry, sc.geometry_used = before
+    finer = sc.geometry
+    sc.geometry, sc.geometry_used = replace(first, other_search={**finer.summary(), "used": False}), used_before
     return tp, model
 
 

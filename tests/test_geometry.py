@@ -288,6 +288,8 @@ def test_a_turn_the_coarse_search_misses_is_found_at_finer_resolution(shared_dat
     res = _register(ref, turned, tmp_path / "out.tif", **opts)
     assert res.report["global_geometry"]["rotation_deg"] == pytest.approx(12.3, abs=1.0)
     assert res.report["global_geometry"]["scale"] == pytest.approx(0.935, abs=0.02)
+    first = res.report["global_geometry"]["other_search"]  # the 128 px search, reported beside it
+    assert first["used"] is False and first["factor"] > res.report["global_geometry"]["factor"]
     # the pair has a second motion of its own (44 tie points 5 px away), so neither result is
     # required to be reliable; the turned one must land where the untouched one does
     truth = base.model.matrix @ m
