@@ -55,7 +55,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     ref = str(d / f"{PAIR}_S2_RGB.tif")
     with rasterio.open(d / f"{PAIR}_S1_VH.tif") as s:
         vh = s.read(1).astype(np.float32)
-        crs, t = s.crs, s.transform * Affine.translation(*SHIFT_PX)
+        crs, t = s.crs, s.transform @ Affine.translation(*SHIFT_PX)
     db = vh / 255 * 25 - 25  # the 8-bit preview as dB
     out = [("plain (8-bit, as given)", ref, _write(work / "target.tif", vh, t, crs, "uint8"))]
     lin = (10 ** (db / 10)).astype(np.float32)
@@ -70,7 +70,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     h, w = vh.shape
     bounds = rasterio.transform.array_bounds(h, w, t)
     geo_t, gw, gh = calculate_default_transform(crs, "EPSG:4326", w, h, *bounds)
-    geo_t, gw, gh = geo_t * Affine.scale(2.0), gw // 2, gh // 2  # about 20 m
+    geo_t, gw, gh = geo_t @ Affine.scale(2.0), gw // 2, gh // 2  # about 20 m
     geo = np.zeros((gh, gw), np.float32)
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)

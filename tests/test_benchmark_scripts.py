@@ -24,5 +24,37 @@ def test_growth_exponent_of_time_with_area(capsys):
     assert "small only" not in out and "failed" not in out
 
 
+@pytest.mark.data
+def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path):
+    """Every variant of user_variants.py covers the plain target's ground, which is off by the same
+    shift, however it is stored."""
+    import numpy as np
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from user_variants import build
+
+    variants = build(shared_data, tmp_path)
+    assert len(variants) == 10
+    files = {name: (ref, tgt) for name, ref, tgt in variants}
+    plain = files["plain (8-bit, as given)"][1]
+    with rasterio.open(plain) as p:
+        bounds, crs = p.bounds, p.crs
+    for name, (_, tgt) in files.items():
+        with rasterio.open(tgt) as d:
+            b = transform_bounds(d.crs, crs, *d.bounds)
+            if "crop" not in name:  # whole scenes cover the plain target's ground, to a 20 m pixel
+                assert np.allclose(b, tuple(bounds), atol=2 * 20.0), (name, b, bounds)
+            else:
+                assert b[0] >= bounds.left - 1 and b[2] <= bounds.right + 1, name
+    with rasterio.open(files["linear power, float32, nodata 0 strip"][1]) as d:
+        assert d.dtypes[0] == "float32" and d.nodata == 0
+    with rasterio.open(files["two bands VV, VH"][1]) as d:
+        assert d.count == 2 and d.descriptions == ("VV", "VH")
+    with rasterio.open(files["EPSG:4326 at about 20 m"][1]) as d:
+        assert d.crs.to_epsg() == 4326
+    with rasterio.open(files["reference 16-bit, 4 bands"][0]) as d:
+        assert d.count == 4 and d.dtypes[0] == "uint16"
+
+
 if __name__ == "__main__":
     pytest.main([__file__])
