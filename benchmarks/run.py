@@ -16,6 +16,7 @@ corrected by that measurement and the success against the truth as given is prin
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -143,9 +144,7 @@ def _consistency_truth(fn, name: str, case: Case, model, pts, work: Path, own_ba
     unturned pair and a similarity on the turned one, 1.3-4 px apart at the corners.) The error
     against the unturned pair's own auto result is kept beside it."""
     key = (name, case.reference, case.base_target)
-    if key not in own_base:
-        own_base[key] = fn(case, case.base_target, work / "out.tif")[0]
-    m0 = own_base[key]
+    m0 = _own_base(fn, name, case, work, own_base)
     if m0 is None:
         return None
     base_pts = pts if case.applied is None else apply_h(case.applied, pts)
@@ -160,19 +159,31 @@ def _consistency_truth(fn, name: str, case: Case, model, pts, work: Path, own_ba
     return truth, truth_auto, m0.kind, judge.params.get("quality")
 
 
-def _base_reliable(fn, name: str, case: Case, work: Path, own_base: dict) -> bool:
-    """Whether georeg's own result on the unturned pair (the consistency truth) is reliable."""
+@functools.cache
+def _pixel_size(path: str) -> float:
+    """The raster's pixel size, opened once per run (every method's result is judged with it)."""
+    return grid_of(path).pixel_size
+
+
+def _own_base(fn, name: str, case: Case, work: Path, own_base: dict):
+    """The method's own result on the unturned pair (None when it failed), run once per pair."""
     key = (name, case.reference, case.base_target)
     if key not in own_base:
         own_base[key] = fn(case, case.base_target, work / "out.tif")[0]
-    return own_base[key] is not None and own_base[key].params.get("quality") == "reliable"
+    return own_base[key]
+
+
+def _base_reliable(fn, name: str, case: Case, work: Path, own_base: dict) -> bool:
+    """Whether georeg's own result on the unturned pair (the consistency truth) is reliable."""
+    m0 = _own_base(fn, name, case, work, own_base)
+    return m0 is not None and m0.params.get("quality") == "reliable"
 
 
 def _judge(fn, name: str, case: Case, model, pts: np.ndarray, work: Path, own_base: dict, row: dict):
     """(where ``model`` puts ``pts``, where they truly belong, a note for the log), recording in
     ``row`` whether the case can be judged and the side errors; None when the consistency truth is
     missing (georeg failed on the unturned pair), recorded as an error."""
-    px = grid_of(case.reference).pixel_size
+    px = _pixel_size(case.reference)
     got = positions(model, case, case.target, pts)
     note = ""
     if case.judge == "exact":
@@ -212,7 +223,7 @@ def evaluate(cases: list[Case], work: Path, verbose: bool) -> dict:
         DUMP["n"] = n
         tg = grid_of(case.target)
         pts = lattice(tg.width * 0.1, tg.height * 0.1, tg.width * 0.9, tg.height * 0.9)
-        px = grid_of(case.reference).pixel_size
+        px = _pixel_size(case.reference)
         for name, fn in METHODS.items():
             DUMP.pop("last", None)  # a dump belongs to this method's run only
             model, secs, err = fn(case, case.target, work / "out.tif")
@@ -249,8 +260,7 @@ def summarise(results: dict) -> list[dict]:
     for set_name, methods in results.items():
         for name, r in methods.items():
             e = np.array(r["errors"])
-            judged = np.array(r.get("judgeable", []), bool)
-            judged = judged if len(judged) == len(e) else np.ones(len(e), bool)
+            judged = np.array(r["judgeable"], bool)  # one entry per case, as errors
             ea = np.array(r.get("errors_vs_own_auto", []))
             eg = np.array(r.get("errors_vs_given_truth", []))
             rows.append({"set": set_name, "method": name, "pairs": len(e),
@@ -334,7 +344,6 @@ def main() -> None:
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():
         sys.exit(f"real data not found at {data}; pass --data")
-    import functools
 
     METHODS.clear()
     for name in [m for m in args.matchers.split(",") if m]:

@@ -487,7 +487,7 @@ def stage_first_pass(sc: Scene) -> None:
         if search == "auto" and _weak(model) and sc.geometry is None:
             sc.clock.lap("pass1")
             tp, model = _global_stage(sc, tp, model, radius, fallback=True)
-    if search != "shift" and _weak(model) and sc.geometry is not None:
+    if _weak(model) and sc.geometry is not None:  # a global search ran (never with search="shift")
         sc.clock.lap("pass1")
         tp, model = _finer_global_stage(sc, tp, model, radius)
     sc.clock.lap("pass1")
