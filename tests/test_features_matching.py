@@ -146,3 +146,53 @@ def test_max_filter_equals_max_pooling(shape, k):
     pooled = F.max_pool2d(F.max_pool2d(x, (1, k), stride=1, padding=(0, k // 2)), (k, 1), stride=1,
                           padding=(k // 2, 0))
     assert torch.equal(max_filter(x, k), pooled)
+
+
+def test_clear_peaks_needs_a_margin_over_every_rival():
+    from georeg.matching import CLEAR_GAP, clear_peaks
+
+    struct = torch.tensor([[0.80, 0.60, 0.50],    # clear: 0.2 above the next peak
+                           [0.80, 0.78, 0.10],    # a rival within the gap
+                           [0.80, 0.78, 0.10],    # the same, but the rival is no peak: alone
+                           [0.70, 0.00, 0.00],    # one peak, the rest filler
+                           [0.70, 0.69, 0.68]])   # no peak at all
+    is_peak = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    assert clear_peaks(struct, is_peak).tolist() == [True, False, True, True, False]
+    assert CLEAR_GAP < 0.2
+    assert not clear_peaks(struct, is_peak, gap=0.25)[0]
+
+
+def test_learned_rerank_asks_the_network_only_where_the_structure_is_ambiguous():
+    """A clear structural peak is kept as the baseline would keep it, without the network; a
+    keypoint with two peaks of nearly equal score goes to the network (the real shipped one)."""
+    from georeg.matching import learned_rerank
+
+    img_a, img_b = _texture(200, 1), _texture(200, 2)
+    m = load("kgl-opt-sar", device="cpu")
+    asked = []
+    rank = m.rank
+
+    def spy(own, cand, valid=None, structural=None):
+        asked.append(len(own))
+        return rank(own, cand, valid, structural)
+
+    m.rank = spy
+    radius = 8
+    k = 2 * radius + 1
+    yy, xx = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+
+    def bump(x, y, height):
+        return height * torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0)
+
+    maps = torch.stack([bump(8.3, 7.6, 0.8) + bump(2, 14, 0.3),      # clear
+                        bump(4, 4, 0.7) + bump(12, 12, 0.69)])       # ambiguous
+    xy = np.array([[100, 100], [90, 110]])
+    rerank = learned_rerank(m, img_a, img_b, True, radius, 3, 64)
+    uv, best, ratio, interior, judged = rerank(xy, maps)
+    assert judged.tolist() == [False, True]
+    assert asked == [1]  # one keypoint went to the network
+    s_uv, s_best, s_ratio, s_int = peak_analysis(maps[:1])
+    assert np.allclose(uv[0], s_uv[0]) and best[0] == s_best[0] and ratio[0] == s_ratio[0] and interior[0]
+    assert abs(uv[0, 0] - 8.3) < 0.3 and abs(uv[0, 1] - 7.6) < 0.3
+    assert 0.0 <= best[1] <= 1.0  # a probability from the network
+    assert tuple(np.round(uv[1]).astype(int)) in {(4, 4), (12, 12)}
