@@ -40,6 +40,12 @@ class TiePoints:
     peak_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     tile: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    # whether the learned matcher's network scored each one (else ``score`` is the structural score)
+    by_network: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __post_init__(self) -> None:
+        if len(self.by_network) != len(self.xy_r):
+            self.by_network = np.zeros(len(self.xy_r), bool)
 
     def __len__(self) -> int:
         return len(self.xy_r)
@@ -50,11 +56,12 @@ class TiePoints:
         if not items:
             return TiePoints()
         return TiePoints(*[np.concatenate([getattr(t, f) for t in items])
-                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile")])
+                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile",
+                                     "by_network")])
 
     def subset(self, keep: np.ndarray) -> TiePoints:
         return TiePoints(self.xy_r[keep], self.xy_t_on_ref[keep], self.score[keep], self.peak_ratio[keep],
-                         self.direction[keep], self.tile[keep])
+                         self.direction[keep], self.tile[keep], self.by_network[keep])
 
 
 def sample_through(source: RasterSource, grid: Grid, window: Window,
@@ -274,9 +281,11 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
                 rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
             d, best, ratio, interior, judged = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
             keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
-            if judged is not None:  # the learned matcher's probability decides where it ranked
+            if judged is None:
+                judged = np.zeros(len(kp), bool)
+            else:  # the learned matcher's probability decides where it ranked
                 keep = np.where(judged, interior & (best >= learned.min_probability), keep)
-            kp, d, best, ratio = kp[keep], d[keep], best[keep], ratio[keep]
+            kp, d, best, ratio, judged = kp[keep], d[keep], best[keep], ratio[keep], judged[keep]
             base = kp.astype(np.float64) + [win.col_off, win.row_off]
             if direction == FORWARD:
                 xy_r, xy_q = base, base + d
@@ -284,5 +293,5 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
                 xy_r, xy_q = base + d, base
             xy_t = inverse(xy_q) if inverse is not None else xy_q
             parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
-                                   np.zeros(len(kp), np.int32)))
+                                   np.zeros(len(kp), np.int32), judged))
     return TiePoints.concat(parts)

@@ -99,6 +99,8 @@ def tie_points_table(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
         "tile": tp.tile.astype(np.int32),
         "direction": np.where(tp.direction == 0, "forward", "backward"),
         "score": tp.score.astype(np.float64),
+        # what the score is: the learned matcher's probability, or the structural (NCC) score
+        "scored_by": np.where(tp.by_network, "network", "structure"),
         "peak_ratio": tp.peak_ratio.astype(np.float64),
         "ref_col": tp.xy_r[:, 0], "ref_row": tp.xy_r[:, 1],
         "tgt_col": native[:, 0], "tgt_row": native[:, 1],
