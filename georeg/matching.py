@@ -149,13 +149,14 @@ def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Ten
 
 MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as the same basin
 # A structural peak whose score stands more than CLEAR_GAP above every other peak of its search
-# window (or has none beside it) is taken without the network and judged by the structural
-# criteria, as the baseline's are. Of 10,868 re-ranked keypoints of 19 held-out pairs (the learned
-# sets of benchmarks/run.py: S1/S2, SRIF, 3MOS, NIR-VIS, with and without rotation), 3,354 are
-# clear at 0.08; the network would have picked another basin for 15 of them (2 of 1,701 on S1/S2,
-# none on SRIF, 5 of 72 on 3MOS) and dropped 40 (probability under 0.5). At 0.05, 3MOS disagreed
-# for 40 of 214. The 1024 px S1/S2 pair's learned matching is about 16% faster, mostly in the
-# refinement pass, where most keypoints have one clear peak.
+# window (or has none beside it) is taken without the network. Of 10,868 re-ranked keypoints of
+# 19 held-out pairs (the learned sets of benchmarks/run.py: S1/S2, SRIF, 3MOS, NIR-VIS, with and
+# without rotation), 3,354 are clear at 0.08; the network would have picked another basin for 15
+# of them (2 of 1,701 on S1/S2, none on SRIF, 5 of 72 on 3MOS). At 0.05, 3MOS disagreed for 40 of
+# 214. Such a peak is kept when the fusion of its structural score with a neutral network term
+# reaches the learned matcher's min_probability (kgl-opt-sar: a score of 0.30): judging it by the
+# baseline's criteria instead (score 0.55) dropped enough tie points to move S1/S2 results by
+# 0.1-0.15 px, both ways.
 CLEAR_GAP = 0.08
 
 
@@ -172,8 +173,9 @@ def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_o
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
     from the structural surface around the chosen peak. Keypoints whose strongest peak is clear
-    (:func:`clear_peaks`) keep it without the network. Returns :func:`peak_analysis`'s four arrays
-    and a fifth, whether the network judged each keypoint (else its score is the structural one)."""
+    (:func:`clear_peaks`) keep it without the network, scored by
+    :meth:`~georeg.matchers.base.Ranker.structural_probability`. Returns :func:`peak_analysis`'s four
+    arrays and a fifth, whether the network judged each keypoint."""
     ta, tb = torch.from_numpy(img_a)[None, None], torch.from_numpy(img_b)[None, None]
     p = learned.patch_size
 
@@ -183,12 +185,16 @@ def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_o
         idx, is_peak = local_maxima(maps, k)
         clear = clear_peaks(maps.flatten(1).gather(1, idx), is_peak).numpy()
         out = (np.zeros((n, 2)), np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool))
-        for rows, part in ((clear, lambda: peak_analysis(maps[clear])),
+        for rows, part in ((clear, lambda: structural(maps[clear])),
                            (~clear, lambda: ranked(xy[~clear], maps[~clear], idx[~clear], is_peak[~clear]))):
             if rows.any():
                 for arr, values in zip(out, part()):
                     arr[rows] = values
         return (*out, ~clear)
+
+    def structural(maps: torch.Tensor):
+        uv, score, ratio, interior = peak_analysis(maps)
+        return uv, learned.structural_probability(torch.from_numpy(score)).numpy(), ratio, interior
 
     def ranked(xy: np.ndarray, maps: torch.Tensor, idx: torch.Tensor, is_peak: torch.Tensor):
         n, kk, _ = maps.shape
@@ -280,11 +286,11 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
                 a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
                 rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
             d, best, ratio, interior, judged = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
-            keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
             if judged is None:
+                keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
                 judged = np.zeros(len(kp), bool)
-            else:  # the learned matcher's probability decides where it ranked
-                keep = np.where(judged, interior & (best >= learned.min_probability), keep)
+            else:
+                keep = interior & (best >= learned.min_probability)
             kp, d, best, ratio, judged = kp[keep], d[keep], best[keep], ratio[keep], judged[keep]
             base = kp.astype(np.float64) + [win.col_off, win.row_off]
             if direction == FORWARD:

@@ -163,8 +163,9 @@ def test_clear_peaks_needs_a_margin_over_every_rival():
 
 
 def test_learned_rerank_asks_the_network_only_where_the_structure_is_ambiguous():
-    """A clear structural peak is kept as the baseline would keep it, without the network; a
-    keypoint with two peaks of nearly equal score goes to the network (the real shipped one)."""
+    """A clear structural peak is kept without the network, scored by the fusion with a neutral
+    network term; a keypoint with two peaks of nearly equal score goes to the network (the real
+    shipped one)."""
     from georeg.matching import learned_rerank
 
     img_a, img_b = _texture(200, 1), _texture(200, 2)
@@ -192,7 +193,10 @@ def test_learned_rerank_asks_the_network_only_where_the_structure_is_ambiguous()
     assert judged.tolist() == [False, True]
     assert asked == [1]  # one keypoint went to the network
     s_uv, s_best, s_ratio, s_int = peak_analysis(maps[:1])
-    assert np.allclose(uv[0], s_uv[0]) and best[0] == s_best[0] and ratio[0] == s_ratio[0] and interior[0]
+    assert np.allclose(uv[0], s_uv[0]) and ratio[0] == s_ratio[0] and interior[0]
+    # scored by the fusion with a neutral network term: sigmoid(structural weight x score + bias)
+    f = m.fusion
+    assert best[0] == pytest.approx(1.0 / (1.0 + np.exp(-(f["structural"] * s_best[0] + f["bias"]))), rel=1e-5)
     assert abs(uv[0, 0] - 8.3) < 0.3 and abs(uv[0, 1] - 7.6) < 0.3
     assert 0.0 <= best[1] <= 1.0  # a probability from the network
     assert tuple(np.round(uv[1]).astype(int)) in {(4, 4), (12, 12)}
