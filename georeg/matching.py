@@ -40,12 +40,6 @@ class TiePoints:
     peak_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     tile: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    # whether the learned matcher's network scored each one (else ``score`` is the structural score)
-    by_network: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-
-    def __post_init__(self) -> None:
-        if len(self.by_network) != len(self.xy_r):
-            self.by_network = np.zeros(len(self.xy_r), bool)
 
     def __len__(self) -> int:
         return len(self.xy_r)
@@ -56,12 +50,11 @@ class TiePoints:
         if not items:
             return TiePoints()
         return TiePoints(*[np.concatenate([getattr(t, f) for t in items])
-                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile",
-                                     "by_network")])
+                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile")])
 
     def subset(self, keep: np.ndarray) -> TiePoints:
         return TiePoints(self.xy_r[keep], self.xy_t_on_ref[keep], self.score[keep], self.peak_ratio[keep],
-                         self.direction[keep], self.tile[keep], self.by_network[keep])
+                         self.direction[keep], self.tile[keep])
 
 
 def sample_through(source: RasterSource, grid: Grid, window: Window,
@@ -132,8 +125,8 @@ def _search(matcher: DenseMatcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy
         sl = xy[i:i + batch]
         maps = matcher.search(crops(f_tmpl, sl, p), crops(f_win, sl, p + 2 * radius)).float().cpu()
         outs.append(peak_analysis(maps) if rerank is None else rerank(sl, maps))
-    uv, best, ratio, interior, *judged = (np.concatenate(a) for a in zip(*outs))
-    return uv - radius, best, ratio, interior, (judged[0] if judged else None)
+    uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
+    return uv - radius, best, ratio, interior
 
 
 def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,56 +141,20 @@ def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Ten
 
 
 MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as the same basin
-# A structural peak whose score stands more than CLEAR_GAP above every other peak of its search
-# window (or has none beside it) is taken without the network. Of 10,868 re-ranked keypoints of
-# 19 held-out pairs (the learned sets of benchmarks/run.py: S1/S2, SRIF, 3MOS, NIR-VIS, with and
-# without rotation), 3,354 are clear at 0.08; the network would have picked another basin for 15
-# of them (2 of 1,701 on S1/S2, none on SRIF, 5 of 72 on 3MOS). At 0.05, 3MOS disagreed for 40 of
-# 214. Such a peak is kept when the fusion of its structural score with a neutral network term
-# reaches the learned matcher's min_probability (kgl-opt-sar: a score of 0.30): judging it by the
-# baseline's criteria instead (score 0.55) dropped enough tie points to move S1/S2 results by
-# 0.1-0.15 px, both ways.
-CLEAR_GAP = 0.08
-
-
-def clear_peaks(struct: torch.Tensor, is_peak: torch.Tensor, gap: float = CLEAR_GAP) -> torch.Tensor:
-    """(N, k) structural scores of the candidates and whether each is a peak -> (N,) whether the
-    strongest peak stands more than ``gap`` above the others (a lone peak: above zero)."""
-    s = torch.where(is_peak, struct, torch.full_like(struct, -float("inf"))).sort(1, descending=True).values
-    rival = s[:, 1].clamp(min=0.0) if s.shape[1] > 1 else torch.zeros(len(s))
-    return torch.isfinite(s[:, 0]) & (s[:, 0] - rival > gap)
 
 
 def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int,
                    template_px: int):
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
-    from the structural surface around the chosen peak. Keypoints whose strongest peak is clear
-    (:func:`clear_peaks`) keep it without the network, scored by
-    :meth:`~georeg.matchers.base.Ranker.structural_probability`. Returns :func:`peak_analysis`'s four
-    arrays and a fifth, whether the network judged each keypoint."""
+    from the structural surface around the chosen peak."""
     ta, tb = torch.from_numpy(img_a)[None, None], torch.from_numpy(img_b)[None, None]
     p = learned.patch_size
 
     def rerank(xy: np.ndarray, maps: torch.Tensor):
-        n = len(maps)
+        n, kk, _ = maps.shape
         # (N, k); in a small search window (the refinement pass) most keypoints have 2-3 maxima only
         idx, is_peak = local_maxima(maps, k)
-        clear = clear_peaks(maps.flatten(1).gather(1, idx), is_peak).numpy()
-        out = (np.zeros((n, 2)), np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool))
-        for rows, part in ((clear, lambda: structural(maps[clear])),
-                           (~clear, lambda: ranked(xy[~clear], maps[~clear], idx[~clear], is_peak[~clear]))):
-            if rows.any():
-                for arr, values in zip(out, part()):
-                    arr[rows] = values
-        return (*out, ~clear)
-
-    def structural(maps: torch.Tensor):
-        uv, score, ratio, interior = peak_analysis(maps)
-        return uv, learned.structural_probability(torch.from_numpy(score)).numpy(), ratio, interior
-
-    def ranked(xy: np.ndarray, maps: torch.Tensor, idx: torch.Tensor, is_peak: torch.Tensor):
-        n, kk, _ = maps.shape
         kk_k = idx.shape[1]
         v, u = idx // kk, idx % kk
         cx = xy[:, 0:1] + (u.numpy() - radius)
@@ -285,13 +242,12 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             if learned is not None:
                 a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
                 rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
-            d, best, ratio, interior, judged = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
-            if judged is None:
+            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
+            if learned is None:
                 keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
-                judged = np.zeros(len(kp), bool)
             else:
                 keep = interior & (best >= learned.min_probability)
-            kp, d, best, ratio, judged = kp[keep], d[keep], best[keep], ratio[keep], judged[keep]
+            kp, d, best, ratio = kp[keep], d[keep], best[keep], ratio[keep]
             base = kp.astype(np.float64) + [win.col_off, win.row_off]
             if direction == FORWARD:
                 xy_r, xy_q = base, base + d
@@ -299,5 +255,5 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
                 xy_r, xy_q = base + d, base
             xy_t = inverse(xy_q) if inverse is not None else xy_q
             parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
-                                   np.zeros(len(kp), np.int32), judged))
+                                   np.zeros(len(kp), np.int32)))
     return TiePoints.concat(parts)

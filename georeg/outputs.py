@@ -99,9 +99,6 @@ def tie_points_table(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
         "tile": tp.tile.astype(np.int32),
         "direction": np.where(tp.direction == 0, "forward", "backward"),
         "score": tp.score.astype(np.float64),
-        # who judged the tie point: the learned matcher's network, or the structure alone (the
-        # baseline matcher, or a clear structural peak that the learned run did not send to it)
-        "scored_by": np.where(tp.by_network, "network", "structure"),
         "peak_ratio": tp.peak_ratio.astype(np.float64),
         "ref_col": tp.xy_r[:, 0], "ref_row": tp.xy_r[:, 1],
         "tgt_col": native[:, 0], "tgt_row": native[:, 1],

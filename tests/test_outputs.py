@@ -47,11 +47,10 @@ def test_tie_points_report_quicklook(pair, tmp_path):
     gdf = gpd.read_file(tmp_path / "tp.gpkg", layer="tie_points")
     with rasterio.open(pair[0]) as d:
         assert gdf.crs.equals(d.crs)
-    expected = {"tile", "direction", "score", "scored_by", "peak_ratio", "ref_col", "ref_row", "tgt_col", "tgt_row",
-                "ref_x", "ref_y", "tgt_x", "tgt_y", "dx_px", "dy_px", "residual_px", "inlier", "geometry"}
+    expected = {"tile", "direction", "score", "peak_ratio", "ref_col", "ref_row", "tgt_col", "tgt_row", "ref_x",
+                "ref_y", "tgt_x", "tgt_y", "dx_px", "dy_px", "residual_px", "inlier", "geometry"}
     assert expected <= set(gdf.columns)
     assert gdf["inlier"].dtype == bool and gdf["inlier"].sum() == res.report["counts"]["inliers"]
-    assert set(gdf["scored_by"]) == {"structure"}  # the baseline matcher has no network
     assert len(gdf) == res.report["counts"]["tie_points"] == len(res.tie_points)
     assert np.allclose(gdf.geometry.x, gdf.ref_x) and np.allclose(gdf.geometry.y, gdf.ref_y)
     rep = json.loads((tmp_path / "r.json").read_text())

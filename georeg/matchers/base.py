@@ -158,10 +158,6 @@ class Ranker(Protocol):
                      valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`rank` with the sides swapped: target (N, 1, P, P), reference candidates."""
 
-    def structural_probability(self, structural: torch.Tensor) -> torch.Tensor:
-        """The probability given a placement whose patches the network did not see, from its
-        structural score alone (the network's term neutral)."""
-
 
 @dataclass(frozen=True)
 class MatcherRoles:

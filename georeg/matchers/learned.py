@@ -94,12 +94,6 @@ class LearnedMatcher(Matcher):
         f = self.fusion
         return torch.sigmoid(f["learned"] * logits + f["structural"] * structural + f["bias"])
 
-    def structural_probability(self, structural: torch.Tensor) -> torch.Tensor:
-        """The fusion of ``structural`` scores with a neutral network logit (0); 0.5 without a fusion."""
-        if not self.fusion:
-            return torch.full_like(structural, 0.5)
-        return self.fuse(torch.zeros_like(structural), structural)
-
     def _fused(self, logits: torch.Tensor, pairs, structural: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities from ``logits``. The fusion's structural scores are ``structural`` when the
         caller has them (the dense search scored the same placements), else computed from the
