@@ -85,11 +85,14 @@ def _consistency_cases(set_name: str, label: str, pair: tuple[str, str], rng, n:
             for s, p in _shifted_copies(tgt, rng, n, limit, prefix)]
 
 
-def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None) -> str:
+def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None, names=None) -> str:
+    """A GeoTIFF of ``arr`` ((H, W) or (bands, H, W), in its own dtype); ``names``: band descriptions."""
     arr = arr if arr.ndim == 3 else arr[None]
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
                        dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata) as d:
         d.write(arr)
+        for i, name in enumerate(names or []):
+            d.set_band_description(i + 1, name)
     return str(path)
 
 

@@ -26,18 +26,11 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cases import _write  # noqa: E402
+
 SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
 PAIR = "176"
-
-
-def _write(path: Path, arr: np.ndarray, transform, crs, dtype: str, nodata=None, names=None) -> str:
-    arr = arr if arr.ndim == 3 else arr[None]
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-                       dtype=dtype, crs=crs, transform=transform, nodata=nodata) as d:
-        d.write(arr.astype(dtype))
-        for i, name in enumerate(names or []):
-            d.set_band_description(i + 1, name)
-    return str(path)
 
 
 def _crop(src: str, dst: Path, win: Window) -> str:
@@ -57,15 +50,15 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
         vh = s.read(1).astype(np.float32)
         crs, t = s.crs, s.transform @ Affine.translation(*SHIFT_PX)
     db = vh / 255 * 25 - 25  # the 8-bit preview as dB
-    out = [("plain (8-bit, as given)", ref, _write(work / "target.tif", vh, t, crs, "uint8"))]
+    out = [("plain (8-bit, as given)", ref, _write(work / "target.tif", vh.astype(np.uint8), t, crs))]
     lin = (10 ** (db / 10)).astype(np.float32)
     lin[:, :100] = 0
-    out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, "float32", 0)))
+    out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, 0)))
     dbn = db.astype(np.float32)
     dbn[-150:] = np.nan
-    out.append(("dB, float32, NaN nodata strip", ref, _write(work / "db.tif", dbn, t, crs, "float32", float("nan"))))
+    out.append(("dB, float32, NaN nodata strip", ref, _write(work / "db.tif", dbn, t, crs, float("nan"))))
     vv = np.clip(vh * 1.1 + 20, 0, 255)
-    out.append(("two bands VV, VH", ref, _write(work / "dual.tif", np.stack([vv, vh]), t, crs, "uint8",
+    out.append(("two bands VV, VH", ref, _write(work / "dual.tif", np.stack([vv, vh]).astype(np.uint8), t, crs,
                                                 names=["VV", "VH"])))
     h, w = vh.shape
     bounds = rasterio.transform.array_bounds(h, w, t)
@@ -74,18 +67,18 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     geo = np.zeros((gh, gw), np.float32)
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
-    out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", "float32", 0)))
+    out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
     half = vh.copy()
     half[:, 600:] = 0
-    out.append(("right 40% nodata", ref, _write(work / "half.tif", half, t, crs, "uint8", 0)))
+    out.append(("right 40% nodata", ref, _write(work / "half.tif", half.astype(np.uint8), t, crs, 0)))
     out.append(("300 px target crop", ref, _crop(out[0][2], work / "crop300.tif", Window(500, 400, 300, 300))))
     # a street grid with a 40 px period: the verdict must not call a period's jump reliable
     out.append(("200 px target crop, street grid", ref, _crop(out[0][2], work / "crop200.tif",
                                                                 Window(100, 600, 200, 200))))
     with rasterio.open(ref) as r:
         rgb, rt = r.read().astype(np.float32), r.transform
-    refl = _write(work / "reflectance.tif", np.concatenate([rgb * 40, rgb.mean(0)[None] * 40]), rt, crs, "uint16", 0,
-                  ["B4", "B3", "B2", "B8"])
+    refl = _write(work / "reflectance.tif", np.concatenate([rgb * 40, rgb.mean(0)[None] * 40]).astype(np.uint16), rt,
+                  crs, 0, ["B4", "B3", "B2", "B8"])
     out.append(("reference 16-bit, 4 bands", refl, out[0][2]))
     out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
     return out

@@ -540,11 +540,12 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)
     tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, size=FINER_GLOBAL_SIZE)
-    if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
-        sc.geometry = replace(sc.geometry, other_search={**first.summary(), "used": False})
-        return tp_f, model_f
     finer = sc.geometry
-    sc.geometry, sc.geometry_used = replace(first, other_search={**finer.summary(), "used": False}), used_before
+    if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
+        kept, other, (tp, model) = finer, first, (tp_f, model_f)
+    else:
+        kept, other, sc.geometry_used = first, finer, used_before
+    sc.geometry = replace(kept, other_search={**other.summary(), "used": False})  # the one not used
     return tp, model
 
 
