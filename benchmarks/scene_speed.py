@@ -14,14 +14,21 @@ on the optical version of the target (the reference's red band on the target's s
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
 The report's ``timings_s`` gives georeg's stages.
 
-The AROSICS environment on Debian 12 (GDAL 3.6; AROSICS 1.12.1 is the newest it supports):
+The AROSICS environment on Debian 12 (GDAL 3.6; AROSICS 1.12.1 is the newest it supports). With
+Debian's GDAL bindings (``apt-get install python3-gdal``; they bring numpy 1.24), no build is needed
+(checked 2026-12-01):
+
+    /usr/bin/python3 -m venv --system-site-packages ~/arosics-venv
+    ~/arosics-venv/bin/pip install arosics==1.12.1 "numpy<2" "GDAL==3.6.2"
+
+Without python3-gdal, build the bindings against libgdal-dev:
 
     apt-get install libgdal-dev
     python3 -m venv ~/arosics-venv && ~/arosics-venv/bin/pip install "numpy<2" "setuptools>=77" wheel
     ~/arosics-venv/bin/pip install --no-build-isolation "GDAL==$(gdal-config --version)"
     ~/arosics-venv/bin/pip install --no-build-isolation arosics==1.12.1 "GDAL==$(gdal-config --version)" "numpy<2"
 
-(without the pin, pip builds a newer GDAL for AROSICS's dependencies and fails; geoarray needs a
+(without the GDAL pin, pip builds a newer GDAL for AROSICS's dependencies and fails; geoarray needs a
 setuptools that reads its licence field.)
 """
 
