@@ -112,10 +112,19 @@ def _from_values(sample: np.ndarray, valid: np.ndarray, is_float: bool) -> tuple
 
 
 def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] | None:
-    """Five texture statistics of an (H, W) sample (ideally about 512 px, native resolution):
-    lag-1 and lag-2 autocorrelation, the 10th percentile of local Laplacian energy over the value
-    range (noise that remains in the flattest areas), the kurtosis of the Laplacian (natural images
-    are sparse, speckle is not) and the flattest areas' share of the median local energy."""
+    """Texture statistics of an (H, W) sample (ideally about 512 px, native resolution).
+
+    Five of fine texture: lag-1 and lag-2 autocorrelation, the 10th percentile of local Laplacian
+    energy over the value range (noise that remains in the flattest areas), the kurtosis of the
+    Laplacian (natural images are sparse, speckle is not) and the flattest areas' share of the
+    median local energy. Six more that tell multiplicative speckle from sensor noise and scene
+    texture: the 10th percentile of the coefficient of variation of 8x8 blocks (speckle keeps even
+    flat areas rough in proportion to their brightness), the slope and correlation of log block
+    deviation against log block mean, how the Laplacian energy changes from full resolution to 2x
+    and from 2x to 4x averaging (white speckle loses most of it at once, natural scenes follow a
+    power law), the mean orientation coherence of the gradients (fields, roads and coasts are
+    oriented, speckle is not), the skewness of the values and the share of isolated bright pixels
+    (point scatterers)."""
     x = sample.astype(np.float64)
     v = valid
     if v.sum() < 1024:
@@ -130,8 +139,7 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
         b = (((x[k:, :] - m) * (x[:-k, :] - m))[vh]).mean() if vh.any() else 0.0
         return float(0.5 * (a + b) / var)
 
-    lap = x[1:-1, 1:-1] - 0.25 * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
-    vl = v[1:-1, 1:-1] & v[:-2, 1:-1] & v[2:, 1:-1] & v[1:-1, :-2] & v[1:-1, 2:]
+    lap, vl = _laplacian(x, v)
     if vl.sum() < 256:
         return None
     lapf = np.zeros_like(x)
@@ -144,14 +152,67 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
     p10, p50 = np.percentile(loc[ok], [10, 50]) / rng
     lv = lap[vl] - lap[vl].mean()
     kurt = float((lv ** 4).mean() / ((lv ** 2).mean() ** 2 + 1e-12))
-    return {"rho1": rho(1), "rho2": rho(2), "flat_noise": float(p10), "laplacian_kurtosis": kurt,
-            "flat_share": float(p10 / max(p50, 1e-9))}
+    out = {"rho1": rho(1), "rho2": rho(2), "flat_noise": float(p10), "laplacian_kurtosis": kurt,
+           "flat_share": float(p10 / max(p50, 1e-9))}
+    out.update(_speckle_features(x, v, p1, rng, np.abs(lap[vl]).mean()))
+    return out
+
+
+def _laplacian(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 4-neighbour Laplacian of the interior and where all five pixels are valid."""
+    lap = x[1:-1, 1:-1] - 0.25 * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
+    return lap, v[1:-1, 1:-1] & v[:-2, 1:-1] & v[2:, 1:-1] & v[1:-1, :-2] & v[1:-1, 2:]
+
+
+def _blocks(x: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k x k blocks: their means, standard deviations and whether all their pixels are valid."""
+    h, w = (x.shape[0] // k) * k, (x.shape[1] // k) * k
+    xb = x[:h, :w].reshape(h // k, k, w // k, k)
+    return xb.mean(axis=(1, 3)), xb.std(axis=(1, 3)), v[:h, :w].reshape(h // k, k, w // k, k).all(axis=(1, 3))
+
+
+def _speckle_features(x: np.ndarray, v: np.ndarray, p1: float, rng: float, lap1: float) -> dict[str, float]:
+    """The six statistics of :func:`texture_features` beyond the first five (see there)."""
+    mu, sd, vb = _blocks(x, v, 8)
+    ok = vb & (mu > p1 + 0.02 * rng)
+    cv10 = slope = corr = 0.0
+    if ok.sum() > 20:
+        cv10 = float(np.percentile(sd[ok] / np.maximum(mu[ok], 1e-6), 10))
+        lm, ls = np.log(mu[ok] + 1e-3), np.log(sd[ok] + 1e-3)
+        if lm.std() > 1e-6 and ls.std() > 1e-6:
+            slope = float(np.polyfit(lm, ls, 1)[0])
+            corr = float(np.corrcoef(lm, ls)[0, 1])
+    energy = [lap1]
+    for k in (2, 4):
+        d, _, dv = _blocks(x, v, k)
+        lap, vl = _laplacian(d, dv)
+        energy.append(np.abs(lap[vl]).mean() if vl.sum() > 50 else energy[-1])
+    e1, e2, e4 = (max(float(e), 1e-9) for e in energy)
+    gy, gx = np.gradient(ndimage.uniform_filter(x, 3))
+    jxx, jyy, jxy = (ndimage.uniform_filter(a, 9) for a in (gx * gx, gy * gy, gx * gy))
+    coh = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-9)
+    inner = ndimage.binary_erosion(v, iterations=6)
+    vals = x[v]
+    s = vals.std() + 1e-9
+    bright = ((x > ndimage.uniform_filter(x, 5) + 0.25 * rng) & v).mean()
+    return {"block_cv10": cv10, "log_sd_slope": slope, "log_sd_corr": corr,
+            "energy_1_2": math.log(e1 / e2), "energy_2_4": math.log(e2 / e4),
+            "coherence": float(coh[inner].mean()) if inner.any() else 0.0,
+            "skewness": float(((vals - vals.mean()) ** 3).mean() / s ** 3),
+            "bright_share": float(bright)}
+
+
+FEATURES = ("rho1", "rho2", "log10(flat_noise+1e-4)", "ln(laplacian_kurtosis)", "flat_share", "block_cv10",
+            "log_sd_slope", "log_sd_corr", "energy_1_2", "energy_2_4", "coherence", "skewness",
+            "log10(bright_share+1e-4)")
 
 
 def feature_vector(f: dict[str, float]) -> np.ndarray:
-    """The texture model's inputs, in its order."""
+    """The texture model's inputs, in its order (:data:`FEATURES`)."""
     return np.array([f["rho1"], f["rho2"], math.log10(f["flat_noise"] + 1e-4),
-                     math.log(max(f["laplacian_kurtosis"], 1.0)), f["flat_share"]], np.float64)
+                     math.log(max(f["laplacian_kurtosis"], 1.0)), f["flat_share"], f["block_cv10"],
+                     f["log_sd_slope"], f["log_sd_corr"], f["energy_1_2"], f["energy_2_4"], f["coherence"],
+                     f["skewness"], math.log10(f["bright_share"] + 1e-4)], np.float64)
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from georeg.modality import MODALITY_CLASSES, feature_vector, texture_features
+from georeg.modality import FEATURES, MODALITY_CLASSES, feature_vector, texture_features
 
 from .data import _grey, hash_split
 
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {sel.sum()} samples, accuracy {report[name]['accuracy']:.3f}")
         for c, r in zip(MODALITY_CLASSES, conf):
             print(f"  {c:8s} -> {dict(zip(MODALITY_CLASSES, r.tolist()))}")
-    model = {"classes": list(MODALITY_CLASSES), "features": ["rho1", "rho2", "log10(flat_noise+1e-4)",
-                                                              "ln(laplacian_kurtosis)", "flat_share"],
+    model = {"classes": list(MODALITY_CLASSES), "features": list(FEATURES),
              "mean": mean.tolist(), "std": std.tolist(), "weights": w.tolist(), "bias": b.tolist(),
              "training": {"command": "python -m training.modality", "data": "../shared/data: s1s2_volkov, "
                           "3mos_previews, srif_multimodal Optical-Infrared, nir_vis_rs, landsat8_oli_tirs",
