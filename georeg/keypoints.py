@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from .features import box_mean, gaussian_blur, gradients, max_filter
+from .features import box_count, gaussian_blur, gradients, max_filter
 
 
 def shi_tomasi(img: torch.Tensor, grad_sigma: float = 1.5, window_sigma: float = 3.0) -> torch.Tensor:
@@ -35,8 +35,10 @@ def detect(image: np.ndarray, valid: np.ndarray, n: int, border: int, patch_size
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
         resp = shi_tomasi(x)
-        frac = box_mean(torch.from_numpy(valid.astype(np.float32)), patch_size + 1)[None, None]
-        resp = torch.where(frac >= min_valid, resp, torch.zeros_like(resp))
+        k = patch_size + 1
+        # at least min_valid of the patch valid, counted exactly (as the float32 fraction compares)
+        enough = box_count(valid, k) >= math.ceil(min_valid * k * k - 1e-9)
+        resp = torch.where(torch.from_numpy(enough)[None, None], resp, torch.zeros_like(resp))
         peak = resp == max_filter(resp, 2 * nms_radius + 1)
         resp = torch.where(peak & (resp > 0), resp, torch.zeros_like(resp))[0, 0].numpy()
     resp[:border, :] = 0

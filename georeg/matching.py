@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from rasterio.windows import Window
 
 from .config import MatchingConfig
-from .features import box_mean
+from .features import box_count_at
 from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
@@ -234,8 +234,8 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             kp, _ = detect(img, valid, n_keypoints, border=margin, patch_size=p)
             if len(kp) == 0:
                 continue
-            frac = box_mean(torch.from_numpy(other_valid.astype(np.float32)), p + 1).numpy()
-            kp = kp[frac[kp[:, 1], kp[:, 0]] > 0.5]
+            # more than half of the patch valid on the other side
+            kp = kp[2 * box_count_at(other_valid, p + 1, kp) > (p + 1) ** 2]
             if len(kp) == 0:
                 continue
             rerank = None

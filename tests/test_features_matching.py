@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from georeg.errors import UnknownMatcherError
-from georeg.features import box_mean, ncc_search, oriented_gradient_channels
+from georeg.features import box_count, box_count_at, ncc_search, oriented_gradient_channels
 from georeg.keypoints import detect
 from georeg.matchers import BaselineMatcher, load
 from georeg.matching import peak_analysis
@@ -94,10 +94,14 @@ def test_peak_analysis_subpixel():
     assert abs(uv[0, 0] - true[0]) < 0.15 and abs(uv[0, 1] - true[1]) < 0.15
 
 
-def test_box_mean_matches_direct():
-    x = torch.rand(40, 50)
-    b = box_mean(x, 5)
-    assert torch.allclose(b[10, 10], x[8:13, 8:13].mean(), atol=1e-6)
+def test_box_counts_match_direct_counts():
+    m = np.random.default_rng(3).random((40, 50)) > 0.4
+    c = box_count(m, 5)
+    padded = np.pad(m, 2)
+    direct = np.array([[padded[y:y + 5, x:x + 5].sum() for x in range(50)] for y in range(40)])
+    assert c.dtype == np.int32 and (c == direct).all()  # edges included: outside counts as False
+    xy = np.array([[0, 0], [49, 39], [10, 20], [3, 38]])
+    assert (box_count_at(m, 5, xy) == direct[xy[:, 1], xy[:, 0]]).all()
 
 
 def test_keypoints_are_spread_and_inside():
