@@ -20,7 +20,7 @@ import georeg
 from georeg.config import InputConfig, RegistrationConfig
 from georeg.estimation import FittedModel, apply_h
 from georeg.matching import TiePoints
-from georeg.modality import _from_values
+from georeg.modality import FEATURES, _from_values, _texture_model, texture_features, texture_probabilities
 from georeg.raster import RasterSource, overlap_window
 from georeg.verdict import coverage, second_motion
 
@@ -209,6 +209,30 @@ def test_modality_from_float_values():
     assert _from_values(kelvin, np.ones_like(kelvin, bool), True)[0] == "thermal"
     reflectance = rng.uniform(0.02, 0.4, (64, 64)).astype(np.float32)
     assert _from_values(reflectance, np.ones_like(reflectance, bool), True)[0] is None
+
+
+def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scene():
+    model = _texture_model()
+    assert model["features"] == list(FEATURES)  # the shipped fit and the code's feature vector agree
+    assert len(model["mean"]) == len(model["std"]) == len(FEATURES) == len(model["weights"][0])
+    assert model["training"]["held_out"]["accuracy"] >= 0.85
+
+
+def test_texture_model_on_held_out_3mos_bands(shared_data):
+    """The 3MOS SAR and optical PNGs of the texture model's held-out split (as training.modality
+    samples them), one band each as a user would hand it over: at least 80% of each right."""
+    from training.data import _grey, hash_split
+
+    mos = shared_data / "3mos_previews"
+    for sub, step, want in (("sar", 2, "sar"), ("opt", 4, "optical")):
+        files = [p for p in sorted((mos / sub).glob("*.png"))[::step] if hash_split(f"3mos{p.stem}") != "train"]
+        assert len(files) >= 5
+        got = []
+        for p in files:
+            img = _grey(p)
+            probs = texture_probabilities(texture_features(img, np.ones(img.shape, bool)))
+            got.append(max(probs, key=probs.get))
+        assert got.count(want) >= 0.8 * len(files), (sub, got)
 
 
 def test_verdict_checks_on_tie_points():
