@@ -125,8 +125,10 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
     power law), the mean orientation coherence of the gradients (fields, roads and coasts are
     oriented, speckle is not), the skewness of the values and the share of isolated bright pixels
     (point scatterers)."""
-    x = sample.astype(np.float64)
-    v = valid
+    # non-finite pixels (invalid) become 0, as nodata is in the training samples: the running
+    # sums of the box filters would carry a NaN along the rest of its row and column
+    x = np.nan_to_num(sample.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    v = valid & np.isfinite(sample)
     if v.sum() < 1024:
         return None
     p1, p99 = np.percentile(x[v], [1, 99])

@@ -216,6 +216,13 @@ def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scen
     assert model["features"] == list(FEATURES)  # the shipped fit and the code's feature vector agree
     assert len(model["mean"]) == len(model["std"]) == len(FEATURES) == len(model["weights"][0])
     assert model["training"]["held_out"]["accuracy"] >= 0.85
+    # invalid NaN pixels (a float raster's nodata) count as the zeros of nodata, not as NaN
+    img = np.random.default_rng(0).random((300, 300)) * 100
+    valid = np.ones(img.shape, bool)
+    valid[100:150] = False
+    zeros, nans = np.where(valid, img, 0.0), np.where(valid, img, np.nan)
+    f = texture_features(nans, valid)
+    assert f == texture_features(zeros, valid) and np.isfinite(list(f.values())).all()
 
 
 def test_texture_model_on_held_out_3mos_bands(shared_data):
