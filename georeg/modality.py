@@ -6,9 +6,12 @@ Evidence, strongest first:
 2. the values of float data: dB-like backscatter (mostly negative, within -50..+20), linear power
    (non-negative with a heavy right tail), brightness temperature in kelvin (150-400);
 3. three or more bands: an optical composite;
-4. the pixels' texture, for single-band integer data: speckle is spatially near-white and present
-   in flat areas; thermal bands are smooth; a small logistic model over five texture statistics,
-   fitted on real pairs (``training/modality.py``, coefficients in ``modality_model.json``);
+4. the pixels' texture, for single-band integer data: first the signature of few-look speckle in
+   linear (amplitude or power) data, multiplicative noise as rough in the flattest areas as
+   physics says (see :func:`speckle_signature`); then a small logistic model over thirteen
+   texture statistics, fitted on real bands (``training/modality.py``, coefficients in
+   ``modality_model.json``): speckle is spatially near-white and present in flat areas, thermal
+   bands are smooth;
 5. words in the file name, only to break a tie when the texture model is not confident.
 
 :func:`detect_modality` returns the decision with the evidence behind it, for the report.
@@ -28,6 +31,17 @@ from scipy import ndimage
 
 MODALITY_CLASSES = ("optical", "sar", "thermal")
 TEXTURE_CONFIDENT = 0.6  # below this the file name may break the tie
+
+# Fully developed speckle has a coefficient of variation of 1/sqrt(L) in intensity and 0.52/sqrt(L)
+# in amplitude (L looks), whatever the brightness. A block CV of at least SPECKLE_CV in the flattest
+# tenth of a band (intensity up to about 11 looks, amplitude up to 3) was never reached by an
+# optical or thermal band of ../shared/data (815 bands: at most 0.24 and 0.21); 18 real SAR bands
+# reach it, all of which the texture model calls SAR too.
+SPECKLE_CV = 0.30
+# log deviation against log mean: multiplicative noise grows with the mean (slope 1 where the
+# blocks are flat; texture inside the blocks moves it either way)
+SPECKLE_SLOPE = (0.5, 1.6)
+SPECKLE_CORR = 0.6
 
 _SAR_WORDS = re.compile(
     r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd|slc|sigma0|sigma_0|gamma0|beta0|backscatter|radarsat\d?|rs2|"
@@ -204,6 +218,13 @@ def _speckle_features(x: np.ndarray, v: np.ndarray, p1: float, rng: float, lap1:
             "bright_share": float(bright)}
 
 
+def speckle_signature(f: dict[str, float]) -> bool:
+    """Whether texture statistics ``f`` show few-look speckle in linear data: the flattest blocks
+    as rough as speckle makes them (``block_cv10``), their deviation growing with their mean."""
+    return (f["block_cv10"] >= SPECKLE_CV and SPECKLE_SLOPE[0] <= f["log_sd_slope"] <= SPECKLE_SLOPE[1]
+            and f["log_sd_corr"] >= SPECKLE_CORR)
+
+
 FEATURES = ("rho1", "rho2", "log10(flat_noise+1e-4)", "ln(laplacian_kurtosis)", "flat_share", "block_cv10",
             "log_sd_slope", "log_sd_corr", "energy_1_2", "energy_2_4", "coherence", "skewness",
             "log10(bright_share+1e-4)")
@@ -311,6 +332,12 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
         evidence["texture"] = {k: round(v, 4) for k, v in feats.items()}
     if probs is not None:
         evidence["texture_probability"] = {k: round(v, 3) for k, v in probs.items()}
+    if feats is not None and speckle_signature(feats):
+        evidence["reading"] = (f"few-look speckle in linear data: the flattest blocks vary by "
+                               f"{feats['block_cv10']:.0%} of their mean (at least {SPECKLE_CV:.0%}), more "
+                               "where brighter")
+        return ModalityDecision("sar", "pixels", evidence)
+    if probs is not None:
         best = max(probs, key=probs.get)
         if probs[best] >= TEXTURE_CONFIDENT or name_word is None:
             return ModalityDecision(best, "pixels", evidence)

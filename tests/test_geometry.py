@@ -20,7 +20,14 @@ import georeg
 from georeg.config import InputConfig, RegistrationConfig
 from georeg.estimation import FittedModel, apply_h
 from georeg.matching import TiePoints
-from georeg.modality import FEATURES, _from_values, _texture_model, texture_features, texture_probabilities
+from georeg.modality import (
+    FEATURES,
+    _from_values,
+    _texture_model,
+    speckle_signature,
+    texture_features,
+    texture_probabilities,
+)
 from georeg.raster import RasterSource, overlap_window
 from georeg.verdict import coverage, second_motion
 
@@ -223,6 +230,29 @@ def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scen
     zeros, nans = np.where(valid, img, 0.0), np.where(valid, img, np.nan)
     f = texture_features(nans, valid)
     assert f == texture_features(zeros, valid) and np.isfinite(list(f.values())).all()
+
+
+def test_few_look_speckle_in_integer_linear_data_is_sar(tmp_path):
+    """A uint16 band of few-look amplitude speckle over a field pattern, named without a sensor word,
+    is SAR by its speckle statistics (the texture model alone calls such white speckle thermal);
+    the same fields with additive sensor noise are not."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:512, 0:512]
+    fields = 0.2 + 0.15 * np.sign(np.sin(xx / 23.0) * np.sin(yy / 31.0)) + 0.05 * np.sin(xx / 7.0 + yy / 11.0)
+    valid = np.ones(fields.shape, bool)
+    smooth = np.round(fields * 4000 + rng.normal(0, 20, fields.shape))
+    assert not speckle_signature(texture_features(smooth, valid))
+    for looks in (1.0, 2.0):
+        amplitude = np.round(np.sqrt(fields * rng.gamma(looks, 1 / looks, fields.shape)) * 1000)
+        assert speckle_signature(texture_features(amplitude, valid)), looks
+    path = tmp_path / "scene_2024.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1, dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000)) as d:
+        d.write(amplitude.astype(np.uint16)[None])
+    with RasterSource(path, InputConfig(), "target") as src:
+        decision = src.modality_decision.to_dict()
+        assert src.modality == "sar", decision
+        assert decision["by"] == "pixels" and "speckle" in decision["reading"]
 
 
 def test_texture_model_on_held_out_3mos_bands(shared_data):
