@@ -2,6 +2,11 @@
 JPEG and GeoTIFF, no modality given): counts per group of files whose sensor is known.
 
     python benchmarks/modality_files.py [--data ../shared/data]
+
+Then the same SAR bands as users also bring them, written as neutral uint16 GeoTIFFs: the 8-bit
+previews read as 30 dB of backscatter and stored as linear power or amplitude DN; and emulated
+few-look SAR: the Sentinel-2 pairs' luminance (squared, as a reflectivity) times gamma-distributed
+speckle of 1 and 4.4 looks, as intensity and as amplitude.
 """
 
 from __future__ import annotations
@@ -9,8 +14,14 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import tempfile
 import warnings
 from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
 
 from georeg.config import InputConfig
 from georeg.raster import RasterSource
@@ -39,6 +50,50 @@ def main() -> None:
             with RasterSource(f, InputConfig(), "target", pixel_frame_ok=True) as s:
                 counts[s.modality] += 1
         print(f"{name:38s} {len(files):3d} files: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    renditions(Path(args.data))
+
+
+def _grey(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        with rasterio.open(path) as d:
+            return d.read().astype(np.float64).mean(0)
+    return np.asarray(Image.open(path).convert("L"), np.float64)
+
+
+def _decide(arr: np.ndarray, folder: Path, i: int) -> str:
+    path = folder / f"band_{i}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000)) as d:
+        d.write(np.clip(np.round(arr), 0, 65535).astype(np.uint16)[None])
+    with RasterSource(path, InputConfig(), "target") as s:
+        return s.modality
+
+
+def renditions(data: Path) -> None:
+    rng = np.random.default_rng(0)
+    sar = sorted((data / "s1s2_volkov" / "geotiff").glob("*_S1_VH.tif")) + sorted(
+        (data / "3mos_previews" / "sar").glob("*.png"))[::5]
+    opt = sorted((data / "s1s2_volkov" / "geotiff").glob("*_S2_RGB.tif"))
+    groups: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    with tempfile.TemporaryDirectory() as td:
+        n = 0
+        for p in sar:
+            g = _grey(p)
+            power = 10.0 ** (3.0 * ((g - g.min()) / max(g.max() - g.min(), 1e-9) - 1.0))
+            for name, arr in (("linear power", power * 1e4), ("amplitude DN", np.sqrt(power) * 1e3)):
+                groups[f"SAR previews as {name} (sar)"][_decide(arr, Path(td), n)] += 1
+                n += 1
+        for p in opt:
+            refl = (_grey(p) / 255.0) ** 2 + 1e-3
+            for crop in range(4):  # the four 512 px quarters
+                r = refl[(crop // 2) * 512:(crop // 2) * 512 + 512, (crop % 2) * 512:(crop % 2) * 512 + 512]
+                for looks in (1.0, 4.4):
+                    speckled = r * rng.gamma(looks, 1 / looks, r.shape)
+                    for name, arr in (("intensity", speckled * 1e4), ("amplitude", np.sqrt(speckled) * 1e3)):
+                        groups[f"emulated {looks:g}-look {name} (sar)"][_decide(arr, Path(td), n)] += 1
+                        n += 1
+    for name, counts in groups.items():
+        print(f"{name:38s} {sum(counts.values()):3d} bands: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
 
 
 if __name__ == "__main__":
