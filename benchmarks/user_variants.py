@@ -1,8 +1,9 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
-dB floats with nodata, two polarisations, reprojected to EPSG:4326 at 20 m, half empty, cropped
-small; the reference as 16-bit reflectance with four bands or cropped. Every variant carries the
-same georeferencing error, so every correction must agree with the plain pair's (in reference
-pixels), and none may be called reliable while disagreeing by a pixel or more.
+dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations, reprojected to
+EPSG:4326 at 20 m, half empty, cropped small; the reference as 16-bit reflectance with four bands
+or cropped. Every variant carries the same georeferencing error, so every correction must agree
+with the plain pair's (in reference pixels), and none may be called reliable while disagreeing by
+a pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -54,6 +55,8 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     lin = (10 ** (db / 10)).astype(np.float32)
     lin[:, :100] = 0
     out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, 0)))
+    amp = np.round(np.sqrt(10 ** (db / 10)) * 1000).astype(np.uint16)  # a GRD's amplitude DN
+    out.append(("amplitude DN, uint16", ref, _write(work / "amplitude.tif", amp, t, crs)))
     dbn = db.astype(np.float32)
     dbn[-150:] = np.nan
     out.append(("dB, float32, NaN nodata strip", ref, _write(work / "db.tif", dbn, t, crs, float("nan"))))
