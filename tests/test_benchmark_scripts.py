@@ -34,7 +34,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from user_variants import build
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 10
+    assert len(variants) == 11
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
@@ -48,6 +48,8 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
                 assert b[0] >= bounds.left - 1 and b[2] <= bounds.right + 1, name
     with rasterio.open(files["linear power, float32, nodata 0 strip"][1]) as d:
         assert d.dtypes[0] == "float32" and d.nodata == 0
+    with rasterio.open(files["amplitude DN, uint16"][1]) as d:
+        assert d.count == 1 and d.dtypes[0] == "uint16" and d.read(1).min() > 0
     with rasterio.open(files["two bands VV, VH"][1]) as d:
         assert d.count == 2 and d.descriptions == ("VV", "VH")
     with rasterio.open(files["EPSG:4326 at about 20 m"][1]) as d:
