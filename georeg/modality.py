@@ -131,7 +131,7 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
     Five of fine texture: lag-1 and lag-2 autocorrelation, the 10th percentile of local Laplacian
     energy over the value range (noise that remains in the flattest areas), the kurtosis of the
     Laplacian (natural images are sparse, speckle is not) and the flattest areas' share of the
-    median local energy. Six more that tell multiplicative speckle from sensor noise and scene
+    median local energy. Eight more that tell multiplicative speckle from sensor noise and scene
     texture: the 10th percentile of the coefficient of variation of 8x8 blocks (speckle keeps even
     flat areas rough in proportion to their brightness), the slope and correlation of log block
     deviation against log block mean, how the Laplacian energy changes from full resolution to 2x
@@ -188,7 +188,7 @@ def _blocks(x: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _speckle_features(x: np.ndarray, v: np.ndarray, p1: float, rng: float, lap1: float) -> dict[str, float]:
-    """The six statistics of :func:`texture_features` beyond the first five (see there)."""
+    """The eight statistics of :func:`texture_features` beyond the first five (see there)."""
     mu, sd, vb = _blocks(x, v, 8)
     ok = vb & (mu > p1 + 0.02 * rng)
     cv10 = slope = corr = 0.0
