@@ -255,6 +255,31 @@ def test_few_look_speckle_in_integer_linear_data_is_sar(tmp_path):
         assert decision["by"] == "pixels" and "speckle" in decision["reading"]
 
 
+def test_speckle_rule_stays_off_real_optical_and_thermal_bands(shared_data):
+    """The few-look speckle rule decides before the texture model, so it must not fire on real
+    optical or thermal bands: Landsat 8 OLI and TIRS (uint16), the S1/S2 pairs' optical, NIR-VIS
+    near-infrared and SRIF infrared, each band's central 512 px as detection samples it."""
+    from training.data import _grey
+
+    bands = []
+    for b in ("B2", "B4", "B5", "B8", "B10", "B11"):
+        with rasterio.open(shared_data / "landsat8_oli_tirs" / f"l8_{b}.tif") as d:
+            bands.append(d.read(1).astype(np.float64))
+    for p in sorted((shared_data / "s1s2_volkov" / "geotiff").glob("*_S2_RGB.tif")):
+        with rasterio.open(p) as d:
+            bands.append(d.read().astype(np.float64).mean(0))
+    bands += [_grey(p) for p in sorted((shared_data / "nir_vis_rs").glob("*/NIR_TF_*.png"))[::4]]
+    bands += [_grey(p) for p in sorted((shared_data / "srif_multimodal" / "Optical-Infrared").glob("pair*_2.jpg"))[:10]]
+    fired = []
+    for i, band in enumerate(bands):
+        h, w = band.shape
+        crop = band[max(0, h // 2 - 256):h // 2 + 256, max(0, w // 2 - 256):w // 2 + 256]
+        f = texture_features(crop, crop > 0)
+        if f is not None and speckle_signature(f):
+            fired.append((i, round(f["block_cv10"], 3)))
+    assert len(bands) >= 25 and not fired, fired
+
+
 def test_texture_model_on_held_out_3mos_bands(shared_data):
     """The 3MOS SAR and optical PNGs of the texture model's held-out split (as training.modality
     samples them), one band each as a user would hand it over: at least 80% of each right."""
