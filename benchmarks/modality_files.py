@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from PIL import Image
 
 from georeg.config import InputConfig
 from georeg.raster import RasterSource
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the repository root: the training package reads the datasets' images
+from training.data import _grey  # noqa: E402
+from training.modality import _raster  # noqa: E402
 
 GROUPS = {  # name (true class): (glob under the data folder, at most this many files)
     "SRIF infrared JPEG (thermal)": ("srif_multimodal/Optical-Infrared/pair*_2.jpg", 60),
@@ -53,13 +56,6 @@ def main() -> None:
     renditions(Path(args.data))
 
 
-def _grey(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        with rasterio.open(path) as d:
-            return d.read().astype(np.float64).mean(0)
-    return np.asarray(Image.open(path).convert("L"), np.float64)
-
-
 def _decide(arr: np.ndarray, folder: Path, i: int) -> str:
     path = folder / f"band_{i}.tif"
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype="uint16",
@@ -78,13 +74,13 @@ def renditions(data: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         n = 0
         for p in sar:
-            g = _grey(p)
+            g = (_raster(p) if p.suffix == ".tif" else _grey(p)).astype(np.float64)
             power = 10.0 ** (3.0 * ((g - g.min()) / max(g.max() - g.min(), 1e-9) - 1.0))
             for name, arr in (("linear power", power * 1e4), ("amplitude DN", np.sqrt(power) * 1e3)):
                 groups[f"SAR previews as {name} (sar)"][_decide(arr, Path(td), n)] += 1
                 n += 1
         for p in opt:
-            refl = (_grey(p) / 255.0) ** 2 + 1e-3
+            refl = (_raster(p).astype(np.float64) / 255.0) ** 2 + 1e-3
             for crop in range(4):  # the four 512 px quarters
                 r = refl[(crop // 2) * 512:(crop // 2) * 512 + 512, (crop % 2) * 512:(crop % 2) * 512 + 512]
                 for looks in (1.0, 4.4):
