@@ -23,7 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests
-from synthetic import shift_geotransform  # noqa: E402
+from synthetic import resample_content, rotation_scale_matrix, shift_geotransform  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,8 +324,6 @@ def _random_similarity(rng, w: int, h: int, lo: float = 2.0, hi: float = 15.0, o
     """A rotation of lo-hi degrees either way and a scale of 0.9-1.1 about the centre; with
     ``offset`` (lo, hi px), also a shift of that length in a random direction. Returns the
     matrix, the angle, the scale and the shift."""
-    from synthetic import rotation_scale_matrix
-
     angle = float(rng.uniform(lo, hi) * rng.choice([-1, 1]))
     scale = float(rng.uniform(0.9, 1.1))
     shift = (0.0, 0.0)
@@ -366,32 +364,71 @@ def srif_files(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[
     return out
 
 
-def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, angles=None,
-                   offset=None) -> list[Case]:
+def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: int, geometry=None,
+                   footprint: bool = False) -> list[Case]:
     """pairs: (name, reference path, aligned target path, options). Each target's content is
-    resampled through a rotation (random 2-15 degrees, or the given angles) and scale 0.9-1.1,
-    and with ``offset`` (lo, hi px) a shift of that length in a random direction."""
-    from synthetic import resample_content, rotation_scale_matrix
+    resampled through ``geometry(rng, w, h, j)`` -> (new-to-old matrix, angle, scale, shift) for
+    its j-th case (default: a rotation of 2-15 degrees either way and a scale of 0.9-1.1). With
+    ``footprint``, judged on the ground the turned target shows (:func:`_footprint_base`)."""
+    if geometry is None:
+        def geometry(rng, w, h, j):
+            return _random_similarity(rng, w, h)
 
     out = []
     n = 0
     for name, ref, tgt, opts in pairs:
         with rasterio.open(tgt) as d:
             w, h = d.width, d.height
-        for j in range(per_pair if angles is None else len(angles)):
-            if angles is None:
-                m, angle, scale, (dx, dy) = _random_similarity(rng, w, h, offset=offset)
-            else:
-                angle, scale, dx, dy = float(angles[j]), 1.0, 0.0, 0.0
-                m = rotation_scale_matrix(w, h, angle, scale)
+        for j in range(per_pair):
+            m, angle, scale, (dx, dy) = geometry(rng, w, h, n if footprint else j)
             folder = _neutral(work, key, n)
             n += 1
             dst = folder / "target.tif"
             resample_content(str(tgt), str(dst), m)
-            moved = f" offset ({dx:+.0f}, {dy:+.0f}) px" if offset else ""
+            base, applied = _footprint_base(str(tgt), m, folder / "base_footprint.tif") if footprint else (str(tgt), m)
+            moved = f" offset ({dx:+.0f}, {dy:+.0f}) px" if (dx, dy) != (0.0, 0.0) else ""
             out.append(Case(set_name, f"{name} rot {angle:+.1f} deg scale {scale:.3f}{moved}", str(ref), str(dst),
-                            "consistency", str(tgt), options=dict(opts), applied=m))
+                            "consistency", base, options=dict(opts), applied=applied))
     return out
+
+
+def _turns(angles):
+    """A geometry for :func:`_rotated_cases`: the j-th of ``angles``, no scale, no shift."""
+    def geometry(rng, w, h, j):
+        return rotation_scale_matrix(w, h, float(angles[j]), 1.0), float(angles[j]), 1.0, (0.0, 0.0)
+    return geometry
+
+
+def _footprint_base(base: str, new_to_old: np.ndarray, dst: Path, margin: int = 2) -> tuple[str, np.ndarray]:
+    """The unturned target on the ground its turned copy shows only (the rest nodata 0, cropped
+    to that ground's bounding box), and the turned copy's pixels -> the crop's pixels.
+
+    A consistency truth is the unturned pair's own model, and S1/S2 content differs by more than
+    a similarity over a whole scene (terrain, the datasets' own residuals): for a target magnified
+    2x, which shows the central quarter of the scene, a model fitted to the whole scene was 2-4 px
+    from one fitted there (pairs 050 and 268), so the judge is fitted on the same ground."""
+    with rasterio.open(base) as d:
+        w, h = d.width, d.height
+    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1], [-0.5, h - 0.5, 1]])
+    on_old = corners @ new_to_old.T
+    x0, y0 = np.maximum(np.floor(on_old[:, :2].min(0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(on_old[:, :2].max(0)).astype(int) + margin, [w, h])
+    from rasterio.windows import Window
+
+    win = Window(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+    with rasterio.open(base) as d:
+        prof = {**d.profile, "width": win.width, "height": win.height, "transform": d.window_transform(win),
+                "nodata": 0}
+        arr = d.read(window=win)
+    # base pixels whose place in the turned copy lies inside its frame (within ``margin`` px)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    q = np.linalg.inv(new_to_old) @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
+    inside = ((q[0] >= -0.5 - margin) & (q[0] <= w - 0.5 + margin) & (q[1] >= -0.5 - margin)
+              & (q[1] <= h - 0.5 + margin)).reshape(xx.shape)
+    arr[:, ~inside] = 0
+    with rasterio.open(dst, "w", **prof) as o:
+        o.write(arr)
+    return str(dst), np.array([[1.0, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ new_to_old
 
 
 def _neutral_copy(work: Path, key: str, i: int, ref: np.ndarray | str, tgt: np.ndarray | str, t=None,
@@ -417,7 +454,28 @@ def s1s2_rot(data: Path, work: Path, rng, per_pair=2, held_out=False, angles=Non
     name = "S1/S2 GeoTIFF rotated 2-15 deg" if angles is None else "S1/S2 GeoTIFF turned 90/180/270"
     if offset is not None:
         name = f"S1/S2 GeoTIFF rotated 2-15 deg, offset {offset[0]:.0f}-{offset[1]:.0f} px"
-    return _rotated_cases(name, key, pairs, work, rng, per_pair, angles, offset)
+    if angles is not None:
+        return _rotated_cases(name, key, pairs, work, rng, len(angles), _turns(angles))
+    return _rotated_cases(name, key, pairs, work, rng, per_pair,
+                          lambda rng, w, h, j: _random_similarity(rng, w, h, offset=offset))
+
+
+def s1s2_scale(data: Path, work: Path, rng, held_out=False) -> list[Case]:
+    """S1/S2 GeoTIFF pairs turned by any angle and scaled 0.5-0.7x (the target magnified: it shows
+    the central part of the scene) or 1.4-2x (shrunk inside a frame of empty pixels), three per
+    pair: the ends of the global search's 0.5-2x range, which the other sets (0.9-1.1) leave alone."""
+    d = data / "s1s2_volkov" / "geotiff"
+    pairs = []
+    for k, pid in enumerate(("176", "268") if held_out else ("050", "176", "268")):
+        ref, base = _neutral_copy(work, "s1s2_scale", k, str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif"))
+        pairs.append((pid, ref, base, {}))
+    def geometry(rng, w, h, n):
+        angle = float(rng.uniform(-180.0, 180.0))
+        scale = float(np.exp(rng.uniform(*np.log((0.5, 0.7) if n % 2 == 0 else (1.4, 2.0)))))
+        return rotation_scale_matrix(w, h, angle, scale), angle, scale, (0.0, 0.0)
+
+    return _rotated_cases("S1/S2 GeoTIFF any rotation, scale 0.5-0.7 or 1.4-2", "s1s2_scale", pairs, work, rng, 3,
+                          geometry, footprint=True)
 
 
 def s1s2_rot_offset(data: Path, work: Path, rng, held_out=False) -> list[Case]:
@@ -465,8 +523,8 @@ def rot90(data: Path, work: Path, rng, held_out=False) -> list[Case]:
     """90, 180 and 270 degrees on the S1/S2 GeoTIFF pairs and on four 3MOS pairs."""
     out = s1s2_rot(data, work, rng, held_out=held_out, angles=(90.0, 180.0, 270.0), key="rot90_s1s2")
     pairs = _threemos_pairs(data, work, rng, 4, held_out, "rot90_3mos")
-    return out + _rotated_cases("3MOS turned 90/180/270", "rot90_3mos", pairs, work, rng, 0,
-                                angles=(90.0, 180.0, 270.0))
+    return out + _rotated_cases("3MOS turned 90/180/270", "rot90_3mos", pairs, work, rng, 3,
+                                _turns((90.0, 180.0, 270.0)))
 
 
 def nir_vis_h(data: Path, work: Path, rng, held_out=False) -> list[Case]:
@@ -503,6 +561,7 @@ BUILDERS = {
     "rot90": rot90,
     "nir_vis_h": nir_vis_h,
     "s1s2_rot_offset": s1s2_rot_offset,
+    "s1s2_scale": s1s2_scale,
 }
 
 

@@ -311,7 +311,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(default_data)))
     ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis,"
                                       "srif_rot,s1s2_rot,s1s2png_rot,3mos_rot,rot90,nir_vis_h,srif_files,"
-                                      "s1s2_rot_offset")
+                                      "s1s2_rot_offset,s1s2_scale")
     ap.add_argument("--sizes", default="2000,5000,10000")
     ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
     ap.add_argument("--json", help="also write the numbers to this JSON file")

@@ -60,3 +60,37 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
 
 if __name__ == "__main__":
     pytest.main([__file__])
+
+
+@pytest.mark.parametrize("angle, scale, cropped", [(30.0, 0.6, True), (-120.0, 1.7, False)])
+def test_footprint_judge_shows_the_ground_of_the_turned_target(tmp_path, angle, scale, cropped):
+    """The large-scale set judges a turned target against the unturned pair registered on the ground
+    the turned target shows: the crop holds that ground and nothing else, and the case's matrix
+    takes the turned target's pixels to the crop's."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+    from cases import _footprint_base, _write
+    from synthetic import resample_content, rotation_scale_matrix
+
+    rng = np.random.default_rng(5)
+    base = _write(tmp_path / "base.tif", rng.integers(1, 255, (200, 200)).astype(np.uint8),
+                  Affine(10, 0, 500000, 0, -10, 4000000), "EPSG:32633")
+    m = rotation_scale_matrix(200, 200, angle, scale)
+    resample_content(base, str(tmp_path / "turned.tif"), m)
+    crop, applied = _footprint_base(base, m, tmp_path / "footprint.tif")
+    with rasterio.open(base) as b, rasterio.open(crop) as c:
+        full, part = b.read(1), c.read(1)
+        off = np.array(~b.transform * (c.transform.c, c.transform.f))
+        assert c.nodata == 0 and (part.size < 0.75 * full.size) == cropped
+    # the case's matrix = the turned target's pixels -> base pixels, less the crop's offset
+    q = np.array([[100.0, 100.0, 1.0], [37.0, 151.0, 1.0], [160.0, 45.0, 1.0]])
+    assert np.allclose((q @ applied.T)[:, :2], (q @ m.T)[:, :2] - off, atol=1e-9)
+    # inside the footprint the crop is the base, outside it is nodata
+    yy, xx = np.mgrid[0:part.shape[0], 0:part.shape[1]]
+    on_turned = np.linalg.inv(applied) @ np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
+    inside = ((on_turned[:2] > 3) & (on_turned[:2] < 196)).all(0).reshape(part.shape)
+    outside = ((on_turned[:2] < -3.5) | (on_turned[:2] > 202.5)).any(0).reshape(part.shape)
+    r0, c0 = int(round(off[1])), int(round(off[0]))
+    assert np.array_equal(part[inside], full[r0:r0 + part.shape[0], c0:c0 + part.shape[1]][inside])
+    assert inside.any() and not part[outside].any()
