@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 COARSE_ANGLE_STEP_DEG = 10.0
 SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))  # 0.5 .. 2 in steps of 2^(1/4)
+MAGNIFIED = 0.75  # scales under this can be seeded at the search's full size (0.5, 0.59, 0.71)
 # the finest scale step of search_geometry (a quarter of the grid's step either side, in eighths)
 FINEST_SCALE_STEP_LOG2 = math.log2(SCALES[1] / SCALES[0]) / 8
 MIN_Z_RATIO = 1.15  # the winner's z-score over the best hypothesis of another basin
@@ -326,13 +327,19 @@ def _basins(hyps, scores, k: int, angle_sep: float, scale_sep: float) -> list[tu
 
 
 def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, size: int = 128,
-                    scales: tuple[float, ...] = SCALES, min_z_ratio: float = MIN_Z_RATIO) -> GlobalGeometry:
+                    scales: tuple[float, ...] = SCALES, min_z_ratio: float = MIN_Z_RATIO,
+                    seed_magnified: bool = False) -> GlobalGeometry:
     """Rotation (full circle), scale (``scales``, 0.5x-2x by default) and shift of the target.
 
     Three levels: every 7.5 degrees x every scale at half ``size``, plus every 3 degrees at scale
     1 at ``size`` (georeferenced data rarely has a large scale error, and full resolution finds a
-    weak cross-modal signal that half resolution loses); the best basins of both are refined at
-    ``size`` and the winner once more. Scores are z-scores of the correlation peak calibrated per
+    weak cross-modal signal that half resolution loses) and, with ``seed_magnified``, every 7.5
+    degrees at the scales under MAGNIFIED at ``size`` (a magnified target shows a smaller ground:
+    at scale 0.5 a quarter of the overlap, 32 px at half of a 128 px search); the best basins of
+    these are refined at ``size`` and the winner once more. ``seed_magnified`` is for a second
+    search only: on weak 256 px 3MOS pairs that need no turn (RCM_plain_1 and 7) those seeds put
+    a false 0.59x winner first in 5 of 8 shifted copies, where the search without them was right
+    in 7, and verifying it cost 13-15 s per pair. Scores are z-scores of the correlation peak calibrated per
     scale against the hypotheses of that scale. Accepted when the winner beats every hypothesis
     outside its basin by ``min_z_ratio``.
     """
@@ -352,7 +359,13 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     hyps2 = [(float(a), 1.0) for a in np.arange(-180.0, 180.0, 3.0)]
     cal2 = _calibrated(fine, hyps2, null2)
     sstep = math.log2(scales[1] / scales[0]) if len(scales) > 1 else 0.25
-    seeds = _basins(hyps1, cal1, 8, 15.0, sstep * 1.01) + _basins(hyps2, cal2, 4, 10.0, 0.01)
+    # a magnified target (scale well under 1) shows a smaller ground than the overlap: at half
+    # ``size`` it keeps too few pixels to rank, so with ``seed_magnified`` those scales are seeded
+    # at ``size`` as well
+    hyps3 = [(float(a), float(s)) for s in scales if s < MAGNIFIED for a in np.arange(-180.0, 180.0, 7.5)]
+    cal3m = _calibrated(fine, hyps3, null2) if halvable and seed_magnified else []
+    seeds = (_basins(hyps1, cal1, 8, 15.0, sstep * 1.01) + _basins(hyps2, cal2, 4, 10.0, 0.01)
+             + (_basins(hyps3, cal3m, 4, 15.0, sstep * 1.01) if cal3m else []))
     cand = [((a + da + 180.0) % 360.0 - 180.0, s * 2.0 ** ds) for a, s in seeds
             for da in (-4.5, -3.0, -1.5, 0.0, 1.5, 3.0, 4.5) for ds in (-sstep / 2, 0.0, sstep / 2)]
     cal3 = _calibrated(fine, cand, null2)
@@ -362,7 +375,7 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     cal4 = _calibrated(fine, fine_h, null2)
     j = int(np.argmax([z for z, _, _ in cal4]))
     (angle, scale), (z, dx, dy) = fine_h[j], cal4[j]
-    everything = list(zip(hyps2, cal2)) + list(zip(cand, cal3))
+    everything = list(zip(hyps2, cal2)) + list(zip(hyps3, cal3m)) + list(zip(cand, cal3))
 
     def basin(h, of) -> bool:
         return _basin_distance(h, of)[0] <= 7.5 and _basin_distance(h, of)[1] <= sstep
@@ -371,7 +384,7 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     z_other = max(others) if others else 0.0
     ratio = z / max(z_other, 1e-6) if z > 0 else 0.0
     identity = _calibrated(fine, [(0.0, 1.0)], null2)[0][0]
-    n_hyp = len(hyps1) + len(hyps_n) + len(hyps2) + len(cand) + len(fine_h) + 1
+    n_hyp = len(hyps1) + len(hyps_n) + len(hyps2) + len(cal3m) + len(cand) + len(fine_h) + 1
     # runners-up: the best hypothesis of each next basin, refined as the winner was
     runners, taken = [], [(angle, scale)]
     for h, r in sorted(everything, key=lambda hr: -hr[1][0]):

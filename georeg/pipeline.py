@@ -532,14 +532,16 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     0.937). Paid only where nothing else worked, about 9 s on a 1024 px pair, and not where the
     first search saw the overlap at full resolution or clearly found no rotation or scale (an
     accepted identity: the 4096 and 10980 px S1/S2 mosaics, whose weakness is their second motion,
-    paid 7-8 s for a second identity)."""
+    paid 7-8 s for a second identity). This search also seeds magnified scales at its full size
+    (S1/S2 pair 176 turned -176.3 degrees and magnified 1.9x: at 192 px it finds -176.5 degrees
+    and 0.511 by 3.0x the next basin, where without those seeds it put -44.5 degrees first)."""
     first = sc.geometry
     if first.factor <= 1.0 or (first.accepted and first.is_identity_like):
         return tp, model
     used_before = sc.geometry_used
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)
-    tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, size=FINER_GLOBAL_SIZE)
+    tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, size=FINER_GLOBAL_SIZE, seed_magnified=True)
     finer = sc.geometry
     if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
         kept, other, (tp, model) = finer, first, (tp_f, model_f)
@@ -549,7 +551,7 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     return tp, model
 
 
-def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int = 128):
+def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int = 128, seed_magnified: bool = False):
     """Rotation over the full circle and scale over 0.5x-2x (searched at ``size`` px across the
     overlap); the tile matching again under that prior. With ``fallback`` (a shift-only search
     was or will be tried), an unclear or identity-like geometry changes nothing, and the result
@@ -559,7 +561,7 @@ def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int =
     if tp is not None:
         log.info("first pass weak (%s); searching rotation and scale", _describe_fit(model, tp))
     sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)), "searching rotation and scale")
-    geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap, size=size)
+    geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap, size=size, seed_magnified=seed_magnified)
     sc.clock.lap("global")
     sc.check_cancel()
     sc.geometry = geometry

@@ -382,6 +382,33 @@ def test_a_turn_the_coarse_search_misses_is_found_at_finer_resolution(shared_dat
     assert _max_err(res.model, truth, 100, 924) < 1.0
 
 
+@pytest.mark.slow
+def test_a_magnified_turned_target_is_found(volkov, tmp_path):
+    """S1/S2 pair 176, the SAR turned -176.3 degrees and magnified 1.9x (scale 0.519): the target
+    shows the central quarter of the scene, about 32 px at the coarse level of a 128 px search,
+    where the true geometry did not make the seeds and both searches failed (`uncertain`, 897 px
+    off). The second search seeds magnified scales at its full size too. Truth: georeg's
+    similarity of the untouched pair on the ground the turned target shows, composed with the turn."""
+    plain = tmp_path / "scene.tif"
+    shutil.copy(volkov / "176_S1_VH.tif", plain)
+    m = rotation_scale_matrix(1024, 1024, -176.3, 0.519)
+    turned = tmp_path / "target.tif"
+    resample_content(str(plain), str(turned), m)
+    with rasterio.open(plain) as d:  # the untouched target on the turned one's ground
+        win = rasterio.windows.Window(232, 232, 560, 560)
+        prof = {**d.profile, "width": 560, "height": 560, "transform": d.window_transform(win)}
+        with rasterio.open(tmp_path / "ground.tif", "w", **prof) as o:
+            o.write(d.read(window=win))
+    opts = {"matching": {"matcher": "baseline"}, "estimation": {"model": "similarity"}}
+    ref = volkov / "176_S2_RGB.tif"
+    base = _register(ref, tmp_path / "ground.tif", tmp_path / "base.tif", **opts)
+    res = _register(ref, turned, tmp_path / "out.tif", **opts)
+    g = res.report["global_geometry"]
+    assert abs((g["rotation_deg"] + 176.3 + 180) % 360 - 180) < 1.5 and g["scale"] == pytest.approx(0.519, abs=0.03)
+    assert res.quality == "reliable", res.report["verdict"]
+    assert _max_err(res.model, base.model.matrix @ m, 100, 924) < 1.0
+
+
 def test_sentinel1_named_target_is_detected_as_sar(volkov, tmp_path):
     tgt = tmp_path / "target.tif"
     shutil.copy(volkov / "176_S1_VH.tif", tgt)
