@@ -116,6 +116,11 @@ def _geometry(fine: _Scene, hyp: tuple[float, float], scored: tuple[float, float
     m_full = full @ _similarity(angle, scale, c, (-dx, -dy)) @ np.linalg.inv(full)
     centre_full = full @ np.array([c[0], c[1], 1.0])
     shift = (m_full @ centre_full)[:2] - centre_full[:2]
+    frame = getattr(fine, "frame", None)
+    if frame is not None:  # the hypothesis is relative to the target's prior placement
+        m_full = m_full @ frame
+        scale = scale * math.sqrt(abs(np.linalg.det(frame[:2, :2])))
+        shift = (m_full @ centre_full)[:2] - centre_full[:2]
     angle = (angle + 180.0) % 360.0 - 180.0
     return GlobalGeometry(m_full, float(angle), float(scale), (float(shift[0]), float(shift[1])), float(z),
                           factor=float(fine.factor), **evidence)
@@ -203,9 +208,19 @@ class _Scene:
         valid = out[:, 1] > 0.999
         return torch.where(valid, out[:, 0], torch.zeros_like(out[:, 0]))[:, None], valid
 
+    def set_frame(self, frame: np.ndarray | None) -> None:
+        """A prior placement of the target (3x3, reference-grid px, target as placed -> reference)
+        that every hypothesis starts from; ``None`` for none."""
+        full = self.to_full()
+        self.frame = frame
+        self.prior = None if frame is None else np.linalg.inv(full) @ frame @ full
+
     def score(self, mats: list[np.ndarray]) -> list[tuple[float, float, float]]:
-        """(z-score of the correlation peak, shift x, shift y in search px) for each matrix."""
+        """(z-score of the correlation peak, shift x, shift y in search px) for each matrix
+        (after the scene's prior placement, :meth:`set_frame`)."""
         out = []
+        if getattr(self, "prior", None) is not None:
+            mats = [m @ self.prior for m in mats]
         with torch.inference_mode():
             for i in range(0, len(mats), 24):
                 chunk = mats[i:i + 24]
@@ -327,8 +342,8 @@ def _basins(hyps, scores, k: int, angle_sep: float, scale_sep: float) -> list[tu
 
 
 def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, size: int = 128,
-                    scales: tuple[float, ...] = SCALES, min_z_ratio: float = MIN_Z_RATIO,
-                    seed_magnified: bool = False) -> GlobalGeometry:
+                    scales: tuple[float, ...] = SCALES, seed_magnified: bool = False,
+                    frame: np.ndarray | None = None) -> GlobalGeometry:
     """Rotation (full circle), scale (``scales``, 0.5x-2x by default) and shift of the target.
 
     Three levels: every 7.5 degrees x every scale at half ``size``, plus every 3 degrees at scale
@@ -339,13 +354,17 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     these are refined at ``size`` and the winner once more. ``seed_magnified`` is for a second
     search only: on weak 256 px 3MOS pairs that need no turn (RCM_plain_1 and 7) those seeds put
     a false 0.59x winner first in 5 of 8 shifted copies, where the search without them was right
-    in 7, and verifying it cost 13-15 s per pair. Scores are z-scores of the correlation peak calibrated per
-    scale against the hypotheses of that scale. Accepted when the winner beats every hypothesis
-    outside its basin by ``min_z_ratio``.
+    in 7, and verifying it cost 13-15 s per pair. Scores are z-scores of the correlation peak
+    calibrated per scale against the hypotheses of that scale. Accepted when the winner beats
+    every hypothesis outside its basin by MIN_Z_RATIO. ``frame``: a prior placement of the
+    target (3x3, reference-grid px, target as placed -> reference) that every hypothesis starts
+    from; the result's matrix and scale include it.
     """
     fine = _Scene(ref, tgt, grid, overlap, size)
     halvable = size >= 64 and min(fine.h, fine.w) >= 2
     coarse = _Scene(ref, tgt, grid, overlap, size // 2, finer=fine) if halvable else fine
+    for scene in (fine, coarse):
+        scene.set_frame(frame)
     hyps1 = [(float(a), float(s)) for s in scales for a in np.arange(-180.0, 180.0, 7.5)]
     raw1 = coarse.score([_similarity(a, s, coarse.centre_search) for a, s in hyps1])
     z1 = np.array([z for z, _, _ in raw1])
@@ -402,7 +421,7 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
                                  identity_z=float(identity), hypotheses=len(grid_h), accepted=False,
                                  rank=len(runners) + 1))
     res = _geometry(fine, (angle, scale), (z, dx, dy), z_ratio=float(ratio), identity_z=float(identity),
-                    hypotheses=n_hyp, accepted=bool(ratio >= min_z_ratio), runners_up=tuple(runners))
+                    hypotheses=n_hyp, accepted=bool(ratio >= MIN_Z_RATIO), runners_up=tuple(runners))
     log.info("global geometry: rotation %.1f deg, scale %.3f, shift %.1f, %.1f px (z %.1f, %.2fx the next "
              "basin; identity z %.1f) %s", res.rotation_deg, res.scale, *res.shift_px, res.z_score, res.z_ratio,
              res.identity_z, "accepted" if res.accepted else "not accepted")

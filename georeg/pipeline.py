@@ -217,6 +217,7 @@ class Scene:
     outputs: dict = field(default_factory=dict)  # planned output paths by kind
     coarse: object = None
     geometry: object = None  # GlobalGeometry when the global stage ran
+    frame: np.ndarray | None = None  # pictures of different sizes: a placement of the target to try last
     geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
     tp: TiePoints | None = None
     model: FittedModel | None = None
@@ -289,8 +290,28 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
     if not sc.ref.pixel_frame:
         _skip_empty(sc)
+    else:
+        sc.frame = picture_frame(sc.ref.grid, sc.tgt.grid)
     sc.steps_total = len(_sample(sc, refine=False)) + (len(_sample(sc, refine=True)) if cfg.matching.refine else 0)
     sc.clock.lap("open")
+
+
+PICTURE_SCALE_GAP = 1.25  # pictures whose sizes differ by more than this are placed on each other
+
+
+def picture_frame(ref: Grid, tgt: Grid) -> np.ndarray | None:
+    """Two pictures without georeferencing share the pixel frame, corners at the origin. When their
+    sizes differ by more than PICTURE_SCALE_GAP (in the square root of their areas), one more
+    prior is that both show the same ground: the target scaled onto the reference, centre on
+    centre (3x3, target px -> reference px), from which :func:`_framed_global_stage` searches.
+    Without it a picture half the reference's size lies on its top-left quarter, and the search,
+    whose shift and scale are about the overlap's centre, found neither (S1/S2 PNG pair 163 with
+    the SAR at 512 px: `uncertain`, 650 px off). None when the sizes are alike."""
+    f = math.sqrt(ref.width * ref.height / (tgt.width * tgt.height))
+    if abs(math.log(f)) < math.log(PICTURE_SCALE_GAP):
+        return None
+    return np.array([[f, 0.0, ref.width / 2 - f * tgt.width / 2], [0.0, f, ref.height / 2 - f * tgt.height / 2],
+                     [0.0, 0.0, 1.0]])
 
 
 VALIDITY_SIZE = 512  # coarse map of where both rasters hold data, long side in pixels
@@ -490,6 +511,9 @@ def stage_first_pass(sc: Scene) -> None:
     if _weak(model) and sc.geometry is not None:  # a global search ran (never with search="shift")
         sc.clock.lap("pass1")
         tp, model = _finer_global_stage(sc, tp, model, radius)
+    if _weak(model) and sc.geometry is not None and sc.frame is not None:
+        sc.clock.lap("pass1")
+        tp, model = _framed_global_stage(sc, tp, model, radius)
     sc.clock.lap("pass1")
     if model is None:  # raise the estimator's own error, with its advice
         model = estimate(tp.xy_t_on_ref, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
@@ -551,7 +575,28 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     return tp, model
 
 
-def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int = 128, seed_magnified: bool = False):
+def _framed_global_stage(sc: Scene, tp, model, radius: int):
+    """Pictures of different sizes (:func:`picture_frame`) that no prior so far gave a clear model:
+    search rotation and scale once more from the placement where both show the same ground, and
+    keep it when it explains clearly more. Last, because a smaller picture is as often a crop at
+    the reference's scale, which the searches before find (S1 crops of 320 px in the 1024 px S2
+    picture of pair 176): S1/S2 PNG pair 163 with the SAR at 512 px failed every search before
+    (`uncertain`, 650 px off) and registers within 0.5 px of the full-size pair through this one."""
+    first, used_before = sc.geometry, sc.geometry_used
+    log.info("no prior gave a clear model (%s); searching rotation and scale with the target's picture "
+             "stretched onto the reference's", _describe_fit(model, tp))
+    tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, frame=sc.frame)
+    framed = sc.geometry
+    if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
+        kept, other, (tp, model) = framed, first, (tp_f, model_f)
+    else:
+        kept, other, sc.geometry_used = first, framed, used_before
+    sc.geometry = replace(kept, other_search={**other.summary(), "used": False})
+    return tp, model
+
+
+def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int = 128, seed_magnified: bool = False,
+                  frame: np.ndarray | None = None):
     """Rotation over the full circle and scale over 0.5x-2x (searched at ``size`` px across the
     overlap); the tile matching again under that prior. With ``fallback`` (a shift-only search
     was or will be tried), an unclear or identity-like geometry changes nothing, and the result
@@ -561,7 +606,8 @@ def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int =
     if tp is not None:
         log.info("first pass weak (%s); searching rotation and scale", _describe_fit(model, tp))
     sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)), "searching rotation and scale")
-    geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap, size=size, seed_magnified=seed_magnified)
+    geometry = search_geometry(sc.ref, sc.tgt, sc.grid, sc.overlap, size=size, seed_magnified=seed_magnified,
+                               frame=frame)
     sc.clock.lap("global")
     sc.check_cancel()
     sc.geometry = geometry

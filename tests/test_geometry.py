@@ -409,6 +409,41 @@ def test_a_magnified_turned_target_is_found(volkov, tmp_path):
     assert _max_err(res.model, base.model.matrix @ m, 100, 924) < 1.0
 
 
+def test_pictures_of_different_sizes_are_placed_on_each_other():
+    from georeg.pipeline import picture_frame
+    from georeg.raster import PIXEL_FRAME, Grid
+
+    ref = Grid(PIXEL_FRAME, 1024, 1024, None)
+    assert picture_frame(ref, Grid(PIXEL_FRAME, 900, 1000, None)) is None  # alike: no prior
+    m = picture_frame(ref, Grid(PIXEL_FRAME, 512, 512, None))
+    corners = np.array([[0, 0, 1], [512, 512, 1], [256, 256, 1]]) @ m.T
+    assert np.allclose(corners[:, :2], [[0, 0], [1024, 1024], [512, 512]])
+    m = picture_frame(ref, Grid(PIXEL_FRAME, 2048, 1536, None))  # scale from the areas, centre on centre
+    assert m[0, 0] == m[1, 1] == pytest.approx(1024 / (2048 * 1536) ** 0.5)
+    assert np.allclose(m @ [1024, 768, 1], [512, 512, 1])
+
+
+@pytest.mark.slow
+def test_a_picture_half_the_size_of_the_reference_registers(shared_data, tmp_path):
+    """S1/S2 PNG pair 163 with the SAR picture at 512 px against the 1024 px optical one, both
+    without georeferencing: the target was placed on the reference's top-left quarter and the
+    search found neither scale nor shift (`uncertain`, 650 px off). Truth: georeg's own result on
+    the full-size pair (the pictures' content is aligned to a few pixels only), through the 2x2
+    box average that made the small picture."""
+    root = shared_data / "s1s2_volkov"
+    ref = tmp_path / "optical.png"
+    Image.open(root / "opt" / "163.png").convert("RGB").save(ref)
+    sar = Image.open(root / "sar" / "163.png").convert("L")
+    plain, small = tmp_path / "radar.png", tmp_path / "radar_small.png"
+    sar.save(plain)
+    sar.resize((512, 512), Image.BOX).save(small)
+    base = _register(ref, plain, tmp_path / "base.tif")
+    res = _register(ref, small, tmp_path / "out.tif")
+    assert res.report["global_geometry"]["scale"] == pytest.approx(2.0, abs=0.05)
+    assert res.quality == "reliable", res.report["verdict"]
+    assert _max_err(res.model, base.model.matrix @ np.diag([2.0, 2.0, 1.0]), 51, 461) < 1.0
+
+
 def test_sentinel1_named_target_is_detected_as_sar(volkov, tmp_path):
     tgt = tmp_path / "target.tif"
     shutil.copy(volkov / "176_S1_VH.tif", tgt)
