@@ -11,6 +11,7 @@ Each case is a reference, a target and how its error is judged:
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -380,7 +381,7 @@ def _rotated_cases(set_name: str, key: str, pairs, work: Path, rng, per_pair: in
         with rasterio.open(tgt) as d:
             w, h = d.width, d.height
         for j in range(per_pair):
-            m, angle, scale, (dx, dy) = geometry(rng, w, h, n if footprint else j)
+            m, angle, scale, (dx, dy) = geometry(rng, w, h, j)
             folder = _neutral(work, key, n)
             n += 1
             dst = folder / "target.tif"
@@ -407,16 +408,15 @@ def _footprint_base(base: str, new_to_old: np.ndarray, dst: Path, margin: int = 
     a similarity over a whole scene (terrain, the datasets' own residuals): for a target magnified
     2x, which shows the central quarter of the scene, a model fitted to the whole scene was 2-4 px
     from one fitted there (pairs 050 and 268), so the judge is fitted on the same ground."""
-    with rasterio.open(base) as d:
-        w, h = d.width, d.height
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1], [-0.5, h - 0.5, 1]])
-    on_old = corners @ new_to_old.T
-    x0, y0 = np.maximum(np.floor(on_old[:, :2].min(0)).astype(int) - margin, 0)
-    x1, y1 = np.minimum(np.ceil(on_old[:, :2].max(0)).astype(int) + margin, [w, h])
     from rasterio.windows import Window
 
-    win = Window(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
     with rasterio.open(base) as d:
+        w, h = d.width, d.height
+        corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1], [-0.5, h - 0.5, 1]])
+        on_old = corners @ new_to_old.T
+        x0, y0 = np.maximum(np.floor(on_old[:, :2].min(0)).astype(int) - margin, 0)
+        x1, y1 = np.minimum(np.ceil(on_old[:, :2].max(0)).astype(int) + margin, [w, h])
+        win = Window(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
         prof = {**d.profile, "width": win.width, "height": win.height, "transform": d.window_transform(win),
                 "nodata": 0}
         arr = d.read(window=win)
@@ -469,7 +469,10 @@ def s1s2_scale(data: Path, work: Path, rng, held_out=False) -> list[Case]:
     for k, pid in enumerate(("176", "268") if held_out else ("050", "176", "268")):
         ref, base = _neutral_copy(work, "s1s2_scale", k, str(d / f"{pid}_S2_RGB.tif"), str(d / f"{pid}_S1_VH.tif"))
         pairs.append((pid, ref, base, {}))
-    def geometry(rng, w, h, n):
+    drawn = itertools.count()  # the set's n-th case alternates magnified and shrunk
+
+    def geometry(rng, w, h, j):
+        n = next(drawn)
         angle = float(rng.uniform(-180.0, 180.0))
         scale = float(np.exp(rng.uniform(*np.log((0.5, 0.7) if n % 2 == 0 else (1.4, 2.0)))))
         return rotation_scale_matrix(w, h, angle, scale), angle, scale, (0.0, 0.0)

@@ -114,13 +114,11 @@ def _geometry(fine: _Scene, hyp: tuple[float, float], scored: tuple[float, float
     # the peak at (dx, dy) means the warped target shows at x + d what the reference shows at x,
     # so the reference has it d before where the hypothesis puts it
     m_full = full @ _similarity(angle, scale, c, (-dx, -dy)) @ np.linalg.inv(full)
+    if fine.frame is not None:  # the hypothesis is relative to the target's prior placement
+        m_full = m_full @ fine.frame
+        scale = scale * math.sqrt(abs(np.linalg.det(fine.frame[:2, :2])))
     centre_full = full @ np.array([c[0], c[1], 1.0])
     shift = (m_full @ centre_full)[:2] - centre_full[:2]
-    frame = getattr(fine, "frame", None)
-    if frame is not None:  # the hypothesis is relative to the target's prior placement
-        m_full = m_full @ frame
-        scale = scale * math.sqrt(abs(np.linalg.det(frame[:2, :2])))
-        shift = (m_full @ centre_full)[:2] - centre_full[:2]
     angle = (angle + 180.0) % 360.0 - 180.0
     return GlobalGeometry(m_full, float(angle), float(scale), (float(shift[0]), float(shift[1])), float(z),
                           factor=float(fine.factor), **evidence)
@@ -145,6 +143,7 @@ class _Scene:
         this resolution), pool its pixels 2x2 instead of reading again: a decimated read of a raster
         without overviews scans every pixel (1.5 s each for a 10980 px pair, four of them)."""
         self.off = np.array([overlap.col_off, overlap.row_off], np.float64)
+        self.frame = self.prior = None  # a prior placement of the target (:meth:`set_frame`)
         if finer is None:
             sub = grid.window_grid(overlap)
             self.factor = max(1.0, max(sub.width, sub.height) / size)
@@ -219,7 +218,7 @@ class _Scene:
         """(z-score of the correlation peak, shift x, shift y in search px) for each matrix
         (after the scene's prior placement, :meth:`set_frame`)."""
         out = []
-        if getattr(self, "prior", None) is not None:
+        if self.prior is not None:
             mats = [m @ self.prior for m in mats]
         with torch.inference_mode():
             for i in range(0, len(mats), 24):
@@ -381,8 +380,9 @@ def search_geometry(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: W
     # a magnified target (scale well under 1) shows a smaller ground than the overlap: at half
     # ``size`` it keeps too few pixels to rank, so with ``seed_magnified`` those scales are seeded
     # at ``size`` as well
-    hyps3 = [(float(a), float(s)) for s in scales if s < MAGNIFIED for a in np.arange(-180.0, 180.0, 7.5)]
-    cal3m = _calibrated(fine, hyps3, null2) if halvable and seed_magnified else []
+    hyps3 = ([(float(a), float(s)) for s in scales if s < MAGNIFIED for a in np.arange(-180.0, 180.0, 7.5)]
+             if halvable and seed_magnified else [])
+    cal3m = _calibrated(fine, hyps3, null2) if hyps3 else []
     seeds = (_basins(hyps1, cal1, 8, 15.0, sstep * 1.01) + _basins(hyps2, cal2, 4, 10.0, 0.01)
              + (_basins(hyps3, cal3m, 4, 15.0, sstep * 1.01) if cal3m else []))
     cand = [((a + da + 180.0) % 360.0 - 180.0, s * 2.0 ** ds) for a, s in seeds

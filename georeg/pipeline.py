@@ -562,15 +562,23 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     first = sc.geometry
     if first.factor <= 1.0 or (first.accepted and first.is_identity_like):
         return tp, model
-    used_before = sc.geometry_used
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)
-    tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, size=FINER_GLOBAL_SIZE, seed_magnified=True)
-    finer = sc.geometry
-    if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
-        kept, other, (tp, model) = finer, first, (tp_f, model_f)
+    return _another_search(sc, tp, model, radius, size=FINER_GLOBAL_SIZE, seed_magnified=True)
+
+
+def _another_search(sc: Scene, tp, model, radius: int, **search):
+    """Search rotation and scale once more (``search``: :func:`_global_stage`'s size,
+    seed_magnified, frame) and verify its priors. Its result replaces the one so far only when it
+    explains clearly more (:func:`_clearly_more`); ``sc.geometry`` is the search kept, with the
+    other summarised as its ``other_search``."""
+    first, used_before = sc.geometry, sc.geometry_used
+    tp_s, model_s = _global_stage(sc, None, None, radius, fallback=True, **search)
+    second = sc.geometry
+    if tp_s is not None and (tp is None or _clearly_more(model_s, model)):
+        kept, other, (tp, model) = second, first, (tp_s, model_s)
     else:
-        kept, other, sc.geometry_used = first, finer, used_before
+        kept, other, sc.geometry_used = first, second, used_before
     sc.geometry = replace(kept, other_search={**other.summary(), "used": False})  # the one not used
     return tp, model
 
@@ -582,17 +590,9 @@ def _framed_global_stage(sc: Scene, tp, model, radius: int):
     the reference's scale, which the searches before find (S1 crops of 320 px in the 1024 px S2
     picture of pair 176): S1/S2 PNG pair 163 with the SAR at 512 px failed every search before
     (`uncertain`, 650 px off) and registers within 0.5 px of the full-size pair through this one."""
-    first, used_before = sc.geometry, sc.geometry_used
     log.info("no prior gave a clear model (%s); searching rotation and scale with the target's picture "
              "stretched onto the reference's", _describe_fit(model, tp))
-    tp_f, model_f = _global_stage(sc, None, None, radius, fallback=True, frame=sc.frame)
-    framed = sc.geometry
-    if tp_f is not None and (tp is None or _clearly_more(model_f, model)):
-        kept, other, (tp, model) = framed, first, (tp_f, model_f)
-    else:
-        kept, other, sc.geometry_used = first, framed, used_before
-    sc.geometry = replace(kept, other_search={**other.summary(), "used": False})
-    return tp, model
+    return _another_search(sc, tp, model, radius, frame=sc.frame)
 
 
 def _global_stage(sc: Scene, tp, model, radius: int, fallback: bool, size: int = 128, seed_magnified: bool = False,
