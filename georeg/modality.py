@@ -9,9 +9,9 @@ Evidence, strongest first:
 4. the pixels' texture, for single-band integer data: first the signature of few-look speckle in
    linear (amplitude or power) data, multiplicative noise as rough in the flattest areas as
    physics says (see :func:`speckle_signature`); then a small logistic model over thirteen
-   texture statistics, fitted on real bands (``training/modality.py``, coefficients in
-   ``modality_model.json``): speckle is spatially near-white and present in flat areas, thermal
-   bands are smooth;
+   texture statistics and their pairwise products, fitted on real bands at their own resolution
+   and 1.4-2.5x coarser (``training/modality.py``, coefficients in ``modality_model.json``):
+   speckle is spatially near-white and present in flat areas, thermal bands are smooth;
 5. words in the file name, only to break a tie when the texture model is not confident.
 
 :func:`detect_modality` returns the decision with the evidence behind it, for the report.
@@ -246,13 +246,29 @@ def _texture_model() -> dict | None:
     return json.loads(path.read_text())
 
 
+def pairwise_terms(z: np.ndarray) -> np.ndarray:
+    """Rows of ``z`` followed by every product of two of their columns (squares included)."""
+    i, j = np.triu_indices(z.shape[1])
+    return np.concatenate([z, z[:, i] * z[:, j]], 1)
+
+
+def model_terms(v: np.ndarray, model: dict) -> np.ndarray:
+    """The texture model's terms for feature vectors ``v`` (N, len(FEATURES)): the features
+    standardised by the fit's mean and deviation, then, for a model with ``"terms": "pairwise"``,
+    every product of two of them (squares included), all standardised again by the fit's
+    ``term_mean`` and ``term_std``."""
+    z = (np.atleast_2d(v) - np.array(model["mean"])) / np.array(model["std"])
+    if model.get("terms", "linear") == "linear":
+        return z
+    return (pairwise_terms(z) - np.array(model["term_mean"])) / np.array(model["term_std"])
+
+
 def texture_probabilities(f: dict[str, float], model: dict | None = None) -> dict[str, float] | None:
     """P(optical), P(sar), P(thermal) from the texture model (None when it is not shipped)."""
     model = model or _texture_model()
     if model is None:
         return None
-    z = (feature_vector(f) - np.array(model["mean"])) / np.array(model["std"])
-    logits = np.array(model["weights"]) @ z + np.array(model["bias"])
+    logits = model_terms(feature_vector(f), model)[0] @ np.array(model["weights"]).T + np.array(model["bias"])
     p = np.exp(logits - logits.max())
     p /= p.sum()
     return {c: float(q) for c, q in zip(model["classes"], p)}

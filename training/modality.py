@@ -6,24 +6,31 @@ Samples are single bands as a user would hand them over: Sentinel-1 VH (GeoTIFF 
 SAR of 3MOS (five sensors), Sentinel-2 and other optical luminance, Landsat 8 OLI bands, NIR
 (near-infrared is optical), SRIF infrared and Landsat TIRS (thermal). Images are split by a hash
 of their name (training.data.hash_split), the model is a multinomial logistic regression over
-georeg.modality.feature_vector, fitted on 'train' and reported on 'val' + 'test'.
+georeg.modality.feature_vector and its pairwise products, fitted on 'train' and reported on
+'val' + 'test'. Every image is also sampled 1.4-2.5x coarser (:func:`coarser_copy`), in the same
+split, so that a resampled or lower-resolution band is recognised too.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from georeg.modality import FEATURES, MODALITY_CLASSES, feature_vector, texture_features
+from georeg.modality import FEATURES, MODALITY_CLASSES, feature_vector, model_terms, pairwise_terms, texture_features
 
 from .data import _grey, hash_split
 
+SAMPLE_PX = 512  # georeg.modality.central_sample's size
+COARSER = (1.4, 2.5)  # the coarser copies' pixel size, in native pixels
+COARSER_KINDS = ("smoothed", "bilinear")
 
-def _centre(a: np.ndarray, size: int = 512) -> np.ndarray:
+
+def _centre(a: np.ndarray, size: int = SAMPLE_PX) -> np.ndarray:
     h, w = a.shape
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return a[y0:y0 + size, x0:x0 + size]
@@ -37,14 +44,37 @@ def _raster(path: Path) -> np.ndarray:
     return a.mean(0) if a.shape[0] >= 3 else a[0]
 
 
-def samples(data: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """(key, class, image, valid) for every sample image."""
+def coarser_copy(key: str, img: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre of ``img`` as a coarser product or a user's downsized copy shows it: pixels
+    COARSER times larger (a factor drawn from the key), low-pass filtered before bilinear
+    interpolation or interpolated bilinearly without a prefilter (alternating by key), up to SAMPLE_PX px. A shrunk SAR
+    target (1.8-2x, bilinear) lost enough speckle to be taken for thermal by a model fitted at
+    native resolution only. Invalid pixels stay invalid wherever they reach."""
+    from skimage.transform import resize
+
+    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+    f = COARSER[0] + (COARSER[1] - COARSER[0]) * ((h % 1000) / 999)
+    kind = COARSER_KINDS[(h // 1000) % 2]
+    size = min(round(SAMPLE_PX * f), *img.shape)
+    img, valid = _centre(img, size), _centre(valid, size)
+    shape = (max(8, round(img.shape[0] / f)), max(8, round(img.shape[1] / f)))
+    average = kind == "smoothed"
+    out = resize(img, shape, order=1, anti_aliasing=average, preserve_range=True).astype(np.float32)
+    ok = resize(valid.astype(np.float32), shape, order=1, anti_aliasing=average, preserve_range=True) > 0.999
+    return out, ok
+
+
+def samples(data: Path, coarser: bool = True) -> list[tuple[str, str, np.ndarray, np.ndarray, str]]:
+    """(key, class, image, valid, 'native' or 'coarser') for every sample image, and after each one (``coarser``) its
+    :func:`coarser_copy` under the same key (so in the same split)."""
     out = []
 
     def add(key, cls, img, nodata_zero=False):
-        img = _centre(img)
-        valid = img > 0 if nodata_zero else np.ones(img.shape, bool)
-        out.append((key, cls, img, valid))
+        big = _centre(img, int(SAMPLE_PX * COARSER[1]) + 2)
+        valid = big > 0 if nodata_zero else np.ones(big.shape, bool)
+        out.append((key, cls, _centre(big), _centre(valid), "native"))
+        if coarser:
+            out.append((key, cls, *coarser_copy(key, big, valid), "coarser"))
 
     s1 = data / "s1s2_volkov"
     for p in sorted((s1 / "sar").glob("*.png")):
@@ -105,36 +135,55 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "georeg" / "modality_model.json"))
+    ap.add_argument("--native-only", action="store_true",
+                    help="fit on native-resolution samples only (the coarser copies are still evaluated)")
+    ap.add_argument("--terms", choices=("linear", "pairwise"), default="pairwise",
+                    help="the features alone, or with their pairwise products (default)")
+    ap.add_argument("--l2", type=float, default=0.03, help="weight decay of the logistic regression")
     args = ap.parse_args(argv)
     rows = []
-    for key, cls, img, valid in samples(Path(args.data)):
+    for key, cls, img, valid, copy in samples(Path(args.data)):
         f = texture_features(img, valid)
         if f is not None:
-            rows.append((key, MODALITY_CLASSES.index(cls), feature_vector(f)))
-    split = np.array([hash_split(k) for k, _, _ in rows])
-    y = np.array([c for _, c, _ in rows])
-    x = np.array([v for _, _, v in rows])
+            rows.append((key, MODALITY_CLASSES.index(cls), feature_vector(f), copy))
+    split = np.array([hash_split(r[0]) for r in rows])
+    copies = np.array([r[3] for r in rows])
+    y = np.array([r[1] for r in rows])
+    x = np.array([r[2] for r in rows])
     tr = split == "train"
-    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-9
-    z = (x - mean) / std
-    counts = np.bincount(y[tr], minlength=len(MODALITY_CLASSES))
-    w, b = fit(z[tr], y[tr], len(MODALITY_CLASSES), class_weight=counts.sum() / np.maximum(counts, 1))
+    fit_on = tr & (copies == "native") if args.native_only else tr
+    model = {"classes": list(MODALITY_CLASSES), "features": list(FEATURES), "terms": args.terms,
+             "mean": x[fit_on].mean(0).tolist(), "std": (x[fit_on].std(0) + 1e-9).tolist()}
+    if args.terms == "pairwise":
+        t = pairwise_terms(model_terms(x[fit_on], {**model, "terms": "linear"}))
+        model.update(term_mean=t.mean(0).tolist(), term_std=(t.std(0) + 1e-9).tolist())
+    z = model_terms(x, model)
+    counts = np.bincount(y[fit_on], minlength=len(MODALITY_CLASSES))
+    w, b = fit(z[fit_on], y[fit_on], len(MODALITY_CLASSES), l2=args.l2,
+               class_weight=counts.sum() / np.maximum(counts, 1))
     pred = (z @ w.T + b).argmax(1)
     report = {}
     for name, sel in (("train", tr), ("held_out", ~tr)):
-        conf = np.zeros((3, 3), int)
-        for t, p in zip(y[sel], pred[sel]):
-            conf[t, p] += 1
-        report[name] = {"n": int(sel.sum()), "accuracy": float((pred[sel] == y[sel]).mean()),
-                        "confusion_rows_true_cols_pred": conf.tolist()}
-        print(f"{name}: {sel.sum()} samples, accuracy {report[name]['accuracy']:.3f}")
-        for c, r in zip(MODALITY_CLASSES, conf):
-            print(f"  {c:8s} -> {dict(zip(MODALITY_CLASSES, r.tolist()))}")
-    model = {"classes": list(MODALITY_CLASSES), "features": list(FEATURES),
-             "mean": mean.tolist(), "std": std.tolist(), "weights": w.tolist(), "bias": b.tolist(),
-             "training": {"command": "python -m training.modality", "data": "../shared/data: s1s2_volkov, "
+        for copy in ("native", "coarser"):
+            part = sel & (copies == copy)
+            if not part.any():
+                continue
+            conf = np.zeros((3, 3), int)
+            for t, p in zip(y[part], pred[part]):
+                conf[t, p] += 1
+            entry = f"{name}_{copy}"
+            report[entry] = {"n": int(part.sum()), "accuracy": float((pred[part] == y[part]).mean()),
+                             "confusion_rows_true_cols_pred": conf.tolist()}
+            print(f"{entry}: {part.sum()} samples, accuracy {report[entry]['accuracy']:.3f}")
+            for c, r in zip(MODALITY_CLASSES, conf):
+                print(f"  {c:8s} -> {dict(zip(MODALITY_CLASSES, r.tolist()))}")
+    model.update(weights=w.tolist(), bias=b.tolist())
+    model["training"] = {"command": "python -m training.modality", "data": "../shared/data: s1s2_volkov, "
                           "3mos_previews, srif_multimodal Optical-Infrared, nir_vis_rs, landsat8_oli_tirs",
-                          "split": "training.data.hash_split of the image name", **report}}
+                          "split": "training.data.hash_split of the image name",
+                          "coarser_copies": None if args.native_only else
+                          f"each image also {COARSER[0]}-{COARSER[1]}x coarser ({', '.join(COARSER_KINDS)})",
+                          "terms": args.terms, "l2": args.l2, **report}
     Path(args.out).write_text(json.dumps(model, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
