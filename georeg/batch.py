@@ -37,7 +37,8 @@ from .options import BY_NAME, MANIFEST_COLUMNS
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
-                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds")
+                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds",
+                  "target_modality", "modality_by", "matcher")
 
 @dataclass(frozen=True)
 class PairTask:
@@ -269,21 +270,14 @@ def run_task(task: PairTask) -> dict:
     from .pipeline import register
 
     t = time.perf_counter()
-    row = {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
-           "status": "ok", "error": "", "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
-           "seconds": "", "shift_x_px": "", "shift_y_px": "", "shift_x_map": "", "shift_y_map": ""}
+    row = failed_row(task, "")
     global _IN_TASK
     try:
         _IN_TASK = True
         res = register(task.reference, task.target, task.output, task.config, matcher=_matcher_for(task),
                        report_extra={"batch": {"key": task.key, "index": task.index}})
-        rep = res.report
-        row.update(_shift_columns(rep))
-        row.update(model=rep["model"]["type"], rmse_px=round(rep["residuals"]["rmse_px"], 3),
-                   ce90_px=round(rep["residuals"]["ce90_px"], 3), inliers=rep["counts"]["inliers"],
-                   quality=rep.get("quality", ""))
-        if rep.get("quality") == "uncertain" and not task.config.output.accept_uncertain:
-            row.update(status="uncertain", error=rep["verdict"]["reason"])
+        uncertain = res.report.get("quality") == "uncertain" and not task.config.output.accept_uncertain
+        row = report_row(task, res.report, "uncertain" if uncertain else "ok")
     except GeoregError as exc:
         row.update(status="failed", error=str(exc))
     except Exception as exc:  # a bug or an unreadable file must not stop the batch
@@ -451,18 +445,24 @@ def _shift_columns(rep: dict) -> dict:
 
 def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = "") -> dict:
     """The summary row of a pair whose verified report ``rep`` is on disk ("" for an unknown time)."""
+    matcher = rep.get("matcher")
+    target = rep.get("target", {})
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
             "status": status, "error": rep["verdict"]["reason"] if status == "uncertain" else "",
             "quality": rep.get("quality", ""), "model": rep["model"]["type"],
             "rmse_px": round(rep["residuals"]["rmse_px"], 3), "ce90_px": round(rep["residuals"]["ce90_px"], 3),
-            "inliers": rep["counts"]["inliers"], "seconds": seconds, **_shift_columns(rep)}
+            "inliers": rep["counts"]["inliers"], "seconds": seconds, **_shift_columns(rep),
+            "target_modality": target.get("modality", ""),
+            "modality_by": (target.get("modality_evidence") or {}).get("by", ""),
+            "matcher": matcher.get("name", "") if isinstance(matcher, dict) else matcher or ""}
 
 
 def failed_row(task: PairTask, error: str) -> dict:
     """The summary row of a pair that failed with ``error`` (the local and Dask runners share it)."""
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
             "status": "failed", "error": error, "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
-            "seconds": ""}
+            "seconds": "", "shift_x_px": "", "shift_y_px": "", "shift_x_map": "", "shift_y_map": "",
+            "target_modality": "", "modality_by": "", "matcher": ""}
 
 
 def _drain(futures: dict, finished: Callable[[dict], None]) -> bool:

@@ -199,6 +199,32 @@ def shift_text(sh: dict) -> str:
     return text
 
 
+def modality_text(report: dict) -> str:
+    """How the target was read and matched, from a report, as the CLI prints it: 'target read as
+    sar (from its pixels: texture 96% sar), matched with kgl-opt-sar'. The texture model is the
+    weakest evidence, so its confidence is shown; below 80% the user is told how to override."""
+    ev = report["target"].get("modality_evidence") or {}
+    modality = report["target"].get("modality", "?")
+    by = ev.get("by", "")
+    why = {"option": "as given", "role": "the reference", "metadata": "from its metadata",
+           "values": "from its values", "bands": "from its band count", "file name": "from its file name",
+           "default": "by default: no evidence"}.get(by, "")
+    probs = ev.get("texture_probability") or {}
+    if by == "pixels":
+        why = "from its pixels" + (": few-look speckle" if "reading" in ev else
+                                   f": texture {probs.get(modality, 0):.0%} {modality}" if probs else "")
+    text = f"target read as {modality}" + (f" ({why})" if why else "")
+    matcher = report.get("matcher")
+    matcher = matcher.get("name") if isinstance(matcher, dict) else matcher
+    if matcher:
+        text += f", matched with {matcher}"
+    unsure = by in ("file name", "default") or (by == "pixels" and "reading" not in ev
+                                                  and probs.get(modality, 1.0) < 0.8)
+    if unsure:
+        text += "; pass --modality if that is not the sensor"
+    return text
+
+
 def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: dict | None) -> str:
     from pathlib import Path
 

@@ -70,6 +70,10 @@ def test_failures_are_recorded_and_others_succeed(volkov, tmp_path):
     assert "corrupt_S1_VH.tif" in s[1]["error"] and "could not read the target raster" in s[1]["error"]
     assert "too few tie points" in s[2]["error"]
     assert float(s[0]["rmse_px"]) < 3 and int(s[3]["inliers"]) > 50
+    # how each target was read, so a batch's misread sensors can be found in its summary
+    assert [(x["target_modality"], x["modality_by"], x["matcher"]) for x in (s[0], s[3])] == [
+        ("sar", "pixels", "baseline")] * 2
+    assert s[1]["target_modality"] == s[1]["matcher"] == ""
     names = sorted(p.name for p in out.iterdir())
     assert "176_S1_VH_registered.tif" in names and "268_S1_VH_registered.tif" in names
     assert not any(n.startswith(("corrupt", "flat", ".")) for n in names), names

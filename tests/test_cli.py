@@ -57,6 +57,13 @@ def test_register_writes_all_outputs(pair, tmp_path):
         assert abs(d.transform.c - t.transform.c - 60.0) < 5 and abs(d.transform.f - t.transform.f - 40.0) < 5
 
 
+def test_register_says_how_the_target_was_read(pair, tmp_path):
+    r = _run(["register", *pair, "-o", tmp_path / "out.tif", "--matcher", "baseline", "--modality", "sar",
+              "--quicklook", "none", "--tie-points", "none", "--report", "none"])
+    assert r.exit_code == 0, r.output
+    assert "  target read as sar (as given), matched with baseline\n" in r.output
+
+
 def test_register_output_exists_without_overwrite(pair, tmp_path):
     ref, tgt = pair
     out = tmp_path / "out.tif"

@@ -233,3 +233,21 @@ def test_outputs_say_what_made_them(pair, tmp_path):
         tags = d.tags()
     assert tags["TIFFTAG_SOFTWARE"].startswith("georeg ") and tags["GEOREG_MODEL"] in ("translation", "affine")
     assert tags["GEOREG_REFERENCE"] == str(pair[0]) and tags["GEOREG_REPORT"] == "out_report.json"
+
+
+def test_modality_text_says_where_the_modality_came_from_and_when_to_override():
+    from georeg.outputs import modality_text
+
+    def rep(**ev):
+        return {"target": {"modality": ev.pop("decided"), "modality_evidence": ev}, "matcher": {"name": "kgl-opt-sar"}}
+
+    sure = rep(decided="sar", by="pixels", texture_probability={"optical": 0.02, "sar": 0.96, "thermal": 0.02})
+    assert modality_text(sure) == "target read as sar (from its pixels: texture 96% sar), matched with kgl-opt-sar"
+    unsure = rep(decided="thermal", by="pixels", texture_probability={"optical": 0.3, "sar": 0.05, "thermal": 0.65})
+    assert modality_text(unsure).endswith("texture 65% thermal), matched with kgl-opt-sar; "
+                                          "pass --modality if that is not the sensor")
+    speckle = rep(decided="sar", by="pixels", reading="few-look speckle", texture_probability={"thermal": 0.9})
+    assert "few-look speckle" in modality_text(speckle) and "--modality" not in modality_text(speckle)
+    assert "from its file name" in modality_text(rep(decided="sar", by="file name"))
+    assert "--modality" in modality_text(rep(decided="optical", by="default"))
+    assert modality_text(rep(decided="thermal", by="metadata")).startswith("target read as thermal (from its metadata)")
