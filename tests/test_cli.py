@@ -62,6 +62,11 @@ def test_register_says_how_the_target_was_read(pair, tmp_path):
               "--quicklook", "none", "--tie-points", "none", "--report", "none"])
     assert r.exit_code == 0, r.output
     assert "  target read as sar (as given), matched with baseline\n" in r.output
+    # front ends (the QGIS plugin's subprocess path) get the same line in the RESULT record
+    r = _run(["--machine", "register", *pair, "-o", tmp_path / "out.tif", "--matcher", "baseline", "--modality", "sar",
+              "--quicklook", "none", "--tie-points", "none", "--report", "none", "--overwrite"])
+    result = json.loads([ln for ln in r.output.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    assert result["target"] == "target read as sar (as given), matched with baseline"
 
 
 def test_register_output_exists_without_overwrite(pair, tmp_path):

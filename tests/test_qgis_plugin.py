@@ -121,19 +121,30 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         with rasterio.open(second, "w", **prof) as d:
             d.write(255 - s.read())
     out, res = _qgis(tmp_path, f"""
+        class Feedback(QgsProcessingFeedback):
+            infos = []
+
+            def pushInfo(self, info):
+                self.infos.append(info)
+                super().pushInfo(info)
+        fb = Feedback()
         r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
             "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'out.tif')!r},
             "TIE_POINTS": {str(tmp_path / 'tp.gpkg')!r}, "REPORT": {str(tmp_path / 'r.json')!r},
-            "MATCHER": 1, "OPT_KEYPOINTS": 96, "OPT_REFINE": False}}, feedback=QgsProcessingFeedback())
+            "MATCHER": 1, "OPT_KEYPOINTS": 96, "OPT_REFINE": False}}, feedback=fb)
         tp = QgsVectorLayer(r["TIE_POINTS"], "tp", "ogr")
         a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": {str(second)!r},
             "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
         print("RESULT " + json.dumps({{"valid": tp.isValid(), "n": tp.featureCount(),
-            "fields": [f.name() for f in tp.fields()], "out": r["OUTPUT"], "apply": a["OUTPUT"]}}))
+            "fields": [f.name() for f in tp.fields()], "out": r["OUTPUT"], "apply": a["OUTPUT"],
+            "infos": fb.infos}}))
         del tp
     """)
     assert res, out.stderr[-3000:]
     r = res[0]
+    # the log tells how the target was read
+    assert any(i.startswith("target read as sar (from its pixels: texture") and i.endswith("matched with baseline")
+               for i in r["infos"]), r["infos"]
     assert r["valid"] and r["n"] > 50 and "residual_px" in r["fields"] and "inlier" in r["fields"]
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration

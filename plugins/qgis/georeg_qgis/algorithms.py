@@ -176,6 +176,8 @@ class RegisterAlgorithm(_Base):
         result = _run(args, feedback)
         feedback.pushInfo(f"{result.get('model')}: {result.get('counts', {}).get('inliers')} inliers, "
                           f"RMSE {result.get('residuals', {}).get('rmse_px', float('nan')):.2f} px")
+        if result.get("target"):  # how the target was read: its modality, the evidence, the matcher
+            feedback.pushInfo(result["target"])
         out = {"OUTPUT": output, "REPORT": report}
         layer = QgsVectorLayer(f"{tie_points}|layername=tie_points", "tie points", "ogr")
         if not layer.isValid():
@@ -275,6 +277,7 @@ def _arg(args, flag):
 
 def _register_in_process(georeg, args, feedback):
     from georeg.options import config_from_options
+    from georeg.outputs import modality_text
 
     output = _arg(args, "-o")
     cfg = config_from_options(json.loads(_arg(args, "--options-json"))).with_options(
@@ -287,4 +290,4 @@ def _register_in_process(georeg, args, feedback):
     if rep["quality"] != "reliable":
         feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
     return {"outputs": res.outputs, "model": rep["model"]["type"], "residuals": rep["residuals"],
-            "counts": rep["counts"], "quality": rep["quality"]}
+            "counts": rep["counts"], "quality": rep["quality"], "target": modality_text(rep)}
