@@ -202,7 +202,9 @@ def shift_text(sh: dict) -> str:
 def modality_text(report: dict) -> str:
     """How the target was read and matched, from a report, as the CLI prints it: 'target read as
     sar (from its pixels: texture 96% sar), matched with kgl-opt-sar'. The texture model is the
-    weakest evidence, so its confidence is shown; below 80% the user is told how to override."""
+    weakest evidence, so its confidence is shown; below TEXTURE_CONFIDENT the user is told how to
+    override."""
+    from .modality import TEXTURE_CONFIDENT
     ev = report["target"].get("modality_evidence") or {}
     modality = report["target"].get("modality", "?")
     by = ev.get("by", "")
@@ -219,7 +221,7 @@ def modality_text(report: dict) -> str:
     if matcher:
         text += f", matched with {matcher}"
     unsure = by in ("file name", "default") or (by == "pixels" and "reading" not in ev
-                                                  and probs.get(modality, 1.0) < 0.8)
+                                                  and probs.get(modality, 1.0) < TEXTURE_CONFIDENT)
     if unsure:
         text += "; pass --modality if that is not the sensor"
     return text

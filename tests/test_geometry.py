@@ -262,6 +262,32 @@ def test_few_look_speckle_in_integer_linear_data_is_sar(tmp_path):
         assert decision["by"] == "pixels" and "speckle" in decision["reading"]
 
 
+def test_a_sensor_word_in_the_file_name_decides_when_the_texture_model_is_unsure(shared_data, tmp_path):
+    """Multi-look amplitude (about 4.4 looks, what a Sentinel-1 GRD measurement file holds as uint16
+    DN), emulated over a real Sentinel-2 scene, is below the speckle rule and the texture model
+    leans to thermal at about 0.6-0.7. Named as ESA names it, the SAR words of the name decide;
+    named neutrally the texture model does, and the CLI then advises --modality (below 0.8)."""
+    from georeg.outputs import modality_text
+    from training.modality import _raster
+
+    refl = (_raster(shared_data / "s1s2_volkov" / "geotiff" / "176_S2_RGB.tif")[:512, :512] / 255.0) ** 2 + 1e-3
+    amplitude = np.sqrt(refl * np.random.default_rng(0).gamma(4.4, 1 / 4.4, refl.shape)) * 1000
+    decided = {}
+    for name in ("s1a-iw-grd-vh-20240101t053012-20240101t053037-051234-062f1a-002.tiff", "scene_2024.tif"):
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1, dtype="uint16",
+                           crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000)) as d:
+            d.write(np.round(amplitude).astype(np.uint16)[None])
+        with RasterSource(path, InputConfig(), "target") as src:
+            decided[name[:3]] = src.modality_decision.to_dict()
+    probs = decided["s1a"]["texture_probability"]
+    assert max(probs.values()) < 0.8, probs  # the texture model is unsure here
+    assert (decided["s1a"]["decided"], decided["s1a"]["by"]) == ("sar", "file name")
+    assert decided["sce"]["by"] == "pixels" and decided["sce"]["decided"] != "sar"
+    report = {"target": {"modality": decided["sce"]["decided"], "modality_evidence": decided["sce"]}}
+    assert modality_text(report).endswith("pass --modality if that is not the sensor")
+
+
 def test_speckle_rule_stays_off_real_optical_and_thermal_bands(shared_data):
     """The few-look speckle rule decides before the texture model, so it must not fire on real
     optical or thermal bands: Landsat 8 OLI and TIRS (uint16), the S1/S2 pairs' optical, NIR-VIS
