@@ -180,3 +180,23 @@ def test_evaluate_names_a_missing_patch_set_or_weights(tiny_data, tmp_path, caps
     assert main(["evaluate", "--pair", "opt-sar", "--split", "test", "--data-dir", str(tiny_data),
                  "--exported", f"x={tmp_path / 'nothing.json'}"]) == 2
     assert "LABEL=PATH" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_texture_model_is_reproduced_by_its_training_command(shared_data, tmp_path):
+    """`python -m training.modality` on the shared data fits the texture model that georeg ships
+    (the same coefficients to float precision, the same held-out accuracies)."""
+    from pathlib import Path
+
+    from training.modality import main
+
+    out = tmp_path / "modality_model.json"
+    assert main(["--data", str(shared_data), "--out", str(out)]) == 0
+    fitted = json.loads(out.read_text())
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "georeg" / "modality_model.json").read_text())
+    assert fitted["terms"] == shipped["terms"] and fitted["features"] == shipped["features"]
+    for key in ("mean", "std", "term_mean", "term_std", "weights", "bias"):
+        assert np.allclose(fitted[key], shipped[key], rtol=1e-4, atol=1e-6), key
+    for part in ("held_out_native", "held_out_coarser"):
+        assert fitted["training"][part]["confusion_rows_true_cols_pred"] == \
+            shipped["training"][part]["confusion_rows_true_cols_pred"], part
