@@ -12,7 +12,7 @@ Evidence, strongest first:
    texture statistics and their pairwise products, fitted on real bands at their own resolution
    and 1.4-2.5x coarser (``training/modality.py``, coefficients in ``modality_model.json``):
    speckle is spatially near-white and present in flat areas, thermal bands are smooth;
-5. words in the file name, only to break a tie when the texture model is not confident.
+5. words in the file name, when the texture model is less than TEXTURE_CONFIDENT (80%) sure.
 
 :func:`detect_modality` returns the decision with the evidence behind it, for the report.
 """
