@@ -42,7 +42,8 @@ def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Wind
                  max_shift_px: float | None = None, min_ratio: float = 1.5) -> CoarseResult:
     """Estimate the global shift of the target relative to the reference over ``overlap``.
 
-    Raises :class:`EmptyOverlapError` when no overlap pixel is valid in both rasters.
+    Raises :class:`EmptyOverlapError` when no overlap pixel is valid in both rasters, or when either
+    raster is constant over the overlap (a blank band: no search could find anything in it).
     """
     sub = grid.window_grid(overlap)
     factor = max(1.0, max(sub.width, sub.height) / coarse_size)
@@ -55,6 +56,12 @@ def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Wind
         raise EmptyOverlapError(
             f"the footprints overlap but no pixel there is valid in both rasters (valid: reference "
             f"{rv.mean():.0%}, target {tv.mean():.0%} of the overlap); check nodata values, masks and bands")
+    for role, data, band in (("reference", r, "--ref-band"), ("target", t, "--target-band")):
+        lo, hi = float(data[both].min()), float(data[both].max())
+        if lo == hi:  # averaged blocks of any real image differ; a constant band has nothing to match
+            raise EmptyOverlapError(
+                f"the {role} has no contrast over the overlap: every valid pixel there is {lo:g}, so there "
+                f"is nothing to match; check the band ({band}), the nodata value and the file")
     rn = preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float"))
     tn = preprocess(t, tv, tgt.modality, tgt.ds.dtypes[0].startswith("float"))
     with torch.inference_mode():

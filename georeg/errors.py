@@ -48,7 +48,8 @@ class NoOverlapError(InputError):
 
 
 class EmptyOverlapError(InputError):
-    """The footprints intersect but no pixel of the overlap is valid in both rasters."""
+    """The footprints intersect but no pixel of the overlap is valid in both rasters, or one of them
+    is constant there."""
 
 
 class OutputExistsError(InputError, FileExistsError):

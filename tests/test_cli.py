@@ -119,10 +119,19 @@ def test_overlap_all_nodata(pair, tmp_path):
     _bad(tmp_path, pair[0], empty, 2, "no pixel there is valid in both rasters")
 
 
-def test_too_few_tie_points(pair, tmp_path):
+def test_a_blank_target_is_refused_before_any_search(pair, tmp_path):
+    """A constant band (a wrong band, a blank export) cannot be matched by any search: it is refused
+    at the coarse pass, not after every search found 0 tie points (12 s, advising a larger
+    --max-shift)."""
     flat = _write(tmp_path / "flat.tif", np.full((SIZE, SIZE), 90, np.uint8))
+    _bad(tmp_path, pair[0], flat, 2, "the target has no contrast over the overlap: every valid pixel there is 90")
+
+
+def test_too_few_tie_points(pair, tmp_path):
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    ramp = _write(tmp_path / "ramp.tif", (60 + (xx + yy) // 8).astype(np.uint8))  # no corner to match
     out = tmp_path / "out.tif"
-    r = _run(["register", pair[0], flat, "-o", out])
+    r = _run(["register", pair[0], ramp, "-o", out])
     assert r.exit_code == 1, r.output
     assert "too few tie points for the 'auto' model: found 0, need at least 4" in r.output
     assert "Try a larger --max-shift" in r.output
