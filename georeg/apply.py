@@ -15,11 +15,11 @@ from rasterio.crs import CRS
 from .atomic import staged
 from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
-from .estimation import AFFINE_MODELS, FittedModel, fit_local
+from .estimation import FittedModel, fit_local
+from .outputs import write_corrected
 from .pipeline import check_outputs
 from .raster import Grid, RasterSource
-from .warp import corrected_transform, output_to_source
-from .writers import check_creation_options, write_resampled, write_with_transform
+from .writers import check_creation_options
 
 
 def _crs(side: dict) -> CRS | None:
@@ -106,16 +106,9 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
                              "pixel grid without georeferencing")
         if not force:
             check_same_scene(report, src)
-        if model.kind in AFFINE_MODELS and not align:
-            transform, dev = corrected_transform(model, ref_grid, src.grid)
-            if dev <= 0.05:
-                write_with_transform(src, str(tmp["raster"]), transform, oc)
-                return {"mode": "geotransform", "transform": list(transform)[:6], "output": str(output)}
-        out_grid = ref_grid if align else src.grid
-        write_resampled(src, str(tmp["raster"]), out_grid, output_to_source(model, out_grid, ref_grid, src.grid),
-                        oc)
-        return {"mode": "resampled to reference grid" if align else "resampled on raster grid", "transform": None,
-                "output": str(output)}
+        transform, mode, _ = write_corrected(src, str(tmp["raster"]), model, ref_grid, oc, align)
+        return {"mode": mode.replace("target grid", "raster grid"),
+                "transform": list(transform)[:6] if transform is not None else None, "output": str(output)}
 
 
 def _load_report(report) -> dict:

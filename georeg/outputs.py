@@ -17,8 +17,8 @@ from .gpkg import TiePointTable, write_gpkg
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
-from .raster import Grid, RasterSource
-from .warp import corrected_transform, output_to_source
+from .raster import GCPGrid, Grid, RasterSource
+from .warp import corrected_gcps, corrected_transform, output_to_source
 from .writers import write_png, write_report, write_resampled, write_with_transform
 
 
@@ -44,15 +44,29 @@ def write_outputs(sol: Solution, cfg: RegistrationConfig, outputs: dict) -> tupl
     # pictures without georeferencing come out on the reference picture's pixels: a geotransform
     # would place them only for GIS software, not for an image viewer
     align = o.align_grids or tgt.pixel_frame
-    if model.kind in AFFINE_MODELS and not align:
-        transform, dev = corrected_transform(model, grid, tgt.grid)
+    return write_corrected(tgt, path, model, grid, o, align, tags)
+
+
+def write_corrected(src: RasterSource, path: str, model: FittedModel, grid: Grid, o, align: bool,
+                    tags: dict | None = None) -> tuple:
+    """Write ``src`` corrected by ``model`` (fitted on the reference grid ``grid``): its pixels
+    unchanged under a corrected geotransform, or corrected ground control points for a raster
+    georeferenced by them, when that represents the model within 0.05 px; else resampled, onto
+    ``grid`` (``align``) or the raster's own grid. Returns (transform or None, mode, deviation px)."""
+    if isinstance(src.grid, GCPGrid) and not align:
+        gcps, dev = corrected_gcps(model, grid, src.grid)
+        if dev <= 0.05:
+            write_with_transform(src, path, None, o, tags=tags, gcps=(gcps, src.grid.crs))
+            return None, "ground control points", dev
+    elif model.kind in AFFINE_MODELS and not align:
+        transform, dev = corrected_transform(model, grid, src.grid)
         # across CRSs an affine geotransform approximates the model; accept it when it is tight
         if dev <= 0.05:
-            write_with_transform(tgt, path, transform, o, tags=tags)
+            write_with_transform(src, path, transform, o, tags=tags)
             return transform, "geotransform", dev
-    out_grid = grid if align else tgt.grid
-    mapping = output_to_source(model, out_grid, grid, tgt.grid)
-    write_resampled(tgt, path, out_grid, mapping, o, tags=tags)
+    out_grid = grid if align else src.grid
+    mapping = output_to_source(model, out_grid, grid, src.grid)
+    write_resampled(src, path, out_grid, mapping, o, tags=tags)
     return None, ("resampled to reference grid" if align else "resampled on target grid"), 0.0
 
 
@@ -91,7 +105,7 @@ def tie_points_table(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
                      ) -> TiePointTable:
     map_r = apply_affine(grid.transform, tp.xy_r)
     map_t = apply_affine(grid.transform, tp.xy_t_on_ref)
-    native = apply_affine(~tgt.grid.transform, to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
+    native = tgt.grid.to_pixels(to_crs(grid.crs, tgt.grid.crs, map_t)) if len(tp) else \
         np.zeros((0, 2))
     d = tp.xy_r - tp.xy_t_on_ref
     data = {

@@ -104,6 +104,18 @@ class Grid:
             factor = 1.0
         return self.pixel_size * factor
 
+    def to_map(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel positions (see :mod:`georeg.coordinates`) -> map positions in ``crs``."""
+        from .coordinates import apply_affine
+
+        return apply_affine(self.transform, xy)
+
+    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) map positions in ``crs`` -> pixel positions; the inverse of :meth:`to_map`."""
+        from .coordinates import apply_affine
+
+        return apply_affine(~self.transform, xy)
+
     def window_grid(self, window: Window) -> Grid:
         return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
                     int(window.width), int(window.height), self.crs)
@@ -116,9 +128,54 @@ class Grid:
         return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
 
 
+@dataclass(frozen=True)
+class GCPGrid(Grid):
+    """The grid of a raster georeferenced by ground control points (a Sentinel-1 GRD, a scanned
+    map, a drone frame): :meth:`to_map` and :meth:`to_pixels` go through GDAL's GCP transformer
+    (the polynomial ``gdalwarp`` uses), and ``transform`` is the affine that fits it best, for
+    bounds and pixel size only."""
+
+    gcps: tuple = ()
+
+    @functools.cached_property
+    def _transformer(self):
+        from rasterio.transform import GCPTransformer
+
+        return GCPTransformer(list(self.gcps))
+
+    def to_map(self, xy: np.ndarray) -> np.ndarray:
+        if len(xy) == 0:
+            return np.zeros((0, 2))
+        xs, ys = self._transformer.xy(xy[:, 1], xy[:, 0], offset="ul")
+        return np.c_[np.asarray(xs, np.float64), np.asarray(ys, np.float64)]
+
+    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        if len(xy) == 0:
+            return np.zeros((0, 2))
+        rows, cols = self._transformer.rowcol(xy[:, 0], xy[:, 1], op=np.positive)
+        return np.c_[np.asarray(cols, np.float64), np.asarray(rows, np.float64)]
+
+    def outline(self, per_edge: int = 50) -> np.ndarray:
+        """(4 * per_edge, 2) map positions along the raster's edges, clockwise from the top left."""
+        t = np.linspace(0.0, 1.0, per_edge, endpoint=False)
+        w, h = self.width, self.height
+        px = np.r_[np.c_[t * w, 0 * t], np.c_[w + 0 * t, t * h], np.c_[w - t * w, h + 0 * t], np.c_[0 * t, h - t * h]]
+        return self.to_map(px)
+
+    @staticmethod
+    def from_gcps(gcps, crs: CRS, width: int, height: int) -> GCPGrid:
+        g = GCPGrid(Affine.identity(), width, height, crs, tuple(gcps))
+        gx, gy = np.meshgrid(np.linspace(0, width, 11), np.linspace(0, height, 11))
+        px = np.c_[gx.ravel(), gy.ravel()]
+        sol, *_ = np.linalg.lstsq(np.c_[px, np.ones(len(px))], g.to_map(px), rcond=None)
+        t = Affine(sol[0, 0], sol[1, 0], sol[2, 0], sol[0, 1], sol[1, 1], sol[2, 1])
+        return GCPGrid(t, width, height, crs, tuple(gcps))
+
+
 # Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
 # the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
+GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
@@ -139,6 +196,7 @@ class RasterSource:
         self.cfg = cfg
         self.role = role
         self.pixel_frame = False
+        self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self._unreferenced: str | None = None
         p = Path(self.path)
         self.remote = is_remote(self.path)
@@ -168,8 +226,7 @@ class RasterSource:
         except Exception:
             self.ds.close()
             raise
-        transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
-        self.grid = Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
+        self.grid = self._own_grid()
         self.bands = self._bands()
         self.modality = self._modality()
         self._mask_ds = None
@@ -185,6 +242,12 @@ class RasterSource:
         self.fill_share = 0.0
         if self.pixel_frame and self._mask_ds is None:
             self._mask_fill()
+
+    def _own_grid(self) -> Grid:
+        if self.gcps is not None:
+            return GCPGrid.from_gcps(*self.gcps, self.ds.width, self.ds.height)
+        transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
+        return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
 
     def _mask_fill(self) -> None:
         """A picture without nodata or mask (the pixel frame) whose edges hold black fill (a rotated
@@ -217,12 +280,14 @@ class RasterSource:
             self._check_readable()
             gcps, gcp_crs = ds.gcps
             if gcps:
-                raise MissingCRSError(
-                    f"{self.role} raster {self.path} is georeferenced by {len(gcps)} ground control points, not a "
-                    f"geotransform; georeg needs a geotransform: warp it first, for example "
-                    f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
-                    f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
-            if ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
+                if gcp_crs is None or len(gcps) < GCP_MIN or self.role == "reference":
+                    raise MissingCRSError(
+                        f"{self.role} raster {self.path} is georeferenced by {len(gcps)} ground control points"
+                        f"{_gcp_problem(self.role, gcps, gcp_crs)}: warp it first, for example "
+                        f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
+                        f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
+                self.gcps = (gcps, gcp_crs)
+            elif ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
                 self.pixel_frame = True
                 self._unreferenced = (
                     f"{self.role} raster has no georeferencing: {self.path}; two rasters without any are "
@@ -307,7 +372,14 @@ class RasterSource:
 
     def footprint(self, crs: CRS):
         """Footprint polygon of the raster in ``crs`` (densified when reprojected)."""
-        geom = box(*self.grid.bounds)
+        if isinstance(self.grid, GCPGrid):  # the edges through the GCPs, densified
+            from shapely.geometry import Polygon
+
+            geom = Polygon(self.grid.outline())
+            if not geom.is_valid:
+                geom = geom.buffer(0)
+        else:
+            geom = box(*self.grid.bounds)
         if self.grid.crs == crs:
             return geom
         return shape(transform_geom(self.grid.crs, crs, mapping(geom), precision=-1,
@@ -347,8 +419,10 @@ class RasterSource:
         if window is None:
             window = Window(0, 0, grid.width, grid.height)
         sub = grid.window_grid(window)
-        off = _integer_offset(self.grid, sub)
-        if off is not None:
+        off = None if self.gcps is not None else _integer_offset(self.grid, sub)
+        if self.gcps is not None:
+            data, masks = self._warp_through_gcps(sub, resampling)
+        elif off is not None:
             data, masks = self._read_native(Window(off[0], off[1], sub.width, sub.height))
         else:
             # a raster on the pixel frame is warped from that frame, not from GDAL's identity
@@ -367,6 +441,20 @@ class RasterSource:
             valid &= self._read_external_mask(sub)
         return out, valid
 
+    def _warp_through_gcps(self, sub: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen bands warped onto ``sub`` through the ground control points (GDAL's warper with
+        its GCP transformer, as gdalwarp does), and masks: 0 outside the raster and on nodata."""
+        from rasterio.warp import reproject
+
+        gcps, gcp_crs = self.gcps
+        data = np.full((len(self.bands), sub.height, sub.width), np.nan, np.float32)
+        for i, b in enumerate(self.bands):
+            reproject(rasterio.band(self.ds, b), data[i], gcps=gcps, src_crs=gcp_crs, dst_crs=sub.crs,
+                      dst_transform=sub.transform, resampling=resampling, src_nodata=self.ds.nodata,
+                      dst_nodata=np.nan, init_dest_nodata=True)
+        masks = np.isfinite(data).astype(np.uint8) * 255
+        return np.nan_to_num(data, nan=0.0), masks
+
     def valid_on(self, grid: Grid, max_size: int = 1024) -> np.ndarray:
         """Where this raster holds data, sampled at the centres of ``grid``'s pixels (a coarse grid):
         the dataset mask read decimated on the raster's own grid (block by block through GDAL's
@@ -378,7 +466,6 @@ class RasterSource:
         with rasterio.Env(CPL_LOG_ERRORS=False):
             m = ds.read_masks(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest) > 0
         out = np.zeros((grid.height, grid.width), bool)
-        inv = ~(self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
         t = grid.transform
         cols = np.arange(grid.width) + 0.5
         step = max(1, (1 << 18) // max(grid.width, 1))  # rows at a time: a few MB of coordinates, not 0.25 GB
@@ -387,13 +474,13 @@ class RasterSource:
             from rasterio.warp import transform as warp_points
         for r0 in range(0, grid.height, step):
             rows = np.arange(r0, min(r0 + step, grid.height))[:, None] + 0.5
-            xs = t.a * cols + t.b * rows + t.c
-            ys = t.d * cols + t.e * rows + t.f
+            xs = (t.a * cols + t.b * rows + t.c).ravel()
+            ys = (t.d * cols + t.e * rows + t.f).ravel()
             if reproject:
-                xs, ys = (np.asarray(v).reshape(xs.shape)
-                          for v in warp_points(grid.crs, self.grid.crs, xs.ravel(), ys.ravel()))
-            c = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
-            r = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
+                xs, ys = (np.asarray(v) for v in warp_points(grid.crs, self.grid.crs, xs, ys))
+            px = self.grid.to_pixels(np.c_[xs, ys])  # the raster's own pixels, then the decimated read's
+            c = np.floor(px[:, 0] * (w / ds.width)).astype(np.int64).reshape(len(rows), grid.width)
+            r = np.floor(px[:, 1] * (h / ds.height)).astype(np.int64).reshape(len(rows), grid.width)
             inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
             block = out[r0:r0 + len(rows)]
             block[inside] = m[r[inside], c[inside]]
@@ -429,6 +516,13 @@ class RasterSource:
             raise RasterOpenError(
                 f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "
                 f"{self.ds.width}x{self.ds.height}, and has no CRS to place it; give a mask on the raster's grid")
+        if same_pixels and self.gcps is not None:
+            from rasterio.warp import reproject
+
+            out = np.zeros((grid.height, grid.width), np.uint8)
+            reproject(rasterio.band(m, 1), out, gcps=self.gcps[0], src_crs=self.gcps[1], dst_crs=grid.crs,
+                      dst_transform=grid.transform, resampling=Resampling.nearest)
+            return out > 0
         with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width,
                        height=grid.height, resampling=Resampling.nearest, **kwargs) as vrt:
             return vrt.read(1) > 0
@@ -453,6 +547,16 @@ class RasterSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _gcp_problem(role: str, gcps, gcp_crs) -> str:
+    """Why ground control points cannot be used as they are, as the end of a sentence."""
+    if role == "reference":
+        return (" and georeg takes the reference as the grid it works on, which needs a geotransform "
+                "(a GCP-georeferenced target is fine)")
+    if gcp_crs is None:
+        return ", but they have no CRS"
+    return f", fewer than the {GCP_MIN} an affine needs"
 
 
 def _short(exc: Exception) -> str:

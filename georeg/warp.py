@@ -13,16 +13,16 @@ from affine import Affine
 
 from .coordinates import affine_to_matrix, apply_affine, matrix_to_affine, to_crs
 from .estimation import FittedModel
-from .raster import Grid
+from .raster import GCPGrid, Grid
 
 __all__ = ["affine_to_matrix", "matrix_to_affine", "target_to_true_map", "corrected_transform", "output_to_source",
-           "dense_coords", "shift_summary"]
+           "dense_coords", "shift_summary", "corrected_gcps"]
 
 
 def target_to_true_map(model: FittedModel, ref: Grid, tgt: Grid) -> Callable[[np.ndarray], np.ndarray]:
     """Target native pixels (N, 2) -> corrected map coordinates in the target's CRS."""
     def f(c: np.ndarray) -> np.ndarray:
-        xy_t = apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, apply_affine(tgt.transform, c)))
+        xy_t = apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, tgt.to_map(c)))
         return to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, model.forward(xy_t)))
     return f
 
@@ -54,8 +54,27 @@ def output_to_source(model: FittedModel | None, out: Grid, ref: Grid, tgt: Grid
         xy_r = apply_affine(~ref.transform, m)
         xy_t = model.inverse(xy_r) if model is not None else xy_r
         m_t = to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, xy_t))
-        return apply_affine(~tgt.transform, m_t)
+        return tgt.to_pixels(m_t)
     return f
+
+
+def corrected_gcps(model: FittedModel, ref: Grid, tgt: GCPGrid) -> tuple[list, float]:
+    """The target's ground control points with their map positions corrected by ``model`` (same
+    pixels, same CRS, same heights), and the largest deviation in target pixels, over a lattice
+    of the target, between GDAL's transformer on the corrected points and the model itself."""
+    from rasterio.control import GroundControlPoint
+
+    gcps = list(tgt.gcps)
+    xy = np.array([[g.x, g.y] for g in gcps], np.float64)
+    moved = to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, model.forward(
+        apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, xy)))))
+    new = [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id, info=g.info)
+           for g, (x, y) in zip(gcps, moved)]
+    gx, gy = np.meshgrid(np.linspace(0, tgt.width, 21), np.linspace(0, tgt.height, 21))
+    c = np.c_[gx.ravel(), gy.ravel()]
+    wanted = target_to_true_map(model, ref, tgt)(c)
+    got = GCPGrid(tgt.transform, tgt.width, tgt.height, tgt.crs, tuple(new)).to_pixels(wanted)
+    return new, float(np.abs(got - c).max())
 
 
 AFFINE_TOL_PX = 1e-6  # lattice residual below which dense_coords treats a mapping as affine

@@ -138,13 +138,17 @@ def _open_for_writing(path, prof: dict):
         return rasterio.open(path, "w", **prof)
 
 
-def write_with_transform(src: RasterSource, path: str, transform: Affine, options: OutputConfig,
-                         progress: Callable[[float], None] | None = None, tags: dict | None = None) -> None:
-    """Copy the target's pixels unchanged under a new geotransform (format from ``options``:
-    cog, compress, creation_options)."""
+def write_with_transform(src: RasterSource, path: str, transform: Affine | None, options: OutputConfig,
+                         progress: Callable[[float], None] | None = None, tags: dict | None = None,
+                         gcps: tuple | None = None) -> None:
+    """Copy the target's pixels unchanged under a new geotransform, or new ground control points
+    ``gcps`` = (points, CRS) with ``transform=None`` (format from ``options``: cog, compress,
+    creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
-    grid = Grid(transform, src.ds.width, src.ds.height, src.ds.crs)
+    grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.ds.crs)
     prof = _profile(src, grid, compress, src.ds.nodata, () if cog else creation_options)
+    if gcps is not None:
+        del prof["transform"], prof["crs"]
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
@@ -156,6 +160,8 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine, option
                     dst.write_mask(src.ds.read_masks(1, window=w), window=w)
                 if progress:
                     progress((i + 1) / len(wins))
+            if gcps is not None:
+                dst.gcps = gcps
             _copy_metadata(src, dst, tags)
         _finish(tmp, Path(path), cog, compress, creation_options)
 
