@@ -532,21 +532,22 @@ def test_truncated_target_is_called_damaged_not_missing_a_crs(pair, tmp_path, ke
     assert _files(tmp_path) == ["cut.tif"]
 
 
-def test_gcp_georeferenced_raster_is_named_as_such(pair, tmp_path):
+def test_gcp_georeferenced_reference_is_named_as_such(pair, tmp_path):
+    """A target may be georeferenced by GCPs (tests/test_gcps.py); the reference, whose grid georeg
+    works on, may not."""
     from rasterio.control import GroundControlPoint
-    from rasterio.crs import CRS
 
-    with rasterio.open(pair[1]) as d:
+    with rasterio.open(pair[0]) as d:
         arr, prof = d.read(), d.profile
-    prof.pop("transform")
-    prof.pop("crs")
-    gcps = [GroundControlPoint(r, c, 500000 + 10 * c, 5000000 - 10 * r) for r, c in ((0, 0), (0, 320), (320, 0))]
+    t = prof.pop("transform")
+    crs = prof.pop("crs")
+    gcps = [GroundControlPoint(r, c, *(t * (c, r))) for r, c in ((0, 0), (0, 320), (320, 0))]
     g = tmp_path / "gcp.tif"
     with rasterio.open(g, "w", **prof) as d:
         d.write(arr)
-        d.gcps = (gcps, CRS.from_epsg(32633))
-    r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
-    _one_error_line(r, 2, "3 ground control points", "rio warp")
+        d.gcps = (gcps, crs)
+    r = _run(["register", g, pair[1], "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "3 ground control points", "reference", "geotransform", "rio warp")
     assert "NotGeoreferencedWarning" not in r.output
 
 

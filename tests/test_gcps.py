@@ -1,0 +1,148 @@
+"""Targets georeferenced by ground control points (a Sentinel-1 GRD product, a scanned map, a drone
+frame): read through GDAL's GCP transformer, and written back with corrected GCPs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.warp import transform as crs_transform
+from rasterio.windows import Window
+
+from georeg.config import RegistrationConfig
+from georeg.estimation import FittedModel
+from georeg.raster import GCPGrid, Grid
+from georeg.warp import corrected_gcps
+
+ERROR_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
+SIZE = 512
+
+
+def _gcps_of(transform: Affine, crs, width: int, height: int, gcp_crs: str = "EPSG:4326", n=(8, 11)):
+    """GCPs on an n[0] x n[1] lattice of a raster placed by ``transform``, in ``gcp_crs`` (a GRD
+    product's are in EPSG:4326)."""
+    rows, cols = np.meshgrid(np.linspace(0, height, n[0]), np.linspace(0, width, n[1]), indexing="ij")
+    xs, ys = transform @ (cols.ravel(), rows.ravel())
+    xs, ys = crs_transform(crs, gcp_crs, xs, ys) if gcp_crs != crs else (xs, ys)
+    return [GroundControlPoint(r, c, x, y, 0.0, id=str(i))
+            for i, (r, c, x, y) in enumerate(zip(rows.ravel(), cols.ravel(), xs, ys))], CRS.from_string(gcp_crs)
+
+
+def test_gcp_grid_follows_the_affine_it_was_made_from():
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    gcps, crs = _gcps_of(t, "EPSG:32633", 300, 200, gcp_crs="EPSG:32633", n=(4, 5))
+    g = GCPGrid.from_gcps(gcps, crs, 300, 200)
+    px = np.array([[0.0, 0.0], [12.25, 7.5], [299.5, 199.5], [150.0, 100.0]])
+    assert np.allclose(g.to_map(px), Grid(t, 300, 200, crs).to_map(px), atol=1e-6)
+    assert np.allclose(g.to_pixels(g.to_map(px)), px, atol=1e-6)
+    assert np.allclose(list(g.transform)[:6], list(t)[:6], atol=1e-6)
+
+
+def test_corrected_gcps_move_by_the_model():
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    crs = CRS.from_epsg(32633)
+    gcps, _ = _gcps_of(t, "EPSG:32633", 300, 200, gcp_crs="EPSG:32633", n=(4, 5))
+    tgt = GCPGrid.from_gcps(gcps, crs, 300, 200)
+    ref = Grid(t, 400, 400, crs)
+    m = np.array([[1.0, 0.0, -3.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]])  # features shown at p are at p + (-3, 2)
+    model = FittedModel("translation", m, np.ones(0, bool), np.zeros(0))
+    new, dev = corrected_gcps(model, ref, tgt)
+    assert dev < 1e-6
+    for old, g in zip(gcps, new):
+        assert (g.row, g.col, g.z) == (old.row, old.col, old.z)
+        assert g.x == pytest.approx(old.x - 30.0, abs=1e-6) and g.y == pytest.approx(old.y - 20.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def gcp_pair(volkov, tmp_path_factory):
+    """A 512 px S1 VH crop of pair 176 georeferenced by 88 GCPs in EPSG:4326, and its twin with the
+    same error as a geotransform; the S2 reference whole."""
+    d = tmp_path_factory.mktemp("gcp")
+    with rasterio.open(volkov / "176_S1_VH.tif") as s:
+        win = Window(256, 256, SIZE, SIZE)
+        arr, prof, crs = s.read(window=win), s.profile, s.crs
+        t = s.window_transform(win) @ Affine.translation(*ERROR_PX)
+    prof.update(width=SIZE, height=SIZE, transform=t)
+    twin = d / "twin.tif"
+    with rasterio.open(twin, "w", **prof) as w:
+        w.write(arr)
+    gcps = _gcps_of(t, crs, SIZE, SIZE)
+    scene = d / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
+        w.write(arr)
+        w.gcps = gcps
+    return volkov / "176_S2_RGB.tif", scene, twin, d
+
+
+def test_a_gcp_target_reads_as_its_geotransform_twin(gcp_pair):
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    ref, scene, twin, _ = gcp_pair
+    with RasterSource(ref, InputConfig(), "reference") as r, RasterSource(scene, InputConfig(), "target") as a, \
+            RasterSource(twin, InputConfig(), "target") as b:
+        assert isinstance(a.grid, GCPGrid) and a.gcps is not None and len(a.gcps[0]) == 88
+        win = Window(200, 200, 600, 600)
+        da, va = a.read_on_grid(r.grid, win)
+        db, vb = b.read_on_grid(r.grid, win)
+        inner = va & vb
+        assert inner.sum() > 0.6 * va.size and abs(int(va.sum()) - int(vb.sum())) < 0.01 * va.size
+        assert np.median(np.abs(da[inner] - db[inner])) < 1.0  # uint8 DN, bilinear both ways
+        assert (a.valid_on(r.grid.scaled(8)) == b.valid_on(r.grid.scaled(8))).mean() > 0.98
+        fa, fb = a.footprint(r.grid.crs), b.footprint(r.grid.crs)
+        assert fa.symmetric_difference(fb).area < 0.01 * fb.area
+
+
+@pytest.fixture(scope="module")
+def registered(gcp_pair):
+    import georeg
+
+    ref, scene, twin, d = gcp_pair
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"},
+                                            output={"overwrite": True})
+    return {name: georeg.register(ref, src, d / f"out_{name}.tif", cfg) for name, src in
+            (("scene", scene), ("twin", twin))}
+
+
+def test_a_gcp_target_is_corrected_like_its_geotransform_twin(gcp_pair, registered):
+    _, _, _, d = gcp_pair
+    a, b = registered["scene"], registered["twin"]
+    assert a.report["target"]["frame"] == "ground control points" and a.report["target"]["gcps"] == 88
+    assert a.report["model"]["output_mode"] == "ground control points"
+    assert a.quality == b.quality == "reliable"
+    assert np.allclose(a.report["shift"]["mean_px"], b.report["shift"]["mean_px"], atol=0.05)
+    with rasterio.open(d / "out_scene.tif") as o, rasterio.open(d / "out_twin.tif") as w, \
+            rasterio.open(gcp_pair[1]) as src:
+        assert o.transform.is_identity and o.crs is None and len(o.gcps[0]) == 88
+        assert (o.read() == src.read()).all()  # the pixels as they were
+        assert json.loads(json.dumps(o.tags()))["GEOREG_MODEL"] == a.model.kind
+        lattice = np.linspace(0, SIZE, 9)
+        rows, cols = (v.ravel() for v in np.meshgrid(lattice, lattice, indexing="ij"))
+        from rasterio.transform import GCPTransformer
+
+        lon, lat = GCPTransformer(o.gcps[0]).xy(rows, cols, offset="ul")
+        x, y = crs_transform(o.gcps[1], w.crs, lon, lat)
+        c, r = ~w.transform * (np.asarray(x), np.asarray(y))
+    assert np.abs(c - cols).max() < 0.05 and np.abs(r - rows).max() < 0.05
+
+
+def test_a_report_applies_to_a_gcp_raster(gcp_pair, registered, tmp_path):
+    from georeg.apply import apply_report
+
+    _, scene, twin, _ = gcp_pair
+    rep = registered["twin"].report
+    done = apply_report(rep, scene, tmp_path / "applied.tif")
+    assert done["mode"] == "ground control points" and done["transform"] is None
+    aligned = apply_report(rep, scene, tmp_path / "aligned.tif", align_grids=True)
+    twin_aligned = apply_report(rep, twin, tmp_path / "twin_aligned.tif", align_grids=True)
+    assert aligned["mode"] == twin_aligned["mode"] == "resampled to reference grid"
+    with rasterio.open(tmp_path / "aligned.tif") as a, rasterio.open(tmp_path / "twin_aligned.tif") as b:
+        assert a.transform == b.transform and a.crs == b.crs
+        da, db = a.read(1).astype(float), b.read(1).astype(float)
+    both = (da > 0) & (db > 0)
+    assert both.mean() > 0.2 and np.median(np.abs(da[both] - db[both])) <= 1.0
