@@ -76,14 +76,21 @@ def gcp_pair(volkov, tmp_path_factory):
     with rasterio.open(scene, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
         w.write(arr)
         w.gcps = gcps
+    # as an ascending-pass GRD file holds it: lines from south to north (upside down), GCPs with heights
+    flipped = d / "flipped.tif"
+    with rasterio.open(flipped, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
+        w.write(arr[:, ::-1])
+        w.gcps = ([GroundControlPoint(SIZE - g.row, g.col, g.x, g.y, 120.0, id=g.id) for g in gcps[0]], gcps[1])
     return volkov / "176_S2_RGB.tif", scene, twin, d
 
 
-def test_a_gcp_target_reads_as_its_geotransform_twin(gcp_pair):
+@pytest.mark.parametrize("name", ["scene", "flipped"])
+def test_a_gcp_target_reads_as_its_geotransform_twin(gcp_pair, name):
     from georeg.config import InputConfig
     from georeg.raster import RasterSource
 
-    ref, scene, twin, _ = gcp_pair
+    ref, _, twin, d = gcp_pair
+    scene = d / f"{name}.tif"
     with RasterSource(ref, InputConfig(), "reference") as r, RasterSource(scene, InputConfig(), "target") as a, \
             RasterSource(twin, InputConfig(), "target") as b:
         assert isinstance(a.grid, GCPGrid) and a.gcps is not None and len(a.gcps[0]) == 88
