@@ -307,13 +307,15 @@ FILL_TOLERANCE = 0.012  # of the range below the 99th percentile: JPEG leaves bl
 FILL_MIN_SHARE = 0.002  # a fill region covers at least this share of the image (speckled dark water breaks up)
 
 
-def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
+def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool], tolerance: float = FILL_TOLERANCE,
+                widen: int = 2) -> np.ndarray:
     """The black fill of a rotated or warped image saved without nodata (PNG and JPEG exports):
-    the darkest values (within FILL_TOLERANCE of the range) in regions of at least FILL_MIN_SHARE
-    of the image that touch a raster edge, widened by 2 px for JPEG's ringing. ``edges``: whether
-    the sample's top, bottom, left and right rows are the raster's."""
+    the darkest values (within ``tolerance`` of the range) in regions of at least FILL_MIN_SHARE
+    of the image that touch a raster edge, widened by ``widen`` px for JPEG's ringing. ``edges``:
+    whether the sample's top, bottom, left and right rows are the raster's. ``tolerance=0``: the
+    minimum value exactly (the zero border of a Sentinel-1 GRD file, which declares no nodata)."""
     lo = float(data.min())
-    dark = data <= lo + FILL_TOLERANCE * (float(np.percentile(data, 99)) - lo)
+    dark = data <= lo + tolerance * (float(np.percentile(data, 99)) - lo) if tolerance > 0 else data == lo
     labels, n = ndimage.label(dark)
     if n == 0:
         return dark
@@ -322,7 +324,7 @@ def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool]) -> np.nd
     touching = touching[touching > 0]
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, touching) if len(touching) else np.zeros(0)
     fill = np.isin(labels, touching[sizes >= FILL_MIN_SHARE * data.size])
-    return ndimage.binary_dilation(fill, iterations=2) if fill.any() else fill
+    return ndimage.binary_dilation(fill, iterations=widen) if fill.any() and widen > 0 else fill
 
 
 def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False) -> ModalityDecision:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -176,6 +177,7 @@ class GCPGrid(Grid):
 # the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
+FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
@@ -240,7 +242,7 @@ class RasterSource:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
         self.fill_share = 0.0
-        if self.pixel_frame and self._mask_ds is None:
+        if (self.pixel_frame or self.gcps is not None) and self._mask_ds is None:
             self._mask_fill()
 
     def _own_grid(self) -> Grid:
@@ -250,28 +252,43 @@ class RasterSource:
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
 
     def _mask_fill(self) -> None:
-        """A picture without nodata or mask (the pixel frame) whose edges hold black fill (a rotated
-        or warped export, :func:`georeg.modality.border_fill`) gets that fill as its mask: tie
-        points on the fill's rim would be outliers, and the verdict would count the fill as overlap."""
+        """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
+        tie points on the fill's rim would be outliers, and the verdict would count the fill as
+        overlap. A picture (the pixel frame) is searched for black fill (a rotated or warped export,
+        :func:`georeg.modality.border_fill`); a raster georeferenced by GCPs for the zero border of a
+        SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX."""
         from rasterio.enums import MaskFlags
         from rasterio.io import MemoryFile
 
         from .modality import border_fill
 
         ds = self.ds
-        if self.nodata is not None or ds.width * ds.height > MAX_FILL_PIXELS or \
-                any(MaskFlags.all_valid not in ds.mask_flag_enums[b - 1] for b in self.bands):
+        if self.nodata is not None or any(MaskFlags.all_valid not in ds.mask_flag_enums[b - 1] for b in self.bands):
             return
-        fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
+        profile = {"driver": "GTiff", "count": 1, "dtype": "uint8"}
+        if self.gcps is not None:
+            f = max(1.0, max(ds.width, ds.height) / FILL_SEARCH_PX)
+            w, h = max(1, round(ds.width / f)), max(1, round(ds.height / f))
+            data = ds.read(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest)
+            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=1 if f > 1 else 0)
+            sx, sy = w / ds.width, h / ds.height
+            gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.gcps[0]]
+        elif ds.width * ds.height <= MAX_FILL_PIXELS:
+            w, h = ds.width, ds.height
+            fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
+            profile["transform"] = PIXEL_FRAME
+        else:
+            return
         self.fill_share = float(fill.mean())
         if not fill.any():
             return
         self._fill_file = MemoryFile()
         with warnings.catch_warnings():  # the pixel frame's transform is written as it is
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with self._fill_file.open(driver="GTiff", width=ds.width, height=ds.height, count=1, dtype="uint8",
-                                      transform=PIXEL_FRAME) as w:
-                w.write((~fill).astype(np.uint8)[None])
+            with self._fill_file.open(width=w, height=h, **profile) as out:
+                out.write((~fill).astype(np.uint8)[None])
+                if self.gcps is not None:
+                    out.gcps = (gcps, self.gcps[1])
         self._mask_ds = self._fill_file.open()
 
     def _check(self, pixel_frame_ok: bool) -> None:
@@ -512,15 +529,16 @@ class RasterSource:
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
         kwargs = {"src_crs": self.ds.crs, "src_transform": self.grid.transform} if same_pixels else {}
-        if not same_pixels and m.crs is None:
+        placed_by = self.gcps if same_pixels and self.gcps is not None else (m.gcps if m.gcps[0] else None)
+        if not same_pixels and m.crs is None and placed_by is None:
             raise RasterOpenError(
                 f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "
                 f"{self.ds.width}x{self.ds.height}, and has no CRS to place it; give a mask on the raster's grid")
-        if same_pixels and self.gcps is not None:
+        if placed_by is not None:  # through ground control points: the raster's own, or the mask's
             from rasterio.warp import reproject
 
             out = np.zeros((grid.height, grid.width), np.uint8)
-            reproject(rasterio.band(m, 1), out, gcps=self.gcps[0], src_crs=self.gcps[1], dst_crs=grid.crs,
+            reproject(rasterio.band(m, 1), out, gcps=placed_by[0], src_crs=placed_by[1], dst_crs=grid.crs,
                       dst_transform=grid.transform, resampling=Resampling.nearest)
             return out > 0
         with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width,

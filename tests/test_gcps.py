@@ -153,3 +153,32 @@ def test_a_report_applies_to_a_gcp_raster(gcp_pair, registered, tmp_path):
         da, db = a.read(1).astype(float), b.read(1).astype(float)
     both = (da > 0) & (db > 0)
     assert both.mean() > 0.2 and np.median(np.abs(da[both] - db[both])) <= 1.0
+
+
+@pytest.mark.parametrize("search_px", [4096, 128])  # 128: the decimated search a full GRD gets
+def test_the_zero_border_of_a_gcp_target_is_masked(gcp_pair, tmp_path, monkeypatch, search_px):
+    """A Sentinel-1 GRD file declares no nodata; its swath border is zeros. Here a 64 px zero band
+    along the file's left edge, in a uint16 file stored upside down."""
+    import georeg.raster as R
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    monkeypatch.setattr(R, "FILL_SEARCH_PX", search_px)
+    ref, _, twin, d = gcp_pair
+    with rasterio.open(d / "flipped.tif") as s:
+        arr, gcps = s.read().astype(np.uint16) * 37 + 1, s.gcps
+    arr[:, :, :64] = 0
+    grd = tmp_path / "grd.tif"
+    with rasterio.open(grd, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint16") as w:
+        w.write(arr)
+        w.gcps = gcps
+    with RasterSource(ref, InputConfig(), "reference") as r, RasterSource(grd, InputConfig(), "target") as a, \
+            RasterSource(twin, InputConfig(), "target") as b:
+        assert a.fill_share == pytest.approx(64 / SIZE, abs=0.01 if search_px > SIZE else 0.03)
+        win = Window(0, 0, 1024, 1024)
+        _, va = a.read_on_grid(r.grid, win)
+        _, vb = b.read_on_grid(r.grid, win)
+        lost = int(vb.sum()) - int(va.sum())
+        f = max(1, SIZE // search_px)  # the decimated search widens the mask by one of its pixels
+        assert 0.98 * 64 * SIZE <= lost <= (64 + 2 * f) * SIZE
+        assert not (va & ~vb).any()
