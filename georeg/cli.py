@@ -275,7 +275,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
         click.echo(f"  {modality_text(rep)}")
         for kind, path in result.outputs.items():
-            click.echo(f"  {kind}: {path}")
+            how = f" ({rep['model']['output_mode']})" if kind == "raster" and rep["model"].get("output_mode") else ""
+            click.echo(f"  {kind}: {path}{how}")
     if result.quality != "reliable":
         verdict = rep["verdict"]
         if not cfg.output.accept_uncertain:
