@@ -1,9 +1,9 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
 dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations, reprojected to
-EPSG:4326 at 20 m, half empty, cropped small; the reference as 16-bit reflectance with four bands
-or cropped. Every variant carries the same georeferencing error, so every correction must agree
-with the plain pair's (in reference pixels), and none may be called reliable while disagreeing by
-a pixel or more.
+EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, half empty, cropped small; the reference
+as 16-bit reflectance with four bands or cropped. Every variant carries the same georeferencing
+error, so every correction must agree with the plain pair's (in reference pixels), and none may
+be called reliable while disagreeing by a pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -43,6 +43,28 @@ def _crop(src: str, dst: Path, win: Window) -> str:
     return str(dst)
 
 
+def _grd_like(dst: Path, amp: np.ndarray, t: Affine, crs) -> str:
+    """The target as a Sentinel-1 GRD measurement file holds it: uint16 amplitude DN, lines from
+    south to north (an ascending pass: upside down), a zero border without nodata along the swath
+    edge, georeferenced by a 10 x 21 lattice of GCPs in EPSG:4326 with heights, no geotransform."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.warp import transform as crs_transform
+
+    h, w = amp.shape
+    img = amp[::-1].copy()
+    img[:, :48] = 0
+    rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
+    xs, ys = t * (cols, h - rows)  # file row r shows the scene's row h - r
+    lon, lat = crs_transform(crs, "EPSG:4326", xs, ys)
+    gcps = [GroundControlPoint(r, c, x, y, 85.0, id=str(i + 1))
+            for i, (r, c, x, y) in enumerate(zip(rows, cols, lon, lat))]
+    with rasterio.open(dst, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as out:
+        out.write(img[None])
+        out.gcps = (gcps, CRS.from_epsg(4326))
+    return str(dst)
+
+
 def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     """(variant, reference, target) file triples; every target off by SHIFT_PX."""
     d = data / "s1s2_volkov" / "geotiff"
@@ -71,6 +93,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
+    out.append(("GCPs as a GRD: upside down, zero border", ref, _grd_like(work / "grd.tif", amp, t, crs)))
     half = vh.copy()
     half[:, 600:] = 0
     out.append(("right 40% nodata", ref, _write(work / "half.tif", half.astype(np.uint8), t, crs, 0)))

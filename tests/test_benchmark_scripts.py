@@ -33,15 +33,21 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from rasterio.warp import transform_bounds
     from user_variants import build
 
+    from georeg.raster import GCPGrid
+
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 11
+    assert len(variants) == 12
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
     for name, (_, tgt) in files.items():
         with rasterio.open(tgt) as d:
-            b = transform_bounds(d.crs, crs, *d.bounds)
+            if d.gcps[0]:  # the edges through the GCPs
+                xy = GCPGrid.from_gcps(*d.gcps, d.width, d.height).outline()
+                b = transform_bounds(d.gcps[1], crs, *xy.min(0), *xy.max(0))
+            else:
+                b = transform_bounds(d.crs, crs, *d.bounds)
             if "crop" not in name:  # whole scenes cover the plain target's ground, to a 20 m pixel
                 assert np.allclose(b, tuple(bounds), atol=2 * 20.0), (name, b, bounds)
             else:
@@ -54,6 +60,8 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert d.count == 2 and d.descriptions == ("VV", "VH")
     with rasterio.open(files["EPSG:4326 at about 20 m"][1]) as d:
         assert d.crs.to_epsg() == 4326
+    with rasterio.open(files["GCPs as a GRD: upside down, zero border"][1]) as d:
+        assert d.crs is None and len(d.gcps[0]) == 210 and d.dtypes[0] == "uint16" and (d.read(1)[:, :48] == 0).all()
     with rasterio.open(files["reference 16-bit, 4 bands"][0]) as d:
         assert d.count == 4 and d.dtypes[0] == "uint16"
 
