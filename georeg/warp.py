@@ -61,7 +61,8 @@ def output_to_source(model: FittedModel | None, out: Grid, ref: Grid, tgt: Grid
 def corrected_gcps(model: FittedModel, ref: Grid, tgt: GCPGrid) -> tuple[list, float]:
     """The target's ground control points with their map positions corrected by ``model`` (same
     pixels, same CRS, same heights), and the largest deviation in target pixels, over a lattice
-    of the target, between GDAL's transformer on the corrected points and the model itself."""
+    of the target, between GDAL's transformer on the corrected points and the old one followed
+    by the model."""
     from rasterio.control import GroundControlPoint
 
     gcps = list(tgt.gcps)
@@ -70,11 +71,13 @@ def corrected_gcps(model: FittedModel, ref: Grid, tgt: GCPGrid) -> tuple[list, f
         apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, xy)))))
     new = [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id, info=g.info)
            for g, (x, y) in zip(gcps, moved)]
+    # compared in one direction (pixels -> map) on both sides: GDAL fits its polynomial both ways,
+    # and the two fits are not exact inverses of each other where no polynomial of the order fits
     gx, gy = np.meshgrid(np.linspace(0, tgt.width, 21), np.linspace(0, tgt.height, 21))
     c = np.c_[gx.ravel(), gy.ravel()]
     wanted = target_to_true_map(model, ref, tgt)(c)
-    got = GCPGrid(tgt.transform, tgt.width, tgt.height, tgt.crs, tuple(new)).to_pixels(wanted)
-    return new, float(np.abs(got - c).max())
+    got = GCPGrid(tgt.transform, tgt.width, tgt.height, tgt.crs, tuple(new)).to_map(c)
+    return new, float(np.abs(apply_affine(~tgt.transform, got) - apply_affine(~tgt.transform, wanted)).max())
 
 
 AFFINE_TOL_PX = 1e-6  # lattice residual below which dense_coords treats a mapping as affine

@@ -182,3 +182,57 @@ def test_the_zero_border_of_a_gcp_target_is_masked(gcp_pair, tmp_path, monkeypat
         f = max(1, SIZE // search_px)  # the decimated search widens the mask by one of its pixels
         assert 0.98 * 64 * SIZE <= lost <= (64 + 2 * f) * SIZE
         assert not (va & ~vb).any()
+
+
+def test_reads_and_point_mapping_use_the_same_gcp_transformer(tmp_path):
+    """With GCPs that no affine fits (a quadratic warp, as a slant geometry gives), a pixel read onto
+    a grid must come from where :meth:`GCPGrid.to_pixels` says: each file holds a ramp of its own
+    column or row, which bilinear reading reproduces exactly."""
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    w, h = 400, 300
+    rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 10), indexing="ij"))
+    xs = 500000 + 10 * cols + 0.004 * cols ** 2 + 0.5 * rows
+    ys = 5000000 - 10 * rows - 0.003 * rows ** 2 + 0.002 * cols * rows
+    gcps = [GroundControlPoint(r, c, x, y) for r, c, x, y in zip(rows, cols, xs, ys)]
+    crs = CRS.from_epsg(32633)
+    grid = Grid(Affine(12.0, 0, 500300, 0, -12.0, 4999700), 200, 150, crs)
+    col_r, row_r = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    got = []
+    for name, ramp in (("cols", col_r), ("rows", row_r)):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as d:
+            d.write(ramp.astype(np.float32)[None])
+            d.gcps = (gcps, crs)
+        with RasterSource(path, InputConfig(modality="optical"), "target") as src:
+            data, valid = src.read_on_grid(grid)
+            tg = src.grid
+        got.append(data)
+    gx, gy = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+    want = tg.to_pixels(grid.to_map(np.c_[gx.ravel(), gy.ravel()])).reshape(grid.height, grid.width, 2)
+    inner = valid & (want[..., 0] > 2) & (want[..., 0] < w - 2) & (want[..., 1] > 2) & (want[..., 1] < h - 2)
+    assert inner.mean() > 0.5
+    # GDAL's warper interpolates its transformer along each row within 0.125 px (as any reprojected
+    # read does); the same polynomial order in both (1 would be 4-6 px off here, 3 0.2-0.5 px)
+    err = np.abs(np.stack(got, -1) - want)[inner]
+    assert err.max() < 0.15 and np.median(err) < 0.06
+
+
+def test_corrected_gcps_carry_a_model_where_no_polynomial_fits_exactly():
+    """A quadratic warp (which GDAL's order-2 polynomial fits one way but not back): moved GCPs
+    represent a translation and a small rotation within 0.05 px, so the pixels are kept."""
+    rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, 300, 10), np.linspace(0, 400, 10), indexing="ij"))
+    xs = 500000 + 10 * cols + 0.004 * cols ** 2 + 0.5 * rows
+    ys = 5000000 - 10 * rows - 0.003 * rows ** 2 + 0.002 * cols * rows
+    crs = CRS.from_epsg(32633)
+    tgt = GCPGrid.from_gcps([GroundControlPoint(r, c, x, y) for r, c, x, y in zip(rows, cols, xs, ys)], crs, 400, 300)
+    ref = Grid(Affine(10, 0, 499000, 0, -10, 5001000), 800, 600, crs)
+    a = np.radians(0.3)
+    m = np.array([[np.cos(a), -np.sin(a), 4.2], [np.sin(a), np.cos(a), -2.7], [0, 0, 1]])
+    new, dev = corrected_gcps(FittedModel("rigid", m, np.ones(0, bool), np.zeros(0)), ref, tgt)
+    assert dev < 0.05
+    moved = np.array([[g.x, g.y] for g in new])
+    xy = np.array([[g.x, g.y] for g in tgt.gcps])
+    want = ref.to_map(np.c_[ref.to_pixels(xy), np.ones(len(xy))] @ m[:2].T)
+    assert np.abs(moved - want).max() < 1e-6
