@@ -304,6 +304,12 @@ class RasterSource:
                         f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
                         f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
                 self.gcps = (gcps, gcp_crs)
+            elif ds.rpcs is not None:
+                name = Path(self.path).name
+                raise MissingCRSError(
+                    f"{self.role} raster {self.path} is georeferenced by rational polynomial coefficients (RPCs), "
+                    "which georeg does not take (they need heights to place a pixel): orthorectify it first, "
+                    f"for example 'gdalwarp -rpc -to RPC_DEM=dem.tif -t_srs EPSG:XXXX {name} ortho.tif'")
             elif ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
                 self.pixel_frame = True
                 self._unreferenced = (

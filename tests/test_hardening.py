@@ -551,6 +551,27 @@ def test_gcp_georeferenced_reference_is_named_as_such(pair, tmp_path):
     assert "NotGeoreferencedWarning" not in r.output
 
 
+def test_rpc_georeferenced_target_is_named_as_such(pair, tmp_path):
+    from rasterio.rpc import RPC
+
+    with rasterio.open(pair[1]) as d:
+        arr, prof = d.read(), d.profile
+    prof.pop("transform")
+    prof.pop("crs")
+    unit, one = [0.0] * 20, [1.0] + [0.0] * 19
+    samp, line = list(unit), list(unit)
+    samp[1], line[2] = 1.0, -1.0
+    g = tmp_path / "rpc.tif"
+    with rasterio.open(g, "w", **prof) as d:
+        d.write(arr)
+        d.rpcs = RPC(height_off=0, height_scale=100, lat_off=45.0, lat_scale=0.02, line_den_coeff=one,
+                     line_num_coeff=line, line_off=160, line_scale=160, long_off=15.0, long_scale=0.03,
+                     samp_den_coeff=one, samp_num_coeff=samp, samp_off=160, samp_scale=160)
+    r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "rational polynomial coefficients", "gdalwarp -rpc")
+    assert _files(tmp_path) == ["rpc.tif"]
+
+
 # ---------------------------------------------------------------- 12, 13, 15: damaged weights
 @pytest.fixture
 def weights_copy(tmp_path, monkeypatch):
