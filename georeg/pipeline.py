@@ -856,9 +856,10 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
     def side(src: RasterSource) -> dict:
         crs = src.grid.crs
         return {"path": src.path, "crs": crs.to_string() if crs else None, "crs_wkt": crs.to_wkt() if crs else None,
-                "frame": "pixels" if src.pixel_frame else
-                ("ground control points" if src.gcps is not None else "georeferenced"),
+                "frame": "pixels" if src.pixel_frame else "ground control points" if src.gcps is not None else
+                "rational polynomial coefficients" if src.rpcs is not None else "georeferenced",
                 "gcps": len(src.gcps[0]) if src.gcps is not None else None,
+                "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4),
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,

@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,17 +132,29 @@ class Grid:
 @dataclass(frozen=True)
 class GCPGrid(Grid):
     """The grid of a raster georeferenced by ground control points (a Sentinel-1 GRD, a scanned
-    map, a drone frame): :meth:`to_map` and :meth:`to_pixels` go through GDAL's GCP transformer
-    (the polynomial ``gdalwarp`` uses), and ``transform`` is the affine that fits it best, for
-    bounds and pixel size only."""
+    map, a drone frame) or by RPCs (an ICEYE GRD, an optical level-1 product): :meth:`to_map`
+    and :meth:`to_pixels` go through GDAL's GCP transformer (the polynomial ``gdalwarp`` uses)
+    or its RPC transformer at the constant height ``rpc_height``, and ``transform`` is the affine
+    that fits it best, for bounds and pixel size only. For RPCs, ``gcps`` is a 16 x 16 lattice
+    of the RPC model (at that height): the points a corrected raster is written with."""
 
     gcps: tuple = ()
+    rpcs: object = None
+    rpc_height: float = 0.0
 
     @functools.cached_property
     def _transformer(self):
-        from rasterio.transform import GCPTransformer
+        from rasterio.transform import GCPTransformer, RPCTransformer
 
+        if self.rpcs is not None:
+            return RPCTransformer(self.rpcs, RPC_HEIGHT=self.rpc_height)
         return GCPTransformer(list(self.gcps))
+
+    def warp_options(self) -> dict:
+        """``rasterio.warp.reproject`` arguments that place the source as this grid does."""
+        if self.rpcs is not None:
+            return {"rpcs": self.rpcs, "src_crs": self.crs, "RPC_HEIGHT": self.rpc_height}
+        return {"gcps": list(self.gcps), "src_crs": self.crs}
 
     def to_map(self, xy: np.ndarray) -> np.ndarray:
         if len(xy) == 0:
@@ -163,14 +175,30 @@ class GCPGrid(Grid):
         px = np.r_[np.c_[t * w, 0 * t], np.c_[w + 0 * t, t * h], np.c_[w - t * w, h + 0 * t], np.c_[0 * t, h - t * h]]
         return self.to_map(px)
 
+    def _fitted(self) -> GCPGrid:
+        """This grid with ``transform`` the affine that fits its mapping best."""
+        gx, gy = np.meshgrid(np.linspace(0, self.width, 11), np.linspace(0, self.height, 11))
+        px = np.c_[gx.ravel(), gy.ravel()]
+        sol, *_ = np.linalg.lstsq(np.c_[px, np.ones(len(px))], self.to_map(px), rcond=None)
+        t = Affine(sol[0, 0], sol[1, 0], sol[2, 0], sol[0, 1], sol[1, 1], sol[2, 1])
+        return replace(self, transform=t)
+
     @staticmethod
     def from_gcps(gcps, crs: CRS, width: int, height: int) -> GCPGrid:
-        g = GCPGrid(Affine.identity(), width, height, crs, tuple(gcps))
-        gx, gy = np.meshgrid(np.linspace(0, width, 11), np.linspace(0, height, 11))
-        px = np.c_[gx.ravel(), gy.ravel()]
-        sol, *_ = np.linalg.lstsq(np.c_[px, np.ones(len(px))], g.to_map(px), rcond=None)
-        t = Affine(sol[0, 0], sol[1, 0], sol[2, 0], sol[0, 1], sol[1, 1], sol[2, 1])
-        return GCPGrid(t, width, height, crs, tuple(gcps))
+        return GCPGrid(Affine.identity(), width, height, crs, tuple(gcps))._fitted()
+
+    @staticmethod
+    def from_rpcs(rpcs, width: int, height: int, lattice: int = 16) -> GCPGrid:
+        """RPCs are in EPSG:4326; pixels are placed at the RPCs' own height offset (the scene's
+        mean height), since georeg has no elevation model."""
+        h = float(rpcs.height_off)
+        g = GCPGrid(Affine.identity(), width, height, CRS.from_epsg(4326), (), rpcs, h)
+        rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, height, lattice), np.linspace(0, width, lattice),
+                                                     indexing="ij"))
+        xy = g.to_map(np.c_[cols, rows])
+        points = tuple(GroundControlPoint(r, c, x, y, h, id=str(i + 1))
+                       for i, (r, c, (x, y)) in enumerate(zip(rows, cols, xy)))
+        return replace(g, gcps=points)._fitted()
 
 
 # Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
@@ -199,6 +227,7 @@ class RasterSource:
         self.role = role
         self.pixel_frame = False
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
+        self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
         p = Path(self.path)
         self.remote = is_remote(self.path)
@@ -242,12 +271,19 @@ class RasterSource:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
         self.fill_share = 0.0
-        if (self.pixel_frame or self.gcps is not None) and self._mask_ds is None:
+        if (self.pixel_frame or self.placed_by_points) and self._mask_ds is None:
             self._mask_fill()
+
+    @property
+    def placed_by_points(self) -> bool:
+        """Whether GCPs or RPCs place the raster, not a geotransform (see :class:`GCPGrid`)."""
+        return self.gcps is not None or self.rpcs is not None
 
     def _own_grid(self) -> Grid:
         if self.gcps is not None:
             return GCPGrid.from_gcps(*self.gcps, self.ds.width, self.ds.height)
+        if self.rpcs is not None:
+            return GCPGrid.from_rpcs(self.rpcs, self.ds.width, self.ds.height)
         transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
 
@@ -266,13 +302,13 @@ class RasterSource:
         if self.nodata is not None or any(MaskFlags.all_valid not in ds.mask_flag_enums[b - 1] for b in self.bands):
             return
         profile = {"driver": "GTiff", "count": 1, "dtype": "uint8"}
-        if self.gcps is not None:
+        if self.placed_by_points:
             f = max(1.0, max(ds.width, ds.height) / FILL_SEARCH_PX)
             w, h = max(1, round(ds.width / f)), max(1, round(ds.height / f))
             data = ds.read(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest)
             fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=1 if f > 1 else 0)
             sx, sy = w / ds.width, h / ds.height
-            gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.gcps[0]]
+            gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.grid.gcps]
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
@@ -287,8 +323,8 @@ class RasterSource:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with self._fill_file.open(width=w, height=h, **profile) as out:
                 out.write((~fill).astype(np.uint8)[None])
-                if self.gcps is not None:
-                    out.gcps = (gcps, self.gcps[1])
+                if self.placed_by_points:
+                    out.gcps = (gcps, self.grid.crs)
         self._mask_ds = self._fill_file.open()
 
     def _check(self, pixel_frame_ok: bool) -> None:
@@ -305,11 +341,13 @@ class RasterSource:
                         f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
                 self.gcps = (gcps, gcp_crs)
             elif ds.rpcs is not None:
-                name = Path(self.path).name
-                raise MissingCRSError(
-                    f"{self.role} raster {self.path} is georeferenced by rational polynomial coefficients (RPCs), "
-                    "which georeg does not take (they need heights to place a pixel): orthorectify it first, "
-                    f"for example 'gdalwarp -rpc -to RPC_DEM=dem.tif -t_srs EPSG:XXXX {name} ortho.tif'")
+                if self.role == "reference":
+                    raise MissingCRSError(
+                        f"reference raster {self.path} is georeferenced by rational polynomial coefficients (RPCs), "
+                        "and georeg takes the reference as the grid it works on, which needs a geotransform (an "
+                        "RPC-georeferenced target is fine): orthorectify it first, for example 'gdalwarp -rpc -to "
+                        f"RPC_DEM=dem.tif -t_srs EPSG:XXXX {Path(self.path).name} ortho.tif'")
+                self.rpcs = ds.rpcs
             elif ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
                 self.pixel_frame = True
                 self._unreferenced = (
@@ -442,9 +480,9 @@ class RasterSource:
         if window is None:
             window = Window(0, 0, grid.width, grid.height)
         sub = grid.window_grid(window)
-        off = None if self.gcps is not None else _integer_offset(self.grid, sub)
-        if self.gcps is not None:
-            data, masks = self._warp_through_gcps(sub, resampling)
+        off = None if self.placed_by_points else _integer_offset(self.grid, sub)
+        if self.placed_by_points:
+            data, masks = self._warp_through_points(sub, resampling)
         elif off is not None:
             data, masks = self._read_native(Window(off[0], off[1], sub.width, sub.height))
         else:
@@ -464,17 +502,16 @@ class RasterSource:
             valid &= self._read_external_mask(sub)
         return out, valid
 
-    def _warp_through_gcps(self, sub: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
-        """The chosen bands warped onto ``sub`` through the ground control points (GDAL's warper with
-        its GCP transformer, as gdalwarp does), and masks: 0 outside the raster and on nodata."""
+    def _warp_through_points(self, sub: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen bands warped onto ``sub`` through the GCPs or RPCs (GDAL's warper with its GCP
+        or RPC transformer, as gdalwarp does), and masks: 0 outside the raster and on nodata."""
         from rasterio.warp import reproject
 
-        gcps, gcp_crs = self.gcps
         data = np.full((len(self.bands), sub.height, sub.width), np.nan, np.float32)
         for i, b in enumerate(self.bands):
-            reproject(rasterio.band(self.ds, b), data[i], gcps=gcps, src_crs=gcp_crs, dst_crs=sub.crs,
-                      dst_transform=sub.transform, resampling=resampling, src_nodata=self.ds.nodata,
-                      dst_nodata=np.nan, init_dest_nodata=True)
+            reproject(rasterio.band(self.ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
+                      resampling=resampling, src_nodata=self.ds.nodata, dst_nodata=np.nan, init_dest_nodata=True,
+                      **self.grid.warp_options())
         masks = np.isfinite(data).astype(np.uint8) * 255
         return np.nan_to_num(data, nan=0.0), masks
 
@@ -535,7 +572,10 @@ class RasterSource:
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
         kwargs = {"src_crs": self.ds.crs, "src_transform": self.grid.transform} if same_pixels else {}
-        placed_by = self.gcps if same_pixels and self.gcps is not None else (m.gcps if m.gcps[0] else None)
+        if same_pixels and self.placed_by_points:
+            placed_by = self.grid.warp_options()
+        else:
+            placed_by = {"gcps": m.gcps[0], "src_crs": m.gcps[1]} if m.gcps[0] else None
         if not same_pixels and m.crs is None and placed_by is None:
             raise RasterOpenError(
                 f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "
@@ -544,8 +584,8 @@ class RasterSource:
             from rasterio.warp import reproject
 
             out = np.zeros((grid.height, grid.width), np.uint8)
-            reproject(rasterio.band(m, 1), out, gcps=placed_by[0], src_crs=placed_by[1], dst_crs=grid.crs,
-                      dst_transform=grid.transform, resampling=Resampling.nearest)
+            reproject(rasterio.band(m, 1), out, dst_crs=grid.crs, dst_transform=grid.transform,
+                      resampling=Resampling.nearest, **placed_by)
             return out > 0
         with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width,
                        height=grid.height, resampling=Resampling.nearest, **kwargs) as vrt:

@@ -236,3 +236,50 @@ def test_corrected_gcps_carry_a_model_where_no_polynomial_fits_exactly():
     xy = np.array([[g.x, g.y] for g in tgt.gcps])
     want = ref.to_map(np.c_[ref.to_pixels(xy), np.ones(len(xy))] @ m[:2].T)
     assert np.abs(moved - want).max() < 1e-6
+
+
+def _rpc_of(t: Affine, crs, width: int, height: int):
+    """RPCs (linear in longitude and latitude, heights ignored) of a raster placed by ``t``."""
+    from rasterio.rpc import RPC
+
+    (lon0, lon1), (lat0, lat1) = crs_transform(crs, "EPSG:4326", [(t * (0, 0))[0], (t * (width, height))[0]],
+                                               [(t * (0, 0))[1], (t * (width, height))[1]])
+    zero, one = [0.0] * 20, [1.0] + [0.0] * 19
+    samp, line = list(zero), list(zero)
+    samp[1], line[2] = 1.0, -1.0
+    # GDAL's RPC pixels have their centres at integers: the centre line is (height - 1) / 2
+    return RPC(height_off=120.0, height_scale=500.0, lat_off=(lat0 + lat1) / 2, lat_scale=abs(lat1 - lat0) / 2,
+               line_den_coeff=one, line_num_coeff=line, line_off=(height - 1) / 2, line_scale=height / 2,
+               long_off=(lon0 + lon1) / 2, long_scale=abs(lon1 - lon0) / 2, samp_den_coeff=one,
+               samp_num_coeff=samp, samp_off=(width - 1) / 2, samp_scale=width / 2)
+
+
+def test_an_rpc_target_is_registered_like_the_same_georeferencing_as_gcps(gcp_pair, tmp_path):
+    """An ICEYE GRD or an optical level-1 product carries RPCs. The same scene placed by RPCs and by
+    a GCP lattice taken from those RPCs must get the same correction, written as GCPs."""
+    import georeg
+
+    ref, scene, _, _ = gcp_pair
+    with rasterio.open(scene) as s:
+        arr = s.read()
+        t = GCPGrid.from_gcps(*s.gcps, SIZE, SIZE).transform  # in the GCPs' EPSG:4326
+    rpcs = _rpc_of(t, "EPSG:4326", SIZE, SIZE)
+    placed = {}
+    grid = GCPGrid.from_rpcs(rpcs, SIZE, SIZE)
+    assert grid.rpc_height == 120.0 and len(grid.gcps) == 256 and grid.crs == CRS.from_epsg(4326)
+    for name, kw in (("rpc", {"rpcs": rpcs}), ("lattice", {"gcps": (list(grid.gcps), grid.crs)})):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
+            w.write(arr)
+            for k, v in kw.items():
+                setattr(w, k, v)
+        cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"}, output={"overwrite": True})
+        placed[name] = georeg.register(ref, path, tmp_path / f"out_{name}.tif", cfg)
+    a, b = placed["rpc"], placed["lattice"]
+    assert a.report["target"]["frame"] == "rational polynomial coefficients"
+    assert a.report["target"]["rpc_height_m"] == 120.0
+    assert a.report["model"]["output_mode"] == b.report["model"]["output_mode"] == "ground control points"
+    assert a.quality == b.quality == "reliable"
+    assert np.allclose(a.report["shift"]["mean_px"], b.report["shift"]["mean_px"], atol=0.05)
+    with rasterio.open(tmp_path / "out_rpc.tif") as o:
+        assert len(o.gcps[0]) == 256 and o.rpcs is None and o.crs is None

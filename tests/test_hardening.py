@@ -551,10 +551,11 @@ def test_gcp_georeferenced_reference_is_named_as_such(pair, tmp_path):
     assert "NotGeoreferencedWarning" not in r.output
 
 
-def test_rpc_georeferenced_target_is_named_as_such(pair, tmp_path):
+def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
+    """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
 
-    with rasterio.open(pair[1]) as d:
+    with rasterio.open(pair[0]) as d:
         arr, prof = d.read(), d.profile
     prof.pop("transform")
     prof.pop("crs")
@@ -567,8 +568,8 @@ def test_rpc_georeferenced_target_is_named_as_such(pair, tmp_path):
         d.rpcs = RPC(height_off=0, height_scale=100, lat_off=45.0, lat_scale=0.02, line_den_coeff=one,
                      line_num_coeff=line, line_off=160, line_scale=160, long_off=15.0, long_scale=0.03,
                      samp_den_coeff=one, samp_num_coeff=samp, samp_off=160, samp_scale=160)
-    r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
-    _one_error_line(r, 2, "rational polynomial coefficients", "gdalwarp -rpc")
+    r = _run(["register", g, pair[1], "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "reference", "rational polynomial coefficients", "gdalwarp -rpc")
     assert _files(tmp_path) == ["rpc.tif"]
 
 
