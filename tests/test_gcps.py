@@ -254,6 +254,39 @@ def _rpc_of(t: Affine, crs, width: int, height: int):
                samp_num_coeff=samp, samp_off=(width - 1) / 2, samp_scale=width / 2)
 
 
+def test_an_rpc_target_reads_as_the_gcp_lattice_taken_from_it(gcp_pair, tmp_path):
+    """The fast half of the next test: reads, validity and footprint through the RPCs and through
+    the 16 x 16 GCP lattice a corrected raster is written with."""
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    ref, scene, _, _ = gcp_pair
+    with rasterio.open(scene) as s:
+        arr = s.read()
+        t = GCPGrid.from_gcps(*s.gcps, SIZE, SIZE).transform
+    rpcs = _rpc_of(t, "EPSG:4326", SIZE, SIZE)
+    lattice = GCPGrid.from_rpcs(rpcs, SIZE, SIZE)
+    paths = {}
+    for name, kw in (("rpc", {"rpcs": rpcs}), ("lattice", {"gcps": (list(lattice.gcps), lattice.crs)})):
+        paths[name] = tmp_path / f"{name}.tif"
+        with rasterio.open(paths[name], "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
+            w.write(arr)
+            for k, v in kw.items():
+                setattr(w, k, v)
+    with RasterSource(ref, InputConfig(), "reference") as r, RasterSource(paths["rpc"], InputConfig(), "target") as a, \
+            RasterSource(paths["lattice"], InputConfig(), "target") as b:
+        assert a.rpcs is not None and a.gcps is None and a.grid.rpc_height == 120.0
+        win = Window(200, 200, 600, 600)
+        da, va = a.read_on_grid(r.grid, win)
+        db, vb = b.read_on_grid(r.grid, win)
+        both = va & vb
+        assert both.sum() > 0.6 * va.size and (va != vb).mean() < 0.01
+        assert np.median(np.abs(da[both] - db[both])) < 1.0
+        fa, fb = a.footprint(r.grid.crs), b.footprint(r.grid.crs)
+        assert fa.symmetric_difference(fb).area < 0.01 * fb.area
+
+
+@pytest.mark.slow
 def test_an_rpc_target_is_registered_like_the_same_georeferencing_as_gcps(gcp_pair, tmp_path):
     """An ICEYE GRD or an optical level-1 product carries RPCs. The same scene placed by RPCs and by
     a GCP lattice taken from those RPCs must get the same correction, written as GCPs."""
