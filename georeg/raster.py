@@ -291,7 +291,7 @@ class RasterSource:
         """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
         tie points on the fill's rim would be outliers, and the verdict would count the fill as
         overlap. A picture (the pixel frame) is searched for black fill (a rotated or warped export,
-        :func:`georeg.modality.border_fill`); a raster georeferenced by GCPs for the zero border of a
+        :func:`georeg.modality.border_fill`); a raster placed by GCPs or RPCs for the zero border of a
         SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX."""
         from rasterio.enums import MaskFlags
         from rasterio.io import MemoryFile
