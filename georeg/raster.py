@@ -280,10 +280,19 @@ class RasterSource:
         return self.gcps is not None or self.rpcs is not None
 
     def _own_grid(self) -> Grid:
-        if self.gcps is not None:
-            return GCPGrid.from_gcps(*self.gcps, self.ds.width, self.ds.height)
-        if self.rpcs is not None:
-            return GCPGrid.from_rpcs(self.rpcs, self.ds.width, self.ds.height)
+        if self.placed_by_points:
+            what = "ground control points" if self.gcps is not None else "RPCs"
+            try:
+                with rasterio.Env(CPL_LOG_ERRORS=False):
+                    if self.gcps is not None:
+                        return GCPGrid.from_gcps(*self.gcps, self.ds.width, self.ds.height)
+                    return GCPGrid.from_rpcs(self.rpcs, self.ds.width, self.ds.height)
+            except Exception as exc:  # GDAL cannot solve them (collinear or repeated points, bad RPCs)
+                self.ds.close()
+                raise MissingCRSError(
+                    f"{self.role} raster {self.path} is georeferenced by {what} that GDAL cannot turn into a "
+                    f"transformation ({_short(exc)}): they may be collinear or repeated; fix them in QGIS's "
+                    "georeferencer or give a raster with a geotransform") from None
         transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
 

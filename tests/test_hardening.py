@@ -551,6 +551,23 @@ def test_gcp_georeferenced_reference_is_named_as_such(pair, tmp_path):
     assert "NotGeoreferencedWarning" not in r.output
 
 
+def test_collinear_gcps_are_refused_in_one_line(pair, tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    with rasterio.open(pair[1]) as d:
+        arr, prof = d.read(), d.profile
+    t = prof.pop("transform")
+    crs = prof.pop("crs")
+    g = tmp_path / "collinear.tif"
+    with rasterio.open(g, "w", **prof) as d:
+        d.write(arr)
+        d.gcps = ([GroundControlPoint(r, r, *(t * (r, r))) for r in (0, 100, 200)], crs)
+    r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "ground control points", "cannot turn into a transformation", "collinear")
+    assert "ERROR 1" not in r.output
+    assert _files(tmp_path) == ["collinear.tif"]
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
