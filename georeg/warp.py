@@ -19,12 +19,15 @@ __all__ = ["affine_to_matrix", "matrix_to_affine", "target_to_true_map", "correc
            "dense_coords", "shift_summary", "corrected_gcps"]
 
 
+def _corrected_map(model: FittedModel, ref: Grid, crs, xy: np.ndarray) -> np.ndarray:
+    """Map positions (N, 2) in ``crs`` where the target shows features -> where they truly are."""
+    xy_t = apply_affine(~ref.transform, to_crs(crs, ref.crs, xy))
+    return to_crs(ref.crs, crs, apply_affine(ref.transform, model.forward(xy_t)))
+
+
 def target_to_true_map(model: FittedModel, ref: Grid, tgt: Grid) -> Callable[[np.ndarray], np.ndarray]:
     """Target native pixels (N, 2) -> corrected map coordinates in the target's CRS."""
-    def f(c: np.ndarray) -> np.ndarray:
-        xy_t = apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, tgt.to_map(c)))
-        return to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, model.forward(xy_t)))
-    return f
+    return lambda c: _corrected_map(model, ref, tgt.crs, tgt.to_map(c))
 
 
 def corrected_transform(model: FittedModel, ref: Grid, tgt: Grid) -> tuple[Affine, float]:
@@ -67,8 +70,7 @@ def corrected_gcps(model: FittedModel, ref: Grid, tgt: GCPGrid) -> tuple[list, f
 
     gcps = list(tgt.gcps)
     xy = np.array([[g.x, g.y] for g in gcps], np.float64)
-    moved = to_crs(ref.crs, tgt.crs, apply_affine(ref.transform, model.forward(
-        apply_affine(~ref.transform, to_crs(tgt.crs, ref.crs, xy)))))
+    moved = _corrected_map(model, ref, tgt.crs, xy)
     new = [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id, info=g.info)
            for g, (x, y) in zip(gcps, moved)]
     # compared in one direction (pixels -> map) on both sides: GDAL fits its polynomial both ways,
