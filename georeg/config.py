@@ -162,6 +162,7 @@ class MatchingConfig:
     # first pass by 30% (each candidate is a patch the network encodes) with the same success on
     # every learned set of benchmarks/run.py (--limit 8) and medians equal or within 0.1 px
     candidates: int = 3
+    rank_refinement: bool = True
     device: str = "auto"
     search: str = "auto"
 

@@ -33,6 +33,7 @@ from .errors import (
 )
 from .estimation import MIN_INLIERS, FittedModel, describe, estimate
 from .gpkg import TiePointTable
+from .matchers.base import MatcherRoles
 from .matching import TiePoints, keypoints_for, match_tile
 from .raster import Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
@@ -209,7 +210,7 @@ class Scene:
     notify: ProgressFn
     check_cancel: Callable[[], None]
     matcher: object = None  # the matcher asked for (the report names it)
-    roles: object = None  # matchers.MatcherRoles: how tile matching uses it
+    roles: MatcherRoles | None = None  # how tile matching uses the matcher
     grid: Grid | None = None
     overlap: object = None
     tiles: list = field(default_factory=list)
@@ -411,10 +412,11 @@ def pass_windows(sc: Scene, which: list[int], budget: bool) -> list[Window]:
 
 
 def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[Window],
-               more: bool = False) -> TiePoints:
+               more: bool = False, roles: MatcherRoles | None = None) -> TiePoints:
     """Match the tiles ``which`` (indices into ``sc.tiles``), each in its window of ``windows``,
     through ``inverse`` (reference px -> target px) within ``radius`` px. ``more``: these tiles
-    extend the last pass."""
+    extend the last pass. ``roles``: the matchers of this pass (default: the scene's)."""
+    roles = roles or sc.roles
     if more:
         sc.tiles_matched[-1] += len(which)
     else:
@@ -426,7 +428,7 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
         # the label names the tile being matched now
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
                   f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        tp = match_tile(sc.ref, sc.tgt, sc.grid, window, inverse, radius, sc.roles, _tile_settings(sc, window))
+        tp = match_tile(sc.ref, sc.tgt, sc.grid, window, inverse, radius, roles, _tile_settings(sc, window))
         tp.tile[:] = i
         found.append(tp)
         sc.steps_done += 1
@@ -451,6 +453,14 @@ def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:
     return replace(m, keypoints_per_tile=max(4, round(m.keypoints_per_tile / area)))
 
 
+def pass_roles(sc: Scene, refine: bool) -> MatcherRoles:
+    """The matchers of a pass: the scene's, but the refinement pass runs without the learned
+    ranker unless ``matching.rank_refinement`` asks for it."""
+    if refine and sc.roles.ranker is not None and not sc.cfg.matching.rank_refinement:
+        return MatcherRoles(sc.roles.dense)
+    return sc.roles
+
+
 SAMPLE_MIN_INLIERS = 0.1  # of the keypoints the sampled tiles were given, for the sample to settle a pass
 
 
@@ -466,14 +476,15 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
     first = _sample(sc, refine)
     # the local model warps by the tie points' density: its refinement matches whole tiles
     windows = pass_windows(sc, first, budget=not (refine and sc.cfg.estimation.model == "local"))
-    tp = match_pass(sc, inverse, radius, first, windows)
+    roles = pass_roles(sc, refine)
+    tp = match_pass(sc, inverse, radius, first, windows, roles=roles)
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
     keypoints = sum(2 * keypoints_for(w, sc.cfg.matching) for w in windows)
     if rest and (model is None or _inliers(model) < SAMPLE_MIN_INLIERS * keypoints):
         log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
         sc.steps_total += len(rest)
-        more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True)
+        more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True, roles=roles)
         tp = TiePoints.concat([tp, more])
         model = _fit(sc, tp, kind)
     return tp, model
