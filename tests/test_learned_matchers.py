@@ -99,6 +99,32 @@ def test_pipeline_runs_with_a_learned_matcher(tmp_path):
     assert np.allclose(res.report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), res.report["shift"]
 
 
+@pytest.mark.parametrize("rank_refinement", [True, False])
+def test_refinement_pass_ranks_only_when_asked(tmp_path, monkeypatch, rank_refinement):
+    """``matching.rank_refinement=False``: the learned matcher ranks the first pass's candidates and
+    the refinement pass runs on the structural matcher alone; the shift is found either way."""
+    import georeg.matching as matching
+
+    radii = []
+    real = matching.learned_rerank
+
+    def counted(learned, img_a, img_b, a_is_opt, radius, *args):
+        radii.append(radius)
+        return real(learned, img_a, img_b, a_is_opt, radius, *args)
+
+    monkeypatch.setattr(matching, "learned_rerank", counted)
+    ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
+    synthetic_pair(str(ref), str(tgt), size=320, seed=1, new_to_old=np.array([[1, 0, 4.0], [0, 1, -3.0], [0, 0, 1]]))
+    cfg = RegistrationConfig().with_options(matching={"matcher": "kgl", "rank_refinement": rank_refinement},
+                                            target={"modality": "sar"})
+    res = georeg.register(ref, tgt, tmp_path / "out.tif", cfg)
+    assert res.report["counts"]["passes"] == 2
+    refine_radius = cfg.matching.refine_radius_px + int(np.ceil(cfg.estimation.threshold_px))
+    assert (refine_radius in radii) == rank_refinement, radii
+    assert any(r > refine_radius for r in radii)
+    assert np.allclose(res.report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), res.report["shift"]
+
+
 def test_auto_needs_a_recommended_manifest(weights_dir):
     man = json.loads((weights_dir / "kgl-opt-sar.json").read_text())
     man["recommended"] = False

@@ -28,6 +28,7 @@ INTERNAL = {
     ("matching", "min_peak_ratio"): "tuning constant of the baseline matcher",
     ("matching", "batch_size"): "memory/speed constant of the matching",
     ("matching", "candidates"): "tuning constant of the learned ranking",
+    ("matching", "rank_refinement"): "tuning constant of the learned ranking",
     ("estimation", "ransac_iterations"): "tuning constant of RANSAC",
     ("estimation", "confidence"): "tuning constant of RANSAC",
     ("estimation", "seed"): "reproducibility constant of RANSAC",
