@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
 from .config import InputConfig
-from .errors import MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
+from .errors import InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 from .remote import configure_network, explain, is_remote
 
 log = logging.getLogger(__name__)
@@ -338,6 +338,14 @@ class RasterSource:
 
     def _check(self, pixel_frame_ok: bool) -> None:
         ds = self.ds
+        if any(t.startswith("complex") for t in ds.dtypes):
+            name = Path(self.path).name
+            raise InputError(
+                f"{self.role} raster {self.path} holds complex samples ({ds.dtypes[0]}), as a SAR single-look complex "
+                "(SLC) or an interferometric product does; georeg registers detected images (amplitude, intensity "
+                f"or dB): make the amplitude first, for example 'gdal_calc.py -A {name} --calc \"abs(A)\" --type "
+                "Float32 --outfile amplitude.tif' (an SLC in radar geometry also needs terrain correction, such as "
+                "SNAP's Range-Doppler, before it can be registered to a map)")
         if ds.crs is None or ds.transform == Affine.identity():
             self._check_readable()
             gcps, gcp_crs = ds.gcps

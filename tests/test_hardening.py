@@ -568,6 +568,22 @@ def test_collinear_gcps_are_refused_in_one_line(pair, tmp_path):
     assert _files(tmp_path) == ["collinear.tif"]
 
 
+@pytest.mark.parametrize("dtype", ["complex64", "complex_int16"])
+def test_complex_samples_are_refused_with_the_amplitude_command(pair, tmp_path, dtype):
+    """A SAR single-look complex or interferometric raster (CInt16 is Sentinel-1 SLC's type): its
+    real part alone is not an image to match; the error says how to make the amplitude."""
+    with rasterio.open(pair[1]) as d:
+        arr, prof = d.read(1).astype(np.float32), d.profile
+    phase = np.random.default_rng(0).uniform(0, 2 * np.pi, arr.shape)
+    c = tmp_path / "scene.tif"
+    with rasterio.open(c, "w", **dict(prof, dtype=dtype, count=1, nodata=None)) as d:
+        d.write((arr * np.exp(1j * phase)).astype(np.complex64), 1)
+    for args in ([pair[0], c], [c, pair[0]]):
+        r = _run(["register", *args, "-o", tmp_path / "out.tif"])
+        _one_error_line(r, 2, "complex samples", dtype, "gdal_calc.py -A scene.tif", "abs(A)")
+        assert _files(tmp_path) == ["scene.tif"]
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
