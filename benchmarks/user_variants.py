@@ -82,6 +82,9 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     dbn = db.astype(np.float32)
     dbn[-150:] = np.nan
     out.append(("dB, float32, NaN nodata strip", ref, _write(work / "db.tif", dbn, t, crs, float("nan"))))
+    db100 = np.round(db * 100).astype(np.int16)  # dB scaled by 100 in 16-bit integers
+    db100[:, :60] = -32768
+    out.append(("dB x 100, int16, nodata -32768 strip", ref, _write(work / "db100.tif", db100, t, crs, -32768)))
     vv = np.clip(vh * 1.1 + 20, 0, 255)
     out.append(("two bands VV, VH", ref, _write(work / "dual.tif", np.stack([vv, vh]).astype(np.uint8), t, crs,
                                                 names=["VV", "VH"])))
@@ -94,6 +97,10 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
     out.append(("GCPs as a GRD: upside down, zero border", ref, _grd_like(work / "grd.tif", amp, t, crs)))
+    # rows stored from south to north under a positive pixel height (GeoTIFFs converted from NetCDF often are)
+    south_up = t @ Affine.translation(0, vh.shape[0]) @ Affine.scale(1, -1)
+    out.append(("south-up rows, positive pixel height", ref,
+                _write(work / "south_up.tif", vh[::-1].astype(np.uint8), south_up, crs)))
     half = vh.copy()
     half[:, 600:] = 0
     out.append(("right 40% nodata", ref, _write(work / "half.tif", half.astype(np.uint8), t, crs, 0)))

@@ -197,7 +197,8 @@ def _speckle_features(x: np.ndarray, v: np.ndarray, p1: float, rng: float, lap1:
     cv10 = slope = corr = 0.0
     if ok.sum() > 20:
         cv10 = float(np.percentile(sd[ok] / np.maximum(mu[ok], 1e-6), 10))
-        lm, ls = np.log(mu[ok] + 1e-3), np.log(sd[ok] + 1e-3)
+        with np.errstate(invalid="ignore"):  # negative means (dB in integers): NaN, and no slope below
+            lm, ls = np.log(mu[ok] + 1e-3), np.log(sd[ok] + 1e-3)
         if lm.std() > 1e-6 and ls.std() > 1e-6:
             slope = float(np.polyfit(lm, ls, 1)[0])
             corr = float(np.corrcoef(lm, ls)[0, 1])

@@ -36,7 +36,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 12
+    assert len(variants) == 14
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
@@ -48,6 +48,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
                 b = transform_bounds(d.gcps[1], crs, *xy.min(0), *xy.max(0))
             else:
                 b = transform_bounds(d.crs, crs, *d.bounds)
+                b = (min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]))  # south-up: y swapped
             if "crop" not in name:  # whole scenes cover the plain target's ground, to a 20 m pixel
                 assert np.allclose(b, tuple(bounds), atol=2 * 20.0), (name, b, bounds)
             else:
@@ -62,6 +63,10 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert d.crs.to_epsg() == 4326
     with rasterio.open(files["GCPs as a GRD: upside down, zero border"][1]) as d:
         assert d.crs is None and len(d.gcps[0]) == 210 and d.dtypes[0] == "uint16" and (d.read(1)[:, :48] == 0).all()
+    with rasterio.open(files["south-up rows, positive pixel height"][1]) as d:
+        assert d.transform.e > 0
+    with rasterio.open(files["dB x 100, int16, nodata -32768 strip"][1]) as d:
+        assert d.dtypes[0] == "int16" and d.nodata == -32768 and d.read(1).max() <= 0
     with rasterio.open(files["reference 16-bit, 4 bands"][0]) as d:
         assert d.count == 4 and d.dtypes[0] == "uint16"
 
