@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -94,10 +95,21 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _stem(target: str) -> str:
+    """A file-name stem for a target: the file's stem, and for a GDAL subdataset name the file's
+    stem and the subdataset's (``NETCDF:"scene.nc":VH`` -> ``scene_VH``)."""
+    from .raster import split_subdataset
+
+    sub = split_subdataset(target)
+    if sub is None:
+        return Path(target.split("?")[0]).stem
+    return "_".join([Path(sub[1]).stem, *re.findall(r"[A-Za-z0-9]+", sub[2])])
+
+
 def _default_names(targets: list[str], rows: list[int]) -> list[str]:
     """``<stem>_registered.tif``; where two targets share a stem (``scene_a/target.tif``,
     ``scene_b/target.tif``), the parent folders' names are prefixed, then the row number."""
-    plain = [f"{Path(t.split('?')[0]).stem}_registered.tif" for t in targets]
+    plain = [f"{_stem(t)}_registered.tif" for t in targets]
     names = [f"{Path(t).parent.name}_{n}" if plain.count(n) > 1 else n for t, n in zip(targets, plain, strict=True)]
     return [f"{Path(n).stem}_row{r + 1}.tif" if names.count(n) > 1 else n for r, n in zip(rows, names, strict=True)]
 
@@ -111,10 +123,16 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     out_dir = Path(outdir)
     rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k} for row in rows]
     _check_columns(rows, where)
+    from .raster import split_subdataset
     from .remote import is_remote
 
     def locate(p: str) -> str:
-        return p if is_remote(p) else str((Path(base_dir) / p).resolve())
+        if is_remote(p):
+            return p
+        sub = split_subdataset(p, base_dir)
+        if sub:  # NETCDF:"scene.nc":VH: the file inside the name is what is relative to the manifest
+            return f'{sub[0]}:"{(Path(base_dir) / sub[1]).resolve()}"{sub[2]}'
+        return str((Path(base_dir) / p).resolve())
 
     refs = [locate(r["reference"]) for r in rows]
     tgts = [locate(r["target"]) for r in rows]

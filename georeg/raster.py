@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import math
+import re
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -210,6 +211,31 @@ MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
 
+_DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
+
+
+def split_subdataset(path: str, base: str | Path = ".") -> tuple[str, str, str] | None:
+    """(driver, file, rest) of a GDAL subdataset name (``NETCDF:"scene.nc":VH``,
+    ``HDF5:"f.h5"://grp/var``, ``SENTINEL2_L2A:/data/S2.SAFE/MTD_MSIL2A.xml:10m:EPSG_32611``), the
+    file relative to ``base`` when not absolute; None for a plain path (a drive letter, ``C:``, is
+    one letter, not a driver name)."""
+    if is_remote(path) or not _DRIVER_PREFIX.match(path) or (Path(base) / path).exists():
+        return None
+    driver, rest = path.split(":", 1)
+    if rest.startswith('"'):
+        file, _, after = rest[1:].partition('"')
+        return driver, file, after
+    parts = rest.split(":")  # unquoted: the longest prefix that exists
+    n = next((n for n in range(len(parts), 0, -1) if (Path(base) / ":".join(parts[:n])).exists()), 1)
+    return driver, ":".join(parts[:n]), "".join(":" + q for q in parts[n:])
+
+
+def subdataset_file(path: str) -> str | None:
+    """The file behind a GDAL subdataset name (see :func:`split_subdataset`), or None."""
+    parts = split_subdataset(path)
+    return parts[1] if parts else None
+
+
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 
@@ -229,15 +255,8 @@ class RasterSource:
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
-        p = Path(self.path)
         self.remote = is_remote(self.path)
-        if self.remote:
-            configure_network()
-        elif not p.exists():
-            raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
-        elif p.is_dir():
-            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
-        check_utf8_name(self.path, f"{role} raster")
+        self._check_path()
         if cfg.mask:
             check_utf8_name(cfg.mask, f"{role} mask")
         try:
@@ -336,8 +355,38 @@ class RasterSource:
                     out.gcps = (gcps, self.grid.crs)
         self._mask_ds = self._fill_file.open()
 
+    @property
+    def local_file(self) -> str:
+        """The file on this machine that holds the raster: the path, or the file of a GDAL
+        subdataset name (``NETCDF:"scene.nc":VH`` -> ``scene.nc``)."""
+        return subdataset_file(self.path) or self.path
+
+    def _check_path(self) -> None:
+        """The file exists and is not a folder (a local path, or the file of a GDAL subdataset name)."""
+        role, p = self.role, Path(self.path)
+        sub = subdataset_file(self.path)
+        if self.remote:
+            configure_network()
+        elif sub is not None:
+            if not Path(sub).exists():
+                raise RasterOpenError(f"{role} raster not found: {sub} (in {self.path}); check the path")
+        elif not p.exists():
+            raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
+        elif p.is_dir():
+            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
+        check_utf8_name(self.path, f"{role} raster")
+
     def _check(self, pixel_frame_ok: bool) -> None:
         ds = self.ds
+        if ds.count == 0:
+            subs = list(ds.subdatasets)
+            if not subs:
+                raise RasterOpenError(f"{self.role} file {self.path} holds no raster bands; give a raster file")
+            shown = ", ".join(f"'{sub}'" for sub in subs[:6]) + (f" and {len(subs) - 6} more" if len(subs) > 6 else "")
+            raise RasterOpenError(
+                f"{self.role} file {self.path} is a container of {len(subs)} subdatasets, not one raster (a NetCDF "
+                f"or HDF file, a SAFE product's metadata file): give the one to register as the path, in quotes as "
+                f"shown: {shown}")
         if any(t.startswith("complex") for t in ds.dtypes):
             name = Path(self.path).name
             raise InputError(

@@ -584,6 +584,46 @@ def test_complex_samples_are_refused_with_the_amplitude_command(pair, tmp_path, 
         assert _files(tmp_path) == ["scene.tif"]
 
 
+def _container(pair, folder: Path) -> Path:
+    """A GeoPackage holding the target twice, as the raster tables 'VV' and 'VH' (a file of
+    subdatasets, as a NetCDF or HDF file or a SAFE product's metadata file is)."""
+    import rasterio.shutil
+
+    c = folder / "scene.gpkg"
+    rasterio.shutil.copy(pair[1], c, driver="GPKG", RASTER_TABLE="VV")
+    rasterio.shutil.copy(pair[1], c, driver="GPKG", RASTER_TABLE="VH", APPEND_SUBDATASET="YES")
+    return c
+
+
+def test_a_file_of_subdatasets_is_refused_with_their_names(pair, tmp_path):
+    c = _container(pair, tmp_path)
+    r = _run(["register", pair[0], c, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "container of 2 subdatasets", f"GPKG:{c}:VV", f"GPKG:{c}:VH")
+    assert _files(tmp_path) == ["scene.gpkg"]
+
+
+def test_a_subdataset_registers_applies_and_batches_by_its_gdal_name(pair, tmp_path):
+    """``GPKG:"scene.gpkg":VH`` (quoted or not) is a target like any file: the same correction
+    as the plain target, ``apply`` takes the other subdataset, and a batch row names its output
+    after the file and the subdataset."""
+    c = _container(pair, tmp_path)
+    r = _run(["register", pair[0], pair[1], "-o", tmp_path / "plain.tif"])
+    assert r.exit_code == 0, r.output
+    r = _run(["register", pair[0], f'GPKG:"{c}":VH', "-o", tmp_path / "out.tif"])
+    assert r.exit_code == 0, r.output
+    plain = json.loads((tmp_path / "plain_report.json").read_text())
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert np.allclose(rep["shift"]["mean_px"], plain["shift"]["mean_px"], atol=1e-6)
+    r = _run(["apply", tmp_path / "out_report.json", f"GPKG:{c}:VV", "-o", tmp_path / "vv.tif"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "vv.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
+        assert a.transform.almost_equals(b.transform)
+    m = _manifest(tmp_path / "m.csv", ["reference", "target"], [[str(pair[0]), "GPKG:scene.gpkg:VH"]])
+    r = _run(["batch", m, "-o", tmp_path / "b", "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b" / "scene_VH_registered.tif").exists()
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
