@@ -87,6 +87,10 @@ def _metadata_text(ds, bands: list[int]) -> str:
 
 
 def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
+    from rasterio.enums import ColorInterp
+
+    if ds.colorinterp[bands[0] - 1] == ColorInterp.palette:  # a picture: a scanned map, a paletted PNG
+        return "optical", {"colour_table": True}
     text = _metadata_text(ds, bands)
     units = " ".join(str(u) for u in (ds.units or ()) if u).strip().lower()
     ev: dict = {}

@@ -236,6 +236,31 @@ def subdataset_file(path: str) -> str | None:
     return parts[1] if parts else None
 
 
+def _open_quietly(mem, profile: dict):
+    """``mem.open`` for writing, without rasterio's warning about a raster placed by GCPs or RPCs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return mem.open(**profile)
+
+
+def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a band of colour-table indices (a scanned map, a paletted PNG or GIF): the luminance of
+    each index's colour and whether the colour is opaque, as lookup tables; None otherwise."""
+    from rasterio.enums import ColorInterp
+
+    if ds.colorinterp[band - 1] != ColorInterp.palette:
+        return None
+    try:
+        cmap = ds.colormap(band)
+    except ValueError:  # no colour table after all
+        return None
+    size = max(cmap) + 1
+    lut, opaque = np.zeros(size, np.float32), np.zeros(size, bool)
+    for i, (r, g, b, a) in cmap.items():
+        lut[i], opaque[i] = 0.299 * r + 0.587 * g + 0.114 * b, a > 0
+    return lut, opaque
+
+
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 
@@ -278,6 +303,7 @@ class RasterSource:
             raise
         self.grid = self._own_grid()
         self.bands = self._bands()
+        self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
         self.modality = self._modality()
         self._mask_ds = None
         if cfg.mask:
@@ -470,6 +496,8 @@ class RasterSource:
 
     @property
     def band_label(self) -> str:
+        if self.palette is not None:
+            return f"band {self.bands[0]} (colour table, as luminance)"
         if len(self.bands) == 3:
             return "luminance(1,2,3)"
         return "band 1 (bands 1-3 identical)" if self.grey_as_colour and self.cfg.band is None \
@@ -554,14 +582,15 @@ class RasterSource:
         else:
             # a raster on the pixel frame is warped from that frame, not from GDAL's identity
             placed = {"src_transform": self.grid.transform} if self.pixel_frame else {}
-            with WarpedVRT(self.ds, crs=sub.crs, transform=sub.transform, width=sub.width,
+            ds, bands = self._pixels
+            with WarpedVRT(ds, crs=sub.crs, transform=sub.transform, width=sub.width,
                            height=sub.height, resampling=resampling, add_alpha=True,
-                           src_nodata=self.ds.nodata, **placed) as vrt:
+                           src_nodata=ds.nodata, **placed) as vrt:
                 # one read of the data and alpha bands: each read call warps again (a 10980 px
                 # raster's decimated read took 9.0 s in two calls, 4.1 s in one)
-                both = vrt.read([*self.bands, vrt.count])
+                both = vrt.read([*bands, vrt.count])
                 arr, alpha = both[:-1], both[-1]
-            masks = np.repeat(alpha[None], len(self.bands), axis=0)
+            masks = np.repeat(alpha[None], len(bands), axis=0)
             data = arr
         out, valid = self._combine(data, masks)
         if self._mask_ds is not None:
@@ -573,10 +602,11 @@ class RasterSource:
         or RPC transformer, as gdalwarp does), and masks: 0 outside the raster and on nodata."""
         from rasterio.warp import reproject
 
-        data = np.full((len(self.bands), sub.height, sub.width), np.nan, np.float32)
-        for i, b in enumerate(self.bands):
-            reproject(rasterio.band(self.ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
-                      resampling=resampling, src_nodata=self.ds.nodata, dst_nodata=np.nan, init_dest_nodata=True,
+        ds, bands = self._pixels
+        data = np.full((len(bands), sub.height, sub.width), np.nan, np.float32)
+        for i, b in enumerate(bands):
+            reproject(rasterio.band(ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
+                      resampling=resampling, src_nodata=ds.nodata, dst_nodata=np.nan, init_dest_nodata=True,
                       **self.grid.warp_options())
         masks = np.isfinite(data).astype(np.uint8) * 255
         return np.nan_to_num(data, nan=0.0), masks
@@ -612,23 +642,51 @@ class RasterSource:
             block[inside] = m[r[inside], c[inside]]
         return out
 
+    @functools.cached_property
+    def _pixels(self) -> tuple:
+        """(dataset, bands) that pixels are read from: the raster and its chosen bands, or, for
+        colour-table indices, an in-memory copy holding each pixel's luminance (uint8, transparent
+        colours masked) with the raster's georeferencing, so that resampling blends colours, not
+        indices (nearest-neighbour reads of the indices would round every offset to whole pixels)."""
+        if self.palette is None:
+            return self.ds, self.bands
+        from rasterio.io import MemoryFile
+
+        lut, opaque = self.palette
+        idx = np.clip(self.ds.read(self.bands[0]), 0, len(lut) - 1)
+        mask = (opaque[idx] & (self.ds.read_masks(self.bands[0]) > 0)).astype(np.uint8) * 255
+        mem = MemoryFile()
+        placed = {"crs": self.ds.crs, "transform": self.ds.transform} if not self.placed_by_points else {}
+        with _open_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
+                                     dtype="uint8", **placed)) as out:
+            out.write(np.round(lut[idx]).astype(np.uint8), 1)
+            out.write_mask(mask)
+            if self.gcps:
+                out.gcps = self.gcps
+            if self.rpcs is not None:
+                out.rpcs = self.rpcs
+        self._memfile = mem  # kept open while the copy is read
+        return mem.open(), [1]
+
     def _read_native(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read of the chosen bands on the native grid: outside pixels have mask 0."""
-        return self._boundless(self.bands, win, 0, all_masks=True)
+        ds, bands = self._pixels
+        return self._boundless(bands, win, 0, all_masks=True, ds=ds)
 
-    def _boundless(self, idx: list[int], win: Window, fill, all_masks: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Bands ``idx`` over ``win`` (which may reach outside the raster), ``fill`` outside; masks
-        of every band (``all_masks``) or of the first, 0 outside."""
+    def _boundless(self, idx: list[int], win: Window, fill, all_masks: bool, ds=None) -> tuple[np.ndarray, np.ndarray]:
+        """Bands ``idx`` of ``ds`` (default: the raster) over ``win`` (which may reach outside the
+        raster), ``fill`` outside; masks of every band (``all_masks``) or of the first, 0 outside."""
+        ds = ds or self.ds
         h, w = int(win.height), int(win.width)
         c0, r0 = int(win.col_off), int(win.row_off)
-        data = np.full((len(idx), h, w), fill, dtype=self.ds.dtypes[idx[0] - 1])
+        data = np.full((len(idx), h, w), fill, dtype=ds.dtypes[idx[0] - 1])
         masks = np.zeros((len(idx) if all_masks else 1, h, w), dtype=np.uint8)
         cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + w, self.ds.width), min(r0 + h, self.ds.height)
+        cc1, rr1 = min(c0 + w, ds.width), min(r0 + h, ds.height)
         if cc1 > cc0 and rr1 > rr0:
             inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read(idx, window=inner)
-            masks[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.ds.read_masks(
+            data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = ds.read(idx, window=inner)
+            masks[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = ds.read_masks(
                 idx if all_masks else idx[:1], window=inner)
         return data, masks
 
@@ -671,6 +729,9 @@ class RasterSource:
             self._mask_ds.close()
         if getattr(self, "_fill_file", None) is not None:
             self._fill_file.close()
+        if "_pixels" in self.__dict__ and self.palette is not None:  # the luminance copy
+            self._pixels[0].close()
+            self._memfile.close()
 
     def __enter__(self) -> RasterSource:
         return self

@@ -128,6 +128,14 @@ def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
         dst.colorinterp = src.ds.colorinterp
     except (ValueError, rasterio.errors.RasterioError):
         pass
+    for i in _paletted_bands(src):  # a scanned map keeps its colours
+        dst.write_colormap(i, src.ds.colormap(i))
+
+
+def _paletted_bands(src: RasterSource) -> list[int]:
+    from rasterio.enums import ColorInterp
+
+    return [i + 1 for i, ci in enumerate(src.ds.colorinterp) if ci == ColorInterp.palette]
 
 
 def _open_for_writing(path, prof: dict):
@@ -174,7 +182,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
     prof = _profile(src, out, compress, nodata, () if cog else creation_options)
-    order = _ORDER[options.resampling]
+    order = 0 if _paletted_bands(src) else _ORDER[options.resampling]  # an index between two colours is no colour
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))

@@ -624,6 +624,31 @@ def test_a_subdataset_registers_applies_and_batches_by_its_gdal_name(pair, tmp_p
     assert (tmp_path / "b" / "scene_VH_registered.tif").exists()
 
 
+def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(pair, tmp_path):
+    """A raster of colour-table indices (a scanned map, a paletted PNG) whose index order says
+    nothing about brightness: matched on its colours' luminance, resampled without blending
+    indices, written back with its colour table."""
+    with rasterio.open(pair[1]) as d:
+        grey, prof = d.read(1), d.profile
+    levels = (grey.astype(np.int32) // 4).astype(np.uint8)  # 64 grey levels
+    order = np.random.default_rng(1).permutation(64)  # index k shows grey level order[k]
+    idx = np.argsort(order)[levels].astype(np.uint8)
+    cmap = {k: (int(order[k]) * 4, int(order[k]) * 4, int(order[k]) * 4, 255) for k in range(64)}
+    pal = tmp_path / "map.tif"
+    with rasterio.open(pal, "w", **dict(prof, photometric="palette", nodata=None)) as d:
+        d.write(idx, 1)
+        d.write_colormap(1, cmap)
+    for extra in ([], ["--model", "homography"]):
+        r = _run(["register", pair[0], pal, "-o", tmp_path / "out.tif", "--overwrite", *extra])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / "out_report.json").read_text())
+        assert np.allclose(rep["shift"]["mean_px"], (6.0, -4.0), atol=0.3), rep["shift"]
+        assert rep["target"]["modality"] == "optical"
+        with rasterio.open(tmp_path / "out.tif") as d:
+            assert d.colormap(1)[5] == cmap[5]
+            assert set(np.unique(d.read(1))) <= set(range(64)) | {d.nodata or 0}
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
