@@ -94,6 +94,10 @@ def _planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict
     return out
 
 
+OUTPUT_SUFFIXES = {"raster": ("a GeoTIFF", (".tif", ".tiff")), "tie_points": ("a GeoPackage", (".gpkg",)),
+                   "quicklook": ("a PNG picture", (".png",))}
+
+
 def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -> None:
     """Refuse existing outputs (without overwrite), outputs that are inputs, and missing folders."""
     from .raster import check_utf8_name
@@ -107,6 +111,10 @@ def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -
                              "(and upload the results afterwards)")
         check_utf8_name(path, f"{kind} output")
         p = Path(path)
+        if kind in OUTPUT_SUFFIXES and p.suffix.lower() not in OUTPUT_SUFFIXES[kind][1]:
+            fmt, suffixes = OUTPUT_SUFFIXES[kind]
+            raise InputError(f"the {kind} output {path} is written as {fmt}: give it a {' or '.join(suffixes)} name "
+                             "(QGIS and other programs go by the extension)")
         if p.resolve() in resolved_inputs:
             raise InputError(f"the {kind} output {path} is also an input; choose another output path")
         if p.resolve() in seen:

@@ -649,6 +649,21 @@ def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(
             assert set(np.unique(d.read(1))) <= set(range(64)) | {d.nodata or 0}
 
 
+@pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
+                                                    ("--tie-points", "tp.shp", "tie_points output"),
+                                                    ("--quicklook", "ql.jpg", "quicklook output")])
+def test_an_output_named_for_another_format_is_refused(pair, tmp_path, option, name, fragment):
+    """The corrected raster is a GeoTIFF, the tie points a GeoPackage, the quicklook a PNG: a name
+    with another extension would mislead every program that opens it."""
+    args = ["register", pair[0], pair[1], "-o", tmp_path / "out.tif"]
+    args += [option, tmp_path / name] if option != "-o" else []
+    if option == "-o":
+        args[-1] = tmp_path / name
+    r = _run(args)
+    _one_error_line(r, 2, fragment, name, "give it a")
+    assert _files(tmp_path) == []
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
