@@ -653,14 +653,16 @@ class RasterSource:
         from rasterio.io import MemoryFile
 
         lut, opaque = self.palette
-        idx = np.clip(self.ds.read(self.bands[0]), 0, len(lut) - 1)
-        mask = (opaque[idx] & (self.ds.read_masks(self.bands[0]) > 0)).astype(np.uint8) * 255
         mem = MemoryFile()
         placed = {"crs": self.ds.crs, "transform": self.ds.transform} if not self.placed_by_points else {}
         with _open_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
-                                     dtype="uint8", **placed)) as out:
-            out.write(np.round(lut[idx]).astype(np.uint8), 1)
-            out.write_mask(mask)
+                                     dtype="uint8", tiled=True, **placed)) as out:
+            for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
+                win = Window(0, r0, self.ds.width, min(512, self.ds.height - r0))
+                idx = np.clip(self.ds.read(self.bands[0], window=win), 0, len(lut) - 1)
+                mask = opaque[idx] & (self.ds.read_masks(self.bands[0], window=win) > 0)
+                out.write(np.round(lut[idx]).astype(np.uint8), 1, window=win)
+                out.write_mask(mask.astype(np.uint8) * 255, window=win)
             if self.gcps:
                 out.gcps = self.gcps
             if self.rpcs is not None:
@@ -676,7 +678,7 @@ class RasterSource:
     def _boundless(self, idx: list[int], win: Window, fill, all_masks: bool, ds=None) -> tuple[np.ndarray, np.ndarray]:
         """Bands ``idx`` of ``ds`` (default: the raster) over ``win`` (which may reach outside the
         raster), ``fill`` outside; masks of every band (``all_masks``) or of the first, 0 outside."""
-        ds = ds or self.ds
+        ds = self.ds if ds is None else ds
         h, w = int(win.height), int(win.width)
         c0, r0 = int(win.col_off), int(win.row_off)
         data = np.full((len(idx), h, w), fill, dtype=ds.dtypes[idx[0] - 1])
