@@ -280,7 +280,7 @@ class RasterSource:
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
-        self.remote = is_remote(self.path)
+        self.remote = is_remote(self.local_file)  # a URL, or a subdataset of one (NETCDF:"/vsicurl/...":VH)
         self._check_path()
         if cfg.mask:
             check_utf8_name(cfg.mask, f"{role} mask")
@@ -383,8 +383,8 @@ class RasterSource:
 
     @property
     def local_file(self) -> str:
-        """The file on this machine that holds the raster: the path, or the file of a GDAL
-        subdataset name (``NETCDF:"scene.nc":VH`` -> ``scene.nc``)."""
+        """The file that holds the raster: the path, or the file of a GDAL subdataset name
+        (``NETCDF:"scene.nc":VH`` -> ``scene.nc``)."""
         return subdataset_file(self.path) or self.path
 
     def _check_path(self) -> None:
