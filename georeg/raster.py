@@ -207,6 +207,7 @@ class GCPGrid(Grid):
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
+COLLAR_INTERIOR_ZEROS = 1e-4  # zeros elsewhere (share of the raster) that make a zero rim ground, not fill
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
@@ -316,7 +317,7 @@ class RasterSource:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
         self.fill_share = 0.0
-        if (self.pixel_frame or self.placed_by_points) and self._mask_ds is None:
+        if self._mask_ds is None:
             self._mask_fill()
 
     @property
@@ -363,6 +364,12 @@ class RasterSource:
             fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=1 if f > 1 else 0)
             sx, sy = w / ds.width, h / ds.height
             gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.grid.gcps]
+        elif not self.pixel_frame:
+            found = self._zero_collar()
+            if found is None:
+                return
+            fill, (w, h) = found
+            profile.update(crs=ds.crs, transform=ds.transform * Affine.scale(ds.width / w, ds.height / h))
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
@@ -380,6 +387,42 @@ class RasterSource:
                 if self.placed_by_points:
                     out.gcps = (gcps, self.grid.crs)
         self._mask_ds = self._fill_file.open()
+
+    def _zero_collar(self) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The exact-zero collar of a georeferenced raster that declares no nodata (Landsat level-1
+        and Sentinel-2 files leave their footprint's outside at 0 without saying so), as a fill
+        mask on a read at most FILL_SEARCH_PX wide and that read's (width, height); None when the
+        raster has none, or when zeros also lie inside it (dark water in an 8-bit SAR image is
+        ground, not fill). A 256 px read decides first, so that a raster without a collar costs
+        one small read (an overview of a COG)."""
+        from .modality import border_fill
+
+        ds, band = self.ds, self.bands[0]
+        if np.dtype(ds.dtypes[band - 1]).kind not in "ui":
+            return None
+
+        def read(size: int) -> tuple[np.ndarray, float]:
+            f = max(1.0, max(ds.width, ds.height) / size)
+            shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
+            return ds.read(band, out_shape=shape, resampling=Resampling.nearest), f
+
+        def collar(data: np.ndarray) -> np.ndarray | None:
+            if not any((edge == 0).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
+                return None
+            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0)
+            return fill if fill.any() and ((data == 0) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS else None
+
+        if collar(read(256)[0]) is None:
+            return None
+        data, f = read(FILL_SEARCH_PX)
+        fill = collar(data)
+        if fill is None:
+            return None
+        if f > 1:
+            from scipy import ndimage
+
+            fill = ndimage.binary_dilation(fill)
+        return fill, (data.shape[1], data.shape[0])
 
     @property
     def local_file(self) -> str:

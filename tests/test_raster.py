@@ -69,3 +69,29 @@ def test_a_raster_without_crs_is_refused(tmp_path):
         d.write(np.ones((1, 8, 8), np.uint8))
     with pytest.raises(MissingCRSError):
         RasterSource(str(p), InputConfig(), "target")
+
+
+@pytest.mark.parametrize("search_px", [4096, 300])
+def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path, monkeypatch, search_px):
+    """A georeferenced raster that declares no nodata but leaves its footprint's outside at exactly 0
+    (Landsat level-1, Sentinel-2): the collar is masked. The same zero rim in an image with zeros
+    elsewhere too (dark water in 8-bit SAR) is ground and stays valid. ``search_px`` 300: the
+    collar is looked for on a decimated read."""
+    import georeg.raster as R
+
+    monkeypatch.setattr(R, "FILL_SEARCH_PX", search_px)
+    rng = np.random.default_rng(0)
+    img = rng.integers(1, 256, (600, 800)).astype(np.uint16)
+    yy, xx = np.mgrid[0:600, 0:800]
+    collar = (xx < 200 - yy / 3) | (yy > 500 + xx / 8)  # a tilted footprint's outside, two sides
+    img[collar] = 0
+    path = _write(tmp_path / "l1.tif", img)
+    with RasterSource(path, InputConfig(), "target") as s:
+        assert s.fill_share == pytest.approx(collar.mean(), abs=0.01 if search_px > 800 else 0.03)
+        _, valid = s.read_on_grid(s.grid)
+        # a decimated search can miss a collar one pixel thin at the raster's very edge
+        assert valid[collar].mean() < (1e-9 if search_px > 800 else 1e-3)
+        assert valid[~collar].mean() > (0.999 if search_px > 800 else 0.97)
+    img[100:110, 300:400] = 0  # dark ground inside too
+    with RasterSource(_write(tmp_path / "sar.tif", img), InputConfig(), "target") as s:
+        assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][collar].all()

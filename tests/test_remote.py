@@ -104,8 +104,9 @@ def test_register_cogs_over_http_reads_only_what_it_needs(server, tmp_path):
     dx, dy = rep["model"]["parameters"]["shift_px_at_centre"]
     assert abs(dx - 4.0) < 0.3 and abs(dy + 2.0) < 0.3
     ref_size = (folder / "ref_full_cog.tif").stat().st_size
-    # the target covers 9% of the reference: only its neighbourhood (and an overview) is fetched
-    assert 0 < _RangeHandler.sent["ref_full_cog.tif"] < 0.25 * ref_size, (_RangeHandler.sent, ref_size)
+    # the target covers 9% of the reference: only its neighbourhood and overviews are fetched (917 KB
+    # of 4.5 MB; 1.13 MB since a 256 px read, an overview, looks for a zero collar)
+    assert 0 < _RangeHandler.sent["ref_full_cog.tif"] < 0.3 * ref_size, (_RangeHandler.sent, ref_size)
 
 
 def test_missing_url_is_one_line_with_the_status(server, tmp_path):
