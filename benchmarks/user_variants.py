@@ -101,6 +101,10 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     south_up = t @ Affine.translation(0, vh.shape[0]) @ Affine.scale(1, -1)
     out.append(("south-up rows, positive pixel height", ref,
                 _write(work / "south_up.tif", vh[::-1].astype(np.uint8), south_up, crs)))
+    yy, xx = np.mgrid[0:vh.shape[0], 0:vh.shape[1]]
+    collar = vh.astype(np.uint8).clip(1)  # a tilted footprint, its outside exactly 0, no nodata declared
+    collar[(xx < 250 - yy / 4) | (yy > 820 + xx / 5)] = 0
+    out.append(("zero collar, no nodata (Landsat L1-like)", ref, _write(work / "collar.tif", collar, t, crs)))
     half = vh.copy()
     half[:, 600:] = 0
     out.append(("right 40% nodata", ref, _write(work / "half.tif", half.astype(np.uint8), t, crs, 0)))

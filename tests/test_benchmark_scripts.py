@@ -36,7 +36,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 14
+    assert len(variants) == 15
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
@@ -63,6 +63,9 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert d.crs.to_epsg() == 4326
     with rasterio.open(files["GCPs as a GRD: upside down, zero border"][1]) as d:
         assert d.crs is None and len(d.gcps[0]) == 210 and d.dtypes[0] == "uint16" and (d.read(1)[:, :48] == 0).all()
+    with rasterio.open(files["zero collar, no nodata (Landsat L1-like)"][1]) as d:
+        a = d.read(1)
+        assert d.nodata is None and 0.15 < (a == 0).mean() < 0.3 and a[500, 500] > 0
     with rasterio.open(files["south-up rows, positive pixel height"][1]) as d:
         assert d.transform.e > 0
     with rasterio.open(files["dB x 100, int16, nodata -32768 strip"][1]) as d:
