@@ -129,7 +129,10 @@ def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
     except (ValueError, rasterio.errors.RasterioError):
         pass
     for i in _paletted_bands(src):  # a scanned map keeps its colours
-        dst.write_colormap(i, src.ds.colormap(i))
+        try:
+            dst.write_colormap(i, src.ds.colormap(i))
+        except ValueError:  # marked as palette, but without a colour table
+            pass
 
 
 def _paletted_bands(src: RasterSource) -> list[int]:
