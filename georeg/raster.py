@@ -244,6 +244,17 @@ def _open_quietly(mem, profile: dict):
         return mem.open(**profile)
 
 
+def _inside_product(folder: Path) -> str:
+    """For a Sentinel-1/2 SAFE folder (or another with image files inside): '; give one of its
+    image files, such as ...' naming up to three, or nothing."""
+    patterns = ("measurement/*.tif*", "GRANULE/*/IMG_DATA/*.jp2", "GRANULE/*/IMG_DATA/*/*.jp2", "*.tif", "*.tiff")
+    found = sorted({str(f.relative_to(folder)) for pat in patterns for f in folder.glob(pat)})
+    if not found:
+        return ""
+    return f"; give one of its image files, such as {', '.join(found[:3])}" + (
+        f" ({len(found)} in all)" if len(found) > 3 else "")
+
+
 def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
     """For a band of colour-table indices (a scanned map, a paletted PNG or GIF): the luminance of
     each index's colour and whether the colour is opaque, as lookup tables; None otherwise."""
@@ -442,7 +453,7 @@ class RasterSource:
         elif not p.exists():
             raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
         elif p.is_dir():
-            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}")
+            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}{_inside_product(p)}")
         check_utf8_name(self.path, f"{role} raster")
 
     def _check(self, pixel_frame_ok: bool) -> None:

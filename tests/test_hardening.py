@@ -664,6 +664,22 @@ def test_an_output_named_for_another_format_is_refused(pair, tmp_path, option, n
     assert _files(tmp_path) == []
 
 
+def test_a_product_folder_given_as_the_target_names_its_image_files(pair, tmp_path):
+    """An unzipped Sentinel-1 SAFE folder handed over whole: the error names its measurement files."""
+    safe = tmp_path / "S1A_IW_GRDH.SAFE"
+    (safe / "measurement").mkdir(parents=True)
+    (safe / "manifest.safe").write_text("<xfdu/>")
+    for pol in ("vh", "vv"):
+        (safe / "measurement" / f"s1a-iw-grd-{pol}.tiff").write_bytes(b"")
+    r = _run(["register", pair[0], safe, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "is a folder", "measurement/s1a-iw-grd-vh.tiff", "measurement/s1a-iw-grd-vv.tiff")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _run(["register", pair[0], empty, "-o", tmp_path / "out.tif"])
+    _one_error_line(r, 2, "is a folder, expected a raster file")
+    assert "such as" not in r.output
+
+
 def test_rpc_georeferenced_reference_is_named_as_such(pair, tmp_path):
     """An RPC-georeferenced target is registered (tests/test_gcps.py); the reference may not be one."""
     from rasterio.rpc import RPC
