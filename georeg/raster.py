@@ -404,8 +404,9 @@ class RasterSource:
         and Sentinel-2 files leave their footprint's outside at 0 without saying so), as a fill
         mask on a read at most FILL_SEARCH_PX wide and that read's (width, height); None when the
         raster has none, or when zeros also lie inside it (dark water in an 8-bit SAR image is
-        ground, not fill). A 256 px read decides first, so that a raster without a collar costs
-        one small read (an overview of a COG)."""
+        ground, not fill). The four corner pixels decide first (a footprint's outside takes at
+        least one; a decimated read of a large raster without overviews decompresses all of it),
+        then a 256 px read, then the full search."""
         from .modality import border_fill
 
         ds, band = self.ds, self.bands[0]
@@ -423,6 +424,11 @@ class RasterSource:
             fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0)
             return fill if fill.any() and ((data == 0) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS else None
 
+        if not self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
+            corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
+                       for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
+            if all(v != 0 for v in corners):
+                return None
         if collar(read(256)[0]) is None:
             return None
         data, f = read(FILL_SEARCH_PX)
