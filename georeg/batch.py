@@ -131,7 +131,7 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
             return p
         sub = split_subdataset(p, base_dir)
         if sub and not is_remote(sub[1]):  # NETCDF:"scene.nc":VH: the file in the name is relative to the manifest
-            return f'{sub[0]}:"{(Path(base_dir) / sub[1]).resolve()}"{sub[2]}'
+            return f"{sub[0]}{(Path(base_dir) / sub[1]).resolve()}{sub[2]}"
         return str((Path(base_dir) / p).resolve())
 
     refs = [locate(r["reference"]) for r in rows]

@@ -216,19 +216,21 @@ _DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
 
 
 def split_subdataset(path: str, base: str | Path = ".") -> tuple[str, str, str] | None:
-    """(driver, file, rest) of a GDAL subdataset name (``NETCDF:"scene.nc":VH``,
-    ``HDF5:"f.h5"://grp/var``, ``SENTINEL2_L2A:/data/S2.SAFE/MTD_MSIL2A.xml:10m:EPSG_32611``), the
-    file relative to ``base`` when not absolute; None for a plain path (a drive letter, ``C:``, is
-    one letter, not a driver name)."""
+    """(head, file, tail) of a GDAL subdataset name, ``head + file + tail == path``: the file it
+    reads (relative to ``base`` when not absolute) and what stands around it, quotes included
+    (``NETCDF:"scene.nc":VH``, ``HDF5:"f.h5"://grp/var``, ``SENTINEL2_L2A:/d/MTD_MSIL2A.xml:10m:EPSG_32611``,
+    ``SENTINEL1_CALIB:SIGMA0:/d/S1.SAFE/manifest.safe:IW_VH``); None for a plain path (a drive
+    letter, ``C:``, is one letter, not a driver name)."""
     if is_remote(path) or not _DRIVER_PREFIX.match(path) or (Path(base) / path).exists():
         return None
-    driver, rest = path.split(":", 1)
-    if rest.startswith('"'):
-        file, _, after = rest[1:].partition('"')
-        return driver, file, after
-    parts = rest.split(":")  # unquoted: the longest prefix that exists
-    n = next((n for n in range(len(parts), 0, -1) if (Path(base) / ":".join(parts[:n])).exists()), 1)
-    return driver, ":".join(parts[:n]), "".join(":" + q for q in parts[n:])
+    if '"' in path:  # the quoted part is the file
+        head, file, tail = path.split('"', 2) if path.count('"') >= 2 else (path, "", "")
+        return (head + '"', file, '"' + tail) if file else None
+    parts = path.split(":")
+    # the longest run of ':'-separated parts after the driver that names an existing file
+    runs = [(i, j) for i in range(1, len(parts)) for j in range(len(parts), i, -1)]
+    i, j = next(((i, j) for i, j in runs if (Path(base) / ":".join(parts[i:j])).exists()), (1, 2))
+    return ":".join(parts[:i]) + ":", ":".join(parts[i:j]), "".join(":" + q for q in parts[j:])
 
 
 def subdataset_file(path: str) -> str | None:

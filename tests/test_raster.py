@@ -95,3 +95,26 @@ def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path,
     img[100:110, 300:400] = 0  # dark ground inside too
     with RasterSource(_write(tmp_path / "sar.tif", img), InputConfig(), "target") as s:
         assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][collar].all()
+
+
+def test_gdal_subdataset_names_are_split_around_their_file(tmp_path):
+    """The file inside a GDAL subdataset name, wherever the driver puts it; a plain path, a drive
+    letter or a URL is not a subdataset name."""
+    from georeg.raster import split_subdataset
+
+    (tmp_path / "S1.SAFE").mkdir()
+    for name in ("S1.SAFE/manifest.safe", "scene.nc", "MTD_MSIL2A.xml"):
+        (tmp_path / name).write_text("")
+    cases = {
+        'NETCDF:"scene.nc":VH': ('NETCDF:"', "scene.nc", '":VH'),
+        "NETCDF:scene.nc:VH": ("NETCDF:", "scene.nc", ":VH"),
+        'HDF5:"scene.nc"://grp/var': ('HDF5:"', "scene.nc", '"://grp/var'),
+        "SENTINEL2_L2A:MTD_MSIL2A.xml:10m:EPSG_32611": ("SENTINEL2_L2A:", "MTD_MSIL2A.xml", ":10m:EPSG_32611"),
+        "SENTINEL1_CALIB:SIGMA0:S1.SAFE/manifest.safe:IW_VH": ("SENTINEL1_CALIB:SIGMA0:", "S1.SAFE/manifest.safe",
+                                                               ":IW_VH"),
+        'NETCDF:"/vsicurl/https://example.com/a.nc":VH': ('NETCDF:"', "/vsicurl/https://example.com/a.nc", '":VH'),
+    }
+    for path, want in cases.items():
+        assert split_subdataset(path, tmp_path) == want, path
+    for plain in ("scene.nc", "C:/data/scene.tif", "https://example.com/a.tif", "s3://bucket/a.tif"):
+        assert split_subdataset(plain, tmp_path) is None, plain
