@@ -321,7 +321,7 @@ class RasterSource:
         self.modality = self._modality()
         self._mask_ds = None
         if cfg.mask:
-            if not Path(cfg.mask).exists():
+            if not is_remote(cfg.mask) and not Path(subdataset_file(cfg.mask) or cfg.mask).exists():
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask not found: {cfg.mask}; check the path")
             try:

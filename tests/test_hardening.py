@@ -618,6 +618,8 @@ def test_a_subdataset_registers_applies_and_batches_by_its_gdal_name(pair, tmp_p
     assert r.exit_code == 0, r.output
     with rasterio.open(tmp_path / "vv.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
         assert a.transform.almost_equals(b.transform)
+    r = _run(["register", pair[0], pair[1], "--target-mask", f"GPKG:{c}:VV", "-o", tmp_path / "masked.tif"])
+    assert r.exit_code == 0, r.output  # a mask may be a subdataset too
     m = _manifest(tmp_path / "m.csv", ["reference", "target"], [[str(pair[0]), "GPKG:scene.gpkg:VH"]])
     r = _run(["batch", m, "-o", tmp_path / "b", "-q"])
     assert r.exit_code == 0, r.output
