@@ -133,7 +133,6 @@ def finish_outputs(sol: Solution, outputs: dict, report: dict) -> TiePointTable:
     if "tie_points" in outputs:
         from datetime import datetime, timezone
 
-
         # the target file's time makes the GeoPackage reproducible; a remote target has none here
         mtime = 0.0 if tgt.remote else Path(tgt.local_file).stat().st_mtime
         stamp = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")

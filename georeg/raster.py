@@ -239,11 +239,14 @@ def subdataset_file(path: str) -> str | None:
     return parts[1] if parts else None
 
 
-def _open_quietly(mem, profile: dict):
-    """``mem.open`` for writing, without rasterio's warning about a raster placed by GCPs or RPCs."""
+@contextlib.contextmanager
+def _written_quietly(mem, profile: dict):
+    """``mem`` opened for writing, without rasterio's warning about a raster placed by GCPs, RPCs
+    or the pixel frame (its georeferencing is written as it is)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        return mem.open(**profile)
+        with mem.open(**profile) as out:
+            yield out
 
 
 def _inside_product(folder: Path) -> str:
@@ -294,6 +297,7 @@ class RasterSource:
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
+        self._subdataset_file = subdataset_file(self.path)  # NETCDF:"scene.nc":VH -> scene.nc
         self.remote = is_remote(self.local_file)  # a URL, or a subdataset of one (NETCDF:"/vsicurl/...":VH)
         self._check_path()
         if cfg.mask:
@@ -360,7 +364,8 @@ class RasterSource:
         tie points on the fill's rim would be outliers, and the verdict would count the fill as
         overlap. A picture (the pixel frame) is searched for black fill (a rotated or warped export,
         :func:`georeg.modality.border_fill`); a raster placed by GCPs or RPCs for the zero border of a
-        SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX."""
+        SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX; a
+        raster placed by a geotransform for an exact-zero collar (:meth:`_zero_collar`)."""
         from rasterio.enums import MaskFlags
         from rasterio.io import MemoryFile
 
@@ -371,9 +376,8 @@ class RasterSource:
             return
         profile = {"driver": "GTiff", "count": 1, "dtype": "uint8"}
         if self.placed_by_points:
-            f = max(1.0, max(ds.width, ds.height) / FILL_SEARCH_PX)
-            w, h = max(1, round(ds.width / f)), max(1, round(ds.height / f))
-            data = ds.read(self.bands[0], out_shape=(h, w), resampling=Resampling.nearest)
+            data, f = self._decimated(FILL_SEARCH_PX)
+            h, w = data.shape
             fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=1 if f > 1 else 0)
             sx, sy = w / ds.width, h / ds.height
             gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.grid.gcps]
@@ -393,13 +397,18 @@ class RasterSource:
         if not fill.any():
             return
         self._fill_file = MemoryFile()
-        with warnings.catch_warnings():  # the pixel frame's transform is written as it is
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with self._fill_file.open(width=w, height=h, **profile) as out:
-                out.write((~fill).astype(np.uint8)[None])
-                if self.placed_by_points:
-                    out.gcps = (gcps, self.grid.crs)
+        with _written_quietly(self._fill_file, dict(width=w, height=h, **profile)) as out:
+            out.write((~fill).astype(np.uint8)[None])
+            if self.placed_by_points:
+                out.gcps = (gcps, self.grid.crs)
         self._mask_ds = self._fill_file.open()
+
+    def _decimated(self, size: int) -> tuple[np.ndarray, float]:
+        """The first chosen band read by nearest neighbour at most ``size`` px wide, and the factor."""
+        ds = self.ds
+        f = max(1.0, max(ds.width, ds.height) / size)
+        shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
+        return ds.read(self.bands[0], out_shape=shape, resampling=Resampling.nearest), f
 
     def _zero_collar(self) -> tuple[np.ndarray, tuple[int, int]] | None:
         """The exact-zero collar of a georeferenced raster that declares no nodata (Landsat level-1
@@ -415,11 +424,6 @@ class RasterSource:
         if np.dtype(ds.dtypes[band - 1]).kind not in "ui":
             return None
 
-        def read(size: int) -> tuple[np.ndarray, float]:
-            f = max(1.0, max(ds.width, ds.height) / size)
-            shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
-            return ds.read(band, out_shape=shape, resampling=Resampling.nearest), f
-
         def collar(data: np.ndarray) -> np.ndarray | None:
             if not any((edge == 0).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
                 return None
@@ -431,9 +435,9 @@ class RasterSource:
                        for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
             if all(v != 0 for v in corners):
                 return None
-        if collar(read(256)[0]) is None:
+        if collar(self._decimated(256)[0]) is None:
             return None
-        data, f = read(FILL_SEARCH_PX)
+        data, f = self._decimated(FILL_SEARCH_PX)
         fill = collar(data)
         if fill is None:
             return None
@@ -447,12 +451,11 @@ class RasterSource:
     def local_file(self) -> str:
         """The file that holds the raster: the path, or the file of a GDAL subdataset name
         (``NETCDF:"scene.nc":VH`` -> ``scene.nc``)."""
-        return subdataset_file(self.path) or self.path
+        return self._subdataset_file or self.path
 
     def _check_path(self) -> None:
         """The file exists and is not a folder (a local path, or the file of a GDAL subdataset name)."""
-        role, p = self.role, Path(self.path)
-        sub = subdataset_file(self.path)
+        role, p, sub = self.role, Path(self.path), self._subdataset_file
         if self.remote:
             configure_network()
         elif sub is not None:
@@ -717,8 +720,8 @@ class RasterSource:
         lut, opaque = self.palette
         mem = MemoryFile()
         placed = {"crs": self.ds.crs, "transform": self.ds.transform} if not self.placed_by_points else {}
-        with _open_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
-                                     dtype="uint8", tiled=True, **placed)) as out:
+        with _written_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
+                                        dtype="uint8", tiled=True, **placed)) as out:
             for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
                 win = Window(0, r0, self.ds.width, min(512, self.ds.height - r0))
                 idx = np.clip(self.ds.read(self.bands[0], window=win), 0, len(lut) - 1)
