@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from georeg.errors import UnknownMatcherError
-from georeg.features import box_count, box_count_at, ncc_search, oriented_gradient_channels
+from georeg.features import box_count, box_count_at, fft_size, ncc_search, oriented_gradient_channels
 from georeg.keypoints import detect
 from georeg.matchers import BaselineMatcher, load
 from georeg.matching import peak_analysis
@@ -82,6 +82,37 @@ def test_ncc_search_finds_known_offset():
     v, u = divmod(int(m.flatten().argmax()), 2 * r + 1)
     assert (u - r, v - r) == (dx, dy)
     assert float(m.max()) > 0.999
+
+
+def test_fft_size_is_a_fast_size_at_least_n():
+    for n in range(1, 300):
+        f = fft_size(n)
+        assert f >= n and f % 4 == 0 and f - n < 40
+        k = f
+        for q in (2, 3, 5):
+            while k % q == 0:
+                k //= q
+        assert k == 1, (n, f)
+    assert (fft_size(76), fft_size(144), fft_size(146)) == (80, 144, 160)
+
+
+def test_ncc_search_equals_the_direct_sum_on_padded_sizes():
+    """Every placement, computed by hand in float64, on window sizes the transform pads (76, 146)
+    and one it does not (144): the padding must not wrap a placement round."""
+    rng = np.random.default_rng(3)
+    for p, s in ((64, 76), (64, 146), (64, 144), (8, 13)):
+        t = rng.random((2, 3, p, p))
+        w = rng.random((2, 3, s, s))
+        m = ncc_search(torch.from_numpy(t).float(), torch.from_numpy(w).float()).double().numpy()
+        k = s - p + 1
+        assert m.shape == (2, k, k)
+        for n in range(2):
+            t0 = t[n] - t[n].mean()
+            for v, u in ((0, 0), (k - 1, k - 1), (0, k - 1), (k - 1, 0), (k // 2, k // 3)):
+                c = w[n, :, v:v + p, u:u + p]
+                c0 = c - c.mean()
+                want = (t0 * c0).sum() / np.sqrt((t0 * t0).sum() * (c0 * c0).sum())
+                assert abs(m[n, v, u] - want) < 1e-4, (p, s, n, v, u)
 
 
 def test_peak_analysis_subpixel():
