@@ -163,6 +163,9 @@ class MatchingConfig:
     # every learned set of benchmarks/run.py (--limit 8) and medians equal or within 0.1 px
     candidates: int = 3
     rank_refinement: bool = True
+    # the first pass (or each prior's first pass) on the structural matcher alone, again with the
+    # learned ranker only when that model is weak; True: the learned ranker in every first pass
+    rank_first_pass: bool = True
     device: str = "auto"
     search: str = "auto"
 

@@ -236,6 +236,8 @@ class Scene:
     tiles_matched: list = field(default_factory=list)  # per matching pass, how many tiles it matched
     steps_done: int = 0
     steps_total: int = 1
+    first_passes: int = 0  # first passes matched (one per prior tried)
+    ranked_first_passes: int = 0  # of which matched again with the learned ranker (structural weak)
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -462,9 +464,11 @@ def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:
 
 
 def pass_roles(sc: Scene, refine: bool) -> MatcherRoles:
-    """The matchers of a pass: the scene's, but the refinement pass runs without the learned
-    ranker unless ``matching.rank_refinement`` asks for it."""
-    if refine and sc.roles.ranker is not None and not sc.cfg.matching.rank_refinement:
+    """The matchers of a pass: the scene's, but without the learned ranker in a refinement pass
+    unless ``matching.rank_refinement`` asks for it, and in a first pass unless
+    ``matching.rank_first_pass`` does (:func:`sampled_pass` then adds it where that pass is weak)."""
+    m = sc.cfg.matching
+    if sc.roles.ranker is not None and not (m.rank_refinement if refine else m.rank_first_pass):
         return MatcherRoles(sc.roles.dense)
     return sc.roles
 
@@ -481,10 +485,25 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
     points agree with but that is weak by fraction (a scene with several motions, hard content)
     is not helped by more tiles of the same scene; the stages after the pass judge it. Returns
     (tie points, model or None)."""
+    roles = pass_roles(sc, refine)
+    sc.first_passes += not refine
+    tp, model = _matched_sample(sc, inverse, radius, kind, refine, roles)
+    if roles is not sc.roles and not refine and _weak(model):
+        # the structural matcher alone left this prior without a clear model: the learned ranker
+        # tells the right candidate from the structural decoys where the modalities differ most
+        log.info("first pass on the structural matcher weak (%s); again with the learned ranker",
+                 _describe_fit(model, tp))
+        sc.steps_total += len(_sample(sc, refine))
+        sc.ranked_first_passes += 1
+        tp, model = _best(*_matched_sample(sc, inverse, radius, kind, refine, sc.roles), tp, model)
+    return tp, model
+
+
+def _matched_sample(sc: Scene, inverse, radius: int, kind: str | None, refine: bool, roles: MatcherRoles):
+    """:func:`sampled_pass` with the matchers ``roles``."""
     first = _sample(sc, refine)
     # the local model warps by the tie points' density: its refinement matches whole tiles
     windows = pass_windows(sc, first, budget=not (refine and sc.cfg.estimation.model == "local"))
-    roles = pass_roles(sc, refine)
     tp = match_pass(sc, inverse, radius, first, windows, roles=roles)
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
@@ -786,6 +805,11 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
         sc.clock.lap("write")
         report = _report(sc, mode, transform, deviation)
         report["matcher"] = sc.matcher.info()
+        if sc.roles.ranker is not None:
+            report["matcher"]["first_passes"] = {
+                "matched": sc.first_passes, "ranked_again": sc.ranked_first_passes,
+                "rule": ("learned ranker in every pass" if sc.cfg.matching.rank_first_pass else
+                         "structural matcher alone, again with the learned ranker where its model was weak")}
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
         report["quality"] = sc.verdict.quality
         report["verdict"] = sc.verdict.to_dict()

@@ -88,7 +88,7 @@ def test_resolve_family(weights_dir):
     assert resolve_name("auto", "optical") == "baseline"  # unknown modality: never a learned default
 
 
-def _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_refinement: bool):
+def _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, **options):
     """The shipped KGL-Net in the pipeline on a synthetic SAR-like pair off by (4, -3) px: the
     report and the search radii at which the learned matcher ranked candidates."""
     import georeg.matching as matching
@@ -103,8 +103,7 @@ def _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_refinement: bool):
     monkeypatch.setattr(matching, "learned_rerank", counted)
     ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
     synthetic_pair(str(ref), str(tgt), size=320, seed=1, new_to_old=np.array([[1, 0, 4.0], [0, 1, -3.0], [0, 0, 1]]))
-    cfg = RegistrationConfig().with_options(matching={"matcher": "kgl", "rank_refinement": rank_refinement},
-                                            target={"modality": "sar"})
+    cfg = RegistrationConfig().with_options(matching={"matcher": "kgl", **options}, target={"modality": "sar"})
     res = georeg.register(ref, tgt, tmp_path / "out.tif", cfg)
     assert res.report["counts"]["passes"] == 2
     refine_radius = cfg.matching.refine_radius_px + int(np.ceil(cfg.estimation.threshold_px))
@@ -115,16 +114,39 @@ def test_pipeline_runs_with_a_learned_matcher(tmp_path, monkeypatch):
     """The shipped KGL-Net in the pipeline, end to end, on a synthetic SAR-like pair: it must find
     the shift (random weights, as in the tests above, cannot be relied on to match anything), and
     it ranks the candidates of both passes."""
-    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, True)
+    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_first_pass=True)
     assert report["matcher"]["name"] == "kgl-opt-sar"
     assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
     assert refine_radius in radii and any(r > refine_radius for r in radii), radii
+    assert report["matcher"]["first_passes"]["rule"] == "learned ranker in every pass"
+
+
+def test_first_pass_is_structural_unless_weak(tmp_path, monkeypatch):
+    """``matching.rank_first_pass=False``: the first pass runs on the structural matcher alone and
+    the refinement pass is ranked by the network; the report says how many first passes were
+    matched again."""
+    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_first_pass=False)
+    assert set(radii) == {refine_radius}, radii
+    assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
+    assert report["matcher"]["first_passes"]["ranked_again"] == 0
+
+
+def test_a_weak_structural_first_pass_is_matched_again_with_the_ranker(tmp_path, monkeypatch):
+    """A structural score threshold no candidate reaches leaves the structural first pass without
+    tie points; that pass is matched again with the learned ranker (whose own probability decides
+    what it keeps), which finds the shift."""
+    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, min_score=0.999,
+                                                           rank_first_pass=False)
+    assert any(r > refine_radius for r in radii), radii
+    assert report["matcher"]["first_passes"]["ranked_again"] >= 1
+    assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
 
 
 def test_refinement_pass_ranks_only_when_asked(tmp_path, monkeypatch):
     """``matching.rank_refinement=False``: the learned matcher ranks the first pass's candidates only,
     the refinement pass runs on the structural matcher alone, and the shift is still found."""
-    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, False)
+    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_refinement=False,
+                                                           rank_first_pass=True)
     assert refine_radius not in radii and any(r > refine_radius for r in radii), radii
     assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
 

@@ -29,6 +29,7 @@ INTERNAL = {
     ("matching", "batch_size"): "memory/speed constant of the matching",
     ("matching", "candidates"): "tuning constant of the learned ranking",
     ("matching", "rank_refinement"): "tuning constant of the learned ranking",
+    ("matching", "rank_first_pass"): "tuning constant of the learned ranking",
     ("estimation", "ransac_iterations"): "tuning constant of RANSAC",
     ("estimation", "confidence"): "tuning constant of RANSAC",
     ("estimation", "seed"): "reproducibility constant of RANSAC",
