@@ -168,7 +168,8 @@ class MatchingConfig:
     # The first pass only has to bring the model within the refinement radius, and the refinement
     # pass, ranked by the network, makes the result. benchmarks/run.py --held-out --limit 8,
     # auto, against true in the same session: success the same on all 17 sets, medians within
-    # 0.07 px either way, 20-49% less time per pair
+    # 0.07 px either way, 6-50% less time per pair on 15 sets and 11-12% more on the two 3MOS
+    # SAR sets (weak first passes matched twice)
     rank_first_pass: bool = False
     device: str = "auto"
     search: str = "auto"
