@@ -808,7 +808,7 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
         if sc.roles.ranker is not None:
             report["matcher"]["first_passes"] = {
                 "matched": sc.first_passes, "ranked_again": sc.ranked_first_passes,
-                "rule": ("learned ranker in every pass" if sc.cfg.matching.rank_first_pass else
+                "rule": ("learned ranker in every first pass" if sc.cfg.matching.rank_first_pass else
                          "structural matcher alone, again with the learned ranker where its model was weak")}
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
         report["quality"] = sc.verdict.quality

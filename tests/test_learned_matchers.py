@@ -118,7 +118,7 @@ def test_pipeline_runs_with_a_learned_matcher(tmp_path, monkeypatch):
     assert report["matcher"]["name"] == "kgl-opt-sar"
     assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
     assert refine_radius in radii and any(r > refine_radius for r in radii), radii
-    assert report["matcher"]["first_passes"]["rule"] == "learned ranker in every pass"
+    assert report["matcher"]["first_passes"]["rule"] == "learned ranker in every first pass"
 
 
 def test_first_pass_is_structural_unless_weak(tmp_path, monkeypatch):
