@@ -182,7 +182,10 @@ def fft_size(n: int) -> int:
     """The smallest multiple of 4 at least ``n`` with no prime factor above 5. The FFT's cost
     follows the size's factors, not its magnitude: one thread, 32 maps, 76 px 1.74 ms against
     0.43 ms at 80 (the refinement pass's 64 px patch and 6 px radius), 146 px 7.6 ms against
-    1.5 ms at 144; over every size from 64 to 199, 3.7x less time in all."""
+    1.5 ms at 144; over every size from 64 to 199, 3.7x less time in all. Not scipy's
+    ``next_fast_len``: it also gives odd sizes (81, 135), which torch's CPU FFT ran 1.3-2.9x slower
+    than its pick (81 px 0.80 ms against 0.64 ms at 96, 135 px 4.4 ms against 1.5 ms
+    at 144), and even ones such as 150 (1.85 ms against 1.44 ms at 160)."""
     m = max(4, n + (-n) % 4)
     while True:
         k = m
@@ -211,9 +214,9 @@ def ncc_search(templates: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     w = windows.float()
     t0 = t - t.mean(dim=(1, 2, 3), keepdim=True)
     t_norm = torch.sqrt((t0 * t0).sum(dim=(1, 2, 3)))
-    # the cross-power spectrum summed over channels one channel at a time: all channels' spectra at
-    # once were most of a search batch's memory
-    # on a fast transform size: the valid placements do not wrap round for any size >= s
+    # the cross-power spectrum summed over channels one channel at a time (all channels' spectra at
+    # once were most of a search batch's memory), on a fast transform size: the valid placements
+    # do not wrap round for any size >= s
     f = fft_size(s)
     spec = None
     for ci in range(c):

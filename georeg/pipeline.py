@@ -483,17 +483,20 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
     SAMPLE_MIN_INLIERS of its keypoints: water, clouds, a featureless part), the pass goes on over
     the remaining tiles, whole, and the model is fitted to all of them. A model that many tie
     points agree with but that is weak by fraction (a scene with several motions, hard content)
-    is not helped by more tiles of the same scene; the stages after the pass judge it. Returns
+    is not helped by more tiles of the same scene; the stages after the pass judge it. A first
+    pass that ran without the scene's learned ranker (:func:`pass_roles`) and came out weak is
+    matched again with it, and the result more tie points agree with is kept. Returns
     (tie points, model or None)."""
     roles = pass_roles(sc, refine)
-    sc.first_passes += not refine
+    if not refine:
+        sc.first_passes += 1
     tp, model = _matched_sample(sc, inverse, radius, kind, refine, roles)
-    if roles is not sc.roles and not refine and _weak(model):
+    if not refine and roles.ranker is None and sc.roles.ranker is not None and _weak(model):
         # the structural matcher alone left this prior without a clear model: the learned ranker
         # tells the right candidate from the structural decoys where the modalities differ most
         log.info("first pass on the structural matcher weak (%s); again with the learned ranker",
                  _describe_fit(model, tp))
-        sc.steps_total += len(_sample(sc, refine))
+        sc.steps_total += len(_sample(sc, refine=False))
         sc.ranked_first_passes += 1
         tp, model = _best(*_matched_sample(sc, inverse, radius, kind, refine, sc.roles), tp, model)
     return tp, model
