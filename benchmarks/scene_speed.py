@@ -14,6 +14,14 @@ on the optical version of the target (the reference's red band on the target's s
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
 The report's ``timings_s`` gives georeg's stages.
 
+Two more measurements say where a small pair's time goes. The start-up floor: the imports a
+fresh process pays before it reads a pixel (the interpreter alone; numpy, rasterio and scipy;
+what ``georeg register`` imports, torch and kornia included), the fastest of three runs. In one
+process (``--inprocess N``, up to 4096 px): each matcher N times, alternating, so that the first
+run (first calls into torch, the network's weights loaded) stands apart from the later ones,
+which are what a ``georeg batch`` worker pays per pair; the learned matcher's cost per tile and
+pass against the baseline's is steadier there than across fresh processes.
+
 The AROSICS environment on Debian 12 (GDAL 3.6; AROSICS 1.12.1 is the newest it supports). With
 Debian's GDAL bindings (``apt-get install python3-gdal``; they bring numpy 1.24), no build is needed
 (checked 2026-12-01):
@@ -154,6 +162,104 @@ def run_arosics(python: str, ref: str, tgt: str, work: Path) -> dict:
     return timed([python, "-c", code])
 
 
+# What a fresh process imports before any pixel is read: no change to the pipeline removes it.
+STARTUP = (
+    ("interpreter alone", "pass"),
+    ("numpy, rasterio, scipy, click, PIL (no torch)", "import numpy, rasterio, scipy.ndimage, click, PIL.Image"),
+    ("what `georeg register` imports (torch, kornia)",
+     "import georeg.cli, georeg.pipeline, georeg.outputs, georeg.verdict, georeg.globalgeom, georeg.matchers.kgl, "
+     "scipy.ndimage, kornia.geometry.ransac"),
+)
+
+
+def startup_floor(repeat: int = 3) -> list[tuple[str, dict]]:
+    """Each STARTUP import set in a fresh process, the fastest of ``repeat`` runs (wall s, peak MB)."""
+    out = []
+    for name, code in STARTUP:
+        runs = [timed([sys.executable, "-c", code]) for _ in range(repeat)]
+        out.append((name, min((r for r in runs if "seconds" in r), key=lambda r: r["seconds"], default=runs[0])))
+    return out
+
+
+INPROCESS = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch, georeg
+from georeg.config import RegistrationConfig
+from georeg.runtime import configure_worker
+configure_worker(1)
+ref, tgt, out, matchers, repeat = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(","), int(sys.argv[5])
+print(json.dumps({"imports_s": time.perf_counter() - t0}), flush=True)
+for rep in range(repeat):
+    for m in (matchers if rep % 2 == 0 else matchers[::-1]):
+        cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None},
+                                                 matching={"matcher": m})
+        t = time.perf_counter()
+        r = georeg.register(ref, tgt, out, cfg).report
+        secs = time.perf_counter() - t
+        matched = sum(r["counts"].get("tiles_matched") or [r["counts"]["tiles"] * r["counts"]["passes"]])
+        per = sum(r["timings_s"].get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
+        print(json.dumps({"matcher": m, "run": rep, "seconds": secs, "match_s_per_tile": per}), flush=True)
+"""
+
+
+def run_inprocess(ref: str, tgt: str, work: Path, matchers: list[str], repeat: int = 3) -> dict:
+    """Every matcher ``repeat`` times in one process, alternating the order (what a `georeg batch`
+    worker pays per pair once its imports are done): {matcher: [runs]} and the imports' seconds."""
+    proc = subprocess.run([sys.executable, "-c", INPROCESS, ref, tgt, str(work / "inprocess.tif"), ",".join(matchers),
+                           str(repeat)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    out: dict = {"imports_s": rows[0]["imports_s"], "runs": {}}
+    for r in rows[1:]:
+        out["runs"].setdefault(r["matcher"], []).append(r)
+    return out
+
+
+def print_inprocess(size: int, res: dict) -> None:
+    """The first run in a process (first calls into torch, weights loading) and the later ones."""
+    if "error" in res:
+        print(f"{size:6d} px  in one process: failed: {res['error']}", flush=True)
+        return
+    warm = {m: [r for r in runs if r["run"] > 0] for m, runs in res["runs"].items()}
+    for m, runs in res["runs"].items():
+        later = [r["seconds"] for r in warm[m]]
+        print(f"{size:6d} px  georeg {m:15s} in one process: first run {runs[0]['seconds']:.2f} s, later runs "
+              f"{min(later):.2f}-{max(later):.2f} s (imports before them {res['imports_s']:.2f} s)", flush=True)
+    if "baseline" in warm and len(warm) > 1 and warm["baseline"]:
+        b0 = float(np.median([r["match_s_per_tile"] for r in warm["baseline"]]))
+        print(f"{size:6d} px  matching seconds per tile and pass, later runs (median): " + ", ".join(
+            f"georeg {m} {np.median([r['match_s_per_tile'] for r in runs]):.3f} "
+            f"({np.median([r['match_s_per_tile'] for r in runs]) / b0:.2f}x baseline)"
+            for m, runs in warm.items() if runs), flush=True)
+
+
+def print_runs(size: int, runs: dict) -> list[dict]:
+    """One line per method (ratios to the baseline's whole process), then the matching seconds per
+    tile and pass; returns the rows for the growth fit and the JSON."""
+    rows = []
+    base = runs.get("georeg baseline", {}).get("seconds")
+    for name, r in runs.items():
+        rows.append({"size": size, "method": name, **r})
+        ratio = f"{r['seconds'] / base:5.2f}x" if base and "seconds" in r else "    -"
+        extra = ""
+        if "timings" in r:
+            t = r["timings"]
+            extra = (f"{r['matcher_used']}, shift {r['shift_px'][0]:+.2f} {r['shift_px'][1]:+.2f} px, "
+                     f"{r['verdict']}; stages " + " ".join(f"{k} {v:.1f}" for k, v in t.items() if k != "total"))
+        elif r["rc"] != 0:
+            extra = f"failed: {r['tail'][0][:100]}"
+        print(f"{size:6d} px  {name:22s} {r.get('seconds', float('nan')):8.1f} s  "
+              f"{r.get('peak_rss_mb', float('nan')):7.0f} MB  {ratio} of baseline  {extra}", flush=True)
+    per_tile = {m: r["match_s_per_tile"] for m, r in runs.items() if "match_s_per_tile" in r}
+    if "georeg baseline" in per_tile and len(per_tile) > 1:
+        b0 = per_tile["georeg baseline"]
+        print(f"{size:6d} px  matching seconds per tile and pass: "
+              + ", ".join(f"{m} {v:.2f} ({v / b0:.2f}x baseline)" for m, v in per_tile.items()), flush=True)
+    return rows
+
+
 def print_growth(rows: list[dict], smallest: int = 2000) -> None:
     """How time and peak memory grow with the overlap's area from ``smallest`` px up: the exponent
     b of a least-squares fit of seconds = a * area^b (1 is linear; under 1 means the work is
@@ -178,11 +284,20 @@ def main() -> None:
     ap.add_argument("--arosics-python", default=None, help="a Python interpreter that can import arosics")
     ap.add_argument("--work", default=None, help="keep the scenes here (default: a temporary folder)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-startup", dest="startup", action="store_false",
+                    help="leave out the start-up floor (the imports a fresh process pays before any work)")
+    ap.add_argument("--inprocess", type=int, default=3, metavar="N",
+                    help="also run each matcher N times in one process (sizes up to 4096 px; 0: no): the "
+                         "first run against the later ones, as a `georeg batch` worker pays them")
     args = ap.parse_args()
     data = Path(args.data)
     if not (data / "s1s2_volkov").is_dir():
         sys.exit(f"real data not found at {data}; pass --data")
     rows = []
+    if args.startup:
+        for name, r in startup_floor():
+            print(f"start-up  {name:48s} {r.get('seconds', float('nan')):5.2f} s  "
+                  f"{r.get('peak_rss_mb', float('nan')):5.0f} MB", flush=True)
     with tempfile.TemporaryDirectory(prefix="georeg-speed-") as td:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
@@ -195,25 +310,10 @@ def main() -> None:
                 # SAR target it returns shifts of unknown quality, and fails outright at 10980 px)
                 runs["AROSICS (optical target)"] = run_arosics(args.arosics_python, ref,
                                                                optical_target(ref, work, size), work)
-            base = runs.get("georeg baseline", {}).get("seconds")
-            for name, r in runs.items():
-                rows.append({"size": size, "method": name, **r})
-                ratio = f"{r['seconds'] / base:5.2f}x" if base and "seconds" in r else "    -"
-                extra = ""
-                if "timings" in r:
-                    t = r["timings"]
-                    extra = (f"{r['matcher_used']}, shift {r['shift_px'][0]:+.2f} {r['shift_px'][1]:+.2f} px, "
-                             f"{r['verdict']}; stages " + " ".join(f"{k} {v:.1f}" for k, v in t.items()
-                                                                    if k != "total"))
-                elif r["rc"] != 0:
-                    extra = f"failed: {r['tail'][0][:100]}"
-                print(f"{size:6d} px  {name:22s} {r.get('seconds', float('nan')):8.1f} s  "
-                      f"{r.get('peak_rss_mb', float('nan')):7.0f} MB  {ratio} of baseline  {extra}", flush=True)
-            per_tile = {m: r["match_s_per_tile"] for m, r in runs.items() if "match_s_per_tile" in r}
-            if "georeg baseline" in per_tile and len(per_tile) > 1:
-                b0 = per_tile["georeg baseline"]
-                print(f"{size:6d} px  matching seconds per tile and pass: "
-                      + ", ".join(f"{m} {v:.2f} ({v / b0:.2f}x baseline)" for m, v in per_tile.items()), flush=True)
+            rows += print_runs(size, runs)
+            matchers = [m for m in args.matchers.split(",") if m]
+            if args.inprocess and size <= 4096 and matchers:
+                print_inprocess(size, run_inprocess(ref, tgt, work, matchers, args.inprocess))
     print_growth(rows)
     print(f"(target geotransform shifted by {SHIFT_PX[0]:+.1f}, {SHIFT_PX[1]:+.1f} px; "
           "georeg's shift is the correction, so expect about the opposite plus the pairs' own residual)")
