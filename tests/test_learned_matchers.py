@@ -257,3 +257,32 @@ def test_given_structural_scores_replace_the_recomputed_ones(weights_dir, name):
         assert torch.allclose(recomputed[kept], expect[kept], atol=1e-5)
     with pytest.raises(ShapeError, match="structural"):
         m.rank(own, cand, None, torch.zeros(3, 5))
+
+
+def test_a_weak_first_pass_of_several_motions_is_not_matched_again(tmp_path, monkeypatch):
+    """A weak structural first pass that many tie points agree with (several motions, not decoys)
+    is not matched again with the ranker: the report counts it, and the network ranks the
+    refinement pass only."""
+    import georeg.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every first pass weak
+    monkeypatch.setattr(pipeline, "RETRY_SKIP_INLIERS", 1)
+    monkeypatch.setattr(pipeline, "RETRY_SKIP_FRACTION", 0.0)
+    report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_first_pass=False)
+    passes = report["matcher"]["first_passes"]
+    assert passes["ranked_again"] == 0 and passes["weak_not_ranked_again"] >= 1, passes
+    assert set(radii) == {refine_radius}, radii
+    assert np.allclose(report["shift"]["mean_px"], [4.0, -3.0], atol=0.5), report["shift"]
+
+
+@pytest.mark.parametrize("agree, total, expected", [(100, 250, True), (99, 200, False), (100, 251, False),
+                                                    (880, 2021, True), (20, 43, False)])
+def test_several_motions_needs_many_agreeing_tie_points(agree, total, expected):
+    from georeg.estimation import FittedModel
+    from georeg.pipeline import _several_motions
+
+    inliers = np.zeros(total, bool)
+    inliers[:agree] = True
+    model = FittedModel("translation", np.eye(3), inliers, np.zeros(total))
+    assert _several_motions(model) is expected
+    assert _several_motions(None) is False
