@@ -514,8 +514,8 @@ def _several_motions(model: FittedModel | None) -> bool:
     """A weak first-pass model that many tie points agree with, close to half of them: the scene
     has several motions (blocks of different pairs, terrain, a second layer) rather than decoys
     the structural matcher fell for, and the learned ranker does not change it. The learned retries
-    of ``benchmarks/run.py --held-out --limit 8`` (256-512 px scenes) started from 4-20 inliers at
-    9-47%; the 1024 px S1/S2 pair 176 from 179 of 362, retried to 179 of 365, and the 10980 px
+    of ``benchmarks/run.py --held-out --limit 8`` (256-512 px scenes) started from 4-90 inliers at
+    9-50%; the 1024 px S1/S2 pair 176 from 179 of 362, retried to 179 of 365, and the 10980 px
     mosaic of ``scene_speed.py`` from 880 of 2021, retried to 1128 of 2861 for the same final shift
     to 1e-6 px at 24 s of its 67."""
     if model is None:
