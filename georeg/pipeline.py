@@ -515,7 +515,8 @@ def _several_motions(model: FittedModel | None) -> bool:
     has several motions (blocks of different pairs, terrain, a second layer) rather than decoys
     the structural matcher fell for, and the learned ranker does not change it. The learned retries
     of ``benchmarks/run.py --held-out --limit 8`` (256-512 px scenes) started from 4-90 inliers at
-    9-50%; the 1024 px S1/S2 pair 176 from 179 of 362, retried to 179 of 365, and the 10980 px
+    9-50%; the unmasked Landsat B4/B10 pair (clouds moving over the ground) from 179 of 362,
+    retried to 179 of 365 (`uncertain` either way), and the 10980 px
     mosaic of ``scene_speed.py`` from 880 of 2021, retried to 1128 of 2861 for the same final shift
     to 1e-6 px at 24 s of its 67."""
     if model is None:
