@@ -568,7 +568,9 @@ def stage_first_pass(sc: Scene) -> None:
         sc.geometry_used = False  # the shift passes fit from a translation
         tp, model = _best(*_shift_passes(sc, radius), tp_g, model_g)
         sc.geometry_used = tp is not None and tp is tp_g
-        if search == "auto" and _weak(model) and sc.geometry is None:
+        # a weak model that many tie points agree with is a scene of several motions, not a
+        # geometry the shift passes missed (the 10980 px mosaic searched 6 s for an identity)
+        if search == "auto" and _weak(model) and not _several_motions(model) and sc.geometry is None:
             sc.clock.lap("pass1")
             tp, model = _global_stage(sc, tp, model, radius, fallback=True)
     if _weak(model) and sc.geometry is not None:  # a global search ran (never with search="shift")

@@ -184,6 +184,22 @@ def test_a_runner_up_must_explain_clearly_more_than_the_winner():
     assert _clearly_more(fit(4), None) and not _clearly_more(fit(2), None)
 
 
+@pytest.mark.parametrize("several_motions", [True, False])
+def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path, monkeypatch, several_motions):
+    """A weak shift pass that many tie points agree with (several motions) is not a wrong geometry:
+    ``search='auto'`` does not search rotation and scale after it; a weak pass with few agreeing
+    tie points does."""
+    import georeg.pipeline as pipeline
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
+    synthetic_pair(str(ref), str(tgt), size=320, seed=3, new_to_old=np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]]))
+    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
+    monkeypatch.setattr(pipeline, "RETRY_SKIP_INLIERS", 1 if several_motions else 10 ** 6)
+    res = _register(ref, tgt, tmp_path / "out.tif", matching={"matcher": "baseline"}, target={"modality": "optical"})
+    assert (res.report["global_geometry"] is None) is several_motions, res.report["global_geometry"]
+    assert np.allclose(res.report["shift"]["mean_px"], [3.0, -2.0], atol=0.5), res.report["shift"]
+
+
 @pytest.mark.parametrize("angle, scale, shift", [(35.0, 0.95, (0.0, 0.0)), (30.0, 1.3, (40.0, -60.0))])
 def test_rotated_synthetic_pair_registers_end_to_end(tmp_path, angle, scale, shift):
     """Turned about the centre, and turned, magnified and moved beyond the fine search's radius
