@@ -557,7 +557,8 @@ def stage_first_pass(sc: Scene) -> None:
     the global geometry (rotation and scale) is searched first, and a clear rotation or scale
     becomes the prior of the tile matching. Otherwise, or when that finds no clear model, match
     around the coarse shift, then around the other shift hypothesis, and finally try the global
-    geometry if no clear model came out."""
+    geometry if no clear model came out, unless many tie points agree with the model
+    (:func:`_several_motions`)."""
     radius = sc.radius
     search = sc.cfg.matching.search
     tp, model = None, None
