@@ -194,7 +194,7 @@ def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path,
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
     synthetic_pair(str(ref), str(tgt), size=320, seed=3, new_to_old=np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]]))
     monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
-    monkeypatch.setattr(pipeline, "RETRY_SKIP_INLIERS", 1 if several_motions else 10 ** 6)
+    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
     res = _register(ref, tgt, tmp_path / "out.tif", matching={"matcher": "baseline"}, target={"modality": "optical"})
     assert (res.report["global_geometry"] is None) is several_motions, res.report["global_geometry"]
     assert np.allclose(res.report["shift"]["mean_px"], [3.0, -2.0], atol=0.5), res.report["shift"]

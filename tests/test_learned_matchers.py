@@ -266,8 +266,8 @@ def test_a_weak_first_pass_of_several_motions_is_not_matched_again(tmp_path, mon
     import georeg.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every first pass weak
-    monkeypatch.setattr(pipeline, "RETRY_SKIP_INLIERS", 1)
-    monkeypatch.setattr(pipeline, "RETRY_SKIP_FRACTION", 0.0)
+    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1)
+    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_FRACTION", 0.0)
     report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_first_pass=False)
     passes = report["matcher"]["first_passes"]
     assert passes["ranked_again"] == 0 and passes["weak_not_ranked_again"] >= 1, passes
