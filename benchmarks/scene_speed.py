@@ -130,6 +130,12 @@ def timed(cmd: list[str]) -> dict:
     return out
 
 
+def match_s_per_tile(report: dict) -> float:
+    """Matching seconds (first pass, global search, refinement) per tile matched, from a report."""
+    matched = sum(report["counts"].get("tiles_matched") or [report["counts"]["tiles"] * report["counts"]["passes"]])
+    return sum(report["timings_s"].get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
+
+
 def run_georeg(ref: str, tgt: str, work: Path, matcher: str) -> dict:
     out = work / f"out_{matcher}.tif"
     r = timed([sys.executable, "-m", "georeg.cli", "register", ref, tgt, "-o", str(out), "--matcher", matcher,
@@ -139,9 +145,7 @@ def run_georeg(ref: str, tgt: str, work: Path, matcher: str) -> dict:
         rep = json.loads(rep_path.read_text())
         r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
                  tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"))
-        matched = sum(rep["counts"].get("tiles_matched") or [rep["counts"]["tiles"] * rep["counts"]["passes"]])
-        t = rep["timings_s"]
-        r["match_s_per_tile"] = sum(t.get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
+        r["match_s_per_tile"] = match_s_per_tile(rep)
     return r
 
 
@@ -185,6 +189,8 @@ INPROCESS = """
 import json, sys, time
 t0 = time.perf_counter()
 import torch, georeg
+sys.path.insert(0, sys.argv[6])
+from scene_speed import match_s_per_tile
 from georeg.config import RegistrationConfig
 from georeg.runtime import configure_worker
 configure_worker(1)
@@ -197,9 +203,8 @@ for rep in range(repeat):
         t = time.perf_counter()
         r = georeg.register(ref, tgt, out, cfg).report
         secs = time.perf_counter() - t
-        matched = sum(r["counts"].get("tiles_matched") or [r["counts"]["tiles"] * r["counts"]["passes"]])
-        per = sum(r["timings_s"].get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
-        print(json.dumps({"matcher": m, "run": rep, "seconds": secs, "match_s_per_tile": per}), flush=True)
+        print(json.dumps({"matcher": m, "run": rep, "seconds": secs, "match_s_per_tile": match_s_per_tile(r)}),
+              flush=True)
 """
 
 
@@ -207,7 +212,7 @@ def run_inprocess(ref: str, tgt: str, work: Path, matchers: list[str], repeat: i
     """Every matcher ``repeat`` times in one process, alternating the order (what a `georeg batch`
     worker pays per pair once its imports are done): {matcher: [runs]} and the imports' seconds."""
     proc = subprocess.run([sys.executable, "-c", INPROCESS, ref, tgt, str(work / "inprocess.tif"), ",".join(matchers),
-                           str(repeat)], capture_output=True, text=True)
+                           str(repeat), str(HERE)], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -225,14 +230,14 @@ def print_inprocess(size: int, res: dict) -> None:
     warm = {m: [r for r in runs if r["run"] > 0] for m, runs in res["runs"].items()}
     for m, runs in res["runs"].items():
         later = [r["seconds"] for r in warm[m]]
-        print(f"{size:6d} px  georeg {m:15s} in one process: first run {runs[0]['seconds']:.2f} s, later runs "
-              f"{min(later):.2f}-{max(later):.2f} s (imports before them {res['imports_s']:.2f} s)", flush=True)
-    if "baseline" in warm and len(warm) > 1 and warm["baseline"]:
-        b0 = float(np.median([r["match_s_per_tile"] for r in warm["baseline"]]))
-        print(f"{size:6d} px  matching seconds per tile and pass, later runs (median): " + ", ".join(
-            f"georeg {m} {np.median([r['match_s_per_tile'] for r in runs]):.3f} "
-            f"({np.median([r['match_s_per_tile'] for r in runs]) / b0:.2f}x baseline)"
-            for m, runs in warm.items() if runs), flush=True)
+        rest = f", later runs {min(later):.2f}-{max(later):.2f} s" if later else ""
+        print(f"{size:6d} px  georeg {m:15s} in one process: first run {runs[0]['seconds']:.2f} s{rest} "
+              f"(imports before them {res['imports_s']:.2f} s)", flush=True)
+    per_tile = {m: float(np.median([r["match_s_per_tile"] for r in runs])) for m, runs in warm.items() if runs}
+    if "baseline" in per_tile and len(per_tile) > 1:
+        b0 = per_tile["baseline"]
+        print(f"{size:6d} px  matching seconds per tile and pass, later runs (median): "
+              + ", ".join(f"georeg {m} {v:.3f} ({v / b0:.2f}x baseline)" for m, v in per_tile.items()), flush=True)
 
 
 def print_runs(size: int, runs: dict) -> list[dict]:
