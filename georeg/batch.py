@@ -499,13 +499,21 @@ def _drain(futures: dict, finished: Callable[[dict], None]) -> bool:
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Ctrl-C: SIGTERM each worker, which removes the staged outputs of its pair, then let go."""
-    procs = list(getattr(pool, "_processes", {}).values())
+    """Ctrl-C: SIGTERM each worker, which removes the staged outputs of its pair, then let go.
+
+    The pool's manager thread is joined (bounded) before returning: shutdown(wait=False) only
+    drops it, and a manager thread still closing its wake-up pipe at interpreter exit races with
+    concurrent.futures' exit handler writing to that pipe (CPython 3.11: 'OSError: [Errno 9] Bad
+    file descriptor' and a traceback after 'Interrupted')."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     for proc in procs:
         proc.terminate()
     for proc in procs:
         proc.join(10)
     pool.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        manager.join(10)  # the workers are gone, so it sees a broken pool and ends at once
 
 
 def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], None], max_crashes: int = 2) -> None:
