@@ -4,7 +4,9 @@
 (K, 2) ``xy_px`` integer pixel positions and (K,) scores, at most ``n``. The response is the
 Shi-Tomasi minimum eigenvalue of the structure tensor; the tile is cut into a grid of cells and
 each cell keeps its strongest locally-maximal points, so the points cover the whole tile rather
-than bunching in its most textured part.
+than bunching in its most textured part. The places of cells that have too few points (outside
+the valid data, open water) go to the other cells' next-strongest points, so a tile half nodata
+still gets its ``n`` points.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import numpy as np
 import torch
 
 from .features import box_count, gaussian_blur, gradients, max_filter
+
+# a cell keeps up to this many times its share of points in reserve, for the places that cells
+# without enough points (outside the valid data, flat water) leave empty
+RESERVE = 3
 
 
 def shi_tomasi(img: torch.Tensor, grad_sigma: float = 1.5, window_sigma: float = 3.0) -> torch.Tensor:
@@ -49,7 +55,8 @@ def detect(image: np.ndarray, valid: np.ndarray, n: int, border: int, patch_size
     cells = max(1, int(math.ceil(math.sqrt(n / 3.0))))
     ch, cw = max(1, inner_h // cells + 1), max(1, inner_w // cells + 1)
     per_cell = max(1, int(math.ceil(n / (cells * cells))))
-    pts, scores = [], []
+    # (x, y, score, rank within its cell): each cell's ``per_cell`` strongest, then its next ones
+    pts = []
     for i in range(cells):
         for j in range(cells):
             r0, c0 = border + i * ch, border + j * cw
@@ -57,16 +64,20 @@ def detect(image: np.ndarray, valid: np.ndarray, n: int, border: int, patch_size
             if block.size == 0:
                 continue
             flat = block.ravel()
-            m = min(per_cell, int((flat > 0).sum()))
+            m = min(RESERVE * per_cell, int((flat > 0).sum()))
             if m == 0:
                 continue
             idx = np.argpartition(-flat, m - 1)[:m]
+            idx = idx[np.argsort(-flat[idx], kind="stable")]
             rr, cc = np.unravel_index(idx, block.shape)
-            pts.append(np.stack([cc + c0, rr + r0], 1))
-            scores.append(flat[idx])
+            pts.append(np.stack([cc + c0, rr + r0, flat[idx], np.arange(m)], 1))
     if not pts:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
-    xy = np.concatenate(pts).astype(np.int64)
-    sc = np.concatenate(scores).astype(np.float32)
-    order = np.argsort(-sc)[:n]
-    return xy[order], sc[order]
+    cand = np.concatenate(pts)
+    # every cell's own share first (the strongest of them when that is more than n); the places
+    # that cells short of points leave go to the other cells' reserves, round by round (every
+    # cell's next point before any cell's one after), so the points stay spread
+    own = cand[:, 3] < per_cell
+    order = np.lexsort((-cand[:, 2], np.where(own, 0, cand[:, 3]), ~own))[:n]
+    order = order[np.argsort(-cand[order, 2], kind="stable")]
+    return cand[order, :2].astype(np.int64), cand[order, 2].astype(np.float32)
