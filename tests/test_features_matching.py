@@ -149,6 +149,25 @@ def test_keypoints_are_spread_and_inside():
     assert all(((qx == a) & (qy == b)).sum() > 5 for a in (0, 1) for b in (0, 1))
 
 
+def test_keypoints_of_a_tile_half_outside_the_data_fill_the_budget():
+    # the cells outside the valid half have no points; their places go to the valid cells, which
+    # each get their own share before any gets a second round (before: 63 of these 120)
+    img = _texture(512)
+    valid = np.ones_like(img, bool)
+    valid[:, 256:] = False
+    n = 120
+    xy, sc = detect(img, valid, n, border=40, patch_size=64)
+    assert len(xy) == n and len(np.unique(xy, axis=0)) == n
+    assert (xy[:, 0] <= 256 - 32).all()  # every patch (98% of it) inside the valid half
+    assert (np.diff(sc) <= 0).all()  # strongest first, as before
+    # spread: each of four horizontal bands of the valid half gets a fair share
+    bands = np.digitize(xy[:, 1], [143, 246, 349])
+    assert np.bincount(bands, minlength=4).min() > n / 8
+    # a whole valid tile still gets each cell's own strongest points: the same as with no reserve
+    full, _ = detect(img, np.ones_like(valid), n, border=40, patch_size=64)
+    assert len(full) == n
+
+
 def test_matcher_api_scores_pairs():
     m = load("baseline", device="cpu")
     assert isinstance(m, BaselineMatcher)
