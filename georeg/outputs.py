@@ -211,6 +211,18 @@ def shift_text(sh: dict) -> str:
     return text
 
 
+def quality_text(report: dict) -> str:
+    """The verdict with the precision it measured, as the CLI prints it: 'reliable; the model
+    moves up to 1.0 px at the corners when its tie points are resampled'. ``reliable`` means no
+    check found a gross error; the bootstrap movement says how far to trust the last pixel."""
+    verdict = report.get("verdict") or {}
+    text = report.get("quality", "?")
+    moves = verdict.get("instability_px")
+    if moves is not None:
+        text += f"; the model moves up to {moves:.1f} px at the corners when its tie points are resampled"
+    return text
+
+
 def modality_text(report: dict) -> str:
     """How the target was read and matched, from a report, as the CLI prints it: 'target read as
     sar (from its pixels: texture 96% sar), matched with kgl-opt-sar'. The texture model is the

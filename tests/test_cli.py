@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,9 @@ def test_register_says_how_the_target_was_read(pair, tmp_path):
               "--quicklook", "none", "--tie-points", "none", "--report", "none"])
     assert r.exit_code == 0, r.output
     assert "  target read as sar (as given), matched with baseline\n" in r.output
+    # the verdict, with the precision it measured (the report's bootstrap corner movement)
+    assert re.search(r"\n  reliable; the model moves up to \d+\.\d px at the corners when its tie points are "
+                     r"resampled\n", r.output), r.output
     # front ends (the QGIS plugin's subprocess path) get the same line in the RESULT record
     r = _run(["--machine", "register", *pair, "-o", tmp_path / "out.tif", "--matcher", "baseline", "--modality", "sar",
               "--quicklook", "none", "--tie-points", "none", "--report", "none", "--overwrite"])

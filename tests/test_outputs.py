@@ -251,3 +251,12 @@ def test_modality_text_says_where_the_modality_came_from_and_when_to_override():
     assert "from its file name" in modality_text(rep(decided="sar", by="file name"))
     assert "--modality" in modality_text(rep(decided="optical", by="default"))
     assert modality_text(rep(decided="thermal", by="metadata")).startswith("target read as thermal (from its metadata)")
+
+
+def test_quality_text_gives_the_verdict_and_the_measured_precision():
+    from georeg.outputs import quality_text
+
+    assert quality_text({"quality": "reliable", "verdict": {"instability_px": 0.34}}) == (
+        "reliable; the model moves up to 0.3 px at the corners when its tie points are resampled")
+    assert quality_text({"quality": "uncertain", "verdict": {"instability_px": None}}) == "uncertain"
+
