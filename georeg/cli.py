@@ -264,7 +264,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     if machine:
         _machine("RESULT", {"outputs": result.outputs, "model": rep["model"]["type"], "shift": rep["shift"],
                             "residuals": rep["residuals"], "counts": rep["counts"], "quality": rep["quality"],
-                            "verdict": rep["verdict"]["reason"], "target": modality_text(rep)})
+                            "verdict": rep["verdict"]["reason"], "target": modality_text(rep),
+                            "quality_text": quality_text(rep)})
     if not quiet:
         sh = rep["shift"]
         acc = rep["residuals"]

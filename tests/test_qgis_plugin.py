@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,8 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     r = res[0]
     # the log tells how the target was read
     assert any(i.startswith("target read as sar (from its pixels: texture") and i.endswith("matched with baseline")
+               for i in r["infos"]), r["infos"]
+    assert any(re.match(r"(reliable|uncertain); the model moves up to \d+\.\d px at the corners", i)
                for i in r["infos"]), r["infos"]
     assert r["valid"] and r["n"] > 50 and "residual_px" in r["fields"] and "inlier" in r["fields"]
     rep = json.loads((tmp_path / "r.json").read_text())

@@ -178,6 +178,8 @@ class RegisterAlgorithm(_Base):
                           f"RMSE {result.get('residuals', {}).get('rmse_px', float('nan')):.2f} px")
         if result.get("target"):  # how the target was read: its modality, the evidence, the matcher
             feedback.pushInfo(result["target"])
+        if result.get("quality_text"):  # the verdict and the precision it measured
+            feedback.pushInfo(result["quality_text"])
         out = {"OUTPUT": output, "REPORT": report}
         layer = QgsVectorLayer(f"{tie_points}|layername=tie_points", "tie points", "ogr")
         if not layer.isValid():
@@ -277,7 +279,7 @@ def _arg(args, flag):
 
 def _register_in_process(georeg, args, feedback):
     from georeg.options import config_from_options
-    from georeg.outputs import modality_text
+    from georeg.outputs import modality_text, quality_text
 
     output = _arg(args, "-o")
     cfg = config_from_options(json.loads(_arg(args, "--options-json"))).with_options(
@@ -290,4 +292,5 @@ def _register_in_process(georeg, args, feedback):
     if rep["quality"] != "reliable":
         feedback.reportError(f"georeg: the result is {rep['quality']}: {rep['verdict']['reason']}", False)
     return {"outputs": res.outputs, "model": rep["model"]["type"], "residuals": rep["residuals"],
-            "counts": rep["counts"], "quality": rep["quality"], "target": modality_text(rep)}
+            "counts": rep["counts"], "quality": rep["quality"], "target": modality_text(rep),
+            "quality_text": quality_text(rep)}
