@@ -38,8 +38,8 @@ from .options import BY_NAME, MANIFEST_COLUMNS
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
-                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "inliers", "seconds",
-                  "target_modality", "modality_by", "matcher")
+                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "corner_movement_px", "inliers",
+                  "seconds", "target_modality", "modality_by", "matcher")
 
 @dataclass(frozen=True)
 class PairTask:
@@ -465,10 +465,13 @@ def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = ""
     """The summary row of a pair whose verified report ``rep`` is on disk ("" for an unknown time)."""
     matcher = rep.get("matcher")
     target = rep.get("target", {})
+    moves = (rep.get("verdict") or {}).get("instability_px")
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
             "status": status, "error": rep["verdict"]["reason"] if status == "uncertain" else "",
             "quality": rep.get("quality", ""), "model": rep["model"]["type"],
             "rmse_px": round(rep["residuals"]["rmse_px"], 3), "ce90_px": round(rep["residuals"]["ce90_px"], 3),
+            # the verdict's measured precision: how far the model's corners move under resampling
+            "corner_movement_px": "" if moves is None else round(moves, 3),
             "inliers": rep["counts"]["inliers"], "seconds": seconds, **_shift_columns(rep),
             "target_modality": target.get("modality", ""),
             "modality_by": (target.get("modality_evidence") or {}).get("by", ""),
@@ -477,10 +480,8 @@ def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = ""
 
 def failed_row(task: PairTask, error: str) -> dict:
     """The summary row of a pair that failed with ``error`` (the local and Dask runners share it)."""
-    return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
-            "status": "failed", "error": error, "quality": "", "model": "", "rmse_px": "", "ce90_px": "", "inliers": "",
-            "seconds": "", "shift_x_px": "", "shift_y_px": "", "shift_x_map": "", "shift_y_map": "",
-            "target_modality": "", "modality_by": "", "matcher": ""}
+    return {**dict.fromkeys(SUMMARY_FIELDS, ""), "index": task.index, "reference": task.reference,
+            "target": task.target, "output": task.output, "status": "failed", "error": error}
 
 
 def _drain(futures: dict, finished: Callable[[dict], None]) -> bool:

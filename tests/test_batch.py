@@ -70,6 +70,8 @@ def test_failures_are_recorded_and_others_succeed(volkov, tmp_path):
     assert "corrupt_S1_VH.tif" in s[1]["error"] and "could not read the target raster" in s[1]["error"]
     assert "the target has no contrast over the overlap" in s[2]["error"]
     assert float(s[0]["rmse_px"]) < 3 and int(s[3]["inliers"]) > 50
+    # the verdict's measured precision, as `georeg register` prints it
+    assert 0 < float(s[0]["corner_movement_px"]) < 3 and s[1]["corner_movement_px"] == ""
     # how each target was read, so a batch's misread sensors can be found in its summary
     assert [(x["target_modality"], x["matcher"]) for x in (s[0], s[3])] == [("sar", "baseline")] * 2
     assert {s[0]["modality_by"], s[3]["modality_by"]} <= {"pixels", "file name"}  # *_S1_VH.tif
