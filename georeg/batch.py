@@ -465,7 +465,7 @@ def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = ""
     """The summary row of a pair whose verified report ``rep`` is on disk ("" for an unknown time)."""
     matcher = rep.get("matcher")
     target = rep.get("target", {})
-    moves = (rep.get("verdict") or {}).get("instability_px")
+    moves = rep["verdict"].get("instability_px")
     return {"index": task.index, "reference": task.reference, "target": task.target, "output": task.output,
             "status": status, "error": rep["verdict"]["reason"] if status == "uncertain" else "",
             "quality": rep.get("quality", ""), "model": rep["model"]["type"],

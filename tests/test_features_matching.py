@@ -163,7 +163,7 @@ def test_keypoints_of_a_tile_half_outside_the_data_fill_the_budget():
     # spread: each of four horizontal bands of the valid half gets a fair share
     bands = np.digitize(xy[:, 1], [143, 246, 349])
     assert np.bincount(bands, minlength=4).min() > n / 8
-    # a whole valid tile still gets each cell's own strongest points: the same as with no reserve
+    # a whole valid tile gets its n points too
     full, _ = detect(img, np.ones_like(valid), n, border=40, patch_size=64)
     assert len(full) == n
 
