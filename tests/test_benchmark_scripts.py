@@ -110,3 +110,59 @@ def test_footprint_judge_shows_the_ground_of_the_turned_target(tmp_path, angle, 
     r0, c0 = int(round(off[1])), int(round(off[0]))
     assert np.array_equal(part[inside], full[r0:r0 + part.shape[0], c0:c0 + part.shape[1]][inside])
     assert inside.any() and not part[outside].any()
+
+
+def test_a_turned_picture_shows_each_point_where_the_motion_puts_it(tmp_path):
+    """unseen_pairs.write_turned moves the picture by the motion that turned() gives, in georeg's
+    pixel convention (centres at half-integers), else every consistency it reports is off."""
+    import numpy as np
+    import rasterio
+    from unseen_pairs import apply, turned, write_turned
+
+    img = np.zeros((1, 120, 160), np.uint8)
+    img[0, 45, 60] = img[0, 80, 100] = 255  # pixel centres (60.5, 45.5) and (100.5, 80.5)
+    with rasterio.open(tmp_path / "a.tif", "w", driver="GTiff", width=160, height=120, count=1, dtype="uint8") as o:
+        o.write(img)
+    for theta, scale in ((-120.0, 1.0), (37.0, 1.0), (15.0, 1.6)):
+        motion = turned(theta, scale, 160, 120)
+        write_turned(tmp_path / "a.tif", tmp_path / "b.tif", motion)
+        with rasterio.open(tmp_path / "b.tif") as d:
+            out = d.read(1).astype(float)
+        for p in ((60.5, 45.5), (100.5, 80.5)):
+            q = apply(motion, np.array([p]))[0]  # where the dot must be
+            i, j = int(q[1]), int(q[0])
+            win = out[i - 3:i + 4, j - 3:j + 4]
+            yy, xx = np.mgrid[i - 3:i + 4, j - 3:j + 4]
+            centroid = np.array([(xx * win).sum(), (yy * win).sum()]) / win.sum() + 0.5
+            assert np.abs(centroid - q).max() < 0.25, (theta, scale, p, centroid, q)
+
+
+@pytest.mark.data
+def test_a_sar_picture_turned_half_round_registers_as_its_plain_pair(shared_data, tmp_path):
+    """A pair no benchmark, training or tuning used (RIFT's SAR/optical demo, no georeferencing):
+    the SAR picture turned 200 degrees gives the plain pair's result composed with the turn,
+    within a pixel, and both are called reliable."""
+    import warnings
+
+    import numpy as np
+    from unseen_pairs import off_motion, shape, turned, write_turned
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    d = shared_data / "rift_samples" / "sar-optical"
+    if not d.is_dir():
+        pytest.skip(f"the RIFT demo pairs are not in {shared_data}")
+    ref, tgt = d / "pair2.jpg", d / "pair1.jpg"
+    cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None})
+    motion = turned(200.0, 1.0, *shape(tgt))
+    write_turned(tgt, tmp_path / "turned.tif", motion)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = georeg.register(str(ref), str(tgt), str(tmp_path / "plain.tif"), cfg)
+        got = georeg.register(str(ref), str(tmp_path / "turned.tif"), str(tmp_path / "out.tif"), cfg)
+    assert plain.quality == "reliable" and got.quality == "reliable"
+    assert plain.report["target"]["modality"] == "sar"
+    off = off_motion(np.array(got.report["model"]["matrix_px"]), np.array(plain.report["model"]["matrix_px"]),
+                     motion, shape(ref), shape(tgt), 1.0)
+    assert off < 1.0, off
