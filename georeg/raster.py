@@ -648,12 +648,15 @@ class RasterSource:
             # a raster on the pixel frame is warped from that frame, not from GDAL's identity
             placed = {"src_transform": self.grid.transform} if self.pixel_frame else {}
             ds, bands = self._pixels
+            # GDAL warps a raster's own alpha band (an RGBA orthophoto, a QGIS export) as the
+            # alpha, and refuses to add another
+            alpha = alpha_band(ds)
             with WarpedVRT(ds, crs=sub.crs, transform=sub.transform, width=sub.width,
-                           height=sub.height, resampling=resampling, add_alpha=True,
+                           height=sub.height, resampling=resampling, add_alpha=alpha is None,
                            src_nodata=ds.nodata, **placed) as vrt:
                 # one read of the data and alpha bands: each read call warps again (a 10980 px
                 # raster's decimated read took 9.0 s in two calls, 4.1 s in one)
-                both = vrt.read([*bands, vrt.count])
+                both = vrt.read([*bands, alpha or vrt.count])
                 arr, alpha = both[:-1], both[-1]
             masks = np.repeat(alpha[None], len(bands), axis=0)
             data = arr
@@ -827,6 +830,13 @@ def _short(exc: Exception) -> str:
 def _supports_densify() -> bool:
     import inspect
     return "densify_pts" in inspect.signature(transform_geom).parameters
+
+
+def alpha_band(ds) -> int | None:
+    """The 1-based index of ``ds``'s alpha band, or None."""
+    from rasterio.enums import ColorInterp
+
+    return next((i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha), None)
 
 
 def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:

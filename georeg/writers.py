@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from .config import OutputConfig
-from .raster import Grid, RasterSource
+from .raster import Grid, RasterSource, alpha_band
 from .warp import dense_coords
 
 _ORDER = {"nearest": 0, "bilinear": 1, "cubic": 3}
@@ -163,7 +163,10 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
-        has_mask = src.ds.nodata is None and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0])
+        # an internal mask carries the validity of a raster without nodata; its alpha band, copied
+        # with the other bands, already does
+        has_mask = (src.ds.nodata is None and alpha_band(src.ds) is None
+                    and any(f.name == "per_dataset" for f in src.ds.mask_flag_enums[0]))
         with _open_for_writing(tmp, prof) as dst:
             for i, w in enumerate(wins):
                 dst.write(src.ds.read(window=w), window=w)
@@ -184,7 +187,10 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     (resampling and format from ``options``: resampling, cog, compress, creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
     nodata = src.ds.nodata if src.ds.nodata is not None else 0
-    prof = _profile(src, out, compress, nodata, () if cog else creation_options)
+    # a raster with an alpha band gets 0 outside in every band, alpha included (transparent); a
+    # declared nodata 0 would also hide its black pixels, and shadow the alpha in GDAL
+    declared = None if src.ds.nodata is None and alpha_band(src.ds) is not None else nodata
+    prof = _profile(src, out, compress, declared, () if cog else creation_options)
     order = 0 if _paletted_bands(src) else _ORDER[options.resampling]  # an index between two colours is no colour
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
         tmp = Path(td) / "data.tif"

@@ -651,6 +651,50 @@ def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(
             assert set(np.unique(d.read(1))) <= set(range(64)) | {d.nodata or 0}
 
 
+def _rgba(src, dst, hidden_cols: int) -> None:
+    """``src``'s first band as an RGBA raster whose left ``hidden_cols`` columns are transparent
+    and hold white, as orthophotos and QGIS exports carry their footprint."""
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(src) as d:
+        grey, prof = d.read(1), d.profile
+    rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)])
+    rgba[:3, :, :hidden_cols], rgba[3, :, :hidden_cols] = 255, 0
+    with rasterio.open(dst, "w", **dict(prof, count=4, dtype="uint8", nodata=None, photometric="RGB",
+                                        alpha="YES")) as o:
+        o.write(rgba)
+    with rasterio.open(dst) as d:
+        assert d.colorinterp[3] == ColorInterp.alpha
+
+
+@pytest.mark.parametrize("side", ["reference", "target"])
+def test_a_raster_with_an_alpha_band_registers_and_keeps_its_transparency(pair, tmp_path, side):
+    """An RGBA raster (a drone orthophoto, a QGIS export): its alpha band is its mask (GDAL's
+    warper, reading it at the coarse pass's resolution, refused to add a second alpha: "The VRT
+    already has an alpha band"), and a corrected RGBA target keeps the alpha band, transparent
+    outside, with no nodata that would also hide its black pixels."""
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    ref, tgt = pair
+    if side == "reference":
+        ref = tmp_path / "ref_rgba.tif"
+        _rgba(pair[0], ref, 60)
+    else:
+        tgt = tmp_path / "tgt_rgba.tif"
+        _rgba(pair[1], tgt, 60)
+    for align in (False, True):
+        cfg = RegistrationConfig().with_options(matching={"matcher": "baseline", "coarse_size_px": 128},
+                                                output={"overwrite": True, "align_grids": align})
+        res = georeg.register(str(ref), str(tgt), str(tmp_path / "out.tif"), cfg)
+        assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
+        if side == "target":
+            with rasterio.open(tmp_path / "out.tif") as d:
+                assert d.count == 4 and d.nodata is None and d.colorinterp[3].name == "alpha"
+                alpha = d.read(4)
+            assert (alpha[:, :50] == 0).all() and (alpha[10:-10, 80:-20] == 255).all()
+
+
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
                                                     ("--tie-points", "tp.shp", "tie_points output"),
                                                     ("--quicklook", "ql.jpg", "quicklook output")])
