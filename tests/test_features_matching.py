@@ -200,3 +200,52 @@ def test_max_filter_equals_max_pooling(shape, k):
     pooled = F.max_pool2d(F.max_pool2d(x, (1, k), stride=1, padding=(0, k // 2)), (k, 1), stride=1,
                           padding=(k // 2, 0))
     assert torch.equal(max_filter(x, k), pooled)
+
+
+def test_small_holes_take_their_surroundings_and_the_outside_stays_empty():
+    """Scattered invalid pixels (a dB image's -inf, masked pixels) are filled from the valid
+    pixels around them, so that they are no dots for keypoints and gradients; the area outside
+    the footprint stays 0 and is no hole."""
+    from georeg.preprocess import preprocess, small_holes
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:200, 0:200]
+    img = (np.sin(xx / 9.0) + np.cos(yy / 13.0)).astype(np.float32)
+    valid = np.ones(img.shape, bool)
+    valid[:, 150:] = False  # outside the footprint
+    scattered = rng.random(img.shape) < 0.01
+    valid &= ~scattered
+    holes = small_holes(valid)
+    assert holes[:, :145][scattered[:, :145]].all()  # every scattered pixel inside is a hole
+    assert not holes[:, 153:].any()  # the outside is none
+    out = preprocess(np.where(valid, img, np.nan), valid, "optical", True)
+    ref = preprocess(img, np.c_[np.ones((200, 150), bool), np.zeros((200, 50), bool)], "optical", True)
+    inner = scattered.copy()
+    inner[:, 140:] = False
+    assert np.abs(out[inner] - ref[inner]).max() < 0.05  # as if the pixel had been there
+    assert (out[:, 153:] == 0).all()
+
+
+def test_scattered_nan_pixels_of_the_target_leave_both_matching_directions(small_pair, tmp_path):
+    """A float target with 1% scattered NaN pixels (dB of a power image with zeros): resampled, they
+    spoil about 4% of the pixels, which left no patch 98% valid, so the target side gave no tie
+    point and the result was uncertain. Filled, both sides match as on the whole target."""
+    import rasterio
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    ref, tgt = small_pair("tgt.tif")
+    with rasterio.open(tgt) as d:
+        a, prof = d.read(1).astype(np.float32), d.profile
+    a[np.random.default_rng(3).random(a.shape) < 0.01] = np.nan
+    holed = tmp_path / "holed.tif"
+    with rasterio.open(holed, "w", **dict(prof, dtype="float32", nodata=float("nan"))) as o:
+        o.write(a, 1)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"},
+                                            output={"quicklook": None, "tie_points": None, "report": None})
+    res = georeg.register(str(ref), str(holed), str(tmp_path / "out.tif"), cfg)
+    counts = res.report["counts"]
+    assert counts["backward"] > 0.5 * counts["forward"], counts
+    assert res.quality == "reliable"
+    assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
