@@ -99,7 +99,7 @@ def run_phasecorr(case: Case, target: str, out: Path):
         a, av = r.read_on_grid(r.grid, win)
         b, bv = s.read_on_grid(r.grid, win)
         a = preprocess(a, av, "optical", False)
-        b = preprocess(b, bv, s.modality, s.ds.dtypes[0].startswith("float"))
+        b = preprocess(b, bv, s.modality, s.float_values)
         # masked pixels carry no signal: put them at each image's mean so they do not correlate
         a = np.where(av, a - a[av].mean(), 0.0)
         b = np.where(bv, b - b[bv].mean(), 0.0)

@@ -62,8 +62,8 @@ def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Wind
             raise EmptyOverlapError(
                 f"the {role} has no contrast over the overlap: every valid pixel there is {lo:g}, so there "
                 f"is nothing to match; check the band ({band}), the nodata value and the file")
-    rn = preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float"))
-    tn = preprocess(t, tv, tgt.modality, tgt.ds.dtypes[0].startswith("float"))
+    rn = preprocess(r, rv, ref.modality, ref.float_values)
+    tn = preprocess(t, tv, tgt.modality, tgt.float_values)
     with torch.inference_mode():
         fr = oriented_gradient_channels(torch.from_numpy(rn)[None, None], grad_sigma=1.0, cell_sigma=1.0)[0]
         ft = oriented_gradient_channels(torch.from_numpy(tn)[None, None], grad_sigma=1.0, cell_sigma=1.0)[0]

@@ -162,8 +162,8 @@ class _Scene:
         self.h, self.w = r.shape
         self.tpad = np.array([pad_c, pad_r], np.float64)
         self.r_valid = rv
-        rn = preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float"))
-        tn = preprocess(t, tv, tgt.modality, tgt.ds.dtypes[0].startswith("float"))
+        rn = preprocess(r, rv, ref.modality, ref.float_values)
+        tn = preprocess(t, tv, tgt.modality, tgt.float_values)
         self.t_img = torch.from_numpy(np.stack([tn, tv.astype(np.float32)]))[None]  # (1, 2, Ht, Wt)
         with torch.inference_mode():
             fr = _features(torch.from_numpy(rn)[None, None])[0]

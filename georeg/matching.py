@@ -219,8 +219,8 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
     if (r_valid & t_valid).sum() < p * p:
         return TiePoints()
     r_holes, t_holes = small_holes(r_valid), small_holes(t_valid)
-    r_n = preprocess(r_img, r_valid, ref.modality, ref.ds.dtypes[0].startswith("float"), r_holes)
-    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.ds.dtypes[0].startswith("float"), t_holes)
+    r_n = preprocess(r_img, r_valid, ref.modality, ref.float_values, r_holes)
+    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.float_values, t_holes)
     # filled small holes count as data from here on: scattered NaN pixels (a dB image's zeros,
     # resampled, spoil 4% of its pixels for 1% of them) would otherwise disqualify every patch
     r_valid, t_valid = r_valid | r_holes, t_valid | t_holes

@@ -303,7 +303,15 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
         edges = (win.row_off == 0, win.row_off + win.height == ds.height,
                  win.col_off == 0, win.col_off + win.width == ds.width)
         valid &= ~border_fill(data, edges)
+    if scaled(ds, band):  # the physical values that GDAL's scale and offset give
+        data = data * np.float32(ds.scales[band - 1]) + np.float32(ds.offsets[band - 1])
     return data, valid
+
+
+def scaled(ds, band: int) -> bool:
+    """Whether GDAL's metadata scales or offsets ``band``'s samples into physical values."""
+    sc, of = ds.scales[band - 1], ds.offsets[band - 1]
+    return bool(np.isfinite(sc) and np.isfinite(of) and (sc != 1.0 or of != 0.0))
 
 
 FILL_TOLERANCE = 0.012  # of the range below the 99th percentile: JPEG leaves black fill at 0-3 of 255
@@ -342,7 +350,7 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
     if label is not None:
         return ModalityDecision(label, "metadata", evidence)
     sample, valid = central_sample(ds, bands[0])
-    label, val_ev = _from_values(sample, valid, ds.dtypes[bands[0] - 1].startswith("float"))
+    label, val_ev = _from_values(sample, valid, ds.dtypes[bands[0] - 1].startswith("float") or scaled(ds, bands[0]))
     if val_ev:
         evidence["values"] = val_ev
     if label is not None:

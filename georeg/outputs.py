@@ -162,7 +162,7 @@ def quicklook_image(sol: Solution, size: int = 480, crop: int = 72, report: dict
         return (xy - off) / scale
 
     r, rv = ref.read_on_grid(qg)
-    rn = preprocess(r, rv, "optical", ref.ds.dtypes[0].startswith("float"))
+    rn = preprocess(r, rv, "optical", ref.float_values)
     shift = float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t_on_ref, axis=1))) / sx if len(tp) else 0.0
     # vectors drawn about 12 panel px long whatever the correction; the title says by how much
     gain = float(np.clip(12.0 / max(shift, 1e-3), 1.0, 50.0)) if len(tp) else 1.0
@@ -196,8 +196,8 @@ def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str
     b, bv = tgt.read_on_grid(cg)
     a, av = sample_through(tgt, cg, Window(0, 0, crop, crop),
                            lambda xy: model.inverse(xy + np.array([c0, r0], np.float64)) - np.array([c0, r0]))
-    isf = tgt.ds.dtypes[0].startswith("float")
-    rn = preprocess(r, rv, "optical", ref.ds.dtypes[0].startswith("float"))
+    isf = tgt.float_values
+    rn = preprocess(r, rv, "optical", ref.float_values)
     return (overlay(rn, preprocess(b, bv, tgt.modality, isf)), overlay(rn, preprocess(a, av, tgt.modality, isf)),
             f"col {c0}, row {r0}")
 

@@ -559,6 +559,25 @@ class RasterSource:
         rgb = self.ds.read([1, 2, 3], window=central_window(self.ds)).astype(np.int16)
         return bool(np.abs(np.diff(rgb, axis=0)).max(initial=0) <= GREY_TOLERANCE)
 
+    @functools.cached_property
+    def unscale(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(scales, offsets) of the chosen bands, (B, 1, 1) each, when GDAL's metadata turns their
+        samples into physical values (integers stored for dB or kelvin by rioxarray, MODIS and
+        other product writers); None when every scale is 1 and offset 0, or for a colour table."""
+        if self.palette is not None:
+            return None
+        sc = np.array([self.ds.scales[b - 1] for b in self.bands], np.float64)
+        of = np.array([self.ds.offsets[b - 1] for b in self.bands], np.float64)
+        if not (np.all(np.isfinite(sc)) and np.all(np.isfinite(of))) or np.all(sc == 1.0) and np.all(of == 0.0):
+            return None
+        return sc.reshape(-1, 1, 1).astype(np.float32), of.reshape(-1, 1, 1).astype(np.float32)
+
+    @property
+    def float_values(self) -> bool:
+        """Whether the chosen bands hold real numbers: float samples, or integers that GDAL's scale
+        and offset turn into them (linear SAR power among them, which goes to dB)."""
+        return self.ds.dtypes[self.bands[0] - 1].startswith("float") or self.unscale is not None
+
     @property
     def band_label(self) -> str:
         if self.palette is not None:
@@ -614,6 +633,8 @@ class RasterSource:
         if nd is not None:
             valid &= np.all(arr != nd, axis=0) if not math.isnan(nd) else np.all(~np.isnan(arr), axis=0)
         valid &= np.all(np.isfinite(arr), axis=0)
+        if self.unscale is not None and len(arr) == len(self.bands):  # not a colour table's luminance
+            arr = arr * self.unscale[0] + self.unscale[1]
         if arr.shape[0] == 3:
             data = 0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]
         else:

@@ -197,7 +197,7 @@ class StructureProbe:
             r, rv = ref.read_on_grid(grid, win)
             if rv.sum() < 256:
                 continue
-            fr = _features(preprocess(r, rv, ref.modality, ref.ds.dtypes[0].startswith("float")))
+            fr = _features(preprocess(r, rv, ref.modality, ref.float_values))
             self.windows.append((win, rv, fr))
 
     def model_agreement(self, model: FittedModel) -> float:
@@ -218,7 +218,7 @@ class StructureProbe:
             wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float64)
             if wgt.sum() < 64:
                 continue
-            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.ds.dtypes[0].startswith("float")))
+            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
             a = fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum()
             b = ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum()
             num += float((a * b * wgt).sum())

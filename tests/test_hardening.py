@@ -695,6 +695,49 @@ def test_a_raster_with_an_alpha_band_registers_and_keeps_its_transparency(pair, 
             assert (alpha[:, :50] == 0).all() and (alpha[10:-10, 80:-20] == 255).all()
 
 
+def test_scaled_integers_are_read_as_the_physical_values_they_store(pair, tmp_path):
+    """dB stored as uint16 with GDAL's scale and offset (as rioxarray writes a scale_factor and
+    add_offset): the modality is read from the dB values (before: from the raw integers' texture,
+    which said optical for the S1 scene of pair 176), and the corrected raster keeps the scale,
+    and offset, without which its samples lose their meaning."""
+    with rasterio.open(pair[1]) as d:
+        grey, prof = d.read(1).astype(np.float64), d.profile
+    db = grey / 255 * 25 - 25
+    stored = np.round((db + 40) * 1000).astype(np.uint16)
+    tgt = tmp_path / "scaled.tif"
+    with rasterio.open(tgt, "w", **dict(prof, dtype="uint16", nodata=None)) as o:
+        o.write(stored, 1)
+        o.scales, o.offsets = (0.001,), (-40.0,)
+    r = _run(["register", pair[0], tgt, "-o", tmp_path / "out.tif"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["target"]["modality"] == "sar" and rep["target"]["modality_evidence"]["by"] == "values"
+    assert rep["target"]["modality_evidence"]["values"]["reading"] == "dB-like backscatter"
+    assert np.allclose(rep["shift"]["mean_px"], (6.0, -4.0), atol=0.3), rep["shift"]
+    with rasterio.open(tmp_path / "out.tif") as d:
+        assert d.scales == (0.001,) and d.offsets == (-40.0,)
+        assert (d.read(1) == stored).all()  # the samples as stored
+
+
+def test_linear_power_in_scaled_integers_goes_to_db(pair, tmp_path):
+    """Linear power stored as scaled integers is linear power: the raster reads it as real numbers,
+    which the SAR preprocessing turns into dB like any float power image."""
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    with rasterio.open(pair[1]) as d:
+        grey, prof = d.read(1).astype(np.float64), d.profile
+    power = 10 ** ((grey / 255 * 25 - 25) / 10)
+    tgt = tmp_path / "power.tif"
+    with rasterio.open(tgt, "w", **dict(prof, dtype="uint16", nodata=None)) as o:
+        o.write(np.round(power * 20000).astype(np.uint16), 1)
+        o.scales = (1 / 20000,)
+    with RasterSource(str(tgt), InputConfig(), "target") as src:
+        data, valid = src.read_on_grid(src.grid)
+        assert src.float_values and src.modality == "sar"
+    assert np.allclose(data[valid], power[valid], rtol=0.02, atol=1e-4)
+
+
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
                                                     ("--tie-points", "tp.shp", "tie_points output"),
                                                     ("--quicklook", "ql.jpg", "quicklook output")])
