@@ -19,7 +19,7 @@ from .config import MatchingConfig
 from .features import box_count_at
 from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
-from .preprocess import preprocess, small_holes
+from .preprocess import preprocess
 from .raster import Grid, RasterSource
 from .tiling import expand
 from .warp import dense_coords
@@ -218,12 +218,8 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
     t_img, t_valid = sample_through(tgt, grid, win, inverse)
     if (r_valid & t_valid).sum() < p * p:
         return TiePoints()
-    r_holes, t_holes = small_holes(r_valid), small_holes(t_valid)
-    r_n = preprocess(r_img, r_valid, ref.modality, ref.float_values, r_holes)
-    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.float_values, t_holes)
-    # filled small holes count as data from here on: scattered NaN pixels (a dB image's zeros,
-    # resampled, spoil 4% of its pixels for 1% of them) would otherwise disqualify every patch
-    r_valid, t_valid = r_valid | r_holes, t_valid | t_holes
+    r_n = preprocess(r_img, r_valid, ref.modality, ref.float_values)
+    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.float_values)
     dev = matcher.device
     with torch.inference_mode():
         f_r = matcher.prepare(torch.from_numpy(r_n)[None, None].to(dev))

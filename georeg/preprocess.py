@@ -3,10 +3,7 @@
 - optical: robust percentile stretch.
 - sar: linear power/amplitude floats go to dB; then a Lee speckle filter; then the stretch.
 - thermal: light Gaussian denoising; then the stretch.
-Invalid pixels never enter the statistics. Those in small holes (scattered NaN or -inf of a dB
-image whose linear power was 0, masked cloud pixels) take the mean of the valid pixels around
-them, so that they do not become dots that keypoints and gradients take for the scene's
-structure; the others (outside the footprint, large masked areas) are set to 0.
+Invalid pixels are set to 0 and never enter the statistics.
 """
 
 from __future__ import annotations
@@ -55,34 +52,8 @@ def to_db(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return (10.0 * np.log10(np.maximum(img, max(floor, 1e-10)))).astype(np.float32)
 
 
-def small_holes(valid: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    """Invalid pixels whose surroundings are mostly valid (at least half of the Gaussian weight of
-    ``sigma``): scattered NaN, -inf or masked pixels and thin cracks, not the area outside a
-    footprint or a large masked area."""
-    if valid.all():
-        return np.zeros_like(valid)
-    return ~valid & (ndimage.gaussian_filter(valid.astype(np.float32), sigma, truncate=3.0) >= 0.5)
-
-
-def fill_small_holes(img: np.ndarray, valid: np.ndarray, holes: np.ndarray | None = None,
-                     sigma: float = 2.0) -> np.ndarray:
-    """``img`` with its :func:`small_holes` (or ``holes``) set to the Gaussian-weighted mean of the
-    valid pixels around them, and its other invalid pixels to 0."""
-    if valid.all():
-        return img
-    holes = small_holes(valid, sigma) if holes is None else holes
-    out = np.where(valid, img, 0.0).astype(np.float32)
-    if holes.any():
-        num = ndimage.gaussian_filter(out, sigma, truncate=3.0)
-        den = ndimage.gaussian_filter(valid.astype(np.float32), sigma, truncate=3.0)
-        out[holes] = num[holes] / np.maximum(den[holes], 1e-6)
-    return out
-
-
-def preprocess(img: np.ndarray, valid: np.ndarray, modality: str, dtype_is_float: bool,
-               holes: np.ndarray | None = None) -> np.ndarray:
-    """Normalise one image for matching; see the module docstring for the steps. ``holes``: the
-    :func:`small_holes` of ``valid`` when the caller has them."""
+def preprocess(img: np.ndarray, valid: np.ndarray, modality: str, dtype_is_float: bool) -> np.ndarray:
+    """Normalise one image for matching; see the module docstring for the steps."""
     if img.shape != valid.shape or img.ndim != 2:
         raise ValueError(f"expected (H, W) image and mask of one shape; got {img.shape} and {valid.shape}")
     x = img.astype(np.float32, copy=False)
@@ -92,4 +63,4 @@ def preprocess(img: np.ndarray, valid: np.ndarray, modality: str, dtype_is_float
         x = lee_filter(x, valid, 5)
     elif modality == "thermal":
         x = ndimage.gaussian_filter(x, 0.7)
-    return fill_small_holes(robust_stretch(x, valid), valid, holes)
+    return robust_stretch(x, valid)

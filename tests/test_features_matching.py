@@ -203,27 +203,46 @@ def test_max_filter_equals_max_pooling(shape, k):
 
 
 def test_small_holes_take_their_surroundings_and_the_outside_stays_empty():
-    """Scattered invalid pixels (a dB image's -inf, masked pixels) are filled from the valid
-    pixels around them, so that they are no dots for keypoints and gradients; the area outside
-    the footprint stays 0 and is no hole."""
-    from georeg.preprocess import preprocess, small_holes
+    """Scattered missing pixels (a dB image's -inf, nodata specks) are filled from the valid pixels
+    around them and count as data; the area outside the footprint and a larger gap stay out."""
+    from georeg.raster import MAX_HOLE_PX, fill_small_holes
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:200, 0:200]
     img = (np.sin(xx / 9.0) + np.cos(yy / 13.0)).astype(np.float32)
     valid = np.ones(img.shape, bool)
     valid[:, 150:] = False  # outside the footprint
-    scattered = rng.random(img.shape) < 0.01
+    valid[20:32, 20:32] = False  # a gap of 144 px
+    assert MAX_HOLE_PX < 144
+    scattered = (rng.random(img.shape) < 0.01) & valid
     valid &= ~scattered
-    holes = small_holes(valid)
-    assert holes[:, :145][scattered[:, :145]].all()  # every scattered pixel inside is a hole
-    assert not holes[:, 153:].any()  # the outside is none
-    out = preprocess(np.where(valid, img, np.nan), valid, "optical", True)
-    ref = preprocess(img, np.c_[np.ones((200, 150), bool), np.zeros((200, 50), bool)], "optical", True)
-    inner = scattered.copy()
-    inner[:, 140:] = False
-    assert np.abs(out[inner] - ref[inner]).max() < 0.05  # as if the pixel had been there
-    assert (out[:, 153:] == 0).all()
+    out, filled = fill_small_holes(np.where(valid, img, 0.0).astype(np.float32), valid)
+    large = np.zeros_like(valid)  # the outside and the gap, and the pixels that touch them
+    large[:, 148:] = large[18:34, 18:34] = True
+    inside = scattered & ~large
+    assert filled[inside].all() and np.abs(out[inside] - img[inside]).max() < 0.2  # of a range of 4
+    assert not filled[:, 150:].any() and not filled[20:32, 20:32].any()
+    assert (out[~filled] == 0).all()
+
+
+def test_a_users_mask_is_not_filled(small_pair, tmp_path):
+    """Pixels a user's mask excludes (scattered cloud pixels) stay excluded: only the raster's own
+    missing pixels are filled."""
+    import rasterio
+
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    ref, _ = small_pair("tgt.tif")
+    with rasterio.open(ref) as d:
+        prof = d.profile
+    keep = np.random.default_rng(1).random((prof["height"], prof["width"])) > 0.01
+    mask = tmp_path / "mask.tif"
+    with rasterio.open(mask, "w", **dict(prof, count=1, dtype="uint8", nodata=None)) as m:
+        m.write(keep.astype(np.uint8), 1)
+    with RasterSource(str(ref), InputConfig(mask=str(mask)), "reference") as src:
+        _, valid = src.read_on_grid(src.grid)
+    assert (valid == keep).all()
 
 
 def test_scattered_nan_pixels_of_the_target_leave_both_matching_directions(small_pair, tmp_path):
