@@ -738,6 +738,35 @@ def test_linear_power_in_scaled_integers_goes_to_db(pair, tmp_path):
     assert np.allclose(data[valid], power[valid], rtol=0.02, atol=1e-4)
 
 
+def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels(pair, tmp_path):
+    """A reference with 3x finer pixels (an orthophoto under a SAR scene): matched on the reference
+    grid coarsened to the target's pixels, the same correction on the ground as the pair at equal
+    pixels, reported in reference pixels; an aligned output lies on the fine reference grid."""
+    from affine import Affine
+    from rasterio.enums import Resampling
+
+    with rasterio.open(pair[0]) as d:
+        prof = d.profile
+        fine = d.read(out_shape=(d.count, 3 * d.height, 3 * d.width), resampling=Resampling.cubic)
+    ref = tmp_path / "fine.tif"
+    with rasterio.open(ref, "w", **dict(prof, width=3 * prof["width"], height=3 * prof["height"],
+                                        transform=prof["transform"] * Affine.scale(1 / 3))) as o:
+        o.write(fine)
+    r = _run(["register", pair[0], pair[1], "-o", tmp_path / "plain.tif"])
+    assert r.exit_code == 0, r.output
+    plain = json.loads((tmp_path / "plain_report.json").read_text())
+    r = _run(["register", ref, pair[1], "-o", tmp_path / "out.tif", "--align-grids"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["working_grid"]["reference_px_per_px"] == [3.0, 3.0] and plain["working_grid"] is None
+    pixel = prof["transform"].a
+    assert np.allclose(rep["shift"]["mean_map"], plain["shift"]["mean_map"], atol=0.3 * pixel)
+    assert np.allclose(rep["shift"]["mean_px"], np.array(plain["shift"]["mean_px"]) * 3, atol=0.9)
+    assert rep["quality"] == "reliable"
+    with rasterio.open(tmp_path / "out.tif") as d:
+        assert (d.width, d.height) == (3 * prof["width"], 3 * prof["height"])
+
+
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
                                                     ("--tie-points", "tp.shp", "tie_points output"),
                                                     ("--quicklook", "ql.jpg", "quicklook output")])
