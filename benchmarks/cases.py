@@ -86,14 +86,20 @@ def _consistency_cases(set_name: str, label: str, pair: tuple[str, str], rng, n:
             for s, p in _shifted_copies(tgt, rng, n, limit, prefix)]
 
 
-def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None, names=None) -> str:
-    """A GeoTIFF of ``arr`` ((H, W) or (bands, H, W), in its own dtype); ``names``: band descriptions."""
+def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None, names=None, *,
+           unscale=None, alpha: bool = False) -> str:
+    """A GeoTIFF of ``arr`` ((H, W) or (bands, H, W), in its own dtype); ``names``: band
+    descriptions; ``unscale``: GDAL's (scales, offsets), one per band; ``alpha``: the last band is
+    an alpha band."""
     arr = arr if arr.ndim == 3 else arr[None]
+    extra = {"photometric": "RGB", "alpha": "YES"} if alpha else {}
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-                       dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata) as d:
+                       dtype=arr.dtype.name, crs=crs, transform=transform, nodata=nodata, **extra) as d:
         d.write(arr)
         for i, name in enumerate(names or []):
             d.set_band_description(i + 1, name)
+        if unscale is not None:
+            d.scales, d.offsets = unscale
     return str(path)
 
 

@@ -1,14 +1,16 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
 dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations, reprojected to
-EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, half empty, cropped small; the reference
-as 16-bit reflectance with four bands or cropped. Every variant carries the same georeferencing
+EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, half empty, cropped small, as dB in uint16
+with GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit reflectance
+with four bands, cropped, as RGBA with a transparent strip, or with 4x finer pixels. Every variant
+carries the same georeferencing
 error, so every correction must agree with the plain pair's (in reference pixels), and none may
 be called reliable while disagreeing by a pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
-Prints one row per variant (correction, distance from the plain pair's, verdict, detected
-modality, seconds) and exits 1 when a variant is reliable but wrong.
+Prints one row per variant (correction and its distance from the plain pair's, on the ground in
+the plain pair's 10 m pixels; verdict, detected modality, seconds) and exits 1 when a variant is reliable but wrong.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
+from skimage.transform import rescale
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cases import _write  # noqa: E402
 
 SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
+PIXEL_M = 10.0  # the pair's pixel size
 PAIR = "176"
 
 
@@ -118,6 +122,19 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
                   crs, 0, ["B4", "B3", "B2", "B8"])
     out.append(("reference 16-bit, 4 bands", refl, out[0][2]))
     out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
+    stored = np.round((db + 40) * 1000).astype(np.uint16)  # dB as rioxarray stores it: uint16, scale, offset
+    out.append(("dB as uint16 with scale and offset", ref,
+                _write(work / "scaled.tif", stored, t, crs, unscale=((0.001,), (-40.0,)))))
+    specked = db.astype(np.float32)
+    specked[np.random.default_rng(3).random(specked.shape) < 0.01] = np.nan  # the dB of zero power
+    out.append(("dB, float32, 1% NaN pixels scattered", ref, _write(work / "specked.tif", specked, t, crs,
+                                                                    float("nan"))))
+    rgba = np.concatenate([rgb, np.full_like(rgb[:1], 255)]).astype(np.uint8)
+    rgba[:3, :, :150], rgba[3, :, :150] = 255, 0  # a transparent strip, white under it
+    out.append(("reference RGBA, transparent strip", _write(work / "rgba.tif", rgba, rt, crs, alpha=True), out[0][2]))
+    fine_t = rt @ Affine.scale(0.25)
+    fine = np.stack([rescale(b, 4, order=3, preserve_range=True) for b in rgb]).clip(0, 255).astype(np.uint8)
+    out.append(("reference 4x finer pixels (2.5 m)", _write(work / "fine.tif", fine, fine_t, crs), out[0][2]))
     return out
 
 
@@ -147,7 +164,8 @@ def main() -> None:
             except GeoregError as exc:
                 rows.append((name, None, None, "failed", str(exc).splitlines()[0], time.perf_counter() - t0))
                 continue
-            shift = np.array(res.report["shift"]["mean_px"])
+            # on the ground, in the plain reference's 10 m pixels: a finer reference has other pixels
+            shift = np.array(res.report["shift"]["mean_map"]) / PIXEL_M * (1, -1)
             plain = shift if plain is None else plain
             rows.append((name, shift, float(np.hypot(*(shift - plain))), res.quality,
                          res.report["target"]["modality"], time.perf_counter() - t0))

@@ -36,7 +36,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 15
+    assert len(variants) == 19
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
@@ -72,6 +72,16 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert d.dtypes[0] == "int16" and d.nodata == -32768 and d.read(1).max() <= 0
     with rasterio.open(files["reference 16-bit, 4 bands"][0]) as d:
         assert d.count == 4 and d.dtypes[0] == "uint16"
+    with rasterio.open(files["dB as uint16 with scale and offset"][1]) as d:
+        db = d.read(1) * d.scales[0] + d.offsets[0]
+        assert d.dtypes[0] == "uint16" and db.min() >= -25.01 and db.max() <= 0.01
+    with rasterio.open(files["dB, float32, 1% NaN pixels scattered"][1]) as d:
+        assert 0.005 < np.isnan(d.read(1)).mean() < 0.015
+    with rasterio.open(files["reference RGBA, transparent strip"][0]) as d:
+        assert d.colorinterp[3].name == "alpha" and (d.read(4)[:, :150] == 0).all()
+    with rasterio.open(files["reference 4x finer pixels (2.5 m)"][0]) as d, \
+            rasterio.open(files["plain (8-bit, as given)"][0]) as r:
+        assert np.isclose(d.transform.a * 4, r.transform.a) and np.allclose(tuple(d.bounds), tuple(r.bounds))
 
 
 if __name__ == "__main__":
