@@ -3,14 +3,14 @@ dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations
 EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, half empty, cropped small, as dB in uint16
 with GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit reflectance
 with four bands, cropped, as RGBA with a transparent strip, or with 4x finer pixels. Every variant
-carries the same georeferencing
-error, so every correction must agree with the plain pair's (in reference pixels), and none may
-be called reliable while disagreeing by a pixel or more.
+carries the same georeferencing error, so every correction must agree with the plain pair's on
+the ground, and none may be called reliable while disagreeing by a 10 m pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
 Prints one row per variant (correction and its distance from the plain pair's, on the ground in
-the plain pair's 10 m pixels; verdict, detected modality, seconds) and exits 1 when a variant is reliable but wrong.
+the plain pair's 10 m pixels; verdict, detected modality, seconds) and exits 1 when a variant
+is reliable but wrong.
 """
 
 from __future__ import annotations
