@@ -235,6 +235,33 @@ def test_modality_from_float_values():
     assert _from_values(reflectance, np.ones_like(reflectance, bool), True)[0] is None
 
 
+@pytest.mark.data
+def test_thermal_in_celsius_is_told_from_db_by_its_smoothness(shared_data, tmp_path):
+    """Temperature in degrees Celsius (LST products, drone thermal cameras) has dB-like values when
+    it is cold: Landsat 8 B10 as Celsius, and 35 degrees colder, was read as SAR (by its texture,
+    and by its values). It is thermal; S1 dB, even smoothed 5x5, stays SAR."""
+    import rasterio
+    from scipy import ndimage
+
+    from georeg.modality import detect_modality
+
+    with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as d:
+        dn, prof = d.read(1).astype(np.float64), d.profile
+    kelvin = 1321.0789 / np.log(774.8853 / (3.342e-4 * dn + 0.1) + 1)  # the scene's MTL constants
+    with rasterio.open(shared_data / "s1s2_volkov" / "geotiff" / "268_S1_VH.tif") as d:
+        db = d.read(1).astype(np.float32) / 255 * 25 - 25
+        sprof = d.profile
+    cases = {"summer": (kelvin - 273.15, prof, "thermal"), "winter": (kelvin - 308.15, prof, "thermal"),
+             "db": (db, sprof, "sar"), "db_boxcar5": (ndimage.uniform_filter(db, 5), sprof, "sar")}
+    for name, (arr, p, expected) in cases.items():
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", **dict(p, dtype="float32", nodata=None, count=1)) as o:
+            o.write(np.where(dn > 0, arr, np.nan).astype(np.float32) if p is prof else arr.astype(np.float32), 1)
+        with rasterio.open(path) as d:
+            got = detect_modality(d, [1], str(tmp_path / "scene.tif"))
+        assert (got.modality, got.by) == (expected, "values"), (name, got.to_dict())
+
+
 def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scene():
     model = _texture_model()
     assert model["features"] == list(FEATURES)  # the shipped fit and the code's feature vector agree
