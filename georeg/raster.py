@@ -857,7 +857,8 @@ MAX_HOLE_PX = 100  # the largest patch of missing pixels inside the data that a 
 
 
 def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Patches of at most MAX_HOLE_PX missing pixels (8-connected) inside the data, filled with the
+    """Patches of at most MAX_HOLE_PX missing pixels (8-connected) inside the data (not touching the
+    array's edge), filled with the
     Gaussian-weighted mean of the valid pixels around them and counted valid: scattered NaN or
     -inf (a dB image whose power was 0 here and there) or nodata specks. Resampled, 1% of them
     spoil 4-8% of the pixels, and no patch was left valid enough to match. The area outside the
@@ -873,6 +874,9 @@ def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0) ->
     sizes = np.bincount(labels.ravel())
     small = sizes <= MAX_HOLE_PX
     small[0] = False
+    # a patch at the array's edge may be the part of a larger one (a turned picture's black corner,
+    # the outside of the raster) that the read window cuts off
+    small[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
     holes = small[labels]
     if not holes.any():
         return data, valid

@@ -204,7 +204,8 @@ def test_max_filter_equals_max_pooling(shape, k):
 
 def test_small_holes_take_their_surroundings_and_the_outside_stays_empty():
     """Scattered missing pixels (a dB image's -inf, nodata specks) are filled from the valid pixels
-    around them and count as data; the area outside the footprint and a larger gap stay out."""
+    around them and count as data; the area outside the footprint and a larger gap stay out, and
+    so does a patch at the array's edge (it may be a larger one cut by the read window)."""
     from georeg.raster import MAX_HOLE_PX, fill_small_holes
 
     rng = np.random.default_rng(0)
@@ -217,11 +218,14 @@ def test_small_holes_take_their_surroundings_and_the_outside_stays_empty():
     scattered = (rng.random(img.shape) < 0.01) & valid
     valid &= ~scattered
     out, filled = fill_small_holes(np.where(valid, img, 0.0).astype(np.float32), valid)
-    large = np.zeros_like(valid)  # the outside and the gap, and the pixels that touch them
-    large[:, 148:] = large[18:34, 18:34] = True
+    large = np.zeros_like(valid)  # the outside, the gap and the array's edge, and the pixels that touch them
+    large[:, 148:] = large[18:34, 18:34] = large[:2] = large[-2:] = large[:, :2] = True
     inside = scattered & ~large
     assert filled[inside].all() and np.abs(out[inside] - img[inside]).max() < 0.2  # of a range of 4
     assert not filled[:, 150:].any() and not filled[20:32, 20:32].any()
+    edge = scattered & ~valid
+    edge[1:-1, 1:] = False  # the scattered pixels on the array's top, bottom and left rows
+    assert not filled[edge].any()
     assert (out[~filled] == 0).all()
 
 
