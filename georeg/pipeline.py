@@ -343,11 +343,26 @@ def working_grid(ref: RasterSource, tgt: RasterSource) -> tuple[Grid, tuple[floa
     4 s on the 10 m grid. Returns the grid and (x, y) reference px per working px, or None."""
     if ref.pixel_frame or isinstance(ref.grid, GCPGrid):
         return ref.grid, None
-    f = tgt.grid.ground_pixel_size_m / ref.grid.ground_pixel_size_m
+    f = _pixel_size_in(tgt.grid, ref.grid.crs) / math.sqrt(abs(ref.grid.transform.determinant))
     if not math.isfinite(f) or f < COARSEN_FROM:
         return ref.grid, None
     grid = ref.grid.scaled(f)
     return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
+
+
+def _pixel_size_in(grid: Grid, crs) -> float:
+    """The side of ``grid``'s central pixel in ``crs``'s units (the square root of its area), so that
+    two rasters' pixels compare in one unit (a Mercator unit is not a metre on the ground)."""
+    from .coordinates import to_crs
+
+    k = max(1.0, min(64.0, grid.width / 4, grid.height / 4))
+    cx, cy = grid.width / 2, grid.height / 2
+    try:
+        p = to_crs(grid.crs, crs, grid.to_map(np.array([[cx, cy], [cx + k, cy], [cx, cy + k]])))
+    except (rasterio.errors.RasterioError, ValueError):  # sizes that cannot be compared: no coarsening
+        return float("nan")
+    (ax, ay), (bx, by) = p[1] - p[0], p[2] - p[0]
+    return math.sqrt(abs(ax * by - ay * bx)) / k
 
 
 def stage_to_reference_grid(sc: Scene) -> None:
