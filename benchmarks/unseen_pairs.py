@@ -30,6 +30,12 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # synthetic data helpers live with the tests
+from synthetic import rotation_scale_matrix  # noqa: E402
+
+from georeg.coordinates import resample_by_matrix  # noqa: E402
+from georeg.estimation import apply_h  # noqa: E402
+
 PAIRS = ("sar-optical", "infrared-optical", "day-night", "map-optical", "depth-optical", "optical-optical")
 # (rotation degrees, scale): the target's picture turned about its centre and scaled
 VARIANTS = ((37.0, 1.0), (-120.0, 1.0), (200.0, 1.0), (75.0, 0.6), (-150.0, 0.6), (15.0, 1.6), (0.0, 1.3))
@@ -38,32 +44,21 @@ WRONG_PX = 1.5
 
 def turned(theta_deg: float, scale: float, w: int, h: int) -> np.ndarray:
     """3x3 map from a picture's pixel positions (centres at half-integers) to those of its copy
-    turned by ``theta_deg`` and scaled by ``scale`` about the picture's centre."""
-    t = np.deg2rad(theta_deg)
-    c, s = scale * np.cos(t), scale * np.sin(t)
-    cx, cy = w / 2, h / 2
-    return np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0, 0, 1.0]])
+    turned by ``theta_deg`` and scaled by ``scale`` about the picture's centre (the inverse of the
+    synthetic data's new-to-old matrix for the opposite turn and scale)."""
+    return np.linalg.inv(rotation_scale_matrix(w, h, -theta_deg, 1.0 / scale))
 
 
 def write_turned(src: Path, dst: Path, motion: np.ndarray) -> None:
     """The picture ``src`` moved by ``motion`` into a same-size plain GeoTIFF (bilinear; outside
     black, no nodata declared, no georeferencing)."""
-    from skimage.transform import AffineTransform, warp
-
     with rasterio.open(src) as d:
         img = d.read().astype(np.float32)
-    # skimage puts pixel centres at integers: the same motion, moved half a pixel each way
-    half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
-    inv = AffineTransform(matrix=np.linalg.inv(np.linalg.inv(half) @ motion @ half))
-    out = np.stack([warp(b, inv, order=1, preserve_range=True) for b in img]).round().clip(0, 255).astype(np.uint8)
+    back = np.linalg.inv(motion)  # a pixel of the copy shows the picture there
+    out = np.stack([resample_by_matrix(b, back, b.shape, centre=0.5)[0] for b in img]).round().clip(0, 255)
     with rasterio.open(dst, "w", driver="GTiff", width=out.shape[2], height=out.shape[1], count=out.shape[0],
                        dtype="uint8") as o:
-        o.write(out)
-
-
-def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    q = np.c_[pts, np.ones(len(pts))] @ m.T
-    return q[:, :2] / q[:, 2:]
+        o.write(out.astype(np.uint8))
 
 
 def inside(pts: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -84,8 +79,8 @@ def round_trip(fwd: np.ndarray, back: np.ndarray, ref_size, tgt_size) -> float |
     """Largest distance (px) by which reference points come back from the target through
     ``fwd @ back``, over the reference points whose place in the target lies inside it."""
     p = grid(*ref_size)
-    p = p[inside(apply(back, p), *tgt_size)]
-    return float(np.abs(apply(fwd @ back, p) - p).max(1).max()) if len(p) else None
+    p = p[inside(apply_h(back, p), *tgt_size)]
+    return float(np.abs(apply_h(fwd @ back, p) - p).max(1).max()) if len(p) else None
 
 
 def off_motion(got: np.ndarray, fwd: np.ndarray, motion: np.ndarray, ref_size, tgt_size, scale: float
@@ -95,10 +90,10 @@ def off_motion(got: np.ndarray, fwd: np.ndarray, motion: np.ndarray, ref_size, t
     show, in the coarser image's pixels."""
     truth = fwd @ np.linalg.inv(motion)
     p = grid(*tgt_size)
-    p = p[inside(apply(np.linalg.inv(motion), p), *tgt_size) & inside(apply(truth, p), *ref_size)]
+    p = p[inside(apply_h(np.linalg.inv(motion), p), *tgt_size) & inside(apply_h(truth, p), *ref_size)]
     if not len(p):
         return None
-    return float(np.abs(apply(got, p) - apply(truth, p)).max(1).max()) / max(1.0, 1.0 / scale)
+    return float(np.abs(apply_h(got, p) - apply_h(truth, p)).max(1).max()) / max(1.0, 1.0 / scale)
 
 
 def main() -> None:

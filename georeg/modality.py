@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -138,26 +139,23 @@ def _from_values(sample: np.ndarray, valid: np.ndarray, is_float: bool) -> tuple
     return None, ev
 
 
-def _reading_of_values(ds, band: int, sample: np.ndarray, valid: np.ndarray, feats: dict | None
+def _reading_of_values(ds, band: int, sample: np.ndarray, valid: np.ndarray, texture: Callable[[], dict | None]
                        ) -> tuple[str | None, dict]:
     """The modality that real-valued pixels (float, or integers GDAL scales) tell by their range
-    (:func:`_from_values`), with degrees Celsius told from dB by their smoothness."""
+    (:func:`_from_values`), with degrees Celsius told from dB by their smoothness (``texture()``:
+    the sample's :func:`texture_features`, asked for only when the range could be Celsius)."""
     label, ev = _from_values(sample, valid, ds.dtypes[band - 1].startswith("float") or scaled(ds, band))
-    if ev and label in (None, "sar") and "heavy tail" not in ev.get("reading", "") and _celsius(ev, feats):
+    lo, hi, span = CELSIUS
+    if (not ev or label not in (None, "sar") or "heavy tail" in ev.get("reading", "")
+            or not (ev["p1"] >= lo and ev["p99"] <= hi and ev["p99"] - ev["p1"] >= span)):
+        return label, ev
+    feats = texture()
+    if feats is not None and feats["rho1"] >= SMOOTH_RHO1 and feats["flat_noise"] <= SMOOTH_NOISE:
         label = "thermal"
         ev["reading"] = (f"temperature in degrees Celsius: values of {ev['p1']:.0f} to {ev['p99']:.0f} in a "
                          f"smooth image without speckle (lag-1 correlation {feats['rho1']:.3f}, flat-area "
                          f"noise {feats['flat_noise']:.4f})")
     return label, ev
-
-
-def _celsius(values: dict, feats: dict | None) -> bool:
-    """Whether real-valued pixels read as degrees Celsius: within CELSIUS and smooth (see
-    SMOOTH_RHO1), which dB backscatter, speckled, is not."""
-    lo, hi, span = CELSIUS
-    return (feats is not None and "p1" in values and values["p1"] >= lo and values["p99"] <= hi
-            and values["p99"] - values["p1"] >= span
-            and feats["rho1"] >= SMOOTH_RHO1 and feats["flat_noise"] <= SMOOTH_NOISE)
 
 
 def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] | None:
@@ -378,8 +376,8 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
     if label is not None:
         return ModalityDecision(label, "metadata", evidence)
     sample, valid = central_sample(ds, bands[0])
-    feats = texture_features(sample, valid)
-    label, val_ev = _reading_of_values(ds, bands[0], sample, valid, feats)
+    texture = cache(lambda: texture_features(sample, valid))  # about 90 ms: only when needed
+    label, val_ev = _reading_of_values(ds, bands[0], sample, valid, texture)
     if val_ev:
         evidence["values"] = val_ev
     if label is not None:
@@ -389,6 +387,7 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
         return ModalityDecision("optical", "bands", evidence)
     if grey_as_colour:
         evidence["bands"] = "3 identical: one grey image stored as colour"
+    feats = texture()
     probs = texture_probabilities(feats) if feats is not None else None
     if feats is not None:
         evidence["texture"] = {k: round(v, 4) for k, v in feats.items()}

@@ -564,13 +564,13 @@ class RasterSource:
         """(scales, offsets) of the chosen bands, (B, 1, 1) each, when GDAL's metadata turns their
         samples into physical values (integers stored for dB or kelvin by rioxarray, MODIS and
         other product writers); None when every scale is 1 and offset 0, or for a colour table."""
-        if self.palette is not None:
+        from .modality import scaled
+
+        if self.palette is not None or not any(scaled(self.ds, b) for b in self.bands):
             return None
-        sc = np.array([self.ds.scales[b - 1] for b in self.bands], np.float64)
-        of = np.array([self.ds.offsets[b - 1] for b in self.bands], np.float64)
-        if not (np.all(np.isfinite(sc)) and np.all(np.isfinite(of))) or np.all(sc == 1.0) and np.all(of == 0.0):
-            return None
-        return sc.reshape(-1, 1, 1).astype(np.float32), of.reshape(-1, 1, 1).astype(np.float32)
+        sc = np.array([self.ds.scales[b - 1] for b in self.bands], np.float32).reshape(-1, 1, 1)
+        of = np.array([self.ds.offsets[b - 1] for b in self.bands], np.float32).reshape(-1, 1, 1)
+        return sc, of
 
     @property
     def float_values(self) -> bool:

@@ -127,7 +127,9 @@ def test_a_turned_picture_shows_each_point_where_the_motion_puts_it(tmp_path):
     pixel convention (centres at half-integers), else every consistency it reports is off."""
     import numpy as np
     import rasterio
-    from unseen_pairs import apply, turned, write_turned
+    from unseen_pairs import turned, write_turned
+
+    from georeg.estimation import apply_h as apply
 
     img = np.zeros((1, 120, 160), np.uint8)
     img[0, 45, 60] = img[0, 80, 100] = 255  # pixel centres (60.5, 45.5) and (100.5, 80.5)
