@@ -178,3 +178,48 @@ def test_a_sar_picture_turned_half_round_registers_as_its_plain_pair(shared_data
     off = off_motion(np.array(got.report["model"]["matrix_px"]), np.array(plain.report["model"]["matrix_px"]),
                      motion, shape(ref), shape(tgt), 1.0)
     assert off < 1.0, off
+
+
+@pytest.mark.data
+def test_wrong_pairs_leave_out_crops_of_one_scene(shared_data):
+    """SRIF cuts several crops from one scene: pairs 1 and 8 overlap by a shift of about (66, 53)
+    px (georeg registers pair 8's optical onto pair 1's, reliable), so pair 1's reference with pair 8's
+    infrared is a true pair, not a wrong one; pairs 8 and 19 share no ground."""
+    import warnings
+
+    from wrong_pairs import _same_place
+
+    d = shared_data / "srif_multimodal" / "Optical-Infrared"
+    if not (d / "pair19_1.jpg").exists():
+        pytest.skip(f"SRIF Optical-Infrared is not in {shared_data}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JPEGs without georeferencing
+        assert _same_place(str(d / "pair1_1.jpg"), str(d / "pair8_1.jpg"))
+        assert _same_place(str(d / "pair8_1.jpg"), str(d / "pair1_1.jpg"))
+        assert not _same_place(str(d / "pair8_1.jpg"), str(d / "pair19_1.jpg"))
+        assert not _same_place(str(d / "pair1_1.jpg"), str(d / "pair19_1.jpg"))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_a_pair_of_two_places_is_not_called_reliable(shared_data, tmp_path):
+    """The optical picture of one SRIF pair against the infrared of another place (a wrong file
+    handed over): whatever georeg finds, it must not call it reliable."""
+    import warnings
+
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.errors import GeoregError
+
+    d = shared_data / "srif_multimodal" / "Optical-Infrared"
+    if not (d / "pair19_2.jpg").exists():
+        pytest.skip(f"SRIF Optical-Infrared is not in {shared_data}")
+    cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None})
+    for ref, tgt in (("pair8_1.jpg", "pair19_2.jpg"), ("pair19_1.jpg", "pair21_2.jpg")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = georeg.register(str(d / ref), str(d / tgt), str(tmp_path / "out.tif"), cfg)
+            except GeoregError:
+                continue
+        assert res.quality != "reliable", (ref, tgt, res.report["verdict"])
