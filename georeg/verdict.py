@@ -49,6 +49,15 @@ MIN_GAIN = 0.0  # corrected minus uncorrected structural agreement, when the cor
 BOOTSTRAP = 40
 UNRESOLVED_Z = 2.0  # block-jackknife standard errors a richer model's departure must exceed
 UNRESOLVED_GAIN = 0.005  # and the gain in structural agreement it must bring (a fit to noise brings ~0)
+# A georeferenced target turned by more than OVERRULE_TURN_DEG or scaled beyond OVERRULE_SCALE (either
+# way) by its correction contradicts a georeferencing that is rarely that wrong: such a correction
+# needs OVERRULE_TIE_POINTS inliers to be reliable. 3MOS ALOS desert 0 cut to 128 px, off by a
+# shift only, came out turned by 70 degrees on 11 tie points, 108 px wrong, every other check passed
+# (its structural agreement 0.09 was the best of the global search's 988 hypotheses); every correct
+# reliable benchmark result turned or scaled that far rests on 75 or more.
+OVERRULE_TURN_DEG = 20.0
+OVERRULE_SCALE = 1.25
+OVERRULE_TIE_POINTS = 30
 SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain
 
 
@@ -227,9 +236,17 @@ class StructureProbe:
         return float(num / np.sqrt(den_r * den_t)) if den_r > 0 and den_t > 0 else 0.0
 
 
-def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0
-          ) -> Verdict:
-    """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise."""
+def turn_and_scale(model: FittedModel) -> tuple[float, float]:
+    """The rotation (degrees) and the isotropic scale of the model's linear part."""
+    a = model.matrix[:2, :2]
+    return float(np.degrees(np.arctan2(a[1, 0], a[0, 0]))), float(np.sqrt(abs(np.linalg.det(a))))
+
+
+def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
+          georeferenced: bool = False) -> Verdict:
+    """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.
+    ``georeferenced``: the target's georeferencing is a prior that a turn or scale far from it
+    must overrule with enough tie points (:data:`OVERRULE_TIE_POINTS`)."""
     c = _corners(extent)
     moved = float(np.linalg.norm(model.forward(c) - c, axis=1).max())
     inl = model.inliers
@@ -240,14 +257,17 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     before = probe.agreement(None)
     after = probe.model_agreement(model)
     richer = unresolved(model, tp, extent, probe, after)
+    turn, scale = turn_and_scale(model)
     ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
           "second_motion": {"tie_points": n2, "shift_px": shift2}, "richer_model": richer,
+          "turn_deg": turn, "scale": scale,
           "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
                          "direction_gap_px": MAX_DIRECTION_GAP_PX, "instability_px": MAX_UNSTABLE_PX,
                          "structure_after": MIN_AGREEMENT, "richer_model_z": UNRESOLVED_Z,
-                         "richer_model_gain": UNRESOLVED_GAIN}}
+                         "richer_model_gain": UNRESOLVED_GAIN, "overrule_turn_deg": OVERRULE_TURN_DEG,
+                         "overrule_scale": OVERRULE_SCALE, "overrule_tie_points": OVERRULE_TIE_POINTS}}
     reasons = []
     if len(inl) and inl.mean() < MIN_INLIER_FRACTION:
         reasons.append(f"only {inl.mean():.0%} of the tie points agree with the model "
@@ -273,6 +293,11 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
                        f"departs from it by {richer['departure_px']:.1f} +- {richer['departure_se_px']:.1f} px "
                        f"at the corners and makes the images agree better; the tie points are too few or "
                        f"too bunched to fit it reliably")
+    if (georeferenced and (abs(turn) > OVERRULE_TURN_DEG or not 1 / OVERRULE_SCALE <= scale <= OVERRULE_SCALE)
+            and inl.sum() < OVERRULE_TIE_POINTS):
+        reasons.append(f"the correction turns the target by {turn:.0f} degrees and scales it by {scale:.2f} "
+                       f"against its georeferencing on {int(inl.sum())} tie points: overruling a "
+                       f"georeferencing that far takes at least {OVERRULE_TIE_POINTS}")
     if after < MIN_AGREEMENT:
         reasons.append(f"the images share little structure even after the correction (agreement {after:.3f}, "
                        f"at least {MIN_AGREEMENT} expected; unrelated images score about 0): too little to "

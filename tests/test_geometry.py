@@ -663,3 +663,98 @@ def test_nir_vis_city_3_with_dense_tie_points_keeps_an_affine(shared_data, tmp_p
     half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
     truth = half @ np.linalg.inv(h) @ np.linalg.inv(half)
     assert _max_err(res.model, truth, 51, 461) < 1.0  # 0.80 px; the homography was 2.9 px
+
+
+def _geometry(rotation_deg: float, scale: float):
+    from georeg.globalgeom import GlobalGeometry
+
+    return GlobalGeometry(np.eye(3), rotation_deg, scale, (0.0, 0.0), 9.0, 1.8, 0.3, 900, 1.0, True)
+
+
+@pytest.mark.parametrize("rotation, scale, georeferenced, base", [
+    (-1.5, 0.958, True, "translation"),  # a small scene's noisy search: the tie points decide
+    (-1.5, 0.958, False, "similarity"),  # pictures without georeferencing: no prior to keep
+    (12.0, 0.95, True, "rigid"),  # turned: the search's turn stays, its scale is left to the tie points
+    (12.0, 1.0, False, "rigid"),
+    (40.0, 0.6, True, "similarity"),  # a scale that far: kept
+    (0.5, 1.01, True, "translation"),  # identity-like: no prior at all
+])
+def test_a_georeferencing_keeps_small_turns_and_scales_for_the_tie_points_to_establish(
+        rotation, scale, georeferenced, base):
+    from types import SimpleNamespace
+
+    from georeg.pipeline import Scene
+
+    sc = Scene(ref=None, tgt=SimpleNamespace(pixel_frame=not georeferenced), cfg=None, clock=None, notify=None,
+               check_cancel=None, geometry=_geometry(rotation, scale))
+    assert sc.base_model == base
+
+
+@pytest.mark.parametrize("turn, inliers, georeferenced, doubted", [
+    (70.0, 11, True, True), (70.0, 11, False, False), (70.0, 40, True, False), (3.0, 11, True, False)])
+def test_a_turn_against_the_georeferencing_needs_many_tie_points(tmp_path, turn, inliers, georeferenced, doubted):
+    """A correction that turns a georeferenced target far from its georeferencing must rest on
+    OVERRULE_TIE_POINTS inliers to be reliable; pictures without georeferencing have no such prior."""
+    from georeg.verdict import OVERRULE_TIE_POINTS, StructureProbe, judge
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
+    c = np.array([128.0, 128.0])
+    th = np.radians(turn)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    h = np.eye(3)
+    h[:2, :2], h[:2, 2] = rot, c - rot @ c
+    synthetic_pair(str(ref), str(tgt), size=256, seed=5, new_to_old=h, sar_like=False)
+    rng = np.random.default_rng(1)
+    xy_t = rng.uniform(20, 236, (inliers, 2))
+    xy_r = apply_h(h, xy_t) + rng.normal(0, 0.2, (inliers, 2))
+    tp = TiePoints(xy_r, xy_t, np.ones(inliers), np.ones(inliers), (np.arange(inliers) % 2).astype(np.int8),
+                   np.zeros(inliers, np.int32))
+    model = FittedModel("rigid", h, np.ones(inliers, bool), np.zeros(inliers))
+    with RasterSource(str(ref), InputConfig(), "reference") as r, \
+            RasterSource(str(tgt), InputConfig(modality="optical"), "target") as t:
+        v = judge(StructureProbe(r, t, r.grid, overlap_window(r, t)[0]), model, tp, (0, 0, 256, 256),
+                  georeferenced=georeferenced)
+    overruled = f"takes at least {OVERRULE_TIE_POINTS}"
+    assert (overruled in v.reason) == doubted, v.reason
+    assert abs(v.evidence["turn_deg"] - turn) < 1e-6
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("pair, shift", [("ALOS_desert_0", (5.3, -3.7)), ("RCM_city_6", (-2.5, -0.5))])
+def test_a_small_georeferenced_crop_is_not_called_reliable_when_wrong(shared_data, tmp_path, pair, shift):
+    """3MOS pairs cut to 128 px about their centre, the target's geotransform off by a shift: before,
+    ALOS desert 0 came out turned by 70 degrees on 11 tie points (108 px wrong) and RCM city 6 as a
+    similarity with the search's noisy 0.96 scale (4.9 px wrong), both called reliable. Whatever
+    georeg finds, a reliable result must be within 3 px of the truth (the nominal alignment and the
+    dataset's residual check)."""
+    import csv
+    import sys
+    import warnings
+    from pathlib import Path
+
+    from georeg.errors import GeoregError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from small_scenes import corner_error, cut
+
+    root = shared_data / "3mos_previews"
+    with open(root / "pairs.csv", newline="") as f:
+        rows = {r["pair_id"]: r for r in csv.DictReader(f)}
+    if pair not in rows:
+        pytest.skip(f"3MOS pair {pair} is not in {root}")
+    r = rows[pair]
+    opt = np.asarray(Image.open(root / r["opt_file"]).convert("RGB")).transpose(2, 0, 1).copy()
+    sar = np.asarray(Image.open(root / r["sar_file"]).convert("L")).copy()
+    centre = (sar.shape[0] // 2, sar.shape[1] // 2)
+    ref = cut(_write(tmp_path / "opt.tif", opt), tmp_path / "ref.tif", centre, 128)
+    tgt = cut(_write(tmp_path / "sar.tif", sar), tmp_path / "tgt.tif", centre, 128, shift)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None})
+        try:
+            res = georeg.register(ref, tgt, str(tmp_path / "out.tif"), cfg)
+        except GeoregError:
+            return
+    err = corner_error(np.array(res.report["model"]["matrix_px"]), 128, shift,
+                       (-float(r["check_dx_px"]), -float(r["check_dy_px"])))
+    assert res.quality != "reliable" or err < 3.0, (res.quality, err, res.report["verdict"]["reason"])
