@@ -262,22 +262,24 @@ class Scene:
         and its prior was used, a rigid where its scale cannot be told from 1 and a similarity
         otherwise; else a translation.
 
-        On georeferenced rasters a turn within GEOREF_TURN_LEFT_TO_TIE_POINTS and a scale within
-        GEOREF_SCALE_LEFT_TO_TIE_POINTS of the georeferencing are left for the tie points to
-        establish (``auto`` climbs from the translation, or the rigid, on their evidence): a
-        georeferencing is rarely that wrong, and the search's turn and scale on a small scene are
-        noisy by several of its steps. 3MOS RCM city 6 cut to 128 px, off by a shift only: the
-        search found -1.5 degrees and 0.958, which forced a similarity onto 10 tie points (4.9 px off
-        at the corners) or a rigid onto 17 (4.0 px), both called reliable; correct small crops came
-        out of the search turned by up to 5.5 degrees."""
+        On georeferenced rasters a turn within GEOREF_TURN_LEFT_TO_TIE_POINTS with a scale within
+        GEOREF_SCALE_LEFT_TO_TIE_POINTS of the georeferencing is left for the tie points to
+        establish (``auto`` climbs from the translation on their evidence): a georeferencing is
+        rarely that wrong, and the search's turn and scale on a small scene are noisy by several of
+        its steps. 3MOS RCM city 6 cut to 128 px, off by a shift only: the search found -1.5 degrees
+        and 0.958, which forced a similarity onto 10 tie points (4.9 px off at the corners) or a
+        rigid onto 17 (4.0 px), both called reliable; correct small crops came out of the search
+        turned by up to 5.5 degrees. A larger turn keeps the search's scale: a 256 px 3MOS target
+        turned 8.9 degrees and scaled 0.962 came out 31 px off from a rigid base against 0.76 px from
+        the similarity (both ``uncertain``)."""
         g = self.geometry
         if g is None or not g.accepted or g.is_identity_like or not self.geometry_used:
             return "translation"
         georeferenced = not self.tgt.pixel_frame
-        near_scale = georeferenced and abs(math.log(g.scale)) < math.log(GEOREF_SCALE_LEFT_TO_TIE_POINTS)
-        if near_scale and abs(g.rotation_deg) < GEOREF_TURN_LEFT_TO_TIE_POINTS:
+        if (georeferenced and abs(g.rotation_deg) < GEOREF_TURN_LEFT_TO_TIE_POINTS
+                and abs(math.log(g.scale)) < math.log(GEOREF_SCALE_LEFT_TO_TIE_POINTS)):
             return "translation"
-        return "rigid" if near_scale or not g.scale_resolved else "similarity"
+        return "similarity" if g.scale_resolved else "rigid"
 
 
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,

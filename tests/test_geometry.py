@@ -674,8 +674,9 @@ def _geometry(rotation_deg: float, scale: float):
 @pytest.mark.parametrize("rotation, scale, georeferenced, base", [
     (-1.5, 0.958, True, "translation"),  # a small scene's noisy search: the tie points decide
     (-1.5, 0.958, False, "similarity"),  # pictures without georeferencing: no prior to keep
-    (12.0, 0.95, True, "rigid"),  # turned: the search's turn stays, its scale is left to the tie points
-    (12.0, 1.0, False, "rigid"),
+    (12.0, 0.95, True, "similarity"),  # turned that far: the search's turn and scale stay
+    (12.0, 1.0, True, "rigid"),  # a scale the search cannot tell from 1
+    (3.0, 1.2, True, "similarity"),  # a scale beyond 10%: kept
     (40.0, 0.6, True, "similarity"),  # a scale that far: kept
     (0.5, 1.01, True, "translation"),  # identity-like: no prior at all
 ])
