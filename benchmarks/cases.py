@@ -57,6 +57,22 @@ class Case:
     truth_correction: np.ndarray | None = None
 
 
+def api(matcher: str, **output):
+    """What a benchmark script that calls georeg's Python API needs: malloc tuned as the CLI tunes
+    it, then (the ``georeg`` module, a config that overwrites, draws no quicklook and matches with
+    ``matcher``, with ``output`` overrides, and :class:`georeg.errors.GeoregError`)."""
+    from georeg.runtime import tune_malloc
+
+    tune_malloc()
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.errors import GeoregError
+
+    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None, **output},
+                                            matching={"matcher": matcher})
+    return georeg, cfg, GeoregError
+
+
 def _csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

@@ -34,7 +34,7 @@ from rasterio.windows import Window
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import _threemos_rows, _write  # noqa: E402
+from cases import _threemos_rows, _write, api  # noqa: E402
 
 WRONG_PX = 3.0
 MAX_SHIFT = 8.0
@@ -105,15 +105,7 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="keep the crops and outputs here (default: a temporary folder)")
     ap.add_argument("--dump", default=None, help="write each result's report, with its error, to this folder")
     args = ap.parse_args()
-    from georeg.runtime import tune_malloc
-
-    tune_malloc()
-    import georeg
-    from georeg.config import RegistrationConfig
-    from georeg.errors import GeoregError
-
-    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None},
-                                            matching={"matcher": args.matcher})
+    georeg, cfg, GeoregError = api(args.matcher)
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(11)
     counts = {s: {"reliable": 0, "within 3 px": 0, "uncertain": 0, "failed": 0, "reliable but wrong": 0}
@@ -121,8 +113,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="georeg-small-") as td:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
+        if args.dump:
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
         print(f"{'pair':26s} {'px':>4s} {'shift px':>13s} {'verdict':>9s} {'model':>11s} {'error px':>8s} "
               f"{'tie pts':>7s} {'s':>5s}")
+
         def register(r: str, t: str, out: str):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -151,7 +146,6 @@ def main() -> None:
                     continue
                 err = corner_error(np.array(res.report["model"]["matrix_px"]), size, shift, residual)
                 if args.dump:
-                    Path(args.dump).mkdir(parents=True, exist_ok=True)
                     rep = {**res.report, "benchmark": {"pair": label, "size": size, "shift_px": shift, "error_px": err}}
                     (Path(args.dump) / f"c{k:02d}_{size}.json").write_text(json.dumps(rep, default=str))
                 c = counts[size]

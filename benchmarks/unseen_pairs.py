@@ -31,6 +31,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # synthetic data helpers live with the tests
+from cases import api  # noqa: E402
 from synthetic import rotation_scale_matrix  # noqa: E402
 
 from georeg.coordinates import resample_by_matrix  # noqa: E402
@@ -102,19 +103,11 @@ def main() -> None:
     ap.add_argument("--matcher", default="auto")
     ap.add_argument("--work", default=None, help="keep the pictures and outputs here (default: a temporary folder)")
     args = ap.parse_args()
-    from georeg.runtime import tune_malloc
-
-    tune_malloc()
     warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the demo pairs are plain pictures
-    import georeg
-    from georeg.config import RegistrationConfig
-    from georeg.errors import GeoregError
-
     root = Path(args.data) / "rift_samples"
     if not root.is_dir():
         sys.exit(f"the RIFT demo pairs are not at {root}; pass --data")
-    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None, "tie_points": None},
-                                            matching={"matcher": args.matcher})
+    georeg, cfg, GeoregError = api(args.matcher, tie_points=None)
 
     def register(ref, tgt, out):
         t0 = time.perf_counter()

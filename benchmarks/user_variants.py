@@ -31,7 +31,7 @@ from skimage.transform import rescale
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import _write  # noqa: E402
+from cases import _write, api  # noqa: E402
 
 SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
 PIXEL_M = 10.0  # the pair's pixel size
@@ -144,15 +144,7 @@ def main() -> None:
     ap.add_argument("--matcher", default="auto")
     ap.add_argument("--work", default=None, help="keep the variants and outputs here (default: a temporary folder)")
     args = ap.parse_args()
-    from georeg.runtime import tune_malloc
-
-    tune_malloc()
-    import georeg
-    from georeg.config import RegistrationConfig
-    from georeg.errors import GeoregError
-
-    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None},
-                                            matching={"matcher": args.matcher})
+    georeg, cfg, GeoregError = api(args.matcher)
     with tempfile.TemporaryDirectory(prefix="georeg-variants-") as td:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +28,22 @@ import rasterio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import BUILDERS, Case, _csv  # noqa: E402
+from cases import BUILDERS, Case, _csv, api  # noqa: E402
 
-# set key -> how a case names the place it shows (two cases of one place are never paired)
 SETS = ("s1s2", "s1s2png", "3mos", "srif_rot", "srif_files", "nir_vis_h", "s1s2_rot")
+
+
+@cache
+def _rows(path: Path, key: str) -> dict[str, dict]:
+    """A dataset's CSV table by ``key`` (read once)."""
+    return {r[key]: r for r in _csv(path)}
 
 
 def _place(data: Path, key: str, case: Case) -> str:
     """A label of the place a case shows: cases with the same label may overlap on the ground."""
     first = case.name.split(" ")[0]
     if key == "3mos":
-        rows = {r["pair_id"]: r for r in _csv(data / "3mos_previews" / "pairs.csv")}
-        return rows[first]["source_file"]
+        return _rows(data / "3mos_previews" / "pairs.csv", "pair_id")[first]["source_file"]
     if key == "s1s2png":
         return _png_block(data, first)
     if key in ("srif_rot", "srif_files"):
@@ -51,12 +56,13 @@ def _place(data: Path, key: str, case: Case) -> str:
 def _png_block(data: Path, stem: str) -> str:
     """S1/S2 PNG fragments are 1024 px blocks of a tile's grid: the tile and the block's 3x3
     neighbourhood (touching fragments share no ground, but label them alike to be safe)."""
-    r = {x["fragment"]: x for x in _csv(data / "s1s2_volkov" / "georef_epsg3395.csv")}[f"{stem}.png"]
+    r = _rows(data / "s1s2_volkov" / "georef_epsg3395.csv", "fragment")[f"{stem}.png"]
     size = float(r["pixel_w"]) * int(r["width"])
     return f"{r['s2_tile']} {round(float(r['x_min']) / size)} {round(float(r['y_max']) / size)}"
 
 
-def _adjacent(data: Path, key: str, a: str, b: str) -> bool:
+def _adjacent(key: str, a: str, b: str) -> bool:
+    """Whether two place labels (:func:`_place`) may share ground."""
     if key != "s1s2png":
         return a == b
     ta, xa, ya = a.split()
@@ -64,7 +70,9 @@ def _adjacent(data: Path, key: str, a: str, b: str) -> bool:
     return ta == tb and abs(int(xa) - int(xb)) <= 1 and abs(int(ya) - int(yb)) <= 1
 
 
+@cache
 def _grey(path: str) -> np.ndarray:
+    """The picture's first three bands averaged (read once per file)."""
     with rasterio.open(path) as d:
         return d.read(list(range(1, min(d.count, 3) + 1))).astype(np.float32).mean(0)
 
@@ -132,7 +140,7 @@ def build(data: Path, work: Path, per_set: int, sets=SETS) -> list[tuple[str, st
             if n >= per_set:
                 break
             others = (c for q, c in picks[i + 1:] + picks[:i]
-                      if not _adjacent(data, key, place, q) and not _same_place(case.reference, c.reference))
+                      if not _adjacent(key, place, q) and not _same_place(case.reference, c.reference))
             other = next(others, None)
             if other is None:
                 continue
@@ -152,15 +160,7 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     ap.add_argument("--work", default=None, help="keep the pairs and outputs here (default: a temporary folder)")
     args = ap.parse_args()
-    from georeg.runtime import tune_malloc
-
-    tune_malloc()
-    import georeg
-    from georeg.config import RegistrationConfig
-    from georeg.errors import GeoregError
-
-    cfg = RegistrationConfig().with_options(output={"overwrite": True, "quicklook": None},
-                                            matching={"matcher": args.matcher})
+    georeg, cfg, GeoregError = api(args.matcher)
     with tempfile.TemporaryDirectory(prefix="georeg-wrong-") as td:
         work = Path(args.work or td)
         counts: dict[str, dict[str, int]] = {}

@@ -33,7 +33,17 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .estimation import MIN_INLIERS, FittedModel, _cells, _lsq, apply_h, auto_chain, fit_translation, model_departure
+from .estimation import (
+    MIN_INLIERS,
+    FittedModel,
+    _cells,
+    _lsq,
+    apply_h,
+    auto_chain,
+    describe,
+    fit_translation,
+    model_departure,
+)
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
@@ -236,12 +246,6 @@ class StructureProbe:
         return float(num / np.sqrt(den_r * den_t)) if den_r > 0 and den_t > 0 else 0.0
 
 
-def turn_and_scale(model: FittedModel) -> tuple[float, float]:
-    """The rotation (degrees) and the isotropic scale of the model's linear part."""
-    a = model.matrix[:2, :2]
-    return float(np.degrees(np.arctan2(a[1, 0], a[0, 0]))), float(np.sqrt(abs(np.linalg.det(a))))
-
-
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
           georeferenced: bool = False) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.
@@ -257,7 +261,8 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     before = probe.agreement(None)
     after = probe.model_agreement(model)
     richer = unresolved(model, tp, extent, probe, after)
-    turn, scale = turn_and_scale(model)
+    turn = describe(model, c[4])["rotation_deg"]
+    scale = float(np.sqrt(abs(np.linalg.det(model.matrix[:2, :2]))))  # isotropic: the area's
     ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,

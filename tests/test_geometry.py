@@ -699,11 +699,7 @@ def test_a_turn_against_the_georeferencing_needs_many_tie_points(tmp_path, turn,
     from georeg.verdict import OVERRULE_TIE_POINTS, StructureProbe, judge
 
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
-    c = np.array([128.0, 128.0])
-    th = np.radians(turn)
-    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-    h = np.eye(3)
-    h[:2, :2], h[:2, 2] = rot, c - rot @ c
+    h = rotation_scale_matrix(256, 256, turn, 1.0)
     synthetic_pair(str(ref), str(tgt), size=256, seed=5, new_to_old=h, sar_like=False)
     rng = np.random.default_rng(1)
     xy_t = rng.uniform(20, 236, (inliers, 2))
