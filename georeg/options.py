@@ -131,6 +131,9 @@ OPTIONS: tuple[Option, ...] = (
            "Coarse pass at reduced resolution for shifts beyond --max-shift."),
     Option("refine", "matching", "refine", "switch",
            "Second matching pass through the first model, with a small search radius."),
+    Option("polish", "estimation", "polish", "switch",
+           "Move the final model by the residual shift (at most 1.5 px) at which the oriented-gradient "
+           "structure of the whole overlap agrees best; tie points alone carry a bias of a few tenths of a pixel."),
     Option("local_method", "estimation", "local_method", "choice",
            "Warp of the 'local' model: thin-plate spline or polynomial.", LOCAL_METHODS),
     Option("align_grids", "output", "align_grids", "flag", "Resample the target onto the reference grid."),

@@ -31,7 +31,7 @@ from .errors import (
     UncertainResultWarning,
     warn,
 )
-from .estimation import MIN_INLIERS, FittedModel, LocalWarp, describe, estimate
+from .estimation import MIN_INLIERS, FittedModel, LocalWarp, apply_h, describe, estimate
 from .gpkg import TiePointTable
 from .matchers.base import MatcherRoles
 from .matching import TiePoints, keypoints_for, match_tile
@@ -296,6 +296,7 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
         stage_first_pass(sc)
         stage_refine(sc)
         stage_model_evidence(sc)
+        stage_polish(sc)
         stage_verdict(sc)
         stage_to_reference_grid(sc)
         return stage_outputs(sc, report_extra)
@@ -897,6 +898,49 @@ def stage_model_evidence(sc: Scene) -> None:
     sc.clock.lap("estimation")
 
 
+def stage_polish(sc: Scene) -> None:
+    """Move the model by the residual shift at which the structure of the whole overlap agrees
+    best (:meth:`georeg.verdict.StructureProbe.offset`), found again through the moved model until
+    it is under POLISH_DONE_PX, when the total stays within POLISH_MAX_PX.
+
+    Tie points are cut around keypoints and placed by the peak of a patch's score map; their
+    positions carry a bias that their number does not average away. On SRIF optical/infrared pair
+    72, off by a shift only, 89 inliers put the translation 0.88 px from the truth, where a phase
+    correlation of the whole overlap was 0.20 px from it; the polish moved it to 0.42 px. A larger
+    residual is not a polish: the model is kept and the report says so."""
+    m = sc.model
+    if not sc.cfg.estimation.polish or m is None or m.local is not None:
+        return
+    sc.notify(0.83, "polishing the model")
+    probe = _probe(sc)
+    matrix, total, steps = m.matrix, np.zeros(2), []
+    for _ in range(POLISH_STEPS):
+        inv = np.linalg.inv(matrix)
+        off = probe.offset(lambda xy, inv=inv: apply_h(inv, xy))
+        if off is None:
+            break
+        d = np.array(off["shift_px"])
+        steps.append({k: (np.round(v, 4).tolist() if k == "shift_px" else round(float(v), 5)) for k, v in off.items()})
+        total += d
+        matrix = np.array([[1, 0, -d[0]], [0, 1, -d[1]], [0, 0, 1.0]]) @ matrix
+        if np.abs(d).max() < POLISH_DONE_PX:
+            break
+    applied = bool(steps) and float(np.hypot(*total)) <= POLISH_MAX_PX
+    info = {"applied": applied, "shift_px": (-total).round(4).tolist(), "steps": steps,
+            "note": "the model's move on the reference grid that the structure of the overlap asked for"}
+    if not steps:
+        info["reason"] = "no structural peak within 3 px of the model"
+    elif not applied:
+        info["reason"] = f"the structure asks for {np.hypot(*total):.2f} px, more than a polish ({POLISH_MAX_PX} px)"
+    params = {**m.params, "polish": info}
+    if applied:
+        res = np.linalg.norm(apply_h(matrix, sc.tp.xy_t_on_ref) - sc.tp.xy_r, axis=1)
+        sc.model = FittedModel(m.kind, matrix, m.inliers, res, None, params)
+    else:
+        m.params["polish"] = info
+    sc.clock.lap("polish")
+
+
 def stage_verdict(sc: Scene) -> None:
     """reliable or uncertain, with the evidence (see :mod:`georeg.verdict`)."""
     from .verdict import judge
@@ -984,6 +1028,9 @@ def _try(fn, default):
 
 WEAK_INLIER_FRACTION = 0.5
 RUNNER_UP_MARGIN = (4, 1.25)  # inliers a lower-ranked prior needs beyond the higher one's: more, ratio
+POLISH_MAX_PX = 1.5  # a larger residual shift is not a polish: the tie points and the structure disagree
+POLISH_DONE_PX = 0.05  # the polish is found again through the moved model until it moves less than this
+POLISH_STEPS = 3
 STRUCTURE_MARGIN = 0.001  # a richer model must raise the structural agreement by more than this
 
 
@@ -1055,6 +1102,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
             "type": model.kind,
             "requested": cfg.estimation.model,
             "auto": model.params.get("auto"),
+            "polish": model.params.get("polish"),
             "matrix_px": model.matrix.tolist(),
             "matrix_note": "3x3, reference-grid pixels, maps where the target shows a feature to where "
                            "the reference has it (global part for 'local')",

@@ -180,7 +180,11 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
     dep, se = model_departure(kind, richer, xt, xr, extent)
     agreement = None
     if dep > MAX_UNSTABLE_PX and np.isfinite(se):  # else nothing to doubt the model with
-        inv = np.linalg.inv(_lsq(richer, xt, xr))
+        fitted = _lsq(richer, xt, xr)
+        polish = model.params.get("polish") or {}
+        if polish.get("applied"):  # compared like with like: moved as the model was
+            fitted = np.array([[1, 0, polish["shift_px"][0]], [0, 1, polish["shift_px"][1]], [0, 0, 1.0]]) @ fitted
+        inv = np.linalg.inv(fitted)
         agreement = probe.agreement(lambda xy: apply_h(inv, xy))
     return {"model": richer, "departure_px": dep, "departure_se_px": se if np.isfinite(se) else None,
             "structure": agreement, "structure_gain": None if agreement is None else agreement - after}
@@ -226,6 +230,63 @@ class StructureProbe:
         if key not in self._by_model:
             self._by_model[key] = (model, self.agreement(model.inverse))
         return self._by_model[key][1]
+
+    def offset(self, inverse, max_lag: int = 3) -> dict | None:
+        """The residual shift (reference px) at which the structure of the target seen through
+        ``inverse`` (reference px -> target px) agrees best with the reference's: the target's
+        content that the model puts at ``p + shift`` belongs at ``p``. The correlation of the
+        oriented-gradient channels is summed over the probe's windows, climbed from no shift over
+        whole-pixel lags, and a parabola through the peak and its neighbours places it between
+        pixels. Returns {"shift_px": [dx, dy], "agreement": at the peak's whole-pixel lag,
+        "agreement_at_zero": at no shift}, or None when no window holds enough of both images or
+        the climb reaches ``max_lag`` (no peak near the model: nothing to polish)."""
+        from scipy import ndimage
+
+        lag = max_lag
+        pairs = []
+        den_r = den_t = 0.0
+        for win, rv, fr in self.windows:
+            t, tv = sample_through(self.tgt, self.grid, win, inverse)
+            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float32)
+            if wgt.sum() < 64 or min(wgt.shape) <= 4 * lag:
+                continue
+            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
+            a = (fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum()) * wgt
+            b = (ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum()) * wgt
+            h, w = wgt.shape
+            core = np.ascontiguousarray(a[:, lag:h - lag, lag:w - lag])
+            pairs.append((core, b))
+            den_r += float(np.einsum("ijk,ijk->", core, core))
+            den_t += float(np.einsum("ijk,ijk->", b[:, lag:h - lag, lag:w - lag], b[:, lag:h - lag, lag:w - lag]))
+        if not pairs or den_r <= 0 or den_t <= 0:
+            return None
+        norm = np.sqrt(den_r * den_t)
+        memo: dict[tuple[int, int], float] = {}
+
+        def corr(dx: int, dy: int) -> float:
+            if (dx, dy) not in memo:
+                memo[dx, dy] = sum(float(np.einsum("ijk,ijk->", c, b[:, lag + dy:b.shape[1] - lag + dy,
+                                                                  lag + dx:b.shape[2] - lag + dx]))
+                                   for c, b in pairs) / norm
+            return memo[dx, dy]
+
+        x = y = 0
+        while True:
+            best = max(((x + i, y + j) for i in (-1, 0, 1) for j in (-1, 0, 1)), key=lambda q: corr(*q))
+            if best == (x, y):
+                break
+            x, y = best
+            if max(abs(x), abs(y)) >= lag:
+                return None
+
+        def vertex(m: float, c: float, p: float) -> float:
+            d = m - 2 * c + p
+            return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
+
+        c = corr(x, y)
+        return {"shift_px": [x + vertex(corr(x - 1, y), c, corr(x + 1, y)),
+                             y + vertex(corr(x, y - 1), c, corr(x, y + 1))],
+                "agreement": c, "agreement_at_zero": corr(0, 0)}
 
     def agreement(self, inverse) -> float:
         """``inverse``: reference px -> target px (None: as georeferenced)."""

@@ -106,6 +106,7 @@ NON_DEFAULT = {
     "max_tiles": ("0", "matching", "max_tiles", 0),
     "coarse": ("no", "matching", "coarse", False),
     "refine": ("false", "matching", "refine", False),
+    "polish": ("false", "estimation", "polish", False),
     "local_method": ("polynomial", "estimation", "local_method", "polynomial"),
     "align_grids": ("yes", "output", "align_grids", True),
     "cog": ("1", "output", "cog", True),
