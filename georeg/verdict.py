@@ -231,20 +231,22 @@ class StructureProbe:
             self._by_model[key] = (model, self.agreement(model.inverse))
         return self._by_model[key][1]
 
-    def offset(self, inverse, max_lag: int = 3) -> dict | None:
+    def offset(self, inverse, max_lag: int = 3, min_pixels: int = 0) -> dict | None:
         """The residual shift (reference px) at which the structure of the target seen through
         ``inverse`` (reference px -> target px) agrees best with the reference's: the target's
         content that the model puts at ``p + shift`` belongs at ``p``. The correlation of the
         oriented-gradient channels is summed over the probe's windows, climbed from no shift over
         whole-pixel lags, and a parabola through the peak and its neighbours places it between
         pixels. Returns {"shift_px": [dx, dy], "agreement": at the peak's whole-pixel lag,
-        "agreement_at_zero": at no shift}, or None when no window holds enough of both images or
-        the climb reaches ``max_lag`` (no peak near the model: nothing to polish)."""
+        "agreement_at_zero": at no shift}, or None when the windows hold fewer than ``min_pixels``
+        of both images (:attr:`compared_pixels` says how many) or the climb reaches ``max_lag`` (no
+        peak near the model: nothing to polish)."""
         from scipy import ndimage
 
         lag = max_lag
         pairs = []
         den_r = den_t = 0.0
+        self.compared_pixels = 0
         for win, rv, fr in self.windows:
             t, tv = sample_through(self.tgt, self.grid, win, inverse)
             wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float32)
@@ -256,9 +258,10 @@ class StructureProbe:
             h, w = wgt.shape
             core = np.ascontiguousarray(a[:, lag:h - lag, lag:w - lag])
             pairs.append((core, b))
+            self.compared_pixels += int(wgt.sum())
             den_r += float(np.einsum("ijk,ijk->", core, core))
             den_t += float(np.einsum("ijk,ijk->", b[:, lag:h - lag, lag:w - lag], b[:, lag:h - lag, lag:w - lag]))
-        if not pairs or den_r <= 0 or den_t <= 0:
+        if not pairs or den_r <= 0 or den_t <= 0 or self.compared_pixels < min_pixels:
             return None
         norm = np.sqrt(den_r * den_t)
         memo: dict[tuple[int, int], float] = {}

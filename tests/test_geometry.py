@@ -763,7 +763,7 @@ def test_structure_offset_finds_a_model_off_by_a_fraction_of_a_pixel(tmp_path, o
     """A model off by ``off`` from the synthetic pair's truth: the structural offset finds that
     residual within 0.1 px (the sign: the target's content the model puts at p + offset belongs at
     p), and moving the model by it brings it within 0.1 px of the truth. Beyond the 3 px search it
-    finds nothing rather than a wrong peak."""
+    finds nothing rather than a wrong peak, and so on fewer pixels than it is asked to compare."""
     from georeg.verdict import StructureProbe
 
     truth = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
@@ -775,6 +775,9 @@ def test_structure_offset_finds_a_model_off_by_a_fraction_of_a_pixel(tmp_path, o
         probe = StructureProbe(r, t, r.grid, overlap_window(r, t)[0])
         inv = np.linalg.inv(model)
         found = probe.offset(lambda xy: apply_h(inv, xy))
+        compared = probe.compared_pixels
+        assert 200 ** 2 < compared < 256 ** 2
+        assert probe.offset(lambda xy: apply_h(inv, xy), min_pixels=compared + 1) is None  # too small a scene
     if max(map(abs, off)) > 3:
         assert found is None, found
         return
