@@ -398,8 +398,14 @@ def stage_to_reference_grid(sc: Scene) -> None:
         fwd, inv = local.forward, local.inverse
         local = LocalWarp(local.method, lambda xy: fwd(np.asarray(xy) / (sx, sy)) * (sx, sy),
                           lambda xy: inv(np.asarray(xy) / (sx, sy)) * (sx, sy), local.n_points)
+    params = dict(m.params)
+    if params.get("polish"):  # its shifts in reference pixels, each axis by its own factor
+        polish = params["polish"]
+        params["polish"] = {**polish, "shift_px": (np.array(polish["shift_px"]) * (sx, sy)).round(4).tolist(),
+                            "steps": [{**st, "shift_px": (np.array(st["shift_px"]) * (sx, sy)).round(4).tolist()}
+                                      for st in polish["steps"]]}
     sc.model = FittedModel(m.kind, s @ m.matrix @ s_inv, m.inliers, m.residuals_px * math.sqrt(sx * sy), local,
-                           m.params)
+                           params)
     tp = sc.tp
     sc.tp = TiePoints(tp.xy_r * (sx, sy), tp.xy_t_on_ref * (sx, sy), tp.score, tp.peak_ratio, tp.direction, tp.tile)
     o = sc.overlap
