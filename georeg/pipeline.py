@@ -933,6 +933,7 @@ def stage_polish(sc: Scene) -> None:
             break
     applied = bool(steps) and float(np.hypot(*total)) <= POLISH_MAX_PX
     info = {"applied": applied, "shift_px": (-total).round(4).tolist(), "steps": steps,
+            "compared_pixels": probe.compared_pixels,
             "note": "the model's move on the reference grid that the structure of the overlap asked for"}
     if not steps and probe.compared_pixels < POLISH_MIN_PIXELS:
         info["reason"] = (f"the images share {probe.compared_pixels} px, fewer than the {POLISH_MIN_PIXELS} a "
