@@ -765,6 +765,14 @@ def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels
     assert rep["quality"] == "reliable"
     with rasterio.open(tmp_path / "out.tif") as d:
         assert (d.width, d.height) == (3 * prof["width"], 3 * prof["height"])
+    # the polish's move, reported in reference pixels: what separates the result from the unpolished one
+    r = _run(["register", ref, pair[1], "-o", tmp_path / "rough.tif", "--no-polish"])
+    assert r.exit_code == 0, r.output
+    rough = json.loads((tmp_path / "rough_report.json").read_text())
+    polish = rep["model"]["polish"]
+    assert polish["applied"] and rough["model"]["polish"] is None
+    moved = np.array(rep["shift"]["mean_px"]) - np.array(rough["shift"]["mean_px"])
+    assert np.hypot(*moved) > 0.05 and np.allclose(moved, polish["shift_px"], atol=0.01), (moved, polish)
 
 
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
