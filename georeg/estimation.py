@@ -81,6 +81,11 @@ class FittedModel:
         return self.local is None and np.allclose(self.matrix[2], [0, 0, 1], atol=1e-12)
 
 
+def shift_matrix(dx: float, dy: float) -> np.ndarray:
+    """The 3x3 matrix of a translation by (dx, dy) px."""
+    return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], dtype=np.float64)
+
+
 def _normaliser(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     ca, cb = a.mean(0), b.mean(0)
     s = float(np.sqrt(((a - ca) ** 2).sum(1).mean()) + 1e-9) / np.sqrt(2)
@@ -107,7 +112,7 @@ def fit_translation(xy_t: np.ndarray, xy_r: np.ndarray, thr: float, max_eval: in
         if inl.sum() == 0:
             break
         best = d[inl].mean(0)
-    h = np.array([[1, 0, best[0]], [0, 1, best[1]], [0, 0, 1]], dtype=np.float64)
+    h = shift_matrix(*best)
     return h, ((d - best) ** 2).sum(1) <= thr**2
 
 
@@ -213,7 +218,7 @@ def _irls(kind: str, xy_t: np.ndarray, xy_r: np.ndarray, h: np.ndarray, scale: f
             break
         if kind == "translation":
             d = ((xy_r - xy_t) * w[:, None]).sum(0) / w.sum()
-            new = np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+            new = shift_matrix(*d)
         elif kind in ("rigid", "similarity"):
             new = _lsq_similarity(xy_t, xy_r, w, rigid=kind == "rigid")
         else:
@@ -363,7 +368,7 @@ def _fit_local_inliers(xy_t, xy_r, cfg: EstimationConfig, inl: np.ndarray, neede
 def _lsq(kind: str, xy_t: np.ndarray, xy_r: np.ndarray) -> np.ndarray:
     if kind == "translation":
         d = (xy_r - xy_t).mean(0)
-        return np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64)
+        return shift_matrix(*d)
     if kind in ("rigid", "similarity"):
         return _lsq_similarity(xy_t, xy_r, rigid=kind == "rigid")
     if kind == "homography":

@@ -31,7 +31,7 @@ from .errors import (
     UncertainResultWarning,
     warn,
 )
-from .estimation import MIN_INLIERS, FittedModel, LocalWarp, apply_h, describe, estimate
+from .estimation import MIN_INLIERS, FittedModel, LocalWarp, apply_h, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
 from .matchers.base import MatcherRoles
 from .matching import TiePoints, keypoints_for, match_tile
@@ -926,9 +926,10 @@ def stage_polish(sc: Scene) -> None:
         if off is None:
             break
         d = np.array(off["shift_px"])
-        steps.append({k: (np.round(v, 4).tolist() if k == "shift_px" else round(float(v), 5)) for k, v in off.items()})
+        steps.append({"shift_px": d.round(4).tolist(), "agreement": round(off["agreement"], 5),
+                      "agreement_at_zero": round(off["agreement_at_zero"], 5)})
         total += d
-        matrix = np.array([[1, 0, -d[0]], [0, 1, -d[1]], [0, 0, 1.0]]) @ matrix
+        matrix = shift_matrix(*-d) @ matrix
         if np.abs(d).max() < POLISH_DONE_PX:
             break
     applied = bool(steps) and float(np.hypot(*total)) <= POLISH_MAX_PX
@@ -942,12 +943,10 @@ def stage_polish(sc: Scene) -> None:
         info["reason"] = "no structural peak within 3 px of the model"
     elif not applied:
         info["reason"] = f"the structure asks for {np.hypot(*total):.2f} px, more than a polish ({POLISH_MAX_PX} px)"
-    params = {**m.params, "polish": info}
+    m.params["polish"] = info
     if applied:
         res = np.linalg.norm(apply_h(matrix, sc.tp.xy_t_on_ref) - sc.tp.xy_r, axis=1)
-        sc.model = FittedModel(m.kind, matrix, m.inliers, res, None, params)
-    else:
-        m.params["polish"] = info
+        sc.model = FittedModel(m.kind, matrix, m.inliers, res, None, dict(m.params))
     sc.clock.lap("polish")
 
 

@@ -43,6 +43,7 @@ from .estimation import (
     describe,
     fit_translation,
     model_departure,
+    shift_matrix,
 )
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
@@ -183,7 +184,7 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
         fitted = _lsq(richer, xt, xr)
         polish = model.params.get("polish") or {}
         if polish.get("applied"):  # compared like with like: moved as the model was
-            fitted = np.array([[1, 0, polish["shift_px"][0]], [0, 1, polish["shift_px"][1]], [0, 0, 1.0]]) @ fitted
+            fitted = shift_matrix(*polish["shift_px"]) @ fitted
         inv = np.linalg.inv(fitted)
         agreement = probe.agreement(lambda xy: apply_h(inv, xy))
     return {"model": richer, "departure_px": dep, "departure_se_px": se if np.isfinite(se) else None,
@@ -231,6 +232,21 @@ class StructureProbe:
             self._by_model[key] = (model, self.agreement(model.inverse))
         return self._by_model[key][1]
 
+    def _centred(self, inverse):
+        """Per window holding 64 pixels or more of both images: the reference's and the target's
+        (seen through ``inverse``) oriented-gradient channels, each less its mean over the
+        window's pixels of both eroded by 4, and those pixels as 0/1 weights (float64)."""
+        from scipy import ndimage
+
+        for win, rv, fr in self.windows:
+            t, tv = sample_through(self.tgt, self.grid, win, inverse)
+            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float64)
+            if wgt.sum() < 64:
+                continue
+            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
+            yield (fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum(),
+                   ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum(), wgt)
+
     def offset(self, inverse, max_lag: int = 3, min_pixels: int = 0) -> dict | None:
         """The residual shift (reference px) at which the structure of the target seen through
         ``inverse`` (reference px -> target px) agrees best with the reference's: the target's
@@ -241,20 +257,14 @@ class StructureProbe:
         "agreement_at_zero": at no shift}, or None when the windows hold fewer than ``min_pixels``
         of both images (:attr:`compared_pixels` says how many) or the climb reaches ``max_lag`` (no
         peak near the model: nothing to polish)."""
-        from scipy import ndimage
-
         lag = max_lag
         pairs = []
         den_r = den_t = 0.0
         self.compared_pixels = 0
-        for win, rv, fr in self.windows:
-            t, tv = sample_through(self.tgt, self.grid, win, inverse)
-            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float32)
-            if wgt.sum() < 64 or min(wgt.shape) <= 4 * lag:
+        for a, b, wgt in self._centred(inverse):
+            if min(wgt.shape) <= 4 * lag:
                 continue
-            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
-            a = (fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum()) * wgt
-            b = (ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum()) * wgt
+            a, b = (a * wgt).astype(np.float32), (b * wgt).astype(np.float32)
             h, w = wgt.shape
             core = np.ascontiguousarray(a[:, lag:h - lag, lag:w - lag])
             pairs.append((core, b))
@@ -293,17 +303,8 @@ class StructureProbe:
 
     def agreement(self, inverse) -> float:
         """``inverse``: reference px -> target px (None: as georeferenced)."""
-        from scipy import ndimage
-
         num = den_r = den_t = 0.0
-        for win, rv, fr in self.windows:
-            t, tv = sample_through(self.tgt, self.grid, win, inverse)
-            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float64)
-            if wgt.sum() < 64:
-                continue
-            ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
-            a = fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum()
-            b = ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum()
+        for a, b, wgt in self._centred(inverse):
             num += float((a * b * wgt).sum())
             den_r += float((a * a * wgt).sum())
             den_t += float((b * b * wgt).sum())
