@@ -43,7 +43,6 @@ from .estimation import (
     describe,
     fit_translation,
     model_departure,
-    shift_matrix,
 )
 from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
@@ -183,8 +182,8 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
     if dep > MAX_UNSTABLE_PX and np.isfinite(se):  # else nothing to doubt the model with
         fitted = _lsq(richer, xt, xr)
         polish = model.params.get("polish") or {}
-        if polish.get("applied"):  # compared like with like: moved as the model was
-            fitted = shift_matrix(*polish["shift_px"]) @ fitted
+        if polish.get("correction") is not None:  # compared like with like: moved as the model was
+            fitted = np.asarray(polish["correction"]) @ fitted
         inv = np.linalg.inv(fitted)
         agreement = probe.agreement(lambda xy: apply_h(inv, xy))
     return {"model": richer, "departure_px": dep, "departure_se_px": se if np.isfinite(se) else None,
@@ -203,6 +202,20 @@ def _windows(overlap: Window, size: int = 384, max_full: int = 640) -> list[Wind
     return out
 
 
+def spread_windows(overlap: Window, k: int, size: int) -> list[Window]:
+    """``k`` x ``k`` square windows of ``size`` px (at most the overlap's side) centred on a
+    regular lattice over the overlap, kept inside it."""
+    w, h = int(overlap.width), int(overlap.height)
+    size = min(size, w, h)
+    out = []
+    for fy in (np.arange(k) + 0.5) / k:
+        for fx in (np.arange(k) + 0.5) / k:
+            cx = min(max(fx * w, size / 2), w - size / 2)
+            cy = min(max(fy * h, size / 2), h - size / 2)
+            out.append(Window(int(overlap.col_off + cx - size / 2), int(overlap.row_off + cy - size / 2), size, size))
+    return out
+
+
 def _features(img: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return oriented_gradient_channels(torch.from_numpy(img)[None, None], cell_sigma=1.0)[0].numpy()
@@ -213,11 +226,12 @@ class StructureProbe:
     through a model, over the overlap (or four 384 px windows spread over a large one), at full
     resolution. The reference side is computed once; each model costs one resampling of the target."""
 
-    def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window):
+    def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window,
+                 windows: list[Window] | None = None):
         self.tgt, self.grid = tgt, grid
         self._by_model: dict[int, tuple[FittedModel, float]] = {}
         self.windows = []
-        for win in _windows(overlap):
+        for win in _windows(overlap) if windows is None else windows:
             r, rv = ref.read_on_grid(grid, win)
             if rv.sum() < 256:
                 continue
