@@ -773,6 +773,9 @@ def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels
     assert polish["applied"] and rough["model"]["polish"] is None
     moved = np.array(rep["shift"]["mean_px"]) - np.array(rough["shift"]["mean_px"])
     assert np.hypot(*moved) > 0.05 and np.allclose(moved, polish["shift_px"], atol=0.01), (moved, polish)
+    # and its whole move as a matrix, in reference pixels too
+    assert np.allclose(np.asarray(polish["correction"]) @ np.asarray(rough["model"]["matrix_px"]),
+                       rep["model"]["matrix_px"], atol=1e-3), polish["correction"]
 
 
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
