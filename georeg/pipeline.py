@@ -972,17 +972,15 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
 
     The residual shift of :meth:`~georeg.verdict.StructureProbe.offset` is measured in a
     SHAPE_GRID x SHAPE_GRID lattice of windows over the overlap; a correction of the model's kind
-    is fitted through the window centres moved by their shifts,
-    dropping the window that disagrees most until all agree within SHAPE_TOLERANCE_PX. The
+    is fitted through the window centres moved by their shifts, dropping the window that
+    disagrees most until all agree within SHAPE_TOLERANCE_PX. The
     correction is kept only when it makes the whole overlap agree better (the verdict's own
     measure, over pixels the windows share with it, so it is a check and not a proof) and moves
     the overlap's corners by no more than POLISH_MAX_PX in all. On SRIF optical/infrared pairs with
     their rotation as given, tie points alone left a shape error of 0.2-0.6 px."""
-    from .estimation import _lsq
     from .verdict import StructureProbe, _corners, spread_windows
 
     kind = sc.model.kind
-    need = SHAPE_WINDOWS_NEEDED[kind]
     if sc.shape_probes is None:
         size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))
         sc.shape_probes = [] if size < SHAPE_MIN_WINDOW_PX else [
@@ -990,35 +988,22 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
             for w in spread_windows(sc.overlap, SHAPE_GRID, size)]
     probe, corners = _probe(sc), _corners(sc.extent)
     start, steps = matrix, []
+
+    def moved(m: np.ndarray) -> float:  # largest move of the overlap's corners from the start
+        return float(np.linalg.norm(apply_h(m @ np.linalg.inv(start), corners) - corners, axis=1).max())
+
     before = probe.agreement(lambda xy, inv=np.linalg.inv(matrix): apply_h(inv, xy))
     reason = None
     for _ in range(SHAPE_STEPS):
-        inv = np.linalg.inv(matrix)
-        centres, shifts = [], []
-        for wp in sc.shape_probes:
-            off = wp.offset(lambda xy, inv=inv: apply_h(inv, xy), min_pixels=SHAPE_MIN_PIXELS)
-            if off is not None:
-                w = wp.windows[0][0]
-                centres.append((w.col_off + w.width / 2, w.row_off + w.height / 2))
-                shifts.append(off["shift_px"])
-        c, d = np.array(centres, float).reshape(-1, 2), np.array(shifts, float).reshape(-1, 2)
-        while len(c) >= need:
-            corr = _lsq(kind, c, c - d)
-            worst = np.linalg.norm(apply_h(corr, c) - (c - d), axis=1)
-            if worst.max() <= SHAPE_TOLERANCE_PX:
-                break
-            keep = np.arange(len(c)) != worst.argmax()
-            c, d = c[keep], d[keep]
-        if len(c) < need:
-            reason = (f"{len(c)} windows of the overlap agree on a shape, fewer than the {need} a {kind} "
-                      "correction needs")
+        corr, agreeing = _shape_correction(sc.shape_probes, np.linalg.inv(matrix), kind)
+        if corr is None:
+            reason = (f"{agreeing} windows of the overlap agree on a shape, fewer than the "
+                      f"{SHAPE_WINDOWS_NEEDED[kind]} a {kind} correction needs")
             break
         candidate = corr @ matrix
         after = probe.agreement(lambda xy, inv=np.linalg.inv(candidate): apply_h(inv, xy))
-        move = float(np.linalg.norm(apply_h(corr, corners) - corners, axis=1).max())
-        total = float(np.linalg.norm(apply_h(candidate, apply_h(np.linalg.inv(start), corners)) - corners,
-                                     axis=1).max())
-        steps.append({"windows": len(c), "corner_move_px": round(move, 4), "agreement": round(after, 5),
+        move, total = moved(corr @ start), moved(candidate)
+        steps.append({"windows": agreeing, "corner_move_px": round(move, 4), "agreement": round(after, 5),
                       "agreement_before": round(before, 5)})
         if after <= before:
             reason = "the corrected shape does not make the overlap agree better"
@@ -1029,13 +1014,37 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
         matrix, before = candidate, after
         if move < SHAPE_DONE_PX:
             break
-    moved = float(np.linalg.norm(apply_h(matrix, apply_h(np.linalg.inv(start), corners)) - corners, axis=1).max())
-    info = {"applied": matrix is not start, "correction_kind": kind, "corner_move_px": round(moved, 4),
+    info = {"applied": matrix is not start, "correction_kind": kind, "corner_move_px": round(moved(matrix), 4),
             "windows": len(sc.shape_probes), "steps": steps}
     if matrix is start:
         info["reason"] = reason or (f"the overlap is too small for {SHAPE_GRID}x{SHAPE_GRID} windows of "
                                     f"{SHAPE_MIN_WINDOW_PX} px")
     return matrix, info
+
+
+def _shape_correction(probes: list, inv: np.ndarray, kind: str) -> tuple[np.ndarray | None, int]:
+    """(the correction of ``kind`` that moves each window's centre by its residual shift under the
+    model whose inverse is ``inv``, the number of windows that agree with it), dropping the window
+    that disagrees most until all agree within SHAPE_TOLERANCE_PX; None when fewer than
+    SHAPE_WINDOWS_NEEDED are left."""
+    from .estimation import _lsq
+
+    centres, shifts = [], []
+    for wp in probes:
+        off = wp.offset(lambda xy: apply_h(inv, xy), min_pixels=SHAPE_MIN_PIXELS)
+        if off is not None:
+            w = wp.windows[0][0]
+            centres.append((w.col_off + w.width / 2, w.row_off + w.height / 2))
+            shifts.append(off["shift_px"])
+    c, d = np.array(centres, float).reshape(-1, 2), np.array(shifts, float).reshape(-1, 2)
+    while len(c) >= SHAPE_WINDOWS_NEEDED[kind]:
+        corr = _lsq(kind, c, c - d)
+        worst = np.linalg.norm(apply_h(corr, c) - (c - d), axis=1)
+        if worst.max() <= SHAPE_TOLERANCE_PX:
+            return corr, len(c)
+        keep = np.arange(len(c)) != worst.argmax()
+        c, d = c[keep], d[keep]
+    return None, len(c)
 
 
 def stage_verdict(sc: Scene) -> None:
