@@ -227,7 +227,8 @@ class EstimationConfig:
     polynomial_order: int = 2
     local_smoothing: float = 1.0
     seed: int = 0
-    polish: bool = True  # move the final model by the residual shift the overlap's structure asks for
+    polish: bool = True  # move the final model by the residual shift the overlap's structure asks for (and
+    # correct a rigid or similarity model's shape by that shift measured in windows)
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -133,7 +133,9 @@ OPTIONS: tuple[Option, ...] = (
            "Second matching pass through the first model, with a small search radius."),
     Option("polish", "estimation", "polish", "switch",
            "Move the final model by the residual shift (at most 1.5 px) at which the oriented-gradient "
-           "structure of the whole overlap agrees best; tie points alone carry a bias of a few tenths of a pixel."),
+           "structure of the whole overlap agrees best; tie points alone carry a bias of a few tenths of a pixel. "
+           "A rigid or similarity model also has its rotation and scale corrected by the same measure made in "
+           "3x3 windows, when the whole overlap then agrees better."),
     Option("local_method", "estimation", "local_method", "choice",
            "Warp of the 'local' model: thin-plate spline or polynomial.", LOCAL_METHODS),
     Option("align_grids", "output", "align_grids", "flag", "Resample the target onto the reference grid."),
