@@ -855,3 +855,41 @@ def test_polish_corrects_the_shape_of_a_turned_srif_pair(shared_data, tmp_path):
     assert errs["shape"] < 0.7 and errs["shape"] < errs["shift"] - 0.1, errs
     # the report's correction is the whole move from the tie points' model to the polished one
     assert np.allclose(np.asarray(info["correction"]) @ rough.model.matrix, res.model.matrix, atol=1e-6)
+
+
+class _WindowShift:
+    """A stand-in for one window's StructureProbe: reports the residual shift that ``truth`` (a
+    correction the model lacks) leaves at the window's centre, or None (no structure)."""
+
+    def __init__(self, window, truth, extra=(0.0, 0.0), empty=False):
+        self.windows = [(window, None, None)]
+        self.truth, self.extra, self.empty = truth, np.asarray(extra), empty
+
+    def offset(self, inverse, min_pixels=0):
+        if self.empty:
+            return None
+        w = self.windows[0][0]
+        c = np.array([[w.col_off + w.width / 2, w.row_off + w.height / 2]])
+        # the content the model puts at p + shift belongs at p: shift = p - truth(p)
+        return {"shift_px": (c - apply_h(self.truth, c))[0] + self.extra}
+
+
+def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagrees():
+    from rasterio.windows import Window
+
+    from georeg.pipeline import _shape_correction
+    from georeg.verdict import spread_windows
+
+    wins = spread_windows(Window(0, 0, 512, 400), 3, 200)
+    assert len(wins) == 9 and all(w.width == 200 and 0 <= w.col_off <= 312 and 0 <= w.row_off <= 200 for w in wins)
+    t, c = np.radians(0.1), np.array([256.0, 200.0])  # 0.1 degree about the centre, 0.45 px at the corners
+    r = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    truth = np.eye(3)
+    truth[:2, :2], truth[:2, 2] = r, c - r @ c
+    probes = [_WindowShift(w, truth, extra=(3.0, 0.0) if i == 4 else (0, 0)) for i, w in enumerate(wins)]
+    corr, agreeing = _shape_correction(probes, np.eye(3), "rigid")
+    assert agreeing == 8  # the centre window, 3 px off, is dropped
+    assert np.allclose(corr, truth, atol=1e-6)
+    # too few windows with structure: no correction
+    few = [_WindowShift(w, truth, empty=i > 2) for i, w in enumerate(wins)]
+    assert _shape_correction(few, np.eye(3), "similarity") == (None, 3)
