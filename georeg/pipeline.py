@@ -983,9 +983,10 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     kind = sc.model.kind
     if sc.shape_probes is None:
         size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))
-        sc.shape_probes = [] if size < SHAPE_MIN_WINDOW_PX else [
+        probes = [] if size < SHAPE_MIN_WINDOW_PX else [
             StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, windows=[w])
             for w in spread_windows(sc.overlap, SHAPE_GRID, size)]
+        sc.shape_probes = [p for p in probes if p.windows]  # a window of nodata in the reference has none
     probe, corners = _probe(sc), _corners(sc.extent)
     start, steps = matrix, []
 
