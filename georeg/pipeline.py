@@ -31,7 +31,7 @@ from .errors import (
     UncertainResultWarning,
     warn,
 )
-from .estimation import MIN_INLIERS, FittedModel, LocalWarp, apply_h, describe, estimate, shift_matrix
+from .estimation import MIN_INLIERS, FittedModel, LocalWarp, _lsq, apply_h, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
 from .matchers.base import MatcherRoles
 from .matching import TiePoints, keypoints_for, match_tile
@@ -993,7 +993,7 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     def moved(m: np.ndarray) -> float:  # largest move of the overlap's corners from the start
         return float(np.linalg.norm(apply_h(m @ np.linalg.inv(start), corners) - corners, axis=1).max())
 
-    before = probe.agreement(lambda xy, inv=np.linalg.inv(matrix): apply_h(inv, xy))
+    before = probe.matrix_agreement(matrix)  # cached where auto's structural check measured this model
     reason = None
     for _ in range(SHAPE_STEPS):
         corr, agreeing = _shape_correction(sc.shape_probes, np.linalg.inv(matrix), kind)
@@ -1002,7 +1002,7 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
                       f"{SHAPE_WINDOWS_NEEDED[kind]} a {kind} correction needs")
             break
         candidate = corr @ matrix
-        after = probe.agreement(lambda xy, inv=np.linalg.inv(candidate): apply_h(inv, xy))
+        after = probe.matrix_agreement(candidate)  # the verdict's, when the candidate is kept
         move, total = moved(corr @ start), moved(candidate)
         steps.append({"windows": agreeing, "corner_move_px": round(move, 4), "agreement": round(after, 5),
                       "agreement_before": round(before, 5)})
@@ -1028,8 +1028,6 @@ def _shape_correction(probes: list, inv: np.ndarray, kind: str) -> tuple[np.ndar
     model whose inverse is ``inv``, the number of windows that agree with it), dropping the window
     that disagrees most until all agree within SHAPE_TOLERANCE_PX; None when fewer than
     SHAPE_WINDOWS_NEEDED are left."""
-    from .estimation import _lsq
-
     centres, shifts = [], []
     for wp in probes:
         off = wp.offset(lambda xy: apply_h(inv, xy), min_pixels=SHAPE_MIN_PIXELS)

@@ -184,8 +184,7 @@ def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe,
         polish = model.params.get("polish") or {}
         if polish.get("correction") is not None:  # compared like with like: moved as the model was
             fitted = np.asarray(polish["correction"]) @ fitted
-        inv = np.linalg.inv(fitted)
-        agreement = probe.agreement(lambda xy: apply_h(inv, xy))
+        agreement = probe.matrix_agreement(fitted)
     return {"model": richer, "departure_px": dep, "departure_se_px": se if np.isfinite(se) else None,
             "structure": agreement, "structure_gain": None if agreement is None else agreement - after}
 
@@ -229,7 +228,8 @@ class StructureProbe:
     def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window,
                  windows: list[Window] | None = None):
         self.tgt, self.grid = tgt, grid
-        self._by_model: dict[int, tuple[FittedModel, float]] = {}
+        self._by_model: dict[int, tuple[FittedModel, float]] = {}  # local models
+        self._by_matrix: dict[bytes, float] = {}
         self.windows = []
         for win in _windows(overlap) if windows is None else windows:
             r, rv = ref.read_on_grid(grid, win)
@@ -239,12 +239,23 @@ class StructureProbe:
             self.windows.append((win, rv, fr))
 
     def model_agreement(self, model: FittedModel) -> float:
-        """:meth:`agreement` through ``model``, computed once per model (auto's structural check
-        and the verdict ask for the same one)."""
+        """:meth:`agreement` through ``model``, computed once per model (auto's structural check,
+        the polish and the verdict ask for the same ones)."""
+        if model.local is None:
+            return self.matrix_agreement(model.matrix)
         key = id(model)
         if key not in self._by_model:
             self._by_model[key] = (model, self.agreement(model.inverse))
         return self._by_model[key][1]
+
+    def matrix_agreement(self, matrix: np.ndarray) -> float:
+        """:meth:`agreement` through a 3x3 model ``matrix`` (target -> reference px), computed once
+        per matrix."""
+        key = np.asarray(matrix, np.float64).tobytes()
+        if key not in self._by_matrix:
+            inv = np.linalg.inv(matrix)
+            self._by_matrix[key] = self.agreement(lambda xy: apply_h(inv, xy))
+        return self._by_matrix[key]
 
     def _centred(self, inverse):
         """Per window holding 64 pixels or more of both images: the reference's and the target's
