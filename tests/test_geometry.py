@@ -8,12 +8,14 @@ without it. Every target is named without a sensor word, as a user's files often
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
+from rasterio.errors import NotGeoreferencedWarning
 from synthetic import resample_content, rotation_scale_matrix, synthetic_pair
 
 import georeg
@@ -893,3 +895,36 @@ def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagre
     # too few windows with structure: no correction
     few = [_WindowShift(w, truth, empty=i > 2) for i, w in enumerate(wins)]
     assert _shape_correction(few, np.eye(3), "similarity") == (None, 3)
+
+
+@pytest.mark.slow
+def test_a_real_perspective_is_kept_when_the_target_is_turned_and_magnified(shared_data, tmp_path):
+    """The RIFT day-night pair (night lights against optical; a perspective the affine misses by
+    4 px) with its target turned 15 degrees and magnified 1.6x: on the smaller shared ground the
+    first pass's tie points put the homography's departure at 3.6 standard errors, under the 4
+    auto asked, and the affine kept was `reliable` 2.4 px from the plain pair's homography composed
+    with the motion. The homography predicts held-out blocks 2.7x better, which now suffices at
+    2.5 standard errors. Truth: georeg's own result on the plain pair composed with the motion."""
+    from georeg.coordinates import resample_by_matrix
+
+    d = shared_data / "rift_samples" / "day-night"
+    with rasterio.open(d / "pair1.jpg") as src:  # handed over as the pictures are: no georeferencing
+        pic = src.read().astype(np.float32)
+    h, w = pic.shape[1:]
+    back = rotation_scale_matrix(w, h, -15.0, 1 / 1.6)  # a pixel of the copy shows the picture there
+    copy = np.stack([resample_by_matrix(b, back, (h, w), centre=0.5)[0] for b in pic]).round().clip(0, 255)
+    target = tmp_path / "target.tif"
+    with rasterio.open(target, "w", driver="GTiff", width=w, height=h, count=len(copy), dtype="uint8") as o:
+        o.write(copy.astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        plain = _register(d / "pair2.jpg", d / "pair1.jpg", tmp_path / "plain.tif")
+        res = _register(d / "pair2.jpg", target, tmp_path / "out.tif")
+    assert plain.model.kind == "homography" and plain.quality == "reliable"
+    assert res.model.kind == "homography", res.report["model"]["auto"]
+    truth = plain.model.matrix @ back
+    g = np.stack(np.meshgrid(np.linspace(0, w, 41), np.linspace(0, h, 41)), -1).reshape(-1, 2)
+    on_ref = apply_h(truth, g)
+    g = g[(on_ref[:, 0] >= 0) & (on_ref[:, 1] >= 0) & (on_ref[:, 0] <= w) & (on_ref[:, 1] <= h)]
+    assert len(g) > 200
+    assert np.abs(res.model.forward(g) - apply_h(truth, g)).max() < 1.5
