@@ -353,13 +353,18 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     richer = unresolved(model, tp, extent, probe, after)
     turn = describe(model, c[4])["rotation_deg"]
     scale = float(np.sqrt(abs(np.linalg.det(model.matrix[:2, :2]))))  # isotropic: the area's
+    # The corner checks are in pixels of the coarser picture: a target whose content is coarser
+    # than the working grid (scale > 1) places its tie points to a fraction of its own pixel.
+    unit = max(1.0, scale)
+    max_gap, max_unstable = MAX_DIRECTION_GAP_PX * unit, MAX_UNSTABLE_PX * unit
     ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
           "second_motion": {"tie_points": n2, "shift_px": shift2}, "richer_model": richer,
           "turn_deg": turn, "scale": scale,
           "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
-                         "direction_gap_px": MAX_DIRECTION_GAP_PX, "instability_px": MAX_UNSTABLE_PX,
+                         "direction_gap_px": max_gap, "instability_px": max_unstable,
+                         "coarser_pixel_px": unit,
                          "structure_after": MIN_AGREEMENT, "richer_model_z": UNRESOLVED_Z,
                          "richer_model_gain": UNRESOLVED_GAIN, "overrule_turn_deg": OVERRULE_TURN_DEG,
                          "overrule_scale": OVERRULE_SCALE, "overrule_tie_points": OVERRULE_TIE_POINTS}}
@@ -371,15 +376,15 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
         reasons.append(f"the inliers cover {cov:.0%} of the overlap (at least {MIN_COVERAGE:.0%} expected)")
     if gap is None:
         reasons.append("tie points from one matching direction alone are too few to confirm the model")
-    elif gap > MAX_DIRECTION_GAP_PX:
+    elif gap > max_gap:
         reasons.append(f"reference-side and target-side tie points disagree by {gap:.1f} px at the corners")
-    if unstable is not None and unstable > MAX_UNSTABLE_PX:
+    if unstable is not None and unstable > max_unstable:
         reasons.append(f"the model moves by {unstable:.1f} px at the corners when the tie points are resampled")
     if n2 >= max(6, SECOND_MOTION_SHARE * inl.sum()):
         reasons.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
                        f"than the model's {int(inl.sum())}: clouds, parallax or a repeated pattern? mask them")
     if (richer is not None and richer["structure_gain"] is not None
-            and richer["departure_px"] > max(MAX_UNSTABLE_PX, UNRESOLVED_Z * richer["departure_se_px"])
+            and richer["departure_px"] > max(max_unstable, UNRESOLVED_Z * richer["departure_se_px"])
             and richer["structure_gain"] > UNRESOLVED_GAIN):
         motion = {"translation": "rotation or scale", "rigid": "scale"}.get(model.kind, "shear")
         article = "an" if richer["model"][0] in "aeiou" else "a"

@@ -718,6 +718,32 @@ def test_a_turn_against_the_georeferencing_needs_many_tie_points(tmp_path, turn,
     assert abs(v.evidence["turn_deg"] - turn) < 1e-6
 
 
+@pytest.mark.parametrize("scale, doubted", [(1.0, True), (1.7, False), (1 / 1.7, True)])
+def test_the_corner_checks_are_in_pixels_of_the_coarser_picture(tmp_path, scale, doubted):
+    """The two matching directions 2.6 px apart at the corners: beyond the 2 px allowed when the
+    target's pixels are the reference's or finer, within it when each target pixel covers 1.7 of
+    the reference's (the RIFT day-night pair shrunk 0.6x: 2.2 px apart, 0.06 px from the plain
+    pair's result composed with the motion, `uncertain` before)."""
+    from georeg.verdict import MAX_DIRECTION_GAP_PX, StructureProbe, judge
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
+    h = rotation_scale_matrix(256, 256, 0.0, scale)
+    synthetic_pair(str(ref), str(tgt), size=256, seed=5, new_to_old=h, sar_like=False)
+    rng = np.random.default_rng(1)
+    xy_t = rng.uniform(128 - 100 / scale, 128 + 100 / scale, (80, 2))
+    side = (np.arange(80) % 2).astype(np.int8)
+    xy_r = apply_h(h, xy_t) + rng.normal(0, 0.1, (80, 2)) + np.where(side[:, None] == 0, 1.3, -1.3) * [1.0, 0.0]
+    tp = TiePoints(xy_r, xy_t, np.ones(80), np.ones(80), side, np.zeros(80, np.int32))
+    model = FittedModel("similarity", h, np.ones(80, bool), np.zeros(80))
+    with RasterSource(str(ref), InputConfig(), "reference") as r, \
+            RasterSource(str(tgt), InputConfig(modality="optical"), "target") as t:
+        v = judge(StructureProbe(r, t, r.grid, overlap_window(r, t)[0]), model, tp, (28, 28, 228, 228))
+    assert v.evidence["direction_gap_px"] == pytest.approx(2.6, abs=0.2)
+    assert v.evidence["thresholds"]["direction_gap_px"] == pytest.approx(MAX_DIRECTION_GAP_PX * max(1.0, scale))
+    assert ("disagree by" in v.reason) == doubted, v.reason
+    assert v.quality == ("uncertain" if doubted else "reliable"), v.reason
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("pair, shift", [("ALOS_desert_0", (5.3, -3.7)), ("RCM_city_6", (-2.5, -0.5))])
 def test_a_small_georeferenced_crop_is_not_called_reliable_when_wrong(shared_data, tmp_path, pair, shift):
