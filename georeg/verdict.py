@@ -377,9 +377,11 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     if gap is None:
         reasons.append("tie points from one matching direction alone are too few to confirm the model")
     elif gap > max_gap:
-        reasons.append(f"reference-side and target-side tie points disagree by {gap:.1f} px at the corners")
+        reasons.append(f"reference-side and target-side tie points disagree by {gap:.1f} px at the corners "
+                       f"(at most {max_gap:.1f} expected)")
     if unstable is not None and unstable > max_unstable:
-        reasons.append(f"the model moves by {unstable:.1f} px at the corners when the tie points are resampled")
+        reasons.append(f"the model moves by {unstable:.1f} px at the corners when the tie points are resampled "
+                       f"(at most {max_unstable:.1f} expected)")
     if n2 >= max(6, SECOND_MOTION_SHARE * inl.sum()):
         reasons.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
                        f"than the model's {int(inl.sum())}: clouds, parallax or a repeated pattern? mask them")
