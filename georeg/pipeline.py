@@ -981,11 +981,14 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     from .verdict import StructureProbe, _corners, spread_windows
 
     kind = sc.model.kind
+    size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))
+    if size < SHAPE_MIN_WINDOW_PX:
+        return matrix, {"applied": False, "correction_kind": kind, "corner_move_px": 0.0, "windows": 0,
+                        "steps": [], "reason": f"the overlap is too small for {SHAPE_GRID}x{SHAPE_GRID} "
+                                               f"windows of {SHAPE_MIN_WINDOW_PX} px"}
     if sc.shape_probes is None:
-        size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))
-        probes = [] if size < SHAPE_MIN_WINDOW_PX else [
-            StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, windows=[w])
-            for w in spread_windows(sc.overlap, SHAPE_GRID, size)]
+        probes = [StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, windows=[w])
+                  for w in spread_windows(sc.overlap, SHAPE_GRID, size)]
         sc.shape_probes = [p for p in probes if p.windows]  # a window of nodata in the reference has none
     probe, corners = _probe(sc), _corners(sc.extent)
     start, steps = matrix, []
@@ -1018,8 +1021,7 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     info = {"applied": matrix is not start, "correction_kind": kind, "corner_move_px": round(moved(matrix), 4),
             "windows": len(sc.shape_probes), "steps": steps}
     if matrix is start:
-        info["reason"] = reason or (f"the overlap is too small for {SHAPE_GRID}x{SHAPE_GRID} windows of "
-                                    f"{SHAPE_MIN_WINDOW_PX} px")
+        info["reason"] = reason
     return matrix, info
 
 

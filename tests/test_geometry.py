@@ -224,6 +224,19 @@ def test_rotated_synthetic_pair_registers_end_to_end(tmp_path, angle, scale, shi
     assert res.quality == "reliable", res.report["verdict"]
 
 
+def test_the_shape_polish_says_when_the_overlap_is_too_small_for_its_windows(tmp_path):
+    """A 160 px scene turned 20 degrees: 3x3 windows would be 80 px, under SHAPE_MIN_WINDOW_PX, so
+    the shape is left to the tie points and the report says why (it said "0 windows agree")."""
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
+    synthetic_pair(str(ref), str(tgt), size=160, seed=5)
+    turned = tmp_path / "target.tif"
+    resample_content(str(tgt), str(turned), rotation_scale_matrix(160, 160, 20.0, 1.0))
+    res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline"},
+                    target={"modality": "optical"}, estimation={"model": "similarity"})
+    shape = res.report["model"]["polish"]["shape"]
+    assert not shape["applied"] and shape["windows"] == 0 and "too small" in shape["reason"], shape
+
+
 def test_modality_from_float_values():
     rng = np.random.default_rng(0)
     db = rng.normal(-15, 4, (64, 64)).astype(np.float32)
