@@ -12,7 +12,8 @@ block. Peers: phase correlation of the whole overlap (scikit-image, always) and 
 COREG_LOCAL when a Python with arosics is given (its GDAL bindings need their own environment),
 on the optical version of the target (the reference's red band on the target's shifted grid):
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
-The report's ``timings_s`` gives georeg's stages.
+The report's ``timings_s`` gives georeg's stages. ``--server`` adds rows for the same commands
+handed to a warm ``georeg serve`` (the row's memory is then the calling process's only).
 
 Two more measurements say where a small pair's time goes. The start-up floor: the imports a
 fresh process pays before it reads a pixel (the interpreter alone; numpy, rasterio and scipy;
@@ -43,6 +44,7 @@ setuptools that reads its licence field.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -117,12 +119,16 @@ def optical_target(ref: str, work: Path, size: int) -> str:
     return str(path)
 
 
-def timed(cmd: list[str]) -> dict:
+# georeg's rows run in their own process unless a row asks for the server (--server)
+OWN_PROCESS = {**os.environ, "GEOREG_SERVER": "off"}
+
+
+def timed(cmd: list[str], env: dict | None = None) -> dict:
     """Wall seconds and peak RSS (MB) of a command in a fresh process (GNU time when present)."""
     gnu = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         full = [gnu, "-f", "%e %M", "-o", tf.name, *cmd] if gnu else cmd
-        proc = subprocess.run(full, capture_output=True, text=True)
+        proc = subprocess.run(full, capture_output=True, text=True, env=env or OWN_PROCESS)
         parts = Path(tf.name).read_text().split() if gnu else []
     out = {"rc": proc.returncode, "tail": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]}
     if len(parts) >= 2:
@@ -136,11 +142,11 @@ def match_s_per_tile(report: dict) -> float:
     return sum(report["timings_s"].get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
 
 
-def run_georeg(ref: str, tgt: str, work: Path, matcher: str) -> dict:
-    out = work / f"out_{matcher}.tif"
+def run_georeg(ref: str, tgt: str, work: Path, matcher: str, env: dict | None = None, tag: str = "") -> dict:
+    out = work / f"out_{matcher}{tag}.tif"
     r = timed([sys.executable, "-m", "georeg.cli", "register", ref, tgt, "-o", str(out), "--matcher", matcher,
-               "--quicklook", "none", "--overwrite", "--accept-uncertain", "-q"])
-    rep_path = work / f"out_{matcher}_report.json"
+               "--quicklook", "none", "--overwrite", "--accept-uncertain", "-q"], env)
+    rep_path = work / f"out_{matcher}{tag}_report.json"
     if r["rc"] == 0 and rep_path.exists():
         rep = json.loads(rep_path.read_text())
         r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
@@ -164,6 +170,37 @@ def run_arosics(python: str, ref: str, tgt: str, work: Path) -> dict:
             "q=True, CPUs=1); c.correct_shifts(); print(len(c.CoRegPoints_table))").format(
         ref, tgt, str(work / "arosics_out.tif"))
     return timed([python, "-c", code])
+
+
+class WarmServer:
+    """``georeg serve`` on a socket of its own for the --server rows: each ``georeg register`` is
+    still a fresh process (timed with its own peak RSS, which no longer holds the registration: that
+    runs in a child of the server), but torch, kornia and the networks are already loaded."""
+
+    def __init__(self, work: Path):
+        self.folder = Path(tempfile.mkdtemp(prefix="georeg-srv-"))  # private, and a short socket path
+        self.env = {**os.environ, "GEOREG_SERVER": "on", "GEOREG_SERVER_SOCKET": str(self.folder / "s.sock")}
+        self.log = work / "serve.log"
+
+    def __enter__(self):
+        import time
+
+        with open(self.log, "w") as f:
+            self.proc = subprocess.Popen([sys.executable, "-m", "georeg.cli", "serve", "-v", "--idle-minutes", "0"],
+                                         stdout=f, stderr=f, env=self.env)
+        t0 = time.time()
+        while "ready at" not in self.log.read_text():
+            if self.proc.poll() is not None or time.time() - t0 > 300:
+                raise RuntimeError(f"georeg serve did not start: {self.log.read_text()[-500:]}")
+            time.sleep(0.2)
+        self.ready_s = time.time() - t0
+        print(f"georeg serve ready after {self.ready_s:.1f} s (imports and a warm-up registration)", flush=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # What a fresh process imports before any pixel is read: no change to the pipeline removes it.
@@ -291,6 +328,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-startup", dest="startup", action="store_false",
                     help="leave out the start-up floor (the imports a fresh process pays before any work)")
+    ap.add_argument("--server", action="store_true",
+                    help="also run each matcher through a warm `georeg serve` (sizes up to 4096 px): a fresh "
+                         "`georeg register` process that hands the work to the server")
     ap.add_argument("--inprocess", type=int, default=3, metavar="N",
                     help="also run each matcher N times in one process (sizes up to 4096 px; 0: no): the "
                          "first run against the later ones, as a `georeg batch` worker pays them")
@@ -303,12 +343,17 @@ def main() -> None:
         for name, r in startup_floor():
             print(f"start-up  {name:48s} {r.get('seconds', float('nan')):5.2f} s  "
                   f"{r.get('peak_rss_mb', float('nan')):5.0f} MB", flush=True)
-    with tempfile.TemporaryDirectory(prefix="georeg-speed-") as td:
+    with tempfile.TemporaryDirectory(prefix="georeg-speed-") as td, contextlib.ExitStack() as stack:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
+        server = stack.enter_context(WarmServer(work)) if args.server else None
         for size in [int(s) for s in args.sizes.split(",") if s]:
             ref, tgt = build_pair(data, work, size)
             runs = {f"georeg {m}": run_georeg(ref, tgt, work, m) for m in args.matchers.split(",") if m}
+            if server and size <= 4096:
+                for m in args.matchers.split(","):
+                    if m:
+                        runs[f"georeg {m} (serve)"] = run_georeg(ref, tgt, work, m, server.env, "_serve")
             runs["phase correlation"] = run_phasecorr(ref, tgt)
             if args.arosics_python:
                 # as in issue 14's peer measurement: AROSICS registers optical to optical only (given the

@@ -16,9 +16,14 @@ def _terminate(signum, frame):
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        from .server import forward
+
+        code = forward(sys.argv[1:])  # a running 'georeg serve' takes 'register' before any import
+        if code is not None:
+            sys.exit(code)
         from .cli import main as cli_main
 
-        cli_main()
+        cli_main(try_server=False)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting stays quiet
         sys.stderr.write("Interrupted; no output was written.\n")

@@ -510,25 +510,114 @@ def matchers_list(ctx):
     _list_matchers(verbose=True)
 
 
-def main() -> None:
-    import signal
+@georeg.command()
+@click.option("--socket", "socket_", type=click.Path(dir_okay=False), default=None,
+              help="Listen here (default: GEOREG_SERVER_SOCKET, else server.sock in a folder of your own: "
+                   "$XDG_RUNTIME_DIR/georeg or <tmp>/georeg-<uid>). Clients find another path through "
+                   "GEOREG_SERVER_SOCKET.")
+@click.option("--idle-minutes", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Stop after this many minutes without a request (0: never).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of each command (default: as many as a command in its own process uses).")
+@click.option("--stop", is_flag=True, help="Stop the server listening at the socket (running requests finish).")
+@verbosity_options
+@click.pass_context
+@handle_errors
+def serve(ctx, socket_, idle_minutes, threads, stop):
+    """Keep a warm georeg for 'georeg register': torch, kornia and the networks loaded once, so a
+    command does not spend about 2 s importing them. Runs in the foreground ('georeg serve &' for
+    the background) until Ctrl-C, --stop or --idle-minutes without a request. Each 'georeg register'
+    of your user then runs in a child of it, with your terminal, folder and environment, and exits
+    with the same code and outputs; GEOREG_SERVER=off runs a command in its own process. Linux only."""
+    from . import server
 
-    from ._entry import _terminate
+    path = Path(socket_).expanduser().absolute() if socket_ else server.socket_path()
+    if stop:
+        pid = server.stop(path)
+        click.echo(f"stopped the georeg server at {path} (pid {pid}); running requests finish", err=True)
+        return
+    srv = server.Server(run_command, path, idle_minutes * 60)
+    srv.bind()
+    try:
+        default_threads = _warm_up()
+        srv.threads = threads or default_threads
+        default = path == server.socket_path()
+        click.echo(f"georeg server ready at {path} (pid {os.getpid()}); 'georeg register' runs here"
+                   + ("" if default else f" where GEOREG_SERVER_SOCKET={path}")
+                   + (f" until {idle_minutes:g} min pass without a request" if idle_minutes else "")
+                   + ". Stop it with Ctrl-C or 'georeg serve --stop'.", err=True)
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("georeg server stopped", err=True)
+    finally:
+        srv.close()
 
-    signal.signal(signal.SIGTERM, _terminate)  # also for 'python -m georeg.cli' (the QGIS bridge)
+
+def _warm_up() -> int:
+    """Import torch, kornia and the output libraries and register the bundled demo pair once, on
+    one torch thread and the CPU (a forked child inherits no thread pool and no CUDA context), so
+    that the server's children start warm. Returns the torch threads a fresh process would use."""
+    import tempfile
+    import warnings
+
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # a CUDA check forked children survive
+    import torch
+
+    from .pipeline import register as run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    here = Path(__file__).resolve().parent / "demo"
+    with tempfile.TemporaryDirectory(prefix="georeg-warm-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = Path(tmp) / "warm.tif"
+        cfg = RegistrationConfig().with_options(matching={"device": "cpu"}, output={
+            "tie_points": str(out.with_suffix(".gpkg")), "report": str(out.with_suffix(".json")),
+            "quicklook": str(out.with_suffix(".png"))})
+        try:
+            run(str(here / "s2_rgb.tif"), str(here / "s1_vh.tif"), str(out), cfg)
+        except GeoregError as exc:  # the server still works, its children just start colder
+            log.warning("the warm-up registration of the demo pair failed: %s", exc)
+    return threads
+
+
+def run_command(argv: list[str] | None = None) -> int:
+    """Run ``georeg <argv>`` (default: this process's arguments) here; its exit code. What
+    :func:`main` runs, and what a ``georeg serve`` child runs for a forwarded command."""
     try:
         # not click's standalone mode: it turns Ctrl-C during argument parsing into 'Aborted!', exit 1
-        rv = georeg.main(prog_name="georeg", standalone_mode=False)
+        rv = georeg.main(args=argv, prog_name="georeg", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
         _ignore_signals()
         click.echo("Interrupted; no output was written.", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    finally:
-        _ignore_signals()
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return exc.exit_code
+    except SystemExit as exc:  # the commands' own exit codes
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(str(exc.code), err=True)
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def main(try_server: bool = True) -> None:
+    """``try_server``: hand 'register' to a running ``georeg serve`` (the console script has
+    already tried, before importing this module)."""
+    import signal
+
+    from ._entry import _terminate
+    from .server import forward
+
+    signal.signal(signal.SIGTERM, _terminate)  # also for 'python -m georeg.cli' (the QGIS bridge)
+    code = forward(sys.argv[1:]) if try_server else None  # a running 'georeg serve' takes 'register'
+    if code is None:
+        try:
+            code = run_command()
+        finally:
+            _ignore_signals()
+    sys.exit(code)
 
 
 def _ignore_signals() -> None:

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# a 'georeg serve' the developer left running must not take the tests' CLI runs (tests/test_server.py
+# switches it on for its own server)
+os.environ["GEOREG_SERVER"] = "off"
 
 
 def shared_data_dir() -> Path:

@@ -200,6 +200,43 @@ def test_cancel_stops_and_leaves_no_output(volkov, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
 
 
+@pytest.mark.slow  # tests/test_server.py covers the server's forwarding and Ctrl-C in the default run
+def test_register_and_cancel_through_a_running_georeg_serve(volkov, tmp_path):
+    """With 'georeg serve' running, the plugin's runs go to it (no 2 s of imports each): a result
+    as usual, and a cancel that stops the server's child and leaves nothing."""
+    from helpers import georeg_server
+
+    env = _env(tmp_path, sys.executable)
+    env["GEOREG_SERVER"] = "on"
+    (tmp_path / "out").mkdir()
+    with georeg_server(env, tmp_path / "serve.log"):
+        proc = subprocess.run([QGIS_PY, "-c", PRELUDE.format(examples=str(REPO / "examples")) + textwrap.dedent(f"""
+            import threading, time
+            from qgis.core import QgsProcessingException
+            t = time.time()
+            r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
+                "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'a.tif')!r}}})
+            print("RESULT " + json.dumps({{"out": r["OUTPUT"], "s": time.time() - t}}))
+            fb = QgsProcessingFeedback()
+            threading.Timer(1.5, fb.cancel).start()
+            try:
+                processing.run("georeg:register", {{"REFERENCE": {str(volkov / '050_S2_RGB.tif')!r},
+                    "TARGET": {str(volkov / '050_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'out' / 'c.tif')!r}}},
+                    feedback=fb)
+                print("RESULT " + json.dumps({{"cancelled": False}}))
+            except QgsProcessingException as exc:
+                print("RESULT " + json.dumps({{"cancelled": True, "msg": str(exc)}}))
+            provider = None
+            app.exitQgis()
+        """)], capture_output=True, text=True, timeout=600, env=env)
+    res = [json.loads(ln[7:]) for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert len(res) == 2, proc.stderr[-3000:]
+    assert Path(res[0]["out"]).exists()
+    assert res[1]["cancelled"] and "cancelled" in res[1]["msg"], res
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+    assert (tmp_path / "serve.log").read_text().count("request ") == 2  # both ran in the server
+
+
 @pytest.mark.parametrize("python,expected", [(None, "no georeg environment is configured"),
                                              ("/nonexistent/bin/python", "does not exist or is not executable"),
                                              ("/usr/bin/python3", "cannot import georeg")])

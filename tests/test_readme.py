@@ -68,7 +68,7 @@ def test_readme_commands_name_existing_options():
 
     synopsis = _block("## Command line", "")
     helps = {c: CliRunner().invoke(georeg, [c, "--help"]).output
-             for c in ("register", "apply", "demo", "batch", "options")}
+             for c in ("register", "apply", "demo", "batch", "options", "serve")}
     for line in synopsis.splitlines():
         words = line.split()
         cmd = next((c for c in helps if f"georeg {c}" in line), None) or "register"

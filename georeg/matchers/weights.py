@@ -65,13 +65,27 @@ def manifest(name: str, directory: Path | None = None) -> dict:
     return man
 
 
+_LOADED: dict[tuple, dict] = {}  # verified state dicts by (file, size, mtime, manifest): one per process
+
+
 def load_state(name: str, directory: Path | None = None) -> tuple[dict, dict]:
-    """(manifest, float32 state dict) after checking the checksum."""
+    """(manifest, float32 state dict) after checking the checksum. The state dict is verified and
+    read once per process while its file and manifest stay as they are (a batch worker or a
+    ``georeg serve`` child registers many pairs): treat its tensors as read-only."""
     directory = _dir(directory)
     man = manifest(name, directory)
     path = directory / man.get("file", f"{name}.pt")
     if not path.exists():
         raise WeightsError(f"weight file missing: {path}; reinstall georeg")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, json.dumps(man, sort_keys=True))
+    if key not in _LOADED:
+        _LOADED[key] = _verified_state(path, man)
+    return man, _LOADED[key]
+
+
+def _verified_state(path: Path, man: dict) -> dict:
+    """The float32 state dict of ``path`` once its sha256 matches the manifest's."""
     digest = sha256(path)
     if digest != man.get("sha256"):
         raise WeightsError(f"weight file {path.name} fails its checksum (expected {man.get('sha256')}, "
@@ -86,7 +100,7 @@ def load_state(name: str, directory: Path | None = None) -> tuple[dict, dict]:
                   (text[:160] or type(exc).__name__))
         raise WeightsError(f"weight file {path.name} cannot be loaded safely: {reason}; "
                            "reinstall georeg, or use `matcher=baseline`") from None
-    return man, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def export(model: torch.nn.Module, name: str, info: dict, directory: Path | None = None, fp16: bool = True) -> Path:

@@ -43,8 +43,13 @@ def child_env():
     return {k: v for k, v in os.environ.items() if k not in CLEANED}
 
 
+_CHECKED = {}  # python path -> (its modification time, georeg version): checked once per QGIS session
+
+
 def check_python(python):
-    """Raise a clear QgsProcessingException when the environment is unset or broken."""
+    """Raise a clear QgsProcessingException when the environment is unset or broken; returns the
+    georeg version there. A Python that passed is not checked again (the check imports torch,
+    about 2 s, which a running 'georeg serve' otherwise spares each run)."""
     if not python:
         raise QgsProcessingException(
             "georeg is not installed in QGIS's Python and no georeg environment is configured. Set "
@@ -55,6 +60,9 @@ def check_python(python):
         raise QgsProcessingException(
             f"the configured georeg Python does not exist or is not executable: {python}. Point "
             "GEOREG_PYTHON (or the georeg Processing setting) at the python of the georeg environment.")
+    stamp = os.stat(python).st_mtime_ns
+    if _CHECKED.get(python, (None,))[0] == stamp:
+        return _CHECKED[python][1]
     try:
         out = subprocess.run([python, "-c", "import georeg, georeg.cli, torch; print(georeg.__version__)"],
                              capture_output=True, text=True, timeout=120, env=child_env(), cwd=tempfile.gettempdir())
@@ -65,7 +73,8 @@ def check_python(python):
         raise QgsProcessingException(
             f"the configured Python cannot import georeg: {python} ({last}). Install georeg there "
             "(pip install -e . in the georeg folder) or point GEOREG_PYTHON at the right environment.")
-    return out.stdout.strip()
+    _CHECKED[python] = (stamp, out.stdout.strip())
+    return _CHECKED[python][1]
 
 
 _SPECS = {}

@@ -1,0 +1,181 @@
+"""``georeg serve``: 'georeg register' handed to a warm server gives the outputs, messages and
+exit codes of a command run in its own process, and never uses a server it should not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from georeg import server
+
+pytestmark = pytest.mark.skipif(not server.supported(), reason="georeg serve needs Linux")
+
+GEOREG = [sys.executable, "-m", "georeg.cli"]
+
+
+@pytest.fixture(scope="module")
+def pair(small_pair):
+    return small_pair("scene_b.tif")
+
+
+@pytest.fixture(scope="module")
+def running():
+    """A server on a socket of its own (a private folder under /tmp: socket paths are short);
+    yields (socket path, its log file)."""
+    from helpers import georeg_server
+
+    folder = Path(tempfile.mkdtemp(prefix="georeg-test-"))
+    path, log = folder / "s.sock", folder / "serve.log"
+    try:
+        with georeg_server({**os.environ, server.SOCKET_ENV: str(path)}, log):
+            yield path, log
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env(path: Path, **extra) -> dict:
+    return {**os.environ, server.SOCKET_ENV: str(path), server.SWITCH_ENV: "on", **extra}
+
+
+def _register(pair, out: Path, env: dict, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([*GEOREG, "register", str(pair[0]), str(pair[1]), "-o", str(out), "--matcher", "baseline",
+                           *extra], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _requests(log: Path) -> int:
+    return log.read_text().count("request ")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["register", "a.tif", "b.tif", "-o", "c.tif"], True),
+    (["-q", "--machine", "register", "a", "b", "-o", "c"], True),
+    (["register", "--help"], False),
+    (["batch", "m.csv", "-o", "out"], False),
+    (["serve"], False),
+    ([], False),
+])
+def test_only_register_is_forwarded(argv, expected):
+    assert server.forwardable(argv) is expected
+
+
+def test_a_forwarded_register_matches_a_run_in_its_own_process(running, pair, tmp_path):
+    path, log = running
+    before = _requests(log)
+    served = _register(pair, tmp_path / "served.tif", _env(path))
+    own = _register(pair, tmp_path / "own.tif", _env(path, GEOREG_SERVER="off"))
+    assert served.returncode == own.returncode == 0, (served.stderr, own.stderr)
+    assert _requests(log) == before + 1  # the first went to the server, the second did not
+    a, b = (json.loads((tmp_path / f"{n}_report.json").read_text()) for n in ("served", "own"))
+    assert a["shift"] == b["shift"] and a["counts"] == b["counts"] and a["quality"] == b["quality"]
+    assert sorted(p.name.replace("served", "X") for p in tmp_path.glob("served*")) == \
+        sorted(p.name.replace("own", "X") for p in tmp_path.glob("own*"))
+    # the same summary on the caller's terminal, relative paths resolved in the caller's folder
+    assert served.stdout.replace("served", "X").split("; ")[0] == own.stdout.replace("own", "X").split("; ")[0]
+    # and the caller's umask (0o077 here) gives the outputs their permissions
+    rel = subprocess.run([*GEOREG, "register", str(pair[0]), str(pair[1]), "-o", "rel.tif", "--matcher", "baseline",
+                          "-q"], capture_output=True, text=True, env=_env(path), cwd=tmp_path, timeout=300,
+                         preexec_fn=lambda: os.umask(0o077))
+    assert rel.returncode == 0 and (tmp_path / "rel.tif").exists() and _requests(log) == before + 2, rel.stderr
+    assert (tmp_path / "rel.tif").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "served.tif").stat().st_mode == (tmp_path / "own.tif").stat().st_mode
+
+
+def test_errors_and_exit_codes_reach_the_caller(running, pair, tmp_path):
+    path, log = running
+    before = _requests(log)
+    r = _register((tmp_path / "missing.tif", pair[1]), tmp_path / "out.tif", _env(path))
+    assert r.returncode == 2 and r.stderr.startswith("Error: ") and "missing.tif" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not list(tmp_path.glob("out*"))
+    r = _register(pair, tmp_path / "out.tif", _env(path), "--model", "nonsense")
+    assert r.returncode == 2 and "nonsense" in r.stderr, r.stderr
+    assert _requests(log) == before + 2
+
+
+def test_ctrl_c_reaches_the_servers_child_and_leaves_nothing(running, small_pair, tmp_path):
+    from helpers import sigint_as_in_a_terminal
+
+    path, _ = running
+    ref, tgt = small_pair("scene_b.tif", size=1024, seed=3)
+    p = subprocess.Popen([*GEOREG, "register", str(ref), str(tgt), "-o", str(tmp_path / "out.tif")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(path),
+                         preexec_fn=sigint_as_in_a_terminal)
+    for line in p.stderr:  # progress lines: the child has started matching
+        if "matching tile" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the registration finished before it could be interrupted")
+    assert p.returncode == 130 and "Interrupted" in err and "Traceback" not in err, (p.returncode, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_caller_that_dies_stops_its_child(running, small_pair, tmp_path):
+    path, log = running
+    ref, tgt = small_pair("scene_b.tif", size=1024, seed=3)
+    p = subprocess.Popen([*GEOREG, "register", str(ref), str(tgt), "-o", str(tmp_path / "out.tif")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(path))
+    for line in p.stderr:
+        if "matching tile" in line:
+            p.kill()  # SIGKILL: the caller cannot pass anything on
+            break
+    p.wait(timeout=60)
+    t0 = time.time()
+    while list(tmp_path.iterdir()) and time.time() - t0 < 60:
+        time.sleep(0.2)
+    assert list(tmp_path.iterdir()) == []  # the child stopped and cleaned up (or never wrote)
+    time.sleep(5)
+    assert list(tmp_path.iterdir()) == []  # and did not finish the run later
+
+
+def test_a_server_running_other_code_is_refused_and_the_command_runs_here(running, pair, tmp_path):
+    path, log = running
+    sock = server._connect(path)
+    with sock:
+        server._send(sock, {"argv": ["register"], "cwd": "/", "env": {}, "code": "another"}, [0, 1, 2])
+        reply, _ = server._recv(sock)
+    assert "another version of georeg" in reply["refused"]
+
+
+def test_no_server_or_a_stale_socket_runs_the_command_here(pair, tmp_path):
+    folder = Path(tempfile.mkdtemp(prefix="georeg-test-"))
+    try:
+        path = folder / "s.sock"
+        r = _register(pair, tmp_path / "a.tif", _env(path), "-q")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        import socket
+
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))  # a socket file nobody listens on: a server that was killed
+        s.close()
+        r = _register(pair, tmp_path / "b.tif", _env(path), "-q")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_socket_in_a_folder_others_can_enter_is_never_used(tmp_path):
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    assert server._connect(folder / "s.sock") is None
+    with pytest.raises(server.ServerError, match="closed to others"):
+        server.Server(lambda argv: 0, folder / "s.sock").bind()
+
+
+def test_a_second_server_on_the_same_socket_and_stop_without_a_server_say_so(running, tmp_path):
+    path, _ = running
+    r = subprocess.run([*GEOREG, "serve", "--socket", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "already listens" in r.stderr, r.stderr
+    r = subprocess.run([*GEOREG, "serve", "--stop", "--socket", str(tmp_path / "none.sock")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "no georeg server listens" in r.stderr, r.stderr
