@@ -536,8 +536,13 @@ def serve(ctx, socket_, idle_minutes, threads, stop):
         pid = server.stop(path)
         click.echo(f"stopped the georeg server at {path} (pid {pid}); running requests finish", err=True)
         return
+    import signal
+
+    from ._entry import _terminate
+
     srv = server.Server(run_command, path, idle_minutes * 60)
     srv.bind()
+    signal.signal(signal.SIGHUP, _terminate)  # its terminal closed: stop and remove the socket
     try:
         default_threads = _warm_up()
         srv.threads = threads or default_threads
