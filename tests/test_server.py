@@ -179,3 +179,18 @@ def test_a_second_server_on_the_same_socket_and_stop_without_a_server_say_so(run
     r = subprocess.run([*GEOREG, "serve", "--stop", "--socket", str(tmp_path / "none.sock")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "no georeg server listens" in r.stderr, r.stderr
+
+
+def test_a_hang_up_stops_the_server_and_removes_its_socket(tmp_path):
+    from helpers import georeg_server
+
+    folder = Path(tempfile.mkdtemp(prefix="georeg-test-"))
+    try:
+        path = folder / "s.sock"
+        with georeg_server({**os.environ, server.SOCKET_ENV: str(path)}, folder / "serve.log") as p:
+            assert path.exists()
+            p.send_signal(signal.SIGHUP)  # its terminal closed
+            assert p.wait(timeout=60) == 0
+            assert not path.exists() and "georeg server stopped" in (folder / "serve.log").read_text()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
