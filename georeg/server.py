@@ -394,9 +394,15 @@ class Server:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_interrupt)
-            for target, fd in zip((0, 1, 2), fds):
+            import fcntl
+
+            # above 2 first: a descriptor received as 0-2 (the server started with a stream closed)
+            # would otherwise be overwritten before it is moved into place
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
+            _close([fd for fd in fds if fd > 2])
+            for target, fd in zip((0, 1, 2), high):
                 os.dup2(fd, target)
-            _close(fds)
+            _close(high)
             _reopen_standard_streams()
             os.chdir(req["cwd"])
             os.environ.clear()
