@@ -394,31 +394,15 @@ class Server:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_interrupt)
-            import fcntl
-
-            # above 2 first: a descriptor received as 0-2 (the server started with a stream closed)
-            # would otherwise be overwritten before it is moved into place
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
-            _close([fd for fd in fds if fd > 2])
-            for target, fd in zip((0, 1, 2), high):
-                os.dup2(fd, target)
-            _close(high)
-            _reopen_standard_streams()
-            os.chdir(req["cwd"])
-            os.environ.clear()
-            os.environ.update(req["env"])
-            os.umask(int(req.get("umask", 0o022)))  # the outputs get the caller's permissions
-            sys.argv = ["georeg", *req["argv"]]
-            import tempfile
-
-            tempfile.tempdir = None  # the caller's TMPDIR, not the one the server's warm-up cached
-            for h in list(logging.getLogger().handlers):
-                logging.getLogger().removeHandler(h)
+            _take_over(req, fds)
             if self.threads:
                 import torch
 
                 torch.set_num_threads(self.threads)
-            _send(conn, {"pid": os.getpid()})
+            try:
+                _send(conn, {"pid": os.getpid()})
+            except OSError:  # the caller left before this child started (it runs the command itself)
+                os._exit(1)
             import threading
 
             threading.Thread(target=_watch_caller, args=(conn,), daemon=True).start()
@@ -445,6 +429,30 @@ class Server:
             except OSError:
                 pass
             os._exit(int(code) & 0xFF)
+
+
+def _take_over(req: dict, fds: list[int]) -> None:
+    """In a child: become the caller's command: its terminal (the three descriptors ``fds``),
+    folder, environment, umask and arguments."""
+    import fcntl
+    import tempfile
+
+    # above 2 first: a descriptor received as 0-2 (the server started with a stream closed)
+    # would otherwise be overwritten before it is moved into place
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
+    _close([fd for fd in fds if fd > 2])
+    for target, fd in zip((0, 1, 2), high):
+        os.dup2(fd, target)
+    _close(high)
+    _reopen_standard_streams()
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.umask(int(req.get("umask", 0o022)))  # the outputs get the caller's permissions
+    sys.argv = ["georeg", *req["argv"]]
+    tempfile.tempdir = None  # the caller's TMPDIR, not the one the server's warm-up cached
+    for h in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(h)
 
 
 def _raise_interrupt(signum, frame):

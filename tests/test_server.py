@@ -133,7 +133,7 @@ def test_a_caller_that_dies_stops_its_child(running, small_pair, tmp_path):
     while list(tmp_path.iterdir()) and time.time() - t0 < 60:
         time.sleep(0.2)
     assert list(tmp_path.iterdir()) == []  # the child stopped and cleaned up (or never wrote)
-    time.sleep(5)
+    time.sleep(2)
     assert list(tmp_path.iterdir()) == []  # and did not finish the run later
 
 
@@ -147,18 +147,21 @@ def test_a_server_running_other_code_is_refused_and_the_command_runs_here(runnin
 
 
 def test_no_server_or_a_stale_socket_runs_the_command_here(pair, tmp_path):
+    """Nothing listens (no socket, then a socket file left by a killed server): the command runs
+    in its own process, as if no server had ever run (a missing input: its own error, exit 2)."""
     folder = Path(tempfile.mkdtemp(prefix="georeg-test-"))
     try:
         path = folder / "s.sock"
-        r = _register(pair, tmp_path / "a.tif", _env(path), "-q")
-        assert r.returncode == 0 and r.stderr == "", r.stderr
+        missing = (tmp_path / "missing.tif", pair[1])
+        r = _register(missing, tmp_path / "a.tif", _env(path), "-q")
+        assert r.returncode == 2 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr
         import socket
 
         s = socket.socket(socket.AF_UNIX)
         s.bind(str(path))  # a socket file nobody listens on: a server that was killed
         s.close()
-        r = _register(pair, tmp_path / "b.tif", _env(path), "-q")
-        assert r.returncode == 0 and r.stderr == "", r.stderr
+        r2 = _register(missing, tmp_path / "b.tif", _env(path), "-q")
+        assert (r2.returncode, r2.stderr) == (r.returncode, r.stderr.replace("a.tif", "b.tif"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -181,6 +184,7 @@ def test_a_second_server_on_the_same_socket_and_stop_without_a_server_say_so(run
     assert r.returncode == 2 and "no georeg server listens" in r.stderr, r.stderr
 
 
+@pytest.mark.slow  # a server of its own (the others share one)
 def test_a_hang_up_stops_the_server_and_removes_its_socket(tmp_path):
     from helpers import georeg_server
 
@@ -194,3 +198,21 @@ def test_a_hang_up_stops_the_server_and_removes_its_socket(tmp_path):
             assert not path.exists() and "georeg server stopped" in (folder / "serve.log").read_text()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_request_whose_caller_leaves_at_once_writes_nothing(running, pair, tmp_path):
+    """The caller hands its command over and leaves at once (killed, or it gave up waiting): the
+    child either never starts the command or is stopped by the caller's end-of-file."""
+    path, log = running
+    before = _requests(log)
+    out = tmp_path / "out.tif"
+    sock = server._connect(path)
+    server._send(sock, {"argv": ["register", str(pair[0]), str(pair[1]), "-o", str(out), "--matcher", "baseline"],
+                        "cwd": str(tmp_path), "env": dict(os.environ), "umask": 0o022,
+                        "code": server.code_fingerprint()}, [0, 1, 2])
+    sock.close()
+    t0 = time.time()
+    while _requests(log) == before and time.time() - t0 < 30:
+        time.sleep(0.1)
+    time.sleep(2)
+    assert _requests(log) == before + 1 and list(tmp_path.iterdir()) == []
