@@ -119,6 +119,7 @@ def test_ctrl_c_reaches_the_servers_child_and_leaves_nothing(running, small_pair
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # Ctrl-C's test covers the relay in the default run
 def test_a_caller_that_dies_stops_its_child(running, small_pair, tmp_path):
     path, log = running
     ref, tgt = small_pair("scene_b.tif", size=1024, seed=3)
@@ -200,6 +201,7 @@ def test_a_hang_up_stops_the_server_and_removes_its_socket(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # Ctrl-C's test covers the relay in the default run
 def test_a_request_whose_caller_leaves_at_once_writes_nothing(running, pair, tmp_path):
     """The caller hands its command over and leaves at once (killed, or it gave up waiting): the
     child either never starts the command or is stopped by the caller's end-of-file."""
