@@ -81,9 +81,11 @@ def _private(folder: Path) -> bool:
 
 def code_fingerprint() -> str:
     """A digest of the installed georeg (every file's name, size and modification time, and the
-    interpreter): a server started before an upgrade or an edit refuses requests."""
+    Python environment): a server started before an upgrade or an edit refuses requests."""
     root = Path(__file__).resolve().parent
-    h = hashlib.sha256(f"{sys.executable}|{sys.version}".encode())
+    # the environment, not the interpreter's name in it: .venv/bin/python and .venv/bin/python3
+    # (the console script and the QGIS bridge's GEOREG_PYTHON) are the same installation
+    h = hashlib.sha256(f"{os.path.realpath(sys.prefix)}|{sys.version}".encode())
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):

@@ -218,3 +218,19 @@ def test_a_request_whose_caller_leaves_at_once_writes_nothing(running, pair, tmp
         time.sleep(0.1)
     time.sleep(2)
     assert _requests(log) == before + 1 and list(tmp_path.iterdir()) == []
+
+
+def test_the_environments_other_interpreter_names_use_the_same_server(running, pair, tmp_path):
+    """The console script runs .venv/bin/python, the QGIS bridge the GEOREG_PYTHON it is given,
+    often .venv/bin/python3: one installation, one server."""
+    path, log = running
+    names = [n for n in ("python3", "python") if (Path(sys.executable).parent / n).exists()
+             and (Path(sys.executable).parent / n) != Path(sys.executable)]
+    if not names:
+        pytest.skip(f"no other name for {sys.executable} in its folder")
+    before = _requests(log)
+    r = subprocess.run([str(Path(sys.executable).parent / names[0]), "-m", "georeg.cli", "register",
+                        str(tmp_path / "missing.tif"), str(pair[1]), "-o", str(tmp_path / "o.tif")],
+                       capture_output=True, text=True, env=_env(path), timeout=120)
+    assert r.returncode == 2 and "missing.tif" in r.stderr and "not using the server" not in r.stderr, r.stderr
+    assert _requests(log) == before + 1
