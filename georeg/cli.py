@@ -520,10 +520,12 @@ def matchers_list(ctx):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads of each command (default: as many as a command in its own process uses).")
 @click.option("--stop", is_flag=True, help="Stop the server listening at the socket (running requests finish).")
+@click.option("--status", is_flag=True,
+              help="Say whether a server listens at the socket, and what it has done (exit code 1: none).")
 @verbosity_options
 @click.pass_context
 @handle_errors
-def serve(ctx, socket_, idle_minutes, threads, stop):
+def serve(ctx, socket_, idle_minutes, threads, stop, status):
     """Keep a warm georeg for 'georeg register': torch, kornia and the networks loaded once, so a
     command does not spend about 2 s importing them. Runs in the foreground ('georeg serve &' for
     the background) until Ctrl-C, --stop or --idle-minutes without a request. Each 'georeg register'
@@ -532,6 +534,17 @@ def serve(ctx, socket_, idle_minutes, threads, stop):
     from . import server
 
     path = Path(socket_).expanduser().absolute() if socket_ else server.socket_path()
+    if status:
+        st = server.status(path)
+        if st is None:
+            click.echo(f"no georeg server listens at {path}")
+            sys.exit(1)
+        idle = f"; stops after {st['idle_s'] / 60:g} min without a request" if st["idle_s"] else ""
+        code = "" if st["current"] else "; it runs another version of georeg than this one (restart it)"
+        click.echo(f"georeg server at {path}: pid {st['pid']}, up {st['up_s'] / 60:.1f} min, "
+                   f"{st['served']} commands served, {st['running']} running, {st['threads']} torch threads "
+                   f"each{idle}{code}")
+        return
     if stop:
         pid = server.stop(path)
         click.echo(f"stopped the georeg server at {path} (pid {pid}); running requests finish", err=True)

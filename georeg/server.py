@@ -245,6 +245,18 @@ def _wait(sock: socket.socket, pid: int) -> int:
     return int(reply["exit"])
 
 
+def status(path: Path | None = None) -> dict | None:
+    """What the server at ``path`` reports of itself (pid, commands served and running, seconds
+    up, idle limit, threads, whether it runs this installation's code), or None when none listens."""
+    sock = _connect(path or socket_path())
+    if sock is None:
+        return None
+    with sock:
+        _send(sock, {"status": True, "code": code_fingerprint()})
+        reply, _ = _recv(sock)
+    return reply
+
+
 def stop(path: Path | None = None) -> int:
     """Ask the server at ``path`` to stop; its process id. Running requests finish."""
     path = path or socket_path()
@@ -276,6 +288,7 @@ class Server:
         self.listener: socket.socket | None = None
         self._inode = -1
         self.served = 0
+        self.started = time.time()
 
     def bind(self) -> None:
         folder = self.path.parent
@@ -361,6 +374,12 @@ class Server:
             req, fds = _recv(conn, want_fds=3)
             conn.settimeout(None)
             if req is None:
+                return None
+            if req.get("status"):
+                self._reap()
+                _send(conn, {"pid": os.getpid(), "served": self.served, "running": len(self.children),
+                             "up_s": round(time.time() - self.started, 1), "idle_s": self.idle_s,
+                             "threads": self.threads, "current": req.get("code") == self.code})
                 return None
             if req.get("stop"):
                 _send(conn, {"stopped": os.getpid()})

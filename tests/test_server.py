@@ -185,6 +185,18 @@ def test_a_second_server_on_the_same_socket_and_stop_without_a_server_say_so(run
     assert r.returncode == 2 and "no georeg server listens" in r.stderr, r.stderr
 
 
+def test_status_says_whether_a_server_listens_and_what_it_did(running, tmp_path):
+    path, log = running
+    r = subprocess.run([*GEOREG, "serve", "--status", "--socket", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    served = _requests(log)
+    assert r.returncode == 0 and f"georeg server at {path}: pid " in r.stdout, (r.stdout, r.stderr)
+    assert f"{served} commands served, 0 running" in r.stdout and "another version" not in r.stdout, r.stdout
+    r = subprocess.run([*GEOREG, "serve", "--status", "--socket", str(tmp_path / "none.sock")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "no georeg server listens" in r.stdout, (r.stdout, r.stderr)
+
+
 @pytest.mark.slow  # a server of its own (the others share one)
 def test_a_hang_up_stops_the_server_and_removes_its_socket(tmp_path):
     from helpers import georeg_server
