@@ -526,8 +526,8 @@ def matchers_list(ctx):
 @click.pass_context
 @handle_errors
 def serve(ctx, socket_, idle_minutes, threads, stop, status):
-    """Keep a warm georeg for 'georeg register': torch, kornia and the networks loaded once, so a
-    command does not spend about 2 s importing them. Runs in the foreground ('georeg serve &' for
+    """Keep a warm georeg for 'georeg register' (and 'georeg demo'): torch, kornia and the networks
+    loaded once, so a command does not spend about 2 s importing them. Runs in the foreground ('georeg serve &' for
     the background) until Ctrl-C, --stop or --idle-minutes without a request. Each 'georeg register'
     of your user then runs in a child of it, with your terminal, folder and environment, and exits
     with the same code and outputs; GEOREG_SERVER=off runs a command in its own process. Linux only."""
@@ -560,7 +560,7 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
         default_threads = _warm_up()
         srv.threads = threads or default_threads
         default = path == server.socket_path()
-        click.echo(f"georeg server ready at {path} (pid {os.getpid()}); 'georeg register' runs here"
+        click.echo(f"georeg server ready at {path} (pid {os.getpid()}); 'georeg register' and 'georeg demo' run here"
                    + ("" if default else f" where GEOREG_SERVER_SOCKET={path}")
                    + (f" until {idle_minutes:g} min pass without a request" if idle_minutes else "")
                    + ". Stop it with Ctrl-C or 'georeg serve --stop'.", err=True)

@@ -1,7 +1,7 @@
 """A warm georeg for the command line: ``georeg serve`` keeps one process with torch, kornia and
-the networks loaded, and ``georeg register`` hands its command to it instead of importing them
-again (about 2 s of every fresh process on a 2-core CPU; a 256 px pair's whole registration takes
-0.5-0.9 s once they are loaded).
+the networks loaded, and ``georeg register`` (and ``georeg demo``) hands its command to it
+instead of importing them again (about 2 s of every fresh process on a 2-core CPU; a 256 px
+pair's whole registration takes 0.5-0.9 s once they are loaded).
 
 Each request runs in a child forked from the warm process: the child takes the caller's terminal
 (its standard input, output and error, passed over the socket), working folder and environment,
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_ENV = "GEOREG_SERVER_SOCKET"
 SWITCH_ENV = "GEOREG_SERVER"  # "off" (or 0, no, false): the CLI never forwards
-FORWARDED = ("register",)  # commands handed to a running server
+FORWARDED = ("register", "demo")  # commands handed to a running server
 GLOBAL_FLAGS = ("-v", "-vv", "-vvv", "--verbose", "-q", "--quiet", "--machine")
 MAX_REQUEST = 8 << 20
 CONNECT_TIMEOUT_S = 2.0
@@ -170,8 +170,8 @@ def _connect(path: Path, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket | 
 
 
 def forwardable(argv: list[str]) -> bool:
-    """True for a command line a running server takes: ``register`` after the global flags,
-    without --help."""
+    """True for a command line a running server takes: ``register`` or ``demo`` after the global
+    flags, without --help."""
     i = 0
     while i < len(argv) and argv[i] in GLOBAL_FLAGS:
         i += 1

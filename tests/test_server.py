@@ -59,6 +59,7 @@ def _requests(log: Path) -> int:
     (["register", "a.tif", "b.tif", "-o", "c.tif"], True),
     (["-q", "--machine", "register", "a", "b", "-o", "c"], True),
     (["register", "--help"], False),
+    (["demo", "out"], True),
     (["batch", "m.csv", "-o", "out"], False),
     (["serve"], False),
     ([], False),
