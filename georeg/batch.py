@@ -484,11 +484,30 @@ def failed_row(task: PairTask, error: str) -> dict:
             "target": task.target, "output": task.output, "status": "failed", "error": error}
 
 
+_STOP_ASKED = False  # the driver was sent Ctrl-C or SIGTERM (see _interrupt_driver)
+
+
+def _interrupt_driver(signum, frame):
+    """The driver's Ctrl-C and SIGTERM: KeyboardInterrupt, as Python's own handler raises, and
+    remembered. When the signal lands while the pool forks a worker, the exception is raised
+    inside fork's at-fork callbacks (logging's lock release), which print 'Exception ignored' and
+    drop it: the batch then ran to its end (exit 0) after a Ctrl-C. The pool's loop raises it again."""
+    global _STOP_ASKED
+    _STOP_ASKED = True
+    raise KeyboardInterrupt
+
+
+def _check_stop() -> None:
+    if _STOP_ASKED:
+        raise KeyboardInterrupt
+
+
 def _drain(futures: dict, finished: Callable[[dict], None]) -> bool:
     """Hand each finished pair's row to ``finished``; True when the pool broke (a worker died),
     with the pairs still in flight left in ``futures``."""
     while futures:
-        ready, _ = wait(futures, return_when=FIRST_COMPLETED)
+        _check_stop()
+        ready, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
         for f in ready:
             task = futures.pop(f)
             try:
@@ -525,14 +544,31 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
         for t in tasks:
             finished(run_task(t))
         return
+    import signal
+    import threading
+
+    global _STOP_ASKED
+    _STOP_ASKED = False
+    handlers = None
+    if threading.current_thread() is threading.main_thread():  # signals are the main thread's
+        handlers = {sig: signal.signal(sig, _interrupt_driver) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _run_pools(tasks, workers, finished, max_crashes)
+    finally:
+        for sig, handler in (handlers or {}).items():
+            signal.signal(sig, handler)
+
+
+def _run_pools(tasks: list[PairTask], workers: int, finished: Callable[[dict], None], max_crashes: int) -> None:
     crashes: dict[int, int] = {}
     pending = list(tasks)
     while pending:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init,
                                    initargs=(os.getpid(),))
-        futures = {pool.submit(run_task, t): t for t in pending}
-        pending = []
+        todo, pending = pending, []
         try:
+            futures = {pool.submit(run_task, t): t for t in todo}  # the pool forks its workers here
+            _check_stop()
             if not _drain(futures, finished):
                 continue
             for task in futures.values():  # in flight when a worker died
