@@ -549,13 +549,19 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
 
     global _STOP_ASKED
     _STOP_ASKED = False
-    handlers = None
+    from ._entry import _terminate
+
+    handlers = {}
     if threading.current_thread() is threading.main_thread():  # signals are the main thread's
-        handlers = {sig: signal.signal(sig, _interrupt_driver) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # only in place of the handlers that stop with KeyboardInterrupt anyway (Python's, the
+        # CLI's): a caller's own handler stays in charge
+        for sig, ours in ((signal.SIGINT, (signal.default_int_handler,)), (signal.SIGTERM, (_terminate,))):
+            if signal.getsignal(sig) in ours:
+                handlers[sig] = signal.signal(sig, _interrupt_driver)
     try:
         _run_pools(tasks, workers, finished, max_crashes)
     finally:
-        for sig, handler in (handlers or {}).items():
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
 
