@@ -245,27 +245,28 @@ def _wait(sock: socket.socket, pid: int) -> int:
     return int(reply["exit"])
 
 
+def _ask(path: Path, message: dict) -> tuple[bool, dict | None]:
+    """(whether a server listens at ``path``, its answer to ``message``: a status or stop request)."""
+    sock = _connect(path)
+    if sock is None:
+        return False, None
+    with sock:
+        _send(sock, message)
+        return True, _recv(sock)[0]
+
+
 def status(path: Path | None = None) -> dict | None:
     """What the server at ``path`` reports of itself (pid, commands served and running, seconds
     up, idle limit, threads, whether it runs this installation's code), or None when none listens."""
-    sock = _connect(path or socket_path())
-    if sock is None:
-        return None
-    with sock:
-        _send(sock, {"status": True, "code": code_fingerprint()})
-        reply, _ = _recv(sock)
-    return reply
+    return _ask(path or socket_path(), {"status": True, "code": code_fingerprint()})[1]
 
 
 def stop(path: Path | None = None) -> int:
     """Ask the server at ``path`` to stop; its process id. Running requests finish."""
     path = path or socket_path()
-    sock = _connect(path)
-    if sock is None:
+    listening, reply = _ask(path, {"stop": True})
+    if not listening:
         raise ServerError(f"no georeg server listens at {path}; nothing to stop")
-    with sock:
-        _send(sock, {"stop": True})
-        reply, _ = _recv(sock)
     if not reply or "stopped" not in reply:
         raise ServerError(f"the georeg server at {path} did not confirm that it stops: {reply}")
     return int(reply["stopped"])
