@@ -120,16 +120,16 @@ def positions(model, case: Case, target: str, pts: np.ndarray) -> np.ndarray:
 def truth_positions(case: Case, pts: np.ndarray) -> np.ndarray:
     """Map positions where target pixels ``pts`` truly belong, from a pixel-frame truth matrix."""
     rg, tg = grid_of(case.reference), grid_of(case.target)
-    on_ref = np.c_[[(~rg.transform) * (tg.transform * tuple(p)) for p in pts]]
-    return np.c_[[rg.transform * tuple(p) for p in apply_h(case.truth_px, on_ref)]]
+    on_ref = np.c_[[(~rg.transform) @ (tg.transform @ tuple(p)) for p in pts]]
+    return np.c_[[rg.transform @ tuple(p) for p in apply_h(case.truth_px, on_ref)]]
 
 
 def corrected_truth(case: Case, truth: np.ndarray) -> np.ndarray:
     """Truth map positions moved by the dataset truth's own measured error (``case.truth_correction``)."""
     t = grid_of(case.reference).transform
-    on_ref = np.c_[[(~t) * tuple(p) for p in truth]]
+    on_ref = np.c_[[(~t) @ tuple(p) for p in truth]]
     on_ref = on_ref + np.c_[on_ref, np.ones(len(on_ref))] @ case.truth_correction.T
-    return np.c_[[t * tuple(p) for p in on_ref]]
+    return np.c_[[t @ tuple(p) for p in on_ref]]
 
 
 def _consistency_truth(fn, name: str, case: Case, model, pts, work: Path, own_base: dict):

@@ -59,7 +59,7 @@ def _grd_like(dst: Path, amp: np.ndarray, t: Affine, crs) -> str:
     img = amp[::-1].copy()
     img[:, :48] = 0
     rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
-    xs, ys = t * (cols, h - rows)  # file row r shows the scene's row h - r
+    xs, ys = t @ (cols, h - rows)  # file row r shows the scene's row h - r
     lon, lat = crs_transform(crs, "EPSG:4326", xs, ys)
     gcps = [GroundControlPoint(r, c, x, y, 85.0, id=str(i + 1))
             for i, (r, c, x, y) in enumerate(zip(rows, cols, lon, lat))]

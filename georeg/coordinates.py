@@ -3,13 +3,13 @@ they are described (raster.py, matching.py and warp.py refer here).
 
 Tie points and lattices are (N, 2) float arrays of (x, y) = (column, row) pixel positions, with
 pixel centres at half-integers: the top-left pixel covers [0, 1) x [0, 1) and its centre is
-(0.5, 0.5), as in GDAL's geotransform, so ``transform * (x, y)`` is a map position. Array index
+(0.5, 0.5), as in GDAL's geotransform, so ``transform @ (x, y)`` is a map position. Array index
 (row i, column j) is the pixel whose centre is (j + 0.5, i + 0.5).
 
 Frames: matching and estimation work in *reference-grid pixels*. A tie point's ``xy_r`` is where
 the reference shows a feature; its ``xy_t_on_ref`` is where the target, read onto the reference grid
 through the georeferencing it came with, shows it (not the target's own pixel indices: those are
-``(~target.transform) * map``). A model maps ``xy_t_on_ref`` to ``xy_r``.
+``(~target.transform) @ map``). A model maps ``xy_t_on_ref`` to ``xy_r``.
 """
 
 from __future__ import annotations

@@ -386,7 +386,7 @@ class RasterSource:
             if found is None:
                 return
             fill, (w, h) = found
-            profile.update(crs=ds.crs, transform=ds.transform * Affine.scale(ds.width / w, ds.height / h))
+            profile.update(crs=ds.crs, transform=ds.transform @ Affine.scale(ds.width / w, ds.height / h))
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))

@@ -107,7 +107,7 @@ def test_footprint_judge_shows_the_ground_of_the_turned_target(tmp_path, angle, 
     crop, applied = _footprint_base(base, m, tmp_path / "footprint.tif")
     with rasterio.open(base) as b, rasterio.open(crop) as c:
         full, part = b.read(1), c.read(1)
-        off = np.array(~b.transform * (c.transform.c, c.transform.f))
+        off = np.array(~b.transform @ (c.transform.c, c.transform.f))
         assert c.nodata == 0 and (part.size < 0.75 * full.size) == cropped
     # the case's matrix = the turned target's pixels -> base pixels, less the crop's offset
     q = np.array([[100.0, 100.0, 1.0], [37.0, 151.0, 1.0], [160.0, 45.0, 1.0]])

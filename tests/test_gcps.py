@@ -134,7 +134,7 @@ def test_a_gcp_target_is_corrected_like_its_geotransform_twin(gcp_pair, register
 
         lon, lat = GCPTransformer(o.gcps[0]).xy(rows, cols, offset="ul")
         x, y = crs_transform(o.gcps[1], w.crs, lon, lat)
-        c, r = ~w.transform * (np.asarray(x), np.asarray(y))
+        c, r = ~w.transform @ (np.asarray(x), np.asarray(y))
     assert np.abs(c - cols).max() < 0.05 and np.abs(r - rows).max() < 0.05
 
 
@@ -242,8 +242,8 @@ def _rpc_of(t: Affine, crs, width: int, height: int):
     """RPCs (linear in longitude and latitude, heights ignored) of a raster placed by ``t``."""
     from rasterio.rpc import RPC
 
-    (lon0, lon1), (lat0, lat1) = crs_transform(crs, "EPSG:4326", [(t * (0, 0))[0], (t * (width, height))[0]],
-                                               [(t * (0, 0))[1], (t * (width, height))[1]])
+    (lon0, lon1), (lat0, lat1) = crs_transform(crs, "EPSG:4326", [(t @ (0, 0))[0], (t @ (width, height))[0]],
+                                               [(t @ (0, 0))[1], (t @ (width, height))[1]])
     zero, one = [0.0] * 20, [1.0] + [0.0] * 19
     samp, line = list(zero), list(zero)
     samp[1], line[2] = 1.0, -1.0
@@ -350,7 +350,7 @@ def test_gcps_turned_20_degrees_are_corrected(gcp_pair, registered, tmp_path):
         rows, cols = (v.ravel() for v in np.meshgrid(lattice, lattice, indexing="ij"))
         lon, lat = GCPTransformer(o.gcps[0]).xy(rows, cols, offset="ul")
         x, y = crs_transform(o.gcps[1], twin_crs, lon, lat)
-        c, r = ~twin_t * (np.asarray(x), np.asarray(y))
+        c, r = ~twin_t @ (np.asarray(x), np.asarray(y))
     # two estimates, each with its own error: 0.72 px apart at worst on this 512 px crop (0.20 on the
     # whole 1024 px scene); the benchmarks' success threshold
     assert np.hypot(c - cols, r - rows).max() < 1.0

@@ -541,7 +541,7 @@ def test_gcp_georeferenced_reference_is_named_as_such(pair, tmp_path):
         arr, prof = d.read(), d.profile
     t = prof.pop("transform")
     crs = prof.pop("crs")
-    gcps = [GroundControlPoint(r, c, *(t * (c, r))) for r, c in ((0, 0), (0, 320), (320, 0))]
+    gcps = [GroundControlPoint(r, c, *(t @ (c, r))) for r, c in ((0, 0), (0, 320), (320, 0))]
     g = tmp_path / "gcp.tif"
     with rasterio.open(g, "w", **prof) as d:
         d.write(arr)
@@ -561,7 +561,7 @@ def test_collinear_gcps_are_refused_in_one_line(pair, tmp_path):
     g = tmp_path / "collinear.tif"
     with rasterio.open(g, "w", **prof) as d:
         d.write(arr)
-        d.gcps = ([GroundControlPoint(r, r, *(t * (r, r))) for r in (0, 100, 200)], crs)
+        d.gcps = ([GroundControlPoint(r, r, *(t @ (r, r))) for r in (0, 100, 200)], crs)
     r = _run(["register", pair[0], g, "-o", tmp_path / "out.tif"])
     _one_error_line(r, 2, "ground control points", "cannot turn into a transformation", "collinear")
     assert "ERROR 1" not in r.output
@@ -750,7 +750,7 @@ def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels
         fine = d.read(out_shape=(d.count, 3 * d.height, 3 * d.width), resampling=Resampling.cubic)
     ref = tmp_path / "fine.tif"
     with rasterio.open(ref, "w", **dict(prof, width=3 * prof["width"], height=3 * prof["height"],
-                                        transform=prof["transform"] * Affine.scale(1 / 3))) as o:
+                                        transform=prof["transform"] @ Affine.scale(1 / 3))) as o:
         o.write(fine)
     r = _run(["register", pair[0], pair[1], "-o", tmp_path / "plain.tif"])
     assert r.exit_code == 0, r.output

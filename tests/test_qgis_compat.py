@@ -31,7 +31,7 @@ def _as_gcps(src, dst):
         arr, prof, t, crs = d.read(), d.profile, d.transform, d.crs
     lattice = np.meshgrid(np.linspace(0, d.height, 5), np.linspace(0, d.width, 5), indexing="ij")
     rows, cols = (v.ravel() for v in lattice)
-    gcps = [GroundControlPoint(r, c, *(t * (c, r))) for r, c in zip(rows, cols)]
+    gcps = [GroundControlPoint(r, c, *(t @ (c, r))) for r, c in zip(rows, cols)]
     prof = {k: v for k, v in prof.items() if k not in ("transform", "crs")}
     with rasterio.open(dst, "w", **prof) as out:
         out.write(arr)
