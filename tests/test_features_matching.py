@@ -24,6 +24,28 @@ def test_oriented_gradients_shape_and_norm():
     assert float(norm.max()) <= 1.0 + 1e-5
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 300, 257), (2, 2, 9, 40), (1, 1, 64, 1), (1, 1, 3, 3)])
+@pytest.mark.parametrize("sigma", [0.7, 1.0, 2.0])
+def test_cpu_blur_is_the_separable_gaussian_with_reflect_padding(shape, sigma, monkeypatch):
+    """The CPU blur against scipy's 1-D correlations (mirror: the edge pixel not repeated; nearest
+    where the image is narrower than the kernel's radius), and the same numbers whatever its blocks."""
+    from scipy.ndimage import correlate1d
+
+    import georeg.features as feats
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    k = feats._gauss_kernel(sigma, "cpu", torch.float32).numpy()
+    mode = "mirror" if min(shape[-2:]) > len(k) // 2 else "nearest"
+    want = correlate1d(correlate1d(x.numpy(), k, axis=-1, mode=mode), k, axis=-2, mode=mode)
+    got = feats.gaussian_blur(x, sigma)
+    assert got.shape == x.shape and got.dtype == x.dtype
+    assert float(np.abs(got.numpy() - want).max()) < 3e-7
+    assert torch.equal(x, torch.rand(shape, generator=torch.Generator().manual_seed(3)))  # the input is kept
+    monkeypatch.setattr(feats, "BLUR_ROWS", 5)
+    monkeypatch.setattr(feats, "BLUR_COLUMNS", 7)
+    assert torch.equal(feats.gaussian_blur(x, sigma), got)
+
+
 def _whole_tensor_features(img, n_orient=9, grad_sigma=1.0, cell_sigma=2.0, eps_ratio=0.1):
     """The features written as whole-tensor operations (their definition, before the memory-lean
     version built them a few orientations at a time)."""
