@@ -185,14 +185,10 @@ class WarmServer:
     def __enter__(self):
         import time
 
-        with open(self.log, "w") as f:
-            self.proc = subprocess.Popen([sys.executable, "-m", "georeg.cli", "serve", "-v", "--idle-minutes", "0"],
-                                         stdout=f, stderr=f, env=self.env)
+        from georeg import server
+
         t0 = time.time()
-        while "ready at" not in self.log.read_text():
-            if self.proc.poll() is not None or time.time() - t0 > 300:
-                raise RuntimeError(f"georeg serve did not start: {self.log.read_text()[-500:]}")
-            time.sleep(0.2)
+        self.proc = server.start(self.log, self.env, idle_minutes=0)
         self.ready_s = time.time() - t0
         print(f"georeg serve ready after {self.ready_s:.1f} s (imports and a warm-up registration)", flush=True)
         return self

@@ -560,7 +560,7 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
         default_threads = _warm_up()
         srv.threads = threads or default_threads
         default = path == server.socket_path()
-        click.echo(f"georeg server ready at {path} (pid {os.getpid()}); 'georeg register' and 'georeg demo' run here"
+        click.echo(f"{server.READY_LINE} {path} (pid {os.getpid()}); 'georeg register' and 'georeg demo' run here"
                    + ("" if default else f" where GEOREG_SERVER_SOCKET={path}")
                    + (f" until {idle_minutes:g} min pass without a request" if idle_minutes else "")
                    + ". Stop it with Ctrl-C or 'georeg serve --stop'.", err=True)

@@ -272,6 +272,37 @@ def stop(path: Path | None = None) -> int:
     return int(reply["stopped"])
 
 
+READY_LINE = "georeg server ready at"  # what `georeg serve` prints once it listens
+
+
+def start(log_file: str | Path, env: dict | None = None, idle_minutes: float = 30,
+          timeout_s: float = 300.0):
+    """Start ``georeg serve -v`` in the background (the environment ``env``, which may name its
+    socket, else this process's), its messages in the file ``log_file``, and return its
+    ``subprocess.Popen`` once it listens: for scripts and benchmarks that want a warm server for a
+    while (``terminate()`` stops it, removing its socket). Raises :class:`ServerError` with the
+    log's end when it exits or is not ready within ``timeout_s`` (imports and a warm-up
+    registration take 3-5 s on a 2-core CPU)."""
+    import subprocess
+
+    log_path = Path(log_file)
+    with open(log_path, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "georeg.cli", "serve", "-v", "--idle-minutes",
+                                 f"{idle_minutes:g}"], stdout=f, stderr=f, env=env)
+    t0 = time.monotonic()
+    while READY_LINE not in log_path.read_text(errors="replace"):
+        late = time.monotonic() - t0 > timeout_s
+        if proc.poll() is not None or late:
+            if late:
+                proc.terminate()
+                proc.wait(timeout=60)
+            tail = log_path.read_text(errors="replace")[-800:].strip()
+            what = f"was not ready after {timeout_s:.0f} s" if late else "exited"
+            raise ServerError(f"georeg serve {what} (its log {log_path}): {tail}")
+        time.sleep(0.1)
+    return proc
+
+
 # ---------------------------------------------------------------- the server side
 
 

@@ -15,23 +15,13 @@ def georeg_server(env: dict, log, timeout_s: float = 180.0):
     GEOREG_SERVER_SOCKET or XDG_RUNTIME_DIR there), its messages in the file ``log``, ready on
     entry and stopped on exit."""
     import contextlib
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+
+    from georeg import server
 
     @contextlib.contextmanager
     def run():
-        log_path = Path(log)
-        with open(log_path, "w") as f:
-            p = subprocess.Popen([sys.executable, "-m", "georeg.cli", "serve", "-v", "--idle-minutes", "10"],
-                                 stdout=f, stderr=f, env=env)
+        p = server.start(log, env, idle_minutes=10, timeout_s=timeout_s)
         try:
-            t0 = time.time()
-            while "ready at" not in log_path.read_text():
-                assert p.poll() is None, log_path.read_text()
-                assert time.time() - t0 < timeout_s, f"georeg serve was not ready after {timeout_s:.0f} s"
-                time.sleep(0.2)
             yield p
         finally:
             p.terminate()

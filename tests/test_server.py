@@ -181,6 +181,9 @@ def test_a_second_server_on_the_same_socket_and_stop_without_a_server_say_so(run
     path, _ = running
     r = subprocess.run([*GEOREG, "serve", "--socket", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "already listens" in r.stderr, r.stderr
+    # started as scripts start one (server.start): the refusal with the log's end, no process left
+    with pytest.raises(server.ServerError, match="exited .*already listens"):
+        server.start(tmp_path / "second.log", {**os.environ, server.SOCKET_ENV: str(path)}, timeout_s=120)
     r = subprocess.run([*GEOREG, "serve", "--stop", "--socket", str(tmp_path / "none.sock")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "no georeg server listens" in r.stderr, r.stderr
