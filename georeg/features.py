@@ -58,6 +58,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def _span(arr: np.ndarray, axis: int, lo: int, hi: int) -> np.ndarray:
+    """The view of ``arr`` from ``lo`` to ``hi`` along ``axis``."""
+    index = [slice(None)] * arr.ndim
+    index[axis] = slice(lo, hi)
+    return arr[tuple(index)]
+
+
 def _blur_lines(a: np.ndarray, k: np.ndarray, axis: int, reflect: bool, out: np.ndarray | None = None) -> np.ndarray:
     """Every line of ``a`` along ``axis`` (-1: rows, -2: columns) correlated with the symmetric
     kernel ``k``, padded by reflection (else by repeating the edge), into ``out`` (a new array when
@@ -67,43 +74,26 @@ def _blur_lines(a: np.ndarray, k: np.ndarray, axis: int, reflect: bool, out: np.
     r = len(k) // 2
     out = np.empty_like(a) if out is None else out
     n = a.shape[axis]
-    # the padded block p and the view of it shifted by i - r along the axis
-    if axis == -1:
-        step, blocks = BLUR_ROWS, a.shape[-2]
-
-        def cut(arr: np.ndarray, b0: int) -> np.ndarray:
-            return arr[..., b0:b0 + step, :]
-
-        def along(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
-            return arr[..., lo:hi]
-    else:
-        step, blocks = BLUR_COLUMNS, a.shape[-1]
-
-        def cut(arr: np.ndarray, b0: int) -> np.ndarray:
-            return arr[..., b0:b0 + step]
-
-        def along(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
-            return arr[..., lo:hi, :]
-
-    for b0 in range(0, blocks, step):
-        block = cut(a, b0)
+    across, step = (-2, BLUR_ROWS) if axis == -1 else (-1, BLUR_COLUMNS)  # the blocks are cut across the lines
+    for b0 in range(0, a.shape[across], step):
+        block = _span(a, across, b0, b0 + step)
         shape = list(block.shape)
         shape[axis] = n + 2 * r
-        p = np.empty(shape, a.dtype)
-        along(p, r, r + n)[...] = block
+        p = np.empty(shape, a.dtype)  # the block padded along the axis
+        _span(p, axis, r, r + n)[...] = block
         if reflect:  # the edge pixel not repeated
-            along(p, 0, r)[...] = np.flip(along(block, 1, r + 1), axis)
-            along(p, r + n, n + 2 * r)[...] = np.flip(along(block, n - 1 - r, n - 1), axis)
+            _span(p, axis, 0, r)[...] = np.flip(_span(block, axis, 1, r + 1), axis)
+            _span(p, axis, r + n, n + 2 * r)[...] = np.flip(_span(block, axis, n - 1 - r, n - 1), axis)
         else:
-            along(p, 0, r)[...] = along(block, 0, 1)
-            along(p, r + n, n + 2 * r)[...] = along(block, n - 1, n)
-        acc = along(p, r, r + n) * k[r]
+            _span(p, axis, 0, r)[...] = _span(block, axis, 0, 1)
+            _span(p, axis, r + n, n + 2 * r)[...] = _span(block, axis, n - 1, n)
+        acc = _span(p, axis, r, r + n) * k[r]
         tmp = np.empty_like(acc)
         for i in range(r):
-            np.add(along(p, i, i + n), along(p, 2 * r - i, 2 * r - i + n), out=tmp)
+            np.add(_span(p, axis, i, i + n), _span(p, axis, 2 * r - i, 2 * r - i + n), out=tmp)
             tmp *= k[i]
             acc += tmp
-        cut(out, b0)[...] = acc
+        _span(out, across, b0, b0 + step)[...] = acc
     return out
 
 
