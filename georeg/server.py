@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ._entry import _terminate
 from .errors import GeoregError
 
 log = logging.getLogger(__name__)
@@ -446,7 +447,7 @@ class Server:
             for sig in (signal.SIGCHLD, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+            signal.signal(signal.SIGTERM, _terminate)  # as the console script handles it
             _take_over(req, fds)
             if self.threads:
                 import torch
@@ -506,10 +507,6 @@ def _take_over(req: dict, fds: list[int]) -> None:
     tempfile.tempdir = None  # the caller's TMPDIR, not the one the server's warm-up cached
     for h in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(h)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _watch_caller(conn: socket.socket) -> None:
