@@ -163,10 +163,6 @@ class MatchingConfig:
     # every learned set of benchmarks/run.py (--limit 8) and medians equal or within 0.1 px
     candidates: int = 3
     rank_refinement: bool = True
-    # a keypoint whose search window holds one structural peak has no candidates to choose among:
-    # False: the structural matcher's rule accepts or rejects it, and the network scores only the
-    # keypoints with two or more peaks
-    rank_single_peak: bool = True
     # each first pass (one per prior tried) on the structural matcher alone, again with the
     # learned ranker only where its model is weak; True: the learned ranker in every first pass.
     # The first pass only has to bring the model within the refinement radius, and the refinement

@@ -119,16 +119,14 @@ def crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _search(matcher: DenseMatcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
-            radius: int, batch: int, rerank=None) -> tuple[np.ndarray, ...]:
-    """Offsets (N, 2), scores, peak ratios, interior flags and whether the learned ranker scored
-    each keypoint (else its score and ratio are the structural surface's)."""
+            radius: int, batch: int, rerank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     outs = []
     for i in range(0, len(xy), batch):
         sl = xy[i:i + batch]
         maps = matcher.search(crops(f_tmpl, sl, p), crops(f_win, sl, p + 2 * radius)).float().cpu()
-        outs.append((*peak_analysis(maps), np.zeros(len(sl), bool)) if rerank is None else rerank(sl, maps))
-    uv, best, ratio, interior, ranked = (np.concatenate(a) for a in zip(*outs))
-    return uv - radius, best, ratio, interior, ranked
+        outs.append(peak_analysis(maps) if rerank is None else rerank(sl, maps))
+    uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
+    return uv - radius, best, ratio, interior
 
 
 def local_maxima(maps: torch.Tensor, k: int, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,16 +144,17 @@ MERGE_PX = 3  # candidates this close (each axis) to the learned pick count as t
 
 
 def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_opt: bool, radius: int, k: int,
-                   template_px: int, single_peak: bool = True):
+                   template_px: int):
     """A re-ranking step for :func:`_search`: take the ``k`` strongest structural peaks per keypoint,
     cut 64x64 image patches there and let the learned matcher choose; the sub-pixel position comes
-    from the structural surface around the chosen peak. ``single_peak`` False: a keypoint whose
-    window holds one structural peak is left to the structural surface (no choice to make)."""
+    from the structural surface around the chosen peak."""
     ta, tb = torch.from_numpy(img_a)[None, None], torch.from_numpy(img_b)[None, None]
     p = learned.patch_size
 
-    def ranked(xy: np.ndarray, maps: torch.Tensor, idx: torch.Tensor, is_peak: torch.Tensor):
+    def rerank(xy: np.ndarray, maps: torch.Tensor):
         n, kk, _ = maps.shape
+        # (N, k); in a small search window (the refinement pass) most keypoints have 2-3 maxima only
+        idx, is_peak = local_maxima(maps, k)
         kk_k = idx.shape[1]
         v, u = idx // kk, idx % kk
         cx = xy[:, 0:1] + (u.numpy() - radius)
@@ -189,22 +188,6 @@ def learned_rerank(learned: Ranker, img_a: np.ndarray, img_b: np.ndarray, a_is_o
         uv, _, _, interior = peak_analysis(sub)
         ratio = (best / second.clamp(min=1e-3)).numpy()
         return uv, best.numpy(), ratio, interior
-
-    def rerank(xy: np.ndarray, maps: torch.Tensor):
-        # (N, k); in a small search window (the refinement pass) most keypoints have 2-3 maxima only
-        idx, is_peak = local_maxima(maps, k)
-        learned_rows = np.ones(len(xy), bool) if single_peak else is_peak.sum(1).numpy() > 1
-        if learned_rows.all():
-            return (*ranked(xy, maps, idx, is_peak), learned_rows)
-        parts = [(~learned_rows, peak_analysis(maps[~learned_rows]))]
-        if learned_rows.any():
-            r = torch.from_numpy(learned_rows)
-            parts.append((learned_rows, ranked(xy[learned_rows], maps[r], idx[r], is_peak[r])))
-        uv, best, ratio = np.zeros((len(xy), 2)), np.zeros(len(xy), np.float32), np.zeros(len(xy), np.float32)
-        interior = np.zeros(len(xy), bool)
-        for rows, (p_uv, p_best, p_ratio, p_interior) in parts:
-            uv[rows], best[rows], ratio[rows], interior[rows] = p_uv, p_best, p_ratio, p_interior
-        return uv, best, ratio, interior, learned_rows
 
     return rerank
 
@@ -258,12 +241,12 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             rerank = None
             if learned is not None:
                 a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
-                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p,
-                                        cfg.rank_single_peak)
-            d, best, ratio, interior, ranked = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
-            structural_ok = (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
-            keep = interior & (np.where(ranked, best >= learned.min_probability, structural_ok) if learned is not None
-                               else structural_ok)
+                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
+            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
+            if learned is None:
+                keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
+            else:
+                keep = interior & (best >= learned.min_probability)
             kp, d, best, ratio = kp[keep], d[keep], best[keep], ratio[keep]
             base = kp.astype(np.float64) + [win.col_off, win.row_off]
             if direction == FORWARD:
