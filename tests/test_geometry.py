@@ -346,6 +346,31 @@ def test_a_sensor_word_in_the_file_name_decides_when_the_texture_model_is_unsure
     assert modality_text(report).endswith("pass --modality if that is not the sensor")
 
 
+def test_a_renamed_grd_measurement_file_is_sar_by_the_tiff_tags_esa_writes(tmp_path):
+    """Sentinel-1 GRD measurement files carry TIFFTAG_IMAGEDESCRIPTION "Sentinel-1A IW GRD HR L1"
+    and TIFFTAG_SOFTWARE "Sentinel-1 IPF 003.31" (gdalinfo of one, warped to UTM, shows them): a
+    user's copy renamed `scene_2024.tif`, 4.4-look amplitude that its pixels alone leave unsure,
+    is SAR by that metadata; without the tags the pixels decide."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:512, 0:512]
+    fields = 0.2 + 0.15 * np.sign(np.sin(xx / 23.0) * np.sin(yy / 31.0)) + 0.05 * np.sin(xx / 7.0 + yy / 11.0)
+    amplitude = np.round(np.sqrt(fields * rng.gamma(4.4, 1 / 4.4, fields.shape)) * 1000).astype(np.uint16)
+    decided = {}
+    for tags in ({}, {"TIFFTAG_IMAGEDESCRIPTION": "Sentinel-1A IW GRD HR L1",
+                      "TIFFTAG_SOFTWARE": "Sentinel-1 IPF 003.31", "TIFFTAG_DATETIME": "2020:10:04 08:52:16"}):
+        path = tmp_path / f"{len(tags)}" / "scene_2024.tif"
+        path.parent.mkdir()
+        with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1, dtype="uint16",
+                           crs="EPSG:32631", transform=Affine(10, 0, 510455, 0, -10, 5692019.5)) as d:
+            d.write(amplitude[None])
+            d.update_tags(**tags)
+        with RasterSource(path, InputConfig(), "target") as src:
+            decided[len(tags)] = src.modality_decision.to_dict()
+    assert (decided[3]["decided"], decided[3]["by"]) == ("sar", "metadata"), decided[3]
+    assert decided[3]["metadata"] == {"metadata_word": "sar"}
+    assert decided[0]["by"] == "pixels", decided[0]
+
+
 def test_speckle_rule_stays_off_real_optical_and_thermal_bands(shared_data):
     """The few-look speckle rule decides before the texture model, so it must not fire on real
     optical or thermal bands: Landsat 8 OLI and TIRS (uint16), the S1/S2 pairs' optical, NIR-VIS
