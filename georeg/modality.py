@@ -71,8 +71,14 @@ class ModalityDecision:
         return {"decided": self.modality, "by": self.by, **self.evidence}
 
 
+# near-, short-wave and colour infrared are reflected light (optical bands), not thermal emission:
+# "Near Infrared" in a band description, "near-infrared.tif", "NIR", a colour-infrared aerial photo
+_REFLECTED_IR = re.compile(
+    r"(?<![a-z0-9])(very[ -]?)?(near|short[ -]?wave|colou?r)[ -]?(infra[ -]?red|ir)(?![a-z])")
+
+
 def _words(text: str) -> str | None:
-    text = text.lower().replace("_", " ").replace(".", " ")
+    text = _REFLECTED_IR.sub(" ", text.lower().replace("_", " ").replace(".", " "))
     if _SAR_WORDS.search(text):
         return "sar"
     if _THERMAL_WORDS.search(text):
@@ -86,7 +92,9 @@ def guess_from_name(path: str) -> str | None:
 
 
 def _metadata_text(ds, bands: list[int]) -> str:
-    parts = [str(d) for d in ds.descriptions if d]
+    """The dataset's tags and the descriptions and tags of the bands read (not of the others: the
+    near-infrared fourth band of an RGBN file says nothing about its bands 1-3)."""
+    parts = [str(ds.descriptions[b - 1]) for b in bands if ds.descriptions[b - 1]]
     parts += [f"{k} {v}" for k, v in ds.tags().items()]
     for b in bands:
         parts += [f"{k} {v}" for k, v in ds.tags(b).items()]
@@ -116,6 +124,11 @@ def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
             return "thermal", ev
         return "optical", ev
     word = _words(text)
+    if word == "thermal" and len(bands) >= 3:
+        # thermal bands are single; three bands read as colour with an "IR" among them are a
+        # colour-infrared picture (an aerial CIR orthophoto): the band count decides
+        ev["metadata_word_ignored"] = "thermal (3 bands read as colour)"
+        return None, ev
     if word:
         ev["metadata_word"] = word
     return word, ev

@@ -371,6 +371,47 @@ def test_a_renamed_grd_measurement_file_is_sar_by_the_tiff_tags_esa_writes(tmp_p
     assert decided[0]["by"] == "pixels", decided[0]
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("near_infrared.tif", None), ("S2_B8_near-infrared.tif", None), ("nir.tif", None), ("swir_b11.tif", "thermal"),
+    ("short-wave_infrared.tif", None), ("colour_infrared_dop.tif", None), ("thermal_infrared.tif", "thermal"),
+    ("lwir.tif", "thermal"), ("infrared.tif", "thermal"), ("LC08_B10.TIF", "thermal"), ("s1a-iw-grd-vh.tiff", "sar")])
+def test_near_and_short_wave_infrared_are_not_thermal_words(name, expected):
+    """Reflected infrared (near, short-wave, colour infrared) is an optical band; thermal words
+    still count (``swir_b11`` is thermal by Landsat's B11, the word "swir" alone says nothing)."""
+    from georeg.modality import guess_from_name
+
+    assert guess_from_name(name) == expected
+
+
+def test_a_near_infrared_band_description_does_not_make_an_optical_file_thermal(shared_data, tmp_path):
+    """Landsat 8 blue, green, red and near infrared stacked in one uint16 file whose band
+    descriptions say so, named neutrally: optical by its band count (the fourth band's description
+    is not read for bands 1-3), and its near-infrared band alone (``band``) optical by its pixels;
+    a single band described "Thermal Infrared" is thermal by that description."""
+    d = shared_data / "landsat8_oli_tirs"
+    bands = [rasterio.open(d / f"l8_B{b}.tif") for b in (2, 3, 4, 5)]
+    prof = {**bands[0].profile, "count": 4, "driver": "GTiff"}
+    path = tmp_path / "scene_2024.tif"
+    with rasterio.open(path, "w", **prof) as out:
+        for i, (src, desc) in enumerate(zip(bands, ("Blue", "Green", "Red", "Near Infrared")), 1):
+            out.write(src.read(1), i)
+            out.set_band_description(i, desc)
+    for src in bands:
+        src.close()
+    decided = {}
+    for band in (None, 4):
+        with RasterSource(path, InputConfig(band=band), "target") as src:
+            decided[band] = (src.modality, src.modality_decision.to_dict())
+    assert decided[None][0] == "optical" and decided[None][1]["by"] == "bands", decided[None]
+    assert decided[4][0] == "optical" and decided[4][1]["by"] == "pixels", decided[4]
+    tir = tmp_path / "scene_b.tif"
+    with rasterio.open(d / "l8_B10.tif") as src, rasterio.open(tir, "w", **{**src.profile, "driver": "GTiff"}) as out:
+        out.write(src.read(1), 1)
+        out.set_band_description(1, "Thermal Infrared")
+    with RasterSource(tir, InputConfig(), "target") as src:
+        assert (src.modality, src.modality_decision.by) == ("thermal", "metadata")
+
+
 def test_speckle_rule_stays_off_real_optical_and_thermal_bands(shared_data):
     """The few-look speckle rule decides before the texture model, so it must not fire on real
     optical or thermal bands: Landsat 8 OLI and TIRS (uint16), the S1/S2 pairs' optical, NIR-VIS
