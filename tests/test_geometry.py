@@ -374,10 +374,12 @@ def test_a_renamed_grd_measurement_file_is_sar_by_the_tiff_tags_esa_writes(tmp_p
 @pytest.mark.parametrize("name, expected", [
     ("near_infrared.tif", None), ("S2_B8_near-infrared.tif", None), ("nir.tif", None), ("swir_b11.tif", "thermal"),
     ("short-wave_infrared.tif", None), ("colour_infrared_dop.tif", None), ("thermal_infrared.tif", "thermal"),
-    ("lwir.tif", "thermal"), ("infrared.tif", "thermal"), ("LC08_B10.TIF", "thermal"), ("s1a-iw-grd-vh.tiff", "sar")])
+    ("lwir.tif", "thermal"), ("infrared.tif", "thermal"), ("LC08_B10.TIF", "thermal"), ("s1a-iw-grd-vh.tiff", "sar"),
+    ("tile_s10.tif", None), ("scene_b100.tif", None), ("Sentinel-1A.tif", "sar"), ("GRDH_scene.tif", "sar")])
 def test_near_and_short_wave_infrared_are_not_thermal_words(name, expected):
     """Reflected infrared (near, short-wave, colour infrared) is an optical band; thermal words
-    still count (``swir_b11`` is thermal by Landsat's B11, the word "swir" alone says nothing)."""
+    still count (``swir_b11`` is thermal by Landsat's B11, the word "swir" alone says nothing).
+    Words are whole: a tile "s10" is not Sentinel-1, "b100" not Landsat's B10."""
     from georeg.modality import guess_from_name
 
     assert guess_from_name(name) == expected
