@@ -56,9 +56,9 @@ CELSIUS = (-60.0, 70.0, 5.0)  # p1 at least, p99 at most, and a span of at least
 # whole words: "s10" (a tile, a scene number) is not "s1", "b100" not "b10"
 _SAR_WORDS = re.compile(
     r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd[hm]?|slc|sigma0|sigma_0|gamma0|beta0|backscatter|radarsat\d?|rs2|"
-    r"rcm|alos\d?|palsar\d?|gf3|gaofen3|iceye|capella|terrasar|tsx|cosmo|csk|sentinel-?1[ab]?|radar)(?![a-z0-9])")
+    r"rcm|alos\d?|palsar\d?|gf3|gaofen3|iceye|capella|umbra|nisar|saocom|asar|uavsar|terrasar|tsx|cosmo|csk|sentinel-?1[ab]?|radar)(?![a-z0-9])")
 _THERMAL_WORDS = re.compile(
-    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|ecostress|aster_tir|"
+    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|lst|flir|ecostress|aster_tir|"
     r"brightness temperature|brightness_temperature|surface temperature|kelvin)(?![a-z0-9])")
 
 
