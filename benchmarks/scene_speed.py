@@ -13,7 +13,9 @@ COREG_LOCAL when a Python with arosics is given (its GDAL bindings need their ow
 on the optical version of the target (the reference's red band on the target's shifted grid):
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
 The report's ``timings_s`` gives georeg's stages. ``--server`` adds rows for the same commands
-handed to a warm ``georeg serve`` (the row's memory is then the calling process's only).
+handed to a warm ``georeg serve`` (the row's memory is then the calling process's only); ``--grd``
+rows for the target handed over as a Sentinel-1 GRD measurement file (uint16 amplitude, upside
+down, placed by GCPs in EPSG:4326, ESA's TIFF tags, a neutral name): the same shift is expected.
 
 Two more measurements say where a small pair's time goes. The start-up floor: the imports a
 fresh process pays before it reads a pixel (the interpreter alone; numpy, rasterio and scipy;
@@ -116,6 +118,37 @@ def optical_target(ref: str, work: Path, size: int) -> str:
         with rasterio.open(path, "w", **prof) as o:
             for _, w in r.block_windows(1):
                 o.write(r.read(1, window=w), 1, window=w)
+    return str(path)
+
+
+def grd_target(tgt: str, work: Path, size: int) -> str:
+    """The target as a Sentinel-1 GRD measurement file holds it, full size, named neutrally: uint16
+    amplitude DN (from the 8-bit dB preview), lines upside down (an ascending pass), a zero border
+    without nodata along the swath edge, a 10 x 21 lattice of GCPs in EPSG:4326 with heights and
+    no geotransform, and the TIFF tags ESA writes (image description, software); block by block."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.warp import transform as crs_transform
+
+    path = work / f"scene{size}_grd.tif"
+    if path.exists():
+        return str(path)
+    with rasterio.open(tgt) as s:
+        t, crs, h, w = s.transform, s.crs, s.height, s.width
+        prof = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", tiled=True, blockxsize=512,
+                    blockysize=512, compress="deflate")
+        with rasterio.open(path, "w", **prof) as o:
+            for y in range(0, h, 512):
+                hh = min(512, h - y)
+                db = s.read(1, window=Window(0, h - y - hh, w, hh)).astype(np.float32)[::-1] / 255 * 25 - 25
+                amp = np.round(np.sqrt(10 ** (db / 10)) * 1000).astype(np.uint16)
+                amp[:, :48] = 0
+                o.write(amp[None], window=Window(0, y, w, hh))
+            rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
+            lon, lat = crs_transform(crs, "EPSG:4326", *(t @ (cols, h - rows)))  # file row r: the scene's h - r
+            o.gcps = ([GroundControlPoint(r, c, x, y, 85.0, id=str(i + 1))
+                       for i, (r, c, x, y) in enumerate(zip(rows, cols, lon, lat))], CRS.from_epsg(4326))
+            o.update_tags(TIFFTAG_IMAGEDESCRIPTION="Sentinel-1A IW GRD HR L1", TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.31")
     return str(path)
 
 
@@ -288,7 +321,7 @@ def print_runs(size: int, runs: dict) -> list[dict]:
                      f"{r['verdict']}; stages " + " ".join(f"{k} {v:.1f}" for k, v in t.items() if k != "total"))
         elif r["rc"] != 0:
             extra = f"failed: {r['tail'][0][:100]}"
-        print(f"{size:6d} px  {name:22s} {r.get('seconds', float('nan')):8.1f} s  "
+        print(f"{size:6d} px  {name:26s} {r.get('seconds', float('nan')):8.1f} s  "
               f"{r.get('peak_rss_mb', float('nan')):7.0f} MB  {ratio} of baseline  {extra}", flush=True)
     per_tile = {m: r["match_s_per_tile"] for m, r in runs.items() if "match_s_per_tile" in r}
     if "georeg baseline" in per_tile and len(per_tile) > 1:
@@ -310,8 +343,21 @@ def print_growth(rows: list[dict], smallest: int = 2000) -> None:
         area = np.log([s * s for s, _, _ in pts])
         b = round(float(np.polyfit(area, np.log([t for _, t, _ in pts]), 1)[0]), 2) + 0.0  # no "-0.00"
         mem = [m for _, _, m in pts if m]
-        print(f"growth {method:22s} time ~ area^{b:.2f} over {', '.join(str(s) for s, _, _ in pts)} px; "
+        print(f"growth {method:26s} time ~ area^{b:.2f} over {', '.join(str(s) for s, _, _ in pts)} px; "
               f"peak memory {min(mem):.0f}-{max(mem):.0f} MB", flush=True)
+
+
+def georeg_runs(ref: str, tgt: str, work: Path, size: int, matchers: str, server, grd: bool) -> dict:
+    """georeg's rows of one size: each matcher in its own process, then through the warm server
+    (``server``, up to 4096 px) and on the target as a GRD file (``grd``)."""
+    names = [m for m in matchers.split(",") if m]
+    runs = {f"georeg {m}": run_georeg(ref, tgt, work, m) for m in names}
+    if server and size <= 4096:
+        runs.update({f"georeg {m} (serve)": run_georeg(ref, tgt, work, m, server.env, "_serve") for m in names})
+    if grd:
+        grd_path = grd_target(tgt, work, size)
+        runs.update({f"georeg {m} (GRD file)": run_georeg(ref, grd_path, work, m, tag="_grd") for m in names})
+    return runs
 
 
 def main() -> None:
@@ -327,6 +373,9 @@ def main() -> None:
     ap.add_argument("--server", action="store_true",
                     help="also run each matcher through a warm `georeg serve` (sizes up to 4096 px): a fresh "
                          "`georeg register` process that hands the work to the server")
+    ap.add_argument("--grd", action="store_true",
+                    help="also run each matcher on the target handed over as a Sentinel-1 GRD measurement "
+                         "file (uint16 amplitude, upside down, placed by GCPs, ESA's TIFF tags)")
     ap.add_argument("--inprocess", type=int, default=3, metavar="N",
                     help="also run each matcher N times in one process (sizes up to 4096 px; 0: no): the "
                          "first run against the later ones, as a `georeg batch` worker pays them")
@@ -345,11 +394,7 @@ def main() -> None:
         server = stack.enter_context(WarmServer(work)) if args.server else None
         for size in [int(s) for s in args.sizes.split(",") if s]:
             ref, tgt = build_pair(data, work, size)
-            runs = {f"georeg {m}": run_georeg(ref, tgt, work, m) for m in args.matchers.split(",") if m}
-            if server and size <= 4096:
-                for m in args.matchers.split(","):
-                    if m:
-                        runs[f"georeg {m} (serve)"] = run_georeg(ref, tgt, work, m, server.env, "_serve")
+            runs = georeg_runs(ref, tgt, work, size, args.matchers, server, args.grd)
             runs["phase correlation"] = run_phasecorr(ref, tgt)
             if args.arosics_python:
                 # as in issue 14's peer measurement: AROSICS registers optical to optical only (given the

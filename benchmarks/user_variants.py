@@ -50,7 +50,8 @@ def _crop(src: str, dst: Path, win: Window) -> str:
 def _grd_like(dst: Path, amp: np.ndarray, t: Affine, crs) -> str:
     """The target as a Sentinel-1 GRD measurement file holds it: uint16 amplitude DN, lines from
     south to north (an ascending pass: upside down), a zero border without nodata along the swath
-    edge, georeferenced by a 10 x 21 lattice of GCPs in EPSG:4326 with heights, no geotransform."""
+    edge, georeferenced by a 10 x 21 lattice of GCPs in EPSG:4326 with heights, no geotransform, and
+    the TIFF tags ESA writes into every measurement file (image description and software)."""
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS
     from rasterio.warp import transform as crs_transform
@@ -66,6 +67,7 @@ def _grd_like(dst: Path, amp: np.ndarray, t: Affine, crs) -> str:
     with rasterio.open(dst, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as out:
         out.write(img[None])
         out.gcps = (gcps, CRS.from_epsg(4326))
+        out.update_tags(TIFFTAG_IMAGEDESCRIPTION="Sentinel-1A IW GRD HR L1", TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.31")
     return str(dst)
 
 

@@ -25,6 +25,31 @@ def test_growth_exponent_of_time_with_area(capsys):
 
 
 @pytest.mark.data
+def test_scene_speed_grd_target_is_the_target_upside_down_placed_by_gcps(shared_data, tmp_path):
+    """scene_speed.py --grd hands the target over as a GRD measurement file: the same ground through
+    its GCPs, its lines upside down as uint16 amplitude of the dB preview, SAR by ESA's TIFF tags."""
+    import numpy as np
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from scene_speed import build_pair, grd_target
+
+    from georeg.config import InputConfig
+    from georeg.raster import GCPGrid, RasterSource
+
+    _, tgt = build_pair(shared_data, tmp_path, 256)
+    grd = grd_target(tgt, tmp_path, 256)
+    with rasterio.open(tgt) as t, rasterio.open(grd) as g:
+        xy = GCPGrid.from_gcps(*g.gcps, g.width, g.height).outline()
+        assert g.crs is None and len(g.gcps[0]) == 210 and g.dtypes[0] == "uint16"
+        assert np.allclose(transform_bounds(g.gcps[1], t.crs, *xy.min(0), *xy.max(0)), tuple(t.bounds), atol=10.0)
+        a, b = t.read(1).astype(np.float64), g.read(1).astype(np.float64)
+        amp = np.sqrt(10 ** ((a[::-1] / 255 * 25 - 25) / 10)) * 1000
+        assert np.abs(b[:, 48:] - np.round(amp[:, 48:])).max() <= 1 and (b[:, :48] == 0).all()
+    with RasterSource(grd, InputConfig(), "target") as src:
+        assert (src.modality, src.modality_decision.by) == ("sar", "metadata")
+
+
+@pytest.mark.data
 def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path):
     """Every variant of user_variants.py covers the plain target's ground, which is off by the same
     shift, however it is stored."""
@@ -63,6 +88,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert d.crs.to_epsg() == 4326
     with rasterio.open(files["GCPs as a GRD: upside down, zero border"][1]) as d:
         assert d.crs is None and len(d.gcps[0]) == 210 and d.dtypes[0] == "uint16" and (d.read(1)[:, :48] == 0).all()
+        assert d.tags()["TIFFTAG_IMAGEDESCRIPTION"] == "Sentinel-1A IW GRD HR L1"
     with rasterio.open(files["zero collar, no nodata (Landsat L1-like)"][1]) as d:
         a = d.read(1)
         assert d.nodata is None and 0.15 < (a == 0).mean() < 0.3 and a[500, 500] > 0
