@@ -53,13 +53,14 @@ SMOOTH_RHO1 = 0.985
 SMOOTH_NOISE = 0.003
 CELSIUS = (-60.0, 70.0, 5.0)  # p1 at least, p99 at most, and a span of at least this many degrees
 
-# whole words: "s10" (a tile, a scene number) is not "s1", "b100" not "b10"
+# whole words, matched after "_" and "." become spaces: "s10" (a tile, a scene number) is not "s1",
+# "b100" not "b10"; "sigma_0" is not matched: "gamma 0.8" or "sigma 0.5" in processing tags is no SAR
 _SAR_WORDS = re.compile(
-    r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd[hm]?|slc|sigma0|sigma_0|gamma0|beta0|backscatter|radarsat\d?|rs2|"
+    r"(?<![a-z0-9])(s1[ab]?|sar|vv|vh|hh|hv|grd[hm]?|slc|sigma0|gamma0|beta0|backscatter|radarsat\d?|rs2|"
     r"rcm|alos\d?|palsar\d?|gf3|gaofen3|iceye|capella|umbra|nisar|saocom|asar|uavsar|terrasar|tsx|cosmo|csk|sentinel-?1[ab]?|radar)(?![a-z0-9])")
 _THERMAL_WORDS = re.compile(
-    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|st_b10|lst|flir|ecostress|aster_tir|"
-    r"brightness temperature|brightness_temperature|surface temperature|kelvin)(?![a-z0-9])")
+    r"(?<![a-z0-9])(b10|b11|tirs|thermal|lwir|tir|ir|infrared|bt|lst|flir|ecostress|"
+    r"brightness temperature|surface temperature|kelvin)(?![a-z0-9])")
 
 
 @dataclass(frozen=True)

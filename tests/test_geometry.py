@@ -376,7 +376,9 @@ def test_a_renamed_grd_measurement_file_is_sar_by_the_tiff_tags_esa_writes(tmp_p
     ("short-wave_infrared.tif", None), ("colour_infrared_dop.tif", None), ("thermal_infrared.tif", "thermal"),
     ("lwir.tif", "thermal"), ("infrared.tif", "thermal"), ("LC08_B10.TIF", "thermal"), ("s1a-iw-grd-vh.tiff", "sar"),
     ("tile_s10.tif", None), ("scene_b100.tif", None), ("Sentinel-1A.tif", "sar"), ("GRDH_scene.tif", "sar"),
-    ("2023-05-01-UMBRA-05_GEC.tif", "sar"), ("MOD11A1_LST_Day_1km.tif", "thermal"), ("flir_0042.tif", "thermal")])
+    ("2023-05-01-UMBRA-05_GEC.tif", "sar"), ("MOD11A1_LST_Day_1km.tif", "thermal"), ("flir_0042.tif", "thermal"),
+    ("scene_gamma_0.8.tif", None), ("Gamma0_2024.tif", "sar"), ("ASTER_TIR_2020.tif", "thermal"),
+    ("brightness_temperature.tif", "thermal")])
 def test_near_and_short_wave_infrared_are_not_thermal_words(name, expected):
     """Reflected infrared (near, short-wave, colour infrared) is an optical band; thermal words
     still count (``swir_b11`` is thermal by Landsat's B11, the word "swir" alone says nothing).
