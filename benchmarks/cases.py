@@ -119,6 +119,40 @@ def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None
     return str(path)
 
 
+def preview_amplitude(preview: np.ndarray) -> np.ndarray:
+    """uint16 amplitude DN, as a Sentinel-1 GRD stores it, of an 8-bit SAR preview read as 25 dB."""
+    db = preview.astype(np.float32) / 255 * 25 - 25
+    return np.round(np.sqrt(10 ** (db / 10)) * 1000).astype(np.uint16)
+
+
+def write_grd_like(dst: Path, rows, width: int, height: int, transform: Affine, crs) -> str:
+    """A Sentinel-1 GRD measurement file as ESA writes it: uint16 amplitude DN, lines from south to
+    north (an ascending pass: upside down), a zero border without nodata along the swath edge, a
+    10 x 21 lattice of GCPs in EPSG:4326 with heights and no geotransform, and the TIFF tags of
+    every measurement file (image description and software). ``rows(y0, y1)``: the scene's uint16
+    rows y0 to y1 (north up, on ``transform`` in ``crs``); written 512 rows at a time."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.warp import transform as crs_transform
+    from rasterio.windows import Window
+
+    h, w = height, width
+    r, c = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
+    lon, lat = crs_transform(crs, "EPSG:4326", *(transform @ (c, h - r)))  # file row r: the scene's h - r
+    gcps = [GroundControlPoint(ri, ci, x, y, 85.0, id=str(i + 1))
+            for i, (ri, ci, x, y) in enumerate(zip(r, c, lon, lat))]
+    with rasterio.open(dst, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16", tiled=True,
+                       blockxsize=512, blockysize=512, compress="deflate") as out:
+        for y in range(0, h, 512):
+            n = min(512, h - y)
+            block = np.asarray(rows(h - y - n, h - y), np.uint16)[::-1].copy()
+            block[:, :48] = 0
+            out.write(block[None], window=Window(0, y, w, n))
+        out.gcps = (gcps, CRS.from_epsg(4326))
+        out.update_tags(TIFFTAG_IMAGEDESCRIPTION="Sentinel-1A IW GRD HR L1", TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.31")
+    return str(dst)
+
+
 def s1s2_geotiff(data: Path, work: Path, rng, n_shifts=4, held_out=False) -> list[Case]:
     out = []
     d = data / "s1s2_volkov" / "geotiff"

@@ -122,33 +122,15 @@ def optical_target(ref: str, work: Path, size: int) -> str:
 
 
 def grd_target(tgt: str, work: Path, size: int) -> str:
-    """The target as a Sentinel-1 GRD measurement file holds it, full size, named neutrally: uint16
-    amplitude DN (from the 8-bit dB preview), lines upside down (an ascending pass), a zero border
-    without nodata along the swath edge, a 10 x 21 lattice of GCPs in EPSG:4326 with heights and
-    no geotransform, and the TIFF tags ESA writes (image description, software); block by block."""
-    from rasterio.control import GroundControlPoint
-    from rasterio.crs import CRS
-    from rasterio.warp import transform as crs_transform
+    """The target as a Sentinel-1 GRD measurement file holds it, full size, named neutrally
+    (:func:`cases.write_grd_like` on the amplitude of its 8-bit dB preview), block by block."""
+    from cases import preview_amplitude, write_grd_like
 
     path = work / f"scene{size}_grd.tif"
-    if path.exists():
-        return str(path)
-    with rasterio.open(tgt) as s:
-        t, crs, h, w = s.transform, s.crs, s.height, s.width
-        prof = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", tiled=True, blockxsize=512,
-                    blockysize=512, compress="deflate")
-        with rasterio.open(path, "w", **prof) as o:
-            for y in range(0, h, 512):
-                hh = min(512, h - y)
-                db = s.read(1, window=Window(0, h - y - hh, w, hh)).astype(np.float32)[::-1] / 255 * 25 - 25
-                amp = np.round(np.sqrt(10 ** (db / 10)) * 1000).astype(np.uint16)
-                amp[:, :48] = 0
-                o.write(amp[None], window=Window(0, y, w, hh))
-            rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
-            lon, lat = crs_transform(crs, "EPSG:4326", *(t @ (cols, h - rows)))  # file row r: the scene's h - r
-            o.gcps = ([GroundControlPoint(r, c, x, y, 85.0, id=str(i + 1))
-                       for i, (r, c, x, y) in enumerate(zip(rows, cols, lon, lat))], CRS.from_epsg(4326))
-            o.update_tags(TIFFTAG_IMAGEDESCRIPTION="Sentinel-1A IW GRD HR L1", TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.31")
+    if not path.exists():
+        with rasterio.open(tgt) as s:
+            write_grd_like(path, lambda y0, y1: preview_amplitude(s.read(1, window=Window(0, y0, s.width, y1 - y0))),
+                           s.width, s.height, s.transform, s.crs)
     return str(path)
 
 

@@ -31,7 +31,7 @@ from skimage.transform import rescale
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import _write, api  # noqa: E402
+from cases import _write, api, preview_amplitude, write_grd_like  # noqa: E402
 
 SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
 PIXEL_M = 10.0  # the pair's pixel size
@@ -47,30 +47,6 @@ def _crop(src: str, dst: Path, win: Window) -> str:
     return str(dst)
 
 
-def _grd_like(dst: Path, amp: np.ndarray, t: Affine, crs) -> str:
-    """The target as a Sentinel-1 GRD measurement file holds it: uint16 amplitude DN, lines from
-    south to north (an ascending pass: upside down), a zero border without nodata along the swath
-    edge, georeferenced by a 10 x 21 lattice of GCPs in EPSG:4326 with heights, no geotransform, and
-    the TIFF tags ESA writes into every measurement file (image description and software)."""
-    from rasterio.control import GroundControlPoint
-    from rasterio.crs import CRS
-    from rasterio.warp import transform as crs_transform
-
-    h, w = amp.shape
-    img = amp[::-1].copy()
-    img[:, :48] = 0
-    rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 21), indexing="ij"))
-    xs, ys = t @ (cols, h - rows)  # file row r shows the scene's row h - r
-    lon, lat = crs_transform(crs, "EPSG:4326", xs, ys)
-    gcps = [GroundControlPoint(r, c, x, y, 85.0, id=str(i + 1))
-            for i, (r, c, x, y) in enumerate(zip(rows, cols, lon, lat))]
-    with rasterio.open(dst, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as out:
-        out.write(img[None])
-        out.gcps = (gcps, CRS.from_epsg(4326))
-        out.update_tags(TIFFTAG_IMAGEDESCRIPTION="Sentinel-1A IW GRD HR L1", TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.31")
-    return str(dst)
-
-
 def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     """(variant, reference, target) file triples; every target off by SHIFT_PX."""
     d = data / "s1s2_volkov" / "geotiff"
@@ -83,7 +59,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     lin = (10 ** (db / 10)).astype(np.float32)
     lin[:, :100] = 0
     out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, 0)))
-    amp = np.round(np.sqrt(10 ** (db / 10)) * 1000).astype(np.uint16)  # a GRD's amplitude DN
+    amp = preview_amplitude(vh)  # a GRD's amplitude DN
     out.append(("amplitude DN, uint16", ref, _write(work / "amplitude.tif", amp, t, crs)))
     dbn = db.astype(np.float32)
     dbn[-150:] = np.nan
@@ -102,7 +78,8 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
-    out.append(("GCPs as a GRD: upside down, zero border", ref, _grd_like(work / "grd.tif", amp, t, crs)))
+    grd = write_grd_like(work / "grd.tif", lambda y0, y1: amp[y0:y1], amp.shape[1], amp.shape[0], t, crs)
+    out.append(("GCPs as a GRD: upside down, zero border", ref, grd))
     # rows stored from south to north under a positive pixel height (GeoTIFFs converted from NetCDF often are)
     south_up = t @ Affine.translation(0, vh.shape[0]) @ Affine.scale(1, -1)
     out.append(("south-up rows, positive pixel height", ref,

@@ -76,7 +76,7 @@ class ModalityDecision:
 # near-, short-wave and colour infrared are reflected light (optical bands), not thermal emission:
 # "Near Infrared" in a band description, "near-infrared.tif", "NIR", a colour-infrared aerial photo
 _REFLECTED_IR = re.compile(
-    r"(?<![a-z0-9])(very[ -]?)?(near|short[ -]?wave|colou?r)[ -]?(infra[ -]?red|ir)(?![a-z])")
+    r"(?<![a-z0-9])(near|short[ -]?wave|colou?r)[ -]?(infra[ -]?red|ir)(?![a-z])")
 
 
 def _words(text: str) -> str | None:
