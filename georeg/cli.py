@@ -19,6 +19,7 @@ from . import __version__
 from .config import (
     RESAMPLINGS,
     RegistrationConfig,
+    side_output,
 )
 from .errors import GeoregError
 from .options import cli_words
@@ -196,15 +197,6 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def _sibling(output: str, value: str | None, suffix: str) -> str | None:
-    if value is None or value.lower() == "auto":
-        p = Path(output)
-        return str(p.with_name(p.stem + suffix))
-    if value.lower() == "none":
-        return None
-    return value
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="georeg")
 @click.option("-v", "--verbose", count=True, help="More messages (-vv: debug and tracebacks).")
@@ -254,8 +246,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
 
     if not output.strip() or Path(output).name in ("", ".", ".."):
         raise InputError(f"register(): output must be a file path such as out.tif; got {output!r}")
-    cfg = build_config(params, _sibling(output, tie_points, "_tiepoints.gpkg"),
-                       _sibling(output, report, "_report.json"), _sibling(output, quicklook, "_quicklook.png"))
+    cfg = build_config(params, *(side_output(output, kind, value, "auto") for kind, value in
+                                 (("tie_points", tie_points), ("report", report), ("quicklook", quicklook))))
     quiet = ctx.obj.get("quiet", False)
     machine = ctx.obj.get("machine", False)
     with _Progress(quiet, machine) as progress:

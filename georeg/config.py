@@ -29,6 +29,23 @@ def _check(cond: bool, msg: str) -> None:
 
 # fields that name files: a str or any os.PathLike is accepted and stored as str
 _PATH_FIELDS = frozenset({"mask", "tie_points", "report", "quicklook"})
+# the side outputs' names beside the corrected raster OUTPUT.tif when asked for with 'auto'
+SIDE_SUFFIXES = {"tie_points": "_tiepoints.gpkg", "report": "_report.json", "quicklook": "_quicklook.png"}
+
+
+def side_output(output: str | os.PathLike, kind: str, value: str | os.PathLike | None,
+                missing: str = "none") -> str | None:
+    """The path of the side output ``kind`` ('tie_points', 'report', 'quicklook') of the corrected
+    raster ``output``: ``value`` as given, beside the raster (OUTPUT_report.json, ...) for
+    'auto', none for 'none' (either in any case); a missing value is read as ``missing`` (the
+    CLI's default is 'auto', the API's 'none')."""
+    value = missing if value is None or not str(value).strip() else str(os.fspath(value))
+    if value.lower() == "none":
+        return None
+    if value.lower() == "auto":
+        stem, _ = os.path.splitext(os.fspath(output))
+        return stem + SIDE_SUFFIXES[kind]
+    return value
 # the largest tile search radius: beyond it the tile windows outgrow memory and the matching
 # stops being local; larger offsets are the coarse and global stages' job
 MAX_SHIFT_PX = 2048.0

@@ -19,7 +19,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from . import __version__
-from .config import MatchingConfig, RegistrationConfig
+from .config import MatchingConfig, RegistrationConfig, side_output
 from .errors import (
     CancelledError,
     FallbackWarning,
@@ -33,7 +33,7 @@ from .errors import (
 )
 from .estimation import MIN_INLIERS, FittedModel, LocalWarp, _lsq, apply_h, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
-from .matchers.base import MatcherRoles
+from .matchers.base import Matcher, MatcherRoles
 from .matching import TiePoints, keypoints_for, match_tile
 from .raster import GCPGrid, Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
@@ -86,15 +86,18 @@ class _Clock:
 
 
 def _planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict[str, str]:
+    """The outputs' paths by kind; a side output given as 'auto' goes beside the raster and one
+    given as 'none' (or None, the API's default) is not written, as on the command line."""
     out = {"raster": str(output)}
     for key in ("tie_points", "report", "quicklook"):
-        value = getattr(cfg.output, key)
+        value = side_output(output, key, getattr(cfg.output, key))
         if value:
-            out[key] = str(value)
+            out[key] = value
     return out
 
 
 OUTPUT_SUFFIXES = {"raster": ("a GeoTIFF", (".tif", ".tiff")), "tie_points": ("a GeoPackage", (".gpkg",)),
+                   "report": ("JSON", (".json",)),
                    "quicklook": ("a PNG picture", (".png",))}
 
 
@@ -173,7 +176,8 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     ``config`` holds every option (see :mod:`georeg.config`). ``progress(fraction, message)`` is
     called as work advances; ``cancel()`` is polled between tiles and raises
     :class:`~georeg.errors.CancelledError` when it returns True. ``matcher`` may be a preloaded
-    matcher (batch workers reuse one). Returns a :class:`RegistrationResult`.
+    matcher (batch workers reuse one) or a matcher name (as ``config.matching.matcher``). Returns a
+    :class:`RegistrationResult`.
     """
     for name, value in (("reference", reference), ("target", target), ("output", output)):
         if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)).strip():
@@ -182,6 +186,11 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
         raise InputError(f"register(): config must be a georeg RegistrationConfig; got {type(config).__name__}. "
                          "Build one with RegistrationConfig().with_options(...)")
     cfg = config or RegistrationConfig()
+    if isinstance(matcher, str):  # a name: resolved against the target's modality like the option
+        cfg, matcher = cfg.with_options(matching={"matcher": matcher}), None
+    elif matcher is not None and not isinstance(matcher, Matcher):
+        raise InputError(f"register(): matcher must be a matcher name such as 'auto' or 'baseline', or a matcher "
+                         f"from georeg.matchers.load(); got {type(matcher).__name__}")
     clock = _Clock()
     outputs = _planned_outputs(output, cfg)
     check_outputs(outputs, [str(reference), str(target), cfg.reference.mask, cfg.target.mask],

@@ -260,17 +260,19 @@ class StructureProbe:
     def _centred(self, inverse):
         """Per window holding 64 pixels or more of both images: the reference's and the target's
         (seen through ``inverse``) oriented-gradient channels, each less its mean over the
-        window's pixels of both eroded by 4, and those pixels as 0/1 weights (float64)."""
+        window's pixels of both eroded by 4 (float32, the means summed in float64), and those
+        pixels as 0/1 weights (float32)."""
         from scipy import ndimage
 
         for win, rv, fr in self.windows:
             t, tv = sample_through(self.tgt, self.grid, win, inverse)
-            wgt = ndimage.binary_erosion(rv & tv, iterations=4).astype(np.float64)
-            if wgt.sum() < 64:
+            wgt = ndimage.binary_erosion(rv & tv, iterations=4)
+            n = int(np.count_nonzero(wgt))
+            if n < 64:
                 continue
             ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
-            yield (fr - (fr * wgt).sum((1, 2), keepdims=True) / wgt.sum(),
-                   ft - (ft * wgt).sum((1, 2), keepdims=True) / wgt.sum(), wgt)
+            w = wgt.astype(np.float32)
+            yield fr - _weighted_mean(fr, w, n), ft - _weighted_mean(ft, w, n), w
 
     def offset(self, inverse, max_lag: int = 3, min_pixels: int = 0) -> dict | None:
         """The residual shift (reference px) at which the structure of the target seen through
@@ -289,11 +291,11 @@ class StructureProbe:
         for a, b, wgt in self._centred(inverse):
             if min(wgt.shape) <= 4 * lag:
                 continue
-            a, b = (a * wgt).astype(np.float32), (b * wgt).astype(np.float32)
+            a, b = a * wgt, b * wgt
             h, w = wgt.shape
             core = np.ascontiguousarray(a[:, lag:h - lag, lag:w - lag])
             pairs.append((core, b))
-            self.compared_pixels += int(wgt.sum())
+            self.compared_pixels += int(np.count_nonzero(wgt))
             den_r += float(np.einsum("ijk,ijk->", core, core))
             den_t += float(np.einsum("ijk,ijk->", b[:, lag:h - lag, lag:w - lag], b[:, lag:h - lag, lag:w - lag]))
         if not pairs or den_r <= 0 or den_t <= 0 or self.compared_pixels < min_pixels:
@@ -329,11 +331,19 @@ class StructureProbe:
     def agreement(self, inverse) -> float:
         """``inverse``: reference px -> target px (None: as georeferenced)."""
         num = den_r = den_t = 0.0
-        for a, b, wgt in self._centred(inverse):
-            num += float((a * b * wgt).sum())
-            den_r += float((a * a * wgt).sum())
-            den_t += float((b * b * wgt).sum())
+        for a, b, wgt in self._centred(inverse):  # sums of products in float64, no float64 copies
+            aw = a * wgt
+            num += float(np.einsum("ijk,ijk->", aw, b, dtype=np.float64))
+            den_r += float(np.einsum("ijk,ijk->", aw, a, dtype=np.float64))
+            b *= wgt  # b is this window's own array
+            den_t += float(np.einsum("ijk,ijk->", b, b, dtype=np.float64))
         return float(num / np.sqrt(den_r * den_t)) if den_r > 0 and den_t > 0 else 0.0
+
+
+def _weighted_mean(f: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """(C, 1, 1) float32 means of the channels of ``f`` over the ``n`` pixels where ``w`` is 1,
+    summed in float64."""
+    return (np.einsum("ijk,jk->i", f, w, dtype=np.float64) / n).astype(np.float32)[:, None, None]
 
 
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,

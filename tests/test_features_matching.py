@@ -66,7 +66,12 @@ def _whole_tensor_features(img, n_orient=9, grad_sigma=1.0, cell_sigma=2.0, eps_
 @pytest.mark.parametrize("shape,kw", [((1, 1, 130, 97), {}), ((3, 1, 64, 64), {}),
                                       ((1, 1, 80, 80), {"n_orient": 6, "cell_sigma": 1.0}),
                                       ((1, 1, 70, 90), {"n_orient": 8})])
-def test_oriented_gradients_equal_the_whole_tensor_definition(shape, kw):
+@pytest.mark.parametrize("small_px", [0, None])  # one orientation at a time, or three (a small image)
+def test_oriented_gradients_equal_the_whole_tensor_definition(shape, kw, small_px, monkeypatch):
+    from georeg import features as feats
+
+    if small_px is not None:
+        monkeypatch.setattr(feats, "OGC_CPU_SMALL_PX", small_px)
     img = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     assert torch.equal(oriented_gradient_channels(img, **kw), _whole_tensor_features(img, **kw))
 

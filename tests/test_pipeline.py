@@ -6,7 +6,7 @@ import pytest
 
 import georeg
 from georeg.config import RegistrationConfig
-from georeg.errors import CancelledError, InputError, OutputExistsError
+from georeg.errors import CancelledError, InputError, OutputExistsError, UnknownMatcherError
 from georeg.pipeline import check_outputs
 
 
@@ -20,7 +20,9 @@ def test_check_outputs_refuses_before_any_work(tmp_path, pair):
     with pytest.raises(InputError, match="also an input"):
         check_outputs({"raster": str(tgt)}, [str(ref), str(tgt)], overwrite=True)
     with pytest.raises(InputError, match="share the path"):
-        check_outputs({"raster": str(tmp_path / "a.tif"), "report": str(tmp_path / "a.tif")}, [], True)
+        check_outputs({"raster": str(tmp_path / "a.tif"), "log": str(tmp_path / "a.tif")}, [], True)
+    with pytest.raises(InputError, match="report output .*a.txt is written as JSON: give it a .json name"):
+        check_outputs({"raster": str(tmp_path / "a.tif"), "report": str(tmp_path / "a.txt")}, [], True)
     (tmp_path / "b.tif").write_text("old")
     # Python callers are told the keyword; the CLI turns `overwrite=True` into --overwrite (test_cli)
     with pytest.raises(OutputExistsError, match="use `overwrite=True`"):
@@ -35,6 +37,23 @@ def test_register_refuses_bad_arguments(tmp_path, pair):
         georeg.register(ref, tgt, tmp_path / "o.tif", {"model": "affine"})
     with pytest.raises(InputError, match="output must be a file path"):
         georeg.register(ref, tgt, "  ")
+    with pytest.raises(InputError, match="matcher must be a matcher name .* got int"):
+        georeg.register(ref, tgt, tmp_path / "o.tif", matcher=42)
+    with pytest.raises(UnknownMatcherError, match="nonsense"):
+        georeg.register(ref, tgt, tmp_path / "o.tif", matcher="nonsense")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_matcher_given_by_name(tmp_path, pair):
+    """``matcher`` takes a name as the option does, resolved against the target's modality."""
+    ref, tgt = pair
+    cfg = RegistrationConfig().with_options(estimation={"model": "translation"},
+                                            output={"report": "auto", "tie_points": "None", "quicklook": "none"})
+    res = georeg.register(ref, tgt, tmp_path / "o.tif", cfg, matcher="baseline")
+    assert res.report["matcher"]["name"] == "baseline"
+    assert res.report["config"]["matching"]["matcher"] == "baseline"
+    # the side outputs' words as on the command line: 'auto' beside the raster, 'none' not written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "o_report.json"]
 
 
 def test_progress_cancel_and_result(tmp_path, pair):
