@@ -46,6 +46,8 @@ def side_output(output: str | os.PathLike, kind: str, value: str | os.PathLike |
         stem, _ = os.path.splitext(os.fspath(output))
         return stem + SIDE_SUFFIXES[kind]
     return value
+
+
 # the largest tile search radius: beyond it the tile windows outgrow memory and the matching
 # stops being local; larger offsets are the coarse and global stages' job
 MAX_SHIFT_PX = 2048.0

@@ -133,7 +133,7 @@ def oriented_gradient_channels(img: torch.Tensor, n_orient: int = 9, grad_sigma:
     theta = torch.arange(n_orient, device=img.device, dtype=img.dtype) * (math.pi / n_orient)
     cos, sin = torch.cos(theta).view(1, -1, 1, 1), torch.sin(theta).view(1, -1, 1, 1)
     ch = torch.empty((img.shape[0], n_orient, *img.shape[2:]), device=img.device, dtype=storage)
-    # narrow storage is for memory: the smallest temporaries
+    # on CUDA narrow storage is for memory: the smallest temporaries
     if img.device.type == "cpu":
         chunk = OGC_CHUNK if img.shape[-2] * img.shape[-1] <= OGC_CPU_SMALL_PX else 1
     else:
