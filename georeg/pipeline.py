@@ -24,6 +24,7 @@ from .errors import (
     CancelledError,
     FallbackWarning,
     InputError,
+    InputWarning,
     OutputExistsError,
     OutputWriteError,
     RasterOpenError,
@@ -167,6 +168,16 @@ def _needed_bytes(tgt: RasterSource, cfg: RegistrationConfig, grid: Grid) -> int
     return int(w * h * ds.count * np.dtype(ds.dtypes[0]).itemsize + 16 * 2**20)
 
 
+def _same_local_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two inputs are one local file (a copy-paste slip in a manifest)."""
+    from .remote import is_remote
+
+    a, b = os.fspath(a), os.fspath(b)
+    if is_remote(a) or is_remote(b) or not (os.path.isfile(a) and os.path.isfile(b)):
+        return False
+    return os.path.samefile(a, b)
+
+
 def register(reference: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike,
              config: RegistrationConfig | None = None, *, progress: ProgressFn | None = None,
              cancel: Callable[[], bool] | None = None, matcher=None,
@@ -185,6 +196,9 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     if config is not None and not isinstance(config, RegistrationConfig):
         raise InputError(f"register(): config must be a georeg RegistrationConfig; got {type(config).__name__}. "
                          "Build one with RegistrationConfig().with_options(...)")
+    if _same_local_file(reference, target):
+        warn(InputWarning, f"the reference and the target are the same file ({os.fspath(target)}): there is nothing "
+                           "to correct and the result is the identity; give the scene to correct as the target")
     cfg = config or RegistrationConfig()
     if isinstance(matcher, str):  # a name: resolved against the target's modality like the option
         cfg, matcher = cfg.with_options(matching={"matcher": matcher}), None

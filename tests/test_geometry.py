@@ -388,6 +388,29 @@ def test_near_and_short_wave_infrared_are_not_thermal_words(name, expected):
     assert guess_from_name(name) == expected
 
 
+def test_a_sar_word_in_a_colour_pictures_tags_needs_speckle(tmp_path):
+    """The bundled demo's S2 RGB carries "Optical-SAR-dataset" in a tag: a SAR word of free text,
+    so as a target it is optical by its three bands, the word recorded as ignored. Its S1 VH band
+    stacked as a VV/VH/ratio colour composite tagged "Sentinel-1" keeps the word: speckle."""
+    from pathlib import Path
+
+    demo = Path(georeg.__file__).parent / "demo"
+    with RasterSource(demo / "s2_rgb.tif", InputConfig(), "target") as src:
+        decision = src.modality_decision.to_dict()
+    assert src.modality == "optical" and decision["by"] == "bands", decision
+    assert decision["metadata"]["metadata_word_ignored"].startswith("sar"), decision
+    with rasterio.open(demo / "s1_vh.tif") as d:
+        vh, prof = d.read(1).astype(np.float32), d.profile
+    vv = np.clip(vh * 1.1 + 20, 0, 255)
+    composite = np.stack([vv, vh, np.clip(vv - vh + 128, 0, 255)]).astype(np.uint8)
+    path = tmp_path / "composite.tif"
+    with rasterio.open(path, "w", **{**prof, "count": 3, "dtype": "uint8"}) as out:
+        out.write(composite)
+        out.update_tags(PRODUCT="Sentinel-1 false colour")
+    with RasterSource(path, InputConfig(), "target") as src:
+        assert (src.modality, src.modality_decision.by) == ("sar", "metadata"), src.modality_decision.to_dict()
+
+
 def test_a_near_infrared_band_description_does_not_make_an_optical_file_thermal(shared_data, tmp_path):
     """Landsat 8 blue, green, red and near infrared stacked in one uint16 file whose band
     descriptions say so, named neutrally: optical by its band count (the fourth band's description

@@ -6,7 +6,7 @@ import pytest
 
 import georeg
 from georeg.config import RegistrationConfig
-from georeg.errors import CancelledError, InputError, OutputExistsError, UnknownMatcherError
+from georeg.errors import CancelledError, InputError, InputWarning, OutputExistsError, UnknownMatcherError
 from georeg.pipeline import check_outputs
 
 
@@ -42,6 +42,15 @@ def test_register_refuses_bad_arguments(tmp_path, pair):
     with pytest.raises(UnknownMatcherError, match="nonsense"):
         georeg.register(ref, tgt, tmp_path / "o.tif", matcher="nonsense")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_same_file_as_reference_and_target_is_flagged(tmp_path, pair):
+    """A copy-paste slip: the identity comes back, with a warning that says why."""
+    ref, _ = pair
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"}, estimation={"model": "translation"})
+    with pytest.warns(InputWarning, match="the reference and the target are the same file"):
+        res = georeg.register(ref, ref, tmp_path / "o.tif", cfg)
+    assert np.allclose(res.report["shift"]["mean_px"], 0, atol=0.05)
 
 
 def test_a_matcher_given_by_name(tmp_path, pair):
