@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .config import RegistrationConfig
+from .config import RegistrationConfig, side_output
 from .errors import ConfigError, FallbackWarning, GeoregError, InputError, warn
 from .options import BY_NAME, MANIFEST_COLUMNS
 
@@ -144,8 +144,7 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     for i, row in enumerate(rows):
         line = f"{where} row {i + 1}"
         output, error = _row_output(row.get("output") or defaults[i], out_dir, line, i)
-        stem = output.with_suffix("")
-        planned = [output, Path(f"{stem}_tiepoints.gpkg"), Path(f"{stem}_report.json")]
+        planned = [output, *(Path(side_output(output, kind, "auto")) for kind in ("tie_points", "report"))]
         error = error or _output_clash(planned, inputs, owner, line, i)
         cfg = config
         if not error:

@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .config import (
     RESAMPLINGS,
+    SIDE_SUFFIXES,
     RegistrationConfig,
     side_output,
 )
@@ -422,8 +423,7 @@ def demo(ctx, outdir, overwrite):
     out.mkdir(parents=True, exist_ok=True)
     raster = out / "s1_vh_registered.tif"
     cfg = RegistrationConfig().with_options(output={
-        "tie_points": str(out / "s1_vh_registered_tiepoints.gpkg"), "report": str(out / "s1_vh_registered_report.json"),
-        "quicklook": str(out / "s1_vh_registered_quicklook.png"), "overwrite": overwrite})
+        **{kind: side_output(raster, kind, "auto") for kind in SIDE_SUFFIXES}, "overwrite": overwrite})
     quiet = ctx.obj.get("quiet", False)
     if not quiet:
         click.echo(f"reference: {ref}\ntarget:    {tgt} (moved by +35 m east, +20 m north)", err=True)

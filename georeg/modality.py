@@ -406,14 +406,15 @@ def _speckled(feats: dict[str, float] | None) -> bool:
 def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
     (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1)."""
-    sample, valid = central_sample(ds, bands[0])
-    texture = cache(lambda: texture_features(sample, valid))  # about 90 ms: only when needed
+    read = cache(lambda: central_sample(ds, bands[0]))  # a window read (remote: a request): only when needed
+    texture = cache(lambda: texture_features(*read()))  # about 90 ms: only when needed
     label, meta_ev = _checked_metadata(ds, bands, texture)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}
     name_word = guess_from_name(path)
     evidence["file_name"] = name_word
     if label is not None:
         return ModalityDecision(label, "metadata", evidence)
+    sample, valid = read()
     label, val_ev = _reading_of_values(ds, bands[0], sample, valid, texture)
     if val_ev:
         evidence["values"] = val_ev
