@@ -190,6 +190,11 @@ class MatchingConfig:
     # 0.07 px either way, 6-50% less time per pair on 15 sets and 11-12% more on the two 3MOS
     # SAR sets (weak first passes matched twice)
     rank_first_pass: bool = False
+    # a coarse shift found on a grid at most 2x coarser than the working grid (scenes up to twice
+    # coarse_size_px across) and accepted starts the tile matching as a refinement pass through it,
+    # at the refinement radius, instead of a first pass at max_shift; a weak result falls back to
+    # the first pass (see pipeline.stage_first_pass)
+    near_pass: bool = True
     device: str = "auto"
     search: str = "auto"
 

@@ -252,6 +252,9 @@ class Scene:
     geometry: object = None  # GlobalGeometry when the global stage ran
     frame: np.ndarray | None = None  # pictures of different sizes: a placement of the target to try last
     geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
+    near: FittedModel | None = None  # the coarse shift, when the near pass through it made the first model
+    near_refined: bool = False  # and that pass stood in for the refinement pass
+    near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
     tp: TiePoints | None = None
     model: FittedModel | None = None
     probe: object = None  # verdict.StructureProbe, made on first use
@@ -694,13 +697,75 @@ def _first_kind(sc: Scene) -> str:
     return requested if requested in ("translation", "rigid", "similarity", "auto") else "affine"
 
 
+NEAR_COARSE_FACTOR = 2.0  # coarse grid px per working px at most for the near pass
+# inliers the near pass needs, as a share of the keypoints it was given (both directions): a
+# coarse shift 20 px off (beyond the refinement radius) left 9 tie points for 384 keypoints on a
+# 320 px synthetic pair, 7 of them agreeing on a wrong model that was not weak by fraction
+NEAR_MIN_INLIERS = 0.25
+
+
+def _near_prior(sc: Scene) -> FittedModel | None:
+    """The coarse shift as a translation, when the tile matching starts from it with a refinement
+    pass (:func:`stage_first_pass`): accepted, found on a grid at most NEAR_COARSE_FACTOR times
+    coarser than the working grid (its sub-pixel peak is then within a pixel or two of the tie
+    points' shift, inside the refinement radius), with ``matching.near_pass`` and refinement on,
+    rotation not asked to be searched, and a global model (the local one matches every tile)."""
+    m, c = sc.cfg.matching, sc.coarse
+    if not (m.near_pass and m.refine and m.search != "rotation" and c.accepted and c.factor <= NEAR_COARSE_FACTOR
+            and sc.cfg.estimation.model != "local"):
+        return None
+    return FittedModel("translation", shift_matrix(-c.shift_px[0], -c.shift_px[1]), np.ones(0, bool), np.zeros(0))
+
+
+def _refine_radius(sc: Scene) -> int:
+    return int(sc.cfg.matching.refine_radius_px + math.ceil(sc.cfg.estimation.threshold_px))
+
+
+def _near_pass(sc: Scene) -> bool:
+    """A first pass at the refinement radius through the coarse shift (:func:`_near_prior`). Its
+    model becomes the first model unless it is weak (the coarse peak was a decoy, or the scene
+    is turned or scaled beyond the radius); the first pass at the full radius then follows as
+    without it. Whether it made the first model."""
+    near = _near_prior(sc)
+    if near is None:
+        return False
+    sc.first_passes += 1
+    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, pass_roles(sc, False))
+    sc.clock.lap("pass1")
+    which = _sample(sc, refine=False)
+    offered = sum(2 * keypoints_for(w, _tile_settings(sc, w)) for w in pass_windows(sc, which, budget=True))
+    if _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * offered:
+        log.info("the pass through the coarse shift is weak (%s of %d keypoints); a first pass at the full radius",
+                 _describe_fit(model, tp), offered)
+        sc.near_weak = True
+        sc.steps_total += len(which)
+        return False
+    sc.tp, sc.model, sc.passes, sc.near = tp, model, 1, near
+    return True
+
+
+def _near_pass_was_refinement(sc: Scene) -> bool:
+    """Whether the near pass already was the refinement pass: it matched the refinement's tiles
+    with its matchers (not the learned ranker a refinement pass adds) through a model that lies
+    within a pixel of the model it found, where a refinement pass would stop."""
+    if sc.near is None or _sample(sc, refine=False) != _sample(sc, refine=True):
+        return False
+    if (pass_roles(sc, refine=True).ranker is None) != (pass_roles(sc, refine=False).ranker is None):
+        return False
+    return _max_move(sc.near, sc.model, sc.extent) < 1.0
+
+
 def stage_first_pass(sc: Scene) -> None:
-    """Find the first model. When the coarse pass found no clear shift (or ``search='rotation'``),
+    """Find the first model. A confident coarse shift on a small scene is refined at once
+    (:func:`_near_pass`); unless that gives a clear model:
+    when the coarse pass found no clear shift (or ``search='rotation'``),
     the global geometry (rotation and scale) is searched first, and a clear rotation or scale
     becomes the prior of the tile matching. Otherwise, or when that finds no clear model, match
     around the coarse shift, then around the other shift hypothesis, and finally try the global
     geometry if no clear model came out, unless many tie points agree with the model
     (:func:`_several_motions`)."""
+    if _near_pass(sc):
+        return
     radius = sc.radius
     search = sc.cfg.matching.search
     tp, model = None, None
@@ -871,8 +936,11 @@ def stage_refine(sc: Scene) -> None:
     if est.model != model1.kind:
         sc.model = _try(lambda: estimate(sc.tp.xy_t_on_ref, sc.tp.xy_r, est, extent=sc.extent, base=sc.base_model),
                         model1)
-    if sc.cfg.matching.refine:
-        radius2 = int(sc.cfg.matching.refine_radius_px + math.ceil(est.threshold_px))
+    sc.near_refined = _near_pass_was_refinement(sc)
+    if sc.near_refined:
+        sc.steps_total -= len(_sample(sc, refine=True))
+    if sc.cfg.matching.refine and not sc.near_refined:
+        radius2 = _refine_radius(sc)
         # one refinement pass; after an accepted global rotation/scale prior, a second when the first
         # moved the model by more than a pixel (the first model can still be a pixel or two off).
         # Not otherwise: on the loosely aligned S1/S2 pair 050 a second pass taken by one run and not
@@ -1274,6 +1342,9 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
         },
         "counts": {
             "tiles": len(sc.tiles), "passes": sc.passes, "tiles_matched": list(sc.tiles_matched),
+            "first_pass": ("near the coarse shift" if sc.near is not None else
+                           "full radius after a weak near pass" if sc.near_weak else "full radius"),
+            "first_pass_refined": sc.near is None or not sc.near_refined,
             "tie_points": int(len(tp)), "inliers": int(inl.sum()),
             "forward": int((tp.direction == 0).sum()), "backward": int((tp.direction == 1).sum()),
         },

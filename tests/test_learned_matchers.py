@@ -103,7 +103,9 @@ def _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, **options):
     monkeypatch.setattr(matching, "learned_rerank", counted)
     ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
     synthetic_pair(str(ref), str(tgt), size=320, seed=1, new_to_old=np.array([[1, 0, 4.0], [0, 1, -3.0], [0, 0, 1]]))
-    cfg = RegistrationConfig().with_options(matching={"matcher": "kgl", **options}, target={"modality": "sar"})
+    # the first pass at its full radius, not the near pass through the coarse shift (tested in test_pipeline.py)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "kgl", "near_pass": False, **options},
+                                            target={"modality": "sar"})
     res = georeg.register(ref, tgt, tmp_path / "out.tif", cfg)
     assert res.report["counts"]["passes"] == 2
     refine_radius = cfg.matching.refine_radius_px + int(np.ceil(cfg.estimation.threshold_px))

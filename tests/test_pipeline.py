@@ -89,8 +89,10 @@ def four_tiles(small_pair):
 
 
 def _tiled(tmp_path, ref, tgt, max_tiles: int, name: str, **matching):
+    """The first pass at its full radius, then the refinement pass (not the near pass through the
+    coarse shift, which can stand in for both on a scene this small)."""
     cfg = RegistrationConfig().with_options(
-        matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": max_tiles, **matching},
+        matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": max_tiles, "near_pass": False, **matching},
         estimation={"model": "translation"}, output={"report": str(tmp_path / f"{name}.json")})
     return georeg.register(ref, tgt, tmp_path / f"{name}.tif", cfg)
 
@@ -176,3 +178,63 @@ def test_a_scene_of_one_tile_gets_a_whole_tiles_keypoints(tmp_path, small_pair, 
     ref4, tgt4 = four_tiles
     four = _tiled(tmp_path, ref4, tgt4, 0, "four", keypoints_per_tile=100)
     assert np.bincount(four.tie_points["tile"]).max() <= 2 * 2 * 100  # each 256 px tile: its own 100
+
+
+def _near(tmp_path, ref, tgt, name: str, near: bool, **estimation):
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline", "near_pass": near},
+                                            estimation=estimation)
+    return georeg.register(ref, tgt, tmp_path / f"{name}.tif", cfg)
+
+
+def test_a_clear_coarse_shift_on_a_small_scene_is_refined_at_once(tmp_path, pair):
+    """A small scene whose coarse shift is clear starts the tile matching from it at the
+    refinement radius; when the model found lies within a pixel of that shift, that pass was the
+    refinement, and the result is the one of a first pass at the full radius and a refinement."""
+    ref, tgt = pair
+    near, full = _near(tmp_path, ref, tgt, "near", True), _near(tmp_path, ref, tgt, "full", False)
+    counts = near.report["counts"]
+    assert counts["first_pass"] == "near the coarse shift" and counts["first_pass_refined"] is False
+    assert counts["passes"] == 1 and counts["tiles_matched"] == [1]
+    assert full.report["counts"]["first_pass"] == "full radius" and full.report["counts"]["passes"] == 2
+    assert np.allclose(near.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+    assert np.allclose(near.report["shift"]["mean_px"], full.report["shift"]["mean_px"], atol=0.05)
+    assert near.quality == full.quality == "reliable"
+
+
+def test_a_model_away_from_the_coarse_shift_is_refined_through_itself(tmp_path):
+    """Scaled by 1%, the pair's model moves its corners by a few pixels from the coarse shift's
+    translation: the near pass gives the first model and a refinement pass samples through it."""
+    from synthetic import synthetic_pair
+
+    ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
+    s = 1.01
+    synthetic_pair(str(ref), str(tgt), size=480, seed=4, new_to_old=np.array([[s, 0, 5.0], [0, s, -3.0], [0, 0, 1]]))
+    res = _near(tmp_path, ref, tgt, "o", True, model="similarity")
+    counts = res.report["counts"]
+    assert counts["first_pass"] == "near the coarse shift" and counts["first_pass_refined"] is True
+    assert counts["passes"] == 2 and counts["tiles_matched"] == [1, 1]
+    assert abs(res.report["model"]["parameters"]["scale_x"] - s) < 0.002, res.report["model"]["parameters"]
+
+
+def test_a_coarse_shift_the_near_pass_cannot_confirm_gets_the_full_radius(tmp_path, pair, monkeypatch):
+    """A clear but wrong coarse shift (here moved 20 px, beyond the refinement radius) leaves the
+    near pass with a few tie points, some agreeing by chance; the first pass at the full radius
+    around the same shift finds the true one."""
+    from dataclasses import replace
+
+    from georeg import coarse
+
+    real = coarse.coarse_shift
+
+    def off(*args, **kwargs):
+        found = real(*args, **kwargs)
+        return replace(found, shift_px=(found.shift_px[0] + 20.0, found.shift_px[1]))
+
+    monkeypatch.setattr(coarse, "coarse_shift", off)
+    ref, tgt = pair
+    res = _near(tmp_path, ref, tgt, "o", True)
+    assert res.report["coarse"]["used"] and res.report["coarse"]["shift_px"][0] > 10  # truth: -6
+    counts = res.report["counts"]
+    assert counts["first_pass"] == "full radius after a weak near pass" and counts["tiles_matched"] == [1, 1, 1]
+    assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+    assert res.quality == "reliable"
