@@ -30,6 +30,7 @@ INTERNAL = {
     ("matching", "candidates"): "tuning constant of the learned ranking",
     ("matching", "rank_refinement"): "tuning constant of the learned ranking",
     ("matching", "rank_first_pass"): "tuning constant of the learned ranking",
+    ("matching", "near_pass"): "tuning constant of the first pass",
     ("estimation", "ransac_iterations"): "tuning constant of RANSAC",
     ("estimation", "confidence"): "tuning constant of RANSAC",
     ("estimation", "seed"): "reproducibility constant of RANSAC",
