@@ -40,21 +40,24 @@ class TiePoints:
     peak_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     tile: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    searched: int = 0  # keypoints searched (both directions) for these tie points, kept or not
 
     def __len__(self) -> int:
         return len(self.xy_r)
 
     @staticmethod
     def concat(items: list[TiePoints]) -> TiePoints:
+        searched = sum(t.searched for t in items)
         items = [t for t in items if len(t)]
         if not items:
-            return TiePoints()
+            return TiePoints(searched=searched)
         return TiePoints(*[np.concatenate([getattr(t, f) for t in items])
-                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile")])
+                           for f in ("xy_r", "xy_t_on_ref", "score", "peak_ratio", "direction", "tile")],
+                         searched=searched)
 
     def subset(self, keep: np.ndarray) -> TiePoints:
         return TiePoints(self.xy_r[keep], self.xy_t_on_ref[keep], self.score[keep], self.peak_ratio[keep],
-                         self.direction[keep], self.tile[keep])
+                         self.direction[keep], self.tile[keep], self.searched)
 
 
 def sample_through(source: RasterSource, grid: Grid, window: Window,
@@ -226,7 +229,7 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
         f_t = matcher.prepare(torch.from_numpy(t_n)[None, None].to(dev))
         f_r.mul_(torch.from_numpy(r_valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
         f_t.mul_(torch.from_numpy(t_valid)[None, None].to(dev))
-        parts = []
+        parts, searched = [], 0
         directions = [(FORWARD, r_n, r_valid, t_valid, f_r, f_t)]
         if cfg.bidirectional:
             directions.append((BACKWARD, t_n, t_valid, r_valid, f_t, f_r))
@@ -238,6 +241,7 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             kp = kp[2 * box_count_at(other_valid, p + 1, kp) > (p + 1) ** 2]
             if len(kp) == 0:
                 continue
+            searched += len(kp)
             rerank = None
             if learned is not None:
                 a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
@@ -256,4 +260,6 @@ def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
             xy_t = inverse(xy_q) if inverse is not None else xy_q
             parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
                                    np.zeros(len(kp), np.int32)))
-    return TiePoints.concat(parts)
+    found = TiePoints.concat(parts)
+    found.searched = searched
+    return found

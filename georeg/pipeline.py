@@ -698,8 +698,8 @@ def _first_kind(sc: Scene) -> str:
 
 
 NEAR_COARSE_FACTOR = 2.0  # coarse grid px per working px at most for the near pass
-# inliers the near pass needs, as a share of the keypoints it was given (both directions): a
-# coarse shift 20 px off (beyond the refinement radius) left 9 tie points for 384 keypoints on a
+# inliers the near pass needs, as a share of the keypoints it searched (both directions): a
+# coarse shift 20 px off (beyond the refinement radius) left 9 tie points for 222 keypoints on a
 # 320 px synthetic pair, 7 of them agreeing on a wrong model that was not weak by fraction
 NEAR_MIN_INLIERS = 0.25
 
@@ -732,13 +732,11 @@ def _near_pass(sc: Scene) -> bool:
     sc.first_passes += 1
     tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, pass_roles(sc, False))
     sc.clock.lap("pass1")
-    which = _sample(sc, refine=False)
-    offered = sum(2 * keypoints_for(w, _tile_settings(sc, w)) for w in pass_windows(sc, which, budget=True))
-    if _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * offered:
-        log.info("the pass through the coarse shift is weak (%s of %d keypoints); a first pass at the full radius",
-                 _describe_fit(model, tp), offered)
+    if _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * tp.searched:
+        log.info("the pass through the coarse shift is weak (%s, %d keypoints searched); a first pass at the "
+                 "full radius", _describe_fit(model, tp), tp.searched)
         sc.near_weak = True
-        sc.steps_total += len(which)
+        sc.steps_total += len(_sample(sc, refine=False))
         return False
     sc.tp, sc.model, sc.passes, sc.near = tp, model, 1, near
     return True
