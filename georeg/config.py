@@ -191,9 +191,9 @@ class MatchingConfig:
     # SAR sets (weak first passes matched twice)
     rank_first_pass: bool = False
     # a coarse shift found on a grid at most 2x coarser than the working grid (scenes up to twice
-    # coarse_size_px across) and accepted starts the tile matching as a refinement pass through it,
-    # at the refinement radius, instead of a first pass at max_shift; a weak result falls back to
-    # the first pass (see pipeline.stage_first_pass)
+    # coarse_size_px across) and accepted is the prior of a first pass at the refinement radius
+    # instead of max_shift, which can stand in for the refinement pass; a weak result falls back
+    # to the first pass at max_shift (see pipeline.stage_first_pass)
     near_pass: bool = True
     device: str = "auto"
     search: str = "auto"

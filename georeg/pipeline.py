@@ -1342,7 +1342,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
             "tiles": len(sc.tiles), "passes": sc.passes, "tiles_matched": list(sc.tiles_matched),
             "first_pass": ("near the coarse shift" if sc.near is not None else
                            "full radius after a weak near pass" if sc.near_weak else "full radius"),
-            "first_pass_refined": sc.near is None or not sc.near_refined,
+            "near_pass_was_refinement": sc.near_refined,
             "tie_points": int(len(tp)), "inliers": int(inl.sum()),
             "forward": int((tp.direction == 0).sum()), "backward": int((tp.direction == 1).sum()),
         },

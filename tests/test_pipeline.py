@@ -193,7 +193,7 @@ def test_a_clear_coarse_shift_on_a_small_scene_is_refined_at_once(tmp_path, pair
     ref, tgt = pair
     near, full = _near(tmp_path, ref, tgt, "near", True), _near(tmp_path, ref, tgt, "full", False)
     counts = near.report["counts"]
-    assert counts["first_pass"] == "near the coarse shift" and counts["first_pass_refined"] is False
+    assert counts["first_pass"] == "near the coarse shift" and counts["near_pass_was_refinement"] is True
     assert counts["passes"] == 1 and counts["tiles_matched"] == [1]
     assert full.report["counts"]["first_pass"] == "full radius" and full.report["counts"]["passes"] == 2
     assert np.allclose(near.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
@@ -211,7 +211,7 @@ def test_a_model_away_from_the_coarse_shift_is_refined_through_itself(tmp_path):
     synthetic_pair(str(ref), str(tgt), size=480, seed=4, new_to_old=np.array([[s, 0, 5.0], [0, s, -3.0], [0, 0, 1]]))
     res = _near(tmp_path, ref, tgt, "o", True, model="similarity")
     counts = res.report["counts"]
-    assert counts["first_pass"] == "near the coarse shift" and counts["first_pass_refined"] is True
+    assert counts["first_pass"] == "near the coarse shift" and counts["near_pass_was_refinement"] is False
     assert counts["passes"] == 2 and counts["tiles_matched"] == [1, 1]
     assert abs(res.report["model"]["parameters"]["scale_x"] - s) < 0.002, res.report["model"]["parameters"]
 
