@@ -205,48 +205,89 @@ def keypoints_for(tile: Window, cfg: MatchingConfig) -> int:
     return max(MIN_KEYPOINTS, int(round(cfg.keypoints_per_tile * min(1.0, area))))
 
 
-def match_tile(ref: RasterSource, tgt: RasterSource, grid: Grid, tile: Window,
-               inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int, roles: MatcherRoles,
-               cfg: MatchingConfig) -> TiePoints:
+@dataclass
+class _Side:
+    """One image's part of a tile: validity, preprocessed image, the dense matcher's features
+    (zero where invalid) and, once detected, its keypoints."""
+
+    valid: np.ndarray
+    image: np.ndarray | None = None
+    features: torch.Tensor | None = None
+    keypoints: np.ndarray | None = None
+
+
+def _prepared(side: _Side, source: RasterSource, data: np.ndarray, matcher: DenseMatcher) -> _Side:
+    if side.features is None:
+        side.image = preprocess(data, side.valid, source.modality, source.float_values)
+        dev = matcher.device
+        with torch.inference_mode():
+            f = matcher.prepare(torch.from_numpy(side.image)[None, None].to(dev))
+            f.mul_(torch.from_numpy(side.valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
+        side.features = f
+    return side
+
+
+@dataclass
+class Sources:
+    """The two rasters of a registration on its working grid. ``reuse``: a dict the caller holds
+    between passes over the same tile, or None. The reference's side of a tile (its read,
+    preprocessing, features and keypoints) depends only on the window, the dense matcher and the
+    keypoint count, so a later pass with the same ones takes it from there: a one-tile scene's
+    near pass and refinement pass search the same radius."""
+
+    ref: RasterSource
+    tgt: RasterSource
+    grid: Grid
+    reuse: dict | None = None
+
+
+def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int,
+               roles: MatcherRoles, cfg: MatchingConfig) -> TiePoints:
     """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior
     (their ``tile`` field is 0; the caller numbers the tiles).
 
     ``roles.dense`` scores every placement; ``roles.ranker``, when set, chooses among its peaks."""
+    ref, tgt, grid, reuse = sources.ref, sources.tgt, sources.grid, sources.reuse
     matcher, learned = roles.dense, roles.ranker
     n_keypoints = keypoints_for(tile, cfg)
     p = cfg.patch_size_px
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
-    r_img, r_valid = ref.read_on_grid(grid, win)
+    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), id(matcher), n_keypoints, p)
+    r_side, r_img = (reuse or {}).get(key), None
+    if r_side is None:
+        r_img, r_valid = ref.read_on_grid(grid, win)
+        r_side = _Side(r_valid)
     t_img, t_valid = sample_through(tgt, grid, win, inverse)
-    if (r_valid & t_valid).sum() < p * p:
+    if (r_side.valid & t_valid).sum() < p * p:
         return TiePoints()
-    r_n = preprocess(r_img, r_valid, ref.modality, ref.float_values)
-    t_n = preprocess(t_img, t_valid, tgt.modality, tgt.float_values)
-    dev = matcher.device
+    r_side = _prepared(r_side, ref, r_img, matcher)
+    if reuse is not None:
+        reuse.clear()  # one tile's reference side at a time
+        reuse[key] = r_side
+    t_side = _prepared(_Side(t_valid), tgt, t_img, matcher)
     with torch.inference_mode():
-        f_r = matcher.prepare(torch.from_numpy(r_n)[None, None].to(dev))
-        f_t = matcher.prepare(torch.from_numpy(t_n)[None, None].to(dev))
-        f_r.mul_(torch.from_numpy(r_valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
-        f_t.mul_(torch.from_numpy(t_valid)[None, None].to(dev))
         parts, searched = [], 0
-        directions = [(FORWARD, r_n, r_valid, t_valid, f_r, f_t)]
+        directions = [(FORWARD, r_side, t_side)]
         if cfg.bidirectional:
-            directions.append((BACKWARD, t_n, t_valid, r_valid, f_t, f_r))
-        for direction, img, valid, other_valid, f_a, f_b in directions:
-            kp, _ = detect(img, valid, n_keypoints, border=margin, patch_size=p)
+            directions.append((BACKWARD, t_side, r_side))
+        for direction, own, other in directions:
+            if own.keypoints is None:
+                own.keypoints = detect(own.image, own.valid, n_keypoints, border=margin, patch_size=p)[0]
+            kp = own.keypoints
             if len(kp) == 0:
                 continue
             # more than half of the patch valid on the other side
-            kp = kp[2 * box_count_at(other_valid, p + 1, kp) > (p + 1) ** 2]
+            kp = kp[2 * box_count_at(other.valid, p + 1, kp) > (p + 1) ** 2]
             if len(kp) == 0:
                 continue
             searched += len(kp)
             rerank = None
             if learned is not None:
-                a_img, b_img = (r_n, t_n) if direction == FORWARD else (t_n, r_n)
-                rerank = learned_rerank(learned, a_img, b_img, direction == FORWARD, radius, cfg.candidates, p)
-            d, best, ratio, interior = _search(matcher, f_a, f_b, kp, p, radius, cfg.batch_size, rerank)
+                rerank = learned_rerank(learned, own.image, other.image, direction == FORWARD, radius,
+                                        cfg.candidates, p)
+            d, best, ratio, interior = _search(matcher, own.features, other.features, kp, p, radius,
+                                               cfg.batch_size, rerank)
             if learned is None:
                 keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
             else:

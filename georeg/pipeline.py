@@ -35,7 +35,7 @@ from .errors import (
 from .estimation import MIN_INLIERS, FittedModel, LocalWarp, _lsq, apply_h, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
 from .matchers.base import Matcher, MatcherRoles
-from .matching import TiePoints, keypoints_for, match_tile
+from .matching import Sources, TiePoints, keypoints_for, match_tile
 from .raster import GCPGrid, Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
 
@@ -257,6 +257,7 @@ class Scene:
     near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
     tp: TiePoints | None = None
     model: FittedModel | None = None
+    reference_side: dict = field(default_factory=dict)  # a one-tile scene's reference side, kept between passes
     probe: object = None  # verdict.StructureProbe, made on first use
     shape_probes: list | None = None  # one StructureProbe per window of the shape polish, made on first use
     verdict: object = None
@@ -577,13 +578,14 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
     else:
         sc.tiles_matched.append(len(which))
     n_pass = len(sc.tiles_matched)
+    sources = Sources(sc.ref, sc.tgt, sc.grid, sc.reference_side if len(sc.tiles) == 1 else None)
     found = []
     for j, (i, window) in enumerate(zip(which, windows)):
         sc.check_cancel()
         # the label names the tile being matched now
         sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
                   f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        tp = match_tile(sc.ref, sc.tgt, sc.grid, window, inverse, radius, roles, _tile_settings(sc, window))
+        tp = match_tile(sources, window, inverse, radius, roles, _tile_settings(sc, window))
         tp.tile[:] = i
         found.append(tp)
         sc.steps_done += 1

@@ -216,6 +216,36 @@ def test_a_model_away_from_the_coarse_shift_is_refined_through_itself(tmp_path):
     assert abs(res.report["model"]["parameters"]["scale_x"] - s) < 0.002, res.report["model"]["parameters"]
 
 
+def test_the_refinement_pass_of_a_one_tile_scene_reuses_the_reference_side(tmp_path, monkeypatch):
+    """The near pass and the refinement pass of a one-tile scene search the same window of the
+    reference: the second takes its read, features and keypoints from the first, and the result
+    is the same, bit for bit, as when both compute them."""
+    from synthetic import synthetic_pair
+
+    from georeg import matching, pipeline
+
+    ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
+    synthetic_pair(str(ref), str(tgt), size=480, seed=4,
+                   new_to_old=np.array([[1.01, 0, 5.0], [0, 1.01, -3.0], [0, 0, 1]]))
+    prepared, real_prepare = [], matching._prepared
+
+    def counted(side, source, data, matcher):
+        prepared.append(source.path if side.features is None else "kept")
+        return real_prepare(side, source, data, matcher)
+
+    monkeypatch.setattr(matching, "_prepared", counted)
+    kept = _near(tmp_path, ref, tgt, "kept", True, model="similarity")
+    assert kept.report["counts"]["tiles_matched"] == [1, 1]
+    kept_prepared, prepared[:] = list(prepared), []
+    monkeypatch.setattr(pipeline, "Sources", lambda *a: matching.Sources(*a[:3], None))
+    fresh = _near(tmp_path, ref, tgt, "fresh", True, model="similarity")
+    # the reference prepared once, not twice; the target (sampled through each pass's prior) twice
+    assert kept_prepared == [str(ref), str(tgt), "kept", str(tgt)]
+    assert prepared == [str(ref), str(tgt), str(ref), str(tgt)]
+    assert kept.report["model"] == fresh.report["model"]
+    assert kept.report["counts"]["tie_points"] == fresh.report["counts"]["tie_points"]
+
+
 def test_a_coarse_shift_the_near_pass_cannot_confirm_gets_the_full_radius(tmp_path, pair, monkeypatch):
     """A clear but wrong coarse shift (here moved 20 px, beyond the refinement radius) leaves the
     near pass with a few tie points, some agreeing by chance; the first pass at the full radius
