@@ -962,6 +962,7 @@ def stage_refine(sc: Scene) -> None:
             if moved < 1.0:
                 break
             through = model2
+    sc.reference_side.clear()  # the tile matching is over: its features are not held through the probes
     sc.check_cancel()
     sc.clock.lap("estimation")
 
