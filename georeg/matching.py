@@ -253,7 +253,7 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     p = cfg.patch_size_px
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
-    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), id(matcher), n_keypoints, p)
+    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), margin, id(matcher), n_keypoints, p)
     r_side, r_img = (reuse or {}).get(key), None
     if r_side is None:
         r_img, r_valid = ref.read_on_grid(grid, win)
