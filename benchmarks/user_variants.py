@@ -1,10 +1,11 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
 dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations, reprojected to
-EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, half empty, cropped small, as dB in uint16
-with GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit reflectance
-with four bands, cropped, as RGBA with a transparent strip, or with 4x finer pixels. Every variant
-carries the same georeferencing error, so every correction must agree with the plain pair's on
-the ground, and none may be called reliable while disagreeing by a 10 m pixel or more.
+EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, with an undeclared collar of 0 or (dB
+floats) of -3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as
+dB with 1% of its pixels NaN; the reference as 16-bit reflectance with four bands, cropped, as
+RGBA with a transparent strip, or with 4x finer pixels. Every variant carries the same
+georeferencing error, so every correction must agree with the plain pair's on the ground, and
+none may be called reliable while disagreeing by a 10 m pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -88,6 +89,9 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     collar = vh.astype(np.uint8).clip(1)  # a tilted footprint, its outside exactly 0, no nodata declared
     collar[(xx < 250 - yy / 4) | (yy > 820 + xx / 5)] = 0
     out.append(("zero collar, no nodata (Landsat L1-like)", ref, _write(work / "collar.tif", collar, t, crs)))
+    lowest = db.astype(np.float32)  # float32's lowest as the collar, undeclared (ArcGIS and many exporters)
+    lowest[collar == 0] = np.finfo(np.float32).min
+    out.append(("dB float32, -3.4e38 collar, no nodata", ref, _write(work / "lowest.tif", lowest, t, crs)))
     half = vh.copy()
     half[:, 600:] = 0
     out.append(("right 40% nodata", ref, _write(work / "half.tif", half.astype(np.uint8), t, crs, 0)))

@@ -362,14 +362,18 @@ FILL_MIN_SHARE = 0.002  # a fill region covers at least this share of the image 
 
 
 def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool], tolerance: float = FILL_TOLERANCE,
-                widen: int = 2) -> np.ndarray:
+                widen: int = 2, value: float | None = None) -> np.ndarray:
     """The black fill of a rotated or warped image saved without nodata (PNG and JPEG exports):
     the darkest values (within ``tolerance`` of the range) in regions of at least FILL_MIN_SHARE
     of the image that touch a raster edge, widened by ``widen`` px for JPEG's ringing. ``edges``:
     whether the sample's top, bottom, left and right rows are the raster's. ``tolerance=0``: the
-    minimum value exactly (the zero border of a Sentinel-1 GRD file, which declares no nodata)."""
-    lo = float(data.min())
-    dark = data <= lo + tolerance * (float(np.percentile(data, 99)) - lo) if tolerance > 0 else data == lo
+    minimum value exactly (the zero border of a Sentinel-1 GRD file, which declares no nodata).
+    ``value``: that value exactly instead of the darkest (a fill that tools write undeclared)."""
+    if value is not None:
+        dark = data == value
+    else:
+        lo = float(data.min())
+        dark = data <= lo + tolerance * (float(np.percentile(data, 99)) - lo) if tolerance > 0 else data == lo
     labels, n = ndimage.label(dark)
     if n == 0:
         return dark

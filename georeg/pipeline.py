@@ -1305,7 +1305,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "rational polynomial coefficients" if src.rpcs is not None else "georeferenced",
                 "gcps": len(src.gcps[0]) if src.gcps is not None else None,
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
-                "edge_fill_masked": round(src.fill_share, 4),
+                "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

@@ -207,7 +207,27 @@ class GCPGrid(Grid):
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
-COLLAR_INTERIOR_ZEROS = 1e-4  # zeros elsewhere (share of the raster) that make a zero rim ground, not fill
+COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
+# values that tools write as fill without declaring them as nodata, besides 0 and an integer type's
+# extremes: round negatives, and any float of magnitude 1e30 or more (float32's lowest, -3.4e38,
+# is ArcGIS's and many exporters' default; NetCDF's default fill is 9.97e36)
+FILL_SENTINELS = (-9999.0, -999.0, -32768.0, -32767.0)
+FILL_HUGE = 1e30
+
+
+def fill_sentinel(value: float, dtype) -> bool:
+    """Whether ``value`` in a raster of ``dtype`` is one that tools write as fill: 0, an integer
+    type's lowest or highest value, a round negative such as -9999, or a float of magnitude
+    FILL_HUGE or more. NaN and infinities are not: every read takes them as missing already."""
+    v, dt = float(value), np.dtype(dtype)
+    if not np.isfinite(v):
+        return False
+    if v == 0 or v in FILL_SENTINELS:
+        return True
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return v in (float(info.min), float(info.max))
+    return abs(v) >= FILL_HUGE
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
@@ -334,6 +354,7 @@ class RasterSource:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
         self.fill_share = 0.0
+        self.fill_value: float | None = None  # the undeclared fill value of a collar, when one was masked
         if self._mask_ds is None:
             self._mask_fill()
 
@@ -365,7 +386,7 @@ class RasterSource:
         overlap. A picture (the pixel frame) is searched for black fill (a rotated or warped export,
         :func:`georeg.modality.border_fill`); a raster placed by GCPs or RPCs for the zero border of a
         SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX; a
-        raster placed by a geotransform for an exact-zero collar (:meth:`_zero_collar`)."""
+        raster placed by a geotransform for a collar of one fill value (:meth:`_constant_collar`)."""
         from rasterio.enums import MaskFlags
         from rasterio.io import MemoryFile
 
@@ -382,7 +403,7 @@ class RasterSource:
             sx, sy = w / ds.width, h / ds.height
             gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.grid.gcps]
         elif not self.pixel_frame:
-            found = self._zero_collar()
+            found = self._constant_collar()
             if found is None:
                 return
             fill, (w, h) = found
@@ -410,42 +431,52 @@ class RasterSource:
         shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
         return ds.read(self.bands[0], out_shape=shape, resampling=Resampling.nearest), f
 
-    def _zero_collar(self) -> tuple[np.ndarray, tuple[int, int]] | None:
-        """The exact-zero collar of a georeferenced raster that declares no nodata (Landsat level-1
-        and Sentinel-2 files leave their footprint's outside at 0 without saying so), as a fill
+    def _constant_collar(self) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The collar of a georeferenced raster that declares no nodata but leaves its footprint's
+        outside at one fill value (Landsat level-1 and Sentinel-2 files at 0; float exports at
+        -3.4e38 or -9999, integer ones at their type's extremes: :func:`fill_sentinel`), as a fill
         mask on a read at most FILL_SEARCH_PX wide and that read's (width, height); None when the
-        raster has none, or when zeros also lie inside it (dark water in an 8-bit SAR image is
-        ground, not fill). The four corner pixels decide first (a footprint's outside takes at
-        least one; a decimated read of a large raster without overviews decompresses all of it),
-        then a 256 px read, then the full search."""
+        raster has none, or when the value also lies inside it (dark water at 0 in an 8-bit SAR
+        image is ground, not fill). The four corner pixels decide first (a footprint's outside
+        takes at least one, and gives the value; a decimated read of a large raster without
+        overviews decompresses all of it), then a 256 px read, then the full search."""
         from .modality import border_fill
 
         ds, band = self.ds, self.bands[0]
-        if np.dtype(ds.dtypes[band - 1]).kind not in "ui":
+        dtype = ds.dtypes[band - 1]
+        if np.dtype(dtype).kind not in "uif":
             return None
 
-        def collar(data: np.ndarray) -> np.ndarray | None:
-            if not any((edge == 0).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
+        def collar(data: np.ndarray, value: float) -> np.ndarray | None:
+            if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
                 return None
-            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0)
-            return fill if fill.any() and ((data == 0) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS else None
+            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
+            return fill if fill.any() and ((data == value) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS else None
 
-        if not self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
+        small = None
+        if self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
+            small = self._decimated(256)[0]
+            corners = [small[r, c] for r in (0, -1) for c in (0, -1)]
+        else:
             corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
                        for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
-            if all(v != 0 for v in corners):
-                return None
-        if collar(self._decimated(256)[0]) is None:
-            return None
-        data, f = self._decimated(FILL_SEARCH_PX)
-        fill = collar(data)
-        if fill is None:
-            return None
-        if f > 1:
-            from scipy import ndimage
+        values = [float(v) for v in corners if fill_sentinel(v, dtype)]
+        # the value most corners hold first
+        for value in sorted(set(values), key=lambda v: -values.count(v)):
+            small = self._decimated(256)[0] if small is None else small
+            if collar(small, value) is None:
+                continue
+            data, f = self._decimated(FILL_SEARCH_PX)
+            fill = collar(data, value)
+            if fill is None:
+                continue
+            if f > 1:
+                from scipy import ndimage
 
-            fill = ndimage.binary_dilation(fill)
-        return fill, (data.shape[1], data.shape[0])
+                fill = ndimage.binary_dilation(fill)
+            self.fill_value = value
+            return fill, (data.shape[1], data.shape[0])
+        return None
 
     @property
     def local_file(self) -> str:
@@ -633,6 +664,8 @@ class RasterSource:
         if nd is not None:
             valid &= np.all(arr != nd, axis=0) if not math.isnan(nd) else np.all(~np.isnan(arr), axis=0)
         valid &= np.all(np.isfinite(arr), axis=0)
+        if self.fill_value is not None and self.palette is None:  # the undeclared fill, as if it were nodata
+            valid &= np.all(arr != self.fill_value, axis=0)
         if self.unscale is not None and len(arr) == len(self.bands):  # not a colour table's luminance
             arr = arr * self.unscale[0] + self.unscale[1]
         if arr.shape[0] == 3:
@@ -674,7 +707,7 @@ class RasterSource:
             alpha = alpha_band(ds)
             with WarpedVRT(ds, crs=sub.crs, transform=sub.transform, width=sub.width,
                            height=sub.height, resampling=resampling, add_alpha=alpha is None,
-                           src_nodata=ds.nodata, **placed) as vrt:
+                           src_nodata=self._src_nodata(ds), **placed) as vrt:
                 # one read of the data and alpha bands: each read call warps again (a 10980 px
                 # raster's decimated read took 9.0 s in two calls, 4.1 s in one)
                 both = vrt.read([*bands, alpha or vrt.count])
@@ -686,6 +719,14 @@ class RasterSource:
             valid &= self._read_external_mask(sub)
         return out, valid
 
+    def _src_nodata(self, ds) -> float | None:
+        """The nodata value GDAL's warper is told for ``ds`` (the raster, or its luminance copy): the
+        declared one, else the undeclared fill of a masked collar, which resampling must not blend
+        into the data (a -3.4e38 fill averaged into a coarse read's pixels made them -1e37)."""
+        if ds.nodata is not None:
+            return ds.nodata
+        return self.fill_value if ds is self.ds and self.palette is None else None
+
     def _warp_through_points(self, sub: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
         """The chosen bands warped onto ``sub`` through the GCPs or RPCs (GDAL's warper with its GCP
         or RPC transformer, as gdalwarp does), and masks: 0 outside the raster and on nodata."""
@@ -695,7 +736,7 @@ class RasterSource:
         data = np.full((len(bands), sub.height, sub.width), np.nan, np.float32)
         for i, b in enumerate(bands):
             reproject(rasterio.band(ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
-                      resampling=resampling, src_nodata=ds.nodata, dst_nodata=np.nan, init_dest_nodata=True,
+                      resampling=resampling, src_nodata=self._src_nodata(ds), dst_nodata=np.nan, init_dest_nodata=True,
                       **self.grid.warp_options())
         masks = np.isfinite(data).astype(np.uint8) * 255
         return np.nan_to_num(data, nan=0.0), masks
@@ -808,11 +849,22 @@ class RasterSource:
 
     def read_native_window(self, window: Window, indexes=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw read of all (or the given) bands on the native grid, boundless: returns the data
-        (nodata or 0 outside) and the first band's GDAL mask (0 outside)."""
+        (nodata or 0 outside; the undeclared fill of a masked collar, :attr:`fill_value`, when there is
+        one) and the first band's GDAL mask (0 outside, and on that fill)."""
         idx = list(indexes) if indexes is not None else list(range(1, self.ds.count + 1))
-        fill = self.ds.nodata if self.ds.nodata is not None else 0
+        fill = self.output_nodata
         data, mask = self._boundless(idx, window, fill, all_masks=False)
+        if self.ds.nodata is None and self.fill_value is not None:
+            mask[0][data[0] == self.fill_value] = 0
         return data, mask[0]
+
+    @property
+    def output_nodata(self) -> float:
+        """The value a resampled copy of this raster takes where it has no data: the declared
+        nodata, else the undeclared fill of a masked collar, else 0."""
+        if self.ds.nodata is not None:
+            return self.ds.nodata
+        return self.fill_value if self.fill_value is not None else 0
 
     def close(self) -> None:
         self.ds.close()

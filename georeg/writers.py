@@ -162,7 +162,9 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
     grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.ds.crs)
-    prof = _profile(src, grid, compress, src.ds.nodata, () if cog else creation_options)
+    # the undeclared fill of a masked collar is declared: the copy opens with its collar transparent
+    nodata = src.ds.nodata if src.ds.nodata is not None else src.fill_value
+    prof = _profile(src, grid, compress, nodata, () if cog else creation_options)
     if gcps is not None:
         del prof["transform"], prof["crs"]
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
@@ -191,7 +193,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     """Resample the target onto ``out``; ``mapping`` takes output pixels to target native pixels
     (resampling and format from ``options``: resampling, cog, compress, creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
-    nodata = src.ds.nodata if src.ds.nodata is not None else 0
+    nodata = src.output_nodata  # declared, or an undeclared collar's fill (then declared), or 0
     # a raster with an alpha band gets 0 outside in every band, alpha included (transparent); a
     # declared nodata 0 would also hide its black pixels, and shadow the alpha in GDAL
     declared = None if src.ds.nodata is None and alpha_band(src.ds) is not None else nodata

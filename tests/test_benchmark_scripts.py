@@ -92,6 +92,9 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(files["zero collar, no nodata (Landsat L1-like)"][1]) as d:
         a = d.read(1)
         assert d.nodata is None and 0.15 < (a == 0).mean() < 0.3 and a[500, 500] > 0
+    with rasterio.open(files["dB float32, -3.4e38 collar, no nodata"][1]) as d:
+        a = d.read(1)
+        assert d.nodata is None and d.dtypes[0] == "float32" and 0.15 < (a < -1e38).mean() < 0.3
     with rasterio.open(files["south-up rows, positive pixel height"][1]) as d:
         assert d.transform.e > 0
     with rasterio.open(files["dB x 100, int16, nodata -32768 strip"][1]) as d:

@@ -299,3 +299,36 @@ def test_scattered_nan_pixels_of_the_target_leave_both_matching_directions(small
     assert counts["backward"] > 0.5 * counts["forward"], counts
     assert res.quality == "reliable"
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
+
+
+@pytest.mark.parametrize("model", ["translation", "affine"])
+def test_a_float_target_with_an_undeclared_minus_3e38_collar_registers(small_pair, tmp_path, model):
+    """A float32 target whose footprint's outside is -3.4e38 (float32's lowest, the fill of ArcGIS
+    and many exporters) with no nodata declared: the collar is masked, the result is the plain
+    pair's, and the corrected copy declares the fill as nodata, whether it is copied (translation)
+    or resampled (affine). Before, the fill was averaged into the coarse pass and overflowed the
+    speckle filter: no tie point at all."""
+    import rasterio
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    ref, tgt = small_pair("tgt.tif")
+    with rasterio.open(tgt) as d:
+        a, prof = d.read(1).astype(np.float32), d.profile
+    yy, xx = np.mgrid[0:a.shape[0], 0:a.shape[1]]
+    collar = (xx < 80 - yy / 4) | (yy > 250 + xx / 6)
+    a[collar] = -3.4028235e38
+    filled = tmp_path / "filled.tif"
+    with rasterio.open(filled, "w", **dict(prof, dtype="float32", nodata=None)) as o:
+        o.write(a, 1)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"}, estimation={"model": model},
+                                            output={"quicklook": None, "tie_points": None, "report": None})
+    res = georeg.register(str(ref), str(filled), str(tmp_path / "out.tif"), cfg)
+    assert res.quality == "reliable"
+    assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
+    assert res.report["target"]["edge_fill_value"] == pytest.approx(-3.4028235e38)
+    with rasterio.open(tmp_path / "out.tif") as o:
+        assert o.nodata == pytest.approx(-3.4028235e38)
+        out, valid = o.read(1), o.read_masks(1) > 0
+    assert valid.mean() > 0.5 and out[valid].min() > -1e6, out[valid].min()

@@ -5,6 +5,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from georeg.config import InputConfig
@@ -95,6 +96,41 @@ def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path,
     img[100:110, 300:400] = 0  # dark ground inside too
     with RasterSource(_write(tmp_path / "sar.tif", img), InputConfig(), "target") as s:
         assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][collar].all()
+
+
+@pytest.mark.parametrize("dtype, fill", [("float32", -3.4028235e38), ("float32", -9999.0), ("int16", -32768),
+                                         ("uint16", 65535), ("float64", 9.969209968386869e36)])
+def test_an_undeclared_fill_collar_of_any_type_is_masked_and_kept_out_of_resampling(tmp_path, dtype, fill):
+    """Float exports leave their footprint's outside at -3.4e38 (float32's lowest) or -9999, integer
+    ones at their type's extremes, NetCDF at 9.97e36, without declaring it. The collar is masked
+    like a zero collar; its value never reaches the data: a coarse read averaged -3.4e38 into its
+    rim pixels (-1e37, valid), and the registration found no tie point."""
+    rng = np.random.default_rng(1)
+    img = rng.uniform(5, 250, (600, 800)).astype(dtype)
+    yy, xx = np.mgrid[0:600, 0:800]
+    collar = (xx < 200 - yy / 3) | (yy > 500 + xx / 8)
+    img[collar] = fill
+    with RasterSource(_write(tmp_path / "f.tif", img), InputConfig(), "target") as s:
+        assert s.fill_value == pytest.approx(fill) and s.fill_share == pytest.approx(collar.mean(), abs=0.01)
+        data, valid = s.read_on_grid(s.grid)
+        assert valid[collar].mean() < 1e-9 and valid[~collar].mean() > 0.999
+        assert data.min() >= 0 and data[valid].min() >= 5 and data.max() <= 250
+        coarse = s.grid.scaled(7.3)  # not an integer factor: GDAL's warper resamples, averaging
+        c_data, c_valid = s.read_on_grid(coarse, resampling=Resampling.average)
+        assert c_valid.mean() > 0.5 and c_data[c_valid].min() >= 5 and c_data.max() <= 250
+        data, mask = s.read_native_window(Window(0, 0, 800, 600))
+        assert (mask[collar] == 0).all() and (mask[~collar] > 0).all()
+        assert s.output_nodata == pytest.approx(fill)
+
+
+def test_a_constant_rim_that_is_no_fill_value_stays_ground(tmp_path):
+    """Only values that tools write as fill make a collar: a flat rim at 17.5 (a saturated or
+    clipped region, a lake at a constant level) is ground."""
+    rng = np.random.default_rng(2)
+    img = rng.uniform(5, 250, (300, 400)).astype(np.float32)
+    img[:, :60] = 17.5
+    with RasterSource(_write(tmp_path / "flat.tif", img), InputConfig(), "target") as s:
+        assert s.fill_value is None and s.fill_share == 0.0 and s.read_on_grid(s.grid)[1].all()
 
 
 def test_gdal_subdataset_names_are_split_around_their_file(tmp_path):
