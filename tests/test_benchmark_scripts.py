@@ -61,7 +61,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 19
+    assert len(variants) == 20
     files = {name: (ref, tgt) for name, ref, tgt in variants}
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
