@@ -337,7 +337,9 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
     win = central_window(ds, size)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
-    valid &= np.isfinite(data)
+    from .raster import FILL_HUGE
+
+    valid &= np.abs(data) < FILL_HUGE  # not NaN, infinite or a float fill such as -3.4e38, declared or not
     if ds.nodata is not None and not math.isnan(ds.nodata):
         valid &= data != ds.nodata
     elif valid.all():

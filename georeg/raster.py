@@ -663,7 +663,9 @@ class RasterSource:
         nd = self.cfg.nodata
         if nd is not None:
             valid &= np.all(arr != nd, axis=0) if not math.isnan(nd) else np.all(~np.isnan(arr), axis=0)
-        valid &= np.all(np.isfinite(arr), axis=0)
+        # NaN, infinities and float fill values (|v| >= FILL_HUGE: -3.4e38 specks, or a fill that
+        # resampling blended into its neighbours) are never data, declared or not
+        valid &= np.all(np.abs(arr) < FILL_HUGE, axis=0)
         if self.fill_value is not None and self.palette is None:  # the undeclared fill, as if it were nodata
             valid &= np.all(arr != self.fill_value, axis=0)
         if self.unscale is not None and len(arr) == len(self.bands):  # not a colour table's luminance

@@ -154,3 +154,18 @@ def test_gdal_subdataset_names_are_split_around_their_file(tmp_path):
         assert split_subdataset(path, tmp_path) == want, path
     for plain in ("scene.nc", "C:/data/scene.tif", "https://example.com/a.tif", "s3://bucket/a.tif"):
         assert split_subdataset(plain, tmp_path) is None, plain
+
+
+def test_huge_float_specks_are_missing_even_under_another_declared_nodata(tmp_path):
+    """Float fill of magnitude 1e30 or more is never data: scattered -3.4e38 pixels in a raster that
+    declares nodata 0 come back invalid (and filled), in native and resampled reads alike."""
+    rng = np.random.default_rng(4)
+    img = rng.uniform(5, 250, (300, 400)).astype(np.float32)
+    specks = rng.random(img.shape) < 0.002
+    img[specks] = -3.4028235e38
+    with RasterSource(_write(tmp_path / "specks.tif", img, nodata=0), InputConfig(), "target") as s:
+        data, valid = s.read_on_grid(s.grid)
+        # filled from their neighbours, but for those on the raster's edge
+        assert valid.mean() > 0.999 and data[valid].min() >= 5 and np.abs(data).max() <= 250
+        c_data, c_valid = s.read_on_grid(s.grid.scaled(3.7), resampling=Resampling.average)
+        assert c_valid.mean() > 0.9 and np.abs(c_data).max() <= 250
