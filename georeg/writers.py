@@ -227,10 +227,22 @@ def _resample_window(src: RasterSource, mapping, w: Window, order: int, nodata) 
     read = Window(c0, r0, c1 - c0, r1 - r0)
     data, masks = src.read_native_window(read)
     ix, iy = cx - c0 - 0.5, cy - r0 - 0.5
-    valid = ndimage.map_coordinates(masks.astype(np.float32), [iy, ix], order=0, mode="constant", cval=0) > 0
+    m = (masks > 0).astype(np.float32)
+    valid = ndimage.map_coordinates(m, [iy, ix], order=0, mode="constant", cval=0) > 0
     valid &= inside
+    # missing pixels take no part in the interpolation: the weights of the valid ones are
+    # renormalised (as GDAL's warper does), so no nodata value, such as -9999 or an undeclared
+    # -3.4e38 collar, bleeds into the pixels along the data's edge
+    holes = order > 0 and not m.all()
+    if holes:
+        weight = ndimage.map_coordinates(m, [iy, ix], order=order, mode="nearest")
+        valid &= weight > 0.25  # a bilinear read's nearest pixel weighs at least that
+        weight = np.where(valid, weight, 1.0)
     for b in range(src.ds.count):
-        vals = ndimage.map_coordinates(data[b].astype(np.float32), [iy, ix], order=order, mode="nearest")
+        band = np.where(m > 0, data[b].astype(np.float32), 0.0) if holes else data[b].astype(np.float32)
+        vals = ndimage.map_coordinates(band, [iy, ix], order=order, mode="nearest")
+        if holes:
+            vals /= weight
         if np.issubdtype(out.dtype, np.integer):
             info = np.iinfo(out.dtype)
             vals = np.clip(np.rint(vals), info.min, info.max)

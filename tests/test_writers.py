@@ -45,6 +45,31 @@ def test_identity_resampling_reproduces_the_pixels(tmp_path):
         assert (a.read() == b.read()).all() and b.nodata == 255
 
 
+@pytest.mark.parametrize("nodata, fill", [(-9999.0, -9999.0), (None, -3.4028235e38)])
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic"])
+def test_resampling_never_blends_nodata_into_the_data(tmp_path, nodata, fill, resampling):
+    """A float raster whose left part is nodata (declared -9999, or an undeclared -3.4e38 collar)
+    resampled at a fractional offset: the pixels along the data's edge interpolate the valid pixels
+    only (their weights renormalised), so every valid output pixel lies within the data's range,
+    and the nodata the output declares is the fill."""
+    yy, xx = np.mgrid[0:60, 0:80]
+    arr = (50 + 20 * np.sin(xx / 5.0) + 10 * np.cos(yy / 7.0)).astype(np.float32)
+    arr[:, :25] = fill
+    p = tmp_path / "f.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=80, height=60, count=1, dtype="float32", crs="EPSG:32633",
+                       transform=T, nodata=nodata) as d:
+        d.write(arr[None])
+    with RasterSource(str(p), InputConfig(), "target") as s:
+        assert s.output_nodata == pytest.approx(fill)
+        write_resampled(s, str(tmp_path / "out.tif"), s.grid, lambda xy: xy + (0.4, 0.3),
+                        OutputConfig(resampling=resampling))
+    with rasterio.open(tmp_path / "out.tif") as o:
+        out, valid = o.read(1), o.read_masks(1) > 0
+        assert o.nodata == pytest.approx(fill)
+    assert valid[:, 27:].all() and not valid[:, :24].any()
+    assert out[valid].min() >= 20 and out[valid].max() <= 80, (out[valid].min(), out[valid].max())
+
+
 def test_cog_with_creation_options(tmp_path):
     src = _source(tmp_path)
     with RasterSource(src, InputConfig(), "target") as s:
