@@ -213,6 +213,8 @@ COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) t
 # is ArcGIS's and many exporters' default; NetCDF's default fill is 9.97e36)
 FILL_SENTINELS = (-9999.0, -999.0, -32768.0, -32767.0)
 FILL_HUGE = 1e30
+MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
+GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
 
 def fill_sentinel(value: float, dtype) -> bool:
@@ -228,8 +230,6 @@ def fill_sentinel(value: float, dtype) -> bool:
         info = np.iinfo(dt)
         return v in (float(info.min), float(info.max))
     return abs(v) >= FILL_HUGE
-MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
-GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
 
 _DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
@@ -666,8 +666,10 @@ class RasterSource:
         # NaN, infinities and float fill values (|v| >= FILL_HUGE: -3.4e38 specks, or a fill that
         # resampling blended into its neighbours) are never data, declared or not
         valid &= np.all(np.abs(arr) < FILL_HUGE, axis=0)
-        if self.fill_value is not None and self.palette is None:  # the undeclared fill, as if it were nodata
-            valid &= np.all(arr != self.fill_value, axis=0)
+        if self.fill_value is not None and self.palette is None:
+            # the undeclared fill, as nodata where every band holds it (GDAL's rule for a shared
+            # nodata): it was found in the first band, and a colour with one channel at 0 is data
+            valid &= ~np.all(arr == self.fill_value, axis=0)
         if self.unscale is not None and len(arr) == len(self.bands):  # not a colour table's luminance
             arr = arr * self.unscale[0] + self.unscale[1]
         if arr.shape[0] == 3:
@@ -857,7 +859,7 @@ class RasterSource:
         fill = self.output_nodata
         data, mask = self._boundless(idx, window, fill, all_masks=False)
         if self.ds.nodata is None and self.fill_value is not None:
-            mask[0][data[0] == self.fill_value] = 0
+            mask[0][np.all(data == self.fill_value, axis=0)] = 0
         return data, mask[0]
 
     @property

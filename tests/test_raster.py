@@ -169,3 +169,21 @@ def test_huge_float_specks_are_missing_even_under_another_declared_nodata(tmp_pa
         assert valid.mean() > 0.999 and data[valid].min() >= 5 and np.abs(data).max() <= 250
         c_data, c_valid = s.read_on_grid(s.grid.scaled(3.7), resampling=Resampling.average)
         assert c_valid.mean() > 0.9 and np.abs(c_data).max() <= 250
+
+
+def test_a_colour_with_one_channel_at_the_fill_value_stays_data(tmp_path):
+    """An RGB raster with an undeclared zero collar (a Sentinel-2 true-colour image): pixels inside
+    whose red alone is 0 (deep blue water) are data; only where every band holds the fill is it
+    missing."""
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(1, 256, (3, 300, 400)).astype(np.uint8)
+    rgb[:, :, :50] = 0  # the collar
+    rgb[0, 100:102, 200:204] = 0  # red at 0 inside: 8 px, with the black one under 1e-4 of the raster
+    rgb[:, 150, 300] = 0  # one black pixel inside: fill, filled as a hole
+    with RasterSource(_write(tmp_path / "tci.tif", rgb), InputConfig(), "reference") as s:
+        assert s.fill_value == 0 and s.fill_share == pytest.approx(50 / 400, abs=0.01)
+        data, valid = s.read_on_grid(s.grid)
+        assert not valid[:, :50].any() and valid[100:102, 200:204].all() and valid[:, 52:].mean() > 0.999
+        # their own colour's luminance, not a hole filled from the neighbours
+        lum = 0.587 * rgb[1, 100:102, 200:204] + 0.114 * rgb[2, 100:102, 200:204]
+        assert np.allclose(data[100:102, 200:204], lum, atol=0.01)
