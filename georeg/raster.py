@@ -461,12 +461,14 @@ class RasterSource:
             corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
                        for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
         values = [float(v) for v in corners if fill_sentinel(v, dtype)]
+        full = None
         # the value most corners hold first
         for value in sorted(set(values), key=lambda v: -values.count(v)):
             small = self._decimated(256)[0] if small is None else small
             if collar(small, value) is None:
                 continue
-            data, f = self._decimated(FILL_SEARCH_PX)
+            full = self._decimated(FILL_SEARCH_PX) if full is None else full
+            data, f = full
             fill = collar(data, value)
             if fill is None:
                 continue
@@ -658,14 +660,16 @@ class RasterSource:
 
     def _combine(self, arr: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, H, W) data and GDAL masks -> (H, W) float32 and bool validity."""
+        floats = arr.dtype.kind == "f"
         arr = arr.astype(np.float32, copy=False)
         valid = np.all(masks > 0, axis=0)
         nd = self.cfg.nodata
         if nd is not None:
             valid &= np.all(arr != nd, axis=0) if not math.isnan(nd) else np.all(~np.isnan(arr), axis=0)
-        # NaN, infinities and float fill values (|v| >= FILL_HUGE: -3.4e38 specks, or a fill that
-        # resampling blended into its neighbours) are never data, declared or not
-        valid &= np.all(np.abs(arr) < FILL_HUGE, axis=0)
+        if floats:  # integer samples are finite and small
+            # NaN, infinities and float fill values (|v| >= FILL_HUGE: -3.4e38 specks, or a fill that
+            # resampling blended into its neighbours) are never data, declared or not
+            valid &= np.all(np.abs(arr) < FILL_HUGE, axis=0)
         if self.fill_value is not None and self.palette is None:
             # the undeclared fill, as nodata where every band holds it (GDAL's rule for a shared
             # nodata): it was found in the first band, and a colour with one channel at 0 is data
@@ -724,12 +728,10 @@ class RasterSource:
         return out, valid
 
     def _src_nodata(self, ds) -> float | None:
-        """The nodata value GDAL's warper is told for ``ds`` (the raster, or its luminance copy): the
-        declared one, else the undeclared fill of a masked collar, which resampling must not blend
-        into the data (a -3.4e38 fill averaged into a coarse read's pixels made them -1e37)."""
-        if ds.nodata is not None:
-            return ds.nodata
-        return self.fill_value if ds is self.ds and self.palette is None else None
+        """The nodata value GDAL's warper is told for ``ds`` (the raster, or its luminance copy):
+        :attr:`file_nodata` for the raster, which resampling must not blend into the data (a -3.4e38
+        fill averaged into a coarse read's pixels made them -1e37); the copy's own otherwise."""
+        return self.file_nodata if ds is self.ds and self.palette is None else ds.nodata
 
     def _warp_through_points(self, sub: Grid, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
         """The chosen bands warped onto ``sub`` through the GCPs or RPCs (GDAL's warper with its GCP
@@ -858,17 +860,20 @@ class RasterSource:
         idx = list(indexes) if indexes is not None else list(range(1, self.ds.count + 1))
         fill = self.output_nodata
         data, mask = self._boundless(idx, window, fill, all_masks=False)
-        if self.ds.nodata is None and self.fill_value is not None:
+        if self.fill_value is not None:  # only ever found where the file declares no nodata
             mask[0][np.all(data == self.fill_value, axis=0)] = 0
         return data, mask[0]
 
     @property
+    def file_nodata(self) -> float | None:
+        """The file's declared nodata, else the undeclared fill of a masked collar, else None."""
+        return self.ds.nodata if self.ds.nodata is not None else self.fill_value
+
+    @property
     def output_nodata(self) -> float:
-        """The value a resampled copy of this raster takes where it has no data: the declared
-        nodata, else the undeclared fill of a masked collar, else 0."""
-        if self.ds.nodata is not None:
-            return self.ds.nodata
-        return self.fill_value if self.fill_value is not None else 0
+        """The value a resampled copy of this raster takes where it has no data: :attr:`file_nodata`,
+        else 0."""
+        return self.file_nodata if self.file_nodata is not None else 0
 
     def close(self) -> None:
         self.ds.close()

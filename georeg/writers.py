@@ -163,8 +163,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
     grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.ds.crs)
     # the undeclared fill of a masked collar is declared: the copy opens with its collar transparent
-    nodata = src.ds.nodata if src.ds.nodata is not None else src.fill_value
-    prof = _profile(src, grid, compress, nodata, () if cog else creation_options)
+    prof = _profile(src, grid, compress, src.file_nodata, () if cog else creation_options)
     if gcps is not None:
         del prof["transform"], prof["crs"]
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
