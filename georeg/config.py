@@ -142,7 +142,8 @@ class InputConfig:
 
     band: 1-based band index, or None for the default (luminance of bands 1-3 for a raster with
     3 or more bands, band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
-    raster whose non-zero pixels are valid. modality: 'optical', 'sar', 'thermal' or 'auto'.
+    raster whose non-zero pixels are valid, or a product's quality band (:mod:`georeg.masks`).
+    modality: 'optical', 'sar', 'thermal' or 'auto'.
     """
 
     band: int | None = None

@@ -1306,6 +1306,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "gcps": len(src.gcps[0]) if src.gcps is not None else None,
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
+                "mask": {"path": src.cfg.mask, **src.mask_rule.to_dict()} if src.mask_rule is not None else None,
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

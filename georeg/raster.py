@@ -344,6 +344,7 @@ class RasterSource:
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
         self.modality = self._modality()
         self._mask_ds = None
+        self.mask_rule = None  # how the mask the user gave is read (:mod:`georeg.masks`)
         if cfg.mask:
             if not is_remote(cfg.mask) and not Path(subdataset_file(cfg.mask) or cfg.mask).exists():
                 self.ds.close()
@@ -353,6 +354,14 @@ class RasterSource:
             except rasterio.errors.RasterioIOError as exc:
                 self.ds.close()
                 raise RasterOpenError(f"{role} mask is not a raster: {cfg.mask} ({_short(exc)})") from None
+            from .masks import mask_rule
+
+            try:
+                self.mask_rule = mask_rule(self._mask_ds, cfg.mask, role)
+            except rasterio.errors.RasterioError as exc:
+                self.close()
+                raise RasterOpenError(f"could not read the {role} mask {cfg.mask}: {_short(exc)}; the file may be "
+                                      "truncated or damaged") from None
         self.fill_share = 0.0
         self.fill_value: float | None = None  # the undeclared fill value of a collar, when one was masked
         if self._mask_ds is None:
@@ -829,8 +838,24 @@ class RasterSource:
         return data, masks
 
     def _read_external_mask(self, grid: Grid) -> np.ndarray:
-        """A mask with the raster's own size is taken pixel for pixel (it shares the raster's
-        pixel grid, whatever its georeferencing says); otherwise it is placed by its georeferencing."""
+        """Where the mask the user gave marks ``grid``'s pixels usable (:mod:`georeg.masks`: non-zero,
+        or a quality band's rules with its clouds widened). A mask with the raster's own size is
+        taken pixel for pixel (it shares the raster's pixel grid, whatever its georeferencing says);
+        otherwise it is placed by its georeferencing."""
+        from .masks import MaskRule, margin_px, widen
+
+        rule = self.mask_rule or MaskRule()  # None: the mask of a masked collar (:meth:`_mask_fill`)
+        pad = margin_px(grid.ground_pixel_size_m) if rule.widens_clouds else 0
+        if pad:  # read a margin around the window, so that a cloud just outside it widens into it
+            grid = Grid(grid.transform @ Affine.translation(-pad, -pad), grid.width + 2 * pad,
+                        grid.height + 2 * pad, grid.crs)
+        usable, cloud = rule.usable(self._read_mask_band(grid, rule.band, rule.outside))
+        if pad:
+            usable = (usable & ~widen(cloud, pad))[pad:-pad, pad:-pad]
+        return usable
+
+    def _read_mask_band(self, grid: Grid, band: int, outside: int) -> np.ndarray:
+        """Band ``band`` of the user's mask on ``grid``, by nearest neighbour, ``outside`` beyond it."""
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
         kwargs = {"src_crs": self.ds.crs, "src_transform": self.grid.transform} if same_pixels else {}
@@ -845,13 +870,13 @@ class RasterSource:
         if placed_by is not None:  # through ground control points: the raster's own, or the mask's
             from rasterio.warp import reproject
 
-            out = np.zeros((grid.height, grid.width), np.uint8)
-            reproject(rasterio.band(m, 1), out, dst_crs=grid.crs, dst_transform=grid.transform,
-                      resampling=Resampling.nearest, **placed_by)
-            return out > 0
-        with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width,
-                       height=grid.height, resampling=Resampling.nearest, **kwargs) as vrt:
-            return vrt.read(1) > 0
+            out = np.full((grid.height, grid.width), outside, m.dtypes[band - 1])
+            reproject(rasterio.band(m, band), out, dst_crs=grid.crs, dst_transform=grid.transform,
+                      resampling=Resampling.nearest, dst_nodata=outside, **placed_by)
+            return out
+        with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                       resampling=Resampling.nearest, nodata=outside, **kwargs) as vrt:
+            return vrt.read(band)
 
     def read_native_window(self, window: Window, indexes=None) -> tuple[np.ndarray, np.ndarray]:
         """Raw read of all (or the given) bands on the native grid, boundless: returns the data
