@@ -191,16 +191,10 @@ def landsat(data: Path, work: Path, rng, n_shifts=4, masked=True, held_out=False
     """Landsat 8 B4 vs B10. The only thermal scene; opt-ir training uses it, so it is never held out."""
     d = data / "landsat8_oli_tirs"
     ref, tgt = str(d / "l8_B4.tif"), str(d / "l8_B10.tif")
-    opts = {}
-    if masked:
-        with rasterio.open(d / "l8_BQA.tif") as q:
-            qa = q.read(1)
-            prof = q.profile | {"dtype": "uint8", "nodata": None}
-        clear = ~ndimage.binary_dilation(((qa >> 14) & 3) >= 2, iterations=5)
-        mask = work / "l8_clear.tif"
-        with rasterio.open(mask, "w", **prof) as m:
-            m.write(clear.astype("uint8")[None])
-        opts = {"reference": {"mask": str(mask)}, "target": {"mask": str(mask)}}
+    # masked as users hand it over: the scene's own quality band as the mask, read by its product's rules
+    # (georeg.masks: cloud confidence "maybe" or "yes" widened by 150 m, the README's recipe before)
+    bqa = str(d / "l8_BQA.tif")
+    opts = {"reference": {"mask": bqa}, "target": {"mask": bqa}} if masked else {}
     name = "landsat8 B4/B10" + (" cloud-masked" if masked else " no mask")
     out = []
     for s, p in _shifted_copies(tgt, rng, n_shifts, 20, str(work / f"l8_B10_{'m' if masked else 'n'}")):
