@@ -3,9 +3,11 @@ dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations
 EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, with an undeclared collar of 0 or (dB
 floats) of -3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as
 dB with 1% of its pixels NaN; the reference as 16-bit reflectance with four bands, cropped, as
-RGBA with a transparent strip, or with 4x finer pixels. Every variant carries the same
-georeferencing error, so every correction must agree with the plain pair's on the ground, and
-none may be called reliable while disagreeing by a 10 m pixel or more.
+RGBA with a transparent strip, with 4x finer pixels, or with opaque clouds painted over 12% of it,
+alone and with a Sentinel-2 scene classification (SCL, 20 m) beside it given as ``--ref-mask``.
+Every variant carries the same georeferencing error, so every correction must agree with the
+plain pair's on the ground, and none may be called reliable while disagreeing by a 10 m pixel or
+more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -49,7 +51,7 @@ def _crop(src: str, dst: Path, win: Window) -> str:
 
 
 def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
-    """(variant, reference, target) file triples; every target off by SHIFT_PX."""
+    """(variant, reference, target[, reference mask]) files; every target off by SHIFT_PX."""
     d = data / "s1s2_volkov" / "geotiff"
     ref = str(d / f"{PAIR}_S2_RGB.tif")
     with rasterio.open(d / f"{PAIR}_S1_VH.tif") as s:
@@ -118,6 +120,17 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     fine_t = rt @ Affine.scale(0.25)
     fine = np.stack([rescale(b, 4, order=3, preserve_range=True) for b in rgb]).clip(0, 255).astype(np.uint8)
     out.append(("reference 4x finer pixels (2.5 m)", _write(work / "fine.tif", fine, fine_t, crs), out[0][2]))
+    # clouds over the reference, with the product's scene classification beside it (20 m, as L2A has it)
+    cloudy, scl = rgb.copy(), np.full((rgb.shape[1] // 2, rgb.shape[2] // 2), 4, np.uint8)
+    for cy, cx, rad in ((260, 300, 90), (700, 640, 120), (380, 850, 70)):
+        d = np.hypot(*np.mgrid[-cy:rgb.shape[1] - cy, -cx:rgb.shape[2] - cx])
+        cloudy = np.where(d < rad, 235.0, cloudy)  # an opaque cumulus
+        yy, xx = np.mgrid[0:scl.shape[0], 0:scl.shape[1]]
+        scl[np.hypot(yy * 2 - cy, xx * 2 - cx) < rad + 4] = 9
+    cloud_ref = _write(work / "T11SLT_20200101T183751_B432_10m.tif", cloudy.astype(np.uint8), rt, crs)
+    scl_path = _write(work / "T11SLT_20200101T183751_SCL_20m.tif", scl, rt @ Affine.scale(2), crs)
+    out.append(("reference cloudy (12%), no mask", cloud_ref, out[0][2], None))
+    out.append(("reference cloudy, its SCL as --ref-mask", cloud_ref, out[0][2], scl_path))
     return out
 
 
@@ -132,10 +145,11 @@ def main() -> None:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
         rows, plain = [], None
-        for name, ref, tgt in build(Path(args.data), work):
+        for i, (name, ref, tgt, *mask) in enumerate(build(Path(args.data), work)):
             t0 = time.perf_counter()
+            c = cfg.with_options(reference={"mask": mask[0]}) if mask and mask[0] else cfg
             try:
-                res = georeg.register(ref, tgt, str(work / f"out_{Path(tgt).stem}_{Path(ref).stem}.tif"), cfg)
+                res = georeg.register(ref, tgt, str(work / f"out{i}_{Path(tgt).stem}_{Path(ref).stem}.tif"), c)
             except GeoregError as exc:
                 rows.append((name, None, None, "failed", str(exc).splitlines()[0], time.perf_counter() - t0))
                 continue

@@ -61,8 +61,19 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 20
-    files = {name: (ref, tgt) for name, ref, tgt in variants}
+    assert len(variants) == 22
+    files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
+    # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    name, ref, _, scl = variants[-1]
+    assert "SCL" in name
+    with RasterSource(ref, InputConfig(mask=scl), "reference") as r:
+        _, valid = r.read_on_grid(r.grid)
+        assert r.mask_rule.kind == "s2-scl"
+        painted = (r.ds.read() == 235).all(0)
+    assert 0.08 < painted.mean() < 0.16 and not valid[painted].any() and valid.mean() > 0.7
     plain = files["plain (8-bit, as given)"][1]
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
