@@ -187,3 +187,32 @@ def test_a_colour_with_one_channel_at_the_fill_value_stays_data(tmp_path):
         # their own colour's luminance, not a hole filled from the neighbours
         lum = 0.587 * rgb[1, 100:102, 200:204] + 0.114 * rgb[2, 100:102, 200:204]
         assert np.allclose(data[100:102, 200:204], lum, atol=0.01)
+
+
+def test_a_coarse_read_of_a_large_raster_reads_its_overview(tmp_path, monkeypatch):
+    """Averaging onto a coarse grid reads the finest overview no coarser than the grid (a COG's, a
+    JPEG 2000's levels) once the full-resolution read would be large: GDAL's warper averages every
+    source pixel it is given. The values and the nodata mask stay those of the full-resolution read."""
+    import georeg.raster as raster
+
+    yy, xx = np.mgrid[0:512, 0:512]
+    img = (100 + 60 * np.sin(xx / 23.0) * np.cos(yy / 31.0)).astype(np.uint8)
+    img[:, :64] = 0
+    path = tmp_path / "ovr.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=T, nodata=0, tiled=True) as d:
+        d.write(img[None])
+        d.build_overviews([2, 4, 8], Resampling.average)
+    reads = {}
+    for limit in (10**12, 64 * 64):
+        monkeypatch.setattr(raster, "OVERVIEW_MIN_PX", limit)
+        with RasterSource(str(path), InputConfig(), "reference") as s:
+            g = s.grid.scaled(5.0)  # 103 px: overview 4 (128 px) is the finest no coarser than it
+            used = s._overview_for(g)
+            reads[limit] = s.read_on_grid(g, resampling=Resampling.average)
+            assert used is s.ds if limit == 10**12 else used.width == 128
+            assert s._overview_for(s.grid.scaled(1.5)) is s.ds  # under 2x coarser: the raster itself
+    (full, fv), (ovr, ov) = reads.values()
+    assert (fv == ov).mean() > 0.98 and not ov[:, :12].any()
+    both = fv & ov
+    assert np.abs(full[both] - ovr[both]).mean() < 1.0
