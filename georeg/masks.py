@@ -21,8 +21,9 @@ its structure, and masking it would take a fifth of some scenes (18% of the Land
 A quality band is recognised by its product's name in the file name (``..._SCL_20m.jp2``,
 ``..._QA_PIXEL.TIF``, ``..._BQA.TIF``) or in a band description (Google Earth Engine exports
 name their bands so; the described band is then read), and its values must fit the product (an
-``SCL`` of 8-bit classes up to 11, a Landsat band of 16-bit integers): otherwise the raster is a
-plain mask and a warning says so. Clouds whose band does not already dilate them (all but
+``SCL`` of 8-bit classes up to 11, a Landsat band of 16-bit integers, either with some value
+above 1, so that a 0/1 mask made from such a band and named after it stays a plain mask):
+otherwise the raster is a plain mask and a warning says so. Clouds whose band does not already dilate them (all but
 ``QA_PIXEL``) are widened by :data:`CLOUD_MARGIN_M`, as their soft edges and the haze around them
 are not surface either.
 """
@@ -121,12 +122,15 @@ def mask_rule(ds, path: str, role: str) -> MaskRule:
                                "band description; otherwise give a mask of 0 (unusable) and 1")
         return MaskRule()
     product = {"s2-scl": "SCL", "landsat-qa-pixel": "QA_PIXEL", "landsat-bqa": "BQA"}[kind]
-    fits = (dtype == "uint8" and int(sample.max(initial=0)) <= 11) if kind == "s2-scl" else dtype == "uint16"
+    top = int(sample.max(initial=0))
+    # a 0/1 mask made from a quality band and named after it is a plain mask: its 1 is not SCL's
+    # "defective" nor a Landsat band's fill bit
+    fits = top >= 2 and ((dtype == "uint8" and top <= 11) if kind == "s2-scl" else dtype == "uint16")
     if not fits:
         expected = "8-bit classes 0-11" if kind == "s2-scl" else "16-bit quality bits"
         warn(InputWarning, f"the {role} mask {path} is named like a {product} band ({where}) but holds {dtype} "
-                           f"values up to {sample.max(initial=0)}, not {expected}: it is read as a plain mask "
-                           "(non-zero pixels usable)")
+                           f"values {int(sample.min(initial=0))} to {top}, not {expected}: it is read as a plain "
+                           "mask (non-zero pixels usable)")
         return MaskRule()
     if kind == "landsat-bqa":
         kind = "landsat-bqa-pre" if int(sample.max(initial=0)) >= 1 << 13 else "landsat-bqa-c1"

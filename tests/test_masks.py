@@ -68,6 +68,10 @@ def test_quality_bands_are_recognised_by_name_or_band_description_and_checked_by
     # named like SCL, but holding other values: a plain mask, said so
     rule, caught = _rule(_write(tmp_path / "scene_SCL.tif", np.full((8, 8), 200, np.uint8)))
     assert rule.kind == "nonzero" and caught and "named like a SCL band" in str(caught[0].message)
+    # a 0/1 mask made from a quality band and named after it stays a plain mask (1 is not "fill" nor "defective")
+    for name, dtype in (("T33UUP_SCL_clear.tif", np.uint8), ("l8_BQA_clear.tif", np.uint16)):
+        rule, caught = _rule(_write(tmp_path / name, (classes > 5).astype(dtype)))
+        assert rule.kind == "nonzero" and "values 0 to 1" in str(caught[0].message)
     # a plain 0/1 mask: no warning; a class map under a neutral name: a warning that says how it is read
     rule, caught = _rule(_write(tmp_path / "clear.tif", (classes > 5).astype(np.uint8)))
     assert rule.kind == "nonzero" and not caught
