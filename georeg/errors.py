@@ -88,6 +88,8 @@ class TooFewTiePointsError(RegistrationError):
         self.found = found
         self.needed = needed
         self.model = model
+        self.stage = stage
+        self.hint = hint
         advice = ("Try a larger `max_shift`, " + ("" if model == "translation" else "a simpler `model=translation`, ")
                   + "another band, or check that both rasters show the same area.")
         msg = f"too few {stage} for the '{model}' model: found {found}, need at least {needed}. " \

@@ -310,6 +310,23 @@ class Scene:
         return "similarity" if g.scale_resolved else "rigid"
 
 
+USABLE_SHARE_HINT = 0.05  # a failure on an overlap less usable than this says how little was usable
+
+
+def _with_usable_share(exc: TooFewTiePointsError, sc: Scene) -> TooFewTiePointsError:
+    """``exc``, saying how little of the overlap its masks and nodata left usable when that is why."""
+    share = sc.coarse.valid_fraction
+    if share >= USABLE_SHARE_HINT:
+        return exc
+    masks = [f"--{'ref' if s.role == 'reference' else 'target'}-mask {s.cfg.mask}" for s in (sc.ref, sc.tgt)
+             if s.cfg.mask]
+    why = f"their masks ({', '.join(masks)}) and nodata" if masks else "their nodata"
+    return TooFewTiePointsError(exc.found, exc.needed, exc.model, exc.stage,
+                                f"{exc.hint} Only {share:.1%} of the overlap is usable in both rasters: {why} "
+                                "leave out the rest (clouds?); a scene with more clear ground, or a larger overlap, "
+                                "may register.".lstrip())
+
+
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
               report_extra: dict) -> RegistrationResult:
     """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound)."""
@@ -321,9 +338,12 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
         sc = scene(ref, tgt, cfg)
         stage_open(sc, matcher)
         stage_coarse(sc)
-        stage_first_pass(sc)
-        stage_refine(sc)
-        stage_model_evidence(sc)
+        try:
+            stage_first_pass(sc)
+            stage_refine(sc)
+            stage_model_evidence(sc)
+        except TooFewTiePointsError as exc:
+            raise _with_usable_share(exc, sc) from None
         stage_polish(sc)
         stage_verdict(sc)
         stage_to_reference_grid(sc)
@@ -518,8 +538,8 @@ def stage_coarse(sc: Scene) -> None:
     if sc.cfg.matching.coarse:
         sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size_px)
     else:
-        coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64)  # cheap validity check of the overlap
-        sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, 1.0, False)
+        check = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64)  # cheap validity check of the overlap
+        sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, check.valid_fraction, False)
     sc.clock.lap("coarse")
     sc.check_cancel()
     log.info("coarse shift %.1f, %.1f px (peak ratio %.2f, %s)", *sc.coarse.shift_px, sc.coarse.peak_ratio,

@@ -134,3 +134,27 @@ def test_landsat_bqa_given_as_the_mask_registers_as_the_readme_recipe_does(lands
     a, b = (np.array(out[k].report["shift"]["mean_px"]) for k in ("recipe", "bqa"))
     assert np.abs(a - b).max() < 0.02 and out["bqa"].quality == out["recipe"].quality == "reliable"
     assert np.abs(b - (-np.array(shift))).max() < 0.5
+
+
+def test_a_mask_that_leaves_almost_nothing_says_so_when_registration_fails(small_pair, tmp_path):
+    """Clouds over 99.6% of the reference: the failure says how little was usable, and why."""
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.errors import TooFewTiePointsError
+
+    ref, tgt = small_pair()
+    with rasterio.open(ref) as d:
+        scl = np.full((d.height, d.width), 9, np.uint8)  # cloud of high probability
+        scl[130:180, 130:180] = 4  # 50 px, 20 px once the clouds around are widened by 150 m
+        path = tmp_path / "S2_SCL_20m.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=d.width, height=d.height, count=1, dtype="uint8",
+                           crs=d.crs, transform=d.transform) as o:
+            o.write(scl[None])
+    # no rotation search (the 20 px left would not find one either; it takes half a minute to say so)
+    cfg = RegistrationConfig().with_options(output={"quicklook": None}, reference={"mask": str(path)},
+                                            matching={"search": "shift"})
+    with pytest.raises(TooFewTiePointsError) as err:
+        georeg.register(str(ref), str(tgt), str(tmp_path / "out.tif"), cfg)
+    msg = str(err.value)
+    assert "% of the overlap is usable in both rasters" in msg and f"--ref-mask {path}" in msg
+    assert not (tmp_path / "out.tif").exists()
