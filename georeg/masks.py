@@ -107,7 +107,7 @@ def mask_rule(ds, path: str, role: str) -> MaskRule:
             break
     if kind is None:
         stem = Path(str(path).rstrip("/")).name
-        kind = _named(stem.rsplit(".", 1)[0] if "." in stem else stem)
+        kind = _named(stem)  # whole words: 'x_BQA.TIF', 'NETCDF:"x.nc":SCL'
         where = f"its file name {stem!r}"
     scale = max(1, max(ds.width, ds.height) // _SAMPLE_PX)
     sample = ds.read(band, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)))

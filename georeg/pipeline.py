@@ -323,11 +323,11 @@ def _with_usable_share(exc: TooFewTiePointsError, sc: Scene) -> TooFewTiePointsE
         return exc
     masks = [f"--{'ref' if s.role == 'reference' else 'target'}-mask {s.cfg.mask}" for s in (sc.ref, sc.tgt)
              if s.cfg.mask]
-    why = f"their masks ({', '.join(masks)}) and nodata" if masks else "their nodata"
+    why = f"their masks ({', '.join(masks)}) and nodata leave out the rest (clouds?)" if masks else \
+        "their nodata and empty parts leave out the rest"
     return TooFewTiePointsError(exc.found, exc.needed, exc.model, exc.stage,
-                                f"{exc.hint} Only {share:.1%} of the overlap is usable in both rasters: {why} "
-                                "leave out the rest (clouds?); a scene with more clear ground, or a larger overlap, "
-                                "may register.".lstrip())
+                                f"{exc.hint} Only {share:.1%} of the overlap is usable in both rasters: {why}; a "
+                                "scene with more clear ground, or a larger overlap, may register.".lstrip())
 
 
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
