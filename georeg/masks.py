@@ -114,6 +114,8 @@ def mask_rule(ds, path: str, role: str) -> MaskRule:
     dtype = ds.dtypes[band - 1]
     if kind is None:
         values = np.unique(sample)
+        if ds.nodatavals[band - 1] is not None:  # the mask's own nodata is unusable, not a class
+            values = values[values != ds.nodatavals[band - 1]]
         if np.issubdtype(sample.dtype, np.integer) and 2 < len(values) <= 64:
             warn(InputWarning, f"the {role} mask {path} holds {len(values)} distinct values "
                                f"({', '.join(str(x) for x in values[:8])}{', ...' if len(values) > 8 else ''}): "

@@ -159,3 +159,20 @@ def test_a_mask_that_leaves_almost_nothing_says_so_when_registration_fails(small
     msg = str(err.value)
     assert "% of the overlap is usable in both rasters" in msg and f"--ref-mask {path}" in msg
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_plain_mask_s_own_nodata_is_unusable(tmp_path):
+    """A 0/1 mask that declares 255 as its nodata: those pixels are not usable (they were, as any
+    non-zero value, before the mask was warped with a nodata of its own), and no warning."""
+    img = _write(tmp_path / "img.tif", np.full((20, 20), 100, np.uint8))
+    m = np.ones((20, 20), np.uint8)
+    m[:5], m[15:] = 255, 0
+    path = tmp_path / "mask.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=T, nodata=255) as d:
+        d.write(m[None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        with RasterSource(img, InputConfig(mask=str(path)), "reference") as r:
+            _, valid = r.read_on_grid(r.grid)
+    assert not valid[:5].any() and valid[5:15].all() and not valid[15:].any()
