@@ -242,7 +242,7 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     """Register TARGET onto REFERENCE and write the corrected target to the -o/--output GeoTIFF
     (plus tie points, report and quicklook beside it unless set to 'none')."""
     from .errors import InputError
-    from .outputs import modality_text, quality_text, shift_text
+    from .outputs import mask_text, modality_text, quality_text, shift_text
     from .pipeline import register as run
 
     if not output.strip() or Path(output).name in ("", ".", ".."):
@@ -268,6 +268,8 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
             f"{rep['counts']['inliers']}/{rep['counts']['tie_points']} inliers, RMSE {acc['rmse_px']:.2f} px, "
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
         click.echo(f"  {modality_text(rep)}")
+        if mask_text(rep):
+            click.echo(f"  {mask_text(rep)}")
         click.echo(f"  {quality_text(rep)}")
         for kind, path in result.outputs.items():
             how = f" ({rep['model']['output_mode']})" if kind == "raster" and rep["model"].get("output_mode") else ""

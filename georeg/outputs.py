@@ -251,6 +251,22 @@ def modality_text(report: dict) -> str:
     return text
 
 
+def mask_text(report: dict) -> str:
+    """How the masks that are products' quality bands were read, as the CLI prints it ('' when no
+    mask is one): 'masks: reference l8_BQA.tif as a Landsat 8 pre-collection quality band (BQA; ...)'."""
+    from pathlib import Path
+
+    read = {}
+    for role in ("reference", "target"):
+        m = report.get(role, {}).get("mask") or {}
+        if m.get("kind", "nonzero") != "nonzero":
+            what = m.get("reason", m["kind"]).split(", by ")[0]
+            band = f" band {m['band']}" if m.get("band", 1) != 1 else ""
+            read.setdefault(f"{Path(str(m.get('path'))).name}{band} as {what}", []).append(role)
+    parts = [f"{' and '.join(roles)} {how}" for how, roles in read.items()]
+    return "masks: " + "; ".join(parts) if parts else ""
+
+
 def _heading(ref: RasterSource, tgt: RasterSource, model: FittedModel, report: dict | None) -> str:
     from pathlib import Path
 

@@ -260,3 +260,21 @@ def test_quality_text_gives_the_verdict_and_the_measured_precision():
         "reliable; the model moves up to 0.3 px at the corners when its tie points are resampled")
     assert quality_text({"quality": "uncertain", "verdict": {"instability_px": None}}) == "uncertain"
 
+
+
+def test_mask_text_names_the_quality_bands_read_by_their_rules():
+    from georeg.outputs import mask_text
+
+    bqa = {"path": "/data/l8_BQA.tif", "kind": "landsat-bqa-pre", "band": 1,
+           "reason": "a Landsat 8 pre-collection quality band (BQA; cloud confidence in bits 14-15), by its file name "
+                     "'l8_BQA.tif'"}
+    scl = {"path": "export.tif", "kind": "s2-scl", "band": 2,
+           "reason": "a Sentinel-2 scene classification (SCL), by band 2 is described as 'SCL'"}
+    plain = {"path": "clear.tif", "kind": "nonzero", "band": 1, "reason": "a plain mask: non-zero pixels are usable"}
+    assert mask_text({"reference": {"mask": bqa}, "target": {"mask": None}}) == (
+        "masks: reference l8_BQA.tif as a Landsat 8 pre-collection quality band (BQA; cloud confidence in bits 14-15)")
+    assert mask_text({"reference": {"mask": plain}, "target": {"mask": scl}}) == (
+        "masks: target export.tif band 2 as a Sentinel-2 scene classification (SCL)")
+    assert mask_text({"reference": {"mask": plain}, "target": {}}) == ""
+    assert mask_text({"reference": {"mask": bqa}, "target": {"mask": bqa}}).startswith(
+        "masks: reference and target l8_BQA.tif as a Landsat 8")
