@@ -268,8 +268,9 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
             f"{rep['counts']['inliers']}/{rep['counts']['tie_points']} inliers, RMSE {acc['rmse_px']:.2f} px, "
             f"CE90 {acc['ce90_px']:.2f} px; {rep['timings_s']['total']:.1f} s")
         click.echo(f"  {modality_text(rep)}")
-        if mask_text(rep):
-            click.echo(f"  {mask_text(rep)}")
+        masks = mask_text(rep)
+        if masks:
+            click.echo(f"  {masks}")
         click.echo(f"  {quality_text(rep)}")
         for kind, path in result.outputs.items():
             how = f" ({rep['model']['output_mode']})" if kind == "raster" and rep["model"].get("output_mode") else ""

@@ -102,8 +102,9 @@ def mask_rule(ds, path: str, role: str) -> MaskRule:
     """How to read the mask raster ``ds`` (opened from ``path``) given for the ``role`` raster."""
     kind, band, where = None, 1, ""
     for i, desc in enumerate(ds.descriptions or ()):
-        if desc and _named(desc):
-            kind, band, where = _named(desc), i + 1, f"band {i + 1} is described as {desc!r}"
+        kind = _named(desc or "")
+        if kind:
+            band, where = i + 1, f"band {i + 1} is described as {desc!r}"
             break
     if kind is None:
         stem = Path(str(path).rstrip("/")).name
@@ -135,7 +136,7 @@ def mask_rule(ds, path: str, role: str) -> MaskRule:
                            "mask (non-zero pixels usable)")
         return MaskRule()
     if kind == "landsat-bqa":
-        kind = "landsat-bqa-pre" if int(sample.max(initial=0)) >= 1 << 13 else "landsat-bqa-c1"
+        kind = "landsat-bqa-pre" if top >= 1 << 13 else "landsat-bqa-c1"
     names = {"s2-scl": "a Sentinel-2 scene classification (SCL)",
              "landsat-qa-pixel": "a Landsat Collection 2 pixel quality band (QA_PIXEL)",
              "landsat-bqa-c1": "a Landsat Collection 1 quality band (BQA; bits 13-15 unused)",
