@@ -370,7 +370,7 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.roles = roles_for(sc.matcher)
     # pictures: where the target lies in the reference is unknown, so all of it
     sc.overlap = Window(0, 0, sc.grid.width, sc.grid.height) if sc.ref.pixel_frame else \
-        overlap_window(sc.ref, sc.tgt)[0]
+        overlap_window(sc.ref, sc.tgt, sc.grid)[0]
     sc.tiles = tiles(sc.overlap, cfg.matching.tile_size_px)
     if not sc.ref.pixel_frame:
         _skip_empty(sc)

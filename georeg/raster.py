@@ -1021,8 +1021,9 @@ def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:
     return int(round(col)), int(round(row))
 
 
-def overlap_window(reference: RasterSource, target: RasterSource) -> tuple[Window, object]:
-    """Window of the reference grid covering the footprint overlap, and the overlap polygon.
+def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | None = None) -> tuple[Window, object]:
+    """Window of ``grid`` (default: the reference grid; the pipeline passes its working grid, which
+    may be the reference grid coarsened) covering the footprint overlap, and the overlap polygon.
 
     Raises :class:`NoOverlapError` when the footprints do not intersect.
     """
@@ -1036,12 +1037,13 @@ def overlap_window(reference: RasterSource, target: RasterSource) -> tuple[Windo
         raise NoOverlapError(
             f"reference and target do not overlap (reference bounds {rb}, target bounds {tb} "
             f"in {crs.to_string()}); check that both CRSs are right and that the scenes cover the same area")
-    inv = ~reference.grid.transform
+    grid = grid or reference.grid
+    inv = ~grid.transform
     cols, rows = zip(*[inv @ xy for xy in inter.exterior.coords])
     c0 = max(0, int(math.floor(min(cols))))
     r0 = max(0, int(math.floor(min(rows))))
-    c1 = min(reference.grid.width, int(math.ceil(max(cols))))
-    r1 = min(reference.grid.height, int(math.ceil(max(rows))))
+    c1 = min(grid.width, int(math.ceil(max(cols))))
+    r1 = min(grid.height, int(math.ceil(max(rows))))
     if c1 - c0 < 1 or r1 - r0 < 1:
         raise NoOverlapError(f"reference and target overlap by less than one reference pixel in {crs.to_string()}")
     return Window(c0, r0, c1 - c0, r1 - r0), inter

@@ -778,6 +778,35 @@ def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels
                        rep["model"]["matrix_px"], atol=1e-3), polish["correction"]
 
 
+@pytest.mark.parametrize("factor", [5, 7])
+def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixel(volkov, tmp_path, factor):
+    """An optical target at 50-70 m on a 10 m reference (the reference's green band, block-averaged,
+    its geotransform off by (13.4, -8.7) reference px): matched on the coarsened grid, whose overlap
+    is in that grid's pixels. With the overlap left in reference pixels the tie points all fell in
+    one cell of the verdict's 4x4 coverage grid (`uncertain`, "the inliers cover 6% of the
+    overlap") and the 7x shift was 1.1 px off."""
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    ref = volkov / "176_S2_RGB.tif"
+    with rasterio.open(ref) as d:
+        green, prof = d.read(2).astype(np.float32), d.profile
+    h = green.shape[0] // factor
+    coarse = green[:h * factor, :h * factor].reshape(h, factor, h, factor).mean((1, 3))
+    tgt = tmp_path / "target.tif"
+    with rasterio.open(tgt, "w", driver="GTiff", width=h, height=h, count=1, dtype="uint16", crs=prof["crs"],
+                       transform=prof["transform"] @ Affine.translation(13.4, -8.7) @ Affine.scale(factor)) as o:
+        o.write((coarse * 37 + 500).astype("uint16")[None])
+    cfg = RegistrationConfig().with_options(output={"quicklook": None}, matching={"matcher": "baseline"})
+    res = georeg.register(str(ref), str(tgt), str(tmp_path / "out.tif"), cfg)
+    assert res.quality == "reliable", res.report["verdict"]
+    assert np.allclose(res.report["working_grid"]["reference_px_per_px"], factor, rtol=0.01)
+    assert res.report["verdict"]["coverage"] >= 0.5
+    pixel = prof["transform"].a
+    err = np.array(res.report["shift"]["mean_map"]) - (-13.4 * pixel, 8.7 * prof["transform"].e)
+    assert np.all(np.abs(err) < 0.05 * factor * pixel), err
+
+
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
                                                     ("--tie-points", "tp.shp", "tie_points output"),
                                                     ("--quicklook", "ql.jpg", "quicklook output")])
