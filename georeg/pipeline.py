@@ -1173,10 +1173,23 @@ def stage_verdict(sc: Scene) -> None:
 
     sc.notify(0.84, "checking the result")
     sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, sc.cfg.estimation.threshold_px,
-                       georeferenced=not sc.tgt.pixel_frame)
+                       georeferenced=not sc.tgt.pixel_frame, clouds=_cloud_like(sc))
     sc.clock.lap("verdict")
     if sc.verdict.quality != "reliable":
         warn(UncertainResultWarning, f"result is {sc.verdict.quality}: {sc.verdict.reason}")
+
+
+def _cloud_like(sc: Scene) -> dict | None:
+    """For an optical/thermal pair, which tie points lie on cloud-like pixels (:mod:`georeg.clouds`),
+    the pair seen through the model; None for other pairs."""
+    from .clouds import cloud_like
+
+    kinds = (sc.ref.modality, sc.tgt.modality)
+    if sorted(kinds) != ["optical", "thermal"]:
+        return None
+    optical, thermal = (sc.ref, sc.tgt) if kinds[0] == "optical" else (sc.tgt, sc.ref)
+    return cloud_like(optical, thermal, sc.grid, sc.overlap, sc.model.inverse, sc.tp.xy_r,
+                      optical_is_reference=optical is sc.ref)
 
 
 def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:

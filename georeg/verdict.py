@@ -19,7 +19,10 @@ rests on evidence the fit itself does not provide:
   overlap's corners with both the tie points (beyond two block-jackknife standard errors) and the
   image structure (a better agreement) behind it. Then the images move in a way the model does not
   follow, and its corners are an extrapolation: tie points bunched in a quarter of a NIR/VIS coast
-  scene kept a translation 15 px wrong at the far side, with every other check passed.
+  scene kept a translation 15 px wrong at the far side, with every other check passed;
+- clouds (an optical/thermal pair): most inliers must not lie where the optical image is bright and
+  the thermal one cold with their contrast inverted (:mod:`georeg.clouds`). Clouds move between the
+  two sensors by their parallax and give tight, structure-improving fits to the wrong motion.
 
 ``failed`` is left to the estimator's own errors (too few tie points or inliers); the verdict
 decides between ``reliable`` and ``uncertain``.
@@ -68,6 +71,10 @@ UNRESOLVED_GAIN = 0.005  # and the gain in structural agreement it must bring (a
 OVERRULE_TURN_DEG = 20.0
 OVERRULE_SCALE = 1.25
 OVERRULE_TIE_POINTS = 30
+# an optical/thermal model with this share of its inliers on cloud-like pixels is uncertain: 0.67-0.70
+# on Landsat 8 B4/B10 without a mask (12.6 px off), at most 0.10 on the clear SRIF optical/infrared
+# pairs and 0 on the masked Landsat pair (benchmarks/run.py --dump, 2026-12-04)
+MAX_CLOUD_INLIER_SHARE = 0.4
 SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain
 
 
@@ -346,8 +353,16 @@ def _weighted_mean(f: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
     return (np.einsum("ijk,jk->i", f, w, dtype=np.float64) / n).astype(np.float32)[:, None, None]
 
 
+def _cloud_evidence(clouds: dict | None, inl: np.ndarray) -> dict | None:
+    if clouds is None:
+        return None
+    flags = clouds["flags"]
+    return {"inlier_share": float(flags[inl].mean()) if inl.any() else 0.0,
+            "share_of_overlap": clouds["share_of_overlap"], "coarse_px": clouds["coarse_px"]}
+
+
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
-          georeferenced: bool = False) -> Verdict:
+          georeferenced: bool = False, clouds: dict | None = None) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.
     ``georeferenced``: the target's georeferencing is a prior that a turn or scale far from it
     must overrule with enough tie points (:data:`OVERRULE_TIE_POINTS`)."""
@@ -371,13 +386,14 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
           "second_motion": {"tie_points": n2, "shift_px": shift2}, "richer_model": richer,
-          "turn_deg": turn, "scale": scale,
+          "turn_deg": turn, "scale": scale, "cloud_like": _cloud_evidence(clouds, inl),
           "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
                          "direction_gap_px": max_gap, "instability_px": max_unstable,
                          "coarser_pixel_px": unit,
                          "structure_after": MIN_AGREEMENT, "richer_model_z": UNRESOLVED_Z,
                          "richer_model_gain": UNRESOLVED_GAIN, "overrule_turn_deg": OVERRULE_TURN_DEG,
-                         "overrule_scale": OVERRULE_SCALE, "overrule_tie_points": OVERRULE_TIE_POINTS}}
+                         "overrule_scale": OVERRULE_SCALE, "overrule_tie_points": OVERRULE_TIE_POINTS,
+                         "cloud_like_inlier_share": MAX_CLOUD_INLIER_SHARE}}
     reasons = []
     if len(inl) and inl.mean() < MIN_INLIER_FRACTION:
         reasons.append(f"only {inl.mean():.0%} of the tie points agree with the model "
@@ -410,6 +426,13 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
         reasons.append(f"the correction turns the target by {turn:.0f} degrees and scales it by {scale:.2f} "
                        f"against its georeferencing on {int(inl.sum())} tie points: overruling a "
                        f"georeferencing that far takes at least {OVERRULE_TIE_POINTS}")
+    cloudy = ev["cloud_like"]
+    if cloudy is not None and inl.sum() and cloudy["inlier_share"] >= MAX_CLOUD_INLIER_SHARE:
+        reasons.append(f"{cloudy['inlier_share']:.0%} of the inliers lie where the optical image is bright and the "
+                       "thermal image cold, their contrast inverted: clouds, which move between the two sensors "
+                       "by their parallax (at most "
+                       f"{MAX_CLOUD_INLIER_SHARE:.0%} expected); mask them (--ref-mask with the product's "
+                       "quality band: Landsat QA_PIXEL or BQA, Sentinel-2 SCL)")
     if after < MIN_AGREEMENT:
         reasons.append(f"the images share little structure even after the correction (agreement {after:.3f}, "
                        f"at least {MIN_AGREEMENT} expected; unrelated images score about 0): too little to "
