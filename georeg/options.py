@@ -118,9 +118,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_nodata", "target", "nodata", "float", "Override the target's nodata value."),
     Option("ref_mask", "reference", "mask", "path",
            "Raster whose non-zero pixels are valid in the reference, or the scene's quality band as its product "
-           "names it (Sentinel-2 SCL, Landsat QA_PIXEL or BQA): clouds, their shadows and fill masked."),
+           "names it (Sentinel-2 SCL, MSK_CLDPRB or QA60, Landsat QA_PIXEL or BQA, HLS Fmask): clouds, their "
+           "shadows and fill masked."),
     Option("target_mask", "target", "mask", "path",
-           "Raster whose non-zero pixels are valid in the target, or its quality band (SCL, QA_PIXEL, BQA)."),
+           "Raster whose non-zero pixels are valid in the target, or its quality band (as --ref-mask)."),
     Option("threshold", "estimation", "threshold_px", "float", "RANSAC inlier threshold, reference pixels."),
     Option("tile_size", "matching", "tile_size_px", "int", "Matching tile size, pixels."),
     Option("patch_size", "matching", "patch_size_px", "int", "Patch size, pixels."),

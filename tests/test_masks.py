@@ -83,6 +83,40 @@ def test_quality_bands_are_recognised_by_name_or_band_description_and_checked_by
     assert _rule(_write(tmp_path / "rescaled.tif", (classes > 5).astype(np.uint8)))[0].kind == "nonzero"
 
 
+def test_hls_fmask_cloud_probability_and_qa60_layouts():
+    # HLS Fmask bits: clear (low aerosol), cirrus bit (reserved, kept), cloud, adjacent, shadow, snow, water, fill
+    hls = np.array([64, 65, 66, 68, 72, 80, 96, 255], np.uint8)
+    assert MaskRule("hls-fmask").usable(hls)[0].tolist() == [True, True, False, False, False, True, True, False]
+    # the Fmask algorithm's classes: land, water, shadow, snow, cloud, fill
+    ok, cloud = MaskRule("fmask-classes").usable(np.array([0, 1, 2, 3, 4, 255], np.uint8))
+    assert ok.tolist() == [True, True, False, True, False, False] and cloud.tolist() == [0, 0, 1, 0, 1, 0]
+    ok, cloud = MaskRule("s2-cldprb").usable(np.array([0, 34, 35, 100], np.uint8))
+    assert ok.tolist() == [True, True, False, False] and cloud.tolist() == [False, False, True, True]
+    assert MaskRule("s2-qa60").usable(np.array([0, 1024, 2048, 3072], np.uint16))[0].tolist() == [
+        True, False, True, False]  # opaque clouds (bit 10) out, cirrus (bit 11) kept
+    assert (MaskRule("hls-fmask").outside, MaskRule("s2-cldprb").outside, MaskRule("s2-qa60").outside) == (255, 100, 0)
+
+
+def test_hls_fmask_cloud_probability_and_qa60_are_recognised_and_checked(tmp_path):
+    hls = np.array([[64, 66, 255, 96]] * 4, np.uint8)
+    assert _rule(_write(tmp_path / "HLS.L30.T16RBT.2020288T164032.v2.0.Fmask.tif", hls))[0].kind == "hls-fmask"
+    classes = np.array([[0, 1, 2, 4, 255]] * 5, np.uint8)
+    assert _rule(_write(tmp_path / "LC08_L1TP_020039_20200601_Fmask4.tif", classes))[0].kind == "fmask-classes"
+    prob = np.tile(np.arange(0, 101, 10, dtype=np.uint8), (4, 1))
+    rule, caught = _rule(_write(tmp_path / "T16RBT_20200601T163901_MSK_CLDPRB_20m.tif", prob))
+    assert rule.kind == "s2-cldprb" and not caught
+    rule, caught = _rule(_write(tmp_path / "MSK_CLDPRB_20m.tif", np.zeros((4, 4), np.uint8)))  # a clear scene
+    assert rule.kind == "s2-cldprb" and not caught
+    # an Earth Engine export with QA60 as its second band; an empty QA60 masks nothing, said so
+    stack = np.stack([np.full((4, 4), 900, np.uint16), np.array([[0, 1024, 2048, 0]] * 4, np.uint16)])
+    rule, caught = _rule(_write(tmp_path / "s2.tif", stack, descriptions=["B4", "QA60"]))
+    assert (rule.kind, rule.band) == ("s2-qa60", 2) and not caught
+    rule, caught = _rule(_write(tmp_path / "s2_2023.tif", stack * 0, descriptions=["B4", "QA60"]))
+    assert rule.kind == "s2-qa60" and "flags no cloud" in str(caught[0].message)
+    rule, caught = _rule(_write(tmp_path / "clear_QA60.tif", np.array([[0, 1]] * 4, np.uint16)))
+    assert rule.kind == "nonzero" and "named like a QA60 band" in str(caught[0].message)
+
+
 def test_an_scl_band_at_20m_masks_clouds_widened_and_shadows_on_a_10m_raster(tmp_path):
     img = _write(tmp_path / "b04.tif", np.full((200, 200), 500, np.uint16))
     scl = np.full((100, 100), 4, np.uint8)  # vegetation
