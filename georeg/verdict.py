@@ -432,7 +432,7 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
                        "thermal image cold, their contrast inverted: clouds, which move between the two sensors "
                        "by their parallax (at most "
                        f"{MAX_CLOUD_INLIER_SHARE:.0%} expected); mask them (--ref-mask with the product's "
-                       "quality band: Landsat QA_PIXEL or BQA, Sentinel-2 SCL)")
+                       "quality band: Landsat QA_PIXEL or BQA, Sentinel-2 SCL, HLS Fmask)")
     if after < MIN_AGREEMENT:
         reasons.append(f"the images share little structure even after the correction (agreement {after:.3f}, "
                        f"at least {MIN_AGREEMENT} expected; unrelated images score about 0): too little to "
