@@ -68,7 +68,7 @@ class MaskRule:
     @property
     def outside(self) -> int:
         """The value read beyond the mask's extent, which the rule takes as unusable (a Landsat
-        band's fill bit; 0 otherwise)."""
+        band's fill bit, Fmask's fill 255, a cloud probability of 100%; 0 otherwise)."""
         if self.kind in ("hls-fmask", "fmask-classes"):
             return 255
         return 1 if self.kind.startswith("landsat") else (100 if self.kind == "s2-cldprb" else 0)

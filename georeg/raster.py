@@ -1045,5 +1045,6 @@ def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | N
     c1 = min(grid.width, int(math.ceil(max(cols))))
     r1 = min(grid.height, int(math.ceil(max(rows))))
     if c1 - c0 < 1 or r1 - r0 < 1:
-        raise NoOverlapError(f"reference and target overlap by less than one reference pixel in {crs.to_string()}")
+        raise NoOverlapError(f"reference and target overlap by less than one pixel of the grid they are matched on "
+                             f"in {crs.to_string()}")
     return Window(c0, r0, c1 - c0, r1 - r0), inter
