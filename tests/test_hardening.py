@@ -784,7 +784,7 @@ def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixe
     its geotransform off by (13.4, -8.7) reference px): matched on the coarsened grid, whose overlap
     is in that grid's pixels. With the overlap left in reference pixels the tie points all fell in
     one cell of the verdict's 4x4 coverage grid (`uncertain`, "the inliers cover 6% of the
-    overlap") and the 7x shift was 1.1 px off."""
+    overlap") and, with `auto`, the 7x shift 11 m off."""
     import georeg
     from georeg.config import RegistrationConfig
 
