@@ -1185,6 +1185,9 @@ def _cloud_like(sc: Scene) -> dict | None:
     from .clouds import cloud_like
 
     kinds = (sc.ref.modality, sc.tgt.modality)
+    if kinds == ("optical", "optical") and sc.ref.modality_decision.by == "role":
+        # the roles swapped (Landsat B8 registered onto its B10): the reference's own pixels say
+        kinds = (sc.ref.modality_from_pixels().modality, "optical")
     if sorted(kinds) != ["optical", "thermal"]:
         return None
     optical, thermal = (sc.ref, sc.tgt) if kinds[0] == "optical" else (sc.tgt, sc.ref)

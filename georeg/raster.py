@@ -631,22 +631,29 @@ class RasterSource:
             else f"band {self.bands[0]}"
 
     def _modality(self) -> str:
-        from .modality import ModalityDecision, detect_modality
+        from .modality import ModalityDecision
 
         if self.cfg.modality != "auto":
             self.modality_decision = ModalityDecision(self.cfg.modality, "option")
         elif self.role == "reference":
             self.modality_decision = ModalityDecision("optical", "role", {"note": "the reference is optical"})
         else:
-            try:
-                self.modality_decision = detect_modality(self.ds, self.bands, self.path,
-                                                         self.cfg.band is None and self.grey_as_colour)
-            except rasterio.errors.RasterioError as exc:
-                self.ds.close()
-                raise RasterOpenError(
-                    f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
-                    "truncated or damaged") from None
+            self.modality_decision = self.modality_from_pixels()
         return self.modality_decision.modality
+
+    def modality_from_pixels(self):
+        """The modality its pixels and metadata say (:func:`georeg.modality.detect_modality`),
+        whatever the role: a reference is taken as optical, but the verdict's cloud check asks
+        what a reference handed over in the target's place (a thermal band) really is."""
+        from .modality import detect_modality
+
+        try:
+            return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour)
+        except rasterio.errors.RasterioError as exc:
+            self.ds.close()
+            raise RasterOpenError(
+                f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
+                "truncated or damaged") from None
 
     @property
     def nodata(self) -> float | None:

@@ -669,15 +669,18 @@ def test_sentinel1_named_target_is_detected_as_sar(volkov, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("band", ["B4", "B8"])
-def test_unmasked_landsat_b4_b10_is_not_reliable_with_a_shift(landsat, tmp_path, band):
+@pytest.mark.parametrize("band, swapped", [("B4", False), ("B8", False), ("B8", True)])
+def test_unmasked_landsat_b4_b10_is_not_reliable_with_a_shift(landsat, tmp_path, band, swapped):
     """B10 of the same product is co-registered with B4 and with the 15 m panchromatic B8: any
     shift over a pixel is wrong (here the clouds' parallax), and must not come out 'reliable'.
-    Against B8 nothing but the clouds' brightness gave it away: 97% inliers, 400 m off."""
+    Against B8 nothing but the clouds' brightness gave it away: 97% inliers, 400 m off; so too
+    with the roles swapped (B8 registered onto B10, the reference's modality told by its pixels)."""
     tgt = tmp_path / "target.tif"
-    shutil.copy(landsat / "l8_B10.tif", tgt)
-    res = _register(landsat / f"l8_{band}.tif", tgt, tmp_path / "out.tif")
-    shift = np.hypot(*res.report["shift"]["mean_px"]) / (2 if band == "B8" else 1)  # in 30 m pixels
+    optical = landsat / f"l8_{band}.tif"
+    shutil.copy(optical if swapped else landsat / "l8_B10.tif", tgt)
+    res = _register(landsat / "l8_B10.tif" if swapped else optical, tgt, tmp_path / "out.tif")
+    pixels = 2 if band == "B8" and not swapped else 1  # the shift in 30 m pixels
+    shift = np.hypot(*res.report["shift"]["mean_px"]) / pixels
     assert not (res.quality == "reliable" and shift > 1.0), (shift, res.report["verdict"])
     assert res.report["verdict"]["cloud_like"]["inlier_share"] > 0.4
 
