@@ -46,10 +46,12 @@ def _box_mean(a: np.ndarray, r: int) -> np.ndarray:
     return ndimage.uniform_filter(a, size=2 * r + 1, mode="constant")
 
 
-def cloud_like(optical: RasterSource, thermal: RasterSource, grid: Grid, overlap: Window,
+def cloud_like(reference: RasterSource, target: RasterSource, grid: Grid, overlap: Window,
                inverse: Callable[[np.ndarray], np.ndarray] | None, xy: np.ndarray,
                optical_is_reference: bool = True) -> dict:
-    """Which of the points ``xy`` (reference px of ``grid``) lie on cloud-like pixels of the pair.
+    """Which of the points ``xy`` (reference px of ``grid``) lie on cloud-like pixels of the pair,
+    one of whose rasters is optical (the reference when ``optical_is_reference``) and the other
+    thermal.
 
     The reference is read on a coarse grid over ``overlap``, the target through ``inverse``
     (reference px -> target px as georeferenced; None: as it is), so that a model that follows the
@@ -57,7 +59,6 @@ def cloud_like(optical: RasterSource, thermal: RasterSource, grid: Grid, overlap
     compared pixels that are cloud-like}."""
     from .matching import sample_through
 
-    reference, target = (optical, thermal) if optical_is_reference else (thermal, optical)
     f = max(1.0, max(overlap.width, overlap.height) / GRID_PX)
     sub = grid.window_grid(overlap)
     g = sub.scaled(f)

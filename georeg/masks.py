@@ -69,9 +69,8 @@ class MaskRule:
     def outside(self) -> int:
         """The value read beyond the mask's extent, which the rule takes as unusable (a Landsat
         band's fill bit, Fmask's fill 255, a cloud probability of 100%; 0 otherwise)."""
-        if self.kind in ("hls-fmask", "fmask-classes"):
-            return 255
-        return 1 if self.kind.startswith("landsat") else (100 if self.kind == "s2-cldprb" else 0)
+        return {"hls-fmask": 255, "fmask-classes": 255, "s2-cldprb": 100}.get(
+            self.kind, 1 if self.kind.startswith("landsat") else 0)
 
     @property
     def widens_clouds(self) -> bool:

@@ -1190,9 +1190,8 @@ def _cloud_like(sc: Scene) -> dict | None:
         kinds = (sc.ref.modality_from_pixels().modality, "optical")
     if sorted(kinds) != ["optical", "thermal"]:
         return None
-    optical, thermal = (sc.ref, sc.tgt) if kinds[0] == "optical" else (sc.tgt, sc.ref)
-    return cloud_like(optical, thermal, sc.grid, sc.overlap, sc.model.inverse, sc.tp.xy_r,
-                      optical_is_reference=optical is sc.ref)
+    return cloud_like(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model.inverse, sc.tp.xy_r,
+                      optical_is_reference=kinds[0] == "optical")
 
 
 def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:
