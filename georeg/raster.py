@@ -217,6 +217,41 @@ OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raste
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
+# band descriptions that name a colour: "Red", "red (B4)", "SR_B4 red"; not "Red Edge 1", "infrared"
+_COLOUR_WORDS = {c: re.compile(rf"(?<![a-z]){c}(?![a-z])(?!.*edge)") for c in ("red", "green", "blue")}
+# the band names of Sentinel-2 (B1-B12 with B8A) and Landsat 8/9 (B1-B11, SR_B1-SR_B7, ST_B10):
+# red B4, green B3, blue B2. Landsat 4-7 number them B3, B2, B1, so the numbers are trusted only
+# where a band name only those two missions have is present (B8A, or B10/B11)
+_BAND_NUMBER = re.compile(r"(?<![a-z0-9])(?:[a-z]{2}_)?b0?(\d{1,2}a?)(?![a-z0-9])")
+_NAMED_MISSION = {"8a", "10", "11"}
+
+
+def colour_bands(ds) -> tuple[list[int], str] | None:
+    """The red, green and blue bands (1-based, in that order) of a raster of more than three bands,
+    and how they were found: from the bands' colour interpretation, from colour words in their
+    descriptions, or from Sentinel-2 / Landsat 8-9 band names (a 12-band Sentinel-2 stack's bands
+    1-3 are the 60 m aerosol band, blue and green). None when not each colour is found exactly once."""
+    if ds.count <= 3:
+        return None
+    colours = ("red", "green", "blue")
+
+    def once(is_colour) -> list[int] | None:
+        found = [[i + 1 for i in range(ds.count) if is_colour(i, c)] for c in colours]
+        return [f[0] for f in found] if all(len(f) == 1 for f in found) else None
+
+    desc = [(d or "").strip().lower().replace("-", "_") for d in ds.descriptions]
+    numbers = [m.group(1) if (m := _BAND_NUMBER.search(d)) else None for d in desc]
+    number = {"red": "4", "green": "3", "blue": "2"}
+    for source, is_colour in (
+            ("colour interpretation", lambda i, c: ds.colorinterp[i].name == c),
+            ("band descriptions", lambda i, c: bool(_COLOUR_WORDS[c].search(desc[i])) and "infrared" not in desc[i]),
+            ("Sentinel-2 / Landsat 8-9 band names",
+             lambda i, c: bool(_NAMED_MISSION & set(numbers)) and numbers[i] == number[c])):
+        bands = once(is_colour)
+        if bands is not None:
+            return bands, source
+    return None
+
 
 def fill_sentinel(value: float, dtype) -> bool:
     """Whether ``value`` in a raster of ``dtype`` is one that tools write as fill: 0, an integer
@@ -315,6 +350,7 @@ class RasterSource:
         self.cfg = cfg
         self.role = role
         self.pixel_frame = False
+        self.colour_source: str | None = None  # how bands other than 1-3 were found to be red, green, blue
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
@@ -586,7 +622,11 @@ class RasterSource:
         if self.cfg.band is not None:
             return [self.cfg.band]
         if self.ds.count >= 3:
-            return [1] if self.grey_as_colour else [1, 2, 3]
+            if self.grey_as_colour:
+                return [1]
+            found = colour_bands(self.ds)
+            self.colour_source = found[1] if found else None
+            return found[0] if found else [1, 2, 3]
         return [1]
 
     @functools.cached_property
@@ -626,6 +666,8 @@ class RasterSource:
         if self.palette is not None:
             return f"band {self.bands[0]} (colour table, as luminance)"
         if len(self.bands) == 3:
+            if self.colour_source:
+                return f"luminance({','.join(map(str, self.bands))}: red, green, blue by {self.colour_source})"
             return "luminance(1,2,3)"
         return "band 1 (bands 1-3 identical)" if self.grey_as_colour and self.cfg.band is None \
             else f"band {self.bands[0]}"

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
 from georeg.config import InputConfig
@@ -50,6 +50,47 @@ def test_band_choice_nodata_and_mask(tmp_path):
     with RasterSource(ref, InputConfig(band=1, mask=m), "reference") as r:
         _, valid = r.read_on_grid(r.grid)
         assert not valid[:10].any() and valid[10:, 5:].all()
+
+
+
+def _stack(path, names=None, interp=None):
+    """Twelve bands, band i holding the value 10 * i everywhere; ``names``: their descriptions."""
+    arr = np.stack([np.full((20, 30), 10 * (i + 1), np.uint16) for i in range(12)])
+    _write(path, arr)
+    with rasterio.open(path, "r+") as d:
+        for i, name in enumerate(names or []):
+            d.set_band_description(i + 1, name)
+        if interp:
+            d.colorinterp = [ColorInterp[c] for c in interp]
+    return str(path)
+
+
+@pytest.mark.parametrize("names, interp, bands, by", [
+    # a Sentinel-2 stack as Earth Engine and SNAP name it: bands 1-3 are B1 (60 m aerosol), blue, green
+    (["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"], None, [4, 3, 2], "band names"),
+    # Landsat 8-9 Collection 2 surface reflectance and temperature
+    (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10", "QA_PIXEL", "x", "y", "z"], None,
+     [4, 3, 2], "band names"),
+    # colour words, the red edge and near infrared not taken for red
+    (["Coastal", "Blue", "Green", "Red", "Red Edge 1", "Red Edge 2", "Red Edge 3", "Near infrared", "n", "w",
+      "SWIR 1", "SWIR 2"], None, [4, 3, 2], "band descriptions"),
+    # Landsat 4-7 number their bands otherwise (red B3): without a band name only Sentinel-2 and
+    # Landsat 8-9 have, the numbers are not trusted and bands 1-3 are read as before
+    (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "ST_B6", "SR_B7", "a", "b", "c", "d", "e"], None, [1, 2, 3], None),
+    ([], None, [1, 2, 3], None),
+    # blue, green, red, near infrared (PlanetScope's order), told by their colour interpretation
+    ([], ("blue", "green", "red") + ("undefined",) * 9, [3, 2, 1], "colour interpretation"),
+])
+def test_a_multiband_stack_is_read_by_its_red_green_and_blue_bands(tmp_path, names, interp, bands, by):
+    path = _stack(tmp_path / "stack.tif", names, interp)
+    with RasterSource(path, InputConfig(), "reference") as r:
+        assert r.bands == bands
+        assert (by is None) == (r.colour_source is None) and (by is None or by in r.colour_source)
+        data, _ = r.read_on_grid(r.grid)
+        assert data[5, 5] == pytest.approx(10 * (0.299 * bands[0] + 0.587 * bands[1] + 0.114 * bands[2]), abs=1e-3)
+        assert r.band_label.startswith(f"luminance({','.join(map(str, bands))}")
+    with RasterSource(path, InputConfig(band=7), "reference") as r:  # --ref-band still decides
+        assert r.bands == [7]
 
 
 def test_overlap_window_and_its_errors(tmp_path):
