@@ -16,6 +16,7 @@ import rasterio
 from affine import Affine
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 from synthetic import resample_content, rotation_scale_matrix, synthetic_pair
 
 import georeg
@@ -1034,6 +1035,38 @@ def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagre
     # too few windows with structure: no correction
     few = [_WindowShift(w, truth, empty=i > 2) for i, w in enumerate(wins)]
     assert _shape_correction(few, np.eye(3), "similarity") == (None, 3)
+
+
+
+def test_a_large_overlap_is_probed_in_a_lattice_not_in_four_windows_of_their_own_motion(tmp_path):
+    """A scene over 2048 x 2048 px whose ground moves by 2 px exactly where four 384 px windows would
+    sit (a SAR scene's terrain residuals differ by 1-3 px from place to place): the structure
+    probe, whose residual shift the polish applies, now samples a 6 x 6 lattice of 256 px windows
+    and stays near the rest of the scene's shift, 0; the four windows alone said 2 px."""
+    from scipy import ndimage
+
+    from georeg.verdict import LATTICE, StructureProbe, _windows
+
+    n = 2200
+    rng = np.random.default_rng(3)
+    ref = ndimage.gaussian_filter(rng.standard_normal((n, n)).astype(np.float32), 2.0)
+    tgt = ref.copy()
+    assert len(_windows(Window(0, 0, 1600, 1600))) == 4  # a smaller overlap keeps its four windows
+    for f in (0.25, 0.75):
+        for g in (0.25, 0.75):
+            y, x = int(f * n) - 200, int(g * n) - 200
+            tgt[y:y + 400, x:x + 400] = ndimage.shift(ref, (0, -2.0), order=1)[y:y + 400, x:x + 400]
+    a, b = _write(tmp_path / "ref.tif", ref), _write(tmp_path / "tgt.tif", tgt)
+    with RasterSource(a, InputConfig(), "reference") as r, \
+            RasterSource(b, InputConfig(modality="optical"), "target") as t:
+        overlap, _ = overlap_window(r, t)
+        probe = StructureProbe(r, t, r.grid, overlap)
+        assert len(probe.windows) == LATTICE ** 2
+        shift = probe.offset(lambda xy: xy)["shift_px"]
+        assert abs(shift[0]) < 0.5 and abs(shift[1]) < 0.2, shift
+        four = [Window(int(f * n) - 192, int(g * n) - 192, 384, 384) for g in (0.25, 0.75) for f in (0.25, 0.75)]
+        old = StructureProbe(r, t, r.grid, overlap, windows=four)  # the probe of such a scene before
+        assert old.offset(lambda xy: xy)["shift_px"][0] == pytest.approx(-2.0, abs=0.3)
 
 
 @pytest.mark.slow
