@@ -112,7 +112,8 @@ OPTIONS: tuple[Option, ...] = (
            "Target modality; 'auto' decides from the metadata (band descriptions, units, wavelengths) and the "
            "pixels (value range, speckle statistics), with file-name words only as a tie-breaker.", MODALITIES),
     Option("ref_band", "reference", "band", "int",
-           "Reference band (1-based). Default: luminance of bands 1-3, or band 1."),
+           "Reference band (1-based). Default: luminance of bands 1-3 (of the red, green and blue bands where a "
+           "raster of more than three names them), or band 1."),
     Option("target_band", "target", "band", "int", "Target band (1-based). Default as --ref-band."),
     Option("ref_nodata", "reference", "nodata", "float", "Override the reference's nodata value."),
     Option("target_nodata", "target", "nodata", "float", "Override the target's nodata value."),
