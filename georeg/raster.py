@@ -217,7 +217,7 @@ OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raste
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
-# band descriptions that name a colour: "Red", "red (B4)", "SR_B4 red"; not "Red Edge 1", "infrared"
+# band descriptions that name a colour: "Red", "red (B4)", "SR_B4 red"; not "Red Edge 1", "infra red"
 _COLOUR_WORDS = {c: re.compile(rf"(?<![a-z]){c}(?![a-z])(?!.*edge)") for c in ("red", "green", "blue")}
 # the band names of Sentinel-2 (B1-B12 with B8A) and Landsat 8/9 (B1-B11, SR_B1-SR_B7, ST_B10):
 # red B4, green B3, blue B2. Landsat 4-7 number them B3, B2, B1, so the numbers are trusted only
@@ -241,12 +241,12 @@ def colour_bands(ds) -> tuple[list[int], str] | None:
 
     desc = [(d or "").strip().lower().replace("-", "_") for d in ds.descriptions]
     numbers = [m.group(1) if (m := _BAND_NUMBER.search(d)) else None for d in desc]
+    named = bool(_NAMED_MISSION & set(numbers))
     number = {"red": "4", "green": "3", "blue": "2"}
     for source, is_colour in (
             ("colour interpretation", lambda i, c: ds.colorinterp[i].name == c),
-            ("band descriptions", lambda i, c: bool(_COLOUR_WORDS[c].search(desc[i])) and "infrared" not in desc[i]),
-            ("Sentinel-2 / Landsat 8-9 band names",
-             lambda i, c: bool(_NAMED_MISSION & set(numbers)) and numbers[i] == number[c])):
+            ("band descriptions", lambda i, c: bool(_COLOUR_WORDS[c].search(desc[i])) and "infra" not in desc[i]),
+            ("Sentinel-2 / Landsat 8-9 band names", lambda i, c: named and numbers[i] == number[c])):
         bands = once(is_colour)
         if bands is not None:
             return bands, source
@@ -350,7 +350,7 @@ class RasterSource:
         self.cfg = cfg
         self.role = role
         self.pixel_frame = False
-        self.colour_source: str | None = None  # how bands other than 1-3 were found to be red, green, blue
+        self.colour_source: str | None = None  # how a stack's red, green and blue bands were found (None: 1-3)
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None

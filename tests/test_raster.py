@@ -72,7 +72,7 @@ def _stack(path, names=None, interp=None):
     (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10", "QA_PIXEL", "x", "y", "z"], None,
      [4, 3, 2], "band names"),
     # colour words, the red edge and near infrared not taken for red
-    (["Coastal", "Blue", "Green", "Red", "Red Edge 1", "Red Edge 2", "Red Edge 3", "Near infrared", "n", "w",
+    (["Coastal", "Blue", "Green", "Red", "Red Edge 1", "Red Edge 2", "Red Edge 3", "Near infra red", "n", "w",
       "SWIR 1", "SWIR 2"], None, [4, 3, 2], "band descriptions"),
     # Landsat 4-7 number their bands otherwise (red B3): without a band name only Sentinel-2 and
     # Landsat 8-9 have, the numbers are not trusted and bands 1-3 are read as before
