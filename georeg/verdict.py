@@ -242,7 +242,8 @@ def _features(img: np.ndarray) -> np.ndarray:
 
 class StructureProbe:
     """Correlation of the oriented-gradient channels of the reference and of the target seen
-    through a model, over the overlap (or four 384 px windows spread over a large one), at full
+    through a model, over the overlap (or four 384 px windows spread over a large one, a lattice of
+    windows over one beyond LATTICE_FROM_PX: :func:`_windows`), at full
     resolution. The reference side is computed once; each model costs one resampling of the target."""
 
     def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window,
