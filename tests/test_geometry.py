@@ -1052,10 +1052,11 @@ def test_a_large_overlap_is_probed_in_a_lattice_not_in_four_windows_of_their_own
     ref = ndimage.gaussian_filter(rng.standard_normal((n, n)).astype(np.float32), 2.0)
     tgt = ref.copy()
     assert len(_windows(Window(0, 0, 1600, 1600))) == 4  # a smaller overlap keeps its four windows
+    moved = ndimage.shift(ref, (0, -2.0), order=1)
     for f in (0.25, 0.75):
         for g in (0.25, 0.75):
             y, x = int(f * n) - 200, int(g * n) - 200
-            tgt[y:y + 400, x:x + 400] = ndimage.shift(ref, (0, -2.0), order=1)[y:y + 400, x:x + 400]
+            tgt[y:y + 400, x:x + 400] = moved[y:y + 400, x:x + 400]
     a, b = _write(tmp_path / "ref.tif", ref), _write(tmp_path / "tgt.tif", tgt)
     with RasterSource(a, InputConfig(), "reference") as r, \
             RasterSource(b, InputConfig(modality="optical"), "target") as t:
