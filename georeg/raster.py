@@ -239,12 +239,13 @@ def colour_bands(ds) -> tuple[list[int], str] | None:
         found = [[i + 1 for i in range(ds.count) if is_colour(i, c)] for c in colours]
         return [f[0] for f in found] if all(len(f) == 1 for f in found) else None
 
+    interp = [ci.name for ci in ds.colorinterp]  # each a GDAL call: read once
     desc = [(d or "").strip().lower().replace("-", "_") for d in ds.descriptions]
     numbers = [m.group(1) if (m := _BAND_NUMBER.search(d)) else None for d in desc]
     named = bool(_NAMED_MISSION & set(numbers))
     number = {"red": "4", "green": "3", "blue": "2"}
     for source, is_colour in (
-            ("colour interpretation", lambda i, c: ds.colorinterp[i].name == c),
+            ("colour interpretation", lambda i, c: interp[i] == c),
             ("band descriptions", lambda i, c: bool(_COLOUR_WORDS[c].search(desc[i])) and "infra" not in desc[i]),
             ("Sentinel-2 / Landsat 8-9 band names", lambda i, c: named and numbers[i] == number[c])):
         bands = once(is_colour)
@@ -350,7 +351,6 @@ class RasterSource:
         self.cfg = cfg
         self.role = role
         self.pixel_frame = False
-        self.colour_source: str | None = None  # how a stack's red, green and blue bands were found (None: 1-3)
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
@@ -377,7 +377,7 @@ class RasterSource:
             self.ds.close()
             raise
         self.grid = self._own_grid()
-        self.bands = self._bands()
+        self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
         self.modality = self._modality()
         self._mask_ds = None
@@ -618,16 +618,16 @@ class RasterSource:
             raise RasterOpenError(f"{self.role} raster {self.path} is truncated or damaged (its last pixels cannot "
                                   "be read); copy or download it again") from None
 
-    def _bands(self) -> list[int]:
+    def _bands(self) -> tuple[list[int], str | None]:
+        """The bands read, and how a stack's red, green and blue bands were found (None: not
+        looked for, or bands 1-3)."""
         if self.cfg.band is not None:
-            return [self.cfg.band]
+            return [self.cfg.band], None
         if self.ds.count >= 3:
             if self.grey_as_colour:
-                return [1]
-            found = colour_bands(self.ds)
-            self.colour_source = found[1] if found else None
-            return found[0] if found else [1, 2, 3]
-        return [1]
+                return [1], None
+            return colour_bands(self.ds) or ([1, 2, 3], None)
+        return [1], None
 
     @functools.cached_property
     def grey_as_colour(self) -> bool:

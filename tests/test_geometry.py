@@ -1037,7 +1037,6 @@ def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagre
     assert _shape_correction(few, np.eye(3), "similarity") == (None, 3)
 
 
-
 def test_a_large_overlap_is_probed_in_a_lattice_not_in_four_windows_of_their_own_motion(tmp_path):
     """A scene over 2048 x 2048 px whose ground moves by 2 px exactly where four 384 px windows would
     sit (a SAR scene's terrain residuals differ by 1-3 px from place to place): the structure

@@ -52,7 +52,6 @@ def test_band_choice_nodata_and_mask(tmp_path):
         assert not valid[:10].any() and valid[10:, 5:].all()
 
 
-
 def _stack(path, names=None, interp=None):
     """Twelve bands, band i holding the value 10 * i everywhere; ``names``: their descriptions."""
     arr = np.stack([np.full((20, 30), 10 * (i + 1), np.uint16) for i in range(12)])
