@@ -122,6 +122,8 @@ def registration_options(fn):
 
 def _click_option(o):
     kw: dict = {"help": o.help}
+    if o.envvar:
+        kw.update(envvar=o.envvar, show_envvar=True)
     if o.kind == "flag":
         return click.option(o.flag, o.name, is_flag=True, **kw)
     if o.kind == "switch":
@@ -456,7 +458,12 @@ def info(ctx):
     click.echo(f"georeg {__version__}")
     click.echo(f"python {platform.python_version()}, torch {torch.__version__}, kornia {kornia.__version__}, "
                f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
-    click.echo(f"cpu: {torch.get_num_threads()} torch threads")
+    cores = os.cpu_count() or 1
+    threads = os.environ.get("GEOREG_THREADS")
+    uses = ("one torch thread (--threads)" if not threads else
+            "torch's default threads, one per core (GEOREG_THREADS=0)" if threads.strip() == "0" else
+            f"{threads} torch threads (GEOREG_THREADS)")
+    click.echo(f"cpu: {cores} cores; a registration uses {uses}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             click.echo(f"cuda:{i}: {torch.cuda.get_device_name(i)}")
@@ -513,7 +520,8 @@ def matchers_list(ctx):
 @click.option("--idle-minutes", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Stop after this many minutes without a request (0: never).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads of each command (default: as many as a command in its own process uses).")
+              help="torch threads of each command that gives no --threads and no GEOREG_THREADS of its own "
+                   "(default: as in its own process, one).")
 @click.option("--stop", is_flag=True, help="Stop the server listening at the socket (running requests finish).")
 @click.option("--status", is_flag=True,
               help="Say whether a server listens at the socket, and what it has done (exit code 1: none).")
@@ -537,8 +545,8 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
         idle = f"; stops after {st['idle_s'] / 60:g} min without a request" if st["idle_s"] else ""
         code = "" if st["current"] else "; it runs another version of georeg than this one (restart it)"
         click.echo(f"georeg server at {path}: pid {st['pid']}, up {st['up_s'] / 60:.1f} min, "
-                   f"{st['served']} commands served, {st['running']} running, {st['threads']} torch threads "
-                   f"each{idle}{code}")
+                   f"{st['served']} commands served, {st['running']} running, "
+                   f"{st['threads'] or 'as each command asks (default 1)'} torch threads each{idle}{code}")
         return
     if stop:
         pid = server.stop(path)
@@ -552,8 +560,8 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
     srv.bind()
     signal.signal(signal.SIGHUP, _terminate)  # its terminal closed: stop and remove the socket
     try:
-        default_threads = _warm_up()
-        srv.threads = threads or default_threads
+        _warm_up()
+        srv.threads = threads
         default = path == server.socket_path()
         click.echo(f"{server.READY_LINE} {path} (pid {os.getpid()}); 'georeg register' and 'georeg demo' run here"
                    + ("" if default else f" where GEOREG_SERVER_SOCKET={path}")
@@ -566,10 +574,10 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
         srv.close()
 
 
-def _warm_up() -> int:
+def _warm_up() -> None:
     """Import torch, kornia and the output libraries and register the bundled demo pair once, on
     one torch thread and the CPU (a forked child inherits no thread pool and no CUDA context), so
-    that the server's children start warm. Returns the torch threads a fresh process would use."""
+    that the server's children start warm."""
     import tempfile
     import warnings
 
@@ -578,7 +586,6 @@ def _warm_up() -> int:
 
     from .pipeline import register as run
 
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     here = Path(__file__).resolve().parent / "demo"
     with tempfile.TemporaryDirectory(prefix="georeg-warm-") as tmp, warnings.catch_warnings():
@@ -591,7 +598,6 @@ def _warm_up() -> int:
             run(str(here / "s2_rgb.tif"), str(here / "s1_vh.tif"), str(out), cfg)
         except GeoregError as exc:  # the server still works, its children just start colder
             log.warning("the warm-up registration of the demo pair failed: %s", exc)
-    return threads
 
 
 def run_command(argv: list[str] | None = None) -> int:

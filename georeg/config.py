@@ -199,6 +199,12 @@ class MatchingConfig:
     near_pass: bool = True
     device: str = "auto"
     search: str = "auto"
+    # torch's CPU threads while the registration runs (the caller's setting is restored after); 0:
+    # leave the process's setting (torch's default: one per core). One, because two threads
+    # collapse when anything else runs: `benchmarks/threads_under_load.py`, the 1024 px S1/S2 pair
+    # on this project's 2-core machine, 5.5 s with two threads and 6.6 s with one when nothing
+    # else ran, 21-23 s against 6.6-6.8 s beside one busy process
+    threads: int = 1
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -220,6 +226,8 @@ class MatchingConfig:
         _check(1 <= self.candidates <= 64, f"candidates must be in [1, 64]; got {self.candidates}")
         _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         _check(self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
+        _check(self.threads >= 0, f"threads must be 0 (the process's own setting) or a number of threads; "
+                                  f"got {self.threads}")
 
     def max_shift_px(self, pixel_size_m: float) -> float:
         """Max shift in reference pixels, given the reference pixel's ground size in metres (for a

@@ -219,9 +219,10 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
             raise CancelledError("registration cancelled; no output was written")
 
     from .atomic import output_lock
+    from .runtime import torch_threads
 
     try:
-        with output_lock(outputs["raster"]):
+        with output_lock(outputs["raster"]), torch_threads(cfg.matching.threads):
             scene = functools.partial(Scene, clock=clock, notify=notify, check_cancel=check_cancel, outputs=outputs)
             return _register(reference, target, cfg, scene, matcher, report_extra or {})
     except rasterio.errors.RasterioIOError as exc:
@@ -1397,6 +1398,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
         "overlap_window": {"col_off": int(x0), "row_off": int(y0), "width": int(overlap.width),
                            "height": int(overlap.height)},
         "timings_s": {**timings, "total": round(sum(timings.values()), 3)},
+        "cpu_threads": torch.get_num_threads(),  # torch's, while it ran (`threads`)
         "versions": {"georeg": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "kornia": kornia.__version__, "rasterio": rasterio.__version__,
                      "gdal": rasterio.__gdal_version__, "numpy": np.__version__},

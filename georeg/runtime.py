@@ -10,6 +10,7 @@ runs on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -64,3 +65,22 @@ def configure_worker(threads: int = 1) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set once in this process
         pass
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op CPU threads set to ``threads`` inside the block and the caller's setting
+    restored after (0: left as it is). A registration runs on one by default
+    (:attr:`georeg.config.MatchingConfig.threads`): torch's default, a thread per core, collapses
+    when anything else runs on the machine, its threads waiting for one another at every small
+    operation."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

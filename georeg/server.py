@@ -449,10 +449,8 @@ class Server:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _terminate)  # as the console script handles it
             _take_over(req, fds)
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
+            if self.threads:  # the registration's default (`--threads`), unless the caller's environment sets one
+                os.environ.setdefault("GEOREG_THREADS", str(self.threads))
             try:
                 _send(conn, {"pid": os.getpid()})
             except OSError:  # the caller left before this child started (it runs the command itself)
