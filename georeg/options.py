@@ -156,8 +156,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", "matching", "threads", "int",
            "torch's CPU threads for a registration (batch: for each worker). One keeps a registration as fast "
            "when anything else runs on the machine; more threads make one registration up to 1.2x faster on an "
-           "otherwise idle machine and several times slower when something else runs. 0: torch's default, one "
-           "per core. The default can also be set with GEOREG_THREADS.", manifest=False, envvar="GEOREG_THREADS"),
+           "otherwise idle machine and several times slower when something else runs. 0: torch's setting as it "
+           "is (in a process of its own, one thread per core). The default can also be set with GEOREG_THREADS.",
+           manifest=False, envvar="GEOREG_THREADS"),
     Option("search", "matching", "search", "choice",
            "Global geometry: 'auto' searches rotation (full circle) and scale (0.5-2x) when the georeferenced "
            "search finds no clear model; 'rotation' always; 'shift' never.", SEARCHES),
