@@ -202,8 +202,8 @@ class MatchingConfig:
     # torch's CPU threads while the registration runs (the caller's setting is restored after); 0:
     # leave the process's setting (torch's default: one per core). One, because two threads
     # collapse when anything else runs: `benchmarks/threads_under_load.py`, the 1024 px S1/S2 pair
-    # on this project's 2-core machine, 5.5 s with two threads and 6.6 s with one when nothing
-    # else ran, 21-23 s against 6.6-6.8 s beside one busy process
+    # on this project's 2-core machine, 5.35 s with two threads and 6.11 s with one when nothing
+    # else ran, 22.17 s against 6.41 s beside one busy process (medians of three)
     threads: int = 1
 
     def __post_init__(self) -> None:
