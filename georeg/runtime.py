@@ -73,7 +73,8 @@ def torch_threads(threads: int):
     restored after (0: left as it is). A registration runs on one by default
     (:attr:`georeg.config.MatchingConfig.threads`): torch's default, a thread per core, collapses
     when anything else runs on the machine, its threads waiting for one another at every small
-    operation."""
+    operation. The setting is the process's: registrations running at once in Python threads of one
+    process share it (give them the same ``threads``)."""
     import torch
 
     before = torch.get_num_threads()
