@@ -165,6 +165,11 @@ def _check_columns(rows: list[dict], where: str) -> None:
         if not row.get("reference") or not row.get("target"):
             raise InputError(f"{where} row {i + 1}: 'reference' and 'target' are required")
         unknown = [c for c in row if c not in ("reference", "target", "output") and c not in MANIFEST_COLUMNS]
+        whole_run = [c for c in unknown if c in BY_NAME]
+        if whole_run:  # an option with one value for every pair
+            opt = BY_NAME[whole_run[0]]
+            raise ConfigError(f"{where}: column {opt.name!r} cannot vary from pair to pair; drop the column and "
+                              f"give {opt.flag} to 'georeg batch' for the whole run")
         if unknown:
             raise ConfigError(f"{where}: unknown manifest column {unknown[0]!r}; known: reference, target, output, "
                               f"{', '.join(MANIFEST_COLUMNS)}")

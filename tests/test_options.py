@@ -217,3 +217,13 @@ def test_specs_are_the_table_as_plain_data():
     table = json.loads(json.dumps(specs()))
     assert [s["name"] for s in table] == [o.name for o in OPTIONS]
     assert {s["name"]: s["default"] for s in table}["tile_size"] == 1024
+
+
+@pytest.mark.parametrize("column", sorted(o.name for o in OPTIONS if not o.manifest))
+def test_a_whole_run_option_as_a_manifest_column_says_to_give_the_flag(column, tmp_path):
+    with pytest.raises(ConfigError, match=f"column '{column}' cannot vary from pair to pair.*--"):
+        batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: "1"}], tmp_path,
+                              RegistrationConfig(), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="unknown manifest column 'nonsense'"):
+        batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", "nonsense": "1"}], tmp_path,
+                              RegistrationConfig(), base_dir=tmp_path)
