@@ -77,6 +77,7 @@ def test_a_forwarded_register_matches_a_run_in_its_own_process(running, pair, tm
     assert _requests(log) == before + 1  # the first went to the server, the second did not
     a, b = (json.loads((tmp_path / f"{n}_report.json").read_text()) for n in ("served", "own"))
     assert a["shift"] == b["shift"] and a["counts"] == b["counts"] and a["quality"] == b["quality"]
+    assert a["cpu_threads"] == b["cpu_threads"] == 1  # one torch thread, served or not
     assert sorted(p.name.replace("served", "X") for p in tmp_path.glob("served*")) == \
         sorted(p.name.replace("own", "X") for p in tmp_path.glob("own*"))
     # the same summary on the caller's terminal, relative paths resolved in the caller's folder
@@ -88,6 +89,10 @@ def test_a_forwarded_register_matches_a_run_in_its_own_process(running, pair, tm
     assert rel.returncode == 0 and (tmp_path / "rel.tif").exists() and _requests(log) == before + 2, rel.stderr
     assert (tmp_path / "rel.tif").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "served.tif").stat().st_mode == (tmp_path / "own.tif").stat().st_mode
+    # the caller's GEOREG_THREADS reaches the served command
+    two = _register(pair, tmp_path / "two.tif", _env(path, GEOREG_THREADS="2"), "-q")
+    assert two.returncode == 0 and _requests(log) == before + 3, two.stderr
+    assert json.loads((tmp_path / "two_report.json").read_text())["cpu_threads"] == 2
 
 
 def test_errors_and_exit_codes_reach_the_caller(running, pair, tmp_path):
