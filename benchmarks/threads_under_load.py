@@ -34,7 +34,9 @@ LOADS = ("idle", "one busy process beside")
 
 def run_once(ref: str, tgt: str, out: Path, threads: str) -> dict:
     """Wall and CPU seconds of one ``georeg register`` process, and its shift."""
-    gnu = shutil.which("time") or "/usr/bin/time"
+    gnu = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    if gnu is None:
+        raise SystemExit("GNU time is needed for the CPU seconds (Debian: apt-get install time)")
     env = {**os.environ, "GEOREG_SERVER": "off"}
     env.pop("GEOREG_THREADS", None)
     env.pop("OMP_NUM_THREADS", None)

@@ -460,10 +460,12 @@ def info(ctx):
                f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
     cores = os.cpu_count() or 1
     threads = os.environ.get("GEOREG_THREADS")
-    uses = ("one torch thread (--threads)" if not threads else
-            "torch's default threads, one per core (GEOREG_THREADS=0)" if threads.strip() == "0" else
-            f"{threads} torch threads (GEOREG_THREADS)")
-    click.echo(f"cpu: {cores} cores; a registration uses {uses}")
+    uses = ("a registration uses one torch thread (--threads)" if not threads else
+            f"GEOREG_THREADS={threads!r} is not a number of threads: registrations refuse to start"
+            if not threads.strip().isdigit() else
+            "a registration uses torch's default threads, one per core (GEOREG_THREADS=0)" if int(threads) == 0 else
+            f"a registration uses {int(threads)} torch threads (GEOREG_THREADS)")
+    click.echo(f"cpu: {cores} cores; {uses}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             click.echo(f"cuda:{i}: {torch.cuda.get_device_name(i)}")
