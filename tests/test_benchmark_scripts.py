@@ -263,3 +263,15 @@ def test_a_pair_of_two_places_is_not_called_reliable(shared_data, tmp_path):
             except GeoregError:
                 continue
         assert res.quality != "reliable", (ref, tgt, res.report["verdict"])
+
+
+def test_the_threads_benchmark_runs_georeg_on_the_threads_it_compares(small_pair, tmp_path):
+    import shutil
+
+    if not (shutil.which("time") or Path("/usr/bin/time").exists()):
+        pytest.skip("GNU time is not installed (Debian: apt-get install time)")
+    from threads_under_load import run_once
+
+    ref, tgt = small_pair()
+    r = run_once(str(ref), str(tgt), tmp_path / "out.tif", "2")
+    assert r["threads"] == 2 and r["wall"] > 0 and r["cpu"] > 0 and len(r["shift"]) == 2
