@@ -138,16 +138,23 @@ def grd_target(tgt: str, work: Path, size: int) -> str:
 OWN_PROCESS = {**os.environ, "GEOREG_SERVER": "off"}
 
 
+def gnu_time() -> str | None:
+    """The path of GNU time, or None where it is not installed."""
+    return shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+
+
 def timed(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall seconds and peak RSS (MB) of a command in a fresh process (GNU time when present)."""
-    gnu = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of a command in a fresh process
+    (GNU time when present)."""
+    gnu = gnu_time()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        full = [gnu, "-f", "%e %M", "-o", tf.name, *cmd] if gnu else cmd
+        full = [gnu, "-f", "%e %M %U %S", "-o", tf.name, *cmd] if gnu else cmd
         proc = subprocess.run(full, capture_output=True, text=True, env=env or OWN_PROCESS)
         parts = Path(tf.name).read_text().split() if gnu else []
     out = {"rc": proc.returncode, "tail": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]}
-    if len(parts) >= 2:
-        out.update(seconds=float(parts[-2]), peak_rss_mb=float(parts[-1]) / 1024)
+    if len(parts) >= 4:
+        wall, rss, user, system = (float(v) for v in parts[-4:])
+        out.update(seconds=wall, peak_rss_mb=rss / 1024, cpu_s=user + system)
     return out
 
 
@@ -157,15 +164,19 @@ def match_s_per_tile(report: dict) -> float:
     return sum(report["timings_s"].get(k, 0.0) for k in ("pass1", "global", "pass2")) / max(matched, 1)
 
 
-def run_georeg(ref: str, tgt: str, work: Path, matcher: str, env: dict | None = None, tag: str = "") -> dict:
+def run_georeg(ref: str, tgt: str, work: Path, matcher: str, env: dict | None = None, tag: str = "",
+               extra: tuple[str, ...] = ()) -> dict:
+    """One ``georeg register`` process (``extra``: more of its options), timed, and its report's
+    numbers."""
     out = work / f"out_{matcher}{tag}.tif"
     r = timed([sys.executable, "-m", "georeg.cli", "register", ref, tgt, "-o", str(out), "--matcher", matcher,
-               "--quicklook", "none", "--overwrite", "--accept-uncertain", "-q"], env)
+               "--quicklook", "none", "--overwrite", "--accept-uncertain", "-q", *extra], env)
     rep_path = work / f"out_{matcher}{tag}_report.json"
     if r["rc"] == 0 and rep_path.exists():
         rep = json.loads(rep_path.read_text())
         r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
-                 tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"))
+                 tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"),
+                 cpu_threads=rep.get("cpu_threads"))
         r["match_s_per_tile"] = match_s_per_tile(rep)
     return r
 

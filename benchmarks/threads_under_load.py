@@ -15,9 +15,7 @@ setting's shift (the same result either way).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,30 +24,22 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from scene_speed import build_pair  # noqa: E402
+from scene_speed import OWN_PROCESS, build_pair, gnu_time, run_georeg  # noqa: E402
 
 SETTINGS = (("1", "one thread (default)"), ("0", "torch's default"))
 LOADS = ("idle", "one busy process beside")
 
 
 def run_once(ref: str, tgt: str, out: Path, threads: str) -> dict:
-    """Wall and CPU seconds of one ``georeg register`` process, and its shift."""
-    gnu = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    if gnu is None:
+    """Wall and CPU seconds of one ``georeg register`` process (``scene_speed.run_georeg``, the
+    default matcher), and its shift and threads."""
+    if gnu_time() is None:
         raise SystemExit("GNU time is needed for the CPU seconds (Debian: apt-get install time)")
-    env = {**os.environ, "GEOREG_SERVER": "off"}
-    env.pop("GEOREG_THREADS", None)
-    env.pop("OMP_NUM_THREADS", None)
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        cmd = [gnu, "-f", "%e %U %S", "-o", tf.name, sys.executable, "-m", "georeg.cli", "register", ref, tgt,
-               "-o", str(out), "--threads", threads, "--quicklook", "none", "--overwrite", "--accept-uncertain",
-               "-q"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise SystemExit(f"georeg failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
-        wall, user, system = (float(v) for v in Path(tf.name).read_text().split()[-3:])
-    rep = json.loads(out.with_name(out.stem + "_report.json").read_text())
-    return {"wall": wall, "cpu": user + system, "shift": rep["shift"]["mean_px"], "threads": rep.get("cpu_threads")}
+    env = {k: v for k, v in OWN_PROCESS.items() if k not in ("GEOREG_THREADS", "OMP_NUM_THREADS")}
+    r = run_georeg(ref, tgt, out.parent, "auto", env, tag=f"_{out.stem}", extra=("--threads", threads))
+    if r["rc"] != 0 or "shift_px" not in r:
+        raise SystemExit(f"georeg failed: {r['tail'][0][-400:]}")
+    return {"wall": r["seconds"], "cpu": r["cpu_s"], "shift": r["shift_px"], "threads": r["cpu_threads"]}
 
 
 def main() -> None:

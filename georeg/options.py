@@ -155,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "matching", "device", "choice", "Where the matcher runs.", DEVICES, manifest=False),
     Option("threads", "matching", "threads", "int",
            "torch's CPU threads for a registration (batch: for each worker). One keeps a registration as fast "
-           "when anything else runs on the machine; more threads make one registration up to 1.2x faster on an "
+           "when anything else runs on the machine; more threads make one registration up to 1.35x faster on an "
            "otherwise idle machine and several times slower when something else runs. 0: torch's setting as it "
            "is (in a process of its own, one thread per core). The default can also be set with GEOREG_THREADS.",
            manifest=False, envvar="GEOREG_THREADS"),
