@@ -18,6 +18,27 @@ def test_eca_kernel_rule():
     assert sum(p.numel() for p in ECA(256).parameters()) == 5
 
 
+def test_kgl_inference_in_place_gives_the_same_numbers():
+    """In inference mode CBT normalises its convolution's output in place and ECA scales in place:
+    bit for bit what the autograd path gives, and the caller's input is left alone."""
+    m = KGLNet(width=0.5).eval()
+    for p in m.parameters():  # trained-looking affine parameters, not the 1/0/-1 initialisation
+        if p.ndim == 4 and p.shape[2:] == (1, 1):
+            p.data.uniform_(-0.5, 1.5)
+    x = torch.rand(6, 1, 64, 64)
+    kept = x.clone()
+    with torch.no_grad():
+        low = m.low(x, "other")
+        expected = m.head(m.difference_features(low, "other"), m.difference_features(m.low(x.flip(-1), "opt"), "opt"))
+        desc = m.describe(low)
+    with torch.inference_mode():
+        low = m.low(x, "other")
+        got = m.head(m.difference_features(low, "other"), m.difference_features(m.low(x.flip(-1), "opt"), "opt"))
+        assert torch.equal(got, expected)
+        assert torch.equal(m.describe(low), desc)
+    assert torch.equal(x, kept)
+
+
 def test_kgl_parameter_counts():
     m = KGLNet()
     assert count_parameters(m) == 6_409_713
