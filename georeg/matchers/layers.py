@@ -71,8 +71,12 @@ class CBT(nn.Sequential):
         conv, frn, tlu = self
         y = conv(x)
         # in inference the normalisation overwrites the convolution's output instead of writing a
-        # second tensor as large: the same numbers, 7% less time for a KGL-Net patch on the CPU
-        return tlu(frn(y, out=y) if torch.is_inference_mode_enabled() else frn(y))
+        # second tensor as large: the same numbers, 5-8% less time for a KGL-Net patch on the CPU.
+        # Not under autocast, whose half-precision convolution output would round what FRN gives
+        # in float32 (and the ECA and layers after it) to half precision
+        if torch.is_inference_mode_enabled() and y.dtype == frn.gamma.dtype:
+            return tlu(frn(y, out=y))
+        return tlu(frn(y))
 
 
 def l2_normalise(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
