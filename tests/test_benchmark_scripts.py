@@ -266,11 +266,11 @@ def test_a_pair_of_two_places_is_not_called_reliable(shared_data, tmp_path):
 
 
 def test_the_threads_benchmark_runs_georeg_on_the_threads_it_compares(small_pair, tmp_path):
-    import shutil
-
-    if not (shutil.which("time") or Path("/usr/bin/time").exists()):
-        pytest.skip("GNU time is not installed (Debian: apt-get install time)")
+    from scene_speed import gnu_time
     from threads_under_load import run_once
+
+    if gnu_time() is None:
+        pytest.skip("GNU time is not installed (Debian: apt-get install time)")
 
     ref, tgt = small_pair()
     r = run_once(str(ref), str(tgt), tmp_path / "out.tif", "2")
