@@ -214,6 +214,16 @@ class _Scene:
         self.frame = frame
         self.prior = None if frame is None else np.linalg.inv(full) @ frame @ full
 
+    def _cross_power(self, ft: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) centred target channels -> (B, 2h, w + 1) cross-power spectrum with the
+        reference's, summed over the channels: ``(rfft2(ft, s) * fr_hat).sum(1)`` bit for bit, a
+        channel at a time, without the (B, C, 2h, w + 1) spectrum (2-3x faster on one thread)."""
+        cross = None
+        for c in range(ft.shape[1]):
+            spec = torch.fft.rfft2(ft[:, c], s=self.fft_size).mul_(self.fr_hat[c])
+            cross = spec if cross is None else cross.add_(spec)
+        return cross
+
     def score(self, mats: list[np.ndarray]) -> list[tuple[float, float, float]]:
         """(z-score of the correlation peak, shift x, shift y in search px) for each matrix
         (after the scene's prior placement, :meth:`set_frame`)."""
@@ -228,9 +238,11 @@ class _Scene:
                 wt = valid.float()
                 both = wt * torch.from_numpy(self.r_valid.astype(np.float32))
                 mean = (ft * wt[:, None]).sum((2, 3), keepdim=True) / wt.sum((1, 2)).clamp(min=1).view(-1, 1, 1, 1)
-                ft = (ft - mean) * _taper_batch(wt)[:, None]
-                cross = (torch.fft.rfft2(ft, s=self.fft_size) * self.fr_hat[None]).sum(1)
-                cross = cross / (cross.abs() ** 0.6 + 1e-9)
+                ft = ft.sub_(mean).mul_(_taper_batch(wt)[:, None])
+                cross = self._cross_power(ft)
+                mag = cross.abs().pow_(0.6).add_(1e-9)
+                cross = cross.div_(mag)
+                del mag
                 corr = torch.fft.fftshift(torch.fft.irfft2(cross, s=self.fft_size), dim=(-2, -1))
                 # too little common area makes any score meaningless
                 share = both.mean((1, 2))

@@ -137,6 +137,25 @@ def test_global_search_coarse_level_pools_the_fine_read_in_place(tmp_path, size)
         assert np.median(diff) < 2.0, (k, float(np.median(diff)))
 
 
+def test_global_search_cross_power_is_the_whole_tensor_formula_bit_for_bit(tmp_path):
+    """The search scores a hypothesis by the cross-power spectrum of its channels with the
+    reference's, summed over the channels; computed a channel at a time (no (B, C, 2h, w + 1)
+    spectrum), it must be the numbers of ``(rfft2(ft, s) * fr_hat).sum(1)`` exactly."""
+    import torch
+
+    from georeg.globalgeom import _Scene
+
+    rng = np.random.default_rng(2)
+    a = (rng.random((200, 180)) * 250).astype(np.uint8)
+    ref, tgt = _write(tmp_path / "reference.tif", a), _write(tmp_path / "target.tif", a[::-1].copy())
+    with RasterSource(ref, InputConfig(), "reference") as r, \
+            RasterSource(tgt, InputConfig(modality="optical"), "target") as t:
+        scene = _Scene(r, t, r.grid, overlap_window(r, t)[0], 96)
+    ft = torch.from_numpy(rng.standard_normal((5, scene.fr_hat.shape[0], scene.h, scene.w)).astype(np.float32))
+    want = (torch.fft.rfft2(ft, s=scene.fft_size) * scene.fr_hat[None]).sum(1)
+    assert torch.equal(scene._cross_power(ft), want)
+
+
 def test_a_weak_global_winner_gives_way_to_a_runner_up_the_tiles_confirm(tmp_path, monkeypatch):
     """When the fine matching under the search's winner finds no clear model, its runners-up are
     verified in turn. Here the winner is made wrong (the true hypothesis turned by 70 degrees) and
