@@ -82,6 +82,13 @@ class GlobalGeometry:
         return abs(self.rotation_deg) < 1.0 and abs(self.scale - 1.0) < 0.02
 
     @property
+    def near_identity(self) -> bool:
+        """Rotation within 1 degree and scale within one finest step of the search (2.2%): as near
+        to no rotation or scale as the search can tell (:attr:`is_identity_like` stops at 2%, so
+        the step either side of 1, 1.022 or 0.979, falls outside it)."""
+        return abs(self.rotation_deg) < 1.0 and not self.scale_resolved
+
+    @property
     def scale_resolved(self) -> bool:
         """Whether the scale is more than one finest step of the search (2.2%) from 1. Its score
         surface is broad in scale (SRIF pair 48, scale 1, comes out one step low), so within a step

@@ -856,12 +856,15 @@ def _finer_global_stage(sc: Scene, tp, model, radius: int):
     runner-up was right; at 192 px the true geometry wins by 5.2x the next basin (12.0 degrees,
     0.937). Paid only where nothing else worked, about 9 s on a 1024 px pair, and not where the
     first search saw the overlap at full resolution or clearly found no rotation or scale (an
-    accepted identity: the 4096 and 10980 px S1/S2 mosaics, whose weakness is their second motion,
-    paid 7-8 s for a second identity). This search also seeds magnified scales at its full size
-    (S1/S2 pair 176 turned -176.3 degrees and magnified 1.9x: at 192 px it finds -176.5 degrees
-    and 0.511 by 3.0x the next basin, where without those seeds it put -44.5 degrees first)."""
+    accepted identity, within the search's finest steps: the 4096 and 10980 px S1/S2 mosaics,
+    whose weakness is their second motion, paid 7-8 s for a second identity; the 256 px 3MOS
+    pair Redarsat_mountain_4 shifted by (-5.7, 4.8) px, accepted at 0.5 degrees and 1.022, paid
+    10 s for a 0.65x winner that the shift passes' translation then outvoted). This search also
+    seeds magnified scales at its full size (S1/S2 pair 176 turned -176.3 degrees and magnified
+    1.9x: at 192 px it finds -176.5 degrees and 0.511 by 3.0x the next basin, where without those
+    seeds it put -44.5 degrees first)."""
     first = sc.geometry
-    if first.factor <= 1.0 or (first.accepted and first.is_identity_like):
+    if first.factor <= 1.0 or (first.accepted and first.near_identity):
         return tp, model
     log.info("no prior gave a clear model (%s); searching rotation and scale at %d px",
              _describe_fit(model, tp), FINER_GLOBAL_SIZE)

@@ -206,6 +206,29 @@ def test_a_runner_up_must_explain_clearly_more_than_the_winner():
     assert _clearly_more(fit(4), None) and not _clearly_more(fit(2), None)
 
 
+@pytest.mark.parametrize("rotation, steps, searched", [(0.5, 1, False), (-0.5, -1, False), (0.0, 0, False),
+                                                      (0.5, 2, True), (1.5, 0, True)])
+def test_a_first_search_that_found_no_turn_within_its_steps_is_not_searched_again(monkeypatch, rotation, steps,
+                                                                                  searched):
+    """The 192 px second search is for a turn or scale the first missed; a first search accepted
+    within its finest steps of no turn (under 1 degree, scale 1 or one step of 2.2% either side)
+    found none, and searching again cost a 256 px 3MOS pair off by a shift 10 s for nothing."""
+    from types import SimpleNamespace
+
+    import georeg.pipeline as pipeline
+    from georeg.globalgeom import FINEST_SCALE_STEP_LOG2, GlobalGeometry
+
+    g = GlobalGeometry(np.eye(3), rotation, 2.0 ** (steps * FINEST_SCALE_STEP_LOG2), (0.0, 0.0), 10.0, 2.0, 9.0,
+                       900, 2.0, True)
+    assert g.near_identity is not searched
+    calls = []
+    monkeypatch.setattr(pipeline, "_another_search",
+                        lambda sc, tp, model, radius, **kw: calls.append(kw) or (tp, model))
+    monkeypatch.setattr(pipeline, "_describe_fit", lambda model, tp: "a weak fit")
+    assert pipeline._finer_global_stage(SimpleNamespace(geometry=g), "tp", "model", 40) == ("tp", "model")
+    assert bool(calls) is searched
+
+
 @pytest.mark.parametrize("several_motions", [True, False])
 def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path, monkeypatch, several_motions):
     """A weak shift pass that many tie points agree with (several motions) is not a wrong geometry:
