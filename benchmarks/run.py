@@ -305,13 +305,35 @@ print(json.dumps({{"seconds": secs, "shift_px": r.report["shift"]["mean_px"], "t
     return info
 
 
+# the sets in the order they are built: the random picks of each depend on the sets built before
+# it, so a run gives the same picks whatever order --sets lists them in
+SET_ORDER = ("s1s2", "s1s2png", "landsat", "landsat_nomask", "3mos", "srif_ir", "nir_vis", "srif_rot", "s1s2_rot",
+             "s1s2png_rot", "3mos_rot", "rot90", "nir_vis_h", "srif_files", "s1s2_rot_offset", "s1s2_scale")
+
+
+def ordered_sets(names: list[str]) -> list[str]:
+    """The sets ``names`` (blanks and repeats dropped) in SET_ORDER."""
+    return [key for key in SET_ORDER if key in names]
+
+
+def _check_sets(ap: argparse.ArgumentParser, sets: str, evaluate: str | None) -> None:
+    """Exit with the parser's error when --sets names an unknown set or --evaluate one not built."""
+    unknown = set(sets.split(",")) - set(SET_ORDER) - {""}
+    if unknown:
+        ap.error(f"--sets names sets that do not exist: {', '.join(sorted(unknown))}; "
+                 f"the sets are {', '.join(SET_ORDER)}")
+    outside = set((evaluate or "").split(",")) - set(sets.split(",")) - {""}
+    if outside:
+        ap.error(f"--evaluate names sets that --sets does not build: {', '.join(sorted(outside))}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_data = HERE.parent.parent / "shared" / "data"
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(default_data)))
-    ap.add_argument("--sets", default="s1s2,s1s2png,landsat,landsat_nomask,3mos,srif_ir,nir_vis,"
-                                      "srif_rot,s1s2_rot,s1s2png_rot,3mos_rot,rot90,nir_vis_h,srif_files,"
-                                      "s1s2_rot_offset,s1s2_scale")
+    ap.add_argument("--sets", default=",".join(SET_ORDER),
+                    help="comma-separated sets, built in this order whatever the order given (the random "
+                         "picks of a set depend on the sets built before it)")
     ap.add_argument("--sizes", default="2000,5000,10000")
     ap.add_argument("--quick", action="store_true", help="a few pairs per set and sizes 1024 and 2000 only")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
@@ -329,9 +351,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config field in every georeg run, e.g. matching.keypoints_per_tile=768")
     args = ap.parse_args()
-    outside = set((args.evaluate or "").split(",")) - set(args.sets.split(",")) - {""}
-    if outside:
-        ap.error(f"--evaluate names sets that --sets does not build: {', '.join(sorted(outside))}")
+    _check_sets(ap, args.sets, args.evaluate)
     DUMP["dir"] = args.dump
     for item in args.set:
         key, _, value = item.partition("=")
@@ -354,7 +374,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="georeg-bench-") as td:
         work = Path(td)
         cases: list[Case] = []
-        for key in [s for s in args.sets.split(",") if s]:
+        for key in ordered_sets(args.sets.split(",")):
             built = BUILDERS[key](data, work, rng, held_out=args.held_out)
             if args.evaluate is None or key in args.evaluate.split(","):
                 cases += built[: (4 if args.quick else args.limit)]

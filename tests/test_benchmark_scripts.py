@@ -24,6 +24,17 @@ def test_growth_exponent_of_time_with_area(capsys):
     assert "small only" not in out and "failed" not in out
 
 
+def test_benchmark_sets_are_built_in_one_order_whatever_the_order_given():
+    """The random picks of a set depend on the sets built before it: run.py builds --sets in one
+    order (every set, once), so listing them otherwise draws the same cases."""
+    from cases import BUILDERS
+    from run import SET_ORDER, ordered_sets
+
+    assert sorted(SET_ORDER) == sorted(BUILDERS) and len(set(SET_ORDER)) == len(SET_ORDER)
+    assert ordered_sets(list(reversed(SET_ORDER))) == list(SET_ORDER)
+    assert ordered_sets(["3mos_rot", "s1s2", "", "nir_vis_h", "s1s2"]) == ["s1s2", "3mos_rot", "nir_vis_h"]
+
+
 @pytest.mark.data
 def test_scene_speed_grd_target_is_the_target_upside_down_placed_by_gcps(shared_data, tmp_path):
     """scene_speed.py --grd hands the target over as a GRD measurement file: the same ground through
