@@ -200,11 +200,14 @@ def test_a_turned_picture_shows_each_point_where_the_motion_puts_it(tmp_path):
             assert np.abs(centroid - q).max() < 0.25, (theta, scale, p, centroid, q)
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_a_sar_picture_turned_half_round_registers_as_its_plain_pair(shared_data, tmp_path):
     """A pair no benchmark, training or tuning used (RIFT's SAR/optical demo, no georeferencing):
     the SAR picture turned 200 degrees gives the plain pair's result composed with the turn,
-    within a pixel, and both are called reliable."""
+    within a pixel, and both are called reliable. Slow (two registrations, 14 s); the default run
+    keeps a real pair through the global search in tests/test_geometry.py (SRIF pair 41 turned 19
+    degrees by its GT, the shape polish's test)."""
     import warnings
 
     import numpy as np
