@@ -247,9 +247,7 @@ class _Scene:
                 mean = (ft * wt[:, None]).sum((2, 3), keepdim=True) / wt.sum((1, 2)).clamp(min=1).view(-1, 1, 1, 1)
                 ft = ft.sub_(mean).mul_(_taper_batch(wt)[:, None])
                 cross = self._cross_power(ft)
-                mag = cross.abs().pow_(0.6).add_(1e-9)
-                cross = cross.div_(mag)
-                del mag
+                cross.div_(cross.abs().pow_(0.6).add_(1e-9))
                 corr = torch.fft.fftshift(torch.fft.irfft2(cross, s=self.fft_size), dim=(-2, -1))
                 # too little common area makes any score meaningless
                 share = both.mean((1, 2))
