@@ -401,6 +401,49 @@ def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Ca
     return out
 
 
+def _srif_other_pairs(data: Path, rng, n_pairs: int, category: str):
+    """(pair number, image 1 as stored, image 2 as stored, GT 3x3) of SRIF ``category`` pairs whose GT
+    check found no residual (in whole pixels), a random pick of ``n_pairs``. No learned matcher
+    trained on these categories, so every pair is held out."""
+    root = data / "srif_multimodal"
+    ok = [r["pair"] for r in _csv(root / "gt_check.csv")
+          if r["category"] == category and r["gt_consistent"] == "1" and float(r["residual_px"]) == 0.0
+          and (root / category / f"pair{r['pair']}_2.jpg").exists()]
+    pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
+    d = root / category
+    for k in pick:
+        i = ok[k]
+        one, two = (np.asarray(Image.open(d / f"pair{i}_{j}.jpg")) for j in (1, 2))
+        a = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
+        yield i, one, two, a
+
+
+def _bands_first(a: np.ndarray) -> np.ndarray:
+    return a.transpose(2, 0, 1).copy() if a.ndim == 3 else a.copy()
+
+
+def _srif_other(category: str, label: str, key: str):
+    """A builder of SRIF ``category`` pairs with the GT rotation as given (the convention of
+    :func:`srif_rot`), each image written as the dataset stores it (RGB or grey) under neutral names,
+    with no nodata (a night picture is mostly black; the turned image's corners are black too).
+    These are close-range photographs, not scenes from orbit: Nighttime shows a street at night from
+    a mast, a visible camera against a thermal one, with bare branches in front of the street;
+    Optical-Depth shows rooms against a depth camera. Near and far objects move apart between the
+    two cameras (parallax), which no single model follows, so the sets say how georeg generalises
+    and whether its verdict notices, not how it registers satellite scenes (run.py's CLOSE_RANGE)."""
+    def build(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
+        t = Affine(10, 0, 500000, 0, -10, 4000000)
+        out = []
+        for i, one, two, a in _srif_other_pairs(data, rng, n_pairs, category):
+            folder = _neutral(work, key, int(i))
+            ref = _write(folder / "reference.tif", _bands_first(one), t, "EPSG:32633")
+            tgt = _write(folder / "target.tif", _bands_first(two), t, "EPSG:32633")
+            angle = float(np.degrees(np.arctan2(-a[1, 0], a[0, 0])))
+            out.append(Case(label, f"pair {i} ({angle:+.0f} deg)", ref, tgt, "exact", truth_px=np.linalg.inv(a)))
+        return out
+    return build
+
+
 def srif_files(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
     """SRIF Optical-Infrared exactly as the dataset gives it: the two JPEG files, without
     georeferencing (registered in pixel coordinates), both grey stored as three identical bands,
@@ -615,6 +658,8 @@ BUILDERS = {
     "nir_vis_h": nir_vis_h,
     "s1s2_rot_offset": s1s2_rot_offset,
     "s1s2_scale": s1s2_scale,
+    "srif_night": _srif_other("Nighttime", "srif night street (close range), GT rotation as given", "srif_night"),
+    "srif_depth": _srif_other("Optical-Depth", "srif room/depth (close range), GT rotation as given", "srif_depth"),
 }
 
 

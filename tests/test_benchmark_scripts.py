@@ -28,11 +28,14 @@ def test_benchmark_sets_are_built_in_one_order_whatever_the_order_given():
     """The random picks of a set depend on the sets built before it: run.py builds --sets in one
     order (every set, once), so listing them otherwise draws the same cases."""
     from cases import BUILDERS
-    from run import SET_ORDER, ordered_sets
+    from run import CLOSE_RANGE, DEFAULT_SETS, SET_ORDER, ordered_sets
 
     assert sorted(SET_ORDER) == sorted(BUILDERS) and len(set(SET_ORDER)) == len(SET_ORDER)
     assert ordered_sets(list(reversed(SET_ORDER))) == list(SET_ORDER)
     assert ordered_sets(["3mos_rot", "s1s2", "", "nir_vis_h", "s1s2"]) == ["s1s2", "3mos_rot", "nir_vis_h"]
+    # the close-range sets come last, so that adding them left every other set's picks as they were
+    assert SET_ORDER[-len(CLOSE_RANGE):] == CLOSE_RANGE
+    assert SET_ORDER[:-len(CLOSE_RANGE)] == DEFAULT_SETS
 
 
 @pytest.mark.data
@@ -289,3 +292,34 @@ def test_the_threads_benchmark_runs_georeg_on_the_threads_it_compares(small_pair
     ref, tgt = small_pair()
     r = run_once(str(ref), str(tgt), tmp_path / "out.tif", "2")
     assert r["threads"] == 2 and r["wall"] > 0 and r["cpu"] > 0 and len(r["shift"]) == 2
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("key, category", [("srif_night", "Nighttime"), ("srif_depth", "Optical-Depth")])
+def test_srif_night_and_depth_pairs_are_handed_over_as_the_dataset_stores_them(shared_data, tmp_path, key, category):
+    """The day/night and optical/depth sets (modalities no matcher trained on): each target is the
+    dataset's image 2 unchanged, turned by its GT, under a neutral name and without nodata, and the
+    truth is the GT's inverse, a turn about the image centre in the GT's corner-based convention."""
+    import numpy as np
+    import rasterio
+    from cases import BUILDERS
+    from PIL import Image
+
+    d = shared_data / "srif_multimodal" / category
+    if not d.is_dir():
+        pytest.skip(f"SRIF {category} is not in {shared_data}")
+    cases = BUILDERS[key](shared_data, tmp_path, np.random.default_rng(0), n_pairs=2)
+    assert len(cases) == 2
+    for case in cases:
+        i = case.name.split()[1]
+        assert Path(case.target).name == "target.tif" and Path(case.reference).name == "reference.tif"
+        stored = np.asarray(Image.open(d / f"pair{i}_2.jpg"))
+        with rasterio.open(case.target) as t:
+            assert t.nodata is None
+            got = t.read()
+        assert np.array_equal(got, stored.transpose(2, 0, 1) if stored.ndim == 3 else stored[None])
+        gt = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
+        assert np.allclose(case.truth_px @ gt, np.eye(3))
+        h, w = got.shape[1:]
+        centre = case.truth_px @ [w / 2, h / 2, 1]
+        assert np.allclose(centre[:2], [w / 2, h / 2], atol=0.05)  # a turn about the centre
