@@ -1,13 +1,13 @@
-"""One real S1/S2 pair handed over the ways users hand data over: the target as linear power or
-dB floats with nodata, as uint16 amplitude DN (a GRD product), two polarisations, reprojected to
-EPSG:4326 at 20 m, as a GRD file georeferenced by GCPs, with an undeclared collar of 0 or (dB
-floats) of -3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as
-dB with 1% of its pixels NaN; the reference as 16-bit reflectance with four bands, cropped, as
-RGBA with a transparent strip, with 4x finer pixels, or with opaque clouds painted over 12% of it,
-alone and with a Sentinel-2 scene classification (SCL, 20 m) beside it given as ``--ref-mask``.
-Every variant carries the same georeferencing error, so every correction must agree with the
-plain pair's on the ground, and none may be called reliable while disagreeing by a 10 m pixel or
-more.
+"""One real S1/S2 pair handed over the ways users hand data over: the target as linear power or dB
+floats with nodata, as linear power with the speckle of a GRD (4.4 looks) or an SLC (1 look), as
+uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m, as a GRD
+file georeferenced by GCPs, with an undeclared collar of 0 or (dB floats) of -3.4e38, half empty,
+cropped small, as dB in uint16 with GDAL's scale and offset, as dB with 1% of its pixels NaN; the
+reference as 16-bit reflectance with four bands, cropped, as RGBA with a transparent strip, with 4x
+finer pixels, or with opaque clouds painted over 12% of it, alone and with a Sentinel-2 scene
+classification (SCL, 20 m) beside it given as ``--ref-mask``. Every variant carries the same
+georeferencing error, so every correction must agree with the plain pair's on the ground, and none
+may be called reliable while disagreeing by a 10 m pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -62,6 +62,13 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     lin = (10 ** (db / 10)).astype(np.float32)
     lin[:, :100] = 0
     out.append(("linear power, float32, nodata 0 strip", ref, _write(work / "linear.tif", lin, t, crs, 0)))
+    # the dataset's previews are smoothed; a GRD's intensity carries multiplicative speckle of about
+    # 4.4 looks (IW), an SLC's of one look
+    rng = np.random.default_rng(176)
+    for looks in (4.4, 1.0):
+        speckled = (10 ** (db / 10) * rng.gamma(looks, 1 / looks, db.shape)).astype(np.float32)
+        out.append((f"linear power, {looks:g}-look speckle", ref,
+                    _write(work / f"speckle{looks:g}.tif", speckled, t, crs)))
     amp = preview_amplitude(vh)  # a GRD's amplitude DN
     out.append(("amplitude DN, uint16", ref, _write(work / "amplitude.tif", amp, t, crs)))
     dbn = db.astype(np.float32)

@@ -75,7 +75,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 22
+    assert len(variants) == 24
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
