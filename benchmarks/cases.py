@@ -430,7 +430,7 @@ def _srif_other(category: str, label: str, key: str):
     a mast, a visible camera against a thermal one, with bare branches in front of the street;
     Optical-Depth shows rooms against a depth camera. Near and far objects move apart between the
     two cameras (parallax), which no single model follows, so the sets say how georeg generalises
-    and whether its verdict notices, not how it registers satellite scenes (run.py's CLOSE_RANGE)."""
+    and whether its verdict notices, not how it registers satellite scenes (run.py's OPT_IN)."""
     def build(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
         t = Affine(10, 0, 500000, 0, -10, 4000000)
         out = []
@@ -581,24 +581,34 @@ def s1s2_rot_offset(data: Path, work: Path, rng, held_out=False) -> list[Case]:
     return s1s2_rot(data, work, rng, per_pair=3, held_out=held_out, key="s1s2_rot_offset", offset=(50.0, 150.0))
 
 
-def s1s2png_rot(data: Path, work: Path, rng, per_pair=1, held_out=False) -> list[Case]:
+def s1s2png_rot(data: Path, work: Path, rng, per_pair=1, held_out=False, sub: str = "",
+                set_name: str = "S1/S2 PNG rotated 2-15 deg", key: str = "s1s2png_rot") -> list[Case]:
+    """The S1/S2 PNG pairs (``sub``: "" for the 18 colour ones, "extra_gray/" for the 40 grey ones),
+    georeferenced from georef_epsg3395.csv, each target turned 2-15 degrees and scaled 0.9-1.1."""
     root = data / "s1s2_volkov"
     rows = {r["fragment"]: r for r in _csv(root / "georef_epsg3395.csv")}
-    names = sorted(p.name for p in (root / "opt").glob("*.png"))
+    names = sorted(p.name for p in (root / sub / "opt").glob("*.png"))
     if held_out:
         split, _ = _training_split()
         names = [n for n in names if n in rows and split.get(rows[n]["s2_tile"]) != "train"]
     pairs = []
     for k, name in enumerate(names):
         r = rows.get(name)
-        if r is None or r["ambiguous"] == "1" or not (root / "sar" / name).exists():
+        if r is None or r["ambiguous"] == "1" or not (root / sub / "sar" / name).exists():
             continue
         t = Affine(float(r["pixel_w"]), 0, float(r["x_min"]), 0, -float(r["pixel_h"]), float(r["y_max"]))
-        opt = np.asarray(Image.open(root / "opt" / name).convert("RGB")).transpose(2, 0, 1).copy()
-        sar = np.asarray(Image.open(root / "sar" / name).convert("L")).copy()
-        ref, base = _neutral_copy(work, "s1s2png_rot", k, opt, sar, t, "EPSG:3395")
+        opt = np.asarray(Image.open(root / sub / "opt" / name).convert("RGB")).transpose(2, 0, 1).copy()
+        sar = np.asarray(Image.open(root / sub / "sar" / name).convert("L")).copy()
+        ref, base = _neutral_copy(work, key, k, opt, sar, t, "EPSG:3395")
         pairs.append((name[:-4], ref, base, {}))
-    return _rotated_cases("S1/S2 PNG rotated 2-15 deg", "s1s2png_rot", pairs, work, rng, per_pair)
+    return _rotated_cases(set_name, key, pairs, work, rng, per_pair)
+
+
+def s1s2gray_rot(data: Path, work: Path, rng, held_out=False) -> list[Case]:
+    """:func:`s1s2png_rot` on the 40 grey PNG pairs (extra_gray/): with ``held_out``, the 23 of the
+    validation and test tiles, which the learned matchers never trained on."""
+    return s1s2png_rot(data, work, rng, held_out=held_out, sub="extra_gray/",
+                       set_name="S1/S2 grey PNG rotated 2-15 deg", key="s1s2gray_rot")
 
 
 def _threemos_pairs(data: Path, work: Path, rng, n_pairs: int, held_out: bool, key: str):
@@ -660,6 +670,7 @@ BUILDERS = {
     "s1s2_scale": s1s2_scale,
     "srif_night": _srif_other("Nighttime", "srif night street (close range), GT rotation as given", "srif_night"),
     "srif_depth": _srif_other("Optical-Depth", "srif room/depth (close range), GT rotation as given", "srif_depth"),
+    "s1s2gray_rot": s1s2gray_rot,
 }
 
 

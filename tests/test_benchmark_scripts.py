@@ -28,15 +28,13 @@ def test_benchmark_sets_are_built_in_one_order_whatever_the_order_given():
     """The random picks of a set depend on the sets built before it: run.py builds --sets in one
     order (every set, once), so listing them otherwise draws the same cases."""
     from cases import BUILDERS
-    from run import CLOSE_RANGE, CLOSE_RANGE_SEEDS, DEFAULT_SETS, SET_ORDER, ordered_sets
+    from run import DEFAULT_SETS, OPT_IN, SET_ORDER, ordered_sets
 
     assert sorted(SET_ORDER) == sorted(BUILDERS) and len(set(SET_ORDER)) == len(SET_ORDER)
     assert ordered_sets(list(reversed(SET_ORDER))) == list(SET_ORDER)
     assert ordered_sets(["3mos_rot", "s1s2", "", "nir_vis_h", "s1s2"]) == ["s1s2", "3mos_rot", "nir_vis_h"]
-    # the close-range sets come last, so that adding them left every other set's picks as they were
-    assert SET_ORDER[-len(CLOSE_RANGE):] == CLOSE_RANGE
-    assert SET_ORDER[:-len(CLOSE_RANGE)] == DEFAULT_SETS
-    assert sorted(CLOSE_RANGE_SEEDS) == sorted(CLOSE_RANGE)  # their picks are their own
+    # the opt-in sets come last, so that adding them left every other set's picks as they were
+    assert SET_ORDER[-len(OPT_IN):] == tuple(OPT_IN) and SET_ORDER[:-len(OPT_IN)] == DEFAULT_SETS
 
 
 @pytest.mark.data
