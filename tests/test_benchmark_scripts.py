@@ -322,3 +322,24 @@ def test_srif_night_and_depth_pairs_are_handed_over_as_the_dataset_stores_them(s
         h, w = got.shape[1:]
         centre = case.truth_px @ [w / 2, h / 2, 1]
         assert np.allclose(centre[:2], [w / 2, h / 2], atol=0.05)  # a turn about the centre
+
+
+@pytest.mark.data
+def test_grey_png_rotated_set_turns_the_held_out_grey_pairs(shared_data, tmp_path):
+    """s1s2gray_rot takes the grey PNG pairs of the validation and test tiles only (the learned
+    matchers trained on the third), each target the grey SAR picture turned under a neutral name."""
+    import numpy as np
+    import rasterio
+    from cases import BUILDERS
+    from PIL import Image
+
+    root = shared_data / "s1s2_volkov" / "extra_gray"
+    if not root.is_dir():
+        pytest.skip(f"the grey S1/S2 pairs are not in {shared_data}")
+    cases = BUILDERS["s1s2gray_rot"](shared_data, tmp_path, np.random.default_rng(0), held_out=True)
+    assert len(cases) == 23 and len({c.base_target for c in cases}) == 23
+    case = cases[0]
+    fragment = case.name.split()[0]
+    assert Path(case.target).name == "target.tif" and case.judge == "consistency"
+    with rasterio.open(case.base_target) as d:
+        assert np.array_equal(d.read(1), np.asarray(Image.open(root / "sar" / f"{fragment}.png").convert("L")))
