@@ -98,7 +98,9 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     check_creation_options(list(oc.creation_options), oc.cog)
     pictures = _pixel_frame(report)
     align = oc.align_grids or pictures  # pictures: onto the reference picture's pixels, as registered
-    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=pictures) as src, \
+    # a target registered as its mirror image (a picture in radar geometry) is placed so again
+    mirrored = pictures and bool((report.get("target") or {}).get("mirrored"))
+    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=pictures, mirrored=mirrored) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if src.pixel_frame != pictures:  # a georeferenced raster takes a georeferenced report
             raise InputError(f"{src.path} is georeferenced, but this report registered rasters without "

@@ -248,6 +248,9 @@ def modality_text(report: dict) -> str:
                                                   and probs.get(modality, 1.0) < TEXTURE_CONFIDENT)
     if unsure:
         text += "; pass --modality if that is not the sensor"
+    if report["target"].get("mirrored"):
+        text += ("; registered as its mirror image (flipped left to right): it matched no rotation as it is, "
+                 "as a picture in radar geometry does")
     return text
 
 

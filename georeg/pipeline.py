@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -268,6 +270,9 @@ class Scene:
     steps_done: int = 0
     steps_total: int = 1
     first_passes: int = 0  # first passes matched (one per prior tried)
+    # the second and framed global searches when the first leaves no clear model; off for a
+    # picture's mirror image, which is tried once the picture as it is has had them
+    fallback_searches: bool = True
     ranked_first_passes: int = 0  # of which matched again with the learned ranker (structural weak)
     first_passes_not_retried: int = 0  # weak, but with the many inliers of several motions (not retried)
 
@@ -333,25 +338,69 @@ def _with_usable_share(exc: TooFewTiePointsError, sc: Scene) -> TooFewTiePointsE
 
 def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., Scene], matcher,
               report_extra: dict) -> RegistrationResult:
-    """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound)."""
-    with RasterSource(reference, cfg.reference, "reference", pixel_frame_ok=True) as ref, \
-            RasterSource(target, cfg.target, "target", pixel_frame_ok=True) as tgt:
+    """The stages in order; ``scene(ref, tgt, cfg)`` makes the Scene (clock, callbacks and outputs bound).
+    Two pictures that register only as `uncertain`, or not at all, are tried once more with the
+    target mirrored, unless ``search=shift``, and the mirror image is kept when it is `reliable`: a
+    SAR picture in radar geometry exported without georeferencing is the map's mirror image
+    (left-right for a descending pass; upside down, the left-right mirror turned half round, for an
+    ascending one), which no rotation and scale can match. The outputs are written once, for the
+    result kept."""
+    with contextlib.ExitStack() as stack:
+        ref = stack.enter_context(RasterSource(reference, cfg.reference, "reference", pixel_frame_ok=True))
+        tgt = stack.enter_context(RasterSource(target, cfg.target, "target", pixel_frame_ok=True))
         if ref.pixel_frame != tgt.pixel_frame:  # pixel coordinates only when neither is georeferenced
             ref.require_georeferencing()
             tgt.require_georeferencing()
-        sc = scene(ref, tgt, cfg)
-        stage_open(sc, matcher)
-        stage_coarse(sc)
-        try:
-            stage_first_pass(sc)
-            stage_refine(sc)
-            stage_model_evidence(sc)
-        except TooFewTiePointsError as exc:
-            raise _with_usable_share(exc, sc) from None
-        stage_polish(sc)
-        stage_verdict(sc)
-        stage_to_reference_grid(sc)
+        mirror = tgt.pixel_frame and cfg.matching.search != "shift"
+        # a picture's warnings wait until it is known whether its mirror image is the answer
+        with warnings.catch_warnings(record=True) if mirror else contextlib.nullcontext([]) as said:
+            if mirror:
+                warnings.simplefilter("always")
+            try:
+                sc, failure = _registered(scene(ref, tgt, cfg), matcher), None
+            except TooFewTiePointsError as exc:
+                sc, failure = None, exc
+        if mirror and (sc is None or sc.verdict.quality != "reliable"):
+            kept = _mirrored(stack, ref, target, cfg, scene, matcher)
+            if kept is not None:
+                log.info("the target registers as its mirror image: %s", kept.verdict.reason)
+                return stage_outputs(kept, report_extra)
+        for w in said:  # the first attempt's warnings, now that its result is the one kept
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if sc is None:
+            raise failure
         return stage_outputs(sc, report_extra)
+
+
+def _registered(sc: Scene, matcher) -> Scene:
+    """Every stage up to the outputs."""
+    stage_open(sc, matcher)
+    stage_coarse(sc)
+    try:
+        stage_first_pass(sc)
+        stage_refine(sc)
+        stage_model_evidence(sc)
+    except TooFewTiePointsError as exc:
+        raise _with_usable_share(exc, sc) from None
+    stage_polish(sc)
+    stage_verdict(sc)
+    stage_to_reference_grid(sc)
+    return sc
+
+
+def _mirrored(stack: contextlib.ExitStack, ref: RasterSource, target, cfg: RegistrationConfig,
+              scene: Callable[..., Scene], matcher) -> Scene | None:
+    """The target registered as its mirror image when that is `reliable`, else None (its warnings
+    and failure are dropped: the picture as it is stays the answer)."""
+    tgt = stack.enter_context(RasterSource(target, cfg.target, "target", pixel_frame_ok=True, mirrored=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # no second or framed search: the mirror image of a picture is a plain turn to the
+            # first one, and a pair that matches neither way pays those searches once, not twice
+            sc = _registered(scene(ref, tgt, cfg, fallback_searches=False), matcher)
+        except TooFewTiePointsError:
+            return None
+    return sc if sc.verdict.quality == "reliable" else None
 
 
 def stage_open(sc: Scene, matcher) -> None:
@@ -809,10 +858,11 @@ def stage_first_pass(sc: Scene) -> None:
         if search == "auto" and _weak(model) and not _several_motions(model) and sc.geometry is None:
             sc.clock.lap("pass1")
             tp, model = _global_stage(sc, tp, model, radius, fallback=True)
-    if _weak(model) and sc.geometry is not None:  # a global search ran (never with search="shift")
+    # a global search ran (never with search="shift") and left no clear model
+    if _weak(model) and sc.geometry is not None and sc.fallback_searches:
         sc.clock.lap("pass1")
         tp, model = _finer_global_stage(sc, tp, model, radius)
-    if _weak(model) and sc.geometry is not None and sc.frame is not None:
+    if _weak(model) and sc.geometry is not None and sc.frame is not None and sc.fallback_searches:
         sc.clock.lap("pass1")
         tp, model = _framed_global_stage(sc, tp, model, radius)
     sc.clock.lap("pass1")
@@ -1353,6 +1403,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
                 "mask": {"path": src.cfg.mask, **src.mask_rule.to_dict()} if src.mask_rule is not None else None,
+                "mirrored": src.mirrored,  # a picture placed on its mirror image (see _register)
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

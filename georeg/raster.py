@@ -205,6 +205,14 @@ class GCPGrid(Grid):
 # Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
 # the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
+
+
+def mirrored_pixel_frame(width: int) -> Affine:
+    """The pixel frame of a picture flipped left to right (column c shown at x = width - c): a SAR
+    picture in radar geometry is the mirror image of the map (see :func:`georeg.pipeline._register`)."""
+    return PIXEL_FRAME @ Affine(-1, 0, width, 0, 1, 0)
+
+
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
@@ -342,11 +350,13 @@ class RasterSource:
     resampled onto any :class:`Grid`; reads outside the raster come back invalid.
     """
 
-    def __init__(self, path: str | Path, cfg: InputConfig, role: str, pixel_frame_ok: bool = False):
+    def __init__(self, path: str | Path, cfg: InputConfig, role: str, pixel_frame_ok: bool = False,
+                 mirrored: bool = False):
         """``pixel_frame_ok``: a raster with no georeferencing at all (no CRS, geotransform or GCPs,
         such as a plain PNG or JPEG) is placed on :data:`PIXEL_FRAME` instead of refused;
         ``pixel_frame`` says so and :meth:`require_georeferencing` refuses it later, for a caller
-        that accepts it only when both inputs are such."""
+        that accepts it only when both inputs are such. ``mirrored``: such a raster is placed on
+        its mirror image (:func:`mirrored_pixel_frame`); a georeferenced raster ignores it."""
         self.path = str(path)
         self.cfg = cfg
         self.role = role
@@ -376,6 +386,7 @@ class RasterSource:
         except Exception:
             self.ds.close()
             raise
+        self.mirrored = mirrored and self.pixel_frame
         self.grid = self._own_grid()
         self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
@@ -423,8 +434,13 @@ class RasterSource:
                     f"{self.role} raster {self.path} is georeferenced by {what} that GDAL cannot turn into a "
                     f"transformation ({_short(exc)}): they may be collinear or repeated; fix them in QGIS's "
                     "georeferencer or give a raster with a geotransform") from None
-        transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
+        transform = self._frame if self.pixel_frame else self.ds.transform
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
+
+    @property
+    def _frame(self) -> Affine:
+        """Where a raster without georeferencing is placed: the pixel frame, or its mirror image."""
+        return mirrored_pixel_frame(self.ds.width) if self.mirrored else PIXEL_FRAME
 
     def _mask_fill(self) -> None:
         """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
@@ -457,7 +473,7 @@ class RasterSource:
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
-            profile["transform"] = PIXEL_FRAME
+            profile["transform"] = self._frame
         else:
             return
         self.fill_share = float(fill.mean())

@@ -199,3 +199,42 @@ def test_batch_registers_pictures(pictures, tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["status"] for row in rows] == ["ok"] and rows[0]["quality"] == "reliable", rows
     assert abs(float(rows[0]["shift_x_px"]) + SHIFT[0]) < 0.3 and abs(float(rows[0]["shift_y_px"]) + SHIFT[1]) < 0.3
+
+
+def test_a_mirrored_picture_is_read_as_its_mirror_image(pictures):
+    """The mirror image of a picture's frame shows column c at x = width - c: a read on the picture's
+    own pixels comes back flipped left to right, its mask with it."""
+    from georeg.raster import mirrored_pixel_frame
+
+    with RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True) as a, \
+            RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True, mirrored=True) as b:
+        assert not a.mirrored and b.mirrored and b.grid.transform == mirrored_pixel_frame(384)
+        (da, va), (db, vb) = a.read_on_grid(a.grid), b.read_on_grid(a.grid)
+        assert np.array_equal(da[..., ::-1], db) and np.array_equal(va[..., ::-1], vb)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flip", ["left-right", "upside-down"])
+def test_a_picture_that_is_the_mirror_image_registers_as_one(pictures, tmp_path, flip):
+    """A target picture flipped (a SAR picture in radar geometry is the map's mirror image) matches no
+    rotation as it is; georeg tries its mirror image, keeps it when reliable, says so, and writes
+    the same corrected picture as for the unflipped target; `georeg apply` places the flipped picture
+    the same way."""
+    plain = georeg.register(str(pictures / "reference.png"), str(pictures / "target.png"),
+                            str(tmp_path / "plain.tif"), _cfg())
+    with rasterio.open(pictures / "target.png") as d:
+        img = d.read()
+    flipped = img[:, :, ::-1] if flip == "left-right" else img[:, ::-1, :]
+    Image.fromarray(np.ascontiguousarray(flipped.transpose(1, 2, 0))).save(tmp_path / "flipped.png")
+    res = georeg.register(str(pictures / "reference.png"), str(tmp_path / "flipped.png"), str(tmp_path / "out.tif"),
+                          _cfg(tmp_path))
+    assert res.quality == "reliable" and res.report["target"]["mirrored"] is True, res.report["verdict"]
+    assert plain.report["target"]["mirrored"] is False
+    with rasterio.open(plain.outputs["raster"]) as a, rasterio.open(res.outputs["raster"]) as b:
+        pa, pb = a.read(1).astype(float), b.read(1).astype(float)
+        both = (pa > 0) & (pb > 0)
+        assert both.mean() > 0.9 and np.abs(pa - pb)[both].mean() < 2.0  # the same picture, within resampling
+    again = tmp_path / "again.tif"
+    apply_report(res.outputs["report"], str(tmp_path / "flipped.png"), str(again))
+    with rasterio.open(res.outputs["raster"]) as a, rasterio.open(again) as b:
+        assert np.array_equal(a.read(), b.read())
