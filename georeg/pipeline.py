@@ -395,9 +395,13 @@ def _mirrored(stack: contextlib.ExitStack, ref: RasterSource, target, cfg: Regis
     tgt = stack.enter_context(RasterSource(target, cfg.target, "target", pixel_frame_ok=True, mirrored=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:  # no second or framed search: the mirror image of a picture is a plain turn to the
-            # first one, and a pair that matches neither way pays those searches once, not twice
-            sc = _registered(scene(ref, tgt, cfg, fallback_searches=False), matcher)
+        # no second or framed search: the mirror image of a picture is a plain turn to the first
+        # one, and a pair that matches neither way pays those searches once, not twice
+        sc = scene(ref, tgt, cfg, fallback_searches=False)
+        told = sc.notify  # progress starts again: say why
+        sc.notify = lambda fraction, message: told(fraction, f"{message} (the target as its mirror image)")
+        try:
+            sc = _registered(sc, matcher)
         except TooFewTiePointsError:
             return None
     return sc if sc.verdict.quality == "reliable" else None
