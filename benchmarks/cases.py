@@ -243,28 +243,36 @@ def _aligned(moving: np.ndarray, ref_to_moving: np.ndarray, shape,
     return v, inside
 
 
-def _srif_pairs(data: Path, rng, n_pairs: int, held_out: bool):
-    """(pair number, optical (3, H, W), infrared (H, W), GT 3x3) of SRIF Optical-Infrared pairs whose
-    GT check found no residual, a random pick of ``n_pairs``.
+def _srif_picks(data: Path, rng, n_pairs: int, held_out: bool, category: str = "Optical-Infrared"):
+    """(pair number, GT 3x3) of a random pick of ``n_pairs`` SRIF ``category`` pairs whose GT check
+    found no residual; with ``held_out``, only Optical-Infrared pairs outside the learned matchers'
+    training split (no matcher trained on another category).
 
     The check (gt_check.csv) calls a GT consistent up to a 2 px residual, measured in whole pixels;
-    189 of the 200 pairs show none. The other 11 (1-1.4 px) cannot judge a 1 px criterion: on
-    pair 48 (residual 1 px) the tie points depart from its GT by a 1-1.5% affine, 1.5 px at the
-    corners, wherever georeg's model puts them."""
+    189 of the 200 Optical-Infrared pairs show none. The other 11 (1-1.4 px) cannot judge a 1 px
+    criterion: on pair 48 (residual 1 px) the tie points depart from its GT by a 1-1.5% affine,
+    1.5 px at the corners, wherever georeg's model puts them."""
     root = data / "srif_multimodal"
     ok = [r["pair"] for r in _csv(root / "gt_check.csv")
-          if r["category"] == "Optical-Infrared" and r["gt_consistent"] == "1" and float(r["residual_px"]) == 0.0
-          and (root / "Optical-Infrared" / f"pair{r['pair']}_2.jpg").exists()]
-    if held_out:
+          if r["category"] == category and r["gt_consistent"] == "1" and float(r["residual_px"]) == 0.0
+          and (root / category / f"pair{r['pair']}_2.jpg").exists()]
+    if held_out and category == "Optical-Infrared":
         _, hs = _training_split()
         ok = [i for i in ok if hs(f"srif{i}") != "train"]
     pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
-    d = root / "Optical-Infrared"
+    d = root / category
     for k in pick:
         i = ok[k]
+        yield i, np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
+
+
+def _srif_pairs(data: Path, rng, n_pairs: int, held_out: bool):
+    """(pair number, optical (3, H, W), infrared (H, W), GT 3x3) of the SRIF Optical-Infrared pairs
+    of :func:`_srif_picks`."""
+    d = data / "srif_multimodal" / "Optical-Infrared"
+    for i, a in _srif_picks(data, rng, n_pairs, held_out):
         opt = np.asarray(Image.open(d / f"pair{i}_1.jpg").convert("RGB")).transpose(2, 0, 1).copy()
         ir = np.asarray(Image.open(d / f"pair{i}_2.jpg").convert("L")).copy()
-        a = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
         yield i, opt, ir, a
 
 
@@ -401,23 +409,6 @@ def srif_rot(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Ca
     return out
 
 
-def _srif_other_pairs(data: Path, rng, n_pairs: int, category: str):
-    """(pair number, image 1 as stored, image 2 as stored, GT 3x3) of SRIF ``category`` pairs whose GT
-    check found no residual (in whole pixels), a random pick of ``n_pairs``. No learned matcher
-    trained on these categories, so every pair is held out."""
-    root = data / "srif_multimodal"
-    ok = [r["pair"] for r in _csv(root / "gt_check.csv")
-          if r["category"] == category and r["gt_consistent"] == "1" and float(r["residual_px"]) == 0.0
-          and (root / category / f"pair{r['pair']}_2.jpg").exists()]
-    pick = sorted(rng.choice(len(ok), min(n_pairs, len(ok)), replace=False))
-    d = root / category
-    for k in pick:
-        i = ok[k]
-        one, two = (np.asarray(Image.open(d / f"pair{i}_{j}.jpg")) for j in (1, 2))
-        a = np.vstack([np.loadtxt(d / f"gt_{i}.txt").reshape(2, 3), [0, 0, 1]])
-        yield i, one, two, a
-
-
 def _bands_first(a: np.ndarray) -> np.ndarray:
     return a.transpose(2, 0, 1).copy() if a.ndim == 3 else a.copy()
 
@@ -434,10 +425,12 @@ def _srif_other(category: str, label: str, key: str):
     def build(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[Case]:
         t = Affine(10, 0, 500000, 0, -10, 4000000)
         out = []
-        for i, one, two, a in _srif_other_pairs(data, rng, n_pairs, category):
+        d = data / "srif_multimodal" / category
+        for i, a in _srif_picks(data, rng, n_pairs, held_out, category):
             folder = _neutral(work, key, int(i))
-            ref = _write(folder / "reference.tif", _bands_first(one), t, "EPSG:32633")
-            tgt = _write(folder / "target.tif", _bands_first(two), t, "EPSG:32633")
+            one, two = (_bands_first(np.asarray(Image.open(d / f"pair{i}_{j}.jpg"))) for j in (1, 2))
+            ref = _write(folder / "reference.tif", one, t, "EPSG:32633")
+            tgt = _write(folder / "target.tif", two, t, "EPSG:32633")
             angle = float(np.degrees(np.arctan2(-a[1, 0], a[0, 0])))
             out.append(Case(label, f"pair {i} ({angle:+.0f} deg)", ref, tgt, "exact", truth_px=np.linalg.inv(a)))
         return out
@@ -450,7 +443,7 @@ def srif_files(data: Path, work: Path, rng, n_pairs=20, held_out=False) -> list[
     the infrared turned by its GT with black corners and no nodata. Same truth as :func:`srif_rot`."""
     root = data / "srif_multimodal" / "Optical-Infrared"
     out = []
-    for i, _, _, a in _srif_pairs(data, rng, n_pairs, held_out):
+    for i, a in _srif_picks(data, rng, n_pairs, held_out):
         angle = float(np.degrees(np.arctan2(-a[1, 0], a[0, 0])))
         out.append(Case("srif opt/IR, dataset JPEG files as given", f"pair {i} ({angle:+.0f} deg)",
                         str(root / f"pair{i}_1.jpg"), str(root / f"pair{i}_2.jpg"), "exact",

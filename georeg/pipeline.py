@@ -356,12 +356,13 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
         with warnings.catch_warnings(record=True) if mirror else contextlib.nullcontext([]) as said:
             if mirror:
                 warnings.simplefilter("always")
+            first = scene(ref, tgt, cfg)
             try:
-                sc, failure = _registered(scene(ref, tgt, cfg), matcher), None
+                sc, failure = _registered(first, matcher), None
             except TooFewTiePointsError as exc:
                 sc, failure = None, exc
         if mirror and (sc is None or sc.verdict.quality != "reliable"):
-            kept = _mirrored(stack, ref, target, cfg, scene, matcher)
+            kept = _mirrored(stack, ref, target, cfg, scene, matcher, first)
             if kept is not None:
                 log.info("the target registers as its mirror image: %s", kept.verdict.reason)
                 return stage_outputs(kept, report_extra)
@@ -389,10 +390,14 @@ def _registered(sc: Scene, matcher) -> Scene:
 
 
 def _mirrored(stack: contextlib.ExitStack, ref: RasterSource, target, cfg: RegistrationConfig,
-              scene: Callable[..., Scene], matcher) -> Scene | None:
+              scene: Callable[..., Scene], matcher, first: Scene) -> Scene | None:
     """The target registered as its mirror image when that is `reliable`, else None (its warnings
-    and failure are dropped: the picture as it is stays the answer)."""
+    and failure are dropped: the picture as it is stays the answer). ``first``: the attempt on the
+    picture as it is, whose matcher serves again when the mirror image is read as the same sensor
+    (a learned matcher's weights are not loaded twice)."""
     tgt = stack.enter_context(RasterSource(target, cfg.target, "target", pixel_frame_ok=True, mirrored=True))
+    if matcher is None and tgt.modality == first.tgt.modality:
+        matcher = first.matcher
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # no second or framed search: the mirror image of a picture is a plain turn to the first
