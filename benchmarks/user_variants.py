@@ -1,13 +1,15 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or dB
 floats with nodata, as linear power with the speckle of a GRD (4.4 looks) or an SLC (1 look), as
 uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m, as a GRD
-file georeferenced by GCPs, with an undeclared collar of 0 or (dB floats) of -3.4e38, half empty,
-cropped small, as dB in uint16 with GDAL's scale and offset, as dB with 1% of its pixels NaN; the
-reference as 16-bit reflectance with four bands, cropped, as RGBA with a transparent strip, with 4x
-finer pixels, or with opaque clouds painted over 12% of it, alone and with a Sentinel-2 scene
-classification (SCL, 20 m) beside it given as ``--ref-mask``. Every variant carries the same
-georeferencing error, so every correction must agree with the plain pair's on the ground, and none
-may be called reliable while disagreeing by a 10 m pixel or more.
+file georeferenced by GCPs, on a pixel grid turned 20 degrees (a rotated geotransform), with an
+undeclared collar of 0 or (dB floats) of -3.4e38, half empty, cropped small, as dB in uint16 with
+GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit reflectance with
+four bands, cropped, as RGBA with a transparent strip, with 4x finer pixels, or with opaque clouds
+painted over 12% of it, alone and with a Sentinel-2 scene classification (SCL, 20 m) beside it given
+as ``--ref-mask``; and the roles swapped (the S1 scene as the reference, the S2 scene as the target,
+off by the opposite shift). Every variant carries the same georeferencing error, so every correction
+(the swapped pair's negated) must agree with the plain pair's on the ground, and none may be called
+reliable while disagreeing by a 10 m pixel or more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -39,6 +41,9 @@ from cases import _write, api, preview_amplitude, write_grd_like  # noqa: E402
 SHIFT_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)
 PIXEL_M = 10.0  # the pair's pixel size
 PAIR = "176"
+TURNED = "rotated geotransform, grid turned 20 deg"
+TURNED_PX = 1330  # holds the 1024 px scene turned 20 degrees
+SWAPPED = "roles swapped: S1 reference, S2 target"  # its correction is the plain pair's, negated
 
 
 def _crop(src: str, dst: Path, win: Window) -> str:
@@ -94,6 +99,19 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     south_up = t @ Affine.translation(0, vh.shape[0]) @ Affine.scale(1, -1)
     out.append(("south-up rows, positive pixel height", ref,
                 _write(work / "south_up.tif", vh[::-1].astype(np.uint8), south_up, crs)))
+    # a pixel grid turned 20 degrees against the map (a rotated geotransform: aerial blocks, some
+    # SAR and drone products), the same pixel size, the corners outside the scene nodata
+    half_turned = TURNED_PX / 2 * PIXEL_M
+    turned_t = (Affine.translation(*(t * (w / 2, h / 2))) * Affine.rotation(20)
+                * Affine.translation(-half_turned, half_turned) * Affine.scale(PIXEL_M, -PIXEL_M))
+    turned = np.zeros((TURNED_PX, TURNED_PX), np.float32)
+    reproject(vh, turned, src_transform=t, src_crs=crs, dst_transform=turned_t, dst_crs=crs,
+              resampling=Resampling.bilinear, dst_nodata=0)
+    out.append((TURNED, ref, _write(work / "turned_grid.tif", turned.clip(0, 255).astype(np.uint8), turned_t, crs, 0)))
+    # the roles swapped: the S1 scene as the reference, the S2 scene as the target, off the other way
+    with rasterio.open(ref) as r:
+        s2, s2_t = r.read(), r.transform @ Affine.translation(-SHIFT_PX[0], -SHIFT_PX[1])
+    out.append((SWAPPED, str(d / f"{PAIR}_S1_VH.tif"), _write(work / "optical_target.tif", s2, s2_t, crs)))
     yy, xx = np.mgrid[0:vh.shape[0], 0:vh.shape[1]]
     collar = vh.astype(np.uint8).clip(1)  # a tilted footprint, its outside exactly 0, no nodata declared
     collar[(xx < 250 - yy / 4) | (yy > 820 + xx / 5)] = 0
@@ -161,7 +179,7 @@ def main() -> None:
                 rows.append((name, None, None, "failed", str(exc).splitlines()[0], time.perf_counter() - t0))
                 continue
             # on the ground, in the plain reference's 10 m pixels: a finer reference has other pixels
-            shift = np.array(res.report["shift"]["mean_map"]) / PIXEL_M * (1, -1)
+            shift = np.array(res.report["shift"]["mean_map"]) / PIXEL_M * (1, -1) * (-1 if name == SWAPPED else 1)
             plain = shift if plain is None else plain
             rows.append((name, shift, float(np.hypot(*(shift - plain))), res.quality,
                          res.report["target"]["modality"], time.perf_counter() - t0))
