@@ -212,21 +212,22 @@ class MatchingConfig:
         _check(self.max_shift_unit in ("px", "m"),
                f"max_shift_unit must be 'px' or 'm'; got {self.max_shift_unit!r}")
         _check(isinstance(self.patch_size_px, int) and 16 <= self.patch_size_px <= 256 and self.patch_size_px % 2 == 0,
-               f"patch_size_px must be an even integer in [16, 256]; got {self.patch_size_px!r}")
+               f"`patch_size_px` must be an even integer in [16, 256]; got {self.patch_size_px!r}")
         _check(self.tile_size_px >= 4 * self.patch_size_px,
-               f"tile_size_px must be at least 4x patch_size_px ({4 * self.patch_size_px}); got {self.tile_size_px}")
-        _check(self.keypoints_per_tile >= 4, f"keypoints_per_tile must be >= 4; got {self.keypoints_per_tile}")
+               f"`tile_size_px` must be at least 4x `patch_size_px` ({4 * self.patch_size_px}); "
+               f"got {self.tile_size_px}: give a larger tile or a smaller patch")
+        _check(self.keypoints_per_tile >= 4, f"`keypoints_per_tile` must be >= 4; got {self.keypoints_per_tile}")
         _check(isinstance(self.max_tiles, int) and self.max_tiles >= 0,
-               f"max_tiles must be 0 (every tile) or a positive number of tiles; got {self.max_tiles!r}")
+               f"`max_tiles` must be 0 (every tile) or a positive number of tiles; got {self.max_tiles!r}")
         _check(self.coarse_size_px >= 64, f"coarse_size_px must be >= 64; got {self.coarse_size_px}")
         _check(1 <= self.refine_radius_px <= 64, f"refine_radius_px must be in [1, 64]; got {self.refine_radius_px}")
         _check(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1); got {self.min_score}")
         _check(self.min_peak_ratio >= 1.0, f"min_peak_ratio must be >= 1; got {self.min_peak_ratio}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}")
         _check(1 <= self.candidates <= 64, f"candidates must be in [1, 64]; got {self.candidates}")
-        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        _check(self.search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
-        _check(self.threads >= 0, f"threads must be 0 (the process's own setting) or a number of threads; "
+        _check(self.device in DEVICES, f"`device` must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        _check(self.search in SEARCHES, f"`search` must be one of {', '.join(SEARCHES)}; got {self.search!r}")
+        _check(self.threads >= 0, f"`threads` must be 0 (the process's own setting) or a number of threads; "
                                   f"got {self.threads}")
 
     def max_shift_px(self, pixel_size_m: float) -> float:
@@ -266,13 +267,13 @@ class EstimationConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _check(self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
-        _check(self.threshold_px > 0, f"threshold_px must be > 0; got {self.threshold_px}")
+        _check(self.model in MODELS, f"`model` must be one of {', '.join(MODELS)}; got {self.model!r}")
+        _check(self.threshold_px > 0, f"`threshold_px` must be > 0; got {self.threshold_px}")
         _check(self.ransac_iterations >= 10, f"ransac_iterations must be >= 10; got {self.ransac_iterations}")
         _check(0.5 < self.confidence < 1.0, f"confidence must be in (0.5, 1); got {self.confidence}")
         _check(self.min_inliers >= 0, f"min_inliers must be >= 0; got {self.min_inliers}")
         _check(self.local_method in LOCAL_METHODS,
-               f"local_method must be one of {', '.join(LOCAL_METHODS)}; got {self.local_method!r}")
+               f"`local_method` must be one of {', '.join(LOCAL_METHODS)}; got {self.local_method!r}")
         _check(self.polynomial_order in (1, 2, 3), f"polynomial_order must be 1, 2 or 3; got {self.polynomial_order}")
         _check(self.local_smoothing >= 0, f"local_smoothing must be >= 0; got {self.local_smoothing}")
 
@@ -298,7 +299,7 @@ class OutputConfig:
         _check_types(self)
         object.__setattr__(self, "creation_options", tuple(normalise_creation_options(self.creation_options)))
         _check(self.resampling in RESAMPLINGS,
-               f"resampling must be one of {', '.join(RESAMPLINGS)}; got {self.resampling!r}")
+               f"`resampling` must be one of {', '.join(RESAMPLINGS)}; got {self.resampling!r}")
         _check(self.compress in ("deflate", "lzw", "zstd", "none"),
                f"compress must be deflate, lzw, zstd or none; got {self.compress!r}")
 

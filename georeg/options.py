@@ -168,6 +168,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME = {o.name: o for o in OPTIONS}
+# the config fields that one option sets (not 'band' or 'nodata': a reference's and a target's)
+_FIELDS = [o.field for o in OPTIONS]
+BY_FIELD = {o.field: o for o in OPTIONS if _FIELDS.count(o.field) == 1}
 MANIFEST_COLUMNS = tuple(o.name for o in OPTIONS if o.manifest)
 
 
@@ -204,10 +207,10 @@ _NAMED = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`\s]+))?`")
 
 def cli_words(message: str) -> str:
     """A library message for CLI users: the option names it gives as `name` or `name=value`
-    (the Python keywords, which is what API callers set) become ``--name`` and ``--name value``
-    (``--name`` alone for True)."""
+    (the Python keywords, which is what API callers set) or as the config field an option sets
+    (`tile_size_px`) become ``--name`` and ``--name value`` (``--name`` alone for True)."""
     def flag(m) -> str:
-        opt = BY_NAME.get(m.group(1))
+        opt = BY_NAME.get(m.group(1)) or BY_FIELD.get(m.group(1))
         name = opt.flag if opt is not None else "--" + m.group(1).replace("_", "-")
         value = m.group(2)
         return name if value in (None, "True") else f"{name} {value}"

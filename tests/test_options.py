@@ -142,7 +142,7 @@ def test_each_manifest_column_sets_its_config_field(column, tmp_path):
     ("tile_size", "big", "column 'tile_size' has the bad value 'big'"),
     ("coarse", "maybe", "column 'coarse' has the bad value 'maybe'"),
     ("max_shift", "-3", "column 'max_shift'"),
-    ("model", "spline", "model must be one of"),
+    ("model", "spline", "`model` must be one of"),
 ])
 def test_bad_manifest_cells_name_the_row_and_column(column, cell, message, tmp_path):
     (task,) = batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: cell}], tmp_path,
@@ -193,6 +193,21 @@ def test_cli_words_turn_option_names_into_flags():
     msg = "Try a larger `max_shift`, a simpler `model=translation`; use `overwrite=True` or `creation_options`"
     assert cli_words(msg) == "Try a larger --max-shift, a simpler --model translation; use --overwrite or --co"
     assert cli_words("plain text, no names") == "plain text, no names"
+    # a config field that one option sets is named by that option's flag; the reference's and the
+    # target's 'band' are two options, so such a field stays as it is
+    assert cli_words("`tile_size_px` must be at least 4x `patch_size_px`") == \
+        "--tile-size must be at least 4x --patch-size"
+    assert cli_words("`keypoints_per_tile` and `threshold_px`") == "--keypoints and --threshold"
+
+
+def test_a_bad_value_on_the_command_line_is_named_by_its_flag(tmp_path):
+    from click.testing import CliRunner
+
+    for args, expected in ((["--tile-size", "10"], "--tile-size must be at least 4x --patch-size (256); got 10"),
+                           (["--threshold", "0"], "--threshold must be > 0; got 0.0"),
+                           (["--keypoints", "2"], "--keypoints must be >= 4; got 2")):
+        out = CliRunner().invoke(cli.georeg, ["register", "a.tif", "b.tif", "-o", str(tmp_path / "c.tif"), *args])
+        assert out.exit_code == 2 and expected in out.output, (args, out.output)
 
 
 def test_options_json_is_applied_over_the_flags():
