@@ -198,6 +198,24 @@ def _output_clash(planned: list[Path], inputs: set[Path], owner: dict, line: str
     return ""
 
 
+MANIFEST_DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(text: str) -> str:
+    """The manifest's delimiter: the first of comma, semicolon (spreadsheets saved as CSV where the
+    comma is the decimal separator) and tab whose header row names both 'reference' and 'target';
+    a comma when none does (the caller's error then shows the header as read)."""
+    header = next(iter(text.splitlines()), "")
+    for d in MANIFEST_DELIMITERS:
+        try:
+            names = {c.strip() for c in next(csv.reader([header], delimiter=d), [])}
+        except csv.Error:
+            continue
+        if {"reference", "target"} <= names:
+            return d
+    return ","
+
+
 def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -> list[PairTask]:
     p = Path(path)
     if not p.exists():
@@ -215,7 +233,7 @@ def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -
     if "\x00" in text:
         raise InputError(f"manifest {path} is a binary file, not a CSV; give a CSV with the columns 'reference,target'")
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
         if not reader.fieldnames or not {"reference", "target"} <= {c.strip() for c in reader.fieldnames if c}:
             raise InputError(f"manifest {path} must be a CSV with the columns 'reference,target' "
                              f"(found {reader.fieldnames})")

@@ -331,6 +331,23 @@ def test_manifest_not_utf8_text(tmp_path, content):
     _one_error_line(r, 2, "manifest", "CSV")
 
 
+@pytest.mark.parametrize("text", [
+    "\ufeffreference;target;output;max_shift\r\n\"a, b.tif\";t.tif;o.tif;60\r\n",  # a spreadsheet's CSV (decimal comma)
+    "reference\ttarget\toutput\tmax_shift\na, b.tif\tt.tif\to.tif\t60\n",
+    "reference,target,output,max_shift\n\"a, b.tif\",t.tif,o.tif,60\n",
+])
+def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path, text):
+    from georeg.batch import read_manifest
+    from georeg.config import RegistrationConfig
+
+    m = tmp_path / "m.csv"
+    m.write_text(text, encoding="utf-8")
+    (task,) = read_manifest(m, tmp_path / "out", RegistrationConfig())
+    assert not task.error, task.error
+    assert Path(task.reference).name == "a, b.tif" and Path(task.target).name == "t.tif"
+    assert Path(task.output).name == "o.tif" and task.config.matching.max_shift == 60
+
+
 def test_manifest_is_a_folder(tmp_path):
     (tmp_path / "m.csv").mkdir()
     _one_error_line(_run(["batch", tmp_path / "m.csv", "-o", tmp_path / "out"]), 2, "is a folder")
