@@ -223,7 +223,9 @@ def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -
     if not p.is_file():
         raise InputError(f"manifest {path} is a folder, not a CSV file; give the manifest's file path")
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        raw = p.read_bytes()
+        # UTF-8 (with or without a BOM); UTF-16 with its BOM is what a spreadsheet's "Unicode text" is
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad = exc.object[exc.start:exc.start + 1]
         raise InputError(f"manifest {path} is not UTF-8 text (byte {exc.start} is {bad!r}); "

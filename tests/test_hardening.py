@@ -343,6 +343,9 @@ def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path,
     m = tmp_path / "m.csv"
     m.write_text(text, encoding="utf-8")
     (task,) = read_manifest(m, tmp_path / "out", RegistrationConfig())
+    m.write_text(text.lstrip("\ufeff"), encoding="utf-16")  # a spreadsheet's "Unicode text": UTF-16 with a BOM
+    (again,) = read_manifest(m, tmp_path / "out", RegistrationConfig())
+    assert (again.reference, again.target, again.output) == (task.reference, task.target, task.output)
     assert not task.error, task.error
     assert Path(task.reference).name == "a, b.tif" and Path(task.target).name == "t.tif"
     assert Path(task.output).name == "o.tif" and task.config.matching.max_shift == 60
