@@ -199,6 +199,7 @@ def _output_clash(planned: list[Path], inputs: set[Path], owner: dict, line: str
 
 
 MANIFEST_DELIMITERS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"^\s*(-?\d+),(\d+\s*(?:px|m)?)\s*$")  # a whole cell: '2,5', '40,5m'
 
 
 def _delimiter(text: str) -> str:
@@ -214,6 +215,17 @@ def _delimiter(text: str) -> str:
         if {"reference", "target"} <= names:
             return d
     return ","
+
+
+def _decimal_point(column, value):
+    """A number option's cell with a decimal comma ('2,5', '40,5m') with a point instead; any other
+    cell (paths, lists, text) as it is."""
+    from .options import BY_NAME
+
+    opt = BY_NAME.get(column.strip()) if isinstance(column, str) else None
+    if opt is None or opt.kind not in ("float", "shift") or not isinstance(value, str):
+        return value
+    return _DECIMAL_COMMA.sub(r"\1.\2", value)
 
 
 def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -> list[PairTask]:
@@ -235,11 +247,14 @@ def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -
     if "\x00" in text:
         raise InputError(f"manifest {path} is a binary file, not a CSV; give a CSV with the columns 'reference,target'")
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+        delimiter = _delimiter(text)
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         if not reader.fieldnames or not {"reference", "target"} <= {c.strip() for c in reader.fieldnames if c}:
             raise InputError(f"manifest {path} must be a CSV with the columns 'reference,target' "
                              f"(found {reader.fieldnames})")
         rows = list(reader)
+        if delimiter == ";":  # where a spreadsheet separates by semicolons, its numbers have decimal commas
+            rows = [{k: _decimal_point(k, v) for k, v in row.items()} for row in rows]
     except csv.Error as exc:
         raise InputError(f"manifest {path} is not a readable CSV ({exc}); give a CSV with the columns "
                          "'reference,target'") from None

@@ -332,9 +332,10 @@ def test_manifest_not_utf8_text(tmp_path, content):
 
 
 @pytest.mark.parametrize("text", [
-    "\ufeffreference;target;output;max_shift\r\n\"a, b.tif\";t.tif;o.tif;60\r\n",  # a spreadsheet's CSV (decimal comma)
-    "reference\ttarget\toutput\tmax_shift\na, b.tif\tt.tif\to.tif\t60\n",
-    "reference,target,output,max_shift\n\"a, b.tif\",t.tif,o.tif,60\n",
+    # a spreadsheet's CSV where the comma is the decimal separator: semicolons, and 60,0 for 60.0
+    "\ufeffreference;target;output;max_shift;threshold\r\n\"a, b.tif\";t.tif;o.tif;60,0;2,5\r\n",
+    "reference\ttarget\toutput\tmax_shift\tthreshold\na, b.tif\tt.tif\to.tif\t60\t2.5\n",
+    "reference,target,output,max_shift,threshold\n\"a, b.tif\",t.tif,o.tif,60,2.5\n",
 ])
 def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path, text):
     from georeg.batch import read_manifest
@@ -349,6 +350,7 @@ def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path,
     assert not task.error, task.error
     assert Path(task.reference).name == "a, b.tif" and Path(task.target).name == "t.tif"
     assert Path(task.output).name == "o.tif" and task.config.matching.max_shift == 60
+    assert task.config.estimation.threshold_px == 2.5
 
 
 def test_manifest_is_a_folder(tmp_path):
