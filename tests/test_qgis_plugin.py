@@ -136,9 +136,16 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         tp = QgsVectorLayer(r["TIE_POINTS"], "tp", "ogr")
         a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": {str(second)!r},
             "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
+        try:  # a bad value is named as the dialog names it (the flag), not by the config's field
+            processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
+                "TARGET": {str(volkov / '176_S1_VH.tif')!r}, "OUTPUT": {str(tmp_path / 'bad.tif')!r},
+                "OPT_TILE_SIZE": 100}})
+            bad = None
+        except Exception as exc:
+            bad = str(exc)
         print("RESULT " + json.dumps({{"valid": tp.isValid(), "n": tp.featureCount(),
             "fields": [f.name() for f in tp.fields()], "out": r["OUTPUT"], "apply": a["OUTPUT"],
-            "infos": fb.infos}}))
+            "infos": fb.infos, "bad": bad}}))
         del tp
     """)
     assert res, out.stderr[-3000:]
@@ -149,6 +156,8 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
     assert any(re.match(r"(reliable|uncertain); the model moves up to \d+\.\d px at the corners", i)
                for i in r["infos"]), r["infos"]
     assert r["valid"] and r["n"] > 50 and "residual_px" in r["fields"] and "inlier" in r["fields"]
+    assert r["bad"] and "--tile-size must be at least 4x --patch-size (256); got 100" in r["bad"], r["bad"]
+    assert not (tmp_path / "bad.tif").exists()
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["matcher"]["name"] == "baseline"  # the enum parameter reached the registration
     # options the plugin knows only from georeg's option table reach it too

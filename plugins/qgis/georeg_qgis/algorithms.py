@@ -270,7 +270,10 @@ def _run_in_process(args, feedback):
         failed = [r for r in rows if r["status"] in ("failed", "uncertain")]
         return {"summary": str(Path(outdir) / "summary.csv"), "pairs": len(rows), "failed": len(failed)}
     except GeoregError as exc:
-        raise QgsProcessingException(str(exc)) from None
+        from georeg.options import cli_words
+
+        # as the command line (the subprocess path) says it: options by the names the dialog shows
+        raise QgsProcessingException(cli_words(str(exc))) from None
 
 
 def _arg(args, flag):
