@@ -124,6 +124,11 @@ def _copy_metadata(src: RasterSource, dst, extra: dict | None = None) -> None:
     for i in range(1, src.ds.count + 1):
         if src.ds.descriptions[i - 1]:
             dst.set_band_description(i, src.ds.descriptions[i - 1])
+        # a band's own metadata (polarisation, wavelength, band name) but not its statistics, which
+        # GDAL caches there and which a resampled copy no longer has
+        band_tags = {k: v for k, v in src.ds.tags(i).items() if not k.startswith("STATISTICS_")}
+        if band_tags:
+            dst.update_tags(i, **band_tags)
     # the samples are copied as stored: their scale, offset and units keep their physical meaning
     if any(v != 1.0 for v in src.ds.scales) or any(v != 0.0 for v in src.ds.offsets):
         dst.scales, dst.offsets = src.ds.scales, src.ds.offsets

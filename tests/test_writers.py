@@ -45,6 +45,26 @@ def test_identity_resampling_reproduces_the_pixels(tmp_path):
         assert (a.read() == b.read()).all() and b.nodata == 255
 
 
+def test_both_writers_keep_the_bands_metadata(tmp_path):
+    """Descriptions, units and each band's own tags (a polarisation, a wavelength) go with the
+    pixels; GDAL's cached statistics, which a resampled copy no longer has, do not."""
+    src = _source(tmp_path)
+    with rasterio.open(src, "r+") as d:
+        d.set_band_description(1, "VV")
+        d.set_band_unit(1, "dB")
+        d.update_tags(1, POLARISATION="VV", WAVELENGTH="0.0555", STATISTICS_MEAN="125.0")
+        d.update_tags(MISSION="S1A")
+    with RasterSource(src, InputConfig(), "target") as s:
+        write_with_transform(s, str(tmp_path / "moved.tif"), T @ Affine.translation(2, -1), OutputConfig())
+        write_resampled(s, str(tmp_path / "resampled.tif"), s.grid, lambda xy: xy + 0.5, OutputConfig())
+    for name in ("moved.tif", "resampled.tif"):
+        with rasterio.open(tmp_path / name) as b:
+            assert b.descriptions == ("VV",) and b.units == ("dB",) and b.tags()["MISSION"] == "S1A", name
+            tags = b.tags(1)
+            assert tags["POLARISATION"] == "VV" and tags["WAVELENGTH"] == "0.0555", (name, tags)
+            assert not any(k.startswith("STATISTICS_") for k in tags), (name, tags)
+
+
 @pytest.mark.parametrize("nodata, fill", [(-9999.0, -9999.0), (None, -3.4028235e38)])
 @pytest.mark.parametrize("resampling", ["bilinear", "cubic"])
 def test_resampling_never_blends_nodata_into_the_data(tmp_path, nodata, fill, resampling):
