@@ -694,7 +694,9 @@ class RasterSource:
         if self.cfg.modality != "auto":
             self.modality_decision = ModalityDecision(self.cfg.modality, "option")
         elif self.role == "reference":
-            self.modality_decision = ModalityDecision("optical", "role", {"note": "the reference is optical"})
+            self.modality_decision = ModalityDecision(
+                "optical", "role", {"note": "taken as optical by its role (the learned matchers take the optical image "
+                                            "as the reference); not read from its pixels"})
         else:
             self.modality_decision = self.modality_from_pixels()
         return self.modality_decision.modality
