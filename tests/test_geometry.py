@@ -80,7 +80,11 @@ def test_global_geometry_recovers_a_large_rotation_and_scale(tmp_path):
         assert apart and r.z_score < g.z_score and r.rank >= 1, (r.to_dict(), g.to_dict())
 
 
-@pytest.mark.parametrize("angle, shift", [(-20.0, (60.0, -45.0)), (0.0, (70.0, 30.0)), (90.0, (-50.0, 0.0))])
+@pytest.mark.parametrize("angle, shift", [
+    (-20.0, (60.0, -45.0)),  # both signs and a turn in the default run; the other two with the slow tests
+    pytest.param(0.0, (70.0, 30.0), marks=pytest.mark.slow),
+    pytest.param(90.0, (-50.0, 0.0), marks=pytest.mark.slow),
+])
 def test_global_geometry_puts_the_shift_on_the_right_side(tmp_path, angle, shift):
     """The search's shift, not only its rotation: a shift beyond the fine search's radius must
     come out with its sign (it came out mirrored, and the tile matching then searched 2x the
