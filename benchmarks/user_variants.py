@@ -4,12 +4,13 @@ uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326
 file georeferenced by GCPs, on a pixel grid turned 20 degrees (a rotated geotransform), with an
 undeclared collar of 0 or (dB floats) of -3.4e38, half empty, cropped small, as dB in uint16 with
 GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit reflectance with
-four bands, cropped, as RGBA with a transparent strip, with 4x finer pixels, or with opaque clouds
-painted over 12% of it, alone and with a Sentinel-2 scene classification (SCL, 20 m) beside it given
-as ``--ref-mask``; and the roles swapped (the S1 scene as the reference, the S2 scene as the target,
-off by the opposite shift). Every variant carries the same georeferencing error, so every correction
-(the swapped pair's negated) must agree with the plain pair's on the ground, and none may be called
-reliable while disagreeing by a 10 m pixel or more.
+four bands, cropped, on a grid turned 20 degrees, as RGBA with a transparent strip, with 4x finer
+pixels, or with opaque clouds painted over 12% of it, alone and with a Sentinel-2 scene
+classification (SCL, 20 m) beside it given as ``--ref-mask``; and the roles swapped (the S1 scene as
+the reference, the S2 scene as the target, off by the opposite shift). Every variant carries the
+same georeferencing error, so every correction (the swapped pair's negated) must agree with the
+plain pair's on the ground, and none may be called reliable while disagreeing by a 10 m pixel or
+more.
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -44,6 +45,7 @@ PAIR = "176"
 TURNED = "rotated geotransform, grid turned 20 deg"
 TURNED_PX = 1330  # holds the 1024 px scene turned 20 degrees
 SWAPPED = "roles swapped: S1 reference, S2 target"  # its correction is the plain pair's, negated
+REF_TURNED = "reference on a grid turned 20 deg"
 
 
 def _crop(src: str, dst: Path, win: Window) -> str:
@@ -132,6 +134,15 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
                   crs, 0, ["B4", "B3", "B2", "B8"])
     out.append(("reference 16-bit, 4 bands", refl, out[0][2]))
     out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
+    # the reference on a grid turned 20 degrees: the working grid is then turned against the map
+    ref_turned_t = (Affine.translation(*(rt * (w / 2, h / 2))) * Affine.rotation(20)
+                    * Affine.translation(-half_turned, half_turned) * Affine.scale(PIXEL_M, -PIXEL_M))
+    ref_turned = np.zeros((3, TURNED_PX, TURNED_PX), np.float32)
+    for b in range(3):
+        reproject(rgb[b], ref_turned[b], src_transform=rt, src_crs=crs, dst_transform=ref_turned_t, dst_crs=crs,
+                  resampling=Resampling.bilinear, dst_nodata=0)
+    out.append((REF_TURNED, _write(work / "ref_turned_grid.tif", ref_turned.clip(0, 255).astype(np.uint8),
+                                   ref_turned_t, crs, 0), out[0][2]))
     stored = np.round((db + 40) * 1000).astype(np.uint16)  # dB as rioxarray stores it: uint16, scale, offset
     out.append(("dB as uint16 with scale and offset", ref,
                 _write(work / "scaled.tif", stored, t, crs, unscale=((0.001,), (-40.0,)))))

@@ -74,7 +74,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 26
+    assert len(variants) == 27
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -91,7 +91,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
     # the roles swapped: the dataset's S1 scene as the reference, the S2 scene off the other way
-    from user_variants import SHIFT_PX, SWAPPED, TURNED
+    from user_variants import REF_TURNED, SHIFT_PX, SWAPPED, TURNED
 
     s1, s2 = files.pop(SWAPPED)
     back = (-SHIFT_PX[0], -SHIFT_PX[1])
@@ -100,12 +100,15 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         assert a.count == 1 and b.count == 3 and b.crs == r.crs
         assert np.allclose(a.transform * (0, 0), p.transform * back)  # the S1 scene where the dataset has it
         assert np.allclose(b.transform * (0, 0), r.transform * back)
-    # the turned grid: a rotated geotransform whose valid pixels are the plain target's ground
-    with rasterio.open(files.pop(TURNED)[1]) as d, rasterio.open(plain) as p:
-        assert abs(d.transform.b) > 1 and abs(d.transform.d) > 1
-        rows, cols = np.nonzero(d.read(1) > 0)
-        xs, ys = d.transform * (cols + 0.5, rows + 0.5)
-        assert np.allclose([xs.min(), ys.min(), xs.max(), ys.max()], tuple(p.bounds), atol=20.0)
+    # the turned grids: rotated geotransforms whose valid pixels are the plain target's, and the
+    # reference's, ground
+    ref_turned = files.pop(REF_TURNED)[0]
+    for turned, original in ((files.pop(TURNED)[1], plain), (ref_turned, files["reference 16-bit, 4 bands"][0])):
+        with rasterio.open(turned) as d, rasterio.open(original) as p:
+            assert abs(d.transform.b) > 1 and abs(d.transform.d) > 1
+            rows, cols = np.nonzero(d.read(1) > 0)
+            xs, ys = d.transform * (cols + 0.5, rows + 0.5)
+            assert np.allclose([xs.min(), ys.min(), xs.max(), ys.max()], tuple(p.bounds), atol=20.0), turned
     for name, (_, tgt) in files.items():
         with rasterio.open(tgt) as d:
             if d.gcps[0]:  # the edges through the GCPs
