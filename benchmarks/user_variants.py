@@ -118,7 +118,9 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     out.append((TURNED, ref, _write(work / "turned_grid.tif", turned.clip(0, 255).astype(np.uint8), turned_t, crs, 0)))
     # the roles swapped: the S1 scene as the reference, the S2 scene as the target, off the other way
     with rasterio.open(ref) as r:
-        s2, s2_t = r.read(), r.transform @ Affine.translation(-SHIFT_PX[0], -SHIFT_PX[1])
+        s2, rt = r.read(), r.transform
+    rgb = s2.astype(np.float32)  # the reference's variants below start from it
+    s2_t = rt @ Affine.translation(-SHIFT_PX[0], -SHIFT_PX[1])
     out.append((SWAPPED, str(d / f"{PAIR}_S1_VH.tif"), _write(work / "optical_target.tif", s2, s2_t, crs)))
     yy, xx = np.mgrid[0:vh.shape[0], 0:vh.shape[1]]
     collar = vh.astype(np.uint8).clip(1)  # a tilted footprint, its outside exactly 0, no nodata declared
@@ -134,8 +136,6 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     # a street grid with a 40 px period: the verdict must not call a period's jump reliable
     out.append(("200 px target crop, street grid", ref, _crop(out[0][2], work / "crop200.tif",
                                                                 Window(100, 600, 200, 200))))
-    with rasterio.open(ref) as r:
-        rgb, rt = r.read().astype(np.float32), r.transform
     refl = _write(work / "reflectance.tif", np.concatenate([rgb * 40, rgb.mean(0)[None] * 40]).astype(np.uint16), rt,
                   crs, 0, ["B4", "B3", "B2", "B8"])
     out.append(("reference 16-bit, 4 bands", refl, out[0][2]))

@@ -220,8 +220,6 @@ def _delimiter(text: str) -> str:
 def _decimal_point(column, value):
     """A number option's cell with a decimal comma ('2,5', '40,5m') with a point instead; any other
     cell (paths, lists, text) as it is."""
-    from .options import BY_NAME
-
     opt = BY_NAME.get(column.strip()) if isinstance(column, str) else None
     if opt is None or opt.kind not in ("float", "shift") or not isinstance(value, str):
         return value
