@@ -362,3 +362,33 @@ def test_grey_png_rotated_set_turns_the_held_out_grey_pairs(shared_data, tmp_pat
     assert Path(case.target).name == "target.tif" and case.judge == "consistency"
     with rasterio.open(case.base_target) as d:
         assert np.array_equal(d.read(1), np.asarray(Image.open(root / "sar" / f"{fragment}.png").convert("L")))
+
+
+def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared_data, tmp_path):
+    """cloud_masks.py: the target is B10 on a grid moved by the shift; each mask of the BQA is given
+    on the reference's grid and on the target's moved grid, masks of growing completeness."""
+    import numpy as np
+    import rasterio
+    from cloud_masks import MASKS, build
+
+    d = shared_data / "landsat8_oli_tirs"
+    if not (d / "l8_BQA.tif").exists():
+        pytest.skip(f"the Landsat 8 scene is not in {shared_data}")
+    ref, tgt, masks = build(shared_data, tmp_path, (20.0, -20.0))
+    assert list(masks) == list(MASKS) and masks["none"] is None
+    with rasterio.open(ref) as r, rasterio.open(tgt) as t, rasterio.open(d / "l8_B10.tif") as b10:
+        assert (t.transform.c - b10.transform.c, t.transform.f - b10.transform.f) == (600.0, 600.0)
+        assert np.array_equal(t.read(1), b10.read(1))
+        ref_t, tgt_t = r.transform, t.transform
+    masked = []
+    for name, pair in masks.items():
+        if pair is None:
+            continue
+        with rasterio.open(pair[0]) as m0, rasterio.open(pair[1]) as m1:
+            assert m0.transform == ref_t and m1.transform == tgt_t, name
+            a = m0.read(1)
+            assert np.array_equal(a, m1.read(1)), name  # the same product pixels
+            if name != "the BQA file itself":
+                assert set(np.unique(a)) <= {0, 1}
+                masked.append(1 - a.mean())
+    assert 0.04 < masked[0] < masked[1] < masked[2] < 0.6  # high only < medium+high < widened

@@ -171,6 +171,41 @@ def test_landsat_bqa_given_as_the_mask_registers_as_the_readme_recipe_does(lands
     assert np.abs(b - (-np.array(shift))).max() < 0.5
 
 
+
+@pytest.mark.slow
+def test_landsat_high_confidence_clouds_alone_are_mask_enough(landsat, tmp_path):
+    """A partial mask as users make one from the product's BQA, the high-confidence clouds only and
+    not widened (6% of the scene, not the cumulus' thin edges): the truth, reliable; without a mask
+    the same pair is uncertain (the tie points follow the clouds' parallax)."""
+    import warnings
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    shift = (20.0, -20.0)
+    with rasterio.open(landsat / "l8_B10.tif") as s:
+        prof, data = s.profile, s.read()
+    with rasterio.open(landsat / "l8_BQA.tif") as q:
+        clear = ((q.read(1).astype(np.int64) >> 14) & 3) < 3
+        mprof = {**q.profile, "dtype": "uint8", "nodata": None}
+    assert 0.04 < 1 - clear.mean() < 0.08
+    mask = tmp_path / "clear.tif"
+    with rasterio.open(mask, "w", **mprof) as o:
+        o.write(clear.astype(np.uint8)[None])
+    prof["transform"] = prof["transform"] @ Affine.translation(*shift)
+    tgt = tmp_path / "b10.tif"
+    with rasterio.open(tgt, "w", **prof) as o:
+        o.write(data)
+    out = {}
+    for name, m in (("mask", str(mask)), ("none", None)):
+        cfg = RegistrationConfig().with_options(output={"quicklook": None}, reference={"mask": m},
+                                                target={"mask": m})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[name] = georeg.register(str(landsat / "l8_B4.tif"), str(tgt), str(tmp_path / f"{name}.tif"), cfg)
+    assert out["mask"].quality == "reliable" and out["none"].quality == "uncertain"
+    assert np.abs(np.array(out["mask"].report["shift"]["mean_px"]) + shift).max() < 0.5
+
 def test_a_mask_that_leaves_almost_nothing_says_so_when_registration_fails(small_pair, tmp_path, caplog):
     """Clouds over 99.6% of the reference: the failure says how little was usable, and why."""
     import georeg

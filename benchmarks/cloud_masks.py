@@ -1,0 +1,146 @@
+"""Clouds and the masks users have: Landsat 8 B4 (red) against the same product's TIRS B10, whose
+geotransform is moved by a known shift, registered without a mask and with cloud masks of
+several completeness made from the product's own quality band, as users make them: the
+high-confidence clouds alone, not widened (6% of this scene); medium and high confidence, not
+widened (15%); the README's recipe (medium and high, widened by 5 pixels); the ``BQA`` file
+itself, which georeg reads by its product name (clouds widened by 150 m).
+
+The scene (``../shared/data/landsat8_oli_tirs``) has a broad band of cumulus across its middle.
+Clouds sit at another height than the ground and OLI and TIRS see them from slightly different
+angles, so tie points on clouds follow a motion of their own. The bands of one L1T product are
+co-registered, so the truth is the shift applied. A result 1 px or more from it that is called
+``reliable`` is a confident wrong answer: the script exits 1 when there is one.
+
+    python benchmarks/cloud_masks.py [--data ../shared/data] [--shifts 6] [--matcher auto] [--reference B8]
+
+Each mask is given as ``--ref-mask`` and ``--target-mask`` (the target's on the target's
+moved grid: the same product's pixels). Prints one row per shift and mask (the correction, its
+error, the verdict, seconds) and a summary per mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from scipy import ndimage
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cases import api  # noqa: E402
+
+PIXEL_M = 30.0  # the target's pixels, in which shifts and errors are given (B8's are 15 m)
+README_SHIFT = (20.0, -20.0)  # the README's example
+
+
+def _cloud_confidence(bqa: np.ndarray) -> np.ndarray:
+    """Landsat 8 pre-collection BQA cloud confidence, bits 14-15 (0 none .. 3 high)."""
+    return (bqa.astype(np.int64) >> 14) & 3
+
+
+MASKS = {  # name -> clear (True: usable) from the BQA array; None: no mask; "BQA": the file itself
+    "none": None,
+    "QA high, not widened": lambda q: _cloud_confidence(q) < 3,
+    "QA medium+high, not widened": lambda q: _cloud_confidence(q) < 2,
+    "QA medium+high, widened 5 px (README)": lambda q: ~ndimage.binary_dilation(_cloud_confidence(q) >= 2,
+                                                                               iterations=5),
+    "the BQA file itself": "BQA",
+}
+
+
+def shifts(n: int, seed: int = 7, limit: float = 30.0) -> list[tuple[float, float]]:
+    """The README's shift and ``n - 1`` random ones within +-``limit`` px (0.1 px steps)."""
+    rng = np.random.default_rng(seed)
+    return [README_SHIFT] + [tuple(float(v) for v in np.round(rng.uniform(-limit, limit, 2), 1)) for _ in range(n - 1)]
+
+
+def _write(path: Path, arr: np.ndarray, profile: dict, transform: Affine) -> str:
+    with rasterio.open(path, "w", **{**profile, "transform": transform}) as d:
+        d.write(arr[None])
+    return str(path)
+
+
+def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "B4"
+          ) -> tuple[str, str, dict[str, tuple[str, str] | None]]:
+    """(reference band ``reference``, target moved by ``shift`` px, {mask name: (reference mask,
+    target mask) or None}; the reference's mask is on the BQA's 30 m grid, also for B8)."""
+    d = data / "landsat8_oli_tirs"
+    with rasterio.open(d / "l8_B10.tif") as s:
+        b10, prof = s.read(1), dict(s.profile)
+    with rasterio.open(d / "l8_BQA.tif") as s:
+        bqa, qprof = s.read(1), dict(s.profile)
+    ref_t = qprof["transform"]
+    moved = prof["transform"] * Affine.translation(*shift)
+    target = _write(work / "target.tif", b10, prof, moved)
+    masks: dict[str, tuple[str, str] | None] = {}
+    mprof = {**qprof, "dtype": "uint8", "nodata": None}
+    for i, (name, rule) in enumerate(MASKS.items()):
+        if rule is None:
+            masks[name] = None
+        elif rule == "BQA":  # the product's names: georeg reads them as Landsat quality bands
+            masks[name] = (shutil.copy(d / "l8_BQA.tif", work / "LC08_ref_BQA.tif"),
+                           _write(work / "LC08_target_BQA.tif", bqa, qprof, moved))
+        else:
+            clear = rule(bqa).astype(np.uint8)
+            masks[name] = (_write(work / f"mask{i}_ref.tif", clear, mprof, ref_t),
+                           _write(work / f"mask{i}_target.tif", clear, mprof, moved))
+    return str(d / f"l8_{reference}.tif"), target, masks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(HERE.parent.parent / "shared" / "data")))
+    ap.add_argument("--shifts", type=int, default=6, help="the README's shift and this many minus one random ones")
+    ap.add_argument("--matcher", default="auto")
+    ap.add_argument("--reference", default="B4", choices=("B4", "B8"), help="red (30 m) or panchromatic (15 m)")
+    args = ap.parse_args()
+    georeg, cfg, GeoregError = api(args.matcher)
+    from georeg.errors import UncertainResultWarning
+
+    warnings.simplefilter("ignore", UncertainResultWarning)  # the rows say it
+    rows = []
+    print(f"{'shift px':>14s}  {'mask':38s} {'correction px':>16s} {'error':>6s} {'verdict':>10s} {'s':>5s}")
+    with tempfile.TemporaryDirectory(prefix="georeg-clouds-") as td:
+        work = Path(td)
+        for shift in shifts(args.shifts):
+            ref, tgt, masks = build(Path(args.data), work, shift, args.reference)
+            for name, pair in masks.items():
+                c = cfg if pair is None else cfg.with_options(reference={"mask": pair[0]}, target={"mask": pair[1]})
+                t0 = time.perf_counter()
+                try:
+                    res = georeg.register(ref, tgt, str(work / "out.tif"), c)
+                except GeoregError as exc:
+                    rows.append((name, None, "failed"))
+                    print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:38s} failed: {str(exc).splitlines()[0]}")
+                    continue
+                corr = np.array(res.report["shift"]["mean_map"]) / PIXEL_M * (1, -1)
+                err = float(np.hypot(*(corr + shift)))
+                rows.append((name, err, res.quality))
+                print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:38s} {corr[0]:+7.2f} {corr[1]:+7.2f} {err:6.2f} "
+                      f"{res.quality:>10s} {time.perf_counter() - t0:5.1f}", flush=True)
+    print(f"\n{'mask':38s} {'cases':>5s} {'reliable within 1 px':>21s} {'uncertain':>9s} {'failed':>6s} "
+          f"{'reliable but wrong':>18s} {'median error px':>15s}")
+    wrong = 0
+    for name in MASKS:
+        mine = [r for r in rows if r[0] == name]
+        errs = [e for _, e, _ in mine if e is not None]
+        good = sum(q == "reliable" and e < 1 for _, e, q in mine)
+        bad = sum(q == "reliable" and e >= 1 for _, e, q in mine)
+        wrong += bad
+        print(f"{name:38s} {len(mine):5d} {good:21d} {sum(q == 'uncertain' for *_, q in mine):9d} "
+              f"{sum(q == 'failed' for *_, q in mine):6d} {bad:18d} "
+              f"{(f'{np.median(errs):.2f}' if errs else '-'):>15s}")
+    sys.exit(1 if wrong else 0)
+
+
+if __name__ == "__main__":
+    main()
