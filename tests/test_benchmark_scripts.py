@@ -68,13 +68,14 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     shift, however it is stored."""
     import numpy as np
     import rasterio
+    from affine import Affine
     from rasterio.warp import transform_bounds
     from user_variants import build
 
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 27
+    assert len(variants) == 29
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -91,7 +92,15 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
     # the roles swapped: the dataset's S1 scene as the reference, the S2 scene off the other way
-    from user_variants import REF_TURNED, SHIFT_PX, SWAPPED, TURNED
+    from user_variants import COARSE, COARSE_FACTOR, FAR, FAR_PX, REF_TURNED, SHIFT_PX, SWAPPED, TURNED
+
+    with rasterio.open(files[COARSE][1]) as d, rasterio.open(plain) as p:  # the same grid, 6x coarser pixels
+        assert d.transform == p.transform * Affine.scale(COARSE_FACTOR)
+        assert np.isclose(d.read(1)[3:7, 3:7].mean(), p.read(1)[18:42, 18:42].mean(), atol=1.0)
+
+    with rasterio.open(files.pop(FAR)[1]) as d, rasterio.open(plain) as p:  # the plain target moved 3 km
+        assert np.array_equal(d.read(), p.read())
+        assert np.allclose(d.transform * (0, 0), p.transform * FAR_PX)
 
     s1, s2 = files.pop(SWAPPED)
     back = (-SHIFT_PX[0], -SHIFT_PX[1])
