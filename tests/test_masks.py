@@ -171,7 +171,6 @@ def test_landsat_bqa_given_as_the_mask_registers_as_the_readme_recipe_does(lands
     assert np.abs(b - (-np.array(shift))).max() < 0.5
 
 
-
 @pytest.mark.slow
 def test_landsat_high_confidence_clouds_alone_are_mask_enough(landsat, tmp_path):
     """A partial mask as users make one from the product's BQA, the high-confidence clouds only and
@@ -205,6 +204,7 @@ def test_landsat_high_confidence_clouds_alone_are_mask_enough(landsat, tmp_path)
             out[name] = georeg.register(str(landsat / "l8_B4.tif"), str(tgt), str(tmp_path / f"{name}.tif"), cfg)
     assert out["mask"].quality == "reliable" and out["none"].quality == "uncertain"
     assert np.abs(np.array(out["mask"].report["shift"]["mean_px"]) + shift).max() < 0.5
+
 
 def test_a_mask_that_leaves_almost_nothing_says_so_when_registration_fails(small_pair, tmp_path, caplog):
     """Clouds over 99.6% of the reference: the failure says how little was usable, and why."""
