@@ -455,15 +455,17 @@ def test_sigterm_while_writing_leaves_nothing(pair, tmp_path):
 # ---------------------------------------------------------------- 7, 8: killed batch drivers
 @pytest.fixture(scope="module")
 def batch_job(pair, tmp_path_factory):
-    """A manifest of four pairs and the outputs of an uninterrupted run of it."""
+    """A manifest of four pairs, the outputs of an uninterrupted run of it and that run's seconds
+    (the default run's moments to interrupt are shares of it: the machines differ)."""
     d = tmp_path_factory.mktemp("killjob")
     rows = [[str(pair[0]), str(pair[1]), f"p{i}.tif", str(30 + 5 * i)] for i in range(4)]
     m = _manifest(d / "m.csv", ["reference", "target", "output", "max_shift"], rows)
     clean = d / "clean"
+    t = time.perf_counter()
     r = subprocess.run([*GEOREG, "batch", str(m), "-o", str(clean), "--workers", "2", "-q", *FAST],
                        capture_output=True)
     assert r.returncode == 0, r.stderr
-    return m, clean
+    return m, clean, time.perf_counter() - t
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -514,7 +516,7 @@ def _comparable(folder: Path) -> dict:
 def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
     import signal
 
-    m, clean = batch_job
+    m, clean, _ = batch_job
     out = tmp_path / f"out{delay:.2f}"
     args = [*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", "-q", *FAST]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -528,17 +530,25 @@ def _kill_and_rerun(batch_job, tmp_path, delay: float) -> None:
     assert _comparable(out) == _comparable(clean)
 
 
-def _moments(smoke: float, seed: int, lo: float, hi: float, n: int) -> list:
-    """A fixed moment in the default run; ``n`` random ones between ``lo`` and ``hi`` s behind ``slow``."""
-    return [pytest.param([smoke], id="smoke"),
-            pytest.param([float(d) for d in np.random.default_rng(seed).uniform(lo, hi, n)], id="random",
-                         marks=pytest.mark.slow)]
+def _moments(smoke_share: float, seed: int, lo: float, hi: float, n: int) -> list:
+    """The default run's moment, ``smoke_share`` of the uninterrupted run's time (a fixed number
+    of seconds fell after the end on a faster machine: the batch took 4.0-4.3 s on this project's
+    machine until 2026-12-04 and 2.4 s on 2026-12-05); ``n`` random ones between ``lo`` and ``hi``
+    s behind ``slow``. :func:`_seconds` turns either into seconds."""
+    return [pytest.param(("share", [smoke_share]), id="smoke"),
+            pytest.param(("seconds", [float(d) for d in np.random.default_rng(seed).uniform(lo, hi, n)]),
+                         id="random", marks=pytest.mark.slow)]
+
+
+def _seconds(moments: tuple, batch_job) -> list[float]:
+    kind, values = moments
+    return [v * batch_job[2] for v in values] if kind == "share" else values
 
 
 @needs_proc
-@pytest.mark.parametrize("delays", _moments(4.0, 13, 0.2, 9.0, 10))
+@pytest.mark.parametrize("delays", _moments(0.9, 13, 0.2, 9.0, 10))
 def test_sigkill_of_the_batch_driver(batch_job, tmp_path, delays):
-    for delay in delays:
+    for delay in _seconds(delays, batch_job):
         _kill_and_rerun(batch_job, tmp_path, delay)
 
 
@@ -926,7 +936,7 @@ def _ctrl_c_batch(batch_job, tmp_path, delay: float, must_interrupt: bool = Fals
     """Ctrl-C in a terminal: SIGINT to the whole foreground process group (driver and workers)."""
     import signal
 
-    m, _ = batch_job
+    m, _, _ = batch_job
     out = tmp_path / f"int{delay:.2f}"
     p = subprocess.Popen([*GEOREG, "batch", str(m), "-o", str(out), "--workers", "2", *FAST], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
@@ -947,7 +957,7 @@ def test_ctrl_c_while_the_pool_forks_a_worker_is_not_lost(batch_job, tmp_path):
     inside fork's at-fork callbacks, which print 'Exception ignored' and drop it: the batch then
     ran to its end with exit code 0 (seen once in the timed Ctrl-C test). Made deterministic
     here: the driver sends itself SIGINT from an at-fork callback of its first fork."""
-    m, _ = batch_job
+    m, _, _ = batch_job
     out = tmp_path / "out"
     code = ("import os, signal, sys\n"
             "from georeg import batch\n"
@@ -992,13 +1002,15 @@ def test_a_stopped_pool_leaves_no_manager_thread_for_the_exit_handler():
 
 
 @needs_proc
-@pytest.mark.parametrize("delays", _moments(2.5, 8, 1.0, 9.0, 4))
+@pytest.mark.parametrize("delays", _moments(0.6, 8, 1.0, 9.0, 4))
 def test_ctrl_c_of_a_batch_leaves_no_partial_file(batch_job, tmp_path, delays):
-    # the smoke moment falls inside the run: it must be interrupted, not finish. On an idle 2-core
-    # machine the whole batch takes 4.0-4.3 s, so a 5 s moment let it finish; at 2.5 s it is past
-    # start-up (about 2 s) or, on a slow machine, in it, and either way must end in 'Interrupted'
-    for delay in delays:
-        _ctrl_c_batch(batch_job, tmp_path, delay, must_interrupt=len(delays) == 1)
+    # the smoke moment falls inside the run: it must be interrupted, not finish. 0.6 of the
+    # uninterrupted run is past start-up or, on a slow machine, in it, and either way must end in
+    # 'Interrupted' (2026-12-05, a 2.4 s run: start-up until about 1.2 s, Ctrl-C at 1.0-2.0 s
+    # interrupted, from 2.2 s the batch had finished)
+    seconds = _seconds(delays, batch_job)
+    for delay in seconds:
+        _ctrl_c_batch(batch_job, tmp_path, delay, must_interrupt=delays[0] == "share")
 
 
 # ---------------------------------------------------------------- 6: a huge, mostly empty pair
