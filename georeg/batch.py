@@ -348,11 +348,13 @@ def run_task(task: PairTask) -> dict:
 
 
 def _worker_init(driver_pid: int | None = None) -> None:
+    """A pool worker's set-up (``driver_pid``: the driver's), or the driver's own when it registers
+    the pairs itself, one after the other (its registrations may then use a second core)."""
     from .runtime import configure_worker
 
     if driver_pid is not None:
         _own_by_parent(driver_pid)  # first: the driver may die while torch is still importing
-    configure_worker(1)
+    configure_worker(1, pairs_side_by_side=driver_pid is not None)
 
 
 _IN_POOL_WORKER = False

@@ -21,6 +21,7 @@ from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
+from .runtime import directions_side_by_side
 from .tiling import expand
 from .warp import dense_coords
 
@@ -266,22 +267,20 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
         reuse.clear()  # one tile's reference side at a time
         reuse[key] = r_side
     t_side = _prepared(_Side(t_valid), tgt, t_img, matcher)
-    with torch.inference_mode():
-        parts, searched = [], 0
-        directions = [(FORWARD, r_side, t_side)]
-        if cfg.bidirectional:
-            directions.append((BACKWARD, t_side, r_side))
-        for direction, own, other in directions:
+
+    def one_direction(direction: int, own: _Side, other: _Side) -> TiePoints | None:
+        """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set)."""
+        with torch.inference_mode():  # per thread: a direction may run in a thread of its own
             if own.keypoints is None:
                 own.keypoints = detect(own.image, own.valid, n_keypoints, border=margin, patch_size=p)[0]
             kp = own.keypoints
             if len(kp) == 0:
-                continue
+                return None
             # more than half of the patch valid on the other side
             kp = kp[2 * box_count_at(other.valid, p + 1, kp) > (p + 1) ** 2]
             if len(kp) == 0:
-                continue
-            searched += len(kp)
+                return None
+            searched = len(kp)
             rerank = None
             if learned is not None:
                 rerank = learned_rerank(learned, own.image, other.image, direction == FORWARD, radius,
@@ -299,8 +298,21 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
             else:
                 xy_r, xy_q = base + d, base
             xy_t = inverse(xy_q) if inverse is not None else xy_q
-            parts.append(TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
-                                   np.zeros(len(kp), np.int32)))
-    found = TiePoints.concat(parts)
-    found.searched = searched
-    return found
+            return TiePoints(xy_r, xy_t, best, ratio, np.full(len(kp), direction, np.int8),
+                             np.zeros(len(kp), np.int32), searched)
+
+    directions = [(FORWARD, r_side, t_side)]
+    if cfg.bidirectional:
+        directions.append((BACKWARD, t_side, r_side))
+    return TiePoints.concat([r for r in _each(one_direction, directions, cfg.threads) if r is not None])
+
+
+def _each(run: Callable, directions: list[tuple], threads: int) -> list:
+    """``run(*d)`` for each of a tile's directions, in order: the two at the same time in threads
+    of their own where :func:`georeg.runtime.directions_side_by_side` says so (the same numbers)."""
+    if len(directions) == 2 and directions_side_by_side(threads):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2, thread_name_prefix="georeg-direction") as pool:
+            return list(pool.map(lambda d: run(*d), directions))
+    return [run(*d) for d in directions]

@@ -22,15 +22,67 @@ def test_worker_settings(monkeypatch):
     import torch
 
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", False)  # given back after the test
     before = torch.get_num_threads()
     try:
         runtime.configure_worker(1)
         assert torch.get_num_threads() == 1
+        assert runtime._pairs_side_by_side  # a batch's worker: its pair keeps to one core
+        runtime.configure_worker(1, pairs_side_by_side=False)  # the driver registering the pairs itself
+        assert not runtime._pairs_side_by_side
         assert os.environ["GDAL_CACHEMAX"] == str(runtime.GDAL_CACHE_MB)
         if sys.platform.startswith("linux"):
             assert runtime.tune_malloc() is True  # idempotent once applied
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_two_matching_directions_run_side_by_side_only_where_a_core_is_free(monkeypatch):
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    assert runtime.directions_side_by_side(1)
+    assert not runtime.directions_side_by_side(0) and not runtime.directions_side_by_side(2)  # torch's threads
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
+    assert not runtime.directions_side_by_side(1)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", True)  # a batch worker beside others
+    assert not runtime.directions_side_by_side(1)
+
+
+@pytest.mark.parametrize("matcher", ["baseline", "kgl-opt-sar"])
+def test_the_directions_side_by_side_give_the_same_tie_points(small_pair, tmp_path, monkeypatch, matcher):
+    """Each direction in a thread of its own: the same tie points, to the bit, as one after the other."""
+    import threading
+
+    import numpy as np
+
+    import georeg
+    import georeg.matching as M
+    from georeg.config import RegistrationConfig
+
+    ref, tgt = small_pair()
+    cfg = RegistrationConfig().with_options(matching={"matcher": matcher},
+                                            output={"quicklook": None, "tie_points": None, "report": None})
+    seen, detect = set(), M.detect
+
+    def spy(*a, **k):
+        seen.add(threading.current_thread().name.startswith("georeg-direction"))
+        return detect(*a, **k)
+
+    monkeypatch.setattr(M, "detect", spy)
+    out = {}
+    for side_by_side in (False, True):
+        monkeypatch.setattr(M, "directions_side_by_side", lambda threads, s=side_by_side: s)
+        seen.clear()
+        res = georeg.register(ref, tgt, tmp_path / f"out{side_by_side}.tif", cfg)
+        assert seen == {side_by_side}
+        out[side_by_side] = res
+    a, b = (out[s].tie_point_table for s in (False, True))
+    assert len(a) == len(b) > 20 and len(a.columns) >= 5 and list(a.columns) == list(b.columns)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    for col in a.columns:
+        assert np.array_equal(a.columns[col], b.columns[col]), col
+    assert out[False].report["shift"] == out[True].report["shift"]
 
 
 def test_a_users_gdal_cache_is_kept(monkeypatch):
