@@ -203,7 +203,8 @@ class MatchingConfig:
     # leave the process's setting (torch's default: one per core). One, because two threads
     # collapse when anything else runs: `benchmarks/threads_under_load.py`, the 1024 px S1/S2 pair
     # on this project's 2-core machine, 5.35 s with two threads and 6.11 s with one when nothing
-    # else ran, 22.17 s against 6.41 s beside one busy process (medians of three)
+    # else ran, 22.17 s against 6.41 s beside one busy process (medians of three). With one, a
+    # tile's two matching directions run side by side (:func:`georeg.runtime.directions_side_by_side`)
     threads: int = 1
 
     def __post_init__(self) -> None:

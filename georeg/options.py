@@ -157,7 +157,9 @@ OPTIONS: tuple[Option, ...] = (
            "torch's CPU threads for a registration (batch: for each worker). One keeps a registration as fast "
            "when anything else runs on the machine; more threads make one registration up to 1.35x faster on an "
            "otherwise idle machine and several times slower when something else runs. 0: torch's setting as it "
-           "is (in a process of its own, one thread per core). The default can also be set with GEOREG_THREADS.",
+           "is (in a process of its own, one thread per core). With one, a tile's two matching directions run "
+           "side by side on two cores where the machine has them (not in a batch's parallel workers). The "
+           "default can also be set with GEOREG_THREADS.",
            manifest=False, envvar="GEOREG_THREADS"),
     Option("search", "matching", "search", "choice",
            "Global geometry: 'auto' searches rotation (full circle) and scale (0.5-2x) when the georeferenced "
