@@ -268,8 +268,9 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
         reuse[key] = r_side
     t_side = _prepared(_Side(t_valid), tgt, t_img, matcher)
 
-    def one_direction(direction: int, own: _Side, other: _Side) -> TiePoints | None:
-        """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set)."""
+    def one_direction(direction: int, own: _Side, other: _Side, batch: int) -> TiePoints | None:
+        """The tie points of ``own``'s keypoints searched in ``other``, ``batch`` keypoints at a time
+        (their ``searched`` set)."""
         with torch.inference_mode():  # per thread: a direction may run in a thread of its own
             if own.keypoints is None:
                 own.keypoints = detect(own.image, own.valid, n_keypoints, border=margin, patch_size=p)[0]
@@ -285,8 +286,7 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
             if learned is not None:
                 rerank = learned_rerank(learned, own.image, other.image, direction == FORWARD, radius,
                                         cfg.candidates, p)
-            d, best, ratio, interior = _search(matcher, own.features, other.features, kp, p, radius,
-                                               cfg.batch_size, rerank)
+            d, best, ratio, interior = _search(matcher, own.features, other.features, kp, p, radius, batch, rerank)
             if learned is None:
                 keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
             else:
@@ -304,15 +304,18 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     directions = [(FORWARD, r_side, t_side)]
     if cfg.bidirectional:
         directions.append((BACKWARD, t_side, r_side))
-    return TiePoints.concat([r for r in _each(one_direction, directions, cfg.threads) if r is not None])
+    found = _each(one_direction, directions, cfg.threads, cfg.batch_size)
+    return TiePoints.concat([r for r in found if r is not None])
 
 
-def _each(run: Callable, directions: list[tuple], threads: int) -> list:
-    """``run(*d)`` for each of a tile's directions, in order: the two at the same time in threads
-    of their own where :func:`georeg.runtime.directions_side_by_side` says so (the same numbers)."""
+def _each(run: Callable, directions: list[tuple], threads: int, batch: int) -> list:
+    """``run(*d, batch)`` for each of a tile's directions, in order: the two at the same time in
+    threads of their own where :func:`georeg.runtime.directions_side_by_side` says so, each on half
+    the batch, so that the two searches' buffers together take what one took (the same numbers:
+    each keypoint's search is its own)."""
     if len(directions) == 2 and directions_side_by_side(threads):
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2, thread_name_prefix="georeg-direction") as pool:
-            return list(pool.map(lambda d: run(*d), directions))
-    return [run(*d) for d in directions]
+            return list(pool.map(lambda d: run(*d, max(1, batch // 2)), directions))
+    return [run(*d, batch) for d in directions]
