@@ -123,11 +123,19 @@ def crops(feat: torch.Tensor, xy: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _search(matcher: DenseMatcher, f_tmpl: torch.Tensor, f_win: torch.Tensor, xy: np.ndarray, p: int,
-            radius: int, batch: int, rerank=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            radius: int, batches: tuple[int, int], rerank=None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``batches`` = (batch, part): ``batch`` keypoints at a time, the dense search ``part`` of them
+    at a time (its buffers are what a batch costs; each keypoint's map is its own, so the numbers do
+    not change). The re-ranking takes whole batches: its network's sums depend on how many patches
+    go through at once (half batches moved the learned scores in their last bits)."""
     outs = []
+    batch, part = batches
     for i in range(0, len(xy), batch):
         sl = xy[i:i + batch]
-        maps = matcher.search(crops(f_tmpl, sl, p), crops(f_win, sl, p + 2 * radius)).float().cpu()
+        maps = torch.cat([matcher.search(crops(f_tmpl, sl[j:j + part], p),
+                                         crops(f_win, sl[j:j + part], p + 2 * radius)).float().cpu()
+                          for j in range(0, len(sl), part)])
         outs.append(peak_analysis(maps) if rerank is None else rerank(sl, maps))
     uv, best, ratio, interior = (np.concatenate(a) for a in zip(*outs))
     return uv - radius, best, ratio, interior
@@ -268,12 +276,10 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
         reuse[key] = r_side
     t_side = _prepared(_Side(t_valid), tgt, t_img, matcher)
 
-    def one_direction(direction: int, own: _Side, other: _Side, batch: int) -> TiePoints | None:
-        """The tie points of ``own``'s keypoints searched in ``other``, ``batch`` keypoints at a time
-        (their ``searched`` set)."""
+    def one_direction(direction: int, own: _Side, other: _Side, part: int) -> TiePoints | None:
+        """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set), the
+        dense search ``part`` keypoints at a time (see :func:`_search`)."""
         with torch.inference_mode():  # per thread: a direction may run in a thread of its own
-            if own.keypoints is None:
-                own.keypoints = detect(own.image, own.valid, n_keypoints, border=margin, patch_size=p)[0]
             kp = own.keypoints
             if len(kp) == 0:
                 return None
@@ -286,7 +292,8 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
             if learned is not None:
                 rerank = learned_rerank(learned, own.image, other.image, direction == FORWARD, radius,
                                         cfg.candidates, p)
-            d, best, ratio, interior = _search(matcher, own.features, other.features, kp, p, radius, batch, rerank)
+            d, best, ratio, interior = _search(matcher, own.features, other.features, kp, p, radius,
+                                               (cfg.batch_size, part), rerank)
             if learned is None:
                 keep = interior & (best >= cfg.min_score) & (ratio >= cfg.min_peak_ratio)
             else:
@@ -304,15 +311,25 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     directions = [(FORWARD, r_side, t_side)]
     if cfg.bidirectional:
         directions.append((BACKWARD, t_side, r_side))
+    _detect_keypoints([own for _, own, _ in directions], n_keypoints, margin, p)
     found = _each(one_direction, directions, cfg.threads, cfg.batch_size)
     return TiePoints.concat([r for r in found if r is not None])
 
 
+def _detect_keypoints(sides: list[_Side], n: int, border: int, patch_size: int) -> None:
+    """Keypoints for the sides that have none yet, one side after the other (each detection's
+    buffers are a tile's size: side by side they would add up)."""
+    with torch.inference_mode():
+        for side in sides:
+            if side.keypoints is None:
+                side.keypoints = detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
+
+
 def _each(run: Callable, directions: list[tuple], threads: int, batch: int) -> list:
-    """``run(*d, batch)`` for each of a tile's directions, in order: the two at the same time in
-    threads of their own where :func:`georeg.runtime.directions_side_by_side` says so, each on half
-    the batch, so that the two searches' buffers together take what one took (the same numbers:
-    each keypoint's search is its own)."""
+    """``run(*d, part)`` for each of a tile's directions, in order: the two at the same time in
+    threads of their own where :func:`georeg.runtime.directions_side_by_side` says so, each
+    searching half a ``batch`` at a time, so that the two dense searches' buffers together take
+    what one took; one after the other, whole batches."""
     if len(directions) == 2 and directions_side_by_side(threads):
         from concurrent.futures import ThreadPoolExecutor
 
