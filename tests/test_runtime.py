@@ -63,13 +63,13 @@ def test_the_directions_side_by_side_give_the_same_tie_points(small_pair, tmp_pa
     ref, tgt = small_pair()
     cfg = RegistrationConfig().with_options(matching={"matcher": matcher},
                                             output={"quicklook": None, "tie_points": None, "report": None})
-    seen, detect = set(), M.detect
+    seen, search = set(), M._search
 
     def spy(*a, **k):
         seen.add(threading.current_thread().name.startswith("georeg-direction"))
-        return detect(*a, **k)
+        return search(*a, **k)
 
-    monkeypatch.setattr(M, "detect", spy)
+    monkeypatch.setattr(M, "_search", spy)
     out = {}
     for side_by_side in (False, True):
         monkeypatch.setattr(M, "directions_side_by_side", lambda threads, s=side_by_side: s)
