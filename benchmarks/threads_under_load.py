@@ -1,6 +1,9 @@
 """One registration's time with one torch thread (georeg's default, ``--threads 1``) and with
 torch's default of one thread per core (``--threads 0``), on an idle machine and beside one busy
-process, as a user's machine rarely is idle (QGIS drawing, a browser, a second georeg).
+process, as a user's machine rarely is idle (QGIS drawing, a browser, a second georeg). A third
+setting runs ``--threads 1`` on one core only (the process's CPU affinity, Linux): a tile's two
+matching directions then run one after the other instead of side by side (georeg's default where
+a second core is there, :func:`georeg.runtime.directions_side_by_side`).
 
 Each run is a whole ``georeg register`` process (``GEOREG_SERVER=off``) on the S2 optical / S1 VH
 pair of ``scene_speed.py`` (neutral names, the target's geotransform off by (13.4, -8.7) px); the
@@ -26,17 +29,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from scene_speed import OWN_PROCESS, build_pair, gnu_time, run_georeg  # noqa: E402
 
-SETTINGS = (("1", "one thread (default)"), ("0", "torch's default"))
+# (label, --threads, the cores the process may use: None for all)
+SETTINGS = (("one thread (default)", "1", None), ("torch's default", "0", None),
+            ("one thread, one core", "1", {0}))
 LOADS = ("idle", "one busy process beside")
 
 
-def run_once(ref: str, tgt: str, out: Path, threads: str) -> dict:
+def run_once(ref: str, tgt: str, out: Path, threads: str, cores: set[int] | None = None) -> dict:
     """Wall and CPU seconds of one ``georeg register`` process (``scene_speed.run_georeg``, the
-    default matcher), and its shift and threads."""
+    default matcher) on ``cores`` (None: all; the child inherits this process's affinity, which is
+    given back after), and its shift and threads."""
     if gnu_time() is None:
         raise SystemExit("GNU time is needed for the CPU seconds (Debian: apt-get install time)")
     env = {k: v for k, v in OWN_PROCESS.items() if k not in ("GEOREG_THREADS", "OMP_NUM_THREADS")}
-    r = run_georeg(ref, tgt, out.parent, "auto", env, tag=f"_{out.stem}", extra=("--threads", threads))
+    before = os.sched_getaffinity(0) if cores is not None else None
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+    try:
+        r = run_georeg(ref, tgt, out.parent, "auto", env, tag=f"_{out.stem}", extra=("--threads", threads))
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
     if r["rc"] != 0 or "shift_px" not in r:
         raise SystemExit(f"georeg failed: {r['tail'][0][-400:]}")
     return {"wall": r["seconds"], "cpu": r["cpu_s"], "shift": r["shift_px"], "threads": r["cpu_threads"]}
@@ -60,23 +73,25 @@ def main() -> None:
         for load in LOADS:
             busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "idle" else None)
             try:
-                runs: dict[str, list[dict]] = {s: [] for s, _ in SETTINGS}
+                runs: dict[str, list[dict]] = {label: [] for label, *_ in SETTINGS}
                 for r in range(args.rounds):
                     order = SETTINGS if r % 2 == 0 else SETTINGS[::-1]
-                    for threads, _ in order:
-                        runs[threads].append(run_once(ref, tgt, work / f"out{size}_{threads}.tif", threads))
+                    for i, (label, threads, cores) in enumerate(order):
+                        runs[label].append(run_once(ref, tgt, work / f"out{size}_{i}.tif", threads, cores))
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
             med = {}
-            for threads, label in SETTINGS:
-                rs = runs[threads]
-                med[threads] = statistics.median(x["wall"] for x in rs)
+            for label, *_ in SETTINGS:
+                rs = runs[label]
+                med[label] = statistics.median(x["wall"] for x in rs)
                 shift = ", ".join(f"{v:+.3f}" for v in rs[-1]["shift"])
                 print(f"{size:>6} {load:<26} {label:<22} {rs[-1]['threads']!s:>7} {min(x['wall'] for x in rs):>9.2f} "
-                      f"{med[threads]:>8.2f} {statistics.median(x['cpu'] for x in rs):>6.1f} {shift:>18}")
-            print(f"{size:>6} {load:<26} torch's default / one thread: {med['0'] / med['1']:.2f}x (median wall)")
+                      f"{med[label]:>8.2f} {statistics.median(x['cpu'] for x in rs):>6.1f} {shift:>18}")
+            one, torch_default, one_core = (med[label] for label, *_ in SETTINGS)
+            print(f"{size:>6} {load:<26} torch's default / one thread: {torch_default / one:.2f}x; one core / one "
+                  f"thread (the directions one after the other): {one_core / one:.2f}x (median wall)")
     if work_ctx is not None:
         work_ctx.cleanup()
 

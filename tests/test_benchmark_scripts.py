@@ -319,6 +319,14 @@ def test_the_threads_benchmark_runs_georeg_on_the_threads_it_compares(small_pair
     ref, tgt = small_pair()
     r = run_once(str(ref), str(tgt), tmp_path / "out.tif", "2")
     assert r["threads"] == 2 and r["wall"] > 0 and r["cpu"] > 0 and len(r["shift"]) == 2
+    import os
+
+    if hasattr(os, "sched_getaffinity"):  # one thread on one core: the same result to the bit as on
+        before = os.sched_getaffinity(0)  # all of them, and this process's cores given back
+        one = run_once(str(ref), str(tgt), tmp_path / "one.tif", "1", {min(before)})
+        every = run_once(str(ref), str(tgt), tmp_path / "every.tif", "1")
+        assert one["threads"] == every["threads"] == 1 and one["shift"] == every["shift"]
+        assert os.sched_getaffinity(0) == before
 
 
 @pytest.mark.data
