@@ -36,9 +36,9 @@ def tune_malloc(trim_threshold: int = 1 << 30) -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
-        # one heap for every thread: a thread's own arena would keep what it freed apart (the two
-        # matching directions side by side peaked at 646-700 MB on the 1024 px S1/S2 pair with
-        # glibc's arenas, 580-599 MB with one, one after the other 547-563 MB; the same seconds)
+        # one heap for every thread: a thread's own arena keeps what it freed apart (the two
+        # matching directions side by side peaked at 657-683 MB on the 1024 px S1/S2 pair with
+        # glibc's arenas, 579-616 MB with one, the same seconds; one after the other 534-558 MB)
         libc.mallopt(_M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         return False
