@@ -48,12 +48,12 @@ TURNED_PX = 1330  # holds the 1024 px scene turned 20 degrees
 SWAPPED = "roles swapped: S1 reference, S2 target"  # its correction is the plain pair's, negated
 REF_TURNED = "reference on a grid turned 20 deg"
 FAR = "georeferencing 3 km off (beyond --max-shift)"
+FAR_PX = (240.0, -180.0)  # added to SHIFT_PX: the coarse pass must find it; its correction is the plain one's less this
 COARSE = "target 6x coarser (60 m pixels)"
 COARSE_FACTOR = 6
 # a correction is wrong from one pixel of the coarser picture on (the verdict judges in those too):
 # 10 m for every variant but the coarse target's 60 m
 TOLERANCE_PX = {COARSE: float(COARSE_FACTOR)}
-FAR_PX = (240.0, -180.0)  # added to SHIFT_PX: the coarse pass must find it; its correction is the plain one's less this
 
 
 def _turned_grid(centre: tuple[float, float]) -> Affine:
