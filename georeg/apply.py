@@ -17,7 +17,7 @@ from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
 from .estimation import FittedModel, fit_local
 from .outputs import write_corrected
-from .pipeline import check_outputs
+from .preflight import check_outputs
 from .raster import Grid, RasterSource
 from .writers import check_creation_options
 

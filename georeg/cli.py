@@ -244,13 +244,17 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
     """Register TARGET onto REFERENCE and write the corrected target to the -o/--output GeoTIFF
     (plus tie points, report and quicklook beside it unless set to 'none')."""
     from .errors import InputError
-    from .outputs import mask_text, modality_text, quality_text, shift_text
-    from .pipeline import register as run
+    from .preflight import preflight
 
     if not output.strip() or Path(output).name in ("", ".", ".."):
         raise InputError(f"register(): output must be a file path such as out.tif; got {output!r}")
     cfg = build_config(params, *(side_output(output, kind, value, "auto") for kind, value in
                                  (("tie_points", tie_points), ("report", report), ("quicklook", quicklook))))
+    # paths and outputs before the heavy imports (torch): a mistyped path is answered at once
+    preflight(reference, target, output, cfg, warn_same=False)
+    from .outputs import mask_text, modality_text, quality_text, shift_text
+    from .pipeline import register as run
+
     quiet = ctx.obj.get("quiet", False)
     machine = ctx.obj.get("machine", False)
     with _Progress(quiet, machine) as progress:

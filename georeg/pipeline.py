@@ -21,13 +21,11 @@ from affine import Affine
 from rasterio.windows import Window
 
 from . import __version__
-from .config import MatchingConfig, RegistrationConfig, side_output
+from .config import MatchingConfig, RegistrationConfig
 from .errors import (
     CancelledError,
     FallbackWarning,
     InputError,
-    InputWarning,
-    OutputExistsError,
     OutputWriteError,
     RasterOpenError,
     TooFewTiePointsError,
@@ -38,6 +36,7 @@ from .estimation import MIN_INLIERS, FittedModel, LocalWarp, _lsq, apply_h, desc
 from .gpkg import TiePointTable
 from .matchers.base import Matcher, MatcherRoles
 from .matching import Sources, TiePoints, keypoints_for, match_tile
+from .preflight import preflight
 from .raster import GCPGrid, Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
 
@@ -88,69 +87,6 @@ class _Clock:
         self.t = now
 
 
-def _planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict[str, str]:
-    """The outputs' paths by kind; a side output given as 'auto' goes beside the raster and one
-    given as 'none' (or None, the API's default) is not written, as on the command line."""
-    out = {"raster": str(output)}
-    for key in ("tie_points", "report", "quicklook"):
-        value = side_output(output, key, getattr(cfg.output, key))
-        if value:
-            out[key] = value
-    return out
-
-
-OUTPUT_SUFFIXES = {"raster": ("a GeoTIFF", (".tif", ".tiff")), "tie_points": ("a GeoPackage", (".gpkg",)),
-                   "report": ("JSON", (".json",)),
-                   "quicklook": ("a PNG picture", (".png",))}
-
-
-def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -> None:
-    """Refuse existing outputs (without overwrite), outputs that are inputs, and missing folders."""
-    from .raster import check_utf8_name
-    from .remote import is_remote
-
-    resolved_inputs = {Path(p).resolve() for p in inputs if p and not is_remote(p)}
-    seen = set()
-    for kind, path in outputs.items():
-        if is_remote(path):
-            raise InputError(f"the {kind} output {path} is a URL; georeg writes local files: give a local path "
-                             "(and upload the results afterwards)")
-        check_utf8_name(path, f"{kind} output")
-        p = Path(path)
-        if kind in OUTPUT_SUFFIXES and p.suffix.lower() not in OUTPUT_SUFFIXES[kind][1]:
-            fmt, suffixes = OUTPUT_SUFFIXES[kind]
-            raise InputError(f"the {kind} output {path} is written as {fmt}: give it a {' or '.join(suffixes)} name "
-                             "(QGIS and other programs go by the extension)")
-        if p.resolve() in resolved_inputs:
-            raise InputError(f"the {kind} output {path} is also an input; choose another output path")
-        if p.resolve() in seen:
-            raise InputError(f"two outputs share the path {path}; give each output its own path")
-        seen.add(p.resolve())
-        if p.exists() and not overwrite:
-            raise OutputExistsError(f"output exists: {path}; use `overwrite=True` to replace it or choose another path")
-        if p.is_dir():
-            raise InputError(f"the {kind} output {path} is a folder; give a file path")
-        if not p.parent.exists():
-            raise InputError(f"the folder of the {kind} output does not exist: {p.parent}; create it first")
-        if p.parent.is_file():
-            raise InputError(f"the {kind} output {path} is under a file, not a folder; choose another path")
-    for folder in {Path(p).parent for p in outputs.values()}:
-        check_writable(folder)
-
-
-def check_writable(folder: Path) -> None:
-    """Create and delete a probe file: permissions, read-only mounts and immutable folders are found
-    before any matching, not after it."""
-    import tempfile
-
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".georeg-probe-"):
-            pass
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write to the output folder {folder}: {exc.strerror or exc}; "
-                               "choose a folder you can write to") from None
-
-
 def check_free_space(folder: Path, needed_bytes: int) -> None:
     import shutil
 
@@ -170,16 +106,6 @@ def _needed_bytes(tgt: RasterSource, cfg: RegistrationConfig, grid: Grid) -> int
     return int(w * h * ds.count * np.dtype(ds.dtypes[0]).itemsize + 16 * 2**20)
 
 
-def _same_local_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two inputs are one local file (a copy-paste slip in a manifest)."""
-    from .remote import is_remote
-
-    a, b = os.fspath(a), os.fspath(b)
-    if is_remote(a) or is_remote(b) or not (os.path.isfile(a) and os.path.isfile(b)):
-        return False
-    return os.path.samefile(a, b)
-
-
 def register(reference: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike,
              config: RegistrationConfig | None = None, *, progress: ProgressFn | None = None,
              cancel: Callable[[], bool] | None = None, matcher=None,
@@ -192,15 +118,9 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
     matcher (batch workers reuse one) or a matcher name (as ``config.matching.matcher``). Returns a
     :class:`RegistrationResult`.
     """
-    for name, value in (("reference", reference), ("target", target), ("output", output)):
-        if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)).strip():
-            raise InputError(f"register(): {name} must be a file path (str or os.PathLike); got {value!r}")
     if config is not None and not isinstance(config, RegistrationConfig):
         raise InputError(f"register(): config must be a georeg RegistrationConfig; got {type(config).__name__}. "
                          "Build one with RegistrationConfig().with_options(...)")
-    if _same_local_file(reference, target):
-        warn(InputWarning, f"the reference and the target are the same file ({os.fspath(target)}): there is nothing "
-                           "to correct and the result is the identity; give the scene to correct as the target")
     cfg = config or RegistrationConfig()
     if isinstance(matcher, str):  # a name: resolved against the target's modality like the option
         cfg, matcher = cfg.with_options(matching={"matcher": matcher}), None
@@ -208,9 +128,7 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
         raise InputError(f"register(): matcher must be a matcher name such as 'auto' or 'baseline', or a matcher "
                          f"from georeg.matchers.load(); got {type(matcher).__name__}")
     clock = _Clock()
-    outputs = _planned_outputs(output, cfg)
-    check_outputs(outputs, [str(reference), str(target), cfg.reference.mask, cfg.target.mask],
-                  cfg.output.overwrite)
+    outputs = preflight(reference, target, output, cfg)
     from .writers import check_creation_options
 
     check_creation_options(cfg.output.creation_options, cfg.output.cog)

@@ -298,6 +298,27 @@ def split_subdataset(path: str, base: str | Path = ".") -> tuple[str, str, str] 
     return ":".join(parts[:i]) + ":", ":".join(parts[i:j]), "".join(":" + q for q in parts[j:])
 
 
+def check_raster_path(path: str, role: str) -> None:
+    """A local raster's file exists and is not a folder (the path, or the file of a GDAL subdataset
+    name), and its name is UTF-8. A URL is not checked here (reading it tells)."""
+    p, sub = Path(path), subdataset_file(path)
+    if not is_remote(sub or path):
+        if sub is not None:
+            if not Path(sub).exists():
+                raise RasterOpenError(f"{role} raster not found: {sub} (in {path}); check the path")
+        elif not p.exists():
+            raise RasterOpenError(f"{role} raster not found: {path}; check the path")
+        elif p.is_dir():
+            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {path}{_inside_product(p)}")
+    check_utf8_name(path, f"{role} raster")
+
+
+def check_mask_path(path: str, role: str) -> None:
+    """A local mask file exists (see :func:`check_raster_path`)."""
+    if not is_remote(path) and not Path(subdataset_file(path) or path).exists():
+        raise RasterOpenError(f"{role} mask not found: {path}; check the path")
+
+
 def subdataset_file(path: str) -> str | None:
     """The file behind a GDAL subdataset name (see :func:`split_subdataset`), or None."""
     parts = split_subdataset(path)
@@ -394,9 +415,11 @@ class RasterSource:
         self._mask_ds = None
         self.mask_rule = None  # how the mask the user gave is read (:mod:`georeg.masks`)
         if cfg.mask:
-            if not is_remote(cfg.mask) and not Path(subdataset_file(cfg.mask) or cfg.mask).exists():
+            try:
+                check_mask_path(cfg.mask, role)
+            except RasterOpenError:
                 self.ds.close()
-                raise RasterOpenError(f"{role} mask not found: {cfg.mask}; check the path")
+                raise
             try:
                 self._mask_ds = rasterio.open(cfg.mask)
             except rasterio.errors.RasterioIOError as exc:
@@ -549,18 +572,9 @@ class RasterSource:
         return self._subdataset_file or self.path
 
     def _check_path(self) -> None:
-        """The file exists and is not a folder (a local path, or the file of a GDAL subdataset name)."""
-        role, p, sub = self.role, Path(self.path), self._subdataset_file
         if self.remote:
             configure_network()
-        elif sub is not None:
-            if not Path(sub).exists():
-                raise RasterOpenError(f"{role} raster not found: {sub} (in {self.path}); check the path")
-        elif not p.exists():
-            raise RasterOpenError(f"{role} raster not found: {self.path}; check the path")
-        elif p.is_dir():
-            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {self.path}{_inside_product(p)}")
-        check_utf8_name(self.path, f"{role} raster")
+        check_raster_path(self.path, self.role)
 
     def _check(self, pixel_frame_ok: bool) -> None:
         ds = self.ds

@@ -7,7 +7,7 @@ import pytest
 import georeg
 from georeg.config import RegistrationConfig
 from georeg.errors import CancelledError, InputError, InputWarning, OutputExistsError, UnknownMatcherError
-from georeg.pipeline import check_outputs
+from georeg.preflight import check_outputs
 
 
 @pytest.fixture(scope="module")
