@@ -21,7 +21,7 @@ from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
-from .runtime import directions_side_by_side
+from .runtime import directions_side_by_side, in_order
 from .tiling import expand
 from .warp import dense_coords
 
@@ -270,11 +270,13 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     t_img, t_valid = sample_through(tgt, grid, win, inverse)
     if (r_side.valid & t_valid).sum() < p * p:
         return TiePoints()
-    r_side = _prepared(r_side, ref, r_img, matcher)
+    # the two sides' features at the same time where the directions run side by side (the reads
+    # are done: a raster is read from one thread); the keypoints after, one side after the other
+    sides = [(r_side, ref, r_img), (_Side(t_valid), tgt, t_img)]
+    r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, directions_side_by_side(cfg.threads))
     if reuse is not None:
         reuse.clear()  # one tile's reference side at a time
         reuse[key] = r_side
-    t_side = _prepared(_Side(t_valid), tgt, t_img, matcher)
 
     def one_direction(direction: int, own: _Side, other: _Side, part: int) -> TiePoints | None:
         """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set), the

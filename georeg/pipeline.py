@@ -975,11 +975,18 @@ def stage_refine(sc: Scene) -> None:
     sc.clock.lap("estimation")
 
 
+def _two_threads(sc: Scene) -> bool:
+    """Whether the structure probe computes its windows two at a time (as the matching's directions)."""
+    from .runtime import directions_side_by_side
+
+    return directions_side_by_side(sc.cfg.matching.threads)
+
+
 def _probe(sc: Scene):
     from .verdict import StructureProbe
 
     if sc.probe is None:
-        sc.probe = StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap)
+        sc.probe = StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, two_threads=_two_threads(sc))
     return sc.probe
 
 

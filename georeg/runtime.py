@@ -122,3 +122,25 @@ def directions_side_by_side(threads: int) -> bool:
     pair of ``benchmarks/scene_speed.py`` (2 cores, one process, `auto`, 2026-12-05): 3.55-3.67 ->
     2.88-3.04 s a registration when idle, 3.55 -> 3.28-3.39 s beside a busy process."""
     return threads == 1 and not _pairs_side_by_side and usable_cores() >= 2
+
+
+def in_order(fn, items, two_threads: bool):
+    """``fn(item)`` for each of ``items``, yielded in order. With ``two_threads``, two calls run at
+    a time in threads of their own (torch, numpy and scipy's loops release the GIL) while the next
+    item is drawn in the calling thread: an iterator that reads a raster stays in one thread (a
+    GDAL dataset is not to be read from two at once), and at most three items' results are held
+    at a time. Each call's numbers are the same either way."""
+    if not two_threads:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2, thread_name_prefix="georeg-part") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

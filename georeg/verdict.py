@@ -51,6 +51,7 @@ from .features import oriented_gradient_channels
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
+from .runtime import in_order
 
 MIN_COVERAGE = 0.25  # share of the overlap's 4x4 cells holding inliers
 MIN_INLIER_FRACTION = 0.5  # fewer and most tie points disagree with the model (the pipeline's "weak")
@@ -247,17 +248,22 @@ class StructureProbe:
     resolution. The reference side is computed once; each model costs one resampling of the target."""
 
     def __init__(self, ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window,
-                 windows: list[Window] | None = None):
-        self.tgt, self.grid = tgt, grid
+                 windows: list[Window] | None = None, two_threads: bool = False):
+        """``two_threads``: the windows' features are computed two at a time (see
+        :func:`georeg.runtime.in_order`; the pipeline asks
+        :func:`georeg.runtime.directions_side_by_side`)."""
+        self.tgt, self.grid, self.two_threads = tgt, grid, two_threads
         self._by_model: dict[int, tuple[FittedModel, float]] = {}  # local models
         self._by_matrix: dict[bytes, float] = {}
-        self.windows = []
-        for win in _windows(overlap) if windows is None else windows:
-            r, rv = ref.read_on_grid(grid, win)
+        read = ((win, *ref.read_on_grid(grid, win)) for win in (_windows(overlap) if windows is None else windows))
+
+        def features(item):
+            win, r, rv = item
             if rv.sum() < 256:
-                continue
-            fr = _features(preprocess(r, rv, ref.modality, ref.float_values))
-            self.windows.append((win, rv, fr))
+                return None
+            return win, rv, _features(preprocess(r, rv, ref.modality, ref.float_values))
+
+        self.windows = [w for w in in_order(features, read, two_threads) if w is not None]
 
     def model_agreement(self, model: FittedModel) -> float:
         """:meth:`agreement` through ``model``, computed once per model (auto's structural check,
@@ -285,15 +291,18 @@ class StructureProbe:
         pixels as 0/1 weights (float32)."""
         from scipy import ndimage
 
-        for win, rv, fr in self.windows:
-            t, tv = sample_through(self.tgt, self.grid, win, inverse)
+        def centred(item):
+            rv, fr, t, tv = item
             wgt = ndimage.binary_erosion(rv & tv, iterations=4)
             n = int(np.count_nonzero(wgt))
             if n < 64:
-                continue
+                return None
             ft = _features(preprocess(t, tv, self.tgt.modality, self.tgt.float_values))
             w = wgt.astype(np.float32)
-            yield fr - _weighted_mean(fr, w, n), ft - _weighted_mean(ft, w, n), w
+            return fr - _weighted_mean(fr, w, n), ft - _weighted_mean(ft, w, n), w
+
+        read = ((rv, fr, *sample_through(self.tgt, self.grid, win, inverse)) for win, rv, fr in self.windows)
+        yield from (c for c in in_order(centred, read, self.two_threads) if c is not None)
 
     def offset(self, inverse, max_lag: int = 3, min_pixels: int = 0) -> dict | None:
         """The residual shift (reference px) at which the structure of the target seen through
