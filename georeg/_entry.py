@@ -8,13 +8,12 @@ from __future__ import annotations
 import signal
 import sys
 
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
+from .interrupts import terminate as _terminate
 
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         from .server import forward
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputExistsError, OutputLockedError
+from .interrupts import signals_held
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -161,6 +162,17 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     p = Path(path)
     lock = p.with_name(f".{p.name}.lock")
     me = f"{os.getpid()} {socket.gethostname()}"
+    with signals_held():  # a Ctrl-C between making the lock and the try below would leave it
+        _take_lock(lock, me, p)
+    try:
+        yield
+    finally:
+        with signals_held(), contextlib.suppress(OSError):
+            if lock.read_text() == me:
+                lock.unlink()
+
+
+def _take_lock(lock: Path, me: str, p: Path) -> None:
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -175,15 +187,8 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             continue
         with os.fdopen(fd, "w") as f:
             f.write(me)
-        break
-    else:
-        raise OutputLockedError(f"could not take the lock {lock}; remove it if no georeg run is writing {p}")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if lock.read_text() == me:
-                lock.unlink()
+        return
+    raise OutputLockedError(f"could not take the lock {lock}; remove it if no georeg run is writing {p}")
 
 
 def _lock_owner(lock: Path) -> int | None:

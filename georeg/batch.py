@@ -588,13 +588,13 @@ def _run_local(tasks: list[PairTask], workers: int, finished: Callable[[dict], N
 
     global _STOP_ASKED
     _STOP_ASKED = False
-    from ._entry import _terminate
+    from .interrupts import terminate as _terminate
 
     handlers = {}
     if threading.current_thread() is threading.main_thread():  # signals are the main thread's
         # only in place of the handlers that stop with KeyboardInterrupt anyway (Python's, the
         # CLI's): a caller's own handler stays in charge
-        for sig, ours in ((signal.SIGINT, (signal.default_int_handler,)), (signal.SIGTERM, (_terminate,))):
+        for sig, ours in ((signal.SIGINT, (signal.default_int_handler, _terminate)), (signal.SIGTERM, (_terminate,))):
             if signal.getsignal(sig) in ours:
                 handlers[sig] = signal.signal(sig, _interrupt_driver)
     try:

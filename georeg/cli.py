@@ -560,7 +560,7 @@ def serve(ctx, socket_, idle_minutes, threads, stop, status):
         return
     import signal
 
-    from ._entry import _terminate
+    from .interrupts import terminate as _terminate
 
     srv = server.Server(run_command, path, idle_minutes * 60)
     srv.bind()
@@ -632,10 +632,11 @@ def main(try_server: bool = True) -> None:
     already tried, before importing this module)."""
     import signal
 
-    from ._entry import _terminate
+    from .interrupts import terminate as _terminate
     from .server import forward
 
-    signal.signal(signal.SIGTERM, _terminate)  # also for 'python -m georeg.cli' (the QGIS bridge)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # also for 'python -m georeg.cli' (the QGIS bridge)
+        signal.signal(sig, _terminate)
     code = forward(sys.argv[1:]) if try_server else None  # a running 'georeg serve' takes 'register'
     if code is None:
         try:

@@ -90,8 +90,10 @@ def check_writable(folder: Path) -> None:
     before any matching, not after it."""
     import tempfile
 
+    from .interrupts import signals_held
+
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".georeg-probe-"):
+        with signals_held(), tempfile.NamedTemporaryFile(dir=folder, prefix=".georeg-probe-"):
             pass
     except OSError as exc:
         raise OutputWriteError(f"cannot write to the output folder {folder}: {exc.strerror or exc}; "

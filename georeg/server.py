@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ._entry import _terminate
 from .errors import GeoregError
+from .interrupts import terminate as _terminate
 
 log = logging.getLogger(__name__)
 
