@@ -33,6 +33,7 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .config import RegistrationConfig, side_output
 from .errors import ConfigError, FallbackWarning, GeoregError, InputError, warn
+from .interrupts import later
 from .options import BY_NAME, MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -363,8 +364,11 @@ _IN_TASK = False
 
 def _stop_on_signal(signum, frame):
     """In a pool worker: interrupt the pair in hand (its staged outputs are removed on the way
-    out, then the process ends quietly), or end at once when idle."""
+    out, then the process ends quietly), or end at once when idle. Inside an import or while
+    a file is made or removed, a moment later (:func:`georeg.interrupts.later`)."""
     if _IN_TASK:
+        if later(signum, frame):
+            return
         raise KeyboardInterrupt
     os._exit(130)
 

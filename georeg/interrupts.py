@@ -34,12 +34,20 @@ def terminate(signum, frame):
     """The handler of SIGTERM and (in the CLI) SIGINT: KeyboardInterrupt, or, inside an import or
     a :func:`signals_held` block, the same signal again RETRY_S later (torch's import takes about
     a second)."""
-    if _held or _in_import(frame):
-        retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
-        retry.daemon = True
-        retry.start()
-        return
-    raise KeyboardInterrupt
+    if not later(signum, frame):
+        raise KeyboardInterrupt
+
+
+def later(signum, frame) -> bool:
+    """For a handler about to raise KeyboardInterrupt: where ``frame`` is inside an import or a
+    :func:`signals_held` block is running, send ``signum`` again RETRY_S later and return True
+    (the handler then returns); else False."""
+    if not (_held or _in_import(frame)):
+        return False
+    retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    retry.daemon = True
+    retry.start()
+    return True
 
 
 @contextlib.contextmanager
