@@ -446,8 +446,8 @@ class Server:
             os.setsid()  # the server's terminal (its Ctrl-C, its hang-up) no longer reaches this command
             for sig in (signal.SIGCHLD, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, _terminate)  # as the console script handles it
+            for sig in (signal.SIGINT, signal.SIGTERM):  # as the console script handles them
+                signal.signal(sig, _terminate)
             _take_over(req, fds)
             if self.threads:  # the registration's default (`--threads`), unless the caller's environment sets one
                 os.environ.setdefault("GEOREG_THREADS", str(self.threads))
