@@ -17,9 +17,8 @@ from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
 from .estimation import FittedModel, fit_local
 from .outputs import write_corrected
-from .preflight import check_outputs
+from .preflight import check_creation_options, check_outputs
 from .raster import Grid, RasterSource
-from .writers import check_creation_options
 
 
 def _crs(side: dict) -> CRS | None:

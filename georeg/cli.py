@@ -340,7 +340,7 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, **p
 
     run_opts = {k: params.pop(k) for k in ("workers", "scheduler", "resume")}
     cfg = build_config(params)
-    from .writers import check_creation_options
+    from .preflight import check_creation_options
 
     check_creation_options(cfg.output.creation_options, cfg.output.cog)  # once, not once per row
     scheduler = run_opts["scheduler"]

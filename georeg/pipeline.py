@@ -129,9 +129,6 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
                          f"from georeg.matchers.load(); got {type(matcher).__name__}")
     clock = _Clock()
     outputs = preflight(reference, target, output, cfg)
-    from .writers import check_creation_options
-
-    check_creation_options(cfg.output.creation_options, cfg.output.cog)
     notify = progress or (lambda f, m: None)
 
     def check_cancel() -> None:

@@ -18,7 +18,7 @@ OUTPUT_SUFFIXES = {"raster": ("a GeoTIFF", (".tif", ".tiff")), "tie_points": ("a
 
 
 def preflight(reference, target, output, cfg: RegistrationConfig, warn_same: bool = True) -> dict[str, str]:
-    """Check a registration's arguments, outputs and input paths; returns the planned outputs'
+    """Check a registration's arguments, outputs, input paths and GDAL creation options; returns the planned outputs'
     paths by kind (see :func:`planned_outputs`). Raises georeg's errors; warns when the reference
     and the target are one file (unless ``warn_same`` is False: a caller that runs the
     registration next, which warns)."""
@@ -37,6 +37,7 @@ def preflight(reference, target, output, cfg: RegistrationConfig, warn_same: boo
         check_raster_path(os.fspath(path), role)
         if mask:
             check_mask_path(mask, role)
+    check_creation_options(cfg.output.creation_options, cfg.output.cog)
     return outputs
 
 
@@ -110,3 +111,62 @@ def same_local_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return os.path.samefile(a, b)
 
 
+def creation_options_dict(creation_options) -> dict:
+    """NAME=VALUE strings -> {NAME: VALUE}."""
+    return dict(o.split("=", 1) for o in creation_options or ())
+
+
+def check_creation_options(creation_options, cog: bool) -> None:
+    """Write a 16 px raster to memory with the options: an option the driver does not know, or a
+    value it refuses, raises ConfigError before any work (GDAL would only warn and ignore it)."""
+    import logging
+
+    import numpy as np
+    import rasterio
+    import rasterio.shutil
+    from affine import Affine
+
+    if not creation_options:
+        return
+    driver = "COG" if cog else "GTiff"
+    problems = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if "creation option" in msg or "not recognised" in msg or "unexpected value" in msg:
+                problems.append(msg.split(" in ", 1)[-1] if " in " in msg[:30] else msg)
+
+    handler = _Collect(level=logging.WARNING)
+    log = logging.getLogger("rasterio._env")
+    log.addHandler(handler)
+    propagate, log.propagate = log.propagate, False  # collected here, not printed as well
+    tmp = f"/vsimem/georeg-co-check-{os.getpid()}.tif"
+    prof = {"driver": "GTiff", "width": 16, "height": 16, "count": 1, "dtype": "uint8",
+            "crs": "EPSG:4326", "transform": Affine(0.1, 0, 0, 0, -0.1, 0)}
+    try:
+        opts = creation_options_dict(creation_options)
+        with rasterio.Env(CPL_LOG_ERRORS=False):
+            if cog:
+                with rasterio.open(tmp, "w", **prof) as d:
+                    d.write(np.zeros((1, 16, 16), np.uint8))
+                rasterio.shutil.copy(tmp, tmp + ".cog", driver="COG", **opts)
+            else:
+                with rasterio.open(tmp, "w", **prof, **opts) as d:
+                    d.write(np.zeros((1, 16, 16), np.uint8))
+    except rasterio.errors.RasterioError as exc:
+        problems.append(str(exc))
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+        for path in (tmp, tmp + ".cog"):
+            try:
+                rasterio.shutil.delete(path)
+            except rasterio.errors.RasterioError:
+                pass
+    if problems:
+        from .errors import ConfigError
+
+        raise ConfigError(f"GDAL's {driver} driver refused the creation options {' '.join(creation_options)}: "
+                          f"{'; '.join(dict.fromkeys(problems))}. See https://gdal.org/drivers/raster/"
+                          f"{driver.lower()}.html for the options it takes")

@@ -22,65 +22,11 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from .config import OutputConfig
+from .preflight import creation_options_dict
 from .raster import Grid, RasterSource, alpha_band
 from .warp import dense_coords
 
 _ORDER = {"nearest": 0, "bilinear": 1, "cubic": 3}
-
-
-def _options(creation_options) -> dict:
-    return dict(o.split("=", 1) for o in creation_options or ())
-
-
-def check_creation_options(creation_options, cog: bool) -> None:
-    """Write a 16 px raster to memory with the options: an option the driver does not know, or a
-    value it refuses, raises ConfigError before any work (GDAL would only warn and ignore it)."""
-    import logging
-
-    if not creation_options:
-        return
-    driver = "COG" if cog else "GTiff"
-    problems = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record):
-            msg = record.getMessage()
-            if "creation option" in msg or "not recognised" in msg or "unexpected value" in msg:
-                problems.append(msg.split(" in ", 1)[-1] if " in " in msg[:30] else msg)
-
-    handler = _Collect(level=logging.WARNING)
-    log = logging.getLogger("rasterio._env")
-    log.addHandler(handler)
-    propagate, log.propagate = log.propagate, False  # collected here, not printed as well
-    tmp = f"/vsimem/georeg-co-check-{os.getpid()}.tif"
-    prof = {"driver": "GTiff", "width": 16, "height": 16, "count": 1, "dtype": "uint8",
-            "crs": "EPSG:4326", "transform": Affine(0.1, 0, 0, 0, -0.1, 0)}
-    try:
-        opts = _options(creation_options)
-        with rasterio.Env(CPL_LOG_ERRORS=False):
-            if cog:
-                with rasterio.open(tmp, "w", **prof) as d:
-                    d.write(np.zeros((1, 16, 16), np.uint8))
-                rasterio.shutil.copy(tmp, tmp + ".cog", driver="COG", **opts)
-            else:
-                with rasterio.open(tmp, "w", **prof, **opts) as d:
-                    d.write(np.zeros((1, 16, 16), np.uint8))
-    except rasterio.errors.RasterioError as exc:
-        problems.append(str(exc))
-    finally:
-        log.removeHandler(handler)
-        log.propagate = propagate
-        for path in (tmp, tmp + ".cog"):
-            try:
-                rasterio.shutil.delete(path)
-            except rasterio.errors.RasterioError:
-                pass
-    if problems:
-        from .errors import ConfigError
-
-        raise ConfigError(f"GDAL's {driver} driver refused the creation options {' '.join(creation_options)}: "
-                          f"{'; '.join(dict.fromkeys(problems))}. See https://gdal.org/drivers/raster/"
-                          f"{driver.lower()}.html for the options it takes")
 
 
 def _profile(src: RasterSource, grid: Grid, compress: str, nodata, creation_options=()) -> dict:
@@ -95,7 +41,7 @@ def _profile(src: RasterSource, grid: Grid, compress: str, nodata, creation_opti
         prof["predictor"] = 3 if src.ds.dtypes[0].startswith("float") else 2
     if nodata is not None:
         prof["nodata"] = nodata
-    for key, value in _options(creation_options).items():  # the user's options win over georeg's
+    for key, value in creation_options_dict(creation_options).items():  # the user's options win over georeg's
         for k in [k for k in prof if k.upper() == key]:
             del prof[k]
         prof[key] = value
@@ -111,7 +57,7 @@ def _windows(width: int, height: int, size: int = 512):
 def _finish(tmp_gtiff: Path, final_tmp: Path, cog: bool, compress: str, creation_options=()) -> None:
     if cog:
         opts = {"COMPRESS": compress.upper()} if compress != "none" else {}
-        opts.update(_options(creation_options))
+        opts.update(creation_options_dict(creation_options))
         rasterio.shutil.copy(str(tmp_gtiff), str(final_tmp), driver="COG", BIGTIFF="IF_SAFER", **opts)
     else:
         shutil.move(str(tmp_gtiff), str(final_tmp))

@@ -167,9 +167,11 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("case", ["output exists", "reference missing", "mask missing"])
+@pytest.mark.parametrize("case", ["output exists", "reference missing", "mask missing", "bad creation option",
+                                  "manifest missing"])
 def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, case):
-    """A mistyped path or an existing output is refused before the heavy imports (torch: 1.3 s)."""
+    """A mistyped path, an existing output or a creation option GDAL refuses is answered before
+    the heavy imports (torch: 1.3 s)."""
     ref, tgt = pair
     out = tmp_path / "out.tif"
     args = ["register", str(ref), str(tgt), "-o", str(out)]
@@ -177,15 +179,21 @@ def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, cas
         out.write_bytes(b"keep me")
     elif case == "reference missing":
         args[1] = str(tmp_path / "nope.tif")
-    else:
+    elif case == "mask missing":
         args += ["--ref-mask", str(tmp_path / "m.tif")]
+    elif case == "bad creation option":
+        args += ["--co", "BOGUS=1"]
+    else:
+        args = ["batch", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "outdir")]
     code = ("import sys; from click.testing import CliRunner; from georeg.cli import georeg; "
             f"r = CliRunner().invoke(georeg, {args!r}); print(r.exit_code, 'torch' in sys.modules); print(r.output)")
     out_lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True).stdout.splitlines()
     assert out_lines[0] == "2 False", out_lines
     expected = {"output exists": "Error: output exists", "reference missing": "Error: reference raster not found",
-                "mask missing": "Error: reference mask not found"}[case]
+                "mask missing": "Error: reference mask not found",
+                "bad creation option": "Error: GDAL's GTiff driver refused the creation options BOGUS=1",
+                "manifest missing": "Error: manifest not found"}[case]
     assert any(line.startswith(expected) for line in out_lines[1:]), out_lines
 
 
