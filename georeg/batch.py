@@ -423,8 +423,8 @@ def run(manifest, outdir: str | os.PathLike, config: RegistrationConfig | None =
     if executor == "dask":
         check_scheduler(scheduler or "local")
     out = Path(outdir)
+    tasks = _tasks_of(manifest, out, cfg)  # a manifest refused leaves no output folder behind
     out.mkdir(parents=True, exist_ok=True)
-    tasks = _tasks_of(manifest, out, cfg)
     rows, todo = _rows_already_known(tasks, resume)
     done = len(rows)
 

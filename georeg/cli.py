@@ -387,7 +387,6 @@ def _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out: Path
     if stac and not (reference_asset and target_asset):
         raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
                          "e.g. --reference-asset B04 --target-asset vh)")
-    out.mkdir(parents=True, exist_ok=True)
     if manifest:
         return B.read_manifest(manifest, out, cfg)
     if pairs:

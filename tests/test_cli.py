@@ -195,6 +195,7 @@ def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, cas
                 "bad creation option": "Error: GDAL's GTiff driver refused the creation options BOGUS=1",
                 "manifest missing": "Error: manifest not found"}[case]
     assert any(line.startswith(expected) for line in out_lines[1:]), out_lines
+    assert not (tmp_path / "outdir").exists(), "a refused batch leaves no output folder"
 
 
 def test_info_lists_baseline():
