@@ -67,7 +67,8 @@ def staged(paths: dict[str, str], overwrite: bool = True) -> Iterator[dict[str, 
         _remove(tmp)
     try:
         yield tmps
-        _commit(tmps, {k: Path(p) for k, p in paths.items()}, overwrite)
+        with signals_held():  # a Ctrl-C waits for the renames: the whole set in place or none of it
+            _commit(tmps, {k: Path(p) for k, p in paths.items()}, overwrite)
     finally:
         for tmp in tmps.values():
             _remove(tmp)
