@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -15,10 +16,11 @@ from rasterio.crs import CRS
 from .atomic import staged
 from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
-from .estimation import FittedModel, fit_local
-from .outputs import write_corrected
 from .preflight import check_creation_options, check_outputs
-from .raster import Grid, RasterSource
+from .raster import Grid, RasterSource, check_raster_path
+
+if TYPE_CHECKING:
+    from .estimation import FittedModel
 
 
 def _crs(side: dict) -> CRS | None:
@@ -34,6 +36,8 @@ def _pixel_frame(report: dict) -> bool:
 
 def model_from_report(report: dict) -> tuple[FittedModel, Grid]:
     """The fitted model and the reference grid that a report describes."""
+    from .estimation import FittedModel, fit_local
+
     try:
         m = report["model"]
         r = report["reference"]
@@ -91,10 +95,14 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     ``resampling`` (default: as in the registration), ``cog``, ``overwrite``, ``compress``, and
     ``creation_options`` (default: the registration's, when it wrote the same format)."""
     report = _load_report(report)
-    model, ref_grid = model_from_report(report)
     oc = _output_options(report, options)
     check_outputs({"raster": str(output)}, [str(raster)], oc.overwrite)
     check_creation_options(list(oc.creation_options), oc.cog)
+    check_raster_path(os.fspath(raster), "raster")
+    # the checks above need neither torch nor the matchers: a mistake is answered before they load
+    from .outputs import write_corrected
+
+    model, ref_grid = model_from_report(report)
     pictures = _pixel_frame(report)
     align = oc.align_grids or pictures  # pictures: onto the reference picture's pixels, as registered
     # a target registered as its mirror image (a picture in radar geometry) is placed so again

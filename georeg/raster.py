@@ -302,12 +302,13 @@ def check_raster_path(path: str, role: str) -> None:
     """A local raster's file exists and is not a folder (the path, or the file of a GDAL subdataset
     name), and its name is UTF-8. A URL is not checked here (reading it tells)."""
     p, sub = Path(path), subdataset_file(path)
+    what = role if role == "raster" else f"{role} raster"  # 'georeg apply' names its input 'raster'
     if not is_remote(sub or path):
         if sub is not None:
             if not Path(sub).exists():
-                raise RasterOpenError(f"{role} raster not found: {sub} (in {path}); check the path")
+                raise RasterOpenError(f"{what} not found: {sub} (in {path}); check the path")
         elif not p.exists():
-            raise RasterOpenError(f"{role} raster not found: {path}; check the path")
+            raise RasterOpenError(f"{what} not found: {path}; check the path")
         elif p.is_dir():
             raise RasterOpenError(f"{role} path is a folder, expected a raster file: {path}{_inside_product(p)}")
     check_utf8_name(path, f"{role} raster")

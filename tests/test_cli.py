@@ -168,7 +168,7 @@ def test_help_does_not_import_torch():
 
 
 @pytest.mark.parametrize("case", ["output exists", "reference missing", "mask missing", "bad creation option",
-                                  "manifest missing"])
+                                  "manifest missing", "report missing"])
 def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, case):
     """A mistyped path, an existing output or a creation option GDAL refuses is answered before
     the heavy imports (torch: 1.3 s)."""
@@ -183,8 +183,10 @@ def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, cas
         args += ["--ref-mask", str(tmp_path / "m.tif")]
     elif case == "bad creation option":
         args += ["--co", "BOGUS=1"]
-    else:
+    elif case == "manifest missing":
         args = ["batch", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "outdir")]
+    else:
+        args = ["apply", str(tmp_path / "nope.json"), str(tgt), "-o", str(out)]
     code = ("import sys; from click.testing import CliRunner; from georeg.cli import georeg; "
             f"r = CliRunner().invoke(georeg, {args!r}); print(r.exit_code, 'torch' in sys.modules); print(r.output)")
     out_lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -193,7 +195,7 @@ def test_path_mistakes_are_answered_before_torch_is_imported(pair, tmp_path, cas
     expected = {"output exists": "Error: output exists", "reference missing": "Error: reference raster not found",
                 "mask missing": "Error: reference mask not found",
                 "bad creation option": "Error: GDAL's GTiff driver refused the creation options BOGUS=1",
-                "manifest missing": "Error: manifest not found"}[case]
+                "manifest missing": "Error: manifest not found", "report missing": "Error: report not found"}[case]
     assert any(line.startswith(expected) for line in out_lines[1:]), out_lines
     assert not (tmp_path / "outdir").exists(), "a refused batch leaves no output folder"
 
