@@ -19,6 +19,7 @@ from .errors import EmptyOverlapError
 from .features import oriented_gradient_channels
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
+from .runtime import at_once
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ def _taper(valid: np.ndarray, width: int) -> np.ndarray:
 
 
 def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Window, coarse_size: int,
-                 max_shift_px: float | None = None, min_ratio: float = 1.5) -> CoarseResult:
+                 max_shift_px: float | None = None, min_ratio: float = 1.5, two_threads: bool = False) -> CoarseResult:
     """Estimate the global shift of the target relative to the reference over ``overlap``.
+    ``two_threads``: the two rasters are read at the same time (:func:`georeg.runtime.at_once`; a
+    10980 px pair's decimated reads are most of this step).
 
     Raises :class:`EmptyOverlapError` when no overlap pixel is valid in both rasters, or when either
     raster is constant over the overlap (a blank band: no search could find anything in it).
@@ -48,8 +51,8 @@ def coarse_shift(ref: RasterSource, tgt: RasterSource, grid: Grid, overlap: Wind
     sub = grid.window_grid(overlap)
     factor = max(1.0, max(sub.width, sub.height) / coarse_size)
     cg = sub.scaled(factor)
-    r, rv = ref.read_on_grid(cg, resampling=Resampling.average)
-    t, tv = tgt.read_on_grid(cg, resampling=Resampling.average)
+    (r, rv), (t, tv) = at_once(lambda: ref.read_on_grid(cg, resampling=Resampling.average),
+                               lambda: tgt.read_on_grid(cg, resampling=Resampling.average), two_threads)
     both = rv & tv
     frac = float(both.mean())
     if not rv.any() or not tv.any() or not both.any():

@@ -513,9 +513,11 @@ def stage_coarse(sc: Scene) -> None:
 
     sc.notify(0.02, "coarse pass")
     if sc.cfg.matching.coarse:
-        sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size_px)
+        sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size_px,
+                                 two_threads=_two_threads(sc))
     else:
-        check = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64)  # cheap validity check of the overlap
+        check = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64,  # cheap validity check of the overlap
+                             two_threads=_two_threads(sc))
         sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, check.valid_fraction, False)
     sc.clock.lap("coarse")
     sc.check_cancel()

@@ -146,3 +146,15 @@ def in_order(fn, items, two_threads: bool):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def at_once(first, second, two_threads: bool):
+    """``(first(), second())``, the two calls at the same time in threads of their own with
+    ``two_threads`` (e.g. the decimated reads of two rasters: each its own GDAL dataset)."""
+    if not two_threads:
+        return first(), second()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="georeg-part") as pool:
+        other = pool.submit(second)
+        return first(), other.result()

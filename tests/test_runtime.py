@@ -147,3 +147,36 @@ def test_the_cli_takes_its_threads_from_the_option_or_georeg_threads(small_pair,
     assert res.exit_code == 2
     assert "threads must be 0" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("c*"))
+
+
+def test_in_order_runs_two_at_a_time_draws_items_here_and_keeps_the_order():
+    import threading
+
+    here, drawn_in, barrier = threading.current_thread(), [], threading.Barrier(2, timeout=10)
+
+    def items():
+        for i in range(6):
+            drawn_in.append(threading.current_thread())  # the reads of a raster stay in this thread
+            yield i
+
+    def work(i):
+        if i < 2:
+            barrier.wait()  # the first two only get past this when they run at the same time
+        return i * i
+
+    assert list(runtime.in_order(work, items(), True)) == [0, 1, 4, 9, 16, 25]
+    assert drawn_in == [here] * 6
+    assert list(runtime.in_order(lambda i: -i, iter(range(4)), False)) == [0, -1, -2, -3]
+
+
+def test_at_once_runs_both_calls_at_the_same_time():
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    def call(value):
+        barrier.wait()
+        return value
+
+    assert runtime.at_once(lambda: call("a"), lambda: call("b"), True) == ("a", "b")
+    assert runtime.at_once(lambda: 1, lambda: 2, False) == (1, 2)
