@@ -409,3 +409,16 @@ def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared
                 assert set(np.unique(a)) <= {0, 1}
                 masked.append(1 - a.mean())
     assert 0.04 < masked[0] < masked[1] < masked[2] < 0.6  # high only < medium+high < widened
+
+
+def test_the_interrupts_benchmark_signals_real_runs_and_judges_them(shared_data, tmp_path):
+    """interrupts.py: SIGTERM at random moments of real `georeg register` runs; exit 0 when every
+    run ended with exit code 130 (or was done first) and left nothing."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "interrupts.py"
+    r = subprocess.run([sys.executable, str(script), "--data", str(shared_data), "--runs", "3", "--seed", "0",
+                        "--from", "0.2", "--to", "1.5"], capture_output=True, text=True, timeout=600,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith("3 runs, ") and r.stdout.strip().endswith(" 0 bad")
