@@ -21,7 +21,7 @@ from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
-from .runtime import directions_side_by_side, in_order
+from .runtime import at_once, directions_side_by_side
 from .tiling import expand
 from .warp import dense_coords
 
@@ -272,8 +272,9 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
         return TiePoints()
     # the two sides' features at the same time where the directions run side by side (the reads
     # are done: a raster is read from one thread); the keypoints after, one side after the other
-    sides = [(r_side, ref, r_img), (_Side(t_valid), tgt, t_img)]
-    r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, directions_side_by_side(cfg.threads))
+    two = directions_side_by_side(cfg.threads)
+    r_side, t_side = at_once(lambda side=r_side: _prepared(side, ref, r_img, matcher),
+                             lambda: _prepared(_Side(t_valid), tgt, t_img, matcher), two)
     if reuse is not None:
         reuse.clear()  # one tile's reference side at a time
         reuse[key] = r_side
@@ -314,7 +315,7 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     if cfg.bidirectional:
         directions.append((BACKWARD, t_side, r_side))
     _detect_keypoints([own for _, own, _ in directions], n_keypoints, margin, p)
-    found = _each(one_direction, directions, cfg.threads, cfg.batch_size)
+    found = _each(one_direction, directions, two, cfg.batch_size)
     return TiePoints.concat([r for r in found if r is not None])
 
 
@@ -327,12 +328,12 @@ def _detect_keypoints(sides: list[_Side], n: int, border: int, patch_size: int) 
                 side.keypoints = detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
 
 
-def _each(run: Callable, directions: list[tuple], threads: int, batch: int) -> list:
-    """``run(*d, part)`` for each of a tile's directions, in order: the two at the same time in
-    threads of their own where :func:`georeg.runtime.directions_side_by_side` says so, each
-    searching half a ``batch`` at a time, so that the two dense searches' buffers together take
-    what one took; one after the other, whole batches."""
-    if len(directions) == 2 and directions_side_by_side(threads):
+def _each(run: Callable, directions: list[tuple], two: bool, batch: int) -> list:
+    """``run(*d, part)`` for each of a tile's directions, in order: with ``two`` (what
+    :func:`georeg.runtime.directions_side_by_side` said), the two at the same time in threads of
+    their own, each searching half a ``batch`` at a time, so that the two dense searches' buffers
+    together take what one took; one after the other, whole batches."""
+    if len(directions) == 2 and two:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2, thread_name_prefix="georeg-direction") as pool:

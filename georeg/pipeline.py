@@ -975,7 +975,8 @@ def stage_refine(sc: Scene) -> None:
 
 
 def _two_threads(sc: Scene) -> bool:
-    """Whether the structure probe computes its windows two at a time (as the matching's directions)."""
+    """Whether the coarse step reads its two rasters and the structure probe computes its windows
+    two at a time (where the matching's directions run side by side)."""
     from .runtime import directions_side_by_side
 
     return directions_side_by_side(sc.cfg.matching.threads)
