@@ -21,7 +21,7 @@ from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
-from .runtime import at_once, directions_side_by_side
+from .runtime import directions_side_by_side, in_order
 from .tiling import expand
 from .warp import dense_coords
 
@@ -273,8 +273,8 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     # the two sides' features at the same time where the directions run side by side (the reads
     # are done: a raster is read from one thread); the keypoints after, one side after the other
     two = directions_side_by_side(cfg.threads)
-    r_side, t_side = at_once(lambda side=r_side: _prepared(side, ref, r_img, matcher),
-                             lambda: _prepared(_Side(t_valid), tgt, t_img, matcher), two)
+    sides = [(r_side, ref, r_img), (_Side(t_valid), tgt, t_img)]
+    r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, two)
     if reuse is not None:
         reuse.clear()  # one tile's reference side at a time
         reuse[key] = r_side

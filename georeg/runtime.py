@@ -121,7 +121,7 @@ def directions_side_by_side(threads: int) -> bool:
     way (each operation still runs on one thread, in the same order). Measured on the 1024 px S1/S2
     pair of ``benchmarks/scene_speed.py`` (2 cores, one process, `auto`, 2026-12-05): 3.55-3.67 ->
     2.88-3.04 s a registration when idle, 3.55 -> 3.28-3.39 s beside a busy process. Two threads
-    also read the coarse step's two rasters, prepare a tile's two sides (:func:`at_once`) and
+    also read the coarse step's two rasters (:func:`at_once`), prepare a tile's two sides and
     compute the structure probe's windows (:func:`in_order`)."""
     return threads == 1 and not _pairs_side_by_side and usable_cores() >= 2
 
