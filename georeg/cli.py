@@ -660,12 +660,10 @@ def leave(code: int) -> None:
                   if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if run_exit_functions is None or waited_for:
         sys.exit(code)
+    from .interrupts import flush_standard_streams
+
     run_exit_functions()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
-            pass
+    flush_standard_streams()
     os._exit(code)
 
 

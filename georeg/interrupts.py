@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 RETRY_S = 0.02  # a signal that arrived at a bad moment is sent again this much later
@@ -61,3 +62,14 @@ def signals_held():
         yield
     finally:
         _held -= 1
+
+
+def flush_standard_streams() -> None:
+    """Flush stdout and stderr before a process ends with ``os._exit`` (a served command's child,
+    the CLI's :func:`georeg.cli.leave`); a closed pipe or stream is passed over: nothing more can
+    be said there."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass

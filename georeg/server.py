@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GeoregError
+from .interrupts import flush_standard_streams
 from .interrupts import terminate as _terminate
 
 log = logging.getLogger(__name__)
@@ -471,11 +472,7 @@ class Server:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):  # done: the caller leaving must not interrupt the exit
                 signal.signal(sig, signal.SIG_IGN)
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
+            flush_standard_streams()
             try:
                 _send(conn, {"exit": int(code)})
             except OSError:
