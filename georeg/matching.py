@@ -283,6 +283,8 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
         """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set), the
         dense search ``part`` keypoints at a time (see :func:`_search`)."""
         with torch.inference_mode():  # per thread: a direction may run in a thread of its own
+            if own.keypoints is None:  # each direction its own side's, side by side with the other
+                own.keypoints = _keypoints(own, n_keypoints, margin, p)
             kp = own.keypoints
             if len(kp) == 0:
                 return None
@@ -314,18 +316,15 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     directions = [(FORWARD, r_side, t_side)]
     if cfg.bidirectional:
         directions.append((BACKWARD, t_side, r_side))
-    _detect_keypoints([own for _, own, _ in directions], n_keypoints, margin, p)
     found = _each(one_direction, directions, two, cfg.batch_size)
     return TiePoints.concat([r for r in found if r is not None])
 
 
-def _detect_keypoints(sides: list[_Side], n: int, border: int, patch_size: int) -> None:
-    """Keypoints for the sides that have none yet, one side after the other (each detection's
-    buffers are a tile's size: side by side they would add up)."""
-    with torch.inference_mode():
-        for side in sides:
-            if side.keypoints is None:
-                side.keypoints = detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
+def _keypoints(side: _Side, n: int, border: int, patch_size: int) -> np.ndarray:
+    """A side's keypoints, detected in the direction that searches from it: with the directions
+    side by side the two detections run at the same time, and where one side's are kept from an
+    earlier pass (:class:`Sources`) its direction starts searching while the other detects."""
+    return detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
 
 
 def _each(run: Callable, directions: list[tuple], two: bool, batch: int) -> list:
