@@ -126,6 +126,14 @@ def directions_side_by_side(threads: int) -> bool:
     return threads == 1 and not _pairs_side_by_side and usable_cores() >= 2
 
 
+def compression_threads() -> int:
+    """Threads for GDAL's compression of an output GeoTIFF (its NUM_THREADS creation option): two
+    where this process may use two cores (not one of a batch's workers, whose pairs use them), else
+    one. The pixels are the same either way. Writing the 10980 px mosaic's corrected copy (DEFLATE,
+    512 px tiles, 2026-12-05, 2 cores): 1.46-1.83 -> 0.77-0.83 s."""
+    return 2 if not _pairs_side_by_side and usable_cores() >= 2 else 1
+
+
 def in_order(fn, items, two_threads: bool):
     """``fn(item)`` for each of ``items``, yielded in order. With ``two_threads``, two calls run at
     a time in threads of their own (torch, numpy and scipy's loops release the GIL) while the next

@@ -24,6 +24,7 @@ from scipy import ndimage
 from .config import OutputConfig
 from .preflight import creation_options_dict
 from .raster import Grid, RasterSource, alpha_band
+from .runtime import compression_threads
 from .warp import dense_coords
 
 _ORDER = {"nearest": 0, "bilinear": 1, "cubic": 3}
@@ -39,6 +40,8 @@ def _profile(src: RasterSource, grid: Grid, compress: str, nodata, creation_opti
     if compress != "none":
         prof["compress"] = compress
         prof["predictor"] = 3 if src.ds.dtypes[0].startswith("float") else 2
+        if compression_threads() > 1:  # tiles compressed side by side, the same bytes in each
+            prof["num_threads"] = str(compression_threads())
     if nodata is not None:
         prof["nodata"] = nodata
     for key, value in creation_options_dict(creation_options).items():  # the user's options win over georeg's
@@ -57,6 +60,8 @@ def _windows(width: int, height: int, size: int = 512):
 def _finish(tmp_gtiff: Path, final_tmp: Path, cog: bool, compress: str, creation_options=()) -> None:
     if cog:
         opts = {"COMPRESS": compress.upper()} if compress != "none" else {}
+        if opts and compression_threads() > 1:
+            opts["NUM_THREADS"] = str(compression_threads())
         opts.update(creation_options_dict(creation_options))
         rasterio.shutil.copy(str(tmp_gtiff), str(final_tmp), driver="COG", BIGTIFF="IF_SAFER", **opts)
     else:

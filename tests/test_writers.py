@@ -168,3 +168,52 @@ def test_geopackage_that_cannot_be_written_is_georegs_error(tmp_path):
 
     with pytest.raises(OutputWriteError, match="could not write the tie-point GeoPackage"):
         write_gpkg(_table(CRS.from_epsg(32633)), str(tmp_path / "no_such_folder" / "tp.gpkg"))
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_compression_on_two_threads_writes_the_same_pixels(tmp_path, monkeypatch, cog):
+    import georeg.writers as writers
+
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 4000, (2, 1100, 1030), dtype=np.uint16)  # several 512 px tiles
+    src = tmp_path / "big.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=1030, height=1100, count=2, dtype="uint16",
+                       crs="EPSG:32633", transform=T) as d:
+        d.write(arr)
+    seen = []
+    opened = writers._open_for_writing
+    monkeypatch.setattr(writers, "_open_for_writing", lambda path, prof: seen.append(prof) or opened(path, prof))
+    for threads in (1, 2):
+        monkeypatch.setattr(writers, "compression_threads", lambda n=threads: n)
+        with RasterSource(str(src), InputConfig(), "target") as s:
+            write_with_transform(s, str(tmp_path / f"out{threads}.tif"), T, OutputConfig(cog=cog))
+        with rasterio.open(tmp_path / f"out{threads}.tif") as b:
+            assert (b.read() == arr).all()
+    assert "num_threads" not in seen[0] and seen[1]["num_threads"] == "2"
+
+
+def test_compression_threads_follow_the_process_and_the_users_option(monkeypatch):
+    import georeg.runtime as runtime
+    from georeg.writers import _profile
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", False)
+    assert runtime.compression_threads() == 2
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", True)  # a batch worker: its pairs use the cores
+    assert runtime.compression_threads() == 1
+    monkeypatch.setattr(runtime, "_pairs_side_by_side", False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
+    assert runtime.compression_threads() == 1
+
+    class Src:  # what _profile reads of a RasterSource
+        class ds:
+            count, dtypes = 1, ["uint8"]
+
+    import georeg.writers as writers
+
+    grid = type("G", (), {"crs": None, "transform": T, "width": 8, "height": 8})()
+    monkeypatch.setattr(writers, "compression_threads", lambda: 2)
+    assert _profile(Src, grid, "deflate", None)["num_threads"] == "2"
+    prof = _profile(Src, grid, "deflate", None, ("NUM_THREADS=1",))  # the user's option wins
+    assert prof["NUM_THREADS"] == "1" and "num_threads" not in prof
+    assert "num_threads" not in _profile(Src, grid, "none", None)
