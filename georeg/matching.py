@@ -250,28 +250,57 @@ class Sources:
     reuse: dict | None = None
 
 
+@dataclass
+class TileRead:
+    """What :func:`read_tile` read of a tile: the window around it, the key of its reference side
+    (see :class:`Sources`), the reference's side (kept from an earlier pass) or its pixels, and
+    the target's pixels seen through the prior."""
+
+    win: Window
+    key: tuple
+    r_side: _Side | None
+    r_img: np.ndarray | None
+    r_valid: np.ndarray | None
+    t_img: np.ndarray
+    t_valid: np.ndarray
+
+
+def read_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int,
+              matcher: DenseMatcher, cfg: MatchingConfig) -> TileRead:
+    """The reads of :func:`match_tile` (a raster is read from one thread at a time: a pass reads
+    the next tile in a thread of its own while this one is matched, :func:`georeg.pipeline.match_pass`)."""
+    p = cfg.patch_size_px
+    margin = p // 2 + radius + 2
+    win = expand(tile, margin)
+    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), margin, id(matcher),
+           keypoints_for(tile, cfg), p)
+    r_side = (sources.reuse or {}).get(key)
+    r_img = r_valid = None
+    if r_side is None:
+        r_img, r_valid = sources.ref.read_on_grid(sources.grid, win)
+    t_img, t_valid = sample_through(sources.tgt, sources.grid, win, inverse)
+    return TileRead(win, key, r_side, r_img, r_valid, t_img, t_valid)
+
+
 def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int,
-               roles: MatcherRoles, cfg: MatchingConfig) -> TiePoints:
+               roles: MatcherRoles, cfg: MatchingConfig, read: TileRead | None = None) -> TiePoints:
     """Tie points of one tile (reference-grid pixels), searching ``radius`` px around the prior
-    (their ``tile`` field is 0; the caller numbers the tiles).
+    (their ``tile`` field is 0; the caller numbers the tiles). ``read``: what :func:`read_tile`
+    read of it with the same arguments, or None to read it here.
 
     ``roles.dense`` scores every placement; ``roles.ranker``, when set, chooses among its peaks."""
-    ref, tgt, grid, reuse = sources.ref, sources.tgt, sources.grid, sources.reuse
+    ref, tgt, reuse = sources.ref, sources.tgt, sources.reuse
     matcher, learned = roles.dense, roles.ranker
     n_keypoints = keypoints_for(tile, cfg)
     p = cfg.patch_size_px
     margin = p // 2 + radius + 2
-    win = expand(tile, margin)
-    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), margin, id(matcher), n_keypoints, p)
-    r_side, r_img = (reuse or {}).get(key), None
-    if r_side is None:
-        r_img, r_valid = ref.read_on_grid(grid, win)
-        r_side = _Side(r_valid)
-    t_img, t_valid = sample_through(tgt, grid, win, inverse)
+    read = read or read_tile(sources, tile, inverse, radius, matcher, cfg)
+    win, key, r_img, t_img, t_valid = read.win, read.key, read.r_img, read.t_img, read.t_valid
+    r_side = read.r_side or _Side(read.r_valid)
     if (r_side.valid & t_valid).sum() < p * p:
         return TiePoints()
     # the two sides' features at the same time where the directions run side by side (the reads
-    # are done: a raster is read from one thread); the keypoints after, one side after the other
+    # are done: a raster is read from one thread); each side's keypoints in its direction's thread
     two = directions_side_by_side(cfg.threads)
     sides = [(r_side, ref, r_img), (_Side(t_valid), tgt, t_img)]
     r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, two)

@@ -35,7 +35,7 @@ from .errors import (
 from .estimation import MIN_INLIERS, FittedModel, LocalWarp, _lsq, apply_h, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
 from .matchers.base import Matcher, MatcherRoles
-from .matching import Sources, TiePoints, keypoints_for, match_tile
+from .matching import Sources, TiePoints, keypoints_for, match_tile, read_tile
 from .preflight import preflight
 from .raster import GCPGrid, Grid, RasterSource, overlap_window
 from .tiling import central_part, spread, tiles
@@ -578,17 +578,41 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
         sc.tiles_matched.append(len(which))
     n_pass = len(sc.tiles_matched)
     sources = Sources(sc.ref, sc.tgt, sc.grid, sc.reference_side if len(sc.tiles) == 1 else None)
+    settings = [_tile_settings(sc, window) for window in windows]
     found = []
-    for j, (i, window) in enumerate(zip(which, windows)):
-        sc.check_cancel()
-        # the label names the tile being matched now
-        sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
-                  f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
-        tp = match_tile(sources, window, inverse, radius, roles, _tile_settings(sc, window))
-        tp.tile[:] = i
-        found.append(tp)
-        sc.steps_done += 1
+    with _reading_ahead(len(which) > 1 and _two_threads(sc)) as ahead:
+        reads = ahead(lambda j: read_tile(sources, windows[j], inverse, radius, roles.dense, settings[j]), len(which))
+        for j, (i, window) in enumerate(zip(which, windows)):
+            sc.check_cancel()
+            # the label names the tile being matched now
+            sc.notify(0.05 + 0.8 * min(1.0, sc.steps_done / max(sc.steps_total, 1)),
+                      f"matching tile {j + 1}/{len(which)}" + (f" (pass {n_pass})" if n_pass > 1 else ""))
+            tp = match_tile(sources, window, inverse, radius, roles, settings[j], next(reads))
+            tp.tile[:] = i
+            found.append(tp)
+            sc.steps_done += 1
     return TiePoints.concat(found)
+
+
+@contextlib.contextmanager
+def _reading_ahead(on: bool):
+    """``ahead(read, n)``: an iterator over ``read(0)`` ... ``read(n - 1)``. With ``on``, a thread of
+    its own reads the next tile while the caller matches this one: the reads (GDAL's decoding,
+    the target's resampling through the prior) fill the gaps the two matching threads leave, and
+    only this thread reads the rasters during the pass. One tile's pixels are held ahead."""
+    if not on:
+        yield lambda read, n: (read(j) for j in range(n))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="georeg-read") as pool:
+        def ahead(read, n):
+            nxt = pool.submit(read, 0) if n else None
+            for j in range(n):
+                cur, nxt = nxt, (pool.submit(read, j + 1) if j + 1 < n else None)
+                yield cur.result()
+
+        yield ahead
 
 
 def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:

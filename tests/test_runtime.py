@@ -85,6 +85,41 @@ def test_the_directions_side_by_side_give_the_same_tie_points(small_pair, tmp_pa
     assert out[False].report["shift"] == out[True].report["shift"]
 
 
+def test_a_pass_reads_the_next_tile_ahead_and_finds_the_same_tie_points(small_pair, tmp_path, monkeypatch):
+    """Over several tiles a thread of its own reads the next tile while this one is matched (every
+    read in that one thread): the same tie points, to the bit, as reading each tile when it comes."""
+    import threading
+
+    import numpy as np
+
+    import georeg
+    import georeg.pipeline as P
+    from georeg.config import RegistrationConfig
+
+    ref, tgt = small_pair(size=512)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline", "tile_size_px": 256},
+                                            output={"quicklook": None, "tie_points": None, "report": None})
+    threads, read, ahead = [], P.read_tile, P._reading_ahead
+
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return read(*a, **k)
+
+    monkeypatch.setattr(P, "read_tile", spy)
+    out = {}
+    for on in (False, True):
+        monkeypatch.setattr(P, "_reading_ahead", lambda wanted, on=on: ahead(wanted and on))
+        threads.clear()
+        out[on] = georeg.register(ref, tgt, tmp_path / f"out{on}.tif", cfg)
+        assert len(threads) >= 4  # four tiles a pass
+        assert set(threads) == ({"georeg-read_0"} if on else {"MainThread"})
+    a, b = (out[s].tie_point_table for s in (False, True))
+    assert len(a) == len(b) > 20
+    for col in a.columns:
+        assert np.array_equal(a.columns[col], b.columns[col]), col
+    assert out[False].report["shift"] == out[True].report["shift"]
+
+
 def test_a_users_gdal_cache_is_kept(monkeypatch):
     monkeypatch.setenv("GDAL_CACHEMAX", "512")
     runtime.limit_gdal_cache()
