@@ -373,17 +373,24 @@ def main() -> None:
                     help="also run each matcher N times in one process (sizes up to 4096 px; 0: no): the "
                          "first run against the later ones, as a `georeg batch` worker pays them")
     args = ap.parse_args()
-    data = Path(args.data)
+    data = Path(args.data).resolve()
+    if args.json:
+        args.json = str(Path(args.json).resolve())
     if not (data / "s1s2_volkov").is_dir():
         sys.exit(f"real data not found at {data}; pass --data")
     rows = []
-    if args.startup:
-        for name, r in startup_floor():
-            print(f"start-up  {name:48s} {r.get('seconds', float('nan')):5.2f} s  "
-                  f"{r.get('peak_rss_mb', float('nan')):5.0f} MB", flush=True)
     with tempfile.TemporaryDirectory(prefix="georeg-speed-") as td, contextlib.ExitStack() as stack:
-        work = Path(args.work or td)
+        work = Path(args.work or td).resolve()
         work.mkdir(parents=True, exist_ok=True)
+        # every child process starts in the work folder: `python -m georeg.cli` and `python -c` put
+        # their folder first on the path, so from the repository's root they would import its georeg
+        # whatever PYTHONPATH says; from here they import this process's (a worktree on PYTHONPATH
+        # measures that revision)
+        os.chdir(work)
+        if args.startup:
+            for name, r in startup_floor():
+                print(f"start-up  {name:48s} {r.get('seconds', float('nan')):5.2f} s  "
+                      f"{r.get('peak_rss_mb', float('nan')):5.0f} MB", flush=True)
         server = stack.enter_context(WarmServer(work)) if args.server else None
         for size in [int(s) for s in args.sizes.split(",") if s]:
             ref, tgt = build_pair(data, work, size)
