@@ -21,7 +21,7 @@ from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
 from .raster import Grid, RasterSource
-from .runtime import directions_side_by_side, in_order
+from .runtime import at_once, directions_side_by_side, in_order
 from .tiling import expand
 from .warp import dense_coords
 
@@ -228,12 +228,17 @@ class _Side:
 def _prepared(side: _Side, source: RasterSource, data: np.ndarray, matcher: DenseMatcher) -> _Side:
     if side.features is None:
         side.image = preprocess(data, side.valid, source.modality, source.float_values)
-        dev = matcher.device
-        with torch.inference_mode():
-            f = matcher.prepare(torch.from_numpy(side.image)[None, None].to(dev))
-            f.mul_(torch.from_numpy(side.valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
-        side.features = f
+        _add_features(side, matcher)
     return side
+
+
+def _add_features(side: _Side, matcher: DenseMatcher) -> None:
+    """The dense matcher's features of a preprocessed side, zero where it is not valid."""
+    dev = matcher.device
+    with torch.inference_mode():
+        f = matcher.prepare(torch.from_numpy(side.image)[None, None].to(dev))
+        f.mul_(torch.from_numpy(side.valid)[None, None].to(dev))  # in place: a tile's features are 48 MB
+    side.features = f
 
 
 @dataclass
@@ -302,8 +307,8 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     # the two sides' features at the same time where the directions run side by side (the reads
     # are done: a raster is read from one thread); each side's keypoints in its direction's thread
     two = directions_side_by_side(cfg.threads)
-    sides = [(r_side, ref, r_img), (_Side(t_valid), tgt, t_img)]
-    r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, two)
+    r_side, t_side = _both_sides(r_side, (ref, r_img), tgt, t_img, t_valid, matcher, two,
+                                 lambda side: _keypoints(side, n_keypoints, margin, p))
     if reuse is not None:
         reuse.clear()  # one tile's reference side at a time
         reuse[key] = r_side
@@ -349,10 +354,31 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     return TiePoints.concat([r for r in found if r is not None])
 
 
+def _both_sides(r_side: _Side, ref: tuple, tgt: RasterSource, t_img: np.ndarray, t_valid: np.ndarray,
+                matcher: DenseMatcher, two: bool, keypoints: Callable) -> tuple[_Side, _Side]:
+    """A tile's two sides with their features: the reference's (``ref`` = (source, pixels); kept
+    from an earlier pass when it has them) and the target's. With ``two`` the two sides at the same
+    time; where the reference side was kept, the target's ``keypoints`` are detected beside its
+    features instead (both need only its preprocessed image; the 1024 px pair's refinement pass
+    left a core idle for the detection's 0.11 s otherwise)."""
+    if not (two and r_side.features is not None):
+        sides = [(r_side, *ref), (_Side(t_valid), tgt, t_img)]
+        r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, two)
+        return r_side, t_side
+    t_side = _Side(t_valid, preprocess(t_img, t_valid, tgt.modality, tgt.float_values))
+
+    def detect_target():
+        with torch.inference_mode():
+            t_side.keypoints = keypoints(t_side)
+
+    at_once(lambda: _add_features(t_side, matcher), detect_target, True)
+    return r_side, t_side
+
+
 def _keypoints(side: _Side, n: int, border: int, patch_size: int) -> np.ndarray:
-    """A side's keypoints, detected in the direction that searches from it: with the directions
-    side by side the two detections run at the same time, and where one side's are kept from an
-    earlier pass (:class:`Sources`) its direction starts searching while the other detects."""
+    """A side's keypoints, detected in the direction that searches from it (with the directions
+    side by side the two detections run at the same time), or beside the side's features where the
+    other side was kept from an earlier pass (:func:`_both_sides`)."""
     return detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
 
 

@@ -228,20 +228,30 @@ def test_the_refinement_pass_of_a_one_tile_scene_reuses_the_reference_side(tmp_p
     synthetic_pair(str(ref), str(tgt), size=480, seed=4,
                    new_to_old=np.array([[1.01, 0, 5.0], [0, 1.01, -3.0], [0, 0, 1]]))
     prepared, real_prepare = [], matching._prepared
+    features, real_features = [], matching._add_features
 
     def counted(side, source, data, matcher):
         prepared.append(source.path if side.features is None else "kept")
         return real_prepare(side, source, data, matcher)
 
+    def computed(side, matcher):
+        features.append(side.image.shape)
+        return real_features(side, matcher)
+
     monkeypatch.setattr(matching, "_prepared", counted)
+    monkeypatch.setattr(matching, "_add_features", computed)
     kept = _near(tmp_path, ref, tgt, "kept", True, model="similarity")
     assert kept.report["counts"]["tiles_matched"] == [1, 1]
     kept_prepared, prepared[:] = list(prepared), []
+    kept_features, features[:] = len(features), []
     monkeypatch.setattr(pipeline, "Sources", lambda *a: matching.Sources(*a[:3], None))
     fresh = _near(tmp_path, ref, tgt, "fresh", True, model="similarity")
-    # the reference prepared once, not twice; the target (sampled through each pass's prior) twice
-    assert kept_prepared == [str(ref), str(tgt), "kept", str(tgt)]
-    assert prepared == [str(ref), str(tgt), str(ref), str(tgt)]
+    # the reference prepared once, not twice; the target (sampled through each pass's prior) twice,
+    # the second time beside its keypoints' detection (matching._both_sides)
+    two = matching.directions_side_by_side(1)  # a second core: the kept side's pass goes through _both_sides
+    assert kept_prepared == ([str(ref), str(tgt)] if two else [str(ref), str(tgt), "kept", str(tgt)])
+    assert kept_features == 3
+    assert prepared == [str(ref), str(tgt), str(ref), str(tgt)] and len(features) == 4
     assert kept.report["model"] == fresh.report["model"]
     assert kept.report["counts"]["tie_points"] == fresh.report["counts"]["tie_points"]
 
