@@ -262,6 +262,8 @@ class TileRead:
     the target's pixels seen through the prior."""
 
     win: Window
+    margin: int  # px around the tile: half a patch, the search radius and 2
+    n_keypoints: int
     key: tuple
     r_side: _Side | None
     r_img: np.ndarray | None
@@ -274,17 +276,16 @@ def read_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np
               matcher: DenseMatcher, cfg: MatchingConfig) -> TileRead:
     """The reads of :func:`match_tile` (a raster is read from one thread at a time: a pass reads
     the next tile in a thread of its own while this one is matched, :func:`georeg.pipeline.match_pass`)."""
-    p = cfg.patch_size_px
+    p, n_keypoints = cfg.patch_size_px, keypoints_for(tile, cfg)
     margin = p // 2 + radius + 2
     win = expand(tile, margin)
-    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), margin, id(matcher),
-           keypoints_for(tile, cfg), p)
+    key = (int(win.col_off), int(win.row_off), int(win.width), int(win.height), margin, id(matcher), n_keypoints, p)
     r_side = (sources.reuse or {}).get(key)
     r_img = r_valid = None
     if r_side is None:
         r_img, r_valid = sources.ref.read_on_grid(sources.grid, win)
     t_img, t_valid = sample_through(sources.tgt, sources.grid, win, inverse)
-    return TileRead(win, key, r_side, r_img, r_valid, t_img, t_valid)
+    return TileRead(win, margin, n_keypoints, key, r_side, r_img, r_valid, t_img, t_valid)
 
 
 def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int,
@@ -294,31 +295,31 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     read of it with the same arguments, or None to read it here.
 
     ``roles.dense`` scores every placement; ``roles.ranker``, when set, chooses among its peaks."""
-    ref, tgt, reuse = sources.ref, sources.tgt, sources.reuse
     matcher, learned = roles.dense, roles.ranker
-    n_keypoints = keypoints_for(tile, cfg)
     p = cfg.patch_size_px
-    margin = p // 2 + radius + 2
     read = read or read_tile(sources, tile, inverse, radius, matcher, cfg)
-    win, key, r_img, t_img, t_valid = read.win, read.key, read.r_img, read.t_img, read.t_valid
+    win = read.win
     r_side = read.r_side or _Side(read.r_valid)
-    if (r_side.valid & t_valid).sum() < p * p:
+    if (r_side.valid & read.t_valid).sum() < p * p:
         return TiePoints()
+
+    def keypoints(side: _Side) -> np.ndarray:
+        return detect(side.image, side.valid, read.n_keypoints, border=read.margin, patch_size=p)[0]
+
     # the two sides' features at the same time where the directions run side by side (the reads
     # are done: a raster is read from one thread); each side's keypoints in its direction's thread
     two = directions_side_by_side(cfg.threads)
-    r_side, t_side = _both_sides(r_side, (ref, r_img), tgt, t_img, t_valid, matcher, two,
-                                 lambda side: _keypoints(side, n_keypoints, margin, p))
-    if reuse is not None:
-        reuse.clear()  # one tile's reference side at a time
-        reuse[key] = r_side
+    r_side, t_side = _both_sides(sources, read, r_side, matcher, two, keypoints)
+    if sources.reuse is not None:
+        sources.reuse.clear()  # one tile's reference side at a time
+        sources.reuse[read.key] = r_side
 
     def one_direction(direction: int, own: _Side, other: _Side, part: int) -> TiePoints | None:
         """The tie points of ``own``'s keypoints searched in ``other`` (their ``searched`` set), the
         dense search ``part`` keypoints at a time (see :func:`_search`)."""
         with torch.inference_mode():  # per thread: a direction may run in a thread of its own
             if own.keypoints is None:  # each direction its own side's, side by side with the other
-                own.keypoints = _keypoints(own, n_keypoints, margin, p)
+                own.keypoints = keypoints(own)
             kp = own.keypoints
             if len(kp) == 0:
                 return None
@@ -354,32 +355,26 @@ def match_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], n
     return TiePoints.concat([r for r in found if r is not None])
 
 
-def _both_sides(r_side: _Side, ref: tuple, tgt: RasterSource, t_img: np.ndarray, t_valid: np.ndarray,
-                matcher: DenseMatcher, two: bool, keypoints: Callable) -> tuple[_Side, _Side]:
-    """A tile's two sides with their features: the reference's (``ref`` = (source, pixels); kept
-    from an earlier pass when it has them) and the target's. With ``two`` the two sides at the same
-    time; where the reference side was kept, the target's ``keypoints`` are detected beside its
-    features instead (both need only its preprocessed image; the 1024 px pair's refinement pass
-    left a core idle for the detection's 0.11 s otherwise)."""
+def _both_sides(sources: Sources, read: TileRead, r_side: _Side, matcher: DenseMatcher, two: bool,
+                keypoints: Callable[[_Side], np.ndarray]) -> tuple[_Side, _Side]:
+    """A tile's two sides with their features: the reference's (kept from an earlier pass when it
+    has them) and the target's. With ``two`` the two sides at the same time; where the reference
+    side was kept, the target's ``keypoints`` are detected beside its features instead (both need
+    only its preprocessed image; the 1024 px pair's refinement pass left a core idle for the
+    detection's 0.11 s otherwise). Elsewhere each side's keypoints are detected in the direction
+    that searches from it, the two directions side by side."""
+    tgt = sources.tgt
     if not (two and r_side.features is not None):
-        sides = [(r_side, *ref), (_Side(t_valid), tgt, t_img)]
+        sides = [(r_side, sources.ref, read.r_img), (_Side(read.t_valid), tgt, read.t_img)]
         r_side, t_side = in_order(lambda side: _prepared(*side, matcher), sides, two)
         return r_side, t_side
-    t_side = _Side(t_valid, preprocess(t_img, t_valid, tgt.modality, tgt.float_values))
+    t_side = _Side(read.t_valid, preprocess(read.t_img, read.t_valid, tgt.modality, tgt.float_values))
 
-    def detect_target():
-        with torch.inference_mode():
-            t_side.keypoints = keypoints(t_side)
+    def detect_target():  # keypoints.detect runs under inference mode itself
+        t_side.keypoints = keypoints(t_side)
 
     at_once(lambda: _add_features(t_side, matcher), detect_target, True)
     return r_side, t_side
-
-
-def _keypoints(side: _Side, n: int, border: int, patch_size: int) -> np.ndarray:
-    """A side's keypoints, detected in the direction that searches from it (with the directions
-    side by side the two detections run at the same time), or beside the side's features where the
-    other side was kept from an earlier pass (:func:`_both_sides`)."""
-    return detect(side.image, side.valid, n, border=border, patch_size=patch_size)[0]
 
 
 def _each(run: Callable, directions: list[tuple], two: bool, batch: int) -> list:

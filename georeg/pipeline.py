@@ -38,6 +38,7 @@ from .matchers.base import Matcher, MatcherRoles
 from .matching import Sources, TiePoints, keypoints_for, match_tile, read_tile
 from .preflight import preflight
 from .raster import GCPGrid, Grid, RasterSource, overlap_window
+from .runtime import directions_side_by_side, read_ahead, torch_threads
 from .tiling import central_part, spread, tiles
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,6 @@ def register(reference: str | os.PathLike, target: str | os.PathLike, output: st
             raise CancelledError("registration cancelled; no output was written")
 
     from .atomic import output_lock
-    from .runtime import torch_threads
 
     try:
         with output_lock(outputs["raster"]), torch_threads(cfg.matching.threads):
@@ -580,8 +580,9 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
     sources = Sources(sc.ref, sc.tgt, sc.grid, sc.reference_side if len(sc.tiles) == 1 else None)
     settings = [_tile_settings(sc, window) for window in windows]
     found = []
-    with _reading_ahead(len(which) > 1 and _two_threads(sc)) as ahead:
-        reads = ahead(lambda j: read_tile(sources, windows[j], inverse, radius, roles.dense, settings[j]), len(which))
+    # over several tiles the next tile is read in a thread of its own while this one is matched
+    with read_ahead(lambda j: read_tile(sources, windows[j], inverse, radius, roles.dense, settings[j]),
+                    len(which), len(which) > 1 and _two_threads(sc)) as reads:
         for j, (i, window) in enumerate(zip(which, windows)):
             sc.check_cancel()
             # the label names the tile being matched now
@@ -592,27 +593,6 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
             found.append(tp)
             sc.steps_done += 1
     return TiePoints.concat(found)
-
-
-@contextlib.contextmanager
-def _reading_ahead(on: bool):
-    """``ahead(read, n)``: an iterator over ``read(0)`` ... ``read(n - 1)``. With ``on``, a thread of
-    its own reads the next tile while the caller matches this one: the reads (GDAL's decoding,
-    the target's resampling through the prior) fill the gaps the two matching threads leave, and
-    only this thread reads the rasters during the pass. One tile's pixels are held ahead."""
-    if not on:
-        yield lambda read, n: (read(j) for j in range(n))
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="georeg-read") as pool:
-        def ahead(read, n):
-            nxt = pool.submit(read, 0) if n else None
-            for j in range(n):
-                cur, nxt = nxt, (pool.submit(read, j + 1) if j + 1 < n else None)
-                yield cur.result()
-
-        yield ahead
 
 
 def _tile_settings(sc: Scene, window: Window) -> MatchingConfig:
@@ -1001,8 +981,6 @@ def stage_refine(sc: Scene) -> None:
 def _two_threads(sc: Scene) -> bool:
     """Whether the coarse step reads its two rasters and the structure probe computes its windows
     two at a time (where the matching's directions run side by side)."""
-    from .runtime import directions_side_by_side
-
     return directions_side_by_side(sc.cfg.matching.threads)
 
 

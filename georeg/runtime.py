@@ -156,6 +156,27 @@ def in_order(fn, items, two_threads: bool):
             yield pending.popleft().result()
 
 
+@contextlib.contextmanager
+def read_ahead(read, n: int, ahead: bool):
+    """An iterator over ``read(0)`` ... ``read(n - 1)``. With ``ahead``, the reads run one after
+    the other in a thread of their own, each started as soon as the caller takes the one before
+    it: the caller works on item ``j`` while ``j + 1`` is read (the only thread that reads during
+    the loop; a read that raises raises in the caller). On leaving, a read under way is waited for."""
+    if not ahead:
+        yield (read(j) for j in range(n))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="georeg-read") as pool:
+        def reads():
+            nxt = pool.submit(read, 0) if n else None
+            for j in range(n):
+                cur, nxt = nxt, (pool.submit(read, j + 1) if j + 1 < n else None)
+                yield cur.result()
+
+        yield reads()
+
+
 def at_once(first, second, two_threads: bool):
     """``(first(), second())``, the two calls at the same time in threads of their own with
     ``two_threads`` (e.g. the decimated reads of two rasters: each its own GDAL dataset)."""

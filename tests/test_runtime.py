@@ -99,7 +99,7 @@ def test_a_pass_reads_the_next_tile_ahead_and_finds_the_same_tie_points(small_pa
     ref, tgt = small_pair(size=512)
     cfg = RegistrationConfig().with_options(matching={"matcher": "baseline", "tile_size_px": 256},
                                             output={"quicklook": None, "tie_points": None, "report": None})
-    threads, read, ahead = [], P.read_tile, P._reading_ahead
+    threads, read, ahead = [], P.read_tile, P.read_ahead
 
     def spy(*a, **k):
         threads.append(threading.current_thread().name)
@@ -108,7 +108,7 @@ def test_a_pass_reads_the_next_tile_ahead_and_finds_the_same_tie_points(small_pa
     monkeypatch.setattr(P, "read_tile", spy)
     out = {}
     for on in (False, True):
-        monkeypatch.setattr(P, "_reading_ahead", lambda wanted, on=on: ahead(wanted and on))
+        monkeypatch.setattr(P, "read_ahead", lambda fn, n, wanted, on=on: ahead(fn, n, wanted and on))
         threads.clear()
         out[on] = georeg.register(ref, tgt, tmp_path / f"out{on}.tif", cfg)
         assert len(threads) >= 4  # four tiles a pass
@@ -215,3 +215,32 @@ def test_at_once_runs_both_calls_at_the_same_time():
 
     assert runtime.at_once(lambda: call("a"), lambda: call("b"), True) == ("a", "b")
     assert runtime.at_once(lambda: 1, lambda: 2, False) == (1, 2)
+
+
+def test_read_ahead_reads_in_one_thread_one_item_ahead_in_order():
+    import threading
+
+    started, names = [], set()
+    taken = threading.Event()
+
+    def read(j):
+        names.add(threading.current_thread().name)
+        started.append(j)
+        if j == 1:  # item 1 is read while the caller still holds item 0
+            assert taken.wait(10)
+        return j * 10
+
+    with runtime.read_ahead(read, 4, True) as reads:
+        assert next(reads) == 0
+        taken.set()
+        assert list(reads) == [10, 20, 30]
+    assert started == [0, 1, 2, 3] and len(names) == 1 and names != {threading.current_thread().name}
+    with runtime.read_ahead(read, 3, False) as reads:  # in the calling thread
+        names.clear()
+        assert list(reads) == [0, 10, 20] and names == {threading.current_thread().name}
+
+    def broken(j):
+        raise ValueError(f"damaged {j}")
+
+    with pytest.raises(ValueError, match="damaged 0"), runtime.read_ahead(broken, 2, True) as reads:
+        next(reads)
