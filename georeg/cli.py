@@ -210,10 +210,11 @@ class _Progress:
 @click.pass_context
 def georeg(ctx: click.Context, verbose: int, quiet: bool, machine: bool) -> None:
     """Co-register an optical reference with a SAR or thermal target."""
-    from .runtime import limit_gdal_cache, tune_malloc
+    from .runtime import defer_boto3, limit_gdal_cache, tune_malloc
 
     tune_malloc()
     limit_gdal_cache()
+    defer_boto3()  # before rasterio's import
     _setup_logging(verbose, quiet or machine)
     ctx.ensure_object(dict)
     ctx.obj.update(verbose=verbose, quiet=quiet or machine, machine=machine)

@@ -47,8 +47,13 @@ def is_remote(path: str | os.PathLike | None) -> bool:
 
 
 def configure_network() -> None:
+    """GDAL's network settings (unless the user set them), and boto3 imported if the CLI deferred
+    it (:func:`georeg.runtime.defer_boto3`): a remote raster is about to be opened."""
+    from .runtime import load_deferred
+
     for key, value in GDAL_NETWORK_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    load_deferred()
 
 
 def explain(path: str, exc: Exception) -> str:

@@ -185,6 +185,22 @@ def test_register_and_batch_from_s3(s3, tmp_path, monkeypatch):
     assert (tmp_path / "batch" / "tgt_part_cog_registered.tif").exists(), os.listdir(tmp_path / "batch")
 
 
+def test_a_fresh_command_reads_s3_with_boto3_imported_at_first_use(s3, tmp_path):
+    """The CLI leaves boto3 unimported until an S3 session needs it (georeg.runtime.defer_boto3):
+    a fresh process registers from the bucket as before."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, **s3, "GEOREG_SERVER": "off"}
+    out = tmp_path / "out.tif"
+    r = subprocess.run([sys.executable, "-m", "georeg.cli", "register", "s3://scenes/s2/ref_full_cog.tif",
+                        "s3://scenes/s2/tgt_part_cog.tif", "-o", str(out), "--matcher", "baseline", "--quicklook",
+                        "none", "-q"], capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr
+    dx, dy = json.loads((tmp_path / "out_report.json").read_text())["model"]["parameters"]["shift_px_at_centre"]
+    assert abs(dx - 4.0) < 0.3 and abs(dy + 2.0) < 0.3
+
+
 def test_missing_s3_key_is_one_line(s3, tmp_path, monkeypatch):
     for key, value in s3.items():
         monkeypatch.setenv(key, value)

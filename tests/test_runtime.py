@@ -244,3 +244,32 @@ def test_read_ahead_reads_in_one_thread_one_item_ahead_in_order():
 
     with pytest.raises(ValueError, match="damaged 0"), runtime.read_ahead(broken, 2, True) as reads:
         next(reads)
+
+
+def test_boto3_waits_for_its_first_use_where_the_cli_defers_it():
+    """rasterio imports boto3 (0.09-0.13 s, 15-20 MB) where it is installed; the CLI's stand-in keeps
+    it out of a command that reads no S3 path, and the first use imports it."""
+    pytest.importorskip("boto3")
+    code = """
+import sys
+from georeg.runtime import defer_boto3, load_deferred
+assert defer_boto3()
+import rasterio, rasterio.session
+assert "botocore" not in sys.modules and rasterio.session.boto3 is not None
+import boto3
+assert "botocore" not in sys.modules and type(boto3).__name__ == "_Deferred"
+assert rasterio.session.boto3.Session.__name__ == "Session" and "botocore" in sys.modules
+assert type(sys.modules["boto3"]).__name__ == "module"
+import boto3.session
+assert boto3.session.Session is rasterio.session.boto3.Session
+load_deferred()
+assert not defer_boto3()  # imported once, nothing to defer
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    # a remote raster's open imports it first, on the thread that opens it
+    code = ("import sys; from georeg.runtime import defer_boto3; defer_boto3(); from georeg.remote import "
+            "configure_network; configure_network(); print(type(sys.modules['boto3']).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "module", r.stderr
