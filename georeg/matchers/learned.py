@@ -182,8 +182,11 @@ def _take(x, idx: torch.Tensor):
     return x[idx]
 
 
-ENCODE_CHUNK = 32  # patches per call of the full-resolution layers: 64 peaked 35 MB higher on a 1024 px
-# pair (593-615 against 554-582 MB, three runs each), no faster; 128 took 0.2 GB more at 10980 px
+ENCODE_CHUNK = 16  # patches per call of the full-resolution layers: the two matching directions' ranking
+# chunks are the last rise of a 1024 px pair's peak. 32 against 16, eight fresh `georeg register` runs
+# each, alternating (2026-12-05): 590-612 against 582-615 MiB (medians 606 and 592), the same seconds
+# (4.06-4.56 against 4.10-4.56 s; warm 2.73-2.83 against 2.75-2.81 s); 64 peaked 35 MB higher than 32;
+# 128 took 0.2 GB more at 10980 px
 
 
 class KGLMatcher(LearnedMatcher):
