@@ -110,6 +110,7 @@ def defer_boto3() -> bool:
         return False
     stand_in = _Deferred("boto3")
     stand_in.__spec__ = spec
+    del stand_in.__loader__, stand_in.__package__  # None on a new module: asked for, they import it
     sys.modules["boto3"] = stand_in
     return True
 
