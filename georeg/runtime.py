@@ -69,8 +69,8 @@ class _Deferred(types.ModuleType):
     """A stand-in in ``sys.modules`` for a module whose import waits for its first use: the first
     lookup of anything it does not hold (a function, ``__path__`` for a submodule's import)
     imports the module in its place and answers from it, as later lookups do. It holds only the
-    module's name and import spec, so ``import`` statements and ``is not None`` checks do not
-    import it."""
+    module's name, import spec, file, loader and package, so ``import`` statements, ``is not
+    None`` checks and code that walks ``sys.modules`` (``inspect.getmodule``) do not import it."""
 
     def __getattr__(self, attr: str):
         return getattr(_import_deferred(self), attr)
@@ -109,8 +109,10 @@ def defer_boto3() -> bool:
     if spec is None:
         return False
     stand_in = _Deferred("boto3")
-    stand_in.__spec__ = spec
-    del stand_in.__loader__, stand_in.__package__  # None on a new module: asked for, they import it
+    # what code that walks sys.modules asks of every module (inspect.getmodule, which torch's import
+    # calls, reads each one's __file__), answered without importing it
+    stand_in.__spec__, stand_in.__file__, stand_in.__loader__ = spec, spec.origin, spec.loader
+    stand_in.__package__ = spec.parent
     sys.modules["boto3"] = stand_in
     return True
 

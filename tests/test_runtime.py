@@ -258,12 +258,13 @@ import rasterio, rasterio.session
 assert "botocore" not in sys.modules and rasterio.session.boto3 is not None
 import boto3
 assert "botocore" not in sys.modules and type(boto3).__name__ == "_Deferred"
-assert boto3.__spec__.name == "boto3" and "botocore" not in sys.modules
+assert boto3.__spec__.name == "boto3" and boto3.__file__.endswith("__init__.py") and "botocore" not in sys.modules
+import inspect, torch  # torch's import walks sys.modules (inspect.getmodule)
+assert inspect.getmodule(inspect) is inspect and "botocore" not in sys.modules
 assert rasterio.session.boto3.Session.__name__ == "Session" and "botocore" in sys.modules
 assert type(sys.modules["boto3"]).__name__ == "module"
 import boto3.session
 assert boto3.session.Session is rasterio.session.boto3.Session
-assert boto3.__loader__ is sys.modules["boto3"].__loader__ is not None
 load_deferred()
 assert not defer_boto3()  # imported once, nothing to defer
 print("ok")
