@@ -118,10 +118,22 @@ def defer_boto3() -> bool:
 
 
 def load_deferred() -> None:
-    """Import what :func:`defer_boto3` deferred, here and now: a remote raster is about to be opened."""
+    """Import what :func:`defer_boto3` deferred, here and now: a remote raster is about to be
+    opened. Where boto3 is installed but cannot be imported (a broken or mismatched botocore),
+    rasterio is left as its own import would have left it: without boto3 (GDAL's own credential
+    handling), instead of failing at the open."""
     stand_in = sys.modules.get("boto3")
-    if isinstance(stand_in, _Deferred):
+    if not isinstance(stand_in, _Deferred):
+        return
+    try:
         _import_deferred(stand_in)
+    except ImportError as exc:
+        log.debug("boto3 could not be imported (%s); rasterio goes on without it", exc)
+        if sys.modules.get("boto3") is stand_in:
+            del sys.modules["boto3"]
+        session = sys.modules.get("rasterio.session")
+        if session is not None and getattr(session, "boto3", None) is stand_in:
+            session.boto3 = None
 
 
 _pairs_side_by_side = False  # this process is one of a batch's workers: the pairs use the cores

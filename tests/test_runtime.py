@@ -276,3 +276,24 @@ print("ok")
             "configure_network; configure_network(); print(type(sys.modules['boto3']).__name__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "module", r.stderr
+
+
+def test_a_boto3_that_cannot_be_imported_leaves_rasterio_without_it(tmp_path):
+    """Installed but broken (its import fails): rasterio's own import would have gone on without
+    it, and so does a remote open after the CLI deferred it."""
+    broken = tmp_path / "boto3"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('botocore is too old')\n")
+    code = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from georeg.runtime import defer_boto3
+assert defer_boto3()
+import rasterio.session
+from georeg.remote import configure_network
+configure_network()
+assert rasterio.session.boto3 is None and "boto3" not in sys.modules
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
