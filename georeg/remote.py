@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 
+from .runtime import load_deferred
+
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://", "az://")
 
 # GDAL's network settings unless the user set them: fail in seconds, retry a transient error
@@ -49,8 +51,6 @@ def is_remote(path: str | os.PathLike | None) -> bool:
 def configure_network() -> None:
     """GDAL's network settings (unless the user set them), and boto3 imported if the CLI deferred
     it (:func:`georeg.runtime.defer_boto3`): a remote raster is about to be opened."""
-    from .runtime import load_deferred
-
     for key, value in GDAL_NETWORK_DEFAULTS.items():
         os.environ.setdefault(key, value)
     load_deferred()

@@ -80,16 +80,12 @@ _deferred_lock = threading.Lock()
 
 
 def _import_deferred(stand_in: _Deferred) -> types.ModuleType:
+    """The module itself, imported in the stand-in's place in ``sys.modules`` (where its import
+    fails, nothing is left there, as after any failed import)."""
     with _deferred_lock:
-        name = stand_in.__name__
-        if sys.modules.get(name) is stand_in:
-            del sys.modules[name]
-            try:
-                return importlib.import_module(name)
-            except BaseException:
-                sys.modules.setdefault(name, stand_in)
-                raise
-        return importlib.import_module(name)
+        if sys.modules.get(stand_in.__name__) is stand_in:
+            del sys.modules[stand_in.__name__]
+        return importlib.import_module(stand_in.__name__)
 
 
 def defer_boto3() -> bool:
@@ -129,8 +125,6 @@ def load_deferred() -> None:
         _import_deferred(stand_in)
     except ImportError as exc:
         log.debug("boto3 could not be imported (%s); rasterio goes on without it", exc)
-        if sys.modules.get("boto3") is stand_in:
-            del sys.modules["boto3"]
         session = sys.modules.get("rasterio.session")
         if session is not None and getattr(session, "boto3", None) is stand_in:
             session.boto3 = None
