@@ -38,9 +38,6 @@ def main(argv=None) -> int:
     e.add_argument("--exported", nargs="*", default=[],
                    help="LABEL=MANIFEST weights exported elsewhere (export --weights-dir), by their manifest's path")
     e.add_argument("--max-pairs", type=int, default=0)
-    e.add_argument("--precision", choices=("float32", "auto"), default="float32",
-                   help="the learned matchers' arithmetic: float32 (the manifests' numbers, on any CPU) or auto "
-                        "(what georeg uses by default: bfloat16 products in KGL-Net's convolutions on a CPU with AMX)")
     e.add_argument("--json", help="write the numbers here too")
     x = sub.add_parser("export", help="ship a checkpoint as georeg weights with its manifest")
     x.add_argument("checkpoint")
@@ -107,9 +104,9 @@ def main(argv=None) -> int:
                 extra.append((label, Path(path), loader))
         names = args.weights if args.weights is not None else [n for n, m in available().items()
                                                                if m.get("pair") == args.pair]
-        ms = {n: load(n, "cpu", args.precision) for n in names}
+        ms = {n: load(n, "cpu") for n in names}
         for label, path, loader in extra:
-            ms[label] = loader(path, args.precision) if loader is exported_matcher else loader(path)
+            ms[label] = loader(path)
         res = evaluate(Path(args.data_dir), args.pair, args.split, ms, args.max_pairs)
         print(table(res))
         if args.json:

@@ -122,14 +122,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def exported_matcher(manifest: Path, precision: str = "float32"):
+def exported_matcher(manifest: Path):
     """The shipped-style matcher (with its fusion) of weights exported outside georeg/weights,
     given by the path of their manifest (``export --weights-dir DIR`` writes DIR/NAME.json)."""
     from georeg.matchers.learned import KGLMatcher, RRLMatcher
 
     name = manifest.stem
     cls = KGLMatcher if name.startswith("kgl") else RRLMatcher
-    return cls(name, "cpu", directory=manifest.parent, precision=precision)
+    return cls(name, "cpu", directory=manifest.parent)
 
 
 def checkpoint_matcher(path: Path):

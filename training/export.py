@@ -72,9 +72,8 @@ def export_checkpoint(checkpoint: Path, name: str, data_dir: Path, command: str 
         man_path.write_text(json.dumps(man, indent=2) + "\n")
 
     if fusion:
-        update({"fusion": fit(cls(name, "cpu", directory=directory, precision="float32"), data_dir,
-                                      cfg["pair"])})
-    m = cls(name, "cpu", directory=directory, precision="float32")  # the manifest's numbers: float32 on any CPU
+        update({"fusion": fit(cls(name, "cpu", directory=directory), data_dir, cfg["pair"])})
+    m = cls(name, "cpu", directory=directory)
     test = evaluate(data_dir, cfg["pair"], "test", {"m": m})
     net_only = test.get("m (network only)", test["m"])
     update({

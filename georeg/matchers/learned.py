@@ -254,9 +254,9 @@ ENCODE_CHUNK = 16  # patches per call of the full-resolution layers: the two mat
 
 
 class KGLMatcher(LearnedMatcher):
-    # with bfloat16 products its layers run on batches of one size (_padded), so a patch gets the same
-    # logit in any company (to 2e-6). Not RRL-Net: oneDNN's kernels for its convolutions change with
-    # the batch size, and its logits with them by 0.02-0.05 in bfloat16 (1e-6 in float32)
+    # a patch's logit is the same alone, in a batch of 2-4 or in one of 6 to 2e-6 (the 1 x 1 case
+    # handled by _low_chunk). Not RRL-Net: oneDNN's kernels for its convolutions change with the
+    # batch size, and its logits with them by 0.02-0.05 in bfloat16 (1e-6 in float32)
     bf16_on_cpu = True
     keep = 3  # candidates that reach the metric head after the descriptor pre-ranking (used when
     # the pipeline hands over more than 3: `matching.candidates` above its default)
@@ -265,43 +265,28 @@ class KGLMatcher(LearnedMatcher):
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
     def _encode(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        return self._dif(self._low(x, side), side)
+        return self._not_alone(self.net.difference_features, self._low(x, side), side)
 
     def _low(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """Low-level features, ENCODE_CHUNK patches at a time: their 64x64 activations are most of
         the memory a ranking takes (a 1024 px tile's pass peaked at 1.6 GB in one piece)."""
-        if self._bf16:
-            return self._padded(lambda p: self.net.low(p, side), x)
-        return torch.cat([self.net.low(x[i:i + ENCODE_CHUNK], side) for i in range(0, len(x), ENCODE_CHUNK)])
+        return torch.cat([self._low_chunk(x[i:i + ENCODE_CHUNK], side) for i in range(0, len(x), ENCODE_CHUNK)])
 
-    def _dif(self, low: torch.Tensor, side: str) -> torch.Tensor:
-        return self._padded(lambda p: self.net.difference_features(p, side), low) if self._bf16 \
-            else self.net.difference_features(low, side)
+    def _low_chunk(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        return self._not_alone(self.net.low, x, side)
 
-    def _describe(self, low: torch.Tensor) -> torch.Tensor:
-        return self._padded(self.net.describe, low) if self._bf16 else self.net.describe(low)
+    def _not_alone(self, fn, x: torch.Tensor, *args):
+        """``fn(x, *args)``; with bfloat16 convolutions a batch of one goes through as two copies:
+        torch convolves a single patch's features mostly outside oneDNN, in float32, so alone it
+        would get other numbers than in company (logits 0.01-0.02 apart)."""
+        if self._bf16 and len(x) == 1:
+            return fn(x.expand(2, *x.shape[1:]), *args)[:1]
+        return fn(x, *args)
 
     def _head(self, f_opt: torch.Tensor, f_other: torch.Tensor) -> torch.Tensor:
-        if self._bf16:
-            return self._padded(lambda p: self.net.head(*p.unbind(1)), torch.stack([f_opt, f_other], 1))
+        if self._bf16 and len(f_opt) == 1:
+            return self._not_alone(lambda a: self.net.head(a, f_other.expand_as(a)), f_opt)
         return self.net.head(f_opt, f_other)
-
-    @staticmethod
-    def _padded(fn, x: torch.Tensor) -> torch.Tensor:
-        """``fn`` over ``x`` in batches of exactly ENCODE_CHUNK, the last filled up with copies of its
-        last item (with bfloat16 convolutions). oneDNN creates a convolution for each batch size it
-        meets, and an AMX one takes several times a float32 one's time to create: over a fresh 1024
-        px registration 416 of them took 212 ms against 32 ms for float32's, as much as the faster
-        products saved, and 80 MB more. In fixed batches a patch also never goes alone, where torch
-        convolves outside oneDNN, in float32 (other logits by 0.01-0.02)."""
-        out = []
-        for i in range(0, len(x), ENCODE_CHUNK):
-            part = x[i:i + ENCODE_CHUNK]
-            n = len(part)
-            if n < ENCODE_CHUNK:
-                part = torch.cat([part, part[-1:].expand(ENCODE_CHUNK - n, *part.shape[1:])])
-            out.append(fn(part)[:n])
-        return torch.cat(out) if out else fn(x)
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
              valid: torch.Tensor | None = None, structural: torch.Tensor | None = None) -> torch.Tensor:
@@ -335,8 +320,8 @@ class KGLMatcher(LearnedMatcher):
                 need = torch.nonzero(crowded).squeeze(1)
                 at = torch.full((n,), -1, dtype=torch.long)
                 at[need] = torch.arange(len(need))  # a crowded row's place among the described ones
-                d_own = self._describe(low_own[need.to(self.device)])
-                d_cand = self._describe(low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
+                d_own = self._not_alone(self.net.describe, low_own[need.to(self.device)])
+                d_cand = self._not_alone(self.net.describe, low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
                 diff = d_cand - d_own[at[rows[pick]].to(self.device)]
                 dist[rows[pick].to(self.device), cols[pick].to(self.device)] = diff.norm(dim=-1).float()
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
@@ -348,8 +333,8 @@ class KGLMatcher(LearnedMatcher):
             # metric features of the patches that reach the head only (each once)
             u_own, i_own = torch.unique(r_ok, return_inverse=True)
             u_cand, i_cand = torch.unique(j[ok], return_inverse=True)
-            f_own = self._dif(low_own[u_own.to(self.device)], side)
-            f_cand = self._dif(low_cand[u_cand.to(self.device)], other)
+            f_own = self._not_alone(self.net.difference_features, low_own[u_own.to(self.device)], side)
+            f_cand = self._not_alone(self.net.difference_features, low_cand[u_cand.to(self.device)], other)
             f_own, f_cand = f_own[i_own.to(self.device)], f_cand[i_cand.to(self.device)]
             f_opt, f_other = (f_own, f_cand) if side == "opt" else (f_cand, f_own)
             logit = self._head(f_opt, f_other).float().cpu()
