@@ -310,15 +310,15 @@ def _matcher_for(task: PairTask):
 
     with RasterSource(task.target, task.config.target, "target", pixel_frame_ok=True) as t:  # pictures too
         name = resolve_name(task.config.matching.matcher, t.modality)
-    return _loaded_matcher(name, task.config.matching.device, task.config.matching.precision)
+    return _loaded_matcher(name, task.config.matching.device)
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded_matcher(name: str, device: str, precision: str):
+def _loaded_matcher(name: str, device: str):
     """A worker loads each matcher once and reuses it for its later pairs (weights load in about 1 s)."""
     from .matchers import load
 
-    return load(name, device, precision)
+    return load(name, device)
 
 
 def run_task(task: PairTask) -> dict:

@@ -18,7 +18,6 @@ MODALITIES = ("auto", "optical", "sar", "thermal")
 MODELS = ("auto", "translation", "rigid", "similarity", "affine", "homography", "local")
 LOCAL_METHODS = ("tps", "polynomial")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "float32")  # a learned matcher's arithmetic (georeg.matchers.learned)
 RESAMPLINGS = ("nearest", "bilinear", "cubic")
 SEARCHES = ("auto", "shift", "rotation")
 
@@ -199,9 +198,6 @@ class MatchingConfig:
     # to the first pass at max_shift (see pipeline.stage_first_pass)
     near_pass: bool = True
     device: str = "auto"
-    # "auto": float16 on CUDA, bfloat16 products in the convolutions of a CPU with AMX, else
-    # float32; "float32": float32 everywhere (see georeg.matchers.learned)
-    precision: str = "auto"
     search: str = "auto"
     # torch's CPU threads while the registration runs (the caller's setting is restored after); 0:
     # leave the process's setting (torch's default: one per core). One, because two threads
@@ -231,8 +227,6 @@ class MatchingConfig:
         _check(self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}")
         _check(1 <= self.candidates <= 64, f"candidates must be in [1, 64]; got {self.candidates}")
         _check(self.device in DEVICES, f"`device` must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        _check(self.precision in PRECISIONS,
-               f"`precision` must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         _check(self.search in SEARCHES, f"`search` must be one of {', '.join(SEARCHES)}; got {self.search!r}")
         _check(self.threads >= 0, f"`threads` must be 0 (the process's own setting) or a number of threads; "
                                   f"got {self.threads}")

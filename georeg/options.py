@@ -20,7 +20,6 @@ from .config import (
     LOCAL_METHODS,
     MODALITIES,
     MODELS,
-    PRECISIONS,
     RESAMPLINGS,
     SEARCHES,
     RegistrationConfig,
@@ -154,11 +153,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("resampling", "output", "resampling", "choice", "Resampling when the output must be resampled.",
            RESAMPLINGS),
     Option("device", "matching", "device", "choice", "Where the matcher runs.", DEVICES, manifest=False),
-    Option("precision", "matching", "precision", "choice",
-           "Arithmetic of the learned matchers. 'auto': float16 on a CUDA GPU; on a CPU with bfloat16 matrix units "
-           "(Intel AMX) their convolutions multiply in bfloat16 with float32 sums, about 1.2x faster; float32 "
-           "elsewhere. 'float32': float32 everywhere, the same tie points on every machine to float32 rounding.",
-           PRECISIONS, manifest=False),
     Option("threads", "matching", "threads", "int",
            "torch's CPU threads for a registration (batch: for each worker). One keeps a registration as fast "
            "when anything else runs on the machine; more threads make one registration up to 1.35x faster on an "

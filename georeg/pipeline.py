@@ -340,7 +340,7 @@ def stage_open(sc: Scene, matcher) -> None:
     radius = cfg.matching.max_shift_px(sc.ref.grid.ground_pixel_size_m)
     sc.radius = int(math.ceil(radius / (max(sc.coarsened) if sc.coarsened else 1.0)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
-                                                          cfg.matching.device, cfg.matching.precision)
+                                                          cfg.matching.device)
     sc.roles = roles_for(sc.matcher)
     # pictures: where the target lies in the reference is unknown, so all of it
     sc.overlap = Window(0, 0, sc.grid.width, sc.grid.height) if sc.ref.pixel_frame else \

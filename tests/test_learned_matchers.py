@@ -11,18 +11,14 @@ from synthetic import synthetic_pair
 import georeg
 import georeg.matchers.weights as W
 from georeg.config import RegistrationConfig
-from georeg.errors import ConfigError, ShapeError, UnknownMatcherError, WeightsError
+from georeg.errors import ShapeError, UnknownMatcherError, WeightsError
 from georeg.matchers import load, resolve_name
 from georeg.matchers.kgl import KGLNet
-from georeg.matchers.learned import bf16_convolutions, cpu_has_bf16_matrix_units
 from georeg.matchers.rrl import RRLNet
 
 
 @pytest.fixture()
 def weights_dir(tmp_path, monkeypatch):
-    """Random weights. The tests that compare scores computed along different paths to the last
-    bits load the learned matchers in float32: on a CPU with AMX, 'auto' multiplies KGL-Net's
-    convolutions in bfloat16, where a last-bit difference upstream can round to 1e-3."""
     torch.manual_seed(0)
     d = tmp_path / "weights"
     info = {"architecture": "KGL-Net", "width": 0.25, "pair": "opt-sar", "training_data": "random (test)",
@@ -35,7 +31,7 @@ def weights_dir(tmp_path, monkeypatch):
 
 
 def test_load_and_score(weights_dir):
-    m = load("kgl-opt-sar", "cpu", "float32")
+    m = load("kgl-opt-sar", "cpu")
     a = torch.rand(7, 1, 64, 64)
     b = (torch.rand(7, 1, 64, 64) * 255).to(torch.uint8)
     s = m.score(a, b)
@@ -47,7 +43,7 @@ def test_load_and_score(weights_dir):
     kept = r > 0
     assert kept.sum(1).eq(3).all()
     assert torch.allclose(r[kept], direct[kept], atol=1e-5)
-    rr = load("rrl-opt-ir", "cpu", "float32")
+    rr = load("rrl-opt-ir", "cpu")
     assert rr.score(a, b.float() / 255).shape == (7,)
 
 
@@ -56,7 +52,7 @@ def test_fusion_combines_network_and_structural_scores(weights_dir):
     man = json.loads(man_path.read_text())
     man["fusion"] = {"learned": 0.7, "structural": 5.0, "bias": -3.0}
     man_path.write_text(json.dumps(man))
-    m = load("kgl-opt-sar", "cpu", "float32")
+    m = load("kgl-opt-sar", "cpu")
     a, b = torch.rand(6, 1, 64, 64), torch.rand(6, 1, 64, 64)
     b[:3] = a[:3]  # identical patches: structural score 1
     s = load("baseline", "cpu").score(a, b)
@@ -174,7 +170,7 @@ def test_auto_needs_a_recommended_manifest(weights_dir):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_cuda_scores_match_cpu(weights_dir):
     a, b = torch.rand(64, 1, 64, 64), torch.rand(64, 1, 64, 64)
-    cpu = load("kgl-opt-sar", "cpu", "float32").score(a, b)
+    cpu = load("kgl-opt-sar", "cpu").score(a, b)
     gpu = load("kgl-opt-sar", "cuda").score(a, b)
     assert torch.allclose(cpu, gpu, atol=2e-2)
 
@@ -184,7 +180,7 @@ def test_repeated_scoring_equals_scoring_repeated_patches(name):
     """Each patch encoded once and paired with k candidates gives the numbers of repeating it."""
     from georeg.matchers import load
 
-    m = load(name, "cpu", "float32")
+    m = load(name, "cpu")
     g = torch.Generator().manual_seed(3)
     own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 4, 1, 64, 64, generator=g)
     flat = cand.reshape(12, 1, 64, 64)
@@ -205,7 +201,7 @@ def test_repeated_scoring_equals_scoring_repeated_patches(name):
 def test_candidates_that_are_not_peaks_are_not_scored():
     from georeg.matchers import load
 
-    m = load("kgl-opt-sar", "cpu", "float32")
+    m = load("kgl-opt-sar", "cpu")
     g = torch.Generator().manual_seed(4)
     own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 5, 1, 64, 64, generator=g)
     valid = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
@@ -224,7 +220,7 @@ def test_roles_and_rank_shape_checks(weights_dir):
 
     base = load("baseline", "cpu")
     assert roles_for(base).dense is base and roles_for(base).ranker is None
-    kgl = load("kgl-opt-sar", "cpu", "float32")
+    kgl = load("kgl-opt-sar", "cpu")
     roles = roles_for(kgl)
     assert isinstance(roles.dense, BaselineMatcher) and roles.ranker is kgl
     own, cand = torch.rand(3, 1, 64, 64), torch.rand(3, 4, 1, 64, 64)
@@ -245,7 +241,7 @@ def test_given_structural_scores_replace_the_recomputed_ones(weights_dir, name):
     man = json.loads(man_path.read_text())
     man["fusion"] = {"learned": 1.0, "structural": 6.0, "bias": -3.0}
     man_path.write_text(json.dumps(man))
-    m = load(name, "cpu", "float32")
+    m = load(name, "cpu")
     g = torch.Generator().manual_seed(5)
     own, cand = torch.rand(3, 1, 64, 64, generator=g), torch.rand(3, 4, 1, 64, 64, generator=g)
     flat = cand.reshape(12, 1, 64, 64)
@@ -292,66 +288,3 @@ def test_several_motions_needs_many_agreeing_tie_points(agree, total, expected):
     model = FittedModel("translation", np.eye(3), inliers, np.zeros(total))
     assert _several_motions(model) is expected
     assert _several_motions(None) is False
-
-
-@pytest.mark.skipif(not cpu_has_bf16_matrix_units(), reason="this CPU has no bfloat16 matrix units (AMX)")
-def test_kgl_multiplies_in_bfloat16_on_a_cpu_with_matrix_units():
-    """precision 'auto' on an AMX CPU: KGL-Net's convolutions multiply in bfloat16; its scores stay
-    within 0.02 of float32's, a patch scores the same alone as in a batch, and the process's
-    setting is what it was once the ranking is over. RRL-Net stays float32."""
-    g = torch.Generator().manual_seed(7)
-    own, cand = torch.rand(5, 1, 64, 64, generator=g), torch.rand(5, 3, 1, 64, 64, generator=g)
-    fast, exact = load("kgl-opt-sar", "cpu"), load("kgl-opt-sar", "cpu", "float32")
-    assert "bfloat16" in fast.info()["arithmetic"] and exact.info()["arithmetic"] == "float32"
-    assert load("rrl-opt-sar", "cpu").info()["arithmetic"] == "float32"
-    conv = torch.backends.mkldnn.conv
-    before = conv.fp32_precision
-    try:
-        conv.fp32_precision = "ieee"
-        r_fast, r_exact = fast.rank(own, cand), exact.rank(own, cand)
-        assert conv.fp32_precision == "ieee"
-    finally:
-        conv.fp32_precision = before
-    assert (r_fast - r_exact).abs().max() < 0.02 and not torch.equal(r_fast, r_exact)
-    flat = cand.reshape(15, 1, 64, 64)
-    together = fast.score(own.repeat_interleave(3, 0), flat)
-    alone = torch.cat([fast.score(own[i // 3:i // 3 + 1], flat[i:i + 1]) for i in range(15)])
-    assert torch.allclose(alone, together, atol=1e-5)
-
-
-def test_precision_is_checked():
-    with pytest.raises(ConfigError, match="precision must be one of auto, float32"):
-        load("kgl-opt-sar", "cpu", "float16")
-    with pytest.raises(ConfigError, match="precision"):
-        RegistrationConfig().with_options(matching={"precision": "half"})
-    cfg = RegistrationConfig().with_options(matching={"precision": "float32"})
-    assert cfg.matching.precision == "float32"
-
-
-def test_bf16_context_restores_the_setting_after_the_last_of_two_threads():
-    import threading
-
-    conv = torch.backends.mkldnn.conv
-    before = conv.fp32_precision
-    inside, release = threading.Barrier(2), threading.Event()
-    seen = []
-
-    def rank_for_a_while(hold: bool):
-        with bf16_convolutions():
-            inside.wait()
-            if hold:
-                release.wait(5)
-            seen.append(conv.fp32_precision)
-
-    try:
-        conv.fp32_precision = "ieee"
-        threads = [threading.Thread(target=rank_for_a_while, args=(h,)) for h in (False, True)]
-        for t in threads:
-            t.start()
-        threads[0].join(5)
-        assert conv.fp32_precision == "bf16"  # the other thread is still ranking
-        release.set()
-        threads[1].join(5)
-        assert seen == ["bf16", "bf16"] and conv.fp32_precision == "ieee"
-    finally:
-        conv.fp32_precision = before

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from ..config import PRECISIONS
 from ..errors import ConfigError, FallbackWarning, UnknownMatcherError, warn
 from .base import Matcher, MatcherRoles
 from .baseline import BaselineMatcher
@@ -58,20 +57,16 @@ def resolve_name(name: str, modality: str) -> str:
     return f"{name}-{pair}"
 
 
-def load(name: str, device: str | torch.device = "auto", precision: str = "auto") -> Matcher:
-    """Return the matcher called ``name`` on ``device`` ('auto', 'cpu', 'cuda'). ``precision``
-    ('auto', 'float32'): a learned matcher's arithmetic (see :mod:`georeg.matchers.learned`); the
-    baseline is float32 either way."""
+def load(name: str, device: str | torch.device = "auto") -> Matcher:
+    """Return the matcher called ``name`` on ``device`` ('auto', 'cpu', 'cuda')."""
     dev = resolve_device(device)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if name == "baseline":
         return BaselineMatcher(dev)
     if name in LEARNED:
         from .learned import KGLMatcher, RRLMatcher
 
         cls = KGLMatcher if name.startswith("kgl") else RRLMatcher
-        return cls(name, dev, precision=precision)
+        return cls(name, dev)
     raise UnknownMatcherError(
         f"unknown matcher {name!r}; available: {', '.join(names() + list(FAMILIES))} (see 'georeg matchers list')")
 

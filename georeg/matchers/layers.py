@@ -54,24 +54,11 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.sigmoid(self._across_channels(x.mean(dim=(2, 3))))[:, :, None, None]  # (B, C, 1, 1)
+        w = x.mean(dim=(2, 3)).unsqueeze(1)  # (B, 1, C)
+        w = torch.sigmoid(self.conv(w)).transpose(1, 2).unsqueeze(-1)  # (B, C, 1, 1)
         if torch.is_inference_mode_enabled():  # in place: ECA always follows a CBT, whose output is its own
             return x.mul_(w)
         return x * w
-
-    def _across_channels(self, m: torch.Tensor) -> torch.Tensor:
-        """(B, C) channel means -> the 1-D convolution across channels (zero padded), as a sum of
-        shifted copies: oneDNN's kernel for it changed with the batch size (float32 for 3-4 patches,
-        bfloat16 products for 8 or more where convolutions may use them), which made a patch's
-        features depend on the batch it came in."""
-        k = self.conv.weight[0, 0]
-        r = len(k) // 2
-        p = F.pad(m, (r, r))
-        c = m.shape[1]
-        out = p[:, :c] * k[0]
-        for j in range(1, len(k)):
-            out = out + p[:, j:j + c] * k[j]
-        return out
 
 
 class CBT(nn.Sequential):

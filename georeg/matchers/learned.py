@@ -6,11 +6,7 @@ strongest local maxima of the weight-free structural correlation inside the sear
 (:meth:`LearnedMatcher.rank`). KGL-Net encodes each patch once (descriptor and metric features),
 pre-ranks the candidates by descriptor distance and scores the best few with its metric head;
 RRL-Net runs its per-pair stream on the few candidates it is given.
-Precision (``precision="auto"``, the default): on CUDA the networks run under autocast
-(float16); on a CPU with bfloat16 matrix units (Intel AMX) their convolutions multiply in bfloat16
-with float32 sums and float32 everywhere else (:func:`bf16_convolutions`); on other CPUs in
-float32. ``precision="float32"`` keeps float32 everywhere, the same numbers on every machine to
-float32 rounding.
+On CUDA the networks run under autocast (float16); on the CPU in float32.
 
 A manifest may carry a ``fusion`` entry: a logistic combination, fitted on the validation split,
 of the network's logit and the weight-free structural score of the same two patches (the
@@ -22,73 +18,23 @@ gives the network alone.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import torch
 
-from ..config import PRECISIONS
-from ..errors import ConfigError, ShapeError
+from ..errors import ShapeError
 from .base import Matcher, as_unit_float, check_patches, pair_batches, repeat_index
 from .kgl import KGLNet
 from .rrl import RRLNet
 from .weights import load_state
 
 
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (Intel AMX tiles) and torch's oneDNN
-    can be told to use them for float32 convolutions (torch 2.9 and later)."""
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(torch.backends.mkldnn.is_available() and hasattr(torch.backends.mkldnn, "conv")
-                    and amx is not None and amx())
-    except (RuntimeError, AttributeError):
-        return False
-
-
-_BF16_LOCK = threading.Lock()
-_bf16_users = 0
-_bf16_saved: str | None = None
-
-
-@contextlib.contextmanager
-def bf16_convolutions():
-    """oneDNN's float32 convolutions multiply in bfloat16 (float32 sums, float32 in and out) while
-    any ranking is inside this context; the process's setting is restored when the last one leaves
-    (the setting is torch's, process-wide: a tile's two matching directions rank in two threads).
-
-    Measured on this project's machine (Xeon with AMX, one thread): KGL-Net's encoding of 1125
-    patches 1.07-1.18 -> 0.90-0.95 s, a 1024 px pair's ranking 1.14-1.21 -> 0.94-0.96 s; logits
-    within 0.04 of float32 (mean 0.009, their spread about 1); ``benchmarks/run.py --held-out
-    --limit 8`` with the same success on all 16 sets (medians equal or 0.01-0.05 px lower)."""
-    global _bf16_users, _bf16_saved
-    conv = torch.backends.mkldnn.conv
-    with _BF16_LOCK:
-        if _bf16_users == 0:
-            _bf16_saved = conv.fp32_precision
-            conv.fp32_precision = "bf16"
-        _bf16_users += 1
-    try:
-        yield
-    finally:
-        with _BF16_LOCK:
-            _bf16_users -= 1
-            if _bf16_users == 0:
-                conv.fp32_precision = _bf16_saved
-
-
 class LearnedMatcher(Matcher):
     patch_size = 64
     min_probability = 0.5
-    bf16_on_cpu = False  # whether precision 'auto' multiplies the convolutions in bfloat16 on a CPU with AMX
 
-    def __init__(self, name: str, device: str | torch.device = "cpu", directory=None, precision: str = "auto"):
+    def __init__(self, name: str, device: str | torch.device = "cpu", directory=None):
         super().__init__(device)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         self.name = name
-        self.precision = precision
-        self._bf16 = (precision == "auto" and self.device.type == "cpu" and self.bf16_on_cpu
-                      and cpu_has_bf16_matrix_units())
         self.manifest, state = load_state(name, directory)
         # not built on torch's "meta" device to skip the initialisation the weights replace: its
         # random init there goes through torch._dynamo, 1.7 s of imports in a fresh process
@@ -110,23 +56,13 @@ class LearnedMatcher(Matcher):
         raise NotImplementedError
 
     def _autocast(self):
-        if self.precision == "auto" and self.device.type == "cuda":
+        if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
-        if self._bf16:
-            return bf16_convolutions()
         return contextlib.nullcontext()
-
-    def arithmetic(self) -> str:
-        """The networks' arithmetic, in words (the report's ``matcher.arithmetic``)."""
-        if self.precision == "auto" and self.device.type == "cuda":
-            return "float16 (CUDA autocast)"
-        if self._bf16:
-            return "float32, convolutions multiplied in bfloat16 (CPU matrix units)"
-        return "float32"
 
     def info(self) -> dict:
         return {"name": self.name, "description": self.description, "device": str(self.device),
-                "arithmetic": self.arithmetic(), "weights": self.manifest.get("file")}
+                "weights": self.manifest.get("file")}
 
     def network_logits(self, reference_patches: torch.Tensor, target_patches: torch.Tensor,
                        repeat_reference: int = 1, repeat_target: int = 1) -> torch.Tensor:
@@ -254,10 +190,6 @@ ENCODE_CHUNK = 16  # patches per call of the full-resolution layers: the two mat
 
 
 class KGLMatcher(LearnedMatcher):
-    # a patch's logit is the same alone, in a batch of 2-4 or in one of 6 to 2e-6 (the 1 x 1 case
-    # handled by _low_chunk). Not RRL-Net: oneDNN's kernels for its convolutions change with the
-    # batch size, and its logits with them by 0.02-0.05 in bfloat16 (1e-6 in float32)
-    bf16_on_cpu = True
     keep = 3  # candidates that reach the metric head after the descriptor pre-ranking (used when
     # the pipeline hands over more than 3: `matching.candidates` above its default)
 
@@ -265,27 +197,14 @@ class KGLMatcher(LearnedMatcher):
         return KGLNet(width=float(manifest.get("width", 1.0)))
 
     def _encode(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        return self._not_alone(self.net.difference_features, self._low(x, side), side)
+        return self.net.difference_features(self._low(x, side), side)
 
     def _low(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """Low-level features, ENCODE_CHUNK patches at a time: their 64x64 activations are most of
         the memory a ranking takes (a 1024 px tile's pass peaked at 1.6 GB in one piece)."""
-        return torch.cat([self._low_chunk(x[i:i + ENCODE_CHUNK], side) for i in range(0, len(x), ENCODE_CHUNK)])
-
-    def _low_chunk(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        return self._not_alone(self.net.low, x, side)
-
-    def _not_alone(self, fn, x: torch.Tensor, *args):
-        """``fn(x, *args)``; with bfloat16 convolutions a batch of one goes through as two copies:
-        torch convolves a single patch's features mostly outside oneDNN, in float32, so alone it
-        would get other numbers than in company (logits 0.01-0.02 apart)."""
-        if self._bf16 and len(x) == 1:
-            return fn(x.expand(2, *x.shape[1:]), *args)[:1]
-        return fn(x, *args)
+        return torch.cat([self.net.low(x[i:i + ENCODE_CHUNK], side) for i in range(0, len(x), ENCODE_CHUNK)])
 
     def _head(self, f_opt: torch.Tensor, f_other: torch.Tensor) -> torch.Tensor:
-        if self._bf16 and len(f_opt) == 1:
-            return self._not_alone(lambda a: self.net.head(a, f_other.expand_as(a)), f_opt)
         return self.net.head(f_opt, f_other)
 
     def rank(self, reference_patches: torch.Tensor, candidates: torch.Tensor,
@@ -320,8 +239,8 @@ class KGLMatcher(LearnedMatcher):
                 need = torch.nonzero(crowded).squeeze(1)
                 at = torch.full((n,), -1, dtype=torch.long)
                 at[need] = torch.arange(len(need))  # a crowded row's place among the described ones
-                d_own = self._not_alone(self.net.describe, low_own[need.to(self.device)])
-                d_cand = self._not_alone(self.net.describe, low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
+                d_own = self.net.describe(low_own[need.to(self.device)])
+                d_cand = self.net.describe(low_cand[torch.nonzero(pick).squeeze(1).to(self.device)])
                 diff = d_cand - d_own[at[rows[pick]].to(self.device)]
                 dist[rows[pick].to(self.device), cols[pick].to(self.device)] = diff.norm(dim=-1).float()
             top = dist.topk(keep, dim=1, largest=False).indices.cpu()  # (N, keep)
@@ -333,11 +252,10 @@ class KGLMatcher(LearnedMatcher):
             # metric features of the patches that reach the head only (each once)
             u_own, i_own = torch.unique(r_ok, return_inverse=True)
             u_cand, i_cand = torch.unique(j[ok], return_inverse=True)
-            f_own = self._not_alone(self.net.difference_features, low_own[u_own.to(self.device)], side)
-            f_cand = self._not_alone(self.net.difference_features, low_cand[u_cand.to(self.device)], other)
-            f_own, f_cand = f_own[i_own.to(self.device)], f_cand[i_cand.to(self.device)]
+            f_own = self.net.difference_features(low_own[u_own.to(self.device)], side)[i_own.to(self.device)]
+            f_cand = self.net.difference_features(low_cand[u_cand.to(self.device)], other)[i_cand.to(self.device)]
             f_opt, f_other = (f_own, f_cand) if side == "opt" else (f_cand, f_own)
-            logit = self._head(f_opt, f_other).float().cpu()
+            logit = self.net.head(f_opt, f_other).float().cpu()
         flat_ok = r_ok * k + c_ok
         pairs = ((lambda: (own, flat, r_ok, flat_ok)) if side == "opt"
                  else (lambda: (flat, own, flat_ok, r_ok)))
