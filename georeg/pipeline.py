@@ -173,7 +173,6 @@ class Scene:
     near: FittedModel | None = None  # the coarse shift, when the near pass through it made the first model
     near_refined: bool = False  # and that pass stood in for the refinement pass
     near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
-    near_ranked: bool = False  # the near pass ran with the learned ranker
     tp: TiePoints | None = None
     model: FittedModel | None = None
     reference_side: dict = field(default_factory=dict)  # a one-tile scene's reference side, kept between passes
@@ -736,10 +735,7 @@ def _near_pass(sc: Scene) -> bool:
     if near is None:
         return False
     sc.first_passes += 1
-    # where it can stand in for the refinement pass (the same tiles), with the refinement's matchers
-    roles = pass_roles(sc, _sample(sc, refine=False) == _sample(sc, refine=True))
-    sc.near_ranked = roles.ranker is not None
-    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, roles)
+    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, pass_roles(sc, False))
     sc.clock.lap("pass1")
     if _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * tp.searched:
         log.info("the pass through the coarse shift is weak (%s, %d keypoints searched); a first pass at the "
@@ -757,7 +753,7 @@ def _near_pass_was_refinement(sc: Scene) -> bool:
     within a pixel of the model it found, where a refinement pass would stop."""
     if sc.near is None or _sample(sc, refine=False) != _sample(sc, refine=True):
         return False
-    if (pass_roles(sc, refine=True).ranker is not None) != sc.near_ranked:
+    if (pass_roles(sc, refine=True).ranker is None) != (pass_roles(sc, refine=False).ranker is None):
         return False
     return _max_move(sc.near, sc.model, sc.extent) < 1.0
 
