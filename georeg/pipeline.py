@@ -173,6 +173,7 @@ class Scene:
     near: FittedModel | None = None  # the coarse shift, when the near pass through it made the first model
     near_refined: bool = False  # and that pass stood in for the refinement pass
     near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
+    near_ranked: bool = False  # the near pass's model was matched with the learned ranker
     tp: TiePoints | None = None
     model: FittedModel | None = None
     reference_side: dict = field(default_factory=dict)  # a one-tile scene's reference side, kept between passes
@@ -735,9 +736,21 @@ def _near_pass(sc: Scene) -> bool:
     if near is None:
         return False
     sc.first_passes += 1
-    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, pass_roles(sc, False))
+    roles = pass_roles(sc, False)
+    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, roles)
+    sc.near_ranked = roles.ranker is not None
+    if _near_weak(tp, model) and roles.ranker is None and sc.roles.ranker is not None and not _several_motions(model):
+        # as a weak first pass is (sampled_pass): the learned ranker tells the right candidate from
+        # the structural decoys where the modalities differ most
+        log.info("the pass through the coarse shift on the structural matcher is weak (%s); again with the "
+                 "learned ranker", _describe_fit(model, tp))
+        sc.steps_total += len(_sample(sc, refine=False))
+        sc.ranked_first_passes += 1
+        tp_r, model_r = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, sc.roles)
+        sc.near_ranked = _best(tp, model, tp_r, model_r)[0] is tp_r
+        tp, model = (tp_r, model_r) if sc.near_ranked else (tp, model)
     sc.clock.lap("pass1")
-    if _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * tp.searched:
+    if _near_weak(tp, model):
         log.info("the pass through the coarse shift is weak (%s, %d keypoints searched); a first pass at the "
                  "full radius", _describe_fit(model, tp), tp.searched)
         sc.near_weak = True
@@ -747,13 +760,18 @@ def _near_pass(sc: Scene) -> bool:
     return True
 
 
+def _near_weak(tp: TiePoints, model: FittedModel | None) -> bool:
+    return _weak(model) or _inliers(model) < NEAR_MIN_INLIERS * tp.searched
+
+
 def _near_pass_was_refinement(sc: Scene) -> bool:
     """Whether the near pass already was the refinement pass: it matched the refinement's tiles
-    with its matchers (not the learned ranker a refinement pass adds) through a model that lies
-    within a pixel of the model it found, where a refinement pass would stop."""
+    with its matchers (the learned ranker where a refinement pass adds it: a weak structural near
+    pass is matched again with it) through a model that lies within a pixel of the model it
+    found, where a refinement pass would stop."""
     if sc.near is None or _sample(sc, refine=False) != _sample(sc, refine=True):
         return False
-    if (pass_roles(sc, refine=True).ranker is None) != (pass_roles(sc, refine=False).ranker is None):
+    if (pass_roles(sc, refine=True).ranker is not None) != sc.near_ranked:
         return False
     return _max_move(sc.near, sc.model, sc.extent) < 1.0
 
