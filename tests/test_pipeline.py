@@ -278,3 +278,32 @@ def test_a_coarse_shift_the_near_pass_cannot_confirm_gets_the_full_radius(tmp_pa
     assert counts["first_pass"] == "full radius after a weak near pass" and counts["tiles_matched"] == [1, 1, 1]
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
     assert res.quality == "reliable"
+
+
+def test_a_weak_structural_near_pass_is_matched_again_with_the_learned_ranker(tmp_path, pair, monkeypatch):
+    """With a learned matcher, a near pass that comes out weak on the structural matcher alone is
+    matched again with the learned ranker before the first pass at the full radius is tried, as a
+    weak first pass is; a ranked near pass within a pixel of the coarse shift is the refinement.
+    (The structural pass is made weak here by dropping its tie points.)"""
+    from georeg import pipeline
+
+    real = pipeline._matched_sample
+    calls = []
+
+    def structural_weak(sc, inverse, radius, kind, refine, roles):
+        calls.append(roles.ranker is not None)
+        if roles.ranker is None:
+            tp, _ = real(sc, inverse, radius, kind, refine, roles)
+            return tp.subset(np.arange(min(3, len(tp)))), None
+        return real(sc, inverse, radius, kind, refine, roles)
+
+    monkeypatch.setattr(pipeline, "_matched_sample", structural_weak)
+    ref, tgt = pair
+    cfg = RegistrationConfig().with_options(matching={"matcher": "auto"})
+    res = georeg.register(ref, tgt, tmp_path / "o.tif", cfg)
+    counts = res.report["counts"]
+    assert calls == [False, True]  # the near pass, again with the ranker, and no refinement pass
+    assert counts["first_pass"] == "near the coarse shift" and counts["near_pass_was_refinement"] is True
+    assert res.report["matcher"]["first_passes"]["ranked_again"] == 1
+    assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3)
+    assert res.quality == "reliable"
