@@ -121,8 +121,10 @@ def _as_target_of(case: Case, other: Case, dst: Path) -> str:
     return str(dst)
 
 
-def build(data: Path, work: Path, per_set: int, sets=SETS) -> list[tuple[str, str, str, str]]:
-    """[(set, label, reference, target)]: per set up to ``per_set`` wrong pairs."""
+def build(data: Path, work: Path, per_set: int, sets=SETS) -> list[tuple[str, str, str, str, str]]:
+    """[(set, label, reference, target, output)]: per set up to ``per_set`` wrong pairs, each with
+    an output path in its own folder under ``work`` (a picture without georeferencing is the
+    dataset's own file: its output must not go beside it)."""
     out = []
     for key in sets:
         folder = work / key
@@ -147,7 +149,7 @@ def build(data: Path, work: Path, per_set: int, sets=SETS) -> list[tuple[str, st
             d = folder / f"wrong_{i:02d}"
             d.mkdir(exist_ok=True)
             tgt = _as_target_of(case, other, d / "target.tif")
-            out.append((case.set, f"{case.name} <- {other.name}", case.reference, tgt))
+            out.append((case.set, f"{case.name} <- {other.name}", case.reference, tgt, str(d / "out.tif")))
             n += 1
     return out
 
@@ -165,10 +167,10 @@ def main() -> None:
         work = Path(args.work or td)
         counts: dict[str, dict[str, int]] = {}
         print(f"{'set':42s} {'pair':46s} {'verdict':>9s} {'tie pts':>7s} {'s':>5s}  reason")
-        for set_name, label, ref, tgt in build(Path(args.data), work, args.per_set, args.sets.split(",")):
+        for set_name, label, ref, tgt, output in build(Path(args.data), work, args.per_set, args.sets.split(",")):
             t0 = time.perf_counter()
             try:
-                res = georeg.register(ref, tgt, str(Path(tgt).with_name("out.tif")), cfg)
+                res = georeg.register(ref, tgt, output, cfg)
                 quality, n = res.quality, res.report["counts"]["inliers"]
                 reason = res.report["verdict"].get("reason") or ""
             except GeoregError as exc:

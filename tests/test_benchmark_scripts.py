@@ -422,3 +422,23 @@ def test_the_interrupts_benchmark_signals_real_runs_and_judges_them(shared_data,
                        cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("3 runs, ") and r.stdout.strip().endswith(" 0 bad")
+
+
+@pytest.mark.data
+def test_wrong_pairs_write_their_outputs_in_the_work_folder(shared_data, tmp_path):
+    """A wrong pair of the dataset's own JPEG files registers the dataset's file as its target:
+    its output goes to the pair's folder under the work folder, never beside the data (an
+    `out.tif` was once written into srif_multimodal/Optical-Infrared)."""
+    import warnings
+
+    from wrong_pairs import build
+
+    if not (shared_data / "srif_multimodal" / "Optical-Infrared").is_dir():
+        pytest.skip(f"SRIF Optical-Infrared is not in {shared_data}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JPEGs without georeferencing
+        pairs = build(shared_data, tmp_path, 2, ["srif_files"])
+    assert len(pairs) == 2
+    for _, _, _, target, output in pairs:
+        assert Path(target).is_relative_to(shared_data)  # the dataset's own file, as a user hands it over
+        assert Path(output).is_relative_to(tmp_path) and Path(output).parent.is_dir()
