@@ -26,6 +26,21 @@ def _tune_cpu():
     tune_malloc()
 
 
+def _files(d: Path) -> set[str]:
+    return {os.path.join(root, f) for root, _, names in os.walk(d) for f in names}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_data_untouched():
+    """The tests read ../shared/data and leave it as they found it: a file that appears there
+    during the run (an output, a lock, a GDAL .aux.xml sidecar) fails the session."""
+    d = shared_data_dir()
+    before = _files(d) if d.is_dir() else set()
+    yield
+    new = sorted(_files(d) - before) if d.is_dir() else []
+    assert not new, f"the tests wrote {len(new)} file(s) into {d}: {', '.join(new[:5])}"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     d = shared_data_dir()

@@ -53,6 +53,9 @@ def _env(tmp_path, python: str | None) -> dict:
     (tmp_path / "xdg").mkdir(mode=0o700, exist_ok=True)
     env["QGIS_CUSTOM_CONFIG_PATH"] = str(tmp_path / "qgis_profile")
     env["QT_QPA_PLATFORM"] = "offscreen"
+    # QGIS computes a raster layer's statistics and GDAL keeps them in a .aux.xml beside the file:
+    # the tests' inputs are ../shared/data, which they must leave as they found it
+    env["GDAL_PAM_ENABLED"] = "NO"
     # QGIS embeds the system Python: keep virtual environments and pyenv off its path
     env["PATH"] = "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
     for k in list(env):
