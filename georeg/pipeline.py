@@ -747,8 +747,8 @@ def _near_pass(sc: Scene) -> bool:
         sc.steps_total += len(_sample(sc, refine=False))
         sc.ranked_first_passes += 1
         tp_r, model_r = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, sc.roles)
-        sc.near_ranked = _best(tp, model, tp_r, model_r)[0] is tp_r
-        tp, model = (tp_r, model_r) if sc.near_ranked else (tp, model)
+        tp, model = _best(tp, model, tp_r, model_r)
+        sc.near_ranked = tp is tp_r
     sc.clock.lap("pass1")
     if _near_weak(tp, model):
         log.info("the pass through the coarse shift is weak (%s, %d keypoints searched); a first pass at the "
