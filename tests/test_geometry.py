@@ -908,14 +908,20 @@ def test_the_corner_checks_are_in_pixels_of_the_coarser_picture(tmp_path, scale,
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("pair, shift", [("ALOS_desert_0", (5.3, -3.7)),
-                                         pytest.param("RCM_city_6", (-2.5, -0.5), marks=pytest.mark.slow)])
-def test_a_small_georeferenced_crop_is_not_called_reliable_when_wrong(shared_data, tmp_path, pair, shift):
+@pytest.mark.parametrize("pair, shift, registered", [
+    ("ALOS_desert_0", (5.3, -3.7), False),
+    ("Redarsat_rural_1", (6.4, -4.5), True),
+    pytest.param("RCM_city_6", (-2.5, -0.5), False, marks=pytest.mark.slow)])
+def test_a_small_georeferenced_crop_is_not_called_reliable_when_wrong(shared_data, tmp_path, pair, shift,
+                                                                      registered):
     """3MOS pairs cut to 128 px about their centre, the target's geotransform off by a shift: before,
-    ALOS desert 0 came out turned by 70 degrees on 11 tie points (108 px wrong) and RCM city 6 as a
-    similarity with the search's noisy 0.96 scale (4.9 px wrong), both called reliable. Whatever
-    georeg finds, a reliable result must be within 3 px of the truth (the nominal alignment and the
-    dataset's residual check)."""
+    ALOS desert 0 came out turned by 70 degrees on 11 tie points (108 px wrong), RCM city 6 as a
+    similarity with the search's noisy 0.96 scale (4.9 px wrong) and Redarsat rural 1 turned by
+    -8.4 degrees on 10 tie points under the search's -11 degree prior (16.8 px wrong), all called
+    reliable. Whatever georeg finds, a reliable result must be within 3 px of the truth (the
+    nominal alignment and the dataset's residual check). ``registered``: the pair is registered,
+    reliable and right (Redarsat rural 1: the shift passes' translation, matched once the turned
+    prior's few tie points are doubted, agrees better with the images' structure)."""
     import csv
     import sys
     import warnings
@@ -943,10 +949,15 @@ def test_a_small_georeferenced_crop_is_not_called_reliable_when_wrong(shared_dat
         try:
             res = georeg.register(ref, tgt, str(tmp_path / "out.tif"), cfg)
         except GeoregError:
+            assert not registered
             return
     err = corner_error(np.array(res.report["model"]["matrix_px"]), 128, shift,
                        (-float(r["check_dx_px"]), -float(r["check_dy_px"])))
     assert res.quality != "reliable" or err < 3.0, (res.quality, err, res.report["verdict"]["reason"])
+    if registered:
+        assert res.quality == "reliable" and err < 1.5, (res.quality, err, res.report["verdict"]["reason"])
+        assert res.report["global_geometry"]["georeferencing_check"]["kept"] == "shift"
+        assert res.report["global_geometry"]["used"] is False
 
 
 # ------------------------------------------------------------------ polish
