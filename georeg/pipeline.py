@@ -643,18 +643,28 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
     if not refine:
         sc.first_passes += 1
     tp, model = _matched_sample(sc, inverse, radius, kind, refine, roles)
-    if not refine and roles.ranker is None and sc.roles.ranker is not None and _weak(model):
-        if _several_motions(model):
-            sc.first_passes_not_retried += 1
-            return tp, model
-        # the structural matcher alone left this prior without a clear model: the learned ranker
-        # tells the right candidate from the structural decoys where the modalities differ most
-        log.info("first pass on the structural matcher weak (%s); again with the learned ranker",
-                 _describe_fit(model, tp))
-        sc.steps_total += len(_sample(sc, refine=False))
-        sc.ranked_first_passes += 1
-        tp, model = _best(*_matched_sample(sc, inverse, radius, kind, refine, sc.roles), tp, model)
+    if not refine:
+        again = _ranked_again(sc, roles, inverse, radius, kind, tp, model, _weak(model))
+        if again is not None:
+            tp, model = _best(*again, tp, model)
     return tp, model
+
+
+def _ranked_again(sc: Scene, roles: MatcherRoles, inverse, radius: int, kind: str | None, tp, model, weak: bool):
+    """A first pass matched with ``roles`` that came out ``weak``, matched again with the scene's
+    learned ranker when ``roles`` left it out (:func:`pass_roles`) and many tie points do not agree
+    with the model (:func:`_several_motions`): the structural matcher alone left this prior
+    without a clear model, and the learned ranker tells the right candidate from the structural
+    decoys where the modalities differ most. (tie points, model) of the ranked pass, or None."""
+    if not weak or roles.ranker is not None or sc.roles.ranker is None:
+        return None
+    if _several_motions(model):
+        sc.first_passes_not_retried += 1
+        return None
+    log.info("first pass on the structural matcher weak (%s); again with the learned ranker", _describe_fit(model, tp))
+    sc.steps_total += len(_sample(sc, refine=False))
+    sc.ranked_first_passes += 1
+    return _matched_sample(sc, inverse, radius, kind, False, sc.roles)
 
 
 SEVERAL_MOTIONS_INLIERS = 100  # a weak model with at least this many inliers
@@ -738,18 +748,13 @@ def _near_pass(sc: Scene) -> bool:
         return False
     sc.first_passes += 1
     roles = pass_roles(sc, False)
-    tp, model = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, roles)
+    radius, kind = _refine_radius(sc), _first_kind(sc)
+    tp, model = _matched_sample(sc, near.inverse, radius, kind, False, roles)
     sc.near_ranked = roles.ranker is not None
-    if _near_weak(tp, model) and roles.ranker is None and sc.roles.ranker is not None and not _several_motions(model):
-        # as a weak first pass is (sampled_pass): the learned ranker tells the right candidate from
-        # the structural decoys where the modalities differ most
-        log.info("the pass through the coarse shift on the structural matcher is weak (%s); again with the "
-                 "learned ranker", _describe_fit(model, tp))
-        sc.steps_total += len(_sample(sc, refine=False))
-        sc.ranked_first_passes += 1
-        tp_r, model_r = _matched_sample(sc, near.inverse, _refine_radius(sc), _first_kind(sc), False, sc.roles)
-        tp, model = _best(tp, model, tp_r, model_r)
-        sc.near_ranked = tp is tp_r
+    again = _ranked_again(sc, roles, near.inverse, radius, kind, tp, model, _near_weak(tp, model))
+    if again is not None:  # as a weak first pass is (sampled_pass)
+        tp, model = _best(tp, model, *again)
+        sc.near_ranked = tp is again[0]
     sc.clock.lap("pass1")
     if _near_weak(tp, model):
         log.info("the pass through the coarse shift is weak (%s, %d keypoints searched); a first pass at the "
@@ -862,7 +867,6 @@ def _georeferencing_against_turn(sc: Scene, tp, model, radius: int):
                   "structure": shifted},
         "kept": "shift" if keep_shift else "turned",
         "rule": "the turned model must make the images agree better than the shift passes' model"}
-    sc.clock.lap("pass1")
     if keep_shift:
         log.info("the shift passes' %s agrees with the images as well as the turned %s (%.4f vs %.4f): kept",
                  model_s.kind, model.kind, shifted, turned)
