@@ -13,9 +13,11 @@ COREG_LOCAL when a Python with arosics is given (its GDAL bindings need their ow
 on the optical version of the target (the reference's red band on the target's shifted grid):
 AROSICS registers optical to optical only. ``--matchers ""`` runs the peers alone.
 The report's ``timings_s`` gives georeg's stages. ``--server`` adds rows for the same commands
-handed to a warm ``georeg serve`` (the row's memory is then the calling process's only); ``--grd``
-rows for the target handed over as a Sentinel-1 GRD measurement file (uint16 amplitude, upside
-down, placed by GCPs in EPSG:4326, ESA's TIFF tags, a neutral name): the same shift is expected.
+handed to a warm ``georeg serve`` (the row's memory is then the calling process's only); ``--turned``
+rows for the target's content turned 12 degrees about its centre (expect a rigid model turned
+about 12 degrees; the mean shift then depends on the turn); ``--grd`` rows for the target
+handed over as a Sentinel-1 GRD measurement file (uint16 amplitude, upside down, placed by GCPs
+in EPSG:4326, ESA's TIFF tags, a neutral name): the same shift is expected.
 
 Two more measurements say where a small pair's time goes. The start-up floor: the imports a
 fresh process pays before it reads a pixel (the interpreter alone; numpy, rasterio and scipy;
@@ -134,6 +136,25 @@ def grd_target(tgt: str, work: Path, size: int) -> str:
     return str(path)
 
 
+TURN_DEG = 12.0  # --turned: the target's content turned this much about its centre
+
+
+def turned_target(tgt: str, work: Path, size: int) -> str:
+    """The target with its content turned TURN_DEG about its centre on the same (shifted)
+    geotransform, the corners cut off becoming nodata: a georeferencing wrong by a turn as well,
+    which the global geometry search must find on a full scene."""
+    from scipy import ndimage
+
+    path = work / f"scene{size}_turned.tif"
+    if not path.exists():
+        with rasterio.open(tgt) as s:
+            prof, a = s.profile, s.read()
+        a = np.stack([ndimage.rotate(b, TURN_DEG, reshape=False, order=1, mode="constant", cval=0) for b in a])
+        with rasterio.open(path, "w", **{**prof, "nodata": 0}) as o:
+            o.write(a)
+    return str(path)
+
+
 # georeg's rows run in their own process unless a row asks for the server (--server)
 OWN_PROCESS = {**os.environ, "GEOREG_SERVER": "off"}
 
@@ -175,6 +196,7 @@ def run_georeg(ref: str, tgt: str, work: Path, matcher: str, env: dict | None = 
     if r["rc"] == 0 and rep_path.exists():
         rep = json.loads(rep_path.read_text())
         r.update(shift_px=rep["shift"]["mean_px"], timings=rep["timings_s"], matcher_used=rep["matcher"]["name"],
+                 model=rep["model"]["type"], rotation_deg=rep["model"]["parameters"]["rotation_deg"],
                  tiles=rep["counts"].get("tiles"), verdict=rep.get("verdict", {}).get("quality"),
                  cpu_threads=rep.get("cpu_threads"))
         r["match_s_per_tile"] = match_s_per_tile(rep)
@@ -310,7 +332,9 @@ def print_runs(size: int, runs: dict) -> list[dict]:
         extra = ""
         if "timings" in r:
             t = r["timings"]
-            extra = (f"{r['matcher_used']}, shift {r['shift_px'][0]:+.2f} {r['shift_px'][1]:+.2f} px, "
+            turn = f"turned {r['rotation_deg']:+.2f} deg, " if abs(r["rotation_deg"]) > 0.5 else ""
+            extra = (f"{r['matcher_used']}, {r['model']}, {turn}"
+                     f"shift {r['shift_px'][0]:+.2f} {r['shift_px'][1]:+.2f} px, "
                      f"{r['verdict']}; stages " + " ".join(f"{k} {v:.1f}" for k, v in t.items() if k != "total"))
         elif r["rc"] != 0:
             extra = f"failed: {r['tail'][0][:100]}"
@@ -340,9 +364,11 @@ def print_growth(rows: list[dict], smallest: int = 2000) -> None:
               f"peak memory {min(mem):.0f}-{max(mem):.0f} MB", flush=True)
 
 
-def georeg_runs(ref: str, tgt: str, work: Path, size: int, matchers: str, server, grd: bool) -> dict:
+def georeg_runs(ref: str, tgt: str, work: Path, size: int, matchers: str, server, grd: bool,
+                turned: bool = False) -> dict:
     """georeg's rows of one size: each matcher in its own process, then through the warm server
-    (``server``, up to 4096 px) and on the target as a GRD file (``grd``)."""
+    (``server``, up to 4096 px), on the target as a GRD file (``grd``) and on the target turned
+    (``turned``)."""
     names = [m for m in matchers.split(",") if m]
     runs = {f"georeg {m}": run_georeg(ref, tgt, work, m) for m in names}
     if server and size <= 4096:
@@ -350,6 +376,10 @@ def georeg_runs(ref: str, tgt: str, work: Path, size: int, matchers: str, server
     if grd:
         grd_path = grd_target(tgt, work, size)
         runs.update({f"georeg {m} (GRD file)": run_georeg(ref, grd_path, work, m, tag="_grd") for m in names})
+    if turned:
+        turned_path = turned_target(tgt, work, size)
+        runs.update({f"georeg {m} (turned {TURN_DEG:g} deg)": run_georeg(ref, turned_path, work, m, tag="_turned")
+                     for m in names})
     return runs
 
 
@@ -369,6 +399,9 @@ def main() -> None:
     ap.add_argument("--grd", action="store_true",
                     help="also run each matcher on the target handed over as a Sentinel-1 GRD measurement "
                          "file (uint16 amplitude, upside down, placed by GCPs, ESA's TIFF tags)")
+    ap.add_argument("--turned", action="store_true",
+                    help=f"also run each matcher on the target's content turned {TURN_DEG:g} degrees about its "
+                         "centre (the georeferencing wrong by a turn too: the global geometry search runs)")
     ap.add_argument("--inprocess", type=int, default=3, metavar="N",
                     help="also run each matcher N times in one process (sizes up to 4096 px; 0: no): the "
                          "first run against the later ones, as a `georeg batch` worker pays them")
@@ -394,7 +427,7 @@ def main() -> None:
         server = stack.enter_context(WarmServer(work)) if args.server else None
         for size in [int(s) for s in args.sizes.split(",") if s]:
             ref, tgt = build_pair(data, work, size)
-            runs = georeg_runs(ref, tgt, work, size, args.matchers, server, args.grd)
+            runs = georeg_runs(ref, tgt, work, size, args.matchers, server, args.grd, args.turned)
             runs["phase correlation"] = run_phasecorr(ref, tgt)
             if args.arosics_python:
                 # as in issue 14's peer measurement: AROSICS registers optical to optical only (given the
