@@ -171,6 +171,7 @@ class Scene:
     frame: np.ndarray | None = None  # pictures of different sizes: a placement of the target to try last
     geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
     georeferencing_check: dict | None = None  # a turned prior on few tie points against the shift passes
+    prior_several_motions: bool = False  # the prior's weak model of several motions ended the first pass
     near: FittedModel | None = None  # the coarse shift, when the near pass through it made the first model
     near_refined: bool = False  # and that pass stood in for the refinement pass
     near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
@@ -804,7 +805,7 @@ def stage_first_pass(sc: Scene) -> None:
         tp, model = _global_stage(sc, None, None, radius, fallback=search != "rotation")
     if search == "auto" and _turn_on_few_tie_points(sc, model):
         tp, model = _georeferencing_against_turn(sc, tp, model, radius)
-    settled = _prior_with_several_motions(sc, model)
+    settled = sc.prior_several_motions = _prior_with_several_motions(sc, model)
     if search != "rotation" and _weak(model) and not settled:
         tp_g, model_g = tp, model
         sc.geometry_used = False  # the shift passes fit from a translation
@@ -850,7 +851,7 @@ def _prior_with_several_motions(sc: Scene, model: FittedModel | None) -> bool:
     tile: the 10980 px S2/S1 mosaic (blocks of three pairs whose residual offsets differ) with its
     target turned 12 degrees had 868 of 1982 tie points agree under the search's prior, then
     matched all 121 tiles twice with no turn, and found the same rigid model after 875 s."""
-    if sc.geometry is None or not sc.geometry_used or not _several_motions(model):
+    if sc.geometry is None or not sc.geometry_used or not _weak(model) or not _several_motions(model):
         return False
     log.info("the global search's prior (rotation %.1f deg, scale %.3f) gave a model that %d tie points "
              "agree with, %.0f%% of them: several motions in the scene, not another geometry to look for",
@@ -1316,6 +1317,7 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
         if sc.geometry is not None:
             report["global_geometry"]["used"] = sc.geometry_used
             report["global_geometry"]["georeferencing_check"] = sc.georeferencing_check
+            report["global_geometry"]["several_motions"] = sc.prior_several_motions
         report["working_grid"] = sc.working
         report["quality"] = sc.verdict.quality
         report["verdict"] = sc.verdict.to_dict()
