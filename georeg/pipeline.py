@@ -172,6 +172,7 @@ class Scene:
     geometry_used: bool = True  # False once a shift-only result was preferred to the global geometry's
     georeferencing_check: dict | None = None  # a turned prior on few tie points against the shift passes
     prior_several_motions: bool = False  # the prior's weak model of several motions ended the first pass
+    first_sample_settled: bool = False  # a first pass's sample of tiles gave enough evidence under its prior
     near: FittedModel | None = None  # the coarse shift, when the near pass through it made the first model
     near_refined: bool = False  # and that pass stood in for the refinement pass
     near_weak: bool = False  # a near pass ran and was weak (the first pass at the full radius followed)
@@ -696,7 +697,16 @@ def _matched_sample(sc: Scene, inverse, radius: int, kind: str | None, refine: b
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
     keypoints = sum(2 * keypoints_for(w, sc.cfg.matching) for w in windows)
-    if rest and (model is None or _inliers(model) < SAMPLE_MIN_INLIERS * keypoints):
+    enough = model is not None and _inliers(model) >= SAMPLE_MIN_INLIERS * keypoints
+    if not refine and enough:
+        sc.first_sample_settled = True
+    if rest and not enough and not refine and sc.first_sample_settled:
+        # another prior's pass over the same sample found evidence there: it is this prior that
+        # finds nothing, and the other tiles would say the same (the 10980 px mosaic turned 12
+        # degrees, matched under no turn: 9 of 791 tie points agreed, then 105 more tiles, 400 s)
+        log.info("%d sampled tiles gave %s under this prior, where another prior found enough: not matching "
+                 "the other %d", len(first), _describe_fit(model, tp), len(rest))
+    elif rest and not enough:
         log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
         sc.steps_total += len(rest)
         more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True, roles=roles)

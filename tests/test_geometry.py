@@ -280,6 +280,31 @@ def test_a_weak_model_of_several_motions_under_the_global_prior_ends_the_first_p
             (res.report["counts"], g)
 
 
+def test_a_prior_that_finds_nothing_where_another_found_evidence_is_not_matched_over_every_tile(tmp_path,
+                                                                                             monkeypatch):
+    """A first pass whose sample of tiles gives no clear model goes on over the other tiles (water,
+    clouds or a featureless part can fill a sample), but not once another prior's pass over the
+    same sample found evidence there: then it is the prior that is wrong. A target turned 30
+    degrees in 2 x 2 tiles, samples of 2, every pass made weak so that every fallback runs (the
+    runners-up, the shift passes under no turn, a second search): each first pass matches its 2
+    sampled tiles only."""
+    import georeg.pipeline as pipeline
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
+    synthetic_pair(str(ref), str(tgt), size=512, seed=5)
+    m = rotation_scale_matrix(512, 512, 30.0, 1.0)
+    turned = tmp_path / "target.tif"
+    resample_content(str(tgt), str(turned), m)
+    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
+    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 10 ** 6)  # and none of several motions
+    res = _register(ref, turned, tmp_path / "out.tif", target={"modality": "optical"},
+                    matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": 2})
+    counts = res.report["counts"]
+    first = counts["tiles_matched"][:len(counts["tiles_matched"]) - counts["passes"] + 1]
+    assert counts["tiles"] == 4 and len(first) >= 3 and set(first) == {2}, counts
+    assert _max_err(res.model, m, 80, 430) < 1.0
+
+
 @pytest.mark.parametrize("angle, scale, shift", [
     pytest.param(35.0, 0.95, (0.0, 0.0), marks=pytest.mark.slow),  # the default run keeps the harder case
     (30.0, 1.3, (40.0, -60.0)),
