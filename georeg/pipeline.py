@@ -859,7 +859,7 @@ def _prior_with_several_motions(sc: Scene, model: FittedModel | None) -> bool:
     after it (the shift passes, a second and a framed search) would only look for the same
     geometry again, or under no turn at all, where a sample that finds nothing goes on over every
     tile: the 10980 px S2/S1 mosaic (blocks of three pairs whose residual offsets differ) with its
-    target turned 12 degrees had 868 of 1982 tie points agree under the search's prior, then
+    target turned 12 degrees had 962 of 1982 tie points agree under the search's prior (49%), then
     matched all 121 tiles twice with no turn, and found the same rigid model after 875 s."""
     if sc.geometry is None or not sc.geometry_used or not _weak(model) or not _several_motions(model):
         return False
