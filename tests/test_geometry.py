@@ -249,6 +249,23 @@ def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path,
     assert np.allclose(res.report["shift"]["mean_px"], [3.0, -2.0], atol=0.5), res.report["shift"]
 
 
+def _turned_with_weak_passes(tmp_path, monkeypatch, size: int, several_motions: bool, **matching):
+    """A synthetic pair turned 30 degrees, registered with every pass weak and each weak model of
+    several motions or none: (result, the turn's matrix)."""
+    import georeg.pipeline as pipeline
+
+    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
+    synthetic_pair(str(ref), str(tgt), size=size, seed=5)
+    m = rotation_scale_matrix(size, size, 30.0, 1.0)
+    turned = tmp_path / "target.tif"
+    resample_content(str(tgt), str(turned), m)
+    monkeypatch.setattr(pipeline, "_weak", lambda model: True)
+    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
+    res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline", **matching},
+                    target={"modality": "optical"})
+    return res, m
+
+
 @pytest.mark.parametrize("several_motions", [True, False])
 def test_a_weak_model_of_several_motions_under_the_global_prior_ends_the_first_pass(tmp_path, monkeypatch,
                                                                                    several_motions):
@@ -257,17 +274,7 @@ def test_a_weak_model_of_several_motions_under_the_global_prior_ends_the_first_p
     second search follows it (each found nothing on the 10980 px S2/S1 mosaic turned 12 degrees,
     and the shift passes went on over all 121 tiles first: 875 s against 42 s). A weak prior with
     few agreeing tie points still has them all."""
-    import georeg.pipeline as pipeline
-
-    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
-    synthetic_pair(str(ref), str(tgt), size=320, seed=5)
-    m = rotation_scale_matrix(320, 320, 30.0, 1.0)
-    turned = tmp_path / "target.tif"
-    resample_content(str(tgt), str(turned), m)
-    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
-    res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline"},
-                    target={"modality": "optical"})
+    res, m = _turned_with_weak_passes(tmp_path, monkeypatch, 320, several_motions)
     g = res.report["global_geometry"]
     first_passes = len(res.report["counts"]["tiles_matched"]) - res.report["counts"]["passes"] + 1
     if several_motions:
@@ -288,17 +295,7 @@ def test_a_prior_that_finds_nothing_where_another_found_evidence_is_not_matched_
     degrees in 2 x 2 tiles, samples of 2, every pass made weak so that every fallback runs (the
     runners-up, the shift passes under no turn, a second search): each first pass matches its 2
     sampled tiles only."""
-    import georeg.pipeline as pipeline
-
-    ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
-    synthetic_pair(str(ref), str(tgt), size=512, seed=5)
-    m = rotation_scale_matrix(512, 512, 30.0, 1.0)
-    turned = tmp_path / "target.tif"
-    resample_content(str(tgt), str(turned), m)
-    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 10 ** 6)  # and none of several motions
-    res = _register(ref, turned, tmp_path / "out.tif", target={"modality": "optical"},
-                    matching={"matcher": "baseline", "tile_size_px": 256, "max_tiles": 2})
+    res, m = _turned_with_weak_passes(tmp_path, monkeypatch, 512, False, tile_size_px=256, max_tiles=2)
     counts = res.report["counts"]
     first = counts["tiles_matched"][:len(counts["tiles_matched"]) - counts["passes"] + 1]
     assert counts["tiles"] == 4 and len(first) >= 3 and set(first) == {2}, counts
