@@ -302,6 +302,43 @@ def test_a_prior_that_finds_nothing_where_another_found_evidence_is_not_matched_
     assert _max_err(res.model, m, 80, 430) < 1.0
 
 
+@pytest.mark.parametrize("second_inliers, expanded", [(400, False), (40, True)])
+def test_a_sample_that_many_tie_points_agree_with_is_matched_again_through_their_model(monkeypatch, second_inliers,
+                                                                                      expanded):
+    """The global search's turn and scale, a step of them off, move a large scene's edges beyond
+    the search radius while its centre agrees: a sample of tiles short of enough evidence whose
+    model many tie points agree with is matched again through that model before the pass goes on
+    over every other tile (the 10980 px mosaic turned 25 degrees and scaled 0.8: 576 s -> 48 s,
+    the same model). When that gives no more, the pass goes on as before."""
+    from types import SimpleNamespace
+
+    from rasterio.windows import Window
+
+    import georeg.pipeline as pipeline
+
+    cfg = RegistrationConfig()
+    sc = SimpleNamespace(cfg=cfg, tiles=[Window(1024 * i, 0, 1024, 1024) for i in range(20)], steps_total=0,
+                         first_sample_settled=False)
+    calls = []
+
+    def match_pass(sc, inverse, radius, which, windows, more=False, roles=None):
+        calls.append((inverse, len(which), more))
+        return list(range(1000))
+
+    def model(n_in):
+        return SimpleNamespace(inliers=np.arange(1000) < n_in, inverse=f"through {n_in}")
+
+    fits = iter([model(120), model(second_inliers), model(second_inliers)])
+    monkeypatch.setattr(pipeline, "match_pass", match_pass)
+    monkeypatch.setattr(pipeline, "_fit", lambda sc, tp, kind: next(fits))
+    monkeypatch.setattr(pipeline.TiePoints, "concat", staticmethod(lambda parts: sum(parts, [])))
+    tp, fitted = pipeline._matched_sample(sc, "prior", 40, "auto", False, None)
+    assert calls[0] == ("prior", 16, False) and calls[1] == ("through 120", 16, False), calls
+    assert any(more for _, _, more in calls) is expanded, calls
+    if not expanded:
+        assert len(calls) == 2 and int(fitted.inliers.sum()) == 400 and sc.first_sample_settled
+
+
 @pytest.mark.parametrize("angle, scale, shift", [
     pytest.param(35.0, 0.95, (0.0, 0.0), marks=pytest.mark.slow),  # the default run keeps the harder case
     (30.0, 1.3, (40.0, -60.0)),
