@@ -640,7 +640,10 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
     gives) and the model of ``kind`` fitted to it.
     When the sample's content gave too little evidence (no model, or fewer inliers than
     SAMPLE_MIN_INLIERS of its keypoints: water, clouds, a featureless part), the pass goes on over
-    the remaining tiles, whole, and the model is fitted to all of them. A model that many tie
+    the remaining tiles, whole, and the model is fitted to all of them; but first a sample whose
+    model SAMPLE_REFIT_INLIERS tie points agree with is matched again through that model, and a
+    first pass does not go on once another prior's first pass found enough in the same sample
+    (then the prior is wrong, not the content). A model that many tie
     points agree with but that is weak by fraction (a scene with several motions, hard content)
     is not helped by more tiles of the same scene; the stages after the pass judge it. A first
     pass that ran without the scene's learned ranker (:func:`pass_roles`) and came out weak is
@@ -701,13 +704,12 @@ def _matched_sample(sc: Scene, inverse, radius: int, kind: str | None, refine: b
     tp = match_pass(sc, inverse, radius, first, windows, roles=roles)
     model = _fit(sc, tp, kind)
     rest = sorted(set(range(len(sc.tiles))) - set(first))
-    keypoints = sum(2 * keypoints_for(w, sc.cfg.matching) for w in windows)
-    enough = model is not None and _inliers(model) >= SAMPLE_MIN_INLIERS * keypoints
+    need = SAMPLE_MIN_INLIERS * sum(2 * keypoints_for(w, sc.cfg.matching) for w in windows)
     for _ in range(SAMPLE_REFITS if rest and not refine else 0):
         # a prior good near the scene's centre only (the global search's turn and scale, a step of
         # them off, move a 10980 px scene's edges by 100 px or more: beyond the radius) leaves many
         # tie points agreeing there: the sample again through their model, before any more tiles
-        if enough or _inliers(model) < SAMPLE_REFIT_INLIERS:
+        if _inliers(model) >= need or _inliers(model) < SAMPLE_REFIT_INLIERS:
             break
         log.info("%d sampled tiles gave %s; matching them again through that model", len(first),
                  _describe_fit(model, tp))
@@ -717,21 +719,23 @@ def _matched_sample(sc: Scene, inverse, radius: int, kind: str | None, refine: b
         if _inliers(model_r) <= _inliers(model):
             break
         tp, model = tp_r, model_r
-        enough = _inliers(model) >= SAMPLE_MIN_INLIERS * keypoints
+    enough = _inliers(model) >= need
     if not refine and enough:
         sc.first_sample_settled = True
-    if rest and not enough and not refine and sc.first_sample_settled:
+    if not rest or enough:
+        return tp, model
+    if not refine and sc.first_sample_settled:
         # another prior's pass over the same sample found evidence there: it is this prior that
         # finds nothing, and the other tiles would say the same (the 10980 px mosaic turned 12
         # degrees, matched under no turn: 9 of 791 tie points agreed, then 105 more tiles, 400 s)
         log.info("%d sampled tiles gave %s under this prior, where another prior found enough: not matching "
                  "the other %d", len(first), _describe_fit(model, tp), len(rest))
-    elif rest and not enough:
-        log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
-        sc.steps_total += len(rest)
-        more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True, roles=roles)
-        tp = TiePoints.concat([tp, more])
-        model = _fit(sc, tp, kind)
+        return tp, model
+    log.info("%d sampled tiles gave %s; matching the other %d", len(first), _describe_fit(model, tp), len(rest))
+    sc.steps_total += len(rest)
+    more = match_pass(sc, inverse, radius, rest, [sc.tiles[i] for i in rest], more=True, roles=roles)
+    tp = TiePoints.concat([tp, more])
+    model = _fit(sc, tp, kind)
     return tp, model
 
 
