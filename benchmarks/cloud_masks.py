@@ -3,7 +3,11 @@ geotransform is moved by a known shift, registered without a mask and with cloud
 several completeness made from the product's own quality band, as users make them: the
 high-confidence clouds alone, not widened (6% of this scene); medium and high confidence, not
 widened (15%); the README's recipe (medium and high, widened by 5 pixels); the ``BQA`` file
-itself, which georeg reads by its product name (clouds widened by 150 m).
+itself, which georeg reads by its product name (clouds widened by 150 m). Then masks made without
+a quality band, by a threshold on the pixels (clouds are bright in red and cold in the thermal
+band): the brightest 10% or 20% of B4, the coldest 10% or 20% of B10. Last, masks given for the
+reference alone (many users have a cloud mask for the optical scene only): the quality band's
+medium and high confidence, and the brightest 10% of B4.
 
 The scene (``../shared/data/landsat8_oli_tirs``) has a broad band of cumulus across its middle.
 Clouds sit at another height than the ground and OLI and TIRS see them from slightly different
@@ -14,8 +18,8 @@ co-registered, so the truth is the shift applied. A result 1 px or more from it 
     python benchmarks/cloud_masks.py [--data ../shared/data] [--shifts 6] [--matcher auto] [--reference B8]
 
 Each mask is given as ``--ref-mask`` and ``--target-mask`` (the target's on the target's
-moved grid: the same product's pixels). Prints one row per shift and mask (the correction, its
-error, the verdict, seconds) and a summary per mask.
+moved grid: the same product's pixels), except those for the reference alone. Prints one row per
+shift and mask (the correction, its error, the verdict, seconds) and a summary per mask.
 """
 
 from __future__ import annotations
@@ -47,13 +51,28 @@ def _cloud_confidence(bqa: np.ndarray) -> np.ndarray:
     return (bqa.astype(np.int64) >> 14) & 3
 
 
-MASKS = {  # name -> clear (True: usable) from the BQA array; None: no mask; "BQA": the file itself
+def _brightest(band: np.ndarray, share: float) -> np.ndarray:
+    return band < np.percentile(band, 100 * (1 - share))
+
+
+def _coldest(band: np.ndarray, share: float) -> np.ndarray:
+    return band > np.percentile(band, 100 * share)
+
+
+REF_ONLY = ", reference only"  # a mask name ending so is given as --ref-mask alone
+MASKS = {  # name -> clear (True: usable) from the bands {"BQA", "B4", "B10"}; None: no mask; "BQA": the file itself
     "none": None,
-    "QA high, not widened": lambda q: _cloud_confidence(q) < 3,
-    "QA medium+high, not widened": lambda q: _cloud_confidence(q) < 2,
-    "QA medium+high, widened 5 px (README)": lambda q: ~ndimage.binary_dilation(_cloud_confidence(q) >= 2,
+    "QA high, not widened": lambda b: _cloud_confidence(b["BQA"]) < 3,
+    "QA medium+high, not widened": lambda b: _cloud_confidence(b["BQA"]) < 2,
+    "QA medium+high, widened 5 px (README)": lambda b: ~ndimage.binary_dilation(_cloud_confidence(b["BQA"]) >= 2,
                                                                                iterations=5),
     "the BQA file itself": "BQA",
+    "B4 brightest 10%": lambda b: _brightest(b["B4"], 0.1),
+    "B4 brightest 20%": lambda b: _brightest(b["B4"], 0.2),
+    "B10 coldest 10%": lambda b: _coldest(b["B10"], 0.1),
+    "B10 coldest 20%": lambda b: _coldest(b["B10"], 0.2),
+    "QA medium+high" + REF_ONLY: lambda b: _cloud_confidence(b["BQA"]) < 2,
+    "B4 brightest 10%" + REF_ONLY: lambda b: _brightest(b["B4"], 0.1),
 }
 
 
@@ -70,14 +89,16 @@ def _write(path: Path, arr: np.ndarray, profile: dict, transform: Affine) -> str
 
 
 def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "B4"
-          ) -> tuple[str, str, dict[str, tuple[str, str] | None]]:
+          ) -> tuple[str, str, dict[str, tuple[str, str | None] | None]]:
     """(reference band ``reference``, target moved by ``shift`` px, {mask name: (reference mask,
-    target mask) or None}; the reference's mask is on the BQA's 30 m grid, also for B8)."""
+    target mask or None) or None}; the reference's mask is on the BQA's 30 m grid, also for B8)."""
     d = data / "landsat8_oli_tirs"
     with rasterio.open(d / "l8_B10.tif") as s:
         b10, prof = s.read(1), dict(s.profile)
     with rasterio.open(d / "l8_BQA.tif") as s:
         bqa, qprof = s.read(1), dict(s.profile)
+    with rasterio.open(d / "l8_B4.tif") as s:
+        bands = {"BQA": bqa, "B4": s.read(1).astype(np.float64), "B10": b10.astype(np.float64)}
     ref_t = qprof["transform"]
     moved = prof["transform"] * Affine.translation(*shift)
     target = _write(work / "target.tif", b10, prof, moved)
@@ -90,9 +111,10 @@ def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "
             masks[name] = (shutil.copy(d / "l8_BQA.tif", work / "LC08_ref_BQA.tif"),
                            _write(work / "LC08_target_BQA.tif", bqa, qprof, moved))
         else:
-            clear = rule(bqa).astype(np.uint8)
+            clear = rule(bands).astype(np.uint8)
             masks[name] = (_write(work / f"mask{i}_ref.tif", clear, mprof, ref_t),
-                           _write(work / f"mask{i}_target.tif", clear, mprof, moved))
+                           None if name.endswith(REF_ONLY) else _write(work / f"mask{i}_target.tif", clear, mprof,
+                                                                        moved))
     return str(d / f"l8_{reference}.tif"), target, masks
 
 
@@ -108,26 +130,27 @@ def main() -> None:
 
     warnings.simplefilter("ignore", UncertainResultWarning)  # the rows say it
     rows = []
-    print(f"{'shift px':>14s}  {'mask':38s} {'correction px':>16s} {'error':>6s} {'verdict':>10s} {'s':>5s}")
+    print(f"{'shift px':>14s}  {'mask':40s} {'correction px':>16s} {'error':>6s} {'verdict':>10s} {'s':>5s}")
     with tempfile.TemporaryDirectory(prefix="georeg-clouds-") as td:
         work = Path(td)
         for shift in shifts(args.shifts):
             ref, tgt, masks = build(Path(args.data), work, shift, args.reference)
             for name, pair in masks.items():
-                c = cfg if pair is None else cfg.with_options(reference={"mask": pair[0]}, target={"mask": pair[1]})
+                target_mask = {} if pair is None or pair[1] is None else {"target": {"mask": pair[1]}}
+                c = cfg if pair is None else cfg.with_options(reference={"mask": pair[0]}, **target_mask)
                 t0 = time.perf_counter()
                 try:
                     res = georeg.register(ref, tgt, str(work / "out.tif"), c)
                 except GeoregError as exc:
                     rows.append((name, None, "failed"))
-                    print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:38s} failed: {str(exc).splitlines()[0]}")
+                    print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:40s} failed: {str(exc).splitlines()[0]}")
                     continue
                 corr = np.array(res.report["shift"]["mean_map"]) / PIXEL_M * (1, -1)
                 err = float(np.hypot(*(corr + shift)))
                 rows.append((name, err, res.quality))
-                print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:38s} {corr[0]:+7.2f} {corr[1]:+7.2f} {err:6.2f} "
+                print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:40s} {corr[0]:+7.2f} {corr[1]:+7.2f} {err:6.2f} "
                       f"{res.quality:>10s} {time.perf_counter() - t0:5.1f}", flush=True)
-    print(f"\n{'mask':38s} {'cases':>5s} {'reliable within 1 px':>21s} {'uncertain':>9s} {'failed':>6s} "
+    print(f"\n{'mask':40s} {'cases':>5s} {'reliable within 1 px':>21s} {'uncertain':>9s} {'failed':>6s} "
           f"{'reliable but wrong':>18s} {'median error px':>15s}")
     wrong = 0
     for name in MASKS:
@@ -136,7 +159,7 @@ def main() -> None:
         good = sum(q == "reliable" and e < 1 for _, e, q in mine)
         bad = sum(q == "reliable" and e >= 1 for _, e, q in mine)
         wrong += bad
-        print(f"{name:38s} {len(mine):5d} {good:21d} {sum(q == 'uncertain' for *_, q in mine):9d} "
+        print(f"{name:40s} {len(mine):5d} {good:21d} {sum(q == 'uncertain' for *_, q in mine):9d} "
               f"{sum(q == 'failed' for *_, q in mine):6d} {bad:18d} "
               f"{(f'{np.median(errs):.2f}' if errs else '-'):>15s}")
     sys.exit(1 if wrong else 0)

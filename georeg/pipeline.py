@@ -194,6 +194,11 @@ class Scene:
     fallback_searches: bool = True
     ranked_first_passes: int = 0  # of which matched again with the learned ranker (structural weak)
     first_passes_not_retried: int = 0  # weak, but with the many inliers of several motions (not retried)
+    # first-pass models that many tie points agree with (:func:`_several_motions`), one per prior;
+    # those the first pass did not keep are the verdict's rival motions
+    motions: list = field(default_factory=list)
+    rivals: list = field(default_factory=list)
+    first_inliers: int = 0  # how many tie points agree with the first pass's model
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -657,6 +662,8 @@ def sampled_pass(sc: Scene, inverse, radius: int, kind: str | None, refine: bool
         again = _ranked_again(sc, roles, inverse, radius, kind, tp, model, _weak(model))
         if again is not None:
             tp, model = _best(*again, tp, model)
+        if _several_motions(model):
+            sc.motions.append(model)
     return tp, model
 
 
@@ -863,6 +870,7 @@ def stage_first_pass(sc: Scene) -> None:
         model = estimate(tp.xy_t_on_ref, tp.xy_r, sc.cfg.estimation, model=_first_kind(sc), extent=sc.extent,
                          base=sc.base_model)
     sc.tp, sc.model, sc.passes = tp, model, 1
+    sc.rivals, sc.first_inliers = [m for m in sc.motions if m is not model], max(_inliers(model), 0)
 
 
 def _turn_on_few_tie_points(sc: Scene, model: FittedModel | None) -> bool:
@@ -1286,11 +1294,13 @@ def _shape_correction(probes: list, inv: np.ndarray, kind: str) -> tuple[np.ndar
 
 def stage_verdict(sc: Scene) -> None:
     """reliable or uncertain, with the evidence (see :mod:`georeg.verdict`)."""
-    from .verdict import judge
+    from .verdict import judge, rival_motion
 
     sc.notify(0.84, "checking the result")
-    sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, sc.cfg.estimation.threshold_px,
-                       georeferenced=not sc.tgt.pixel_frame, clouds=_cloud_like(sc))
+    threshold = sc.cfg.estimation.threshold_px
+    sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, threshold, georeferenced=not sc.tgt.pixel_frame,
+                       clouds=_cloud_like(sc),
+                       rival=rival_motion(sc.model, sc.rivals, sc.first_inliers, sc.extent, threshold))
     sc.clock.lap("verdict")
     if sc.verdict.quality != "reliable":
         warn(UncertainResultWarning, f"result is {sc.verdict.quality}: {sc.verdict.reason}")

@@ -173,6 +173,32 @@ def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tup
     return int(inl.sum()), [float(d[0]), float(d[1])]
 
 
+def rival_motion(model: FittedModel, rivals: list[FittedModel], first_inliers: int, extent,
+                 threshold_px: float) -> dict | None:
+    """The first-pass model of another prior (``rivals``: each one that many tie points agreed
+    with, see ``pipeline._several_motions``) that departs most from ``model`` at the corners of
+    ``extent``, when it departs by at least 1.5 thresholds, as :func:`second_motion` asks of a
+    group of outliers, and its tie points are at least SECOND_MOTION_SHARE of the
+    ``first_inliers`` of the first pass kept (the same sample of tiles). The final tie points,
+    matched around the kept model, cannot show a motion that far from it; that pass did: Landsat 8
+    B4 against its B10 moved by (20, -20) px with the coldest tenth of B10 masked in both (a
+    threshold a user might take for a cloud mask): 147 tie points agreed on the truth around no
+    shift, 221 on the clouds' parallax around the coarse shift, which was kept, 13 px off and every
+    other check passed. Returns {tie_points, shift_px (its correction at the centre), apart_px,
+    first_inliers} or None."""
+    c = _corners(extent)
+    here = model.forward(c)
+    best = None
+    for r in rivals:
+        apart = float(np.linalg.norm(r.forward(c) - here, axis=1).max())
+        n = int(r.inliers.sum())
+        if apart >= 1.5 * threshold_px and n >= SECOND_MOTION_SHARE * first_inliers and (
+                best is None or apart > best["apart_px"]):
+            best = {"tie_points": n, "shift_px": [float(v) for v in r.forward(c[4:])[0] - c[4]], "apart_px": apart,
+                    "first_inliers": first_inliers}
+    return best
+
+
 def unresolved(model: FittedModel, tp: TiePoints, extent, probe: StructureProbe, after: float) -> dict | None:
     """The next richer model's departure at the corners of ``extent``, its jackknife standard
     error and its structural agreement, when the model is a translation, a rigid or a similarity
@@ -384,11 +410,26 @@ def _cloud_evidence(clouds: dict | None, inl: np.ndarray) -> dict | None:
             "share_of_overlap": clouds["share_of_overlap"], "coarse_px": clouds["coarse_px"]}
 
 
+def _other_motions(n2: int, shift2, inliers: int, rival: dict | None) -> list[str]:
+    """The reasons a second motion among the tie points (:func:`second_motion`) or another first
+    pass's (:func:`rival_motion`) give."""
+    out = []
+    if n2 >= max(6, SECOND_MOTION_SHARE * inliers):
+        out.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
+                   f"than the model's {inliers}: clouds, parallax or a repeated pattern? mask them")
+    if rival is not None:
+        out.append(f"matched from another starting point, {rival['tie_points']} tie points agreed on a motion "
+                   f"{rival['apart_px']:.1f} px from the model's at the corners ({rival['first_inliers']} on the "
+                   "model's in its first pass): clouds, parallax or a repeated pattern? mask them")
+    return out
+
+
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
-          georeferenced: bool = False, clouds: dict | None = None) -> Verdict:
+          georeferenced: bool = False, clouds: dict | None = None, rival: dict | None = None) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.
     ``georeferenced``: the target's georeferencing is a prior that a turn or scale far from it
-    must overrule with enough tie points (:data:`OVERRULE_TIE_POINTS`)."""
+    must overrule with enough tie points (:data:`OVERRULE_TIE_POINTS`). ``rival``: another first
+    pass's motion (:func:`rival_motion`)."""
     c = _corners(extent)
     moved = float(np.linalg.norm(model.forward(c) - c, axis=1).max())
     inl = model.inliers
@@ -408,7 +449,7 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     ev = {"coverage": cov, "direction_gap_px": gap, "instability_px": unstable,
           "structure_before": before, "structure_after": after, "correction_px": moved,
           "inlier_fraction": float(inl.mean()) if len(inl) else 0.0,
-          "second_motion": {"tie_points": n2, "shift_px": shift2}, "richer_model": richer,
+          "second_motion": {"tie_points": n2, "shift_px": shift2}, "rival_motion": rival, "richer_model": richer,
           "turn_deg": turn, "scale": scale, "cloud_like": _cloud_evidence(clouds, inl),
           "thresholds": {"inlier_fraction": MIN_INLIER_FRACTION, "coverage": MIN_COVERAGE,
                          "direction_gap_px": max_gap, "instability_px": max_unstable,
@@ -431,9 +472,7 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
     if unstable is not None and unstable > max_unstable:
         reasons.append(f"the model moves by {unstable:.1f} px at the corners when the tie points are resampled "
                        f"(at most {max_unstable:.1f} expected)")
-    if n2 >= max(6, SECOND_MOTION_SHARE * inl.sum()):
-        reasons.append(f"{n2} other tie points agree on a different motion ({shift2[0]:.1f}, {shift2[1]:.1f} px) "
-                       f"than the model's {int(inl.sum())}: clouds, parallax or a repeated pattern? mask them")
+    reasons += _other_motions(n2, shift2, int(inl.sum()), rival)
     if (richer is not None and richer["structure_gain"] is not None
             and richer["departure_px"] > max(max_unstable, UNRESOLVED_Z * richer["departure_se_px"])
             and richer["structure_gain"] > UNRESOLVED_GAIN):

@@ -33,7 +33,7 @@ from georeg.modality import (
     texture_probabilities,
 )
 from georeg.raster import RasterSource, overlap_window
-from georeg.verdict import coverage, second_motion
+from georeg.verdict import _other_motions, coverage, rival_motion, second_motion
 
 T = Affine(10, 0, 500000, 0, -10, 4000000)
 
@@ -667,6 +667,27 @@ def test_verdict_checks_on_tie_points():
     assert coverage(xy_r[inl], (0, 0, 1000, 1000)) == 1.0
     assert coverage(xy_r[inl][xy_r[inl][:, 0] < 240], (0, 0, 1000, 1000)) == 0.25
 
+
+
+def test_another_first_pass_motion_far_from_the_model_is_a_reason_for_doubt():
+    """A first pass from another starting point that many tie points agreed with, on a motion
+    far from the model's, makes the result uncertain: the final tie points, matched around the
+    model, cannot show it."""
+    def shifted(dx, dy, n_in, n=200):
+        h = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
+        return FittedModel("translation", h, np.arange(n) < n_in, np.zeros(n))
+
+    model, extent = shifted(-20.0, 20.0, 180), (0, 0, 600, 600)
+    far = rival_motion(model, [shifted(-25.0, 32.0, 147)], 188, extent, 3.0)
+    assert far is not None and far["tie_points"] == 147 and np.allclose(far["shift_px"], [-25.0, 32.0])
+    assert np.isclose(far["apart_px"], np.hypot(5.0, 12.0))
+    assert "147 tie points agreed on a motion 13.0 px" in _other_motions(0, None, 180, far)[0]
+    assert rival_motion(model, [shifted(-22.0, 21.0, 147)], 188, extent, 3.0) is None  # within 1.5 thresholds
+    assert rival_motion(model, [shifted(-25.0, 32.0, 30)], 188, extent, 3.0) is None  # too few against 188
+    # the farthest of several
+    got = rival_motion(model, [shifted(-25.0, 32.0, 147), shifted(0.0, 0.0, 120)], 188, extent, 3.0)
+    assert got["tie_points"] == 120
+    assert _other_motions(0, None, 180, None) == []
 
 # ------------------------------------------------------------------ real pairs
 @pytest.mark.slow
