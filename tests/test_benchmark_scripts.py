@@ -382,11 +382,12 @@ def test_grey_png_rotated_set_turns_the_held_out_grey_pairs(shared_data, tmp_pat
 
 
 def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared_data, tmp_path):
-    """cloud_masks.py: the target is B10 on a grid moved by the shift; each mask of the BQA is given
-    on the reference's grid and on the target's moved grid, masks of growing completeness."""
+    """cloud_masks.py: the target is B10 on a grid moved by the shift; each mask is given on the
+    reference's grid and on the target's moved grid (those for the reference alone on the
+    reference's only), the BQA's of growing completeness, the thresholds of the share they name."""
     import numpy as np
     import rasterio
-    from cloud_masks import MASKS, build
+    from cloud_masks import MASKS, REF_ONLY, build
 
     d = shared_data / "landsat8_oli_tirs"
     if not (d / "l8_BQA.tif").exists():
@@ -397,18 +398,28 @@ def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared
         assert (t.transform.c - b10.transform.c, t.transform.f - b10.transform.f) == (600.0, 600.0)
         assert np.array_equal(t.read(1), b10.read(1))
         ref_t, tgt_t = r.transform, t.transform
-    masked = []
+    masked = {}
     for name, pair in masks.items():
         if pair is None:
             continue
-        with rasterio.open(pair[0]) as m0, rasterio.open(pair[1]) as m1:
-            assert m0.transform == ref_t and m1.transform == tgt_t, name
+        with rasterio.open(pair[0]) as m0:
+            assert m0.transform == ref_t, name
             a = m0.read(1)
-            assert np.array_equal(a, m1.read(1)), name  # the same product pixels
-            if name != "the BQA file itself":
-                assert set(np.unique(a)) <= {0, 1}
-                masked.append(1 - a.mean())
-    assert 0.04 < masked[0] < masked[1] < masked[2] < 0.6  # high only < medium+high < widened
+        if name.endswith(REF_ONLY):
+            assert pair[1] is None, name
+        else:
+            with rasterio.open(pair[1]) as m1:
+                assert m1.transform == tgt_t, name
+                assert np.array_equal(a, m1.read(1)), name  # the same product pixels
+        if name != "the BQA file itself":
+            assert set(np.unique(a)) <= {0, 1}
+            masked[name] = 1 - a.mean()
+    qa = [masked[n] for n in ("QA high, not widened", "QA medium+high, not widened",
+                              "QA medium+high, widened 5 px (README)")]
+    assert 0.04 < qa[0] < qa[1] < qa[2] < 0.6  # high only < medium+high < widened
+    for n in ("B4 brightest 10%", "B10 coldest 20%", "B4 brightest 10%" + REF_ONLY):
+        share = float(n.split("%")[0].split()[-1]) / 100
+        assert abs(masked[n] - share) < 0.01, n
 
 
 def test_the_interrupts_benchmark_signals_real_runs_and_judges_them(shared_data, tmp_path):
