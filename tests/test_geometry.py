@@ -266,7 +266,8 @@ def _turned_with_weak_passes(tmp_path, monkeypatch, size: int, several_motions: 
     return res, m
 
 
-@pytest.mark.parametrize("several_motions", [True, False])
+# the rule off (False) runs every fallback: 15 s, in the slow run (the rule on stays in the default run)
+@pytest.mark.parametrize("several_motions", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_a_weak_model_of_several_motions_under_the_global_prior_ends_the_first_pass(tmp_path, monkeypatch,
                                                                                    several_motions):
     """A model that the global search's prior gave and that many tie points agree with, though
@@ -287,6 +288,7 @@ def test_a_weak_model_of_several_motions_under_the_global_prior_ends_the_first_p
             (res.report["counts"], g)
 
 
+@pytest.mark.slow  # 16 s: every fallback runs; in the slow run
 def test_a_prior_that_finds_nothing_where_another_found_evidence_is_not_matched_over_every_tile(tmp_path,
                                                                                              monkeypatch):
     """A first pass whose sample of tiles gives no clear model goes on over the other tiles (water,
