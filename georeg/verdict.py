@@ -21,8 +21,10 @@ rests on evidence the fit itself does not provide:
   follow, and its corners are an extrapolation: tie points bunched in a quarter of a NIR/VIS coast
   scene kept a translation 15 px wrong at the far side, with every other check passed;
 - clouds (an optical/thermal pair): most inliers must not lie where the optical image is bright and
-  the thermal one cold with their contrast inverted (:mod:`georeg.clouds`). Clouds move between the
-  two sensors by their parallax and give tight, structure-improving fits to the wrong motion.
+  the thermal one cold with their contrast inverted, nor see the two images' contrast strongly
+  inverted around them, as around the edges of clouds a threshold mask leaves (:mod:`georeg.clouds`).
+  Clouds move between the two sensors by their parallax and give tight, structure-improving fits to
+  the wrong motion.
 
 ``failed`` is left to the estimator's own errors (too few tie points or inliers); the verdict
 decides between ``reliable`` and ``uncertain``.
@@ -76,6 +78,11 @@ OVERRULE_TIE_POINTS = 30
 # on Landsat 8 B4/B10 without a mask (12.6 px off), at most 0.10 on the clear SRIF optical/infrared
 # pairs and 0 on the masked Landsat pair (benchmarks/run.py --dump, 2026-12-04)
 MAX_CLOUD_INLIER_SHARE = 0.4
+# an optical/thermal model whose inliers this often see the two images' contrast strongly inverted
+# (clouds.STRONG_INVERSION) is uncertain: 0.79-0.99 on every result that followed the clouds, a threshold
+# mask's cloud edges included (14-15 px off, 16-39% of their inliers cloud-like); at most 0.36 on the
+# 141 clear SRIF optical/infrared pairs (benchmarks/cloud_masks.py --reference B8, 2026-12-06)
+MAX_INVERTED_INLIER_SHARE = 0.6
 SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain
 
 
@@ -405,8 +412,11 @@ def _weighted_mean(f: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
 def _cloud_evidence(clouds: dict | None, inl: np.ndarray) -> dict | None:
     if clouds is None:
         return None
-    flags = clouds["flags"]
+    from .clouds import STRONG_INVERSION
+
+    flags, local = clouds["flags"], clouds["local_correlation"]
     return {"inlier_share": float(flags[inl].mean()) if inl.any() else 0.0,
+            "inverted_inlier_share": float((local[inl] < STRONG_INVERSION).mean()) if inl.any() else 0.0,
             "share_of_overlap": clouds["share_of_overlap"], "coarse_px": clouds["coarse_px"]}
 
 
@@ -422,6 +432,22 @@ def _other_motions(n2: int, shift2, inliers: int, rival: dict | None) -> list[st
                    f"{rival['apart_px']:.1f} px from the model's at the corners ({rival['first_inliers']} on the "
                    "model's in its first pass): clouds, parallax or a repeated pattern? mask them")
     return out
+
+
+def _cloud_reasons(cloudy: dict) -> list[str]:
+    """One reason when the inliers lie on clouds by either count (see :func:`_cloud_evidence`)."""
+    advice = ("clouds, which move between the two sensors by their parallax{}; mask them (--ref-mask and "
+              "--target-mask with the product's quality band: Landsat QA_PIXEL or BQA, Sentinel-2 SCL, HLS Fmask)")
+    if cloudy["inlier_share"] >= MAX_CLOUD_INLIER_SHARE:
+        return [f"{cloudy['inlier_share']:.0%} of the inliers lie where the optical image is bright and the thermal "
+                "image cold, their contrast inverted: "
+                + advice.format(f" (at most {MAX_CLOUD_INLIER_SHARE:.0%} expected)")]
+    if cloudy["inverted_inlier_share"] >= MAX_INVERTED_INLIER_SHARE:
+        return [f"around {cloudy['inverted_inlier_share']:.0%} of the inliers the optical image's bright structure "
+                "lies on the thermal image's cold structure (their contrast strongly inverted; at most "
+                f"{MAX_INVERTED_INLIER_SHARE:.0%} expected, clear ground rises in both): "
+                + advice.format(", the edges of the clouds a threshold mask leaves included")]
+    return []
 
 
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
@@ -457,7 +483,8 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
                          "structure_after": MIN_AGREEMENT, "richer_model_z": UNRESOLVED_Z,
                          "richer_model_gain": UNRESOLVED_GAIN, "overrule_turn_deg": OVERRULE_TURN_DEG,
                          "overrule_scale": OVERRULE_SCALE, "overrule_tie_points": OVERRULE_TIE_POINTS,
-                         "cloud_like_inlier_share": MAX_CLOUD_INLIER_SHARE}}
+                         "cloud_like_inlier_share": MAX_CLOUD_INLIER_SHARE,
+                         "inverted_inlier_share": MAX_INVERTED_INLIER_SHARE}}
     reasons = []
     if len(inl) and inl.mean() < MIN_INLIER_FRACTION:
         reasons.append(f"only {inl.mean():.0%} of the tie points agree with the model "
@@ -489,12 +516,8 @@ def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, thre
                        f"against its georeferencing on {int(inl.sum())} tie points: overruling a "
                        f"georeferencing that far takes at least {OVERRULE_TIE_POINTS}")
     cloudy = ev["cloud_like"]
-    if cloudy is not None and inl.sum() and cloudy["inlier_share"] >= MAX_CLOUD_INLIER_SHARE:
-        reasons.append(f"{cloudy['inlier_share']:.0%} of the inliers lie where the optical image is bright and the "
-                       "thermal image cold, their contrast inverted: clouds, which move between the two sensors "
-                       "by their parallax (at most "
-                       f"{MAX_CLOUD_INLIER_SHARE:.0%} expected); mask them (--ref-mask with the product's "
-                       "quality band: Landsat QA_PIXEL or BQA, Sentinel-2 SCL, HLS Fmask)")
+    if cloudy is not None and inl.sum():
+        reasons += _cloud_reasons(cloudy)
     if after < MIN_AGREEMENT:
         reasons.append(f"the images share little structure even after the correction (agreement {after:.3f}, "
                        f"at least {MIN_AGREEMENT} expected; unrelated images score about 0): too little to "
