@@ -18,7 +18,7 @@ thermal one) takes the clouds' cores and leaves their edges and the small cumulu
 masked cores no longer count among the scene's ranks, and the scattered cells between clear ground
 rarely lift the smoothed rank gap, so few tie points are flagged (16-39% of the inliers of results
 14-15 px off, Landsat 8 B8 against B10). What remains is the inversion itself: around those tie
-points the two images' intensities run against each other almost perfectly (a local correlation
+points the two images' intensities run strongly against each other (a local correlation
 below :data:`STRONG_INVERSION` at 79% or more of the inliers), where on clear ground, even on the
 SRIF optical/infrared pairs whose contrast often inverts, at most 36% do. :func:`cloud_like` returns
 each point's local correlation for that count.
@@ -38,9 +38,9 @@ RANK_GAP = 0.3  # the optical image's scene rank this far above the thermal imag
 MAX_LOCAL_CORRELATION = -0.2  # and the intensities around the tie point inverted at least this much
 LOCAL_RADIUS_PX = 4  # the window of that correlation: (2r+1)^2 pixels of the coarse grid
 GRID_PX = 256  # long side of the coarse grid the two images are compared on
-# a local correlation this low is a strong inversion: at 79-99% of the inliers of every result that
+# a local correlation this low is a strong inversion: at 79-94% of the inliers of every result that
 # followed the clouds (Landsat 8 B4 or B8 against B10, with no mask or a threshold mask), at most 36% of
-# those of the 141 clear SRIF optical/infrared pairs (median 13%) and 0-1% of the masked Landsat pair's
+# those of the 141 clear SRIF optical/infrared pairs (median 7%) and 0-1% of the masked Landsat pair's
 STRONG_INVERSION = -0.5
 
 

@@ -79,7 +79,7 @@ OVERRULE_TIE_POINTS = 30
 # pairs and 0 on the masked Landsat pair (benchmarks/run.py --dump, 2026-12-04)
 MAX_CLOUD_INLIER_SHARE = 0.4
 # an optical/thermal model whose inliers this often see the two images' contrast strongly inverted
-# (clouds.STRONG_INVERSION) is uncertain: 0.79-0.99 on every result that followed the clouds, a threshold
+# (clouds.STRONG_INVERSION) is uncertain: 0.79-0.94 on every result that followed the clouds, a threshold
 # mask's cloud edges included (14-15 px off, 16-39% of their inliers cloud-like); at most 0.36 on the
 # 141 clear SRIF optical/infrared pairs (benchmarks/cloud_masks.py --reference B8, 2026-12-06)
 MAX_INVERTED_INLIER_SHARE = 0.6
