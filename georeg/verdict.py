@@ -81,7 +81,8 @@ MAX_CLOUD_INLIER_SHARE = 0.4
 # an optical/thermal model whose inliers this often see the two images' contrast strongly inverted
 # (clouds.STRONG_INVERSION) is uncertain: 0.79-0.94 on every result that followed the clouds, a threshold
 # mask's cloud edges included (14-15 px off, 16-39% of their inliers cloud-like); at most 0.36 on the
-# 141 clear SRIF optical/infrared pairs (benchmarks/cloud_masks.py --reference B8, 2026-12-06)
+# 141 clear SRIF optical/infrared pairs (per-inlier dumps of benchmarks/cloud_masks.py --reference B8 and
+# of run.py's SRIF and Landsat sets, 2026-12-06; benchmarks/HISTORY.md)
 MAX_INVERTED_INLIER_SHARE = 0.6
 SECOND_MOTION_SHARE = 0.2  # a second consistent motion this large (vs the inliers) makes a result uncertain
 
