@@ -88,7 +88,8 @@ def cloud_like(reference: RasterSource, target: RasterSource, grid: Grid, overla
     t, tv = sample_through(target, g, whole, to_target)
     v = rv & tv
     o, th = (r, t) if optical_is_reference else (t, r)
-    gap = _ranks(o, v) - _ranks(th, v)
+    optical_rank = _ranks(o, v)
+    gap = optical_rank - _ranks(th, v)
     # the local (Pearson) correlation of the two images' intensities over valid pixels
     rad = LOCAL_RADIUS_PX
     w = _box_mean(v.astype(np.float32), rad)
@@ -109,6 +110,10 @@ def cloud_like(reference: RasterSource, target: RasterSource, grid: Grid, overla
     else:
         flags, local = np.zeros(0, bool), np.zeros(0)
     n = int(np.count_nonzero(v))
+    # where the optical image is brighter than the scene's median and the two images' contrast is
+    # strongly inverted: the clouds under a model that follows them, to be left out (see cloud_map)
+    bright_cold = v & (corr < STRONG_INVERSION) & (optical_rank > 0.5)
     return {"flags": flags, "local_correlation": local.astype(np.float64),
             "share_of_overlap": float(np.count_nonzero(cloud) / n) if n else 0.0,
-            "grid_px": [g.width, g.height], "coarse_px": round(math.sqrt(sx * sy), 3)}
+            "grid_px": [g.width, g.height], "coarse_px": round(math.sqrt(sx * sy), 3),
+            "grid": g, "bright_cold": bright_cold}

@@ -220,6 +220,10 @@ def quality_text(report: dict) -> str:
     moves = verdict.get("instability_px")
     if moves is not None:
         text += f"; the model moves up to {moves:.1f} px at the corners when its tie points are resampled"
+    left_out = report.get("clouds_left_out")
+    if left_out:
+        text += (f"; matched again with the clouds left out ({left_out['share_of_overlap']:.0%} of the overlap): "
+                 f"the first result followed them")
     return text
 
 

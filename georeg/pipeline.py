@@ -199,6 +199,9 @@ class Scene:
     motions: list = field(default_factory=list)
     rivals: list = field(default_factory=list)
     first_inliers: int = 0  # how many tie points agree with the first pass's model
+    clouds: dict | None = None  # an optical/thermal pair's cloud evidence under the model (clouds.cloud_like)
+    # the clouds left out of a second attempt whose result was kept (see _without_clouds), for the report
+    clouds_left_out: dict | None = None
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -276,15 +279,26 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
             ref.require_georeferencing()
             tgt.require_georeferencing()
         mirror = tgt.pixel_frame and cfg.matching.search != "shift"
-        # a picture's warnings wait until it is known whether its mirror image is the answer
-        with warnings.catch_warnings(record=True) if mirror else contextlib.nullcontext([]) as said:
-            if mirror:
+        # a picture's warnings wait until it is known whether its mirror image is the answer, an
+        # optical/thermal pair's until it is known whether the result without its clouds is
+        wait = mirror or _clouds_possible(ref, tgt)
+        with warnings.catch_warnings(record=True) if wait else contextlib.nullcontext([]) as said:
+            if wait:
                 warnings.simplefilter("always")
             first = scene(ref, tgt, cfg)
             try:
                 sc, failure = _registered(first, matcher), None
             except TooFewTiePointsError as exc:
                 sc, failure = None, exc
+        if sc is not None and _clouds_doubted(sc):
+            kept = _without_clouds(sc, scene)
+            if kept is not None:
+                log.info("registered again with the clouds left out (%.0f%% of the overlap): %s",
+                         100 * kept.clouds_left_out["share_of_overlap"], kept.verdict.reason)
+                if kept.verdict.quality != "reliable":
+                    warn(UncertainResultWarning, f"result is {kept.verdict.quality} (registered again with the "
+                                                 f"clouds left out): {kept.verdict.reason}")
+                return stage_outputs(kept, report_extra)
         if mirror and (sc is None or sc.verdict.quality != "reliable"):
             kept = _mirrored(stack, ref, target, cfg, scene, matcher, first)
             if kept is not None:
@@ -334,6 +348,99 @@ def _mirrored(stack: contextlib.ExitStack, ref: RasterSource, target, cfg: Regis
         except TooFewTiePointsError:
             return None
     return sc if sc.verdict.quality == "reliable" else None
+
+
+CLOUD_WIDEN = 2  # coarse pixels (clouds.GRID_PX to the overlap's long side) the clouds left out are widened by
+CLOUD_ROUNDS = 3  # attempts with the clouds left out, each leaving out those the last result followed
+
+
+def _clouds_possible(ref: RasterSource, tgt: RasterSource) -> bool:
+    """Whether the verdict may find the pair's inliers on clouds (see :func:`_cloud_like`)."""
+    swapped = (ref.modality, tgt.modality) == ("optical", "optical") and ref.modality_decision.by == "role"
+    return not tgt.pixel_frame and ("thermal" in (ref.modality, tgt.modality) or swapped)
+
+
+def _clouds_doubted(sc: Scene) -> bool:
+    from .verdict import clouds_doubted
+
+    return clouds_doubted(sc.verdict)
+
+
+def _without_clouds(sc: Scene, scene: Callable[..., Scene]) -> Scene | None:
+    """An optical/thermal pair whose result followed clouds, registered again from the coarse
+    stage with them left out of both rasters, and kept when that result no longer follows clouds
+    (`reliable`, or `uncertain` for another reason: too little clear ground left, say); else None
+    (its warnings and failure are dropped: the first result stays the answer).
+
+    Under a model that follows the clouds they line up in the two images: bright in the optical
+    one where the thermal one is cold, their contrast strongly inverted (``bright_cold`` of
+    :func:`georeg.clouds.cloud_like`). Those pixels, widened by :data:`CLOUD_WIDEN` coarse pixels,
+    are left out of the reference where they lie and out of the target where the model puts them
+    (the clouds move by their parallax between the two sensors, the ground does not). Clouds at
+    another height move by another parallax and do not line up under that model: when the next
+    result follows them, they are left out too, up to :data:`CLOUD_ROUNDS` times. A result whose
+    inliers a result before it explains as well (a fifth of them or more, the verdict's share of a
+    second motion) follows the same clouds, at the edges of what was left out, whatever its verdict:
+    Landsat 8 B8 registered onto B10, the second result `reliable` on the first's motion, the third
+    a `reliable` affine that bent from the ground's motion to the clouds', 7 px off. Landsat 8 B8
+    against B10 without a mask: `uncertain` 14.5 px off, then `reliable` 0.1 px off; B4 against B10:
+    `uncertain` 12.6 px off, then 14 px off on higher clouds, then `uncertain` 0.02 px off (its
+    inliers cover 19% of the overlap: the rest is cloud)."""
+    from scipy import ndimage
+
+    from .verdict import SECOND_MOTION_SHARE, clouds_doubted
+
+    left_out: list[tuple[Grid, np.ndarray, Grid]] = []  # per round: the reference's and the target's grid
+    current = sc
+    clouds_motions = [sc.model]  # the models the verdict found on clouds
+    threshold = sc.cfg.estimation.threshold_px
+    for _ in range(CLOUD_ROUNDS):
+        cm = current.clouds
+        if cm is None or not current.model.is_affine or not cm["bright_cold"].any():
+            return None
+        g = cm["grid"]
+        m = np.linalg.inv(current.model.matrix)  # working px -> where the target shows it, as georeferenced
+        to_target = sc.grid.transform @ Affine(*m[:2].ravel()) @ ~sc.grid.transform
+        left_out.append((g, ndimage.binary_dilation(cm["bright_cold"], iterations=CLOUD_WIDEN),
+                         Grid(to_target @ g.transform, g.width, g.height, g.crs)))
+        sc.ref.excluded = [(g_r, a) for g_r, a, _ in left_out]
+        sc.tgt.excluded = [(g_t, a) for _, a, g_t in left_out]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                again = scene(sc.ref, sc.tgt, sc.cfg)
+                told = again.notify  # progress starts again: say why
+                again.notify = lambda fraction, message, told=told: told(fraction, f"{message} (the clouds left out)")
+                again = _registered(again, sc.matcher)
+        except TooFewTiePointsError:
+            return None
+        finally:
+            sc.ref.excluded, sc.tgt.excluded = [], []  # the outputs are read whole
+        # a result whose inliers a motion of the clouds explains as well follows them, in part (an
+        # affine can bend from the ground's motion to the clouds')
+        same = any(_explained(again, m, threshold) >= SECOND_MOTION_SHARE for m in clouds_motions)
+        doubted = clouds_doubted(again.verdict)
+        if doubted:
+            clouds_motions.append(again.model)
+        if not same and not doubted:
+            share = np.mean(np.any([a for _, a, _ in left_out], axis=0))
+            again.clouds_left_out = {
+                "share_of_overlap": round(float(share), 4), "rounds": len(left_out), "widened_px": CLOUD_WIDEN,
+                "coarse_px": cm["coarse_px"], "first_attempt": {"quality": sc.verdict.quality,
+                                                                "reason": sc.verdict.reason,
+                                                                "shift_px": sc.model.matrix[:2, 2].tolist()}}
+            return again
+        current = again
+    return None
+
+
+def _explained(sc: Scene, model: FittedModel, threshold_px: float) -> float:
+    """The share of ``sc``'s inliers that ``model`` maps within ``threshold_px`` too."""
+    inl = sc.model.inliers
+    if not inl.any():
+        return 0.0
+    xt, xr = sc.tp.xy_t_on_ref[inl], sc.tp.xy_r[inl]
+    return float((np.linalg.norm(model.forward(xt) - xr, axis=1) < threshold_px).mean())
 
 
 def stage_open(sc: Scene, matcher) -> None:
@@ -1298,8 +1405,9 @@ def stage_verdict(sc: Scene) -> None:
 
     sc.notify(0.84, "checking the result")
     threshold = sc.cfg.estimation.threshold_px
+    sc.clouds = _cloud_like(sc)
     sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, threshold, georeferenced=not sc.tgt.pixel_frame,
-                       clouds=_cloud_like(sc),
+                       clouds=sc.clouds,
                        rival=rival_motion(sc.model, sc.rivals, sc.first_inliers, sc.extent, threshold))
     sc.clock.lap("verdict")
     if sc.verdict.quality != "reliable":
@@ -1317,8 +1425,15 @@ def _cloud_like(sc: Scene) -> dict | None:
         kinds = (sc.ref.modality_from_pixels().modality, "optical")
     if sorted(kinds) != ["optical", "thermal"]:
         return None
-    return cloud_like(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model.inverse, sc.tp.xy_r,
-                      optical_is_reference=kinds[0] == "optical")
+    # the clouds a second attempt leaves out (see _without_clouds) are seen here: a model that
+    # follows the edges of what was left out lines up the whole clouds
+    left_out = sc.ref.excluded, sc.tgt.excluded
+    sc.ref.excluded, sc.tgt.excluded = [], []
+    try:
+        return cloud_like(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.model.inverse, sc.tp.xy_r,
+                          optical_is_reference=kinds[0] == "optical")
+    finally:
+        sc.ref.excluded, sc.tgt.excluded = left_out
 
 
 def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:
@@ -1534,4 +1649,5 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                      "kornia": kornia.__version__, "rasterio": rasterio.__version__,
                      "gdal": rasterio.__gdal_version__, "numpy": np.__version__},
         "outputs": sc.outputs,
+        "clouds_left_out": sc.clouds_left_out,
     }

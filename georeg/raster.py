@@ -65,6 +65,20 @@ def check_utf8_name(path: str, what: str) -> None:
                               "(for example with 'convmv -f latin1 -t utf8')") from None
 
 
+def excluded_on(excluded: tuple[Grid, np.ndarray], grid: Grid) -> np.ndarray:
+    """``excluded`` = (its grid, bool array) looked up at ``grid``'s pixel centres, nearest; False
+    beyond it. Both grids' transforms must map to the same coordinates."""
+    eg, arr = excluded
+    cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+    to_excluded = ~eg.transform @ grid.transform  # grid px -> the excluded array's px
+    c = np.floor(to_excluded.a * cols + to_excluded.b * rows + to_excluded.c).astype(np.int64)
+    r = np.floor(to_excluded.d * cols + to_excluded.e * rows + to_excluded.f).astype(np.int64)
+    inside = (c >= 0) & (c < arr.shape[1]) & (r >= 0) & (r < arr.shape[0])
+    out = np.zeros((grid.height, grid.width), bool)
+    out[inside] = arr[r[inside], c[inside]]
+    return out
+
+
 @dataclass(frozen=True)
 class Grid:
     """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""
@@ -415,6 +429,9 @@ class RasterSource:
         self.modality = self._modality()
         self._mask_ds = None
         self.mask_rule = None  # how the mask the user gave is read (:mod:`georeg.masks`)
+        # [(grid, bool array on it)]: pixels left out of every read besides the user's mask, placed
+        # by each grid in the coordinates reads are asked in (the pipeline's clouds: :func:`excluded_on`)
+        self.excluded: list[tuple[Grid, np.ndarray]] = []
         if cfg.mask:
             try:
                 check_mask_path(cfg.mask, role)
@@ -820,6 +837,8 @@ class RasterSource:
         out, valid = fill_small_holes(*self._combine(data, masks))
         if self._mask_ds is not None:  # a mask the user gives is obeyed to the pixel
             valid &= self._read_external_mask(sub)
+        for left_out in self.excluded:
+            valid &= ~excluded_on(left_out, sub)
         return out, valid
 
     def _overview_for(self, sub: Grid):

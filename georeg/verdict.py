@@ -451,6 +451,12 @@ def _cloud_reasons(cloudy: dict) -> list[str]:
     return []
 
 
+def clouds_doubted(verdict: Verdict) -> bool:
+    """Whether ``verdict`` finds the inliers on clouds."""
+    cloudy = verdict.evidence.get("cloud_like")
+    return cloudy is not None and bool(_cloud_reasons(cloudy))
+
+
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
           georeferenced: bool = False, clouds: dict | None = None, rival: dict | None = None) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.

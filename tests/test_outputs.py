@@ -259,6 +259,9 @@ def test_quality_text_gives_the_verdict_and_the_measured_precision():
     assert quality_text({"quality": "reliable", "verdict": {"instability_px": 0.34}}) == (
         "reliable; the model moves up to 0.3 px at the corners when its tie points are resampled")
     assert quality_text({"quality": "uncertain", "verdict": {"instability_px": None}}) == "uncertain"
+    assert quality_text({"quality": "reliable", "verdict": {"instability_px": 0.4},
+                         "clouds_left_out": {"share_of_overlap": 0.5283}}).endswith(
+        "; matched again with the clouds left out (53% of the overlap): the first result followed them")
 
 
 

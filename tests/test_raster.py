@@ -256,3 +256,25 @@ def test_a_coarse_read_of_a_large_raster_reads_its_overview(tmp_path, monkeypatc
     assert (fv == ov).mean() > 0.98 and not ov[:, :12].any()
     both = fv & ov
     assert np.abs(full[both] - ovr[both]).mean() < 1.0
+
+
+def test_pixels_left_out_on_a_coarser_grid_are_left_out_of_every_read(tmp_path):
+    """The pipeline's clouds (`RasterSource.excluded`): bool arrays on grids of their own, each
+    looked up at the read grid's pixel centres; several add up, and an empty list reads all."""
+    src = _write(tmp_path / "a.tif", np.full((40, 60), 7, np.uint8))
+    with RasterSource(src, InputConfig(), "reference") as r:
+        coarse = r.grid.scaled(4)  # 15 x 10 cells of 4 x 4 px
+        left_out = np.zeros((10, 15), bool)
+        left_out[2, 3] = True  # rows 8-11, cols 12-15 of the raster
+        moved = Grid(coarse.transform @ Affine.translation(5, 5), 15, 10, coarse.crs)  # 20 px right and down
+        r.excluded = [(coarse, left_out), (moved, left_out)]
+        data, valid = r.read_on_grid(r.grid)
+        assert (data == 7).all()
+        want = np.ones((40, 60), bool)
+        want[8:12, 12:16] = want[28:32, 32:36] = False
+        assert (valid == want).all()
+        # a window of the grid: the same pixels, placed by the map coordinates
+        _, part = r.read_on_grid(r.grid, Window(10, 6, 10, 10))
+        assert (part == want[6:16, 10:20]).all()
+        r.excluded = []
+        assert r.read_on_grid(r.grid)[1].all()
