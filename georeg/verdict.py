@@ -457,6 +457,14 @@ def clouds_doubted(verdict: Verdict) -> bool:
     return cloudy is not None and bool(_cloud_reasons(cloudy))
 
 
+def structure_agrees(verdict: Verdict) -> bool:
+    """Whether the images' structure agrees under the model by ``verdict``'s checks: at all after the
+    correction, and better than before it when it moves a pixel or more."""
+    ev = verdict.evidence
+    after = ev["structure_after"]
+    return after >= MIN_AGREEMENT and (ev["correction_px"] < 1.0 or after - ev["structure_before"] > MIN_GAIN)
+
+
 def judge(probe: StructureProbe, model: FittedModel, tp: TiePoints, extent, threshold_px: float = 3.0,
           georeferenced: bool = False, clouds: dict | None = None, rival: dict | None = None) -> Verdict:
     """``reliable`` when every check passes, ``uncertain`` with the reasons otherwise.
