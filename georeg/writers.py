@@ -6,12 +6,13 @@ the only module that touches files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from .config import OutputConfig
+from .interrupts import signals_held
 from .preflight import creation_options_dict
 from .raster import Grid, RasterSource, alpha_band
 from .runtime import compression_threads
@@ -110,6 +112,21 @@ def _open_for_writing(path, prof: dict):
         return rasterio.open(path, "w", **prof)
 
 
+@contextlib.contextmanager
+def _staging_folder(parent: Path) -> Iterator[str]:
+    """A hidden ``.georeg-PID-*`` folder in ``parent`` for a raster being written, removed on the way
+    out; a SIGTERM while it is made or removed takes effect after that (:func:`signals_held`). Under
+    load a SIGTERM sent the moment the folder appeared left it behind once in a CI run
+    (``tests/test_hardening.py::test_sigterm_while_writing_leaves_nothing``, 2026-12-06)."""
+    with signals_held():
+        folder = tempfile.mkdtemp(dir=parent, prefix=f".georeg-{os.getpid()}-")
+    try:
+        yield folder
+    finally:
+        with signals_held():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_with_transform(src: RasterSource, path: str, transform: Affine | None, options: OutputConfig,
                          progress: Callable[[float], None] | None = None, tags: dict | None = None,
                          gcps: tuple | None = None) -> None:
@@ -122,7 +139,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     prof = _profile(src, grid, compress, src.file_nodata, () if cog else creation_options)
     if gcps is not None:
         del prof["transform"], prof["crs"]
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
+    with _staging_folder(Path(path).parent) as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(grid.width, grid.height))
         # an internal mask carries the validity of a raster without nodata; its alpha band, copied
@@ -154,7 +171,7 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     declared = None if src.ds.nodata is None and alpha_band(src.ds) is not None else nodata
     prof = _profile(src, out, compress, declared, () if cog else creation_options)
     order = 0 if _paletted_bands(src) else _ORDER[options.resampling]  # an index between two colours is no colour
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f".georeg-{os.getpid()}-") as td:
+    with _staging_folder(Path(path).parent) as td:
         tmp = Path(td) / "data.tif"
         wins = list(_windows(out.width, out.height))
         with _open_for_writing(tmp, prof) as dst:
