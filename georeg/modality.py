@@ -93,6 +93,16 @@ def guess_from_name(path: str) -> str | None:
     return _words(Path(path).name)
 
 
+def _grey_table(ds, band: int) -> bool:
+    """Whether ``band``'s colour table holds greys only (red, green and blue within 2 of each
+    other in every opaque entry)."""
+    try:
+        cmap = ds.colormap(band)
+    except ValueError:  # no colour table after all
+        return False
+    return all(max(r, g, b) - min(r, g, b) <= 2 for r, g, b, a in cmap.values() if a > 0)
+
+
 def _metadata_text(ds, bands: list[int]) -> str:
     """The dataset's tags and the descriptions and tags of the bands read (not of the others: the
     near-infrared fourth band of an RGBN file says nothing about its bands 1-3)."""
@@ -106,8 +116,12 @@ def _metadata_text(ds, bands: list[int]) -> str:
 def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
     from rasterio.enums import ColorInterp
 
-    if ds.colorinterp[bands[0] - 1] == ColorInterp.palette:  # a picture: a scanned map, a paletted PNG
-        return "optical", {"colour_table": True}
+    if ds.colorinterp[bands[0] - 1] == ColorInterp.palette:
+        if not _grey_table(ds, bands[0]):  # a picture in colours: a scanned map, a paletted PNG
+            return "optical", {"colour_table": True}
+        # a grey image stored with a table of greys (a quicklook written as paletted PNG or GIF):
+        # its grey levels (the sample's luminance) say what it is, as a plain grey band's would
+        return None, {"colour_table": "greys: read as the grey levels they show"}
     text = _metadata_text(ds, bands)
     units = " ".join(str(u) for u in (ds.units or ()) if u).strip().lower()
     ev: dict = {}
@@ -337,7 +351,12 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
     win = central_window(ds, size)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
-    from .raster import FILL_HUGE
+    from .raster import FILL_HUGE, palette_luminance
+
+    palette = palette_luminance(ds, band)
+    if palette is not None:  # colour-table indices: the luminance of their colours, as georeg reads them
+        index = np.clip(data.astype(np.int64), 0, len(palette[0]) - 1)
+        data, valid = palette[0][index], valid & palette[1][index]
 
     valid &= np.abs(data) < FILL_HUGE  # not NaN, infinite or a float fill such as -3.4e38, declared or not
     if ds.nodata is not None and not math.isnan(ds.nodata):

@@ -665,9 +665,9 @@ def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(
     with rasterio.open(pair[1]) as d:
         grey, prof = d.read(1), d.profile
     levels = (grey.astype(np.int32) // 4).astype(np.uint8)  # 64 grey levels
-    order = np.random.default_rng(1).permutation(64)  # index k shows grey level order[k]
+    order = np.random.default_rng(1).permutation(64)  # index k shows level order[k], tinted blue
     idx = np.argsort(order)[levels].astype(np.uint8)
-    cmap = {k: (int(order[k]) * 4, int(order[k]) * 4, int(order[k]) * 4, 255) for k in range(64)}
+    cmap = {k: (int(order[k]) * 4, int(order[k]) * 4, min(255, int(order[k]) * 4 + 40), 255) for k in range(64)}
     pal = tmp_path / "map.tif"
     with rasterio.open(pal, "w", **dict(prof, photometric="palette", nodata=None)) as d:
         d.write(idx, 1)
@@ -681,6 +681,28 @@ def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(
         with rasterio.open(tmp_path / "out.tif") as d:
             assert d.colormap(1)[5] == cmap[5]
             assert set(np.unique(d.read(1))) <= set(range(64)) | {d.nodata or 0}
+
+
+def test_a_grey_image_stored_with_a_table_of_greys_is_read_by_its_grey_levels(pair, tmp_path):
+    """A SAR or thermal quicklook written as a paletted PNG or GIF holds a table of greys: its
+    modality comes from the grey levels, as the same image's plain band does (a table in colours
+    is a picture: a scanned map, optical), and the registration is the plain band's."""
+    with rasterio.open(pair[1]) as d:
+        grey, prof = d.read(1), d.profile
+    pal = tmp_path / "greys.tif"
+    with rasterio.open(pal, "w", **dict(prof, photometric="palette", nodata=None)) as d:
+        d.write(grey, 1)
+        d.write_colormap(1, {k: (k, k, k, 255) for k in range(256)})
+    reports = {}
+    for name, target in (("plain", pair[1]), ("greys", pal)):
+        r = _run(["register", pair[0], target, "-o", tmp_path / f"out_{name}.tif"])
+        assert r.exit_code == 0, r.output
+        reports[name] = json.loads((tmp_path / f"out_{name}_report.json").read_text())
+    plain, greys = reports["plain"]["target"], reports["greys"]["target"]
+    assert greys["modality"] == plain["modality"]
+    assert greys["modality_evidence"]["by"] != "metadata", greys["modality_evidence"]
+    assert "greys" in greys["modality_evidence"]["metadata"]["colour_table"]
+    assert np.allclose(reports["greys"]["shift"]["mean_px"], reports["plain"]["shift"]["mean_px"], atol=0.05)
 
 
 def _rgba(src, dst, hidden_cols: int) -> None:
