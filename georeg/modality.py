@@ -354,9 +354,10 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
     from .raster import FILL_HUGE, palette_luminance
 
     palette = palette_luminance(ds, band)
-    if palette is not None:  # colour-table indices: the luminance of their colours, as georeg reads them
-        index = np.clip(data.astype(np.int64), 0, len(palette[0]) - 1)
-        data, valid = palette[0][index], valid & palette[1][index]
+    if palette is not None:  # colour-table indices: their colours' luminance as RasterSource reads it
+        lut, opaque = palette
+        index = np.clip(data.astype(np.int64), 0, len(lut) - 1)
+        data, valid = np.round(lut[index]).astype(np.float32), valid & opaque[index]
 
     valid &= np.abs(data) < FILL_HUGE  # not NaN, infinite or a float fill such as -3.4e38, declared or not
     if ds.nodata is not None and not math.isnan(ds.nodata):
