@@ -351,13 +351,12 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
     win = central_window(ds, size)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
-    from .raster import FILL_HUGE, palette_luminance
+    from .raster import FILL_HUGE, palette_lookup, palette_luminance
 
     palette = palette_luminance(ds, band)
     if palette is not None:  # colour-table indices: their colours' luminance as RasterSource reads it
-        lut, opaque = palette
-        index = np.clip(data.astype(np.int64), 0, len(lut) - 1)
-        data, valid = np.round(lut[index]).astype(np.float32), valid & opaque[index]
+        grey, opaque = palette_lookup(palette, data.astype(np.int64))
+        data, valid = grey.astype(np.float32), valid & opaque
 
     valid &= np.abs(data) < FILL_HUGE  # not NaN, infinite or a float fill such as -3.4e38, declared or not
     if ds.nodata is not None and not math.isnan(ds.nodata):

@@ -379,6 +379,15 @@ def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
     return lut, opaque
 
 
+def palette_lookup(palette: tuple[np.ndarray, np.ndarray], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour-table indices -> (the luminance of their colours rounded to uint8 grey levels, whether
+    each colour is opaque), by the tables :func:`palette_luminance` gives; an index past the table
+    takes its last colour."""
+    lut, opaque = palette
+    idx = np.clip(index, 0, len(lut) - 1)
+    return np.round(lut[idx]).astype(np.uint8), opaque[idx]
+
+
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 
@@ -921,16 +930,15 @@ class RasterSource:
             return self.ds, self.bands
         from rasterio.io import MemoryFile
 
-        lut, opaque = self.palette
         mem = MemoryFile()
         placed = {"crs": self.ds.crs, "transform": self.ds.transform} if not self.placed_by_points else {}
         with _written_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
                                         dtype="uint8", tiled=True, **placed)) as out:
             for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
                 win = Window(0, r0, self.ds.width, min(512, self.ds.height - r0))
-                idx = np.clip(self.ds.read(self.bands[0], window=win), 0, len(lut) - 1)
-                mask = opaque[idx] & (self.ds.read_masks(self.bands[0], window=win) > 0)
-                out.write(np.round(lut[idx]).astype(np.uint8), 1, window=win)
+                grey, opaque = palette_lookup(self.palette, self.ds.read(self.bands[0], window=win))
+                mask = opaque & (self.ds.read_masks(self.bands[0], window=win) > 0)
+                out.write(grey, 1, window=win)
                 out.write_mask(mask.astype(np.uint8) * 255, window=win)
             if self.gcps:
                 out.gcps = self.gcps
