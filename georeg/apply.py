@@ -105,8 +105,9 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     model, ref_grid = model_from_report(report)
     pictures = _pixel_frame(report)
     align = oc.align_grids or pictures  # pictures: onto the reference picture's pixels, as registered
-    # a target registered as its mirror image (a picture in radar geometry) is placed so again
-    mirrored = pictures and bool((report.get("target") or {}).get("mirrored"))
+    # a target registered as its mirror image (a picture in radar geometry, a raster stored
+    # flipped against its geotransform) is placed so again
+    mirrored = bool((report.get("target") or {}).get("mirrored"))
     with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=pictures, mirrored=mirrored) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if src.pixel_frame != pictures:  # a georeferenced raster takes a georeferenced report

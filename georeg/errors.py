@@ -120,6 +120,11 @@ class InputWarning(GeoregWarning):
     """Part of the input was left out (for example STAC items that overlap no reference)."""
 
 
+class MirroredTargetWarning(GeoregWarning):
+    """A georeferenced target registered only as its mirror image: its pixels are stored flipped
+    against its geotransform. The corrected raster lies right; the input deserves a look."""
+
+
 def warn(category: type[GeoregWarning], message: str) -> None:
     """Emit a georeg warning attributed to the caller of the library function that warns."""
     import warnings

@@ -254,7 +254,8 @@ def modality_text(report: dict) -> str:
         text += "; pass --modality if that is not the sensor"
     if report["target"].get("mirrored"):
         text += ("; registered as its mirror image (flipped left to right): it matched no rotation as it is, "
-                 "as a picture in radar geometry does")
+                 + ("as a picture in radar geometry does" if report["target"].get("frame") == "pixels" else
+                    "its pixels are stored flipped against its geotransform"))
     return text
 
 

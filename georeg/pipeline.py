@@ -26,6 +26,7 @@ from .errors import (
     CancelledError,
     FallbackWarning,
     InputError,
+    MirroredTargetWarning,
     OutputWriteError,
     RasterOpenError,
     TooFewTiePointsError,
@@ -270,15 +271,18 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
     target mirrored, unless ``search=shift``, and the mirror image is kept when it is `reliable`: a
     SAR picture in radar geometry exported without georeferencing is the map's mirror image
     (left-right for a descending pass; upside down, the left-right mirror turned half round, for an
-    ascending one), which no rotation and scale can match. The outputs are written once, for the
-    result kept."""
+    ascending one), which no rotation and scale can match. So is a georeferenced target whose rows
+    or columns are stored the other way round from what its geotransform says (an array written
+    upside down under a north-up geotransform): it is tried mirrored when it registers not at
+    all, or `uncertain` with the images' structure not agreeing under the result
+    (:func:`_mirror_worth_trying`). The outputs are written once, for the result kept."""
     with contextlib.ExitStack() as stack:
         ref = stack.enter_context(RasterSource(reference, cfg.reference, "reference", pixel_frame_ok=True))
         tgt = stack.enter_context(RasterSource(target, cfg.target, "target", pixel_frame_ok=True))
         if ref.pixel_frame != tgt.pixel_frame:  # pixel coordinates only when neither is georeferenced
             ref.require_georeferencing()
             tgt.require_georeferencing()
-        mirror = tgt.pixel_frame and cfg.matching.search != "shift"
+        mirror = cfg.matching.search != "shift" and not tgt.placed_by_points
         # a picture's warnings wait until it is known whether its mirror image is the answer, an
         # optical/thermal pair's until it is known whether the result without its clouds is
         wait = mirror or _clouds_possible(ref, tgt)
@@ -299,16 +303,38 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
                     warn(UncertainResultWarning, f"result is {kept.verdict.quality} (registered again with the "
                                                  f"clouds left out): {kept.verdict.reason}")
                 return stage_outputs(kept, report_extra)
-        if mirror and (sc is None or sc.verdict.quality != "reliable"):
+        if mirror and _mirror_worth_trying(sc, tgt):
             kept = _mirrored(stack, ref, target, cfg, scene, matcher, first)
             if kept is not None:
                 log.info("the target registers as its mirror image: %s", kept.verdict.reason)
+                if not tgt.pixel_frame:
+                    warn(MirroredTargetWarning,
+                         "the target registers only as its mirror image: its pixels are stored flipped against "
+                         "its geotransform (rows upside down, or columns the other way round); the corrected "
+                         "raster's geotransform holds the flip, so it lies right, but check how the target was "
+                         "written")
                 return stage_outputs(kept, report_extra)
         for w in said:  # the first attempt's warnings, now that its result is the one kept
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if sc is None:
             raise failure
         return stage_outputs(sc, report_extra)
+
+
+def _mirror_worth_trying(sc: Scene | None, tgt: RasterSource) -> bool:
+    """Whether the target's mirror image is tried (see :func:`_register`): for a picture whenever
+    the result is not `reliable`; for a georeferenced target only when it registered not at all, or
+    `uncertain` with the images' structure not agreeing under the result
+    (:func:`georeg.verdict.structure_agrees`), as under a mirrored target's tie points: a result
+    on the ground with one weak check (a second motion, a bent edge) does not pay for a second
+    registration."""
+    from .verdict import structure_agrees
+
+    if sc is None:
+        return True
+    if sc.verdict.quality == "reliable":
+        return False
+    return tgt.pixel_frame or not structure_agrees(sc.verdict)
 
 
 def _registered(sc: Scene, matcher) -> Scene:
@@ -1604,7 +1630,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
                 "mask": {"path": src.cfg.mask, **src.mask_rule.to_dict()} if src.mask_rule is not None else None,
-                "mirrored": src.mirrored,  # a picture placed on its mirror image (see _register)
+                "mirrored": src.mirrored,  # placed on its mirror image (see _register)
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

@@ -221,10 +221,15 @@ class GCPGrid(Grid):
 PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
 
 
+def mirror(width: int) -> Affine:
+    """Pixel (column c, row r) -> (width - c, r): a raster's pixels flipped left to right."""
+    return Affine(-1, 0, width, 0, 1, 0)
+
+
 def mirrored_pixel_frame(width: int) -> Affine:
     """The pixel frame of a picture flipped left to right (column c shown at x = width - c): a SAR
     picture in radar geometry is the mirror image of the map (see :func:`georeg.pipeline._register`)."""
-    return PIXEL_FRAME @ Affine(-1, 0, width, 0, 1, 0)
+    return PIXEL_FRAME @ mirror(width)
 
 
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
@@ -400,8 +405,10 @@ class RasterSource:
         """``pixel_frame_ok``: a raster with no georeferencing at all (no CRS, geotransform or GCPs,
         such as a plain PNG or JPEG) is placed on :data:`PIXEL_FRAME` instead of refused;
         ``pixel_frame`` says so and :meth:`require_georeferencing` refuses it later, for a caller
-        that accepts it only when both inputs are such. ``mirrored``: such a raster is placed on
-        its mirror image (:func:`mirrored_pixel_frame`); a georeferenced raster ignores it."""
+        that accepts it only when both inputs are such. ``mirrored``: the raster is placed on its
+        mirror image, its pixels flipped left to right under its placement (:func:`mirror`; for
+        a picture :func:`mirrored_pixel_frame`): pixel (c, r) of the file is where its placement
+        puts (width - c, r). A raster placed by GCPs or RPCs ignores it."""
         self.path = str(path)
         self.cfg = cfg
         self.role = role
@@ -431,7 +438,7 @@ class RasterSource:
         except Exception:
             self.ds.close()
             raise
-        self.mirrored = mirrored and self.pixel_frame
+        self.mirrored = mirrored and not self.placed_by_points
         self.grid = self._own_grid()
         self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
@@ -484,7 +491,10 @@ class RasterSource:
                     f"{self.role} raster {self.path} is georeferenced by {what} that GDAL cannot turn into a "
                     f"transformation ({_short(exc)}): they may be collinear or repeated; fix them in QGIS's "
                     "georeferencer or give a raster with a geotransform") from None
-        transform = self._frame if self.pixel_frame else self.ds.transform
+        if self.pixel_frame:
+            transform = self._frame
+        else:
+            transform = self.ds.transform @ mirror(self.ds.width) if self.mirrored else self.ds.transform
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
 
     @property
@@ -519,7 +529,7 @@ class RasterSource:
             if found is None:
                 return
             fill, (w, h) = found
-            profile.update(crs=ds.crs, transform=ds.transform @ Affine.scale(ds.width / w, ds.height / h))
+            profile.update(crs=ds.crs, transform=self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
@@ -825,11 +835,13 @@ class RasterSource:
         elif off is not None:
             data, masks = self._read_native(Window(off[0], off[1], sub.width, sub.height))
         else:
-            # a raster on the pixel frame is warped from that frame, not from GDAL's identity
-            placed = {"src_transform": self.grid.transform} if self.pixel_frame else {}
+            # a raster on the pixel frame is warped from that frame, not from GDAL's identity, and
+            # a mirrored raster from its mirror image, not from its own geotransform
+            own = self.pixel_frame or self.mirrored
+            placed = {"src_transform": self.grid.transform} if own else {}
             ds, bands = self._pixels
             src_nodata = self._src_nodata(ds)
-            if ds is self.ds and not self.pixel_frame:
+            if ds is self.ds and not own:
                 ds = self._overview_for(sub)
             # GDAL warps a raster's own alpha band (an RGBA orthophoto, a QGIS export) as the
             # alpha, and refuses to add another
@@ -931,7 +943,7 @@ class RasterSource:
         from rasterio.io import MemoryFile
 
         mem = MemoryFile()
-        placed = {"crs": self.ds.crs, "transform": self.ds.transform} if not self.placed_by_points else {}
+        placed = {"crs": self.ds.crs, "transform": self.grid.transform} if not self.placed_by_points else {}
         with _written_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
                                         dtype="uint8", tiled=True, **placed)) as out:
             for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
