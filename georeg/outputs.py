@@ -253,7 +253,11 @@ def modality_text(report: dict) -> str:
     if unsure:
         text += "; pass --modality if that is not the sensor"
     if report["target"].get("mirrored"):
-        text += ("; registered as its mirror image (flipped left to right): it matched no rotation as it is, "
+        # the model turns the mirror image (flipped left to right) by about half a turn when the
+        # target was stored upside down
+        turn = abs(((report.get("model") or {}).get("parameters") or {}).get("rotation_deg") or 0.0)
+        flip = "upside down" if turn > 135 else "flipped left to right"
+        text += (f"; registered as its mirror image ({flip}): it matched no rotation as it is, "
                  + ("as a picture in radar geometry does" if report["target"].get("frame") == "pixels" else
                     "its pixels are stored flipped against its geotransform"))
     return text

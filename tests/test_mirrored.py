@@ -81,3 +81,19 @@ def test_a_georeferenced_target_stored_upside_down_registers_as_its_mirror_image
     apply_report(res.outputs["report"], str(flipped), str(again))
     with rasterio.open(res.outputs["raster"]) as x, rasterio.open(again) as y:
         assert x.transform.almost_equals(y.transform) and np.array_equal(x.read(), y.read())
+
+
+@pytest.mark.parametrize("frame,turn,says", [
+    ("georeferenced", 179.9, "(upside down): it matched no rotation as it is, its pixels are stored flipped"),
+    ("georeferenced", -0.4, "(flipped left to right): it matched no rotation as it is, its pixels are stored"),
+    ("pixels", -178.0, "(upside down): it matched no rotation as it is, as a picture in radar geometry does")])
+def test_the_summary_says_which_way_the_target_was_flipped(frame, turn, says):
+    """The mirror image is flipped left to right; a model that turns it half round says the target
+    was stored upside down."""
+    from georeg.outputs import modality_text
+
+    report = {"target": {"modality": "sar", "mirrored": True, "frame": frame,
+                         "modality_evidence": {"decided": "sar", "by": "metadata"}},
+              "model": {"type": "rigid", "parameters": {"rotation_deg": turn}}, "matcher": {"name": "baseline"}}
+    assert says in modality_text(report)
+    assert "mirror" not in modality_text({**report, "target": {**report["target"], "mirrored": False}})
