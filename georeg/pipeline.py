@@ -283,7 +283,7 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
             ref.require_georeferencing()
             tgt.require_georeferencing()
         mirror = cfg.matching.search != "shift" and not tgt.placed_by_points
-        # a picture's warnings wait until it is known whether its mirror image is the answer, an
+        # the target's warnings wait until it is known whether its mirror image is the answer, an
         # optical/thermal pair's until it is known whether the result without its clouds is
         wait = mirror or _clouds_possible(ref, tgt)
         with warnings.catch_warnings(record=True) if wait else contextlib.nullcontext([]) as said:
