@@ -274,7 +274,7 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
     ascending one), which no rotation and scale can match. So is a georeferenced target whose rows
     or columns are stored the other way round from what its geotransform says (an array written
     upside down under a north-up geotransform): it is tried mirrored when it registers not at
-    all, or `uncertain` with the images' structure not agreeing under the result
+    all, or `uncertain` with the images' structure agreeing under the result hardly at all
     (:func:`_mirror_worth_trying`). The outputs are written once, for the result kept."""
     with contextlib.ExitStack() as stack:
         ref = stack.enter_context(RasterSource(reference, cfg.reference, "reference", pixel_frame_ok=True))
@@ -321,20 +321,27 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
         return stage_outputs(sc, report_extra)
 
 
+# a georeferenced target is tried mirrored when the images' structure agrees under its result by
+# less than this (half of verdict.MIN_AGREEMENT). Under the first result on a target stored flipped
+# the images agreed at 0.005-0.023 (S1/S2 GeoTIFF pairs 050, 176 and 268 upside down and flipped
+# left to right, Landsat 8 B10 upside down against B4, the demo pair both ways: 9 of 9); the
+# 256 px 3MOS pairs that georeg gets right but calls `uncertain` reach 0.063-0.071 (aligned,
+# turned 2-15 degrees), and a second registration there took them from 4-44 s to 21-66 s a pair
+MIRROR_MAX_AGREEMENT = 0.04
+
+
 def _mirror_worth_trying(sc: Scene | None, tgt: RasterSource) -> bool:
     """Whether the target's mirror image is tried (see :func:`_register`): for a picture whenever
     the result is not `reliable`; for a georeferenced target only when it registered not at all, or
-    `uncertain` with the images' structure not agreeing under the result
-    (:func:`georeg.verdict.structure_agrees`), as under a mirrored target's tie points: a result
-    on the ground with one weak check (a second motion, a bent edge) does not pay for a second
-    registration."""
-    from .verdict import structure_agrees
-
+    `uncertain` with the images' structure agreeing under the result no better than unrelated
+    images' nearly does (:data:`MIRROR_MAX_AGREEMENT`), as under a mirrored target's tie points:
+    a result on the ground with one weak check (a second motion, a bent edge, a weak but real
+    agreement) does not pay for a second registration."""
     if sc is None:
         return True
     if sc.verdict.quality == "reliable":
         return False
-    return tgt.pixel_frame or not structure_agrees(sc.verdict)
+    return tgt.pixel_frame or sc.verdict.evidence["structure_after"] < MIRROR_MAX_AGREEMENT
 
 
 def _registered(sc: Scene, matcher) -> Scene:

@@ -97,3 +97,26 @@ def test_the_summary_says_which_way_the_target_was_flipped(frame, turn, says):
               "model": {"type": "rigid", "parameters": {"rotation_deg": turn}}, "matcher": {"name": "baseline"}}
     assert says in modality_text(report)
     assert "mirror" not in modality_text({**report, "target": {**report["target"], "mirrored": False}})
+
+
+def test_a_georeferenced_target_is_tried_mirrored_only_when_its_result_hardly_agrees_with_the_images():
+    """Failed, or `uncertain` with the images' structure agreeing under the result at under
+    MIRROR_MAX_AGREEMENT: tried mirrored. A weak but real agreement (a 3MOS pair georeg gets right
+    at 0.063-0.071) or a `reliable` result is not. A picture is tried whenever it is not `reliable`."""
+    from types import SimpleNamespace
+
+    from georeg.pipeline import MIRROR_MAX_AGREEMENT, _mirror_worth_trying
+    from georeg.verdict import Verdict
+
+    def scene(quality, after):
+        return SimpleNamespace(verdict=Verdict(quality, [] if quality == "reliable" else ["a reason"],
+                                               {"structure_after": after}))
+
+    georeferenced, picture = SimpleNamespace(pixel_frame=False), SimpleNamespace(pixel_frame=True)
+    assert _mirror_worth_trying(None, georeferenced) and _mirror_worth_trying(None, picture)
+    assert _mirror_worth_trying(scene("uncertain", 0.02), georeferenced)
+    assert not _mirror_worth_trying(scene("uncertain", 0.07), georeferenced)
+    assert not _mirror_worth_trying(scene("uncertain", MIRROR_MAX_AGREEMENT), georeferenced)
+    assert _mirror_worth_trying(scene("uncertain", 0.07), picture)
+    assert not _mirror_worth_trying(scene("reliable", 0.01), georeferenced)
+    assert not _mirror_worth_trying(scene("reliable", 0.01), picture)
