@@ -491,16 +491,11 @@ class RasterSource:
                     f"{self.role} raster {self.path} is georeferenced by {what} that GDAL cannot turn into a "
                     f"transformation ({_short(exc)}): they may be collinear or repeated; fix them in QGIS's "
                     "georeferencer or give a raster with a geotransform") from None
-        if self.pixel_frame:
-            transform = self._frame
-        else:
-            transform = self.ds.transform @ mirror(self.ds.width) if self.mirrored else self.ds.transform
+        # a raster without georeferencing sits on the pixel frame; a mirrored one on its mirror image
+        transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
+        if self.mirrored:
+            transform = transform @ mirror(self.ds.width)
         return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
-
-    @property
-    def _frame(self) -> Affine:
-        """Where a raster without georeferencing is placed: the pixel frame, or its mirror image."""
-        return mirrored_pixel_frame(self.ds.width) if self.mirrored else PIXEL_FRAME
 
     def _mask_fill(self) -> None:
         """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
@@ -533,7 +528,7 @@ class RasterSource:
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
-            profile["transform"] = self._frame
+            profile["transform"] = self.grid.transform
         else:
             return
         self.fill_share = float(fill.mean())
