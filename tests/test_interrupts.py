@@ -40,16 +40,17 @@ def test_a_signal_inside_an_import_takes_effect_after_it(tmp_path):
             pass
         done = True
     """))
+    # (the retried signal may land on any statement after the import, a print half written
+    # included: what the handler saw is read once the interrupt has been caught)
     r = _script(tmp_path, """
         try:
             import slow_module
-            print("imported", slow_module.done)
             time.sleep(2)
             print("no interrupt")
         except KeyboardInterrupt:
-            print("interrupted after the import", "slow_module" in sys.modules)
+            print("interrupted after the import", getattr(sys.modules.get("slow_module"), "done", None))
     """)
-    assert r.stdout.split("\n")[:2] == ["imported True", "interrupted after the import True"], r.stdout + r.stderr
+    assert r.stdout.split("\n")[:1] == ["interrupted after the import True"], r.stdout + r.stderr
 
 
 def test_a_signal_inside_signals_held_takes_effect_after_the_block():
