@@ -161,7 +161,7 @@ class Scene:
     check_cancel: Callable[[], None]
     matcher: object = None  # the matcher asked for (the report names it)
     roles: MatcherRoles | None = None  # how tile matching uses the matcher
-    grid: Grid | None = None  # the working grid: the reference grid, coarsened to a much coarser target's pixels
+    grid: Grid | None = None  # the working grid: the reference grid, coarsened towards a much coarser target's pixels
     coarsened: tuple[float, float] | None = None  # (x, y) reference px per working px, when coarsened
     overlap: object = None
     tiles: list = field(default_factory=list)
@@ -545,21 +545,34 @@ def picture_frame(ref: Grid, tgt: Grid) -> np.ndarray | None:
                      [0.0, 0.0, 1.0]])
 
 
-COARSEN_FROM = 1.5  # a target pixel this many reference pixels wide or more: match on its pixels
+COARSEN_FROM = 1.5  # a target pixel this many reference pixels wide or more: match on coarser pixels
+# ... but on no fewer than this many across the overlap (the square root of its area in working
+# pixels): a small overlap coarsened all the way to a coarse target's pixels keeps too few for
+# the tie points and the verdict. Landsat 8 B4 (30 m, 603 x 627 px) against B10 averaged to 60,
+# 70 and 100 m, the BQA mask given: `uncertain` 10-125 m off on 7-26 tie points when matched on
+# the target's pixels, `reliable` 6-7 m off on 83-101 on the reference's; the S1 scenes of S1/S2
+# pairs 050 and 176 averaged to 60 m on their 1024 px S2 references: 19.7 and 19.5 m from the
+# 10 m result on the 60 m grid, 9.2 and 3.9 m on a 20 m one (384 px: 7.3 and 6.1 m; 768 px, no
+# coarsening left: 050 `uncertain`). See benchmarks/HISTORY.md (2026-12-06)
+MIN_WORKING_PX = 512
 
 
 def working_grid(ref: RasterSource, tgt: RasterSource) -> tuple[Grid, tuple[float, float] | None]:
-    """The grid the matching works on: the reference grid, coarsened to the target's pixel size
-    when the target's pixels are COARSEN_FROM times the reference's or larger (a 10 m SAR scene
-    on a 2.5 m orthophoto). On the reference's own pixels such a target is an upsampled blur, a
-    64 px patch holds 16 of its pixels, and the work grows with the square of the ratio: a
-    1024 px S1 scene on its S2 reference upsampled 4x took 57.7 s for an uncertain result, against
-    6.7 s on the 10 m grid (whole process). Returns the grid and (x, y) reference px per working px,
-    or None."""
+    """The grid the matching works on: the reference grid, coarsened towards the target's pixel
+    size when the target's pixels are COARSEN_FROM times the reference's or larger (a 10 m SAR
+    scene on a 2.5 m orthophoto), but no further than keeps MIN_WORKING_PX working pixels across
+    the overlap. On the reference's own pixels such a target is an upsampled blur, a 64 px patch
+    holds 16 of its pixels, and the work grows with the square of the ratio: a 1024 px S1 scene on
+    its S2 reference upsampled 4x took 57.7 s for an uncertain result, against 6.7 s on the 10 m
+    grid (whole process). Returns the grid and (x, y) reference px per working px, or None."""
     if ref.pixel_frame or isinstance(ref.grid, GCPGrid):
         return ref.grid, None
     f = _pixel_size_in(tgt.grid, ref.grid.crs) / math.sqrt(abs(ref.grid.transform.determinant))
     if not math.isfinite(f) or f < COARSEN_FROM:
+        return ref.grid, None
+    overlap = overlap_window(ref, tgt)[0]
+    f = min(f, math.sqrt(overlap.width * overlap.height) / MIN_WORKING_PX)
+    if f < COARSEN_FROM:
         return ref.grid, None
     grid = ref.grid.scaled(f)
     return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
@@ -620,7 +633,8 @@ def stage_to_reference_grid(sc: Scene) -> None:
     sc.working = {"transform": list(sc.grid.transform)[:6], "width": sc.grid.width, "height": sc.grid.height,
                   "reference_px_per_px": [sx, sy],
                   "note": "the target's pixels are much coarser than the reference's: matching, estimation "
-                          "and the verdict worked on the reference grid coarsened to them. The model, shift, "
+                          "and the verdict worked on the reference grid coarsened towards them (no further "
+                          f"than keeps {MIN_WORKING_PX} px across the overlap). The model, shift, "
                           "residuals, tie points and the verdict's figures below are in reference pixels; "
                           "the verdict's reasons, the coarse pass, the global geometry and the auto steps "
                           "in working pixels"}

@@ -792,12 +792,15 @@ def test_linear_power_in_scaled_integers_goes_to_db(pair, tmp_path):
     assert np.allclose(data[valid], power[valid], rtol=0.02, atol=1e-4)
 
 
-def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels(pair, tmp_path):
+def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels(small_pair, tmp_path):
     """A reference with 3x finer pixels (an orthophoto under a SAR scene): matched on the reference
-    grid coarsened to the target's pixels, the same correction on the ground as the pair at equal
+    grid coarsened to the target's pixels (the overlap, 1728 px of the reference, keeps more than
+    pipeline.MIN_WORKING_PX of them), the same correction on the ground as the pair at equal
     pixels, reported in reference pixels; an aligned output lies on the fine reference grid."""
     from affine import Affine
     from rasterio.enums import Resampling
+
+    pair = small_pair("tgt.tif", size=576)
 
     with rasterio.open(pair[0]) as d:
         prof = d.profile
@@ -835,12 +838,14 @@ def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels
 @pytest.mark.parametrize("factor", [5, 7])
 def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixel(volkov, tmp_path, factor):
     """An optical target at 50-70 m on a 10 m reference (the reference's green band, block-averaged,
-    its geotransform off by (13.4, -8.7) reference px): matched on the coarsened grid, whose overlap
-    is in that grid's pixels. With the overlap left in reference pixels the tie points all fell in
-    one cell of the verdict's 4x4 coverage grid (`uncertain`, "the inliers cover 6% of the
-    overlap") and, with `auto`, the 7x shift 11 m off."""
+    its geotransform off by (13.4, -8.7) reference px): matched on a coarsened grid, whose overlap
+    is in that grid's pixels; the 1024 px overlap is coarsened about 2x, to MIN_WORKING_PX working
+    pixels, not to the target's 146-204. With the overlap left in reference pixels the tie points
+    all fell in one cell of the verdict's 4x4 coverage grid (`uncertain`, "the inliers cover 6% of
+    the overlap") and, with `auto`, the 7x shift 11 m off."""
     import georeg
     from georeg.config import RegistrationConfig
+    from georeg.pipeline import MIN_WORKING_PX
 
     ref = volkov / "176_S2_RGB.tif"
     with rasterio.open(ref) as d:
@@ -854,11 +859,47 @@ def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixe
     cfg = RegistrationConfig().with_options(output={"quicklook": None}, matching={"matcher": "baseline"})
     res = georeg.register(str(ref), str(tgt), str(tmp_path / "out.tif"), cfg)
     assert res.quality == "reliable", res.report["verdict"]
-    assert np.allclose(res.report["working_grid"]["reference_px_per_px"], factor, rtol=0.01)
+    side = h * factor  # the overlap's side in reference pixels
+    assert np.allclose(res.report["working_grid"]["reference_px_per_px"], side / MIN_WORKING_PX, rtol=0.02)
     assert res.report["verdict"]["coverage"] >= 0.5
     pixel = prof["transform"].a
     err = np.array(res.report["shift"]["mean_map"]) - (-13.4 * pixel, 8.7 * prof["transform"].e)
     assert np.all(np.abs(err) < 0.05 * factor * pixel), err
+
+
+@pytest.mark.parametrize("metres", [60, 100])
+def test_a_coarse_thermal_target_on_a_small_overlap_keeps_the_references_pixels(landsat, tmp_path, metres):
+    """Landsat 8 B10 as brightness temperature (Kelvin floats, NaN outside), averaged to 60 or 100 m
+    (TIRS's own pixels, an ECOSTRESS scene's are 70 m), its geotransform off by (2.6, -1.7) px of
+    30 m, on B4 with the BQA mask: the 603 x 627 px overlap is too small to coarsen (it would keep
+    fewer than MIN_WORKING_PX pixels across), so the matching stays on the 30 m grid. Coarsened to
+    the target's pixels, both came out `uncertain` on 7-26 tie points, 10 and 41 m off."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    with rasterio.open(landsat / "l8_B10.tif") as d:
+        dn, t, crs = d.read(1).astype(np.float32), d.transform, d.crs
+    radiance = 3.342e-4 * dn + 0.1  # the product's MTL constants for B10
+    kelvin = (1321.0789 / np.log(774.8853 / radiance + 1)).astype(np.float32)
+    kelvin[dn == 0] = np.nan
+    moved = t @ Affine.translation(2.6, -1.7)
+    bounds = rasterio.transform.array_bounds(*dn.shape, moved)
+    ct, w, h = calculate_default_transform(crs, crs, dn.shape[1], dn.shape[0], *bounds, resolution=metres)
+    coarse = np.full((h, w), np.nan, np.float32)
+    reproject(kelvin, coarse, src_transform=moved, src_crs=crs, dst_transform=ct, dst_crs=crs,
+              resampling=Resampling.average, src_nodata=np.nan, dst_nodata=np.nan)
+    tgt = tmp_path / "scene.tif"
+    with rasterio.open(tgt, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=crs,
+                       transform=ct, nodata=float("nan")) as o:
+        o.write(coarse, 1)
+    cfg = RegistrationConfig().with_options(output={"quicklook": None}, reference={"mask": str(landsat / "l8_BQA.tif")})
+    res = georeg.register(str(landsat / "l8_B4.tif"), str(tgt), str(tmp_path / "out.tif"), cfg)
+    assert res.report["working_grid"] is None and res.report["target"]["modality"] == "thermal"
+    assert res.quality == "reliable", res.report["verdict"]
+    err = np.array(res.report["shift"]["mean_map"]) - (-2.6 * t.a, 1.7 * t.e)
+    assert np.hypot(*err) < 0.35 * t.a, err  # the pair's own residual: B4 on B10 unmoved is 0.1-0.2 px
 
 
 @pytest.mark.parametrize("option, name, fragment", [("-o", "out.png", "raster output"),
