@@ -453,3 +453,40 @@ def test_wrong_pairs_write_their_outputs_in_the_work_folder(shared_data, tmp_pat
     for _, _, _, target, output in pairs:
         assert Path(target).is_relative_to(shared_data)  # the dataset's own file, as a user hands it over
         assert Path(output).is_relative_to(tmp_path) and Path(output).parent.is_dir()
+
+
+@pytest.mark.data
+def test_coarse_targets_cover_the_ground_of_the_moved_target_at_every_pixel_size(shared_data, tmp_path):
+    """coarse_targets.py: every target lies on its source's ground moved by the benchmark's shift,
+    at the pixel size its name says; B10 as Kelvin (nodata NaN); the truths undo the shifts."""
+    import numpy as np
+    import rasterio
+    from coarse_targets import L8_SHIFT, S1_SHIFT, build
+
+    cases = build(shared_data, tmp_path)
+    names = [c[0] for c in cases]
+    assert len(names) == len(set(names)) == 21 + 6 + 10 + 6
+    with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as b10:
+        l8_t = b10.transform
+    for name, ref, tgt, mask, truth, pixel in cases:
+        with rasterio.open(tgt) as t:
+            size = np.sqrt(abs(t.transform.determinant))
+            if "EPSG:4326" in name:
+                assert t.crs.to_epsg() == 4326 and abs(size * 111_000 - pixel) < 1
+            else:
+                assert abs(size - pixel) < 0.01 * pixel, name
+            if name.startswith("L8"):
+                a = t.read(1)
+                assert np.nanmin(a) > 240 and np.nanmax(a) < 320 and np.isnan(t.nodata), name
+                assert truth == (-L8_SHIFT[0] * 30.0, L8_SHIFT[1] * 30.0)
+                if t.crs.to_epsg() != 4326:  # the moved grid's corner, on the average grid's corner
+                    moved = l8_t @ L8_SHIFT
+                    assert abs(t.transform.c - moved[0]) < pixel and abs(t.transform.f - moved[1]) < pixel, name
+                assert (mask is not None) == name.endswith("BQA")
+            elif name.startswith("optical copy"):
+                assert np.allclose(truth, (-S1_SHIFT[0] * 10.0, S1_SHIFT[1] * 10.0), atol=0.01)
+            else:
+                assert truth == f"S1 {name.split()[1]}"
+        with rasterio.open(ref) as r:
+            if "on 2.5 m" in name:
+                assert abs(r.transform.a - 2.5) < 0.001 and r.width == int(name.split(", ")[1].split()[0])
