@@ -1,6 +1,6 @@
-"""Targets with pixels much coarser than the reference's, on overlaps of a few hundred to a few
-thousand reference pixels: where georeg's working grid (``pipeline.working_grid``) decides what
-the matching sees.
+"""Targets with pixels much coarser than the reference's, and references much coarser than the
+target's, on overlaps of a few hundred to a few thousand reference pixels: where georeg's
+working grid (``pipeline.working_grid``) decides what the matching sees.
 
 - Landsat 8 B10 as brightness temperature (Kelvin floats, NaN outside) averaged to 45-100 m (TIRS's
   own 100 m, ECOSTRESS's 70 m, also in EPSG:4326), its geotransform off by (2.6, -1.7) px of 30 m,
@@ -9,6 +9,8 @@ the matching sees.
 - The S1 VH scenes of the S1/S2 GeoTIFF pairs averaged 2-10x (20-100 m), off by (13.4, -8.7) px of
   10 m, on their 1024 px S2 references. Truth: the same pair's result at 10 m (the dataset's own
   alignment is good to a few pixels only).
+- The other way round: those S2 references averaged 3-10x (30-100 m) over the 10 m S1 scenes.
+  Truth: the pair's result at 10 m.
 - An optical copy: pair 176's green band averaged 3-10x, off by the same shift. Truth: the shift.
 - The S1 scenes at 10 m on their S2 references upsampled 4x to 2.5 m and cut to 4096, 2048 and
   1024 px (an orthophoto under a SAR scene). Truth: the pair's result at 10 m.
@@ -16,8 +18,8 @@ the matching sees.
     python benchmarks/coarse_targets.py [--data ../shared/data] [--matcher auto] [--min-working-px N ...]
 
 Each ``--min-working-px`` value runs every case with ``pipeline.MIN_WORKING_PX`` set to it
-(``0``: coarsened all the way to the target's pixels, the rule before 2026-12-06), so that the
-rules compare in one run. Prints one row per case and rule (verdict, distance from the truth on
+(``0``: coarsened all the way to the target's pixels, never refined: the rule before
+2026-12-06), so that the rules compare in one run. Prints one row per case and rule (verdict, distance from the truth on
 the ground in metres, tie points, the working grid's reference pixels per pixel, seconds) and
 exits 1 when a result is ``reliable`` but off by one target pixel or more.
 """
@@ -87,6 +89,14 @@ def build(data: Path, work: Path) -> list[tuple]:
             a = vh if f == 1 else block_mean(vh, f)
             tgt = _write(work / f"s1_{pid}_x{f}.tif", a.clip(0, 255).astype(np.uint8), moved @ Affine.scale(f), crs)
             cases.append((f"S1 {pid} {10 * f} m", str(volkov / f"{pid}_S2_RGB.tif"), tgt, None, f"S1 {pid}", 10.0 * f))
+    for pid in PAIRS:  # the other way round: the reference coarse, the 10 m S1 scene under it
+        with rasterio.open(volkov / f"{pid}_S2_RGB.tif") as d:
+            rgb, t, crs = d.read().astype(np.float32), d.transform, d.crs
+        for f in (3, 6, 10):
+            coarse = np.stack([block_mean(b, f) for b in rgb]).round().astype(np.uint8)
+            ref = _write(work / f"s2_{pid}_x{f}.tif", coarse, t @ Affine.scale(f), crs)
+            tgt = str(work / f"s1_{pid}_x1.tif")
+            cases.append((f"S2 {pid} at {10 * f} m over S1", ref, tgt, None, f"S1 {pid}", 10.0))
     with rasterio.open(volkov / "176_S2_RGB.tif") as d:
         green, t, crs = d.read(2).astype(np.float32), d.transform, d.crs
     for f in (3, 5, 6, 7, 9, 10):

@@ -161,8 +161,8 @@ class Scene:
     check_cancel: Callable[[], None]
     matcher: object = None  # the matcher asked for (the report names it)
     roles: MatcherRoles | None = None  # how tile matching uses the matcher
-    grid: Grid | None = None  # the working grid: the reference grid, coarsened towards a much coarser target's pixels
-    coarsened: tuple[float, float] | None = None  # (x, y) reference px per working px, when coarsened
+    grid: Grid | None = None  # the working grid: the reference grid, or one between its and the target's pixels
+    coarsened: tuple[float, float] | None = None  # (x, y) reference px per working px, when not the reference grid
     overlap: object = None
     tiles: list = field(default_factory=list)
     radius: int = 0  # tile search radius of the first pass, reference px
@@ -184,7 +184,7 @@ class Scene:
     probe: object = None  # verdict.StructureProbe, made on first use
     shape_probes: list | None = None  # one StructureProbe per window of the shape polish, made on first use
     verdict: object = None
-    working: dict | None = None  # the coarsened working grid, for the report
+    working: dict | None = None  # the working grid when not the reference grid, for the report
     passes: int = 0
     tiles_matched: list = field(default_factory=list)  # per matching pass, how many tiles it matched
     steps_done: int = 0
@@ -545,34 +545,41 @@ def picture_frame(ref: Grid, tgt: Grid) -> np.ndarray | None:
                      [0.0, 0.0, 1.0]])
 
 
-COARSEN_FROM = 1.5  # a target pixel this many reference pixels wide or more: match on coarser pixels
-# ... but on no fewer than this many across the overlap (the square root of its area in working
-# pixels): a small overlap coarsened all the way to a coarse target's pixels keeps too few for
-# the tie points and the verdict. Landsat 8 B4 (30 m, 603 x 627 px) against B10 averaged to 60,
-# 70 and 100 m, the BQA mask given: `uncertain` 10-125 m off on 7-26 tie points when matched on
-# the target's pixels, `reliable` 6-7 m off on 83-101 on the reference's; the S1 scenes of S1/S2
-# pairs 050 and 176 averaged to 60 m on their 1024 px S2 references: 19.7 and 19.5 m from the
-# 10 m result on the 60 m grid, 9.2 and 3.9 m on a 20 m one (384 px: 7.3 and 6.1 m; 768 px, no
-# coarsening left: 050 `uncertain`). See benchmarks/HISTORY.md (2026-12-06)
+COARSEN_FROM = 1.5  # pixels this many times the other raster's or larger: match on pixels between the two
+# ... and on no fewer than this many across the overlap (the square root of its area in working
+# pixels) where the finer raster allows: a small overlap on a coarse raster's pixels keeps too few
+# for the tie points and the verdict. A target much coarser than the reference: Landsat 8 B4
+# (30 m, 603 x 627 px) against B10 averaged to 60, 70 and 100 m, the BQA mask given, `uncertain`
+# 10-125 m off on 7-26 tie points when matched on the target's pixels, `reliable` 6-7 m off on
+# 83-101 on the reference's; the S1 scenes of S1/S2 pairs 050 and 176 averaged to 60 m on their
+# 1024 px S2 references: 19.7 and 19.5 m from the 10 m result on the 60 m grid, 9.2 and 3.9 m on
+# a 20 m one (384 px: 7.3 and 6.1 m; 768 px, no coarsening left: 050 `uncertain`). A reference
+# much coarser than the target: those S2 references averaged to 60 m under the 10 m S1 scenes of
+# 050, 176 and 268, 13.5, 16.9 and 9.6 m from the 10 m result on the reference's 171 px, 8.2, 5.4
+# and 4.6 m on a 20 m grid. See benchmarks/HISTORY.md (2026-12-06)
 MIN_WORKING_PX = 512
 
 
 def working_grid(ref: RasterSource, tgt: RasterSource) -> tuple[Grid, tuple[float, float] | None]:
-    """The grid the matching works on: the reference grid, coarsened towards the target's pixel
-    size when the target's pixels are COARSEN_FROM times the reference's or larger (a 10 m SAR
-    scene on a 2.5 m orthophoto), but no further than keeps MIN_WORKING_PX working pixels across
-    the overlap. On the reference's own pixels such a target is an upsampled blur, a 64 px patch
+    """The grid the matching works on: the reference grid, or, where the two rasters' pixel sizes
+    differ by COARSEN_FROM or more, a grid of the same extent whose pixels lie between the two:
+    coarsened towards a much coarser target's pixels (a 10 m SAR scene on a 2.5 m orthophoto) no
+    further than keeps MIN_WORKING_PX working pixels across the overlap, or, when a much coarser
+    reference has fewer than that across the overlap, refined towards the target's pixels until
+    it has them. On the finer raster's own pixels a coarse one is an upsampled blur, a 64 px patch
     holds 16 of its pixels, and the work grows with the square of the ratio: a 1024 px S1 scene on
     its S2 reference upsampled 4x took 57.7 s for an uncertain result, against 6.7 s on the 10 m
-    grid (whole process). Returns the grid and (x, y) reference px per working px, or None."""
+    grid (whole process). Returns the grid and (x, y) reference px per working px (below 1 on a
+    refined grid), or None."""
     if ref.pixel_frame or isinstance(ref.grid, GCPGrid):
         return ref.grid, None
     f = _pixel_size_in(tgt.grid, ref.grid.crs) / math.sqrt(abs(ref.grid.transform.determinant))
-    if not math.isfinite(f) or f < COARSEN_FROM:
+    if not math.isfinite(f) or 1 / COARSEN_FROM < f < COARSEN_FROM:
         return ref.grid, None
     overlap = overlap_window(ref, tgt)[0]
-    f = min(f, math.sqrt(overlap.width * overlap.height) / MIN_WORKING_PX)
-    if f < COARSEN_FROM:
+    room = math.sqrt(overlap.width * overlap.height) / MIN_WORKING_PX  # the factor leaving MIN_WORKING_PX across
+    f = min(f, room) if f > 1 else max(f, min(room, 1.0))
+    if 1 / COARSEN_FROM < f < COARSEN_FROM:
         return ref.grid, None
     grid = ref.grid.scaled(f)
     return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
@@ -594,7 +601,7 @@ def _pixel_size_in(grid: Grid, crs) -> float:
 
 
 def stage_to_reference_grid(sc: Scene) -> None:
-    """After matching on a coarsened grid: the tie points, the model, the overlap and the verdict's
+    """After matching on a coarsened (or refined) grid: the tie points, the model, the overlap and the verdict's
     pixel figures in reference pixels, for the outputs and the report."""
     if sc.coarsened is None:
         return
@@ -630,14 +637,17 @@ def stage_to_reference_grid(sc: Scene) -> None:
     c1 = min(sc.ref.grid.width, int(round((o.col_off + o.width) * sx)))
     r1 = min(sc.ref.grid.height, int(round((o.row_off + o.height) * sy)))
     sc.overlap = Window(c0, r0, c1 - c0, r1 - r0)
+    why = ("the target's pixels are much coarser than the reference's: matching, estimation and the verdict "
+           "worked on the reference grid coarsened towards them (no further than keeps "
+           f"{MIN_WORKING_PX} px across the overlap)") if sx * sy > 1 else (
+           f"the reference's pixels are much coarser than the target's and fewer than {MIN_WORKING_PX} lie "
+           "across the overlap: matching, estimation and the verdict worked on the reference grid refined "
+           "towards the target's pixels (until it had them, or had the target's pixels)")
     sc.working = {"transform": list(sc.grid.transform)[:6], "width": sc.grid.width, "height": sc.grid.height,
                   "reference_px_per_px": [sx, sy],
-                  "note": "the target's pixels are much coarser than the reference's: matching, estimation "
-                          "and the verdict worked on the reference grid coarsened towards them (no further "
-                          f"than keeps {MIN_WORKING_PX} px across the overlap). The model, shift, "
-                          "residuals, tie points and the verdict's figures below are in reference pixels; "
-                          "the verdict's reasons, the coarse pass, the global geometry and the auto steps "
-                          "in working pixels"}
+                  "note": f"{why}. The model, shift, residuals, tie points and the verdict's figures below are "
+                          "in reference pixels; the verdict's reasons, the coarse pass, the global geometry and "
+                          "the auto steps in working pixels"}
     sc.grid = sc.ref.grid
     if sc.verdict is not None:
         sc.verdict.evidence = _scaled_px(sc.verdict.evidence, math.sqrt(sx * sy))

@@ -465,7 +465,7 @@ def test_coarse_targets_cover_the_ground_of_the_moved_target_at_every_pixel_size
 
     cases = build(shared_data, tmp_path)
     names = [c[0] for c in cases]
-    assert len(names) == len(set(names)) == 21 + 6 + 10 + 6
+    assert len(names) == len(set(names)) == 21 + 9 + 6 + 10 + 6
     with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as b10:
         l8_t = b10.transform
     for name, ref, tgt, mask, truth, pixel in cases:
@@ -483,10 +483,14 @@ def test_coarse_targets_cover_the_ground_of_the_moved_target_at_every_pixel_size
                     moved = l8_t @ L8_SHIFT
                     assert abs(t.transform.c - moved[0]) < pixel and abs(t.transform.f - moved[1]) < pixel, name
                 assert (mask is not None) == name.endswith("BQA")
+            elif "over S1" in name:
+                assert abs(size - 10.0) < 0.01, name
             elif name.startswith("optical copy"):
                 assert np.allclose(truth, (-S1_SHIFT[0] * 10.0, S1_SHIFT[1] * 10.0), atol=0.01)
             else:
                 assert truth == f"S1 {name.split()[1]}"
         with rasterio.open(ref) as r:
+            if "over S1" in name:  # a coarse reference over the 10 m target
+                assert abs(r.transform.a - int(name.split()[3]) * 1.00001) < 0.01 and truth == f"S1 {name.split()[1]}"
             if "on 2.5 m" in name:
                 assert abs(r.transform.a - 2.5) < 0.001 and r.width == int(name.split(", ")[1].split()[0])
