@@ -895,6 +895,7 @@ def test_a_coarse_reference_on_a_small_overlap_is_matched_on_a_finer_grid(volkov
     off = np.subtract(res.report["shift"]["mean_map"], plain.report["shift"]["mean_map"])
     assert np.hypot(*off) < 10.0, off
     assert np.allclose(res.report["working_grid"]["reference_px_per_px"], h / MIN_WORKING_PX, rtol=0.02)
+    assert "refined towards the target's pixels" in res.report["working_grid"]["note"]
     with rasterio.open(tmp_path / "out.tif") as d:  # the corrected target keeps its own 10 m pixels
         assert (d.width, d.height) == (vh.shape[2], vh.shape[1])
 
