@@ -61,12 +61,21 @@ class TiePoints:
                          self.direction[keep], self.tile[keep], self.searched)
 
 
+# a model that spreads a window over more than this many times its area (a scale of 8 along each
+# side; the models georeg searches scale by 0.5-2) is degenerate there: the target is not read
+# through it. A first pass on the mirror image of a 10 m S1 scene under its S2 reference averaged
+# to 100 m, on a grid refined 7.7x, asked for a read of 415343 x 510868 px (a MemoryError)
+MAX_READ_AREA = 64.0
+
+
 def sample_through(source: RasterSource, grid: Grid, window: Window,
                    inverse: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     """The target as it appears on ``window`` of the reference ``grid`` once corrected by a model.
 
     ``inverse`` maps reference-grid pixels to target positions (reference-grid pixels as currently
-    georeferenced); None means the identity. Returns (H, W) float32 data and bool validity.
+    georeferenced); None means the identity. Returns (H, W) float32 data and bool validity, all
+    invalid where the model is degenerate on the window (:data:`MAX_READ_AREA`, or points it
+    cannot map).
     """
     h, w = int(window.height), int(window.width)
     if inverse is None:
@@ -74,6 +83,8 @@ def sample_through(source: RasterSource, grid: Grid, window: Window,
     full = dense_coords(inverse, int(window.col_off), int(window.row_off), w, h)  # (H, W, 2)
     c0, r0 = np.floor(full[..., 0].min()) - 2, np.floor(full[..., 1].min()) - 2
     c1, r1 = np.ceil(full[..., 0].max()) + 2, np.ceil(full[..., 1].max()) + 2
+    if not np.isfinite([c0, r0, c1, r1]).all() or (c1 - c0) * (r1 - r0) > MAX_READ_AREA * max(w * h, 64 * 64):
+        return np.zeros((h, w), np.float32), np.zeros((h, w), bool)
     read = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
     data, valid = source.read_on_grid(grid, read)
     # array index of each sample: continuous px - read offset - 0.5; normalise for align_corners=True

@@ -332,3 +332,25 @@ def test_a_float_target_with_an_undeclared_minus_3e38_collar_registers(small_pai
         assert o.nodata == pytest.approx(-3.4028235e38)
         out, valid = o.read(1), o.read_masks(1) > 0
     assert valid.mean() > 0.5 and out[valid].min() > -1e6, out[valid].min()
+
+
+def test_a_degenerate_model_reads_nothing_through_it(small_pair):
+    """sample_through: a model that spreads a window over far more than MAX_READ_AREA times its
+    area, or maps its points nowhere, gives an all-invalid window of the right shape without
+    reading (a first pass on a mirror image once asked for a 395 GiB read); a plain shift reads."""
+    from rasterio.windows import Window
+
+    from georeg.config import InputConfig
+    from georeg.matching import sample_through
+    from georeg.raster import RasterSource
+
+    _, tgt = small_pair("tgt.tif")
+    with RasterSource(str(tgt), InputConfig(), "target") as src:
+        win = Window(10, 20, 100, 80)
+        for inverse in (lambda xy: xy * 1000.0, lambda xy: np.full_like(xy, np.nan)):
+            data, valid = sample_through(src, src.grid, win, inverse)
+            assert data.shape == valid.shape == (80, 100) and not valid.any()
+        data, valid = sample_through(src, src.grid, win, lambda xy: xy + (3.0, -2.0))
+        assert valid.all() and data.std() > 0
+        plain, _ = src.read_on_grid(src.grid, Window(13, 18, 100, 80))
+        assert np.allclose(data, plain, atol=1e-3)
