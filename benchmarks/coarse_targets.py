@@ -15,7 +15,7 @@ working grid (``pipeline.working_grid``) decides what the matching sees.
 - The S1 scenes at 10 m on their S2 references upsampled 4x to 2.5 m and cut to 4096, 2048 and
   1024 px (an orthophoto under a SAR scene). Truth: the pair's result at 10 m.
 
-    python benchmarks/coarse_targets.py [--data ../shared/data] [--matcher auto] [--min-working-px N ...]
+    python benchmarks/coarse_targets.py [--data ../shared/data] [--matcher auto] [--min-working-px N ...] [--only TEXT]
 
 Each ``--min-working-px`` value runs every case with ``pipeline.MIN_WORKING_PX`` set to it
 (``0``: coarsened all the way to the target's pixels, never refined: the rule before
@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--min-working-px", type=float, nargs="+", default=None,
                     help="values of pipeline.MIN_WORKING_PX to compare (0: coarsen to the target's pixels); "
                          "default: georeg's own")
+    ap.add_argument("--only", default="", help="run only the cases whose name holds this text")
     ap.add_argument("--work", default=None, help="keep the files here (default: a temporary folder)")
     args = ap.parse_args()
     georeg, cfg, GeoregError = api(args.matcher)
@@ -150,6 +151,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         results = {}
         for name, ref, tgt, mask, truth, pixel in build(Path(args.data), work):
+            if args.only not in name and not (isinstance(truth, str) and name == f"{truth} 10 m"):
+                continue  # (a 10 m S1 pair runs whenever a case is judged against its result)
             for rule in rules:
                 pipeline.MIN_WORKING_PX = rule or 1e-9
                 c = cfg.with_options(reference={"mask": mask}) if mask else cfg

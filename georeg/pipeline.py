@@ -503,12 +503,12 @@ def stage_open(sc: Scene, matcher) -> None:
     from .matchers import load, resolve_name, roles_for
 
     cfg = sc.cfg
-    sc.grid, sc.coarsened = working_grid(sc.ref, sc.tgt)
-    if sc.outputs:
-        check_free_space(Path(sc.outputs["raster"]).parent, _needed_bytes(sc.tgt, cfg, sc.ref.grid))
     # refused here, before any matching, when the radius is unreasonable (a radius in pixels is
     # in the reference's, whatever grid the matching works on)
     radius = cfg.matching.max_shift_px(sc.ref.grid.ground_pixel_size_m)
+    sc.grid, sc.coarsened = working_grid(sc.ref, sc.tgt, radius)
+    if sc.outputs:
+        check_free_space(Path(sc.outputs["raster"]).parent, _needed_bytes(sc.tgt, cfg, sc.ref.grid))
     sc.radius = int(math.ceil(radius / (max(sc.coarsened) if sc.coarsened else 1.0)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
@@ -558,19 +558,26 @@ COARSEN_FROM = 1.5  # pixels this many times the other raster's or larger: match
 # 050, 176 and 268, 13.5, 16.9 and 9.6 m from the 10 m result on the reference's 171 px, 8.2, 5.4
 # and 4.6 m on a 20 m grid. See benchmarks/HISTORY.md (2026-12-06)
 MIN_WORKING_PX = 512
+# a refined grid keeps the search radius (``--max-shift``) within this many of its pixels: S2
+# references of pairs 050 and 176 averaged to 100 m under their 10 m S1 scenes, refined 5x to
+# MIN_WORKING_PX, searched 200 px and took 50 and 63 s (four first passes, each weak), against
+# 0.4-0.5 s on the reference's own pixels
+MAX_REFINED_RADIUS_PX = 128
 
 
-def working_grid(ref: RasterSource, tgt: RasterSource) -> tuple[Grid, tuple[float, float] | None]:
+def working_grid(ref: RasterSource, tgt: RasterSource,
+                 radius_px: float = 0.0) -> tuple[Grid, tuple[float, float] | None]:
     """The grid the matching works on: the reference grid, or, where the two rasters' pixel sizes
     differ by COARSEN_FROM or more, a grid of the same extent whose pixels lie between the two:
     coarsened towards a much coarser target's pixels (a 10 m SAR scene on a 2.5 m orthophoto) no
     further than keeps MIN_WORKING_PX working pixels across the overlap, or, when a much coarser
     reference has fewer than that across the overlap, refined towards the target's pixels until
-    it has them. On the finer raster's own pixels a coarse one is an upsampled blur, a 64 px patch
-    holds 16 of its pixels, and the work grows with the square of the ratio: a 1024 px S1 scene on
-    its S2 reference upsampled 4x took 57.7 s for an uncertain result, against 6.7 s on the 10 m
-    grid (whole process). Returns the grid and (x, y) reference px per working px (below 1 on a
-    refined grid), or None."""
+    it has them, no further than keeps the search radius ``radius_px`` (reference pixels) within
+    MAX_REFINED_RADIUS_PX working pixels. On the finer raster's own pixels a coarse one is an
+    upsampled blur, a 64 px patch holds 16 of its pixels, and the work grows with the square of
+    the ratio: a 1024 px S1 scene on its S2 reference upsampled 4x took 57.7 s for an uncertain
+    result, against 6.7 s on the 10 m grid (whole process). Returns the grid and (x, y)
+    reference px per working px (below 1 on a refined grid), or None."""
     if ref.pixel_frame or isinstance(ref.grid, GCPGrid):
         return ref.grid, None
     f = _pixel_size_in(tgt.grid, ref.grid.crs) / math.sqrt(abs(ref.grid.transform.determinant))
@@ -578,7 +585,7 @@ def working_grid(ref: RasterSource, tgt: RasterSource) -> tuple[Grid, tuple[floa
         return ref.grid, None
     overlap = overlap_window(ref, tgt)[0]
     room = math.sqrt(overlap.width * overlap.height) / MIN_WORKING_PX  # the factor leaving MIN_WORKING_PX across
-    f = min(f, room) if f > 1 else max(f, min(room, 1.0))
+    f = min(f, room) if f > 1 else max(f, min(room, 1.0), radius_px / MAX_REFINED_RADIUS_PX)
     if 1 / COARSEN_FROM < f < COARSEN_FROM:
         return ref.grid, None
     grid = ref.grid.scaled(f)
