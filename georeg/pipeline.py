@@ -649,8 +649,8 @@ def stage_to_reference_grid(sc: Scene) -> None:
            f"{MIN_WORKING_PX} px across the overlap)") if sx * sy > 1 else (
            f"the reference's pixels are much coarser than the target's and fewer than {MIN_WORKING_PX} lie "
            "across the overlap: matching, estimation and the verdict worked on the reference grid refined "
-           f"towards the target's pixels (to {MIN_WORKING_PX} px across the overlap, or to the target's pixels "
-           "where those are fewer)")
+           f"towards the target's pixels (to {MIN_WORKING_PX} px across the overlap, no finer than the target's "
+           f"pixels, and keeping the search radius within {MAX_REFINED_RADIUS_PX} px)")
     sc.working = {"transform": list(sc.grid.transform)[:6], "width": sc.grid.width, "height": sc.grid.height,
                   "reference_px_per_px": [sx, sy],
                   "note": f"{why}. The model, shift, residuals, tie points and the verdict's figures below are "
