@@ -226,12 +226,6 @@ def mirror(width: int) -> Affine:
     return Affine(-1, 0, width, 0, 1, 0)
 
 
-def mirrored_pixel_frame(width: int) -> Affine:
-    """The pixel frame of a picture flipped left to right (column c shown at x = width - c): a SAR
-    picture in radar geometry is the mirror image of the map (see :func:`georeg.pipeline._register`)."""
-    return PIXEL_FRAME @ mirror(width)
-
-
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
@@ -407,7 +401,7 @@ class RasterSource:
         ``pixel_frame`` says so and :meth:`require_georeferencing` refuses it later, for a caller
         that accepts it only when both inputs are such. ``mirrored``: the raster is placed on its
         mirror image, its pixels flipped left to right under its placement (:func:`mirror`; for
-        a picture :func:`mirrored_pixel_frame`): pixel (c, r) of the file is where its placement
+        a picture, :data:`PIXEL_FRAME` composed with it): pixel (c, r) of the file is where its placement
         puts (width - c, r). A raster placed by GCPs or RPCs ignores it."""
         self.path = str(path)
         self.cfg = cfg

@@ -907,22 +907,16 @@ def test_a_coarse_thermal_target_on_a_small_overlap_keeps_the_references_pixels(
     30 m, on B4 with the BQA mask: the 603 x 627 px overlap is too small to coarsen (it would keep
     fewer than MIN_WORKING_PX pixels across), so the matching stays on the 30 m grid. Coarsened to
     the target's pixels, both came out `uncertain` on 7-26 tie points, 10 and 41 m off."""
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
     import georeg
     from georeg.config import RegistrationConfig
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from coarse_targets import averaged, brightness_temperature  # the benchmark's own conversions
+
     with rasterio.open(landsat / "l8_B10.tif") as d:
-        dn, t, crs = d.read(1).astype(np.float32), d.transform, d.crs
-    radiance = 3.342e-4 * dn + 0.1  # the product's MTL constants for B10
-    kelvin = (1321.0789 / np.log(774.8853 / radiance + 1)).astype(np.float32)
-    kelvin[dn == 0] = np.nan
-    moved = t @ Affine.translation(2.6, -1.7)
-    bounds = rasterio.transform.array_bounds(*dn.shape, moved)
-    ct, w, h = calculate_default_transform(crs, crs, dn.shape[1], dn.shape[0], *bounds, resolution=metres)
-    coarse = np.full((h, w), np.nan, np.float32)
-    reproject(kelvin, coarse, src_transform=moved, src_crs=crs, dst_transform=ct, dst_crs=crs,
-              resampling=Resampling.average, src_nodata=np.nan, dst_nodata=np.nan)
+        kelvin, t, crs = brightness_temperature(d.read(1)), d.transform, d.crs
+    coarse, ct = averaged(kelvin, t @ Affine.translation(2.6, -1.7), crs, metres)
+    h, w = coarse.shape
     tgt = tmp_path / "scene.tif"
     with rasterio.open(tgt, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32", crs=crs,
                        transform=ct, nodata=float("nan")) as o:

@@ -204,11 +204,11 @@ def test_batch_registers_pictures(pictures, tmp_path):
 def test_a_mirrored_picture_is_read_as_its_mirror_image(pictures):
     """The mirror image of a picture's frame shows column c at x = width - c: a read on the picture's
     own pixels comes back flipped left to right, its mask with it."""
-    from georeg.raster import mirrored_pixel_frame
+    from georeg.raster import PIXEL_FRAME, mirror
 
     with RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True) as a, \
             RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True, mirrored=True) as b:
-        assert not a.mirrored and b.mirrored and b.grid.transform == mirrored_pixel_frame(384)
+        assert not a.mirrored and b.mirrored and b.grid.transform == PIXEL_FRAME @ mirror(384)
         (da, va), (db, vb) = a.read_on_grid(a.grid), b.read_on_grid(a.grid)
         assert np.array_equal(da[..., ::-1], db) and np.array_equal(va[..., ::-1], vb)
 
