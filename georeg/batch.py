@@ -39,7 +39,8 @@ from .options import BY_NAME, MANIFEST_COLUMNS
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("index", "reference", "target", "output", "status", "error", "quality", "model", "shift_x_px",
-                  "shift_y_px", "shift_x_map", "shift_y_map", "rmse_px", "ce90_px", "corner_movement_px", "inliers",
+                  "shift_y_px", "shift_x_map", "shift_y_map", "map_unit", "shift_x_m", "shift_y_m", "rmse_px",
+                  "ce90_px", "corner_movement_px", "inliers",
                   "seconds", "target_modality", "modality_by", "matcher")
 
 @dataclass(frozen=True)
@@ -495,13 +496,19 @@ def check_scheduler(scheduler: str) -> None:
 
 
 def _shift_columns(rep: dict) -> dict:
-    """Mean shift over the overlap, pixels (x right, y down) and map units (x east, y north)."""
+    """Mean shift over the overlap, pixels (x right, y down), map units (x east, y north; degrees
+    to 1e-9, about 0.1 mm) and ground metres (where the report has them)."""
     sh = rep.get("shift", {})
-    px, mp = sh.get("mean_px"), sh.get("mean_map")
+    px, mp, gm = sh.get("mean_px"), sh.get("mean_map"), sh.get("mean_m")
     if not px or not mp:
         return {}
-    return {"shift_x_px": round(px[0], 3), "shift_y_px": round(px[1], 3),
-            "shift_x_map": round(mp[0], 2), "shift_y_map": round(mp[1], 2)}
+    places = 9 if sh.get("map_unit") == "degree" else 2
+    out = {"shift_x_px": round(px[0], 3), "shift_y_px": round(px[1], 3),
+           "shift_x_map": round(mp[0], places), "shift_y_map": round(mp[1], places),
+           "map_unit": sh.get("map_unit", "")}
+    if gm:
+        out.update(shift_x_m=round(gm[0], 3), shift_y_m=round(gm[1], 3))
+    return out
 
 
 def report_row(task: PairTask, rep: dict, status: str, seconds: float | str = "") -> dict:

@@ -337,18 +337,68 @@ def texture_probabilities(f: dict[str, float], model: dict | None = None) -> dic
     return {c: float(q) for c, q in zip(model["classes"], p)}
 
 
-def central_window(ds, size: int = 512):
-    """A size x size window at the raster's centre (smaller rasters: all of it)."""
+def central_window(ds, size: int = 512, blocks: tuple[int, int] = (1, 1)):
+    """A size x size window at the raster's centre (smaller rasters: all of it); ``blocks`` (kx,
+    ky): that many times wider and taller."""
     from rasterio.windows import Window
 
-    w, h = min(size, ds.width), min(size, ds.height)
+    w, h = min(size * blocks[0], ds.width), min(size * blocks[1], ds.height)
     return Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
 
 
+# texture is read on square ground pixels: a band's pixels this many times taller than wide on the
+# ground (or wider than tall) or more are averaged along the finer axis (area-weighted, so that
+# each sample pixel is as wide as it is tall). Landsat 8 B10 and S1 VH scenes exported to EPSG:4326
+# (square degrees) at 62-70 degrees north read as optical on their own pixels (B10 80-99.8% sure);
+# see benchmarks/HISTORY.md (2026-12-06, fifth session)
+SQUARE_SAMPLE_FROM = 1.25
+
+
+def _ground_aspect(ds) -> float:
+    """How many times taller than wide the pixels of ``ds`` are on the ground (1: square, unknown
+    or placed by GCPs/RPCs)."""
+    from .raster import Grid
+
+    if ds.crs is None or ds.transform.is_identity:
+        return 1.0
+    try:
+        return Grid(ds.transform, ds.width, ds.height, ds.crs).ground_aspect
+    except Exception:  # a CRS pyproj cannot read: its pixels as they are
+        return 1.0
+
+
+def _area_weights(n: int, factor: float) -> np.ndarray:
+    """(n // factor, n) weights that average ``factor`` consecutive pixels (a fraction at each end)
+    into one."""
+    m = max(1, int(n // factor))
+    edges = np.arange(m + 1) * factor
+    lo, hi = edges[:-1, None], edges[1:, None]
+    px = np.arange(n)[None, :]
+    w = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0.0, None)
+    return w / w.sum(1, keepdims=True)
+
+
+def _squared(data: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` averaged along its finer axis to square ground pixels (``aspect``: pixel height over
+    width on the ground); a sample pixel is valid where all it averages is."""
+    transpose = aspect < 1
+    if transpose:
+        data, valid, aspect = data.T, valid.T, 1 / aspect
+    w = _area_weights(data.shape[1], aspect)
+    out = (np.where(valid, data, 0.0).astype(np.float64) @ w.T).astype(np.float32)
+    ok = ((~valid).astype(np.float32) @ (w > 0).T.astype(np.float32)) == 0
+    return (out.T, ok.T) if transpose else (out, ok)
+
+
 def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size window at the raster's centre, native resolution, with its validity. Without
-    nodata, the black fill around a rotated or warped image (see :func:`border_fill`) is invalid."""
-    win = central_window(ds, size)
+    """A window of about size x size pixels at the raster's centre, native resolution (pixels much
+    narrower on the ground than tall, or the other way round, averaged to about square: see
+    SQUARE_SAMPLE_FROM), with its validity. Without nodata, the black fill around a rotated or
+    warped image (see :func:`border_fill`) is invalid."""
+    aspect = _ground_aspect(ds)
+    square = max(aspect, 1 / aspect) >= SQUARE_SAMPLE_FROM
+    stretch = (math.ceil(aspect), 1) if square and aspect > 1 else (1, math.ceil(1 / aspect)) if square else (1, 1)
+    win = central_window(ds, size, stretch)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
     from .raster import FILL_HUGE, palette_lookup, palette_luminance
@@ -367,6 +417,8 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
         valid &= ~border_fill(data, edges)
     if scaled(ds, band):  # the physical values that GDAL's scale and offset give
         data = data * np.float32(ds.scales[band - 1]) + np.float32(ds.offsets[band - 1])
+    if square:
+        data, valid = _squared(data, valid, aspect)
     return data, valid
 
 

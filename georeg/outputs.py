@@ -204,10 +204,17 @@ def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str
 
 def shift_text(sh: dict) -> str:
     """A report's mean shift as the CLI and the quicklook print it: 'shift +1.23, -4.56 px (+12.3,
-    +45.6 m)'; in the pixel frame of pictures (map unit px) the map part would say it again."""
+    +45.6 m)'; degrees of a geographic CRS with their ground metres ('(+0.0001234, -0.0000456
+    degree, about +6.2, -5.0 m)'); in the pixel frame of pictures (map unit px) the map part would
+    say it again."""
     text = f"shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px"
-    if sh.get("map_unit") != "px":
-        text += f" ({sh['mean_map'][0]:+.1f}, {sh['mean_map'][1]:+.1f} {sh.get('map_unit', '')})"
+    unit, (mx, my) = sh.get("map_unit", ""), sh["mean_map"]
+    if unit == "degree":
+        text += f" ({mx:+.7f}, {my:+.7f} degree"
+        gm = sh.get("mean_m")
+        text += f", about {gm[0]:+.1f}, {gm[1]:+.1f} m)" if gm else ")"
+    elif unit != "px":
+        text += f" ({mx:+.1f}, {my:+.1f} {unit})"
     return text
 
 

@@ -409,7 +409,17 @@ CLOUD_EXPLAINED_SHARE = 0.05
 def _clouds_possible(ref: RasterSource, tgt: RasterSource) -> bool:
     """Whether the verdict may find the pair's inliers on clouds (see :func:`_cloud_like`)."""
     swapped = (ref.modality, tgt.modality) == ("optical", "optical") and ref.modality_decision.by == "role"
-    return not tgt.pixel_frame and ("thermal" in (ref.modality, tgt.modality) or swapped)
+    return not tgt.pixel_frame and ("thermal" in (ref.modality, tgt.modality) or swapped or _maybe_thermal(tgt))
+
+
+def _maybe_thermal(tgt: RasterSource) -> bool:
+    """A single band read as optical by its texture alone (no metadata, values or option said so):
+    it may be a thermal band the texture model missed, and the cloud check (bright in the optical
+    image where the other is dark, their contrast inverted: nothing an optical band of the same
+    ground shows under the right model) is kept. Landsat 8 B10 exported to EPSG:4326 at 65 degrees
+    north was read as optical (84%) and registered on the clouds' motion, 400 m off, `reliable`."""
+    d = tgt.modality_decision
+    return tgt.modality == "optical" and d.by == "pixels" and len(tgt.bands) == 1
 
 
 def _clouds_doubted(sc: Scene) -> bool:
@@ -509,7 +519,7 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.grid, sc.coarsened = working_grid(sc.ref, sc.tgt, radius)
     if sc.outputs:
         check_free_space(Path(sc.outputs["raster"]).parent, _needed_bytes(sc.tgt, cfg, sc.ref.grid))
-    sc.radius = int(math.ceil(radius / (max(sc.coarsened) if sc.coarsened else 1.0)))
+    sc.radius = int(math.ceil(radius / _radius_factor(sc.coarsened)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
     sc.roles = roles_for(sc.matcher)
@@ -563,6 +573,12 @@ MIN_WORKING_PX = 512
 # MIN_WORKING_PX, searched 200 px and took 50 and 63 s (four first passes, each weak), against
 # 0.4-0.5 s on the reference's own pixels
 MAX_REFINED_RADIUS_PX = 128
+# pixels this many times taller than wide on the ground (or wider than tall) or more: match on square
+# ones. S1/S2 pairs 050, 176 and 268 placed at 45, 60 and 70 degrees north and both exported to
+# EPSG:4326 (square degrees): on the reference's own pixels 1.1-1.8, 1.5-5.4 and 4.6-12.0 m from the
+# same pair in UTM (at 70 degrees 73-98 tie points, one `reliable` 12 m off); see benchmarks/HISTORY.md
+# (2026-12-06, fifth session)
+SQUARE_FROM = 1.2
 
 
 def working_grid(ref: RasterSource, tgt: RasterSource,
@@ -576,20 +592,44 @@ def working_grid(ref: RasterSource, tgt: RasterSource,
     MAX_REFINED_RADIUS_PX working pixels. On the finer raster's own pixels a coarse one is an
     upsampled blur, a 64 px patch holds 16 of its pixels, and the work grows with the square of
     the ratio: a 1024 px S1 scene on its S2 reference upsampled 4x took 57.7 s for an uncertain
-    result, against 6.7 s on the 10 m grid (whole process). Returns the grid and (x, y)
-    reference px per working px (below 1 on a refined grid), or None."""
+    result, against 6.7 s on the 10 m grid (whole process).
+
+    A reference whose pixels are SQUARE_FROM times taller than wide on the ground or more (square
+    degrees of a geographic CRS, EPSG:4326 as Earth Engine and many portals export, are twice as
+    tall as wide at 60 degrees north) is matched on square ground pixels of the same area: the
+    matchers' patches and features assume them. Returns the grid and (x, y) reference px per
+    working px (below 1 on a refined axis), or None."""
     if ref.pixel_frame or isinstance(ref.grid, GCPGrid):
         return ref.grid, None
+    f = _uniform_factor(ref, tgt, radius_px)
+    aspect = ref.grid.ground_aspect
+    sq = math.sqrt(aspect) if max(aspect, 1 / aspect) >= SQUARE_FROM else 1.0
+    if f == 1.0 and sq == 1.0:
+        return ref.grid, None
+    grid = ref.grid.scaled((f * sq, f / sq))
+    return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
+
+
+def _radius_factor(coarsened: tuple[float, float] | None) -> float:
+    """Reference px per working px for the search radius: the coarser axis's on a coarsened or
+    refined grid, the square root of their product (the ground size of a reference pixel, as
+    ``--max-shift`` in metres reads it) on square working pixels for non-square reference ones."""
+    if coarsened is None:
+        return 1.0
+    sx, sy = coarsened
+    return max(sx, sy) if abs(math.log(sx / sy)) < math.log(1.1) else math.sqrt(sx * sy)
+
+
+def _uniform_factor(ref: RasterSource, tgt: RasterSource, radius_px: float) -> float:
+    """Reference px per working px along both axes by the pixel-size rule of :func:`working_grid`
+    (1.0: the reference's own pixels)."""
     f = _pixel_size_in(tgt.grid, ref.grid.crs) / math.sqrt(abs(ref.grid.transform.determinant))
     if not math.isfinite(f) or 1 / COARSEN_FROM < f < COARSEN_FROM:
-        return ref.grid, None
+        return 1.0
     overlap = overlap_window(ref, tgt)[0]
     room = math.sqrt(overlap.width * overlap.height) / MIN_WORKING_PX  # the factor leaving MIN_WORKING_PX across
     f = min(f, room) if f > 1 else max(f, min(room, 1.0), radius_px / MAX_REFINED_RADIUS_PX)
-    if 1 / COARSEN_FROM < f < COARSEN_FROM:
-        return ref.grid, None
-    grid = ref.grid.scaled(f)
-    return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
+    return 1.0 if 1 / COARSEN_FROM < f < COARSEN_FROM else f
 
 
 def _pixel_size_in(grid: Grid, crs) -> float:
@@ -644,13 +684,21 @@ def stage_to_reference_grid(sc: Scene) -> None:
     c1 = min(sc.ref.grid.width, int(round((o.col_off + o.width) * sx)))
     r1 = min(sc.ref.grid.height, int(round((o.row_off + o.height) * sy)))
     sc.overlap = Window(c0, r0, c1 - c0, r1 - r0)
-    why = ("the target's pixels are much coarser than the reference's: matching, estimation and the verdict "
-           "worked on the reference grid coarsened towards them (no further than keeps "
-           f"{MIN_WORKING_PX} px across the overlap)") if sx * sy > 1 else (
-           f"the reference's pixels are much coarser than the target's and fewer than {MIN_WORKING_PX} lie "
-           "across the overlap: matching, estimation and the verdict worked on the reference grid refined "
-           f"towards the target's pixels (to {MIN_WORKING_PX} px across the overlap, no finer than the target's "
-           f"pixels, and keeping the search radius within {MAX_REFINED_RADIUS_PX} px)")
+    whys = []
+    if abs(math.log(sx * sy)) >= 2 * math.log(1.1):
+        whys.append(("the target's pixels are much coarser than the reference's: matching, estimation and the "
+                     "verdict worked on the reference grid coarsened towards them (no further than keeps "
+                     f"{MIN_WORKING_PX} px across the overlap)") if sx * sy > 1 else (
+            f"the reference's pixels are much coarser than the target's and fewer than {MIN_WORKING_PX} lie "
+            "across the overlap: matching, estimation and the verdict worked on the reference grid refined "
+            f"towards the target's pixels (to {MIN_WORKING_PX} px across the overlap, no finer than the target's "
+            f"pixels, and keeping the search radius within {MAX_REFINED_RADIUS_PX} px)"))
+    if abs(math.log(sx / sy)) >= math.log(1.1):
+        whys.append(f"the reference's pixels are {max(sx / sy, sy / sx):.2f} times "
+                    f"{'taller than wide' if sx > sy else 'wider than tall'} on the ground (square degrees of a "
+                    "geographic CRS away from the equator, or a grid of unequal sides): matching, estimation and "
+                    "the verdict worked on square pixels of the same ground area")
+    why = "; ".join(whys)
     sc.working = {"transform": list(sc.grid.transform)[:6], "width": sc.grid.width, "height": sc.grid.height,
                   "reference_px_per_px": [sx, sy],
                   "note": f"{why}. The model, shift, residuals, tie points and the verdict's figures below are "
@@ -1510,6 +1558,8 @@ def _cloud_like(sc: Scene) -> dict | None:
     if kinds == ("optical", "optical") and sc.ref.modality_decision.by == "role":
         # the roles swapped (Landsat B8 registered onto its B10): the reference's own pixels say
         kinds = (sc.ref.modality_from_pixels().modality, "optical")
+    if kinds == ("optical", "optical") and _maybe_thermal(sc.tgt):
+        kinds = ("optical", "thermal")
     if sorted(kinds) != ["optical", "thermal"]:
         return None
     # the clouds a second attempt leaves out (see _without_clouds) are seen here: a model that
@@ -1667,11 +1717,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
     ce90 = float(np.percentile(res, 90)) if res.size else float("nan")
     x0, y0 = overlap.col_off, overlap.row_off
     centre = (x0 + overlap.width / 2, y0 + overlap.height / 2)
-    if grid.crs is None:  # both inputs without georeferencing: the pixel frame
-        linear_unit = "px"
-    else:
-        linear_unit = "m" if (grid.crs.is_projected and (grid.crs.linear_units or "").startswith("met")) else \
-            (grid.crs.linear_units or "map units")
+    linear_unit = grid.map_unit  # "px" in the pixel frame (both inputs without georeferencing)
 
     def side(src: RasterSource) -> dict:
         crs = src.grid.crs
@@ -1710,8 +1756,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
             "corrected_transform": list(transform)[:6] if transform is not None else None,
             "geotransform_deviation_px": deviation,
         },
-        "shift": {**shift_summary(model, (x0, y0, x0 + overlap.width, y0 + overlap.height), grid.transform),
-                  "map_unit": linear_unit},
+        "shift": shift_summary(model, (x0, y0, x0 + overlap.width, y0 + overlap.height), grid),
         "residuals": {  # of the tie points against the fit: agreement, not accuracy against a truth
             "rmse_px": rmse, "ce90_px": ce90,
             "rmse_map": rmse * px, "ce90_map": ce90 * px, "map_unit": linear_unit,

@@ -120,6 +120,33 @@ class Grid:
             factor = 1.0
         return self.pixel_size * factor
 
+    @property
+    def map_unit(self) -> str:
+        """The unit of map coordinates as a report gives it: "m", "degree" (a geographic CRS), the
+        CRS's own name of another linear unit ("US survey foot"), "px" without a CRS."""
+        if self.crs is None:
+            return "px"
+        if self.crs.is_geographic:
+            return "degree"
+        unit = self.crs.linear_units or "map units"
+        return "m" if unit.startswith("met") else unit
+
+    def map_offsets_m(self, d: np.ndarray, at: tuple[float, float]) -> np.ndarray | None:
+        """(N, 2) offsets in map units (x east, y north) -> ground metres, for a geographic CRS at
+        the latitude of the pixel position ``at`` (the conversion of :attr:`ground_pixel_size_m`);
+        None without a CRS."""
+        if self.crs is None:
+            return None
+        d = np.asarray(d, float)
+        if self.crs.is_geographic:
+            lat = math.radians((self.transform @ at)[1])
+            return d * (111320.0 * max(math.cos(lat), 1e-6), 110574.0)
+        try:
+            factor = float(self.crs.linear_units_factor[1])
+        except Exception:  # a CRS without linear units: take its units as metres
+            factor = 1.0
+        return d * factor
+
     def to_map(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) pixel positions (see :mod:`georeg.coordinates`) -> map positions in ``crs``."""
         from .coordinates import apply_affine
@@ -136,10 +163,25 @@ class Grid:
         return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
                     int(window.width), int(window.height), self.crs)
 
-    def scaled(self, factor: float) -> Grid:
-        """A coarser grid over the same extent (factor > 1 means fewer, larger pixels)."""
-        w = max(1, int(math.ceil(self.width / factor)))
-        h = max(1, int(math.ceil(self.height / factor)))
+    @property
+    def ground_aspect(self) -> float:
+        """How many times taller than wide a pixel is on the ground (1 for square pixels; a
+        geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS."""
+        t = self.transform
+        if self.crs is None:
+            return 1.0
+        dx, dy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
+        if self.crs.is_geographic:
+            lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
+            dx, dy = dx * 111320.0 * max(math.cos(lat), 1e-6), dy * 110574.0
+        return dy / dx if dx > 0 and dy > 0 else 1.0
+
+    def scaled(self, factor: float | tuple[float, float]) -> Grid:
+        """A coarser grid over the same extent (factor > 1 means fewer, larger pixels; (fx, fy):
+        each axis by its own)."""
+        fx, fy = factor if isinstance(factor, tuple) else (factor, factor)
+        w = max(1, int(math.ceil(self.width / fx)))
+        h = max(1, int(math.ceil(self.height / fy)))
         sx, sy = self.width / w, self.height / h
         return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
 

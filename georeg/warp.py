@@ -122,19 +122,26 @@ def dense_coords(mapping: Callable[[np.ndarray], np.ndarray], col_off: int, row_
     return (1 - wy) * ((1 - wx) * a + wx * b) + wy * ((1 - wx) * c + wx * d)
 
 
-def shift_summary(model: FittedModel, window_xy: tuple[float, float, float, float], transform: Affine
-                  ) -> dict:
-    """Mean and maximum displacement over a window (x0, y0, x1, y1) of the reference grid, in
-    reference pixels and in map units (x east, y north for a north-up grid)."""
+def shift_summary(model: FittedModel, window_xy: tuple[float, float, float, float], grid: Grid) -> dict:
+    """Mean and maximum displacement over a window (x0, y0, x1, y1) of the reference grid
+    ``grid``, in its pixels, in map units (x east, y north for a north-up grid; ``map_unit``) and,
+    where it has a CRS, in ground metres (``mean_m``, ``max_m``: degrees of a geographic CRS
+    converted at the window's centre)."""
     x0, y0, x1, y1 = window_xy
     gx, gy = np.meshgrid(np.linspace(x0, x1, 11), np.linspace(y0, y1, 11))
     p = np.c_[gx.ravel(), gy.ravel()]
     d = model.forward(p) - p
     mean = d.mean(0)
-    lin = affine_to_matrix(transform)[:2, :2]
+    lin = affine_to_matrix(grid.transform)[:2, :2]
     dm = d @ lin.T
     mean_m = dm.mean(0)
-    return {"mean_px": [float(mean[0]), float(mean[1])],
-            "mean_map": [float(mean_m[0]), float(mean_m[1])],
-            "max_px": float(np.linalg.norm(d, axis=1).max()),
-            "max_map": float(np.linalg.norm(dm, axis=1).max())}
+    out = {"mean_px": [float(mean[0]), float(mean[1])],
+           "mean_map": [float(mean_m[0]), float(mean_m[1])],
+           "max_px": float(np.linalg.norm(d, axis=1).max()),
+           "max_map": float(np.linalg.norm(dm, axis=1).max()),
+           "map_unit": grid.map_unit}
+    ground = grid.map_offsets_m(dm, ((x0 + x1) / 2, (y0 + y1) / 2))
+    if ground is not None:
+        mg = ground.mean(0)
+        out.update(mean_m=[float(mg[0]), float(mg[1])], max_m=float(np.linalg.norm(ground, axis=1).max()))
+    return out

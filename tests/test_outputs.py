@@ -265,6 +265,23 @@ def test_quality_text_gives_the_verdict_and_the_measured_precision():
 
 
 
+def test_shift_text_gives_degrees_with_their_ground_metres_and_summary_rows_keep_them():
+    """A geographic CRS's shift in degrees, to 1e-7 (about a centimetre) and in ground metres: at one
+    decimal it read "(-0.0, -0.0 unknown)"; batch summary rows keep degrees to 1e-9."""
+    from georeg.batch import _shift_columns
+    from georeg.outputs import shift_text
+
+    geo = {"mean_px": [-9.53, 7.3], "mean_map": [-0.0047482, -0.0036391], "map_unit": "degree",
+           "mean_m": [-222.2, -402.4]}
+    assert shift_text(geo) == "shift -9.53, +7.30 px (-0.0047482, -0.0036391 degree, about -222.2, -402.4 m)"
+    feet = {"mean_px": [-17.53, 7.66], "mean_map": [-525.88, -229.78], "map_unit": "US survey foot"}
+    assert shift_text(feet) == "shift -17.53, +7.66 px (-525.9, -229.8 US survey foot)"
+    assert shift_text({"mean_px": [1.0, 2.0], "mean_map": [1.0, -2.0], "map_unit": "px"}) == "shift +1.00, +2.00 px"
+    row = _shift_columns({"shift": {**geo, "mean_map": [-0.00474823456, 1e-9]}})
+    assert row["shift_x_map"] == -0.004748235 and row["shift_y_map"] == 1e-9 and row["map_unit"] == "degree"
+    assert row["shift_x_m"] == -222.2
+
+
 def test_mask_text_names_the_quality_bands_read_by_their_rules():
     from georeg.outputs import mask_text
 

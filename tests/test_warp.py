@@ -78,10 +78,37 @@ def test_output_to_source_and_dense_coords_agree():
     assert np.abs(dense - exact).max() < 1e-9  # exact for an affine mapping
 
 
-def test_shift_summary_in_pixels_and_map_units():
+def test_shift_summary_in_pixels_map_units_and_ground_metres():
     model = _model([[1, 0, 2.0], [0, 1, -4.0], [0, 0, 1]])
-    s = shift_summary(model, (0, 0, 100, 100), Affine(10, 0, 0, 0, -10, 0))
+    s = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 0, 0, -10, 0), 100, 100, CRS.from_epsg(32633)))
     assert np.allclose(s["mean_px"], [2, -4]) and np.allclose(s["mean_map"], [20, 40])
+    assert s["map_unit"] == "m" and np.allclose(s["mean_m"], [20, 40]) and np.isclose(s["max_m"], np.hypot(20, 40))
+    # State Plane in US survey feet: map units are feet, the ground metres 0.3048006 of them
+    feet = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 0, 0, -10, 0), 100, 100, CRS.from_epsg(2229)))
+    assert feet["map_unit"] == "US survey foot" and np.allclose(feet["mean_m"], [6.096, 12.192], atol=1e-3)
+    # degrees of a geographic CRS, 1e-4 degree pixels at 60 degrees north: a degree of longitude
+    # there is half a degree of latitude on the ground
+    geo = shift_summary(model, (0, 0, 100, 100), Grid(Affine(1e-4, 0, 10, 0, -1e-4, 60.005), 100, 100,
+                                                      CRS.from_epsg(4326)))
+    assert geo["map_unit"] == "degree" and np.allclose(geo["mean_map"], [2e-4, 4e-4])
+    assert np.allclose(geo["mean_m"], [2e-4 * 111320 * 0.5, 4e-4 * 110574], rtol=1e-3)
+    # the pixel frame of pictures: no ground
+    pic = shift_summary(model, (0, 0, 100, 100), Grid(Affine.identity(), 100, 100, None))
+    assert pic["map_unit"] == "px" and "mean_m" not in pic
+
+
+def test_ground_aspect_of_square_degrees_and_projected_pixels():
+    """Square degrees are cos(latitude) times narrower than tall on the ground; projected pixels
+    as their sides say; no CRS: square."""
+    north = Grid(Affine(1e-4, 0, 10, 0, -1e-4, 60.005), 100, 100, CRS.from_epsg(4326))
+    assert np.isclose(north.ground_aspect, 110574 / (111320 * 0.5), rtol=1e-3)
+    assert np.isclose(Grid(Affine(1e-4, 0, 10, 0, -1e-4, 0.005), 100, 100, CRS.from_epsg(4326)).ground_aspect,
+                      110574 / 111320, rtol=1e-3)
+    assert Grid(Affine(10, 0, 0, 0, -20, 0), 10, 10, CRS.from_epsg(32633)).ground_aspect == 2.0
+    assert Grid(Affine(10, 0, 0, 0, -20, 0), 10, 10, None).ground_aspect == 1.0
+    assert (north.map_unit, Grid(Affine.identity(), 1, 1, None).map_unit) == ("degree", "px")
+    g = north.scaled((2.0, 0.5))
+    assert (g.width, g.height) == (50, 200) and np.isclose(g.transform.a, 2e-4) and np.isclose(g.transform.e, -5e-5)
 
 
 def test_dense_coords_of_affine_and_curved_mappings_agree_with_pointwise():
