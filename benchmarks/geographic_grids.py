@@ -10,6 +10,7 @@ from the equator, where a pixel is 1/cos(latitude) times taller than wide on the
   shift undone (the product's bands are co-registered).
 
     python benchmarks/geographic_grids.py [--data ../shared/data] [--matcher auto] [--rules before after]
+                                          [--latitudes 45,60,70] [--only TEXT]
 
 ``--rules before after`` runs every case under the rules before 2026-12-06 (matching on the
 reference's own pixels, texture read on them, no cloud check for a band read as optical by its
@@ -69,7 +70,7 @@ def write(path: Path, p: tuple[np.ndarray, Affine, str]) -> str:
     return str(path)
 
 
-def build(data: Path, work: Path) -> list[tuple]:
+def build(data: Path, work: Path, latitudes=LATITUDES) -> list[tuple]:
     """[(name, reference, target, reference mask or None, truth: (x, y) ground metres or the name
     of the case whose result it is, reference pixel in metres)]; each UTM case before its export."""
     cases = []
@@ -79,7 +80,7 @@ def build(data: Path, work: Path) -> list[tuple]:
             rgb = d.read()
         with rasterio.open(volkov / f"{pid}_S1_VH.tif") as d:
             vh = d.read()
-        for lat in LATITUDES:
+        for lat in latitudes:
             for geo in (False, True):
                 tag = f"{pid}_{lat}_{'geo' if geo else 'utm'}"
                 ref = write(work / f"ref_{tag}.tif", placed(rgb, lat, 10.0, geographic=geo))
@@ -127,6 +128,8 @@ def main() -> None:
     ap.add_argument("--matcher", default="auto")
     ap.add_argument("--rules", nargs="+", choices=("before", "after"), default=["after"])
     ap.add_argument("--only", default="", help="run only the cases whose name holds this text")
+    ap.add_argument("--latitudes", default=",".join(map(str, LATITUDES)),
+                    help="where the S1/S2 pairs are placed, degrees north (comma-separated)")
     ap.add_argument("--work", default=None, help="keep the files here (default: a temporary folder)")
     args = ap.parse_args()
     georeg, cfg, GeoregError = api(args.matcher)
@@ -137,7 +140,8 @@ def main() -> None:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
         results = {}
-        for name, ref, tgt, mask, truth, pixel in build(Path(args.data), work):
+        lats = [int(v) for v in args.latitudes.split(",") if v]
+        for name, ref, tgt, mask, truth, pixel in build(Path(args.data), work, lats):
             if args.only not in name and not (isinstance(truth, str) and name == truth):
                 continue  # (a UTM pair runs whenever its export is judged against it)
             for rule in args.rules:

@@ -494,3 +494,37 @@ def test_coarse_targets_cover_the_ground_of_the_moved_target_at_every_pixel_size
                 assert abs(r.transform.a - int(name.split()[3]) * 1.00001) < 0.01 and truth == f"S1 {name.split()[1]}"
             if "on 2.5 m" in name:
                 assert abs(r.transform.a - 2.5) < 0.001 and r.width == int(name.split(", ")[1].split()[0])
+
+
+def test_geographic_grids_export_the_utm_pairs_in_square_degrees_on_the_same_ground(shared_data, tmp_path):
+    """geographic_grids.py: every EPSG:4326 case covers its UTM twin's ground, its pixels
+    1/cos(latitude) times taller than wide on the ground; the S1 scenes are judged against their
+    UTM twin's result, the Landsat ones against the shift undone, with the BQA mask where named."""
+    import numpy as np
+    import rasterio
+    from geographic_grids import L8_SHIFT, build
+    from rasterio.warp import transform_bounds
+
+    from georeg.raster import Grid
+
+    cases = build(shared_data, tmp_path)
+    names = [c[0] for c in cases]
+    assert len(names) == len(set(names)) == 3 * 3 * 2 + 4
+    by_name = {c[0]: c for c in cases}
+    for name, ref, tgt, mask, truth, pixel in cases:
+        lat = float(name.split()[2][:-1])
+        with rasterio.open(ref) as r, rasterio.open(tgt) as t:
+            grid = Grid(r.transform, r.width, r.height, r.crs)
+            if "EPSG:4326" in name:
+                assert r.crs.to_epsg() == t.crs.to_epsg() == 4326
+                assert abs(grid.ground_aspect - 1 / np.cos(np.radians(lat))) < 0.05, (name, grid.ground_aspect)
+                twin = by_name[name.replace("EPSG:4326", "UTM")][1]
+                with rasterio.open(twin) as u:
+                    b = transform_bounds(u.crs, "EPSG:4326", *u.bounds)
+                assert np.allclose(r.bounds, b, atol=2 * abs(r.transform.a)), name
+            else:
+                assert r.crs.to_epsg() == 32633 and r.transform.a == pixel and grid.ground_aspect == 1.0
+        if name.startswith("S1/S2"):
+            assert truth == name.replace("EPSG:4326", "UTM") and pixel == 10.0
+        else:
+            assert truth == (-L8_SHIFT[0] * 30.0, L8_SHIFT[1] * 30.0) and (mask is not None) == name.endswith("BQA")
