@@ -929,31 +929,13 @@ def test_a_coarse_thermal_target_on_a_small_overlap_keeps_the_references_pixels(
     assert np.hypot(*err) < 0.35 * t.a, err  # the pair's own residual: B4 on B10 unmoved is 0.1-0.2 px
 
 
-def _placed_north(a: np.ndarray, latitude: float, shift=(0.0, 0.0), pixel: float = 10.0, geographic: bool = True,
-                  resampling=None) -> tuple[np.ndarray, Affine, str]:
-    """(bands, H, W) pixels placed on a UTM 33N grid of ``pixel`` m at ``latitude`` (its geotransform
-    off by ``shift`` px), exported to EPSG:4326 as Earth Engine and many portals export (square
-    degrees: at 65 degrees north a pixel is 2.4 times taller than wide on the ground), or not."""
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
+def _geographic_grids():
+    """benchmarks/geographic_grids.py's ``placed`` and ``write``: pixels on a UTM 33N grid at a
+    latitude, exported to EPSG:4326 (square degrees) or not, and written as a GeoTIFF."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from geographic_grids import placed, write
 
-    n, h, w = a.shape
-    t = Affine(pixel, 0, 480000, 0, -pixel, latitude * 110900 + h * pixel) @ Affine.translation(*shift)
-    if not geographic:
-        return a, t, "EPSG:32633"
-    gt, gw, gh = calculate_default_transform("EPSG:32633", "EPSG:4326", w, h, *rasterio.transform.array_bounds(h, w, t))
-    out = np.zeros((n, gh, gw), a.dtype)
-    for i in range(n):
-        reproject(a[i], out[i], src_transform=t, src_crs="EPSG:32633", dst_transform=gt, dst_crs="EPSG:4326",
-                  resampling=resampling or Resampling.bilinear, src_nodata=0, dst_nodata=0)
-    return out, gt, "EPSG:4326"
-
-
-def _write_placed(path, placed) -> str:
-    a, t, crs = placed
-    with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
-                       dtype=a.dtype, crs=crs, transform=t, nodata=0) as o:
-        o.write(a)
-    return str(path)
+    return placed, write
 
 
 def test_a_geographic_pair_far_north_is_matched_on_square_ground_pixels(volkov, tmp_path):
@@ -971,11 +953,12 @@ def test_a_geographic_pair_far_north_is_matched_on_square_ground_pixels(volkov, 
         rgb = d.read()
     with rasterio.open(volkov / "176_S1_VH.tif") as d:
         vh = d.read()
+    placed, write = _geographic_grids()
     cfg = RegistrationConfig().with_options(output={"quicklook": None})
     res = {}
     for geo in (False, True):
-        ref = _write_placed(tmp_path / f"ref{geo}.tif", _placed_north(rgb, 65, geographic=geo))
-        tgt = _write_placed(tmp_path / f"scene{geo}.tif", _placed_north(vh, 65, (13.4, -8.7), geographic=geo))
+        ref = write(tmp_path / f"ref{geo}.tif", placed(rgb, 65, 10.0, geographic=geo))
+        tgt = write(tmp_path / f"scene{geo}.tif", placed(vh, 65, 10.0, (13.4, -8.7), geographic=geo))
         res[geo] = georeg.register(ref, tgt, str(tmp_path / f"out{geo}.tif"), cfg)
         assert res[geo].quality == "reliable", res[geo].report["verdict"]
         assert res[geo].report["target"]["modality"] == "sar", res[geo].report["target"]["modality_evidence"]
@@ -1001,7 +984,7 @@ def test_the_texture_of_a_band_exported_in_square_degrees_is_read_on_square_grou
 
     with rasterio.open(volkov / f"{pair}_S1_VH.tif") as d:
         a = d.read(1)[None]
-    placed = _placed_north(a, latitude)
+    placed = _geographic_grids()[0](a, latitude, 10.0)
     with MemoryFile() as mf:
         with mf.open(driver="GTiff", width=placed[0].shape[2], height=placed[0].shape[1], count=1,
                      dtype=placed[0].dtype, crs=placed[2], transform=placed[1], nodata=0) as o:
