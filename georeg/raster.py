@@ -23,6 +23,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform as crs_transform
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
@@ -65,6 +66,14 @@ def check_utf8_name(path: str, what: str) -> None:
                               "(for example with 'convmv -f latin1 -t utf8')") from None
 
 
+def metres_per_degree(lat: float) -> np.ndarray:
+    """Metres on the WGS 84 ellipsoid per degree of longitude and of latitude at latitude ``lat``
+    (the series of the ellipsoid's radii of curvature; within a centimetre a degree)."""
+    p = math.radians(lat)
+    return np.array([111412.84 * math.cos(p) - 93.5 * math.cos(3 * p) + 0.118 * math.cos(5 * p),
+                     111132.92 - 559.82 * math.cos(2 * p) + 1.175 * math.cos(4 * p) - 0.0023 * math.cos(6 * p)])
+
+
 def excluded_on(excluded: tuple[Grid, np.ndarray], grid: Grid) -> np.ndarray:
     """``excluded`` = (its grid, bool array) looked up at ``grid``'s pixel centres, nearest; False
     beyond it. Both grids' transforms must map to the same coordinates."""
@@ -102,23 +111,30 @@ class Grid:
 
     @property
     def ground_pixel_size_m(self) -> float:
-        """Mean ground size of a pixel in metres: CRS units times the unit's size in metres for a
-        projected CRS; for a geographic CRS, degrees converted at the grid's central latitude
-        (111 320 m per degree of longitude times cos(latitude), 110 574 m per degree of latitude);
-        NaN without a CRS (the pixel frame of rasters without georeferencing: no ground size)."""
+        """Mean ground size of a pixel in metres at the grid's centre: a projected CRS's units in
+        metres divided by the projection's scale there (a Mercator pixel of 10 map metres is 5 m
+        on the ground at 60 degrees north), a geographic CRS's degrees by the ellipsoid's metres
+        per degree at that latitude; NaN without a CRS (the pixel frame of rasters without
+        georeferencing: no ground size)."""
         t = self.transform
         if self.crs is None:
             return float("nan")
+        cx, cy = t @ (self.width / 2, self.height / 2)
+        mx, my = metres_per_degree(cy) if self.crs.is_geographic else self._metres_per_unit(cx, cy)
+        return math.sqrt(math.hypot(t.a, t.d) * mx * math.hypot(t.b, t.e) * my)
+
+    @property
+    def ground_aspect(self) -> float:
+        """How many times taller than wide a pixel is on the ground (1 for square pixels; a
+        geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS."""
+        t = self.transform
+        if self.crs is None:
+            return 1.0
+        dx, dy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
         if self.crs.is_geographic:
-            lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
-            dx = math.hypot(t.a, t.d) * 111320.0 * max(math.cos(lat), 1e-6)
-            dy = math.hypot(t.b, t.e) * 110574.0
-            return math.sqrt(dx * dy)
-        try:
-            factor = float(self.crs.linear_units_factor[1])
-        except Exception:  # a CRS without linear units: take its units as metres
-            factor = 1.0
-        return self.pixel_size * factor
+            mx, my = metres_per_degree((t @ (self.width / 2, self.height / 2))[1])
+            dx, dy = dx * max(mx, 1e-6), dy * my
+        return dy / dx if dx > 0 and dy > 0 else 1.0
 
     @property
     def map_unit(self) -> str:
@@ -132,20 +148,34 @@ class Grid:
         return "m" if unit.startswith("met") else unit
 
     def map_offsets_m(self, d: np.ndarray, at: tuple[float, float]) -> np.ndarray | None:
-        """(N, 2) offsets in map units (x east, y north) -> ground metres, for a geographic CRS at
-        the latitude of the pixel position ``at`` (the conversion of :attr:`ground_pixel_size_m`);
-        None without a CRS."""
+        """(N, 2) offsets in map units (x east, y north) -> ground metres at the pixel position
+        ``at``: degrees of a geographic CRS converted at its latitude, a projected CRS's units
+        divided by the projection's scale there (Mercator's 1/cos(latitude): 1.2 at 34 degrees, 2
+        at 60; UTM's 0.9996-1.001); None without a CRS."""
         if self.crs is None:
             return None
         d = np.asarray(d, float)
+        x, y = self.transform @ at
         if self.crs.is_geographic:
-            lat = math.radians((self.transform @ at)[1])
-            return d * (111320.0 * max(math.cos(lat), 1e-6), 110574.0)
+            return d * metres_per_degree(y)
+        return d * self._metres_per_unit(x, y)
+
+    def _metres_per_unit(self, x: float, y: float) -> np.ndarray:
+        """Ground metres per map unit east and north at the map position (x, y): a step of about
+        100 m each way taken to longitude and latitude; the CRS's own unit size where that fails."""
         try:
             factor = float(self.crs.linear_units_factor[1])
         except Exception:  # a CRS without linear units: take its units as metres
             factor = 1.0
-        return d * factor
+        step = 100.0 / factor
+        try:
+            lon, lat = crs_transform(self.crs, "EPSG:4326", [x, x + step, x], [y, y, y + step])
+            per_deg = metres_per_degree(lat[0])
+            ground = [math.hypot((lon[i] - lon[0]) * per_deg[0], (lat[i] - lat[0]) * per_deg[1]) for i in (1, 2)]
+            out = np.array(ground) / step
+            return out if np.isfinite(out).all() and (out > 0).all() else np.array([factor, factor])
+        except Exception:  # outside the projection's domain, or a CRS PROJ cannot invert
+            return np.array([factor, factor])
 
     def to_map(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) pixel positions (see :mod:`georeg.coordinates`) -> map positions in ``crs``."""
@@ -162,19 +192,6 @@ class Grid:
     def window_grid(self, window: Window) -> Grid:
         return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
                     int(window.width), int(window.height), self.crs)
-
-    @property
-    def ground_aspect(self) -> float:
-        """How many times taller than wide a pixel is on the ground (1 for square pixels; a
-        geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS."""
-        t = self.transform
-        if self.crs is None:
-            return 1.0
-        dx, dy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-        if self.crs.is_geographic:
-            lat = math.radians((self.transform @ (self.width / 2, self.height / 2))[1])
-            dx, dy = dx * 111320.0 * max(math.cos(lat), 1e-6), dy * 110574.0
-        return dy / dx if dx > 0 and dy > 0 else 1.0
 
     def scaled(self, factor: float | tuple[float, float]) -> Grid:
         """A coarser grid over the same extent (factor > 1 means fewer, larger pixels; (fx, fy):

@@ -29,9 +29,12 @@ def test_grid_scaled_and_window():
     assert (c.width, c.height) == (250, 150) and c.bounds == g.bounds
     w = g.window_grid(Window(100, 50, 10, 10))
     assert (w.transform.c, w.transform.f) == (501000.0, 3999500.0)
-    assert g.ground_pixel_size_m == pytest.approx(10.0)
+    assert g.ground_pixel_size_m == pytest.approx(10.0 / 0.9996, rel=1e-4)  # UTM's scale near its central meridian
     geo = Grid(Affine(1e-4, 0, 15, 0, -1e-4, 60), 10, 10, CRS.from_epsg(4326))
-    assert geo.ground_pixel_size_m == pytest.approx(np.sqrt(11.132 * np.cos(np.radians(60)) * 11.0574), rel=1e-3)
+    assert geo.ground_pixel_size_m == pytest.approx(np.sqrt(5.5800 * 11.1412), rel=1e-3)  # WGS 84 at 60 N
+    # World Mercator at 60 degrees north: 10 map metres are about 5 m on the ground
+    merc = Grid(Affine(10, 0, 0, 0, -10, 8362698.5 + 50), 10, 10, CRS.from_epsg(3395))
+    assert merc.ground_pixel_size_m == pytest.approx(10 / (2 * np.sqrt(1 - 0.00669438 * 0.75)), rel=1e-3)
 
 
 def test_band_choice_nodata_and_mask(tmp_path):

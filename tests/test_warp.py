@@ -79,19 +79,35 @@ def test_output_to_source_and_dense_coords_agree():
 
 
 def test_shift_summary_in_pixels_map_units_and_ground_metres():
+    """Map units as the CRS has them; ground metres through the projection's scale where the
+    shift is: UTM at its central meridian 0.9996, World Mercator 1/cos(latitude), State Plane
+    in US survey feet; degrees by the ellipsoid's metres per degree."""
+    from georeg.raster import metres_per_degree
+
     model = _model([[1, 0, 2.0], [0, 1, -4.0], [0, 0, 1]])
-    s = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 0, 0, -10, 0), 100, 100, CRS.from_epsg(32633)))
-    assert np.allclose(s["mean_px"], [2, -4]) and np.allclose(s["mean_map"], [20, 40])
-    assert s["map_unit"] == "m" and np.allclose(s["mean_m"], [20, 40]) and np.isclose(s["max_m"], np.hypot(20, 40))
-    # State Plane in US survey feet: map units are feet, the ground metres 0.3048006 of them
-    feet = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 0, 0, -10, 0), 100, 100, CRS.from_epsg(2229)))
-    assert feet["map_unit"] == "US survey foot" and np.allclose(feet["mean_m"], [6.096, 12.192], atol=1e-3)
+    utm = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 499500, 0, -10, 7000500), 100, 100,
+                                                      CRS.from_epsg(32633)))
+    assert np.allclose(utm["mean_px"], [2, -4]) and np.allclose(utm["mean_map"], [20, 40])
+    assert utm["map_unit"] == "m" and np.allclose(utm["mean_m"], np.array([20, 40]) / 0.9996, rtol=1e-4)
+    assert np.isclose(utm["max_m"], np.hypot(20, 40) / 0.9996, rtol=1e-4)
+    # World Mercator at 60 degrees north: its scale there is sec(60) sqrt(1 - e^2 sin^2 60) = 1.995 on
+    # the WGS 84 ellipsoid, so a map metre is about half a metre on the ground
+    y60 = 8362698.0  # EPSG:3395's northing of 60 degrees
+    merc = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 0, 0, -10, y60 + 500), 100, 100,
+                                                       CRS.from_epsg(3395)))
+    k = 2 * np.sqrt(1 - 0.00669438 * 0.75)
+    assert np.allclose(merc["mean_m"], np.array([20, 40]) / k, rtol=1e-3), merc
+    # State Plane (California zone 5) in US survey feet: a foot is 0.3048006 m, the scale about 1
+    feet = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 6514513, 0, -10, 1856465), 100, 100,
+                                                       CRS.from_epsg(2229)))
+    assert feet["map_unit"] == "US survey foot" and np.allclose(feet["mean_m"], [6.096, 12.192], rtol=1e-4)
     # degrees of a geographic CRS, 1e-4 degree pixels at 60 degrees north: a degree of longitude
     # there is half a degree of latitude on the ground
     geo = shift_summary(model, (0, 0, 100, 100), Grid(Affine(1e-4, 0, 10, 0, -1e-4, 60.005), 100, 100,
                                                       CRS.from_epsg(4326)))
     assert geo["map_unit"] == "degree" and np.allclose(geo["mean_map"], [2e-4, 4e-4])
-    assert np.allclose(geo["mean_m"], [2e-4 * 111320 * 0.5, 4e-4 * 110574], rtol=1e-3)
+    assert np.allclose(geo["mean_m"], np.array([2e-4, 4e-4]) * metres_per_degree(60.0), rtol=1e-6)
+    assert np.allclose(metres_per_degree(60.0), [55800.0, 111412.2], rtol=1e-4)  # the ellipsoid's
     # the pixel frame of pictures: no ground
     pic = shift_summary(model, (0, 0, 100, 100), Grid(Affine.identity(), 100, 100, None))
     assert pic["map_unit"] == "px" and "mean_m" not in pic
@@ -101,9 +117,9 @@ def test_ground_aspect_of_square_degrees_and_projected_pixels():
     """Square degrees are cos(latitude) times narrower than tall on the ground; projected pixels
     as their sides say; no CRS: square."""
     north = Grid(Affine(1e-4, 0, 10, 0, -1e-4, 60.005), 100, 100, CRS.from_epsg(4326))
-    assert np.isclose(north.ground_aspect, 110574 / (111320 * 0.5), rtol=1e-3)
+    assert np.isclose(north.ground_aspect, 111412.2 / 55800.0, rtol=1e-3)  # WGS 84 metres per degree at 60 N
     assert np.isclose(Grid(Affine(1e-4, 0, 10, 0, -1e-4, 0.005), 100, 100, CRS.from_epsg(4326)).ground_aspect,
-                      110574 / 111320, rtol=1e-3)
+                      110574.3 / 111319.5, rtol=1e-3)
     assert Grid(Affine(10, 0, 0, 0, -20, 0), 10, 10, CRS.from_epsg(32633)).ground_aspect == 2.0
     assert Grid(Affine(10, 0, 0, 0, -20, 0), 10, 10, None).ground_aspect == 1.0
     assert (north.map_unit, Grid(Affine.identity(), 1, 1, None).map_unit) == ("degree", "px")
