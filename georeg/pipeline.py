@@ -574,10 +574,10 @@ MIN_WORKING_PX = 512
 # 0.4-0.5 s on the reference's own pixels
 MAX_REFINED_RADIUS_PX = 128
 # pixels this many times taller than wide on the ground (or wider than tall) or more: match on square
-# ones. S1/S2 pairs 050, 176 and 268 placed at 45, 60 and 70 degrees north and both exported to
-# EPSG:4326 (square degrees): on the reference's own pixels 1.1-1.8, 1.5-5.4 and 4.6-12.0 m from the
-# same pair in UTM (at 70 degrees 73-98 tie points, one `reliable` 12 m off); see benchmarks/HISTORY.md
-# (2026-12-06, fifth session)
+# ones. S1/S2 pairs 050, 176 and 268 placed at 35, 60 and 70 degrees north and both exported to
+# EPSG:4326 (square degrees): on the reference's own pixels 1.2-2.0, 1.1-5.0 and 4.9-11.9 m from the
+# same pair in UTM (at 70 degrees 73-98 tie points, one `reliable` 11.9 m off), on square ones 0.4-0.8,
+# 1.0-2.0 and 1.3-3.3 m (at 45 degrees a wash); see benchmarks/HISTORY.md (2026-12-06, fifth session)
 SQUARE_FROM = 1.2
 
 
