@@ -125,8 +125,8 @@ def dense_coords(mapping: Callable[[np.ndarray], np.ndarray], col_off: int, row_
 def shift_summary(model: FittedModel, window_xy: tuple[float, float, float, float], grid: Grid) -> dict:
     """Mean and maximum displacement over a window (x0, y0, x1, y1) of the reference grid
     ``grid``, in its pixels, in map units (x east, y north for a north-up grid; ``map_unit``) and,
-    where it has a CRS, in ground metres (``mean_m``, ``max_m``: degrees of a geographic CRS
-    converted at the window's centre)."""
+    where it has a CRS, in ground metres (``mean_m``, ``max_m``: at the window's centre, see
+    :meth:`georeg.raster.Grid.map_offsets_m`)."""
     x0, y0, x1, y1 = window_xy
     gx, gy = np.meshgrid(np.linspace(x0, x1, 11), np.linspace(y0, y1, 11))
     p = np.c_[gx.ravel(), gy.ravel()]
