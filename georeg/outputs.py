@@ -4,6 +4,7 @@ quicklook. The file writing itself is in :mod:`georeg.writers`."""
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,9 @@ def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str
 def shift_text(sh: dict) -> str:
     """A report's mean shift as the CLI and the quicklook print it: 'shift +1.23, -4.56 px (+12.3,
     +45.6 m)'; degrees of a geographic CRS with their ground metres ('(+0.0001234, -0.0000456
-    degree, about +6.2, -5.0 m)'); in the pixel frame of pictures (map unit px) the map part would
-    say it again."""
+    degree, about +6.2, -5.0 m)'), feet and Mercator's metres too ('(+30.0, -60.0 m, about +15.0,
+    -30.0 m on the ground)'); in the pixel frame of pictures (map unit px) the map part would say
+    it again."""
     text = f"shift {sh['mean_px'][0]:+.2f}, {sh['mean_px'][1]:+.2f} px"
     unit, (mx, my) = sh.get("map_unit", ""), sh["mean_map"]
     if unit == "degree":
@@ -214,8 +216,17 @@ def shift_text(sh: dict) -> str:
         gm = sh.get("mean_m")
         text += f", about {gm[0]:+.1f}, {gm[1]:+.1f} m)" if gm else ")"
     elif unit != "px":
-        text += f" ({mx:+.1f}, {my:+.1f} {unit})"
+        text += f" ({mx:+.1f}, {my:+.1f} {unit}"
+        gm = sh.get("mean_m")
+        if gm and (unit != "m" or abs(math.hypot(*gm) - math.hypot(mx, my)) > GROUND_NOTED * math.hypot(mx, my)):
+            # feet, or metres of a projection whose scale there is off by more than GROUND_NOTED
+            # (World and Web Mercator: 1/cos(latitude), 1.2 at 34 degrees north, 2 at 60)
+            text += f", about {gm[0]:+.1f}, {gm[1]:+.1f} m on the ground"
+        text += ")"
     return text
+
+
+GROUND_NOTED = 0.02  # see shift_text
 
 
 def quality_text(report: dict) -> str:

@@ -274,8 +274,15 @@ def test_shift_text_gives_degrees_with_their_ground_metres_and_summary_rows_keep
     geo = {"mean_px": [-9.53, 7.3], "mean_map": [-0.0047482, -0.0036391], "map_unit": "degree",
            "mean_m": [-222.2, -402.4]}
     assert shift_text(geo) == "shift -9.53, +7.30 px (-0.0047482, -0.0036391 degree, about -222.2, -402.4 m)"
-    feet = {"mean_px": [-17.53, 7.66], "mean_map": [-525.88, -229.78], "map_unit": "US survey foot"}
-    assert shift_text(feet) == "shift -17.53, +7.66 px (-525.9, -229.8 US survey foot)"
+    feet = {"mean_px": [-17.53, 7.66], "mean_map": [-525.88, -229.78], "map_unit": "US survey foot",
+            "mean_m": [-160.3, -70.0]}
+    assert shift_text(feet) == ("shift -17.53, +7.66 px (-525.9, -229.8 US survey foot, about -160.3, -70.0 m "
+                                "on the ground)")
+    # World Mercator at 34 degrees north: its metres are 1.21 of the ground's; UTM's are within 2%
+    merc = {"mean_px": [-19.08, 8.65], "mean_map": [-190.8, -86.5], "map_unit": "m", "mean_m": [-158.2, -71.7]}
+    assert shift_text(merc) == "shift -19.08, +8.65 px (-190.8, -86.5 m, about -158.2, -71.7 m on the ground)"
+    utm = {"mean_px": [-2.6, 1.7], "mean_map": [-78.0, -51.0], "map_unit": "m", "mean_m": [-78.03, -51.02]}
+    assert shift_text(utm) == "shift -2.60, +1.70 px (-78.0, -51.0 m)"
     assert shift_text({"mean_px": [1.0, 2.0], "mean_map": [1.0, -2.0], "map_unit": "px"}) == "shift +1.00, +2.00 px"
     row = _shift_columns({"shift": {**geo, "mean_map": [-0.00474823456, 1e-9]}})
     assert row["shift_x_map"] == -0.004748235 and row["shift_y_map"] == 1e-9 and row["map_unit"] == "degree"
