@@ -127,14 +127,16 @@ def compose(columns: list[list[tuple[str, np.ndarray]]], heading: str = "", gap:
     from PIL import Image, ImageDraw
 
     title_h = 20
-    head_h = 26 if heading else 0
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     widths = [int(max(max(p.shape[1], measure.textlength(t, font=_font(13))) for t, p in col)) for col in columns]
     heights = [sum(title_h + p.shape[0] + gap for _, p in col) for col in columns]
-    canvas = Image.new("RGB", (sum(widths) + gap * (len(columns) + 1), head_h + max(heights)), (255, 255, 255))
+    width = sum(widths) + gap * (len(columns) + 1)
+    lines = _wrapped(heading, lambda t: measure.textlength(t, font=_font(15)), width - 2 * gap) if heading else []
+    head_h = 26 + 19 * (len(lines) - 1) if lines else 0
+    canvas = Image.new("RGB", (width, head_h + max(heights)), (255, 255, 255))
     d = ImageDraw.Draw(canvas)
-    if heading:
-        d.text((gap, 5), heading, fill=TEXT, font=_font(15))
+    for i, line in enumerate(lines):
+        d.text((gap, 5 + 19 * i), line, fill=TEXT, font=_font(15))
     x = gap
     for col, w in zip(columns, widths, strict=True):
         y = head_h
@@ -144,6 +146,18 @@ def compose(columns: list[list[tuple[str, np.ndarray]]], heading: str = "", gap:
             y += title_h + p.shape[0] + gap
         x += w + gap
     return np.asarray(canvas)
+
+
+def _wrapped(text: str, length, width: float) -> list[str]:
+    """``text`` broken at spaces into lines no longer than ``width`` by ``length`` (a word longer
+    than that stays whole on its own line)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and length(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def zoom(img: np.ndarray, size: int) -> np.ndarray:

@@ -31,3 +31,17 @@ def test_compose_stacks_panels_under_a_heading():
     out = compose([[("a", p), ("b", p)], [("c", p)]], heading="title")
     assert out.ndim == 3 and out.shape[0] > 100 and out.shape[1] > 120
     assert zoom(p, 120).shape[:2] == (100, 120)
+
+
+def test_a_heading_wider_than_the_panels_wraps_onto_more_lines():
+    """A long heading (file names, a shift with its ground metres, the verdict) is broken at spaces
+    to the picture's width, each line drawn: one line had run off the right edge with the verdict."""
+    from georeg.quicklook import _wrapped
+
+    p = np.zeros((50, 60, 3), np.uint8)
+    short = compose([[("a", p)]], heading="title")
+    long = compose([[("a", p)]], heading=" ".join(["word"] * 30))
+    assert long.shape[1] == short.shape[1] and long.shape[0] >= short.shape[0] + 19 * 5
+    assert (long[: long.shape[0] - short.shape[0] + 26, :, 0] < 128).any()  # ink on the added lines
+    lines = _wrapped("aa bb cc dd " + "x" * 40, len, 8)
+    assert lines == ["aa bb cc", "dd", "x" * 40]
