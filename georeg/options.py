@@ -108,7 +108,7 @@ OPTIONS: tuple[Option, ...] = (
            "matchers list')."),
     Option("max_shift", "matching", "max_shift", "shift",
            "Largest expected misregistration after the coarse pass: reference pixels ('40', '40px') or metres "
-           "('400m')."),
+           "on the ground ('400m'; Mercator's map metres are not)."),
     Option("modality", "target", "modality", "choice",
            "Target modality; 'auto' decides from the metadata (band descriptions, units, wavelengths) and the "
            "pixels (value range, speckle statistics), with file-name words only as a tie-breaker.", MODALITIES),
