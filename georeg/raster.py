@@ -111,30 +111,31 @@ class Grid:
 
     @property
     def ground_pixel_size_m(self) -> float:
-        """Mean ground size of a pixel in metres at the grid's centre: a projected CRS's units in
-        metres divided by the projection's scale there (a Mercator pixel of 10 map metres is 5 m
-        on the ground at 60 degrees north), a geographic CRS's degrees by the ellipsoid's metres
-        per degree at that latitude; NaN without a CRS (the pixel frame of rasters without
-        georeferencing: no ground size)."""
-        t = self.transform
+        """Mean ground size of a pixel in metres at the grid's centre (see :meth:`_metres_per_unit`:
+        a Mercator pixel of 10 map metres is 5 m on the ground at 60 degrees north); NaN without a
+        CRS (the pixel frame of rasters without georeferencing: no ground size)."""
         if self.crs is None:
             return float("nan")
-        cx, cy = t @ (self.width / 2, self.height / 2)
-        mx, my = metres_per_degree(cy) if self.crs.is_geographic else self._metres_per_unit(cx, cy)
-        return math.sqrt(math.hypot(t.a, t.d) * mx * math.hypot(t.b, t.e) * my)
+        dx, dy = self._ground_steps()
+        return math.sqrt(dx * dy)
 
     @property
     def ground_aspect(self) -> float:
-        """How many times taller than wide a pixel is on the ground (1 for square pixels; a
-        geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS."""
-        t = self.transform
+        """How many times taller than wide a pixel is on the ground at the grid's centre (1 for
+        square pixels; a geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS.
+        A projected CRS is taken as conformal (UTM, Mercator, Lambert conformal, State Plane: the
+        same scale both ways), its pixels as their sides say."""
         if self.crs is None:
             return 1.0
-        dx, dy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-        if self.crs.is_geographic:
-            mx, my = metres_per_degree((t @ (self.width / 2, self.height / 2))[1])
-            dx, dy = dx * max(mx, 1e-6), dy * my
+        t = self.transform
+        dx, dy = self._ground_steps() if self.crs.is_geographic else (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
         return dy / dx if dx > 0 and dy > 0 else 1.0
+
+    def _ground_steps(self) -> tuple[float, float]:
+        """Ground metres of one column step and one row step at the grid's centre."""
+        t = self.transform
+        mx, my = self._metres_per_unit(*(t @ (self.width / 2, self.height / 2)))
+        return math.hypot(t.a, t.d) * mx, math.hypot(t.b, t.e) * my
 
     @property
     def map_unit(self) -> str:
@@ -154,15 +155,15 @@ class Grid:
         at 60; UTM's 0.9996-1.001); None without a CRS."""
         if self.crs is None:
             return None
-        d = np.asarray(d, float)
-        x, y = self.transform @ at
-        if self.crs.is_geographic:
-            return d * metres_per_degree(y)
-        return d * self._metres_per_unit(x, y)
+        return np.asarray(d, float) * self._metres_per_unit(*(self.transform @ at))
 
     def _metres_per_unit(self, x: float, y: float) -> np.ndarray:
-        """Ground metres per map unit east and north at the map position (x, y): a step of about
-        100 m each way taken to longitude and latitude; the CRS's own unit size where that fails."""
+        """Ground metres per map unit east and north at the map position (x, y): a geographic CRS's
+        degrees by the ellipsoid's metres per degree at latitude y; a projected CRS's units by a
+        step of about 100 m each way taken to longitude and latitude (the projection's scale there),
+        or the CRS's own unit size where that fails."""
+        if self.crs.is_geographic:
+            return np.maximum(metres_per_degree(y), 1e-6)  # (a pole's longitude: no width)
         try:
             factor = float(self.crs.linear_units_factor[1])
         except Exception:  # a CRS without linear units: take its units as metres
