@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,28 @@ def test_output_lock_refuses_a_second_live_run(tmp_path):
     with output_lock(out):  # released: taken again
         pass
     assert OutputLockedError
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are told from /proc (Linux)")
+def test_a_killed_process_not_yet_reaped_holds_no_lock():
+    """A zombie (killed, not yet waited for by its parent, as a killed Dask worker can be for a
+    while) answers kill(pid, 0) but writes nothing: its lock is not a live run's."""
+    import signal
+    import time
+
+    from georeg.atomic import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(200):  # until the kernel has made it a zombie (not reaped: no wait yet)
+            with open(f"/proc/{child.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        assert not _alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not _alive(child.pid)
