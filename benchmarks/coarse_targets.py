@@ -1,6 +1,6 @@
 """Targets with pixels much coarser than the reference's, and references much coarser than the
 target's, on overlaps of a few hundred to a few thousand reference pixels: where georeg's
-working grid (``pipeline.working_grid``) decides what the matching sees.
+working grid (``working_grid.working_grid``) decides what the matching sees.
 
 - Landsat 8 B10 as brightness temperature (Kelvin floats, NaN outside) averaged to 45-100 m (TIRS's
   own 100 m, ECOSTRESS's 70 m, also in EPSG:4326), its geotransform off by (2.6, -1.7) px of 30 m,
@@ -17,7 +17,7 @@ working grid (``pipeline.working_grid``) decides what the matching sees.
 
     python benchmarks/coarse_targets.py [--data ../shared/data] [--matcher auto] [--min-working-px N ...] [--only TEXT]
 
-Each ``--min-working-px`` value runs every case with ``pipeline.MIN_WORKING_PX`` set to it
+Each ``--min-working-px`` value runs every case with ``working_grid.MIN_WORKING_PX`` set to it
 (``0``: coarsened all the way to the target's pixels, never refined: the rule before
 2026-12-06), so that the rules compare in one run. Prints one row per case and rule (verdict, distance from the truth on
 the ground in metres, tie points, the working grid's reference pixels per pixel, seconds) and
@@ -135,15 +135,15 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("GEOREG_SHARED_DATA", str(HERE.parent.parent / "shared" / "data")))
     ap.add_argument("--matcher", default="auto")
     ap.add_argument("--min-working-px", type=float, nargs="+", default=None,
-                    help="values of pipeline.MIN_WORKING_PX to compare (0: coarsen to the target's pixels); "
+                    help="values of working_grid.MIN_WORKING_PX to compare (0: coarsen to the target's pixels); "
                          "default: georeg's own")
     ap.add_argument("--only", default="", help="run only the cases whose name holds this text")
     ap.add_argument("--work", default=None, help="keep the files here (default: a temporary folder)")
     args = ap.parse_args()
     georeg, cfg, GeoregError = api(args.matcher)
-    from georeg import pipeline
+    from georeg import working_grid
 
-    rules = args.min_working_px or [pipeline.MIN_WORKING_PX]
+    rules = args.min_working_px or [working_grid.MIN_WORKING_PX]
     print(f"{'case':34s} {'rule':>5s} {'verdict':>10s} {'off m':>7s} {'inliers':>7s} {'coarsened':>9s} {'s':>5s}")
     wrong = 0
     with tempfile.TemporaryDirectory(prefix="georeg-coarse-") as td:
@@ -154,7 +154,7 @@ def main() -> None:
             if args.only not in name and not (isinstance(truth, str) and name == f"{truth} 10 m"):
                 continue  # (a 10 m S1 pair runs whenever a case is judged against its result)
             for rule in rules:
-                pipeline.MIN_WORKING_PX = rule or 1e-9
+                working_grid.MIN_WORKING_PX = rule or 1e-9
                 c = cfg.with_options(reference={"mask": mask}) if mask else cfg
                 t0 = time.perf_counter()
                 try:

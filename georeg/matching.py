@@ -64,7 +64,7 @@ class TiePoints:
 # a model that spreads a window over more than this many times its area (a scale of 8 along each
 # side; the models georeg searches scale by 0.5-2) is degenerate there: the target is not read
 # through it. A first pass on the mirror image of a 10 m S1 scene under its S2 reference averaged
-# to 100 m, on a grid refined 7.7x (pipeline.MIN_WORKING_PX set to 768 in
+# to 100 m, on a grid refined 7.7x (working_grid.MIN_WORKING_PX set to 768 in
 # benchmarks/coarse_targets.py), asked for a read of 415343 x 510868 px (a MemoryError)
 MAX_READ_AREA = 64.0
 

@@ -795,7 +795,7 @@ def test_linear_power_in_scaled_integers_goes_to_db(pair, tmp_path):
 def test_a_reference_much_finer_than_the_target_is_matched_on_the_targets_pixels(small_pair, tmp_path):
     """A reference with 3x finer pixels (an orthophoto under a SAR scene): matched on the reference
     grid coarsened to the target's pixels (the overlap, 1728 px of the reference, keeps more than
-    pipeline.MIN_WORKING_PX of them), the same correction on the ground as the pair at equal
+    working_grid.MIN_WORKING_PX of them), the same correction on the ground as the pair at equal
     pixels, reported in reference pixels; an aligned output lies on the fine reference grid."""
     from affine import Affine
     from rasterio.enums import Resampling
@@ -845,7 +845,7 @@ def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixe
     the overlap") and, with `auto`, the 7x shift 11 m off."""
     import georeg
     from georeg.config import RegistrationConfig
-    from georeg.pipeline import MIN_WORKING_PX
+    from georeg.working_grid import MIN_WORKING_PX
 
     ref = volkov / "176_S2_RGB.tif"
     with rasterio.open(ref) as d:
@@ -875,7 +875,7 @@ def test_a_coarse_reference_on_a_small_overlap_is_matched_on_a_finer_grid(volkov
     at 10 m. On the reference's own 171 px, `auto` came out 16.9 m off on 42 tie points."""
     import georeg
     from georeg.config import RegistrationConfig
-    from georeg.pipeline import MIN_WORKING_PX
+    from georeg.working_grid import MIN_WORKING_PX
 
     with rasterio.open(volkov / "176_S2_RGB.tif") as d:
         rgb, prof = d.read().astype(np.float32), d.profile
