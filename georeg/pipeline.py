@@ -33,10 +33,11 @@ from .errors import (
     UncertainResultWarning,
     warn,
 )
-from .estimation import MIN_INLIERS, FittedModel, _lsq, apply_h, describe, estimate, shift_matrix
+from .estimation import MIN_INLIERS, FittedModel, describe, estimate, shift_matrix
 from .gpkg import TiePointTable
 from .matchers.base import Matcher, MatcherRoles
 from .matching import Sources, TiePoints, keypoints_for, match_tile, read_tile
+from .polish import stage_polish
 from .preflight import preflight
 from .raster import Grid, RasterSource, overlap_window
 from .runtime import directions_side_by_side, read_ahead, torch_threads
@@ -204,6 +205,21 @@ class Scene:
     clouds: dict | None = None  # an optical/thermal pair's cloud evidence under the model (clouds.cloud_like)
     # the clouds left out of a second attempt whose result was kept (see _without_clouds), for the report
     clouds_left_out: dict | None = None
+
+    @property
+    def two_threads(self) -> bool:
+        """Whether the coarse step reads its two rasters and the structure probe computes its windows
+        two at a time (where the matching's directions run side by side)."""
+        return directions_side_by_side(self.cfg.matching.threads)
+
+    def structure_probe(self):
+        """The overlap's :class:`georeg.verdict.StructureProbe`, made on first use (auto's structural
+        check, the polish and the verdict share it)."""
+        from .verdict import StructureProbe
+
+        if self.probe is None:
+            self.probe = StructureProbe(self.ref, self.tgt, self.grid, self.overlap, two_threads=self.two_threads)
+        return self.probe
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -602,10 +618,10 @@ def stage_coarse(sc: Scene) -> None:
     sc.notify(0.02, "coarse pass")
     if sc.cfg.matching.coarse:
         sc.coarse = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, sc.cfg.matching.coarse_size_px,
-                                 two_threads=_two_threads(sc))
+                                 two_threads=sc.two_threads)
     else:
         check = coarse_shift(sc.ref, sc.tgt, sc.grid, sc.overlap, 64,  # cheap validity check of the overlap
-                             two_threads=_two_threads(sc))
+                             two_threads=sc.two_threads)
         sc.coarse = CoarseResult((0.0, 0.0), 0.0, 1.0, check.valid_fraction, False)
     sc.clock.lap("coarse")
     sc.check_cancel()
@@ -670,7 +686,7 @@ def match_pass(sc: Scene, inverse, radius: int, which: list[int], windows: list[
     found = []
     # over several tiles the next tile is read in a thread of its own while this one is matched
     with read_ahead(lambda j: read_tile(sources, windows[j], inverse, radius, roles.dense, settings[j]),
-                    len(which), len(which) > 1 and _two_threads(sc)) as reads:
+                    len(which), len(which) > 1 and sc.two_threads) as reads:
         for j, (i, window) in enumerate(zip(which, windows)):
             sc.check_cancel()
             # the label names the tile being matched now
@@ -993,7 +1009,7 @@ def _georeferencing_against_turn(sc: Scene, tp, model, radius: int):
     and 10 tie points under that prior agreed on -8.4 degrees: 16.8 px off at the corners, every
     check of the verdict passed. The truth's translation agrees better with the images (0.127
     against 0.120)."""
-    probe = _probe(sc)
+    probe = sc.structure_probe()
     turned = probe.model_agreement(model)
     log.info("the global search's prior (rotation %.1f deg, scale %.3f) gave a model on %d tie points; "
              "matching around the coarse shift as well", sc.geometry.rotation_deg, sc.geometry.scale, _inliers(model))
@@ -1192,20 +1208,6 @@ def stage_refine(sc: Scene) -> None:
     sc.clock.lap("estimation")
 
 
-def _two_threads(sc: Scene) -> bool:
-    """Whether the coarse step reads its two rasters and the structure probe computes its windows
-    two at a time (where the matching's directions run side by side)."""
-    return directions_side_by_side(sc.cfg.matching.threads)
-
-
-def _probe(sc: Scene):
-    from .verdict import StructureProbe
-
-    if sc.probe is None:
-        sc.probe = StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, two_threads=_two_threads(sc))
-    return sc.probe
-
-
 def stage_model_evidence(sc: Scene) -> None:
     """``auto`` only: a richer model than the simplest the evidence allows must also make the two
     images agree better over the whole overlap (structure the tie points had no say in) than the
@@ -1215,7 +1217,7 @@ def stage_model_evidence(sc: Scene) -> None:
         return
     from .estimation import auto_chain
 
-    probe = _probe(sc)
+    probe = sc.structure_probe()
     chosen = sc.model
     score = probe.model_agreement(chosen)
     scores = {chosen.kind: score}
@@ -1236,141 +1238,6 @@ def stage_model_evidence(sc: Scene) -> None:
     sc.clock.lap("estimation")
 
 
-def stage_polish(sc: Scene) -> None:
-    """Move the model by the residual shift at which the structure of the whole overlap agrees
-    best (:meth:`georeg.verdict.StructureProbe.offset`), found again through the moved model until
-    it is under POLISH_DONE_PX, when the total stays within POLISH_MAX_PX; then, for a model with
-    a shape of few parameters (rigid, similarity), correct that shape by the same measurement
-    made in windows spread over the overlap (:func:`_polish_shape`).
-
-    Tie points are cut around keypoints and placed by the peak of a patch's score map; their
-    positions carry a bias that their number does not average away. On SRIF optical/infrared pair
-    72, off by a shift only, 89 inliers put the translation 0.88 px from the truth, where a phase
-    correlation of the whole overlap was 0.20 px from it; the polish moved it to 0.42 px. A larger
-    residual is not a polish: the model is kept and the report says so."""
-    m = sc.model
-    if not sc.cfg.estimation.polish or m is None or m.local is not None:
-        return
-    sc.notify(0.83, "polishing the model")
-    probe = _probe(sc)
-    matrix, total, steps = m.matrix, np.zeros(2), []
-    for _ in range(POLISH_STEPS):
-        inv = np.linalg.inv(matrix)
-        off = probe.offset(lambda xy, inv=inv: apply_h(inv, xy), min_pixels=POLISH_MIN_PIXELS)
-        if off is None:
-            break
-        d = np.array(off["shift_px"])
-        steps.append({"shift_px": d.round(4).tolist(), "agreement": round(off["agreement"], 5),
-                      "agreement_at_zero": round(off["agreement_at_zero"], 5)})
-        total += d
-        matrix = shift_matrix(*-d) @ matrix
-        if np.abs(d).max() < POLISH_DONE_PX:
-            break
-    applied = bool(steps) and float(np.hypot(*total)) <= POLISH_MAX_PX
-    info = {"applied": applied, "shift_px": (-total).round(4).tolist(), "steps": steps,
-            "compared_pixels": probe.compared_pixels,
-            "note": "the model's move on the reference grid that the structure of the overlap asked for"}
-    if not steps and probe.compared_pixels < POLISH_MIN_PIXELS:
-        info["reason"] = (f"the images share {probe.compared_pixels} px, fewer than the {POLISH_MIN_PIXELS} a "
-                          "polish needs to beat the tie points")
-    elif not steps:
-        info["reason"] = "no structural peak within 3 px of the model"
-    elif not applied:
-        info["reason"] = f"the structure asks for {np.hypot(*total):.2f} px, more than a polish ({POLISH_MAX_PX} px)"
-    if not applied:
-        matrix = m.matrix
-    if m.kind in SHAPE_KINDS:
-        matrix, info["shape"] = _polish_shape(sc, matrix)
-    if not np.array_equal(matrix, m.matrix):
-        info["correction"] = (matrix @ np.linalg.inv(m.matrix)).tolist()
-        res = np.linalg.norm(apply_h(matrix, sc.tp.xy_t_on_ref) - sc.tp.xy_r, axis=1)
-        sc.model = FittedModel(m.kind, matrix, m.inliers, res, None, {**m.params, "polish": info})
-    else:
-        m.params["polish"] = info
-    sc.clock.lap("polish")
-
-
-def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Correct the shape of a rigid or similarity model by the structure.
-
-    The residual shift of :meth:`~georeg.verdict.StructureProbe.offset` is measured in a
-    SHAPE_GRID x SHAPE_GRID lattice of windows over the overlap; a correction of the model's kind
-    is fitted through the window centres moved by their shifts, dropping the window that
-    disagrees most until all agree within SHAPE_TOLERANCE_PX. The
-    correction is kept only when it makes the whole overlap agree better (the verdict's own
-    measure, over pixels the windows share with it, so it is a check and not a proof) and moves
-    the overlap's corners by no more than POLISH_MAX_PX in all. On SRIF optical/infrared pairs with
-    their rotation as given, tie points alone left a shape error of 0.2-0.6 px."""
-    from .verdict import StructureProbe, _corners, spread_windows
-
-    kind = sc.model.kind
-    size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))
-    if size < SHAPE_MIN_WINDOW_PX:
-        return matrix, {"applied": False, "correction_kind": kind, "corner_move_px": 0.0, "windows": 0,
-                        "steps": [], "reason": f"the overlap is too small for {SHAPE_GRID}x{SHAPE_GRID} "
-                                               f"windows of {SHAPE_MIN_WINDOW_PX} px"}
-    if sc.shape_probes is None:
-        probes = [StructureProbe(sc.ref, sc.tgt, sc.grid, sc.overlap, windows=[w])
-                  for w in spread_windows(sc.overlap, SHAPE_GRID, size)]
-        sc.shape_probes = [p for p in probes if p.windows]  # a window of nodata in the reference has none
-    probe, corners = _probe(sc), _corners(sc.extent)
-    start, steps = matrix, []
-
-    def moved(m: np.ndarray) -> float:  # largest move of the overlap's corners from the start
-        return float(np.linalg.norm(apply_h(m @ np.linalg.inv(start), corners) - corners, axis=1).max())
-
-    before = probe.matrix_agreement(matrix)  # cached where auto's structural check measured this model
-    reason = None
-    for _ in range(SHAPE_STEPS):
-        corr, agreeing = _shape_correction(sc.shape_probes, np.linalg.inv(matrix), kind)
-        if corr is None:
-            reason = (f"{agreeing} windows of the overlap agree on a shape, fewer than the "
-                      f"{SHAPE_WINDOWS_NEEDED[kind]} a {kind} correction needs")
-            break
-        candidate = corr @ matrix
-        after = probe.matrix_agreement(candidate)  # the verdict's, when the candidate is kept
-        move, total = moved(corr @ start), moved(candidate)
-        steps.append({"windows": agreeing, "corner_move_px": round(move, 4), "agreement": round(after, 5),
-                      "agreement_before": round(before, 5)})
-        if after <= before:
-            reason = "the corrected shape does not make the overlap agree better"
-            break
-        if total > POLISH_MAX_PX:
-            reason = f"the structure asks for a shape change of {total:.2f} px at the corners, more than a polish"
-            break
-        matrix, before = candidate, after
-        if move < SHAPE_DONE_PX:
-            break
-    info = {"applied": matrix is not start, "correction_kind": kind, "corner_move_px": round(moved(matrix), 4),
-            "windows": len(sc.shape_probes), "steps": steps}
-    if matrix is start:
-        info["reason"] = reason
-    return matrix, info
-
-
-def _shape_correction(probes: list, inv: np.ndarray, kind: str) -> tuple[np.ndarray | None, int]:
-    """(the correction of ``kind`` that moves each window's centre by its residual shift under the
-    model whose inverse is ``inv``, the number of windows that agree with it), dropping the window
-    that disagrees most until all agree within SHAPE_TOLERANCE_PX; None when fewer than
-    SHAPE_WINDOWS_NEEDED are left."""
-    centres, shifts = [], []
-    for wp in probes:
-        off = wp.offset(lambda xy: apply_h(inv, xy), min_pixels=SHAPE_MIN_PIXELS)
-        if off is not None:
-            w = wp.windows[0][0]
-            centres.append((w.col_off + w.width / 2, w.row_off + w.height / 2))
-            shifts.append(off["shift_px"])
-    c, d = np.array(centres, float).reshape(-1, 2), np.array(shifts, float).reshape(-1, 2)
-    while len(c) >= SHAPE_WINDOWS_NEEDED[kind]:
-        corr = _lsq(kind, c, c - d)
-        worst = np.linalg.norm(apply_h(corr, c) - (c - d), axis=1)
-        if worst.max() <= SHAPE_TOLERANCE_PX:
-            return corr, len(c)
-        keep = np.arange(len(c)) != worst.argmax()
-        c, d = c[keep], d[keep]
-    return None, len(c)
-
-
 def stage_verdict(sc: Scene) -> None:
     """reliable or uncertain, with the evidence (see :mod:`georeg.verdict`)."""
     from .verdict import judge, rival_motion
@@ -1378,8 +1245,8 @@ def stage_verdict(sc: Scene) -> None:
     sc.notify(0.84, "checking the result")
     threshold = sc.cfg.estimation.threshold_px
     sc.clouds = _cloud_like(sc)
-    sc.verdict = judge(_probe(sc), sc.model, sc.tp, sc.extent, threshold, georeferenced=not sc.tgt.pixel_frame,
-                       clouds=sc.clouds,
+    sc.verdict = judge(sc.structure_probe(), sc.model, sc.tp, sc.extent, threshold,
+                       georeferenced=not sc.tgt.pixel_frame, clouds=sc.clouds,
                        rival=rival_motion(sc.model, sc.rivals, sc.first_inliers, sc.extent, threshold))
     sc.clock.lap("verdict")
     if sc.verdict.quality != "reliable":
@@ -1489,29 +1356,6 @@ def _try(fn, default):
 
 WEAK_INLIER_FRACTION = 0.5
 RUNNER_UP_MARGIN = (4, 1.25)  # inliers a lower-ranked prior needs beyond the higher one's: more, ratio
-POLISH_MAX_PX = 1.5  # a larger residual shift is not a polish: the tie points and the structure disagree
-POLISH_DONE_PX = 0.05  # the polish is found again through the moved model until it moves less than this
-POLISH_STEPS = 3
-# models whose shape the polish corrects. Not an affine (nor a homography): nine windows pin its six
-# parameters down no better than the many tie points auto needs to choose it. Applied to affines in
-# the benchmark, it moved S1/S2 GeoTIFF pair 176 from 0.34 to 0.60 px (and turned, 0.57 -> 0.94 px)
-# and NIR-VIS City 6 from 0.59 to 0.71 px, and brought one NIR-VIS pair closer (Mountain 2, 0.66 ->
-# 0.36 px). The rigid correction of the SRIF pairs turned by their GT took the median error of
-# auto from 0.61 to 0.42 px (GeoTIFFs) and from 0.57 to 0.31 px (the dataset's JPEGs).
-SHAPE_KINDS = ("rigid", "similarity")
-SHAPE_GRID = 3  # windows per side of the overlap's lattice
-SHAPE_WINDOW_PX = 256  # at most; half the overlap's shorter side on smaller scenes
-SHAPE_MIN_WINDOW_PX = 96  # smaller windows place their peak no better than the tie points (see below)
-SHAPE_MIN_PIXELS = 8000  # pixels of both images a window must compare
-SHAPE_WINDOWS_NEEDED = {"rigid": 4, "similarity": 4}
-SHAPE_TOLERANCE_PX = 0.75  # windows whose shift the fitted correction misses by more are dropped
-SHAPE_STEPS = 2
-SHAPE_DONE_PX = 0.1
-# the structure of a small chip places its peak no better than the tie points do: real pairs cut to
-# 96 px (about 7500 px compared) came out 0.16-1.77 px off polished against 0.79-1.18 px not (3MOS
-# and S1/S2 crops of benchmarks/small_scenes.py), while 128 px crops (about 14000) gained (median
-# 1.06 -> 0.86 px)
-POLISH_MIN_PIXELS = 10000
 STRUCTURE_MARGIN = 0.001  # a richer model must raise the structural agreement by more than this
 
 

@@ -1202,7 +1202,7 @@ class _WindowShift:
 def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagrees():
     from rasterio.windows import Window
 
-    from georeg.pipeline import _shape_correction
+    from georeg.polish import _shape_correction
     from georeg.verdict import spread_windows
 
     wins = spread_windows(Window(0, 0, 512, 400), 3, 200)
