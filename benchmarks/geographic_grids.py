@@ -110,16 +110,16 @@ def rules(which: str):
     """georeg's rules as they are ("after") or as before 2026-12-06 ("before"): the reference's own
     pixels, texture read on the band's own pixels, no cloud check for a band read as optical by its
     texture."""
-    from georeg import modality, pipeline, working_grid
+    from georeg import cloud_rounds, modality, working_grid
 
-    saved = working_grid.SQUARE_FROM, modality.SQUARE_SAMPLE_FROM, pipeline._maybe_thermal
+    saved = working_grid.SQUARE_FROM, modality.SQUARE_SAMPLE_FROM, cloud_rounds.maybe_thermal
     if which == "before":
         working_grid.SQUARE_FROM = modality.SQUARE_SAMPLE_FROM = float("inf")
-        pipeline._maybe_thermal = lambda tgt: False
+        cloud_rounds.maybe_thermal = lambda tgt: False
     try:
         yield
     finally:
-        working_grid.SQUARE_FROM, modality.SQUARE_SAMPLE_FROM, pipeline._maybe_thermal = saved
+        working_grid.SQUARE_FROM, modality.SQUARE_SAMPLE_FROM, cloud_rounds.maybe_thermal = saved
 
 
 def main() -> None:

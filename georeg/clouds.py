@@ -111,7 +111,7 @@ def cloud_like(reference: RasterSource, target: RasterSource, grid: Grid, overla
         flags, local = np.zeros(0, bool), np.zeros(0)
     n = int(np.count_nonzero(v))
     # where the optical image is brighter than the scene's median and the two images' contrast is
-    # strongly inverted: the clouds under a model that follows them, to be left out (pipeline._without_clouds)
+    # strongly inverted: the clouds under a model that follows them, to be left out (cloud_rounds.without_clouds)
     bright_cold = v & (corr < STRONG_INVERSION) & (optical_rank > 0.5)
     return {"flags": flags, "local_correlation": local.astype(np.float64),
             "share_of_overlap": float(np.count_nonzero(cloud) / n) if n else 0.0,
