@@ -5,13 +5,15 @@ file georeferenced by GCPs, on a pixel grid turned 20 degrees (a rotated geotran
 georeferenced 3 km off, with 6x coarser pixels, with an undeclared collar of 0 or (dB floats) of
 -3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as dB with 1% of
 its pixels NaN; the reference as 16-bit reflectance with four bands, cropped, on a grid turned 20
-degrees, as RGBA with a transparent strip, with 4x finer pixels, or with opaque clouds painted over
-12% of it, alone and with a Sentinel-2 scene classification (SCL, 20 m) beside it given as
-``--ref-mask``; and the roles swapped (the S1 scene as the reference, the S2 scene as the target,
-off by the opposite shift). Every variant carries the same georeferencing error (the far one 3 km
-more), so every correction (the swapped pair's negated, the far one's less the 3 km) must agree
-with the plain pair's on the ground, and none may be called reliable while disagreeing by a pixel
-of the coarser picture or more (10 m; 60 m for the target with 6x coarser pixels).
+degrees, as RGBA with a transparent strip, with 4x finer pixels, hazy, dark, as its negative, under
+snow or a thin cloud veil, noisy, or with opaque clouds painted over 12% of it, alone and with a
+Sentinel-2 scene classification (SCL, 20 m) beside it given as ``--ref-mask``; the target flooded,
+over-stretched to 255, or 40% another place's ground; and the roles swapped (the S1 scene as the
+reference, the S2 scene as the target, off by the opposite shift). Every variant carries the same
+georeferencing error (the far one 3 km more), so every correction (the swapped pair's negated, the
+far one's less the 3 km) must agree with the plain pair's on the ground, and none may be called
+reliable while disagreeing by a pixel of the coarser picture or more (10 m; 60 m for the target
+with 6x coarser pixels).
 
     python benchmarks/user_variants.py [--data ../shared/data] [--matcher auto] [--work DIR]
 
@@ -179,6 +181,30 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     fine_t = rt @ Affine.scale(0.25)
     fine = np.stack([rescale(b, 4, order=3, preserve_range=True) for b in rgb]).clip(0, 255).astype(np.uint8)
     out.append(("reference 4x finer pixels (2.5 m)", _write(work / "fine.tif", fine, fine_t, crs), out[0][2]))
+    # the reference's radiometry as other dates, seasons and exports give it, its geometry unchanged
+    ry, rx = np.mgrid[0:rgb.shape[1], 0:rgb.shape[2]]
+    veil = (np.hypot(rx - 0.7 * rgb.shape[2], ry - 0.3 * rgb.shape[1]) < 0.36 * rgb.shape[2])[None]
+    looks = {"reference hazy (contrast 25%, +150)": rgb * 0.25 + 150,
+             "reference dark (gamma 3)": 255 * (rgb / 255) ** 3,
+             "reference negative": 255 - rgb,
+             "reference snow over its left half": np.where(rx[None] < rgb.shape[2] // 2, 250 - 0.1 * rgb, rgb),
+             "reference thin cloud veil over 40%": np.where(veil, 0.3 * rgb + 140, rgb),
+             "reference noisy (sigma 25)": rgb + np.random.default_rng(25).normal(0, 25, rgb.shape)}
+    for i, (name, a) in enumerate(looks.items()):
+        out.append((name, _write(work / f"ref_look{i}.tif", a.clip(0, 255).astype(np.uint8), rt, crs), out[0][2]))
+    # the target's content changed or stretched: a flood (dark water with speckle over 28% of it), an
+    # 8-bit export stretched three times too far (three quarters of it at 255), and 40% of it another
+    # place's ground (a mosaic gone wrong): uncertain, or right
+    flood = np.hypot(xx - 0.35 * w, yy - 0.6 * h) < 0.3 * w
+    water = np.random.default_rng(28).gamma(4.4, 1 / 4.4, vh.shape) * np.percentile(vh, 5) * 0.5
+    out.append(("target flooded (28% dark water)", ref,
+                _write(work / "flood.tif", np.where(flood, water, vh).clip(0, 255).astype(np.uint8), t, crs)))
+    out.append(("target over-stretched (75% at 255)", ref,
+                _write(work / "stretched.tif", (vh * 3).clip(0, 255).astype(np.uint8), t, crs)))
+    with rasterio.open(d / "050_S1_VH.tif") as o:
+        other = o.read(1)[:h, :w]
+    out.append(("target 40% another place", ref,
+                _write(work / "mixed.tif", np.where(xx > 0.6 * w, other, vh).astype(np.uint8), t, crs)))
     # clouds over the reference, with the product's scene classification beside it (20 m, as L2A has it)
     cloudy, scl = rgb.copy(), np.full((rgb.shape[1] // 2, rgb.shape[2] // 2), 4, np.uint8)
     for cy, cx, rad in ((260, 300, 90), (700, 640, 120), (380, 850, 70)):

@@ -75,7 +75,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 29
+    assert len(variants) == 38
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -130,6 +130,14 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
                 assert np.allclose(b, tuple(bounds), atol=2 * 20.0), (name, b, bounds)
             else:
                 assert b[0] >= bounds.left - 1 and b[2] <= bounds.right + 1, name
+    with rasterio.open(files["target over-stretched (75% at 255)"][1]) as d:
+        assert 0.6 < (d.read(1) == 255).mean() < 0.9
+    with rasterio.open(files["target 40% another place"][1]) as d, rasterio.open(plain) as p:
+        a, b = d.read(1), p.read(1)
+        assert (a[:, :600] == b[:, :600]).all() and (a[:, 700:] != b[:, 700:]).mean() > 0.9
+    with rasterio.open(files["reference negative"][0]) as d, \
+            rasterio.open(files["reference hazy (contrast 25%, +150)"][0]) as e:
+        assert d.count == 3 and d.transform == e.transform and e.read().min() >= 150
     with rasterio.open(files["linear power, float32, nodata 0 strip"][1]) as d:
         assert d.dtypes[0] == "float32" and d.nodata == 0
     with rasterio.open(files["amplitude DN, uint16"][1]) as d:
