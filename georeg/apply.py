@@ -16,8 +16,9 @@ from rasterio.crs import CRS
 from .atomic import staged
 from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
+from .grid import Grid
 from .preflight import check_creation_options, check_outputs
-from .raster import Grid, RasterSource, check_raster_path
+from .raster import RasterSource, check_raster_path
 
 if TYPE_CHECKING:
     from .estimation import FittedModel

@@ -13,7 +13,8 @@ from affine import Affine
 
 from .errors import TooFewTiePointsError
 from .estimation import FittedModel
-from .raster import Grid, RasterSource
+from .grid import Grid
+from .raster import RasterSource
 
 if TYPE_CHECKING:
     from .pipeline import Scene

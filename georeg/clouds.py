@@ -32,7 +32,8 @@ from collections.abc import Callable
 import numpy as np
 from rasterio.windows import Window
 
-from .raster import Grid, RasterSource
+from .grid import Grid
+from .raster import RasterSource
 
 RANK_GAP = 0.3  # the optical image's scene rank this far above the thermal image's: cloud-like
 MAX_LOCAL_CORRELATION = -0.2  # and the intensities around the tie point inverted at least this much

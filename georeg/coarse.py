@@ -17,8 +17,9 @@ from rasterio.windows import Window
 
 from .errors import EmptyOverlapError
 from .features import oriented_gradient_channels
+from .grid import Grid
 from .preprocess import preprocess
-from .raster import Grid, RasterSource
+from .raster import RasterSource
 from .runtime import at_once
 
 

@@ -233,7 +233,7 @@ class MatchingConfig:
 
     def max_shift_px(self, pixel_size_m: float) -> float:
         """Max shift in reference pixels, given the reference pixel's ground size in metres (for a
-        geographic CRS, convert degrees first: see :attr:`georeg.raster.Grid.ground_pixel_size_m`).
+        geographic CRS, convert degrees first: see :attr:`georeg.grid.Grid.ground_pixel_size_m`).
         Refuses a radius over :data:`MAX_SHIFT_PX` with the largest value it accepts."""
         if self.max_shift_unit == "m" and not math.isfinite(pixel_size_m):
             raise ConfigError(f"`max_shift` {self.max_shift:g}m needs georeferenced inputs; these have no "

@@ -36,8 +36,9 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .features import oriented_gradient_channels
+from .grid import Grid
 from .preprocess import preprocess
-from .raster import Grid, RasterSource
+from .raster import RasterSource
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from rasterio.windows import Window
 
 from .config import MatchingConfig
 from .features import box_count_at
+from .grid import Grid
 from .keypoints import detect
 from .matchers.base import DenseMatcher, MatcherRoles, Ranker
 from .preprocess import preprocess
-from .raster import Grid, RasterSource
+from .raster import RasterSource
 from .runtime import at_once, directions_side_by_side, in_order
 from .tiling import expand
 from .warp import dense_coords

@@ -357,7 +357,7 @@ SQUARE_SAMPLE_FROM = 1.25
 def _ground_aspect(ds) -> float:
     """How many times taller than wide the pixels of ``ds`` are on the ground (1: square, unknown
     or placed by GCPs/RPCs)."""
-    from .raster import Grid
+    from .grid import Grid
 
     if ds.crs is None or ds.transform.is_identity:
         return 1.0

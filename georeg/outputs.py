@@ -15,10 +15,11 @@ from .config import RegistrationConfig
 from .coordinates import apply_affine, to_crs
 from .estimation import AFFINE_MODELS, FittedModel
 from .gpkg import TiePointTable, write_gpkg
+from .grid import GCPGrid, Grid
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
-from .raster import GCPGrid, Grid, RasterSource
+from .raster import RasterSource
 from .warp import corrected_gcps, corrected_transform, output_to_source
 from .writers import write_png, write_report, write_resampled, write_with_transform
 

@@ -31,11 +31,12 @@ from .errors import (
     warn,
 )
 from .estimation import MIN_INLIERS, FittedModel, estimate, shift_matrix
+from .grid import Grid
 from .matchers.base import Matcher, MatcherRoles
 from .matching import Sources, TiePoints, keypoints_for, match_tile, read_tile
 from .polish import stage_polish
 from .preflight import preflight
-from .raster import Grid, RasterSource, overlap_window
+from .raster import RasterSource, overlap_window
 from .results import RegistrationResult, stage_outputs
 from .runtime import directions_side_by_side, read_ahead, torch_threads
 from .tiling import central_part, spread, tiles

@@ -1,7 +1,7 @@
 """Raster access: opening and checking inputs, band choice, masks, footprints, overlap, and
 reading windows onto a common grid. With :mod:`georeg.writers` it is the only place that opens paths.
 
-A :class:`Grid` is a transform, a size and a CRS; pixel positions follow
+A :class:`~georeg.grid.Grid` is a transform, a size and a CRS; pixel positions follow
 :mod:`georeg.coordinates` (centres at half-integers).
 """
 
@@ -13,7 +13,6 @@ import logging
 import math
 import re
 import warnings
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,15 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform as crs_transform
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
 from .config import InputConfig
 from .errors import InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
+
+# the grids live in grid.py; also importable from here (tests, benchmarks and callers of raster.Grid)
+from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, metres_per_degree, mirror  # noqa: F401
 from .remote import configure_network, explain, is_remote
 
 log = logging.getLogger(__name__)
@@ -64,226 +65,6 @@ def check_utf8_name(path: str, what: str) -> None:
         shown = str(path).encode("utf-8", "backslashreplace").decode()
         raise RasterOpenError(f"the {what} name {shown} is not valid UTF-8, which GDAL needs; rename the file "
                               "(for example with 'convmv -f latin1 -t utf8')") from None
-
-
-def metres_per_degree(lat: float) -> np.ndarray:
-    """Metres on the WGS 84 ellipsoid per degree of longitude and of latitude at latitude ``lat``
-    (the series of the ellipsoid's radii of curvature; within a centimetre a degree)."""
-    p = math.radians(lat)
-    return np.array([111412.84 * math.cos(p) - 93.5 * math.cos(3 * p) + 0.118 * math.cos(5 * p),
-                     111132.92 - 559.82 * math.cos(2 * p) + 1.175 * math.cos(4 * p) - 0.0023 * math.cos(6 * p)])
-
-
-def excluded_on(excluded: tuple[Grid, np.ndarray], grid: Grid) -> np.ndarray:
-    """``excluded`` = (its grid, bool array) looked up at ``grid``'s pixel centres, nearest; False
-    beyond it. Both grids' transforms must map to the same coordinates."""
-    eg, arr = excluded
-    cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
-    to_excluded = ~eg.transform @ grid.transform  # grid px -> the excluded array's px
-    c = np.floor(to_excluded.a * cols + to_excluded.b * rows + to_excluded.c).astype(np.int64)
-    r = np.floor(to_excluded.d * cols + to_excluded.e * rows + to_excluded.f).astype(np.int64)
-    inside = (c >= 0) & (c < arr.shape[1]) & (r >= 0) & (r < arr.shape[0])
-    out = np.zeros((grid.height, grid.width), bool)
-    out[inside] = arr[r[inside], c[inside]]
-    return out
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""
-
-    transform: Affine
-    width: int
-    height: int
-    crs: CRS
-
-    @property
-    def pixel_size(self) -> float:
-        """Mean ground size of a pixel, in CRS units."""
-        t = self.transform
-        return math.sqrt(abs(t.a * t.e - t.b * t.d))
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        xs, ys = zip(*[self.transform @ c for c in ((0, 0), (self.width, 0), (0, self.height),
-                                                      (self.width, self.height))])
-        return min(xs), min(ys), max(xs), max(ys)
-
-    @property
-    def ground_pixel_size_m(self) -> float:
-        """Mean ground size of a pixel in metres at the grid's centre (see :meth:`_metres_per_unit`:
-        a Mercator pixel of 10 map metres is 5 m on the ground at 60 degrees north); NaN without a
-        CRS (the pixel frame of rasters without georeferencing: no ground size)."""
-        if self.crs is None:
-            return float("nan")
-        dx, dy = self._ground_steps()
-        return math.sqrt(dx * dy)
-
-    @property
-    def ground_aspect(self) -> float:
-        """How many times taller than wide a pixel is on the ground at the grid's centre (1 for
-        square pixels; a geographic CRS's square degrees at 60 degrees north: 2); 1 without a CRS.
-        A projected CRS is taken as conformal (UTM, Mercator, Lambert conformal, State Plane: the
-        same scale both ways), its pixels as their sides say."""
-        if self.crs is None:
-            return 1.0
-        t = self.transform
-        dx, dy = self._ground_steps() if self.crs.is_geographic else (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
-        return dy / dx if dx > 0 and dy > 0 else 1.0
-
-    def _ground_steps(self) -> tuple[float, float]:
-        """Ground metres of one column step and one row step at the grid's centre."""
-        t = self.transform
-        mx, my = self._metres_per_unit(*(t @ (self.width / 2, self.height / 2)))
-        return math.hypot(t.a, t.d) * mx, math.hypot(t.b, t.e) * my
-
-    @property
-    def map_unit(self) -> str:
-        """The unit of map coordinates as a report gives it: "m", "degree" (a geographic CRS), the
-        CRS's own name of another linear unit ("US survey foot"), "px" without a CRS."""
-        if self.crs is None:
-            return "px"
-        if self.crs.is_geographic:
-            return "degree"
-        unit = self.crs.linear_units or "map units"
-        return "m" if unit.startswith("met") else unit
-
-    def map_offsets_m(self, d: np.ndarray, at: tuple[float, float]) -> np.ndarray | None:
-        """(N, 2) offsets in map units (x east, y north) -> ground metres at the pixel position
-        ``at``: degrees of a geographic CRS converted at its latitude, a projected CRS's units
-        divided by the projection's scale there (Mercator's 1/cos(latitude): 1.2 at 34 degrees, 2
-        at 60; UTM's 0.9996-1.001); None without a CRS."""
-        if self.crs is None:
-            return None
-        return np.asarray(d, float) * self._metres_per_unit(*(self.transform @ at))
-
-    def _metres_per_unit(self, x: float, y: float) -> np.ndarray:
-        """Ground metres per map unit east and north at the map position (x, y): a geographic CRS's
-        degrees by the ellipsoid's metres per degree at latitude y; a projected CRS's units by a
-        step of about 100 m each way taken to longitude and latitude (the projection's scale there),
-        or the CRS's own unit size where that fails."""
-        if self.crs.is_geographic:
-            return np.maximum(metres_per_degree(y), 1e-6)  # (a pole's longitude: no width)
-        try:
-            factor = float(self.crs.linear_units_factor[1])
-        except Exception:  # a CRS without linear units: take its units as metres
-            factor = 1.0
-        step = 100.0 / factor
-        try:
-            lon, lat = crs_transform(self.crs, "EPSG:4326", [x, x + step, x], [y, y, y + step])
-            per_deg = metres_per_degree(lat[0])
-            ground = [math.hypot((lon[i] - lon[0]) * per_deg[0], (lat[i] - lat[0]) * per_deg[1]) for i in (1, 2)]
-            out = np.array(ground) / step
-            return out if np.isfinite(out).all() and (out > 0).all() else np.array([factor, factor])
-        except Exception:  # outside the projection's domain, or a CRS PROJ cannot invert
-            return np.array([factor, factor])
-
-    def to_map(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) pixel positions (see :mod:`georeg.coordinates`) -> map positions in ``crs``."""
-        from .coordinates import apply_affine
-
-        return apply_affine(self.transform, xy)
-
-    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) map positions in ``crs`` -> pixel positions; the inverse of :meth:`to_map`."""
-        from .coordinates import apply_affine
-
-        return apply_affine(~self.transform, xy)
-
-    def window_grid(self, window: Window) -> Grid:
-        return Grid(self.transform @ Affine.translation(window.col_off, window.row_off),
-                    int(window.width), int(window.height), self.crs)
-
-    def scaled(self, factor: float | tuple[float, float]) -> Grid:
-        """A coarser grid over the same extent (factor > 1 means fewer, larger pixels; (fx, fy):
-        each axis by its own)."""
-        fx, fy = factor if isinstance(factor, tuple) else (factor, factor)
-        w = max(1, int(math.ceil(self.width / fx)))
-        h = max(1, int(math.ceil(self.height / fy)))
-        sx, sy = self.width / w, self.height / h
-        return Grid(self.transform @ Affine.scale(sx, sy), w, h, self.crs)
-
-
-@dataclass(frozen=True)
-class GCPGrid(Grid):
-    """The grid of a raster georeferenced by ground control points (a Sentinel-1 GRD, a scanned
-    map, a drone frame) or by RPCs (an ICEYE GRD, an optical level-1 product): :meth:`to_map`
-    and :meth:`to_pixels` go through GDAL's GCP transformer (the polynomial ``gdalwarp`` uses)
-    or its RPC transformer at the constant height ``rpc_height``, and ``transform`` is the affine
-    that fits it best, for bounds and pixel size only. For RPCs, ``gcps`` is a 16 x 16 lattice
-    of the RPC model (at that height): the points a corrected raster is written with."""
-
-    gcps: tuple = ()
-    rpcs: object = None
-    rpc_height: float = 0.0
-
-    @functools.cached_property
-    def _transformer(self):
-        from rasterio.transform import GCPTransformer, RPCTransformer
-
-        if self.rpcs is not None:
-            return RPCTransformer(self.rpcs, RPC_HEIGHT=self.rpc_height)
-        return GCPTransformer(list(self.gcps))
-
-    def warp_options(self) -> dict:
-        """``rasterio.warp.reproject`` arguments that place the source as this grid does."""
-        if self.rpcs is not None:
-            return {"rpcs": self.rpcs, "src_crs": self.crs, "RPC_HEIGHT": self.rpc_height}
-        return {"gcps": list(self.gcps), "src_crs": self.crs}
-
-    def to_map(self, xy: np.ndarray) -> np.ndarray:
-        if len(xy) == 0:
-            return np.zeros((0, 2))
-        xs, ys = self._transformer.xy(xy[:, 1], xy[:, 0], offset="ul")
-        return np.c_[np.asarray(xs, np.float64), np.asarray(ys, np.float64)]
-
-    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
-        if len(xy) == 0:
-            return np.zeros((0, 2))
-        rows, cols = self._transformer.rowcol(xy[:, 0], xy[:, 1], op=np.positive)
-        return np.c_[np.asarray(cols, np.float64), np.asarray(rows, np.float64)]
-
-    def outline(self, per_edge: int = 50) -> np.ndarray:
-        """(4 * per_edge, 2) map positions along the raster's edges, clockwise from the top left."""
-        t = np.linspace(0.0, 1.0, per_edge, endpoint=False)
-        w, h = self.width, self.height
-        px = np.r_[np.c_[t * w, 0 * t], np.c_[w + 0 * t, t * h], np.c_[w - t * w, h + 0 * t], np.c_[0 * t, h - t * h]]
-        return self.to_map(px)
-
-    def _fitted(self) -> GCPGrid:
-        """This grid with ``transform`` the affine that fits its mapping best."""
-        gx, gy = np.meshgrid(np.linspace(0, self.width, 11), np.linspace(0, self.height, 11))
-        px = np.c_[gx.ravel(), gy.ravel()]
-        sol, *_ = np.linalg.lstsq(np.c_[px, np.ones(len(px))], self.to_map(px), rcond=None)
-        t = Affine(sol[0, 0], sol[1, 0], sol[2, 0], sol[0, 1], sol[1, 1], sol[2, 1])
-        return replace(self, transform=t)
-
-    @staticmethod
-    def from_gcps(gcps, crs: CRS, width: int, height: int) -> GCPGrid:
-        return GCPGrid(Affine.identity(), width, height, crs, tuple(gcps))._fitted()
-
-    @staticmethod
-    def from_rpcs(rpcs, width: int, height: int, lattice: int = 16) -> GCPGrid:
-        """RPCs are in EPSG:4326; pixels are placed at the RPCs' own height offset (the scene's
-        mean height), since georeg has no elevation model."""
-        h = float(rpcs.height_off)
-        g = GCPGrid(Affine.identity(), width, height, CRS.from_epsg(4326), (), rpcs, h)
-        rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, height, lattice), np.linspace(0, width, lattice),
-                                                     indexing="ij"))
-        xy = g.to_map(np.c_[cols, rows])
-        points = tuple(GroundControlPoint(r, c, x, y, h, id=str(i + 1))
-                       for i, (r, c, (x, y)) in enumerate(zip(rows, cols, xy)))
-        return replace(g, gcps=points)._fitted()
-
-
-# Where a raster without any georeferencing sits when both inputs have none: x = column, y = -row,
-# the placement QGIS gives such a raster, so that the outputs overlay the inputs there.
-PIXEL_FRAME = Affine(1, 0, 0, 0, -1, 0)
-
-
-def mirror(width: int) -> Affine:
-    """Pixel (column c, row r) -> (width - c, r): a raster's pixels flipped left to right."""
-    return Affine(-1, 0, width, 0, 1, 0)
 
 
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more

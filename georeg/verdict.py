@@ -50,9 +50,10 @@ from .estimation import (
     model_departure,
 )
 from .features import oriented_gradient_channels
+from .grid import Grid
 from .matching import FORWARD, TiePoints, sample_through
 from .preprocess import preprocess
-from .raster import Grid, RasterSource
+from .raster import RasterSource
 from .runtime import in_order
 
 MIN_COVERAGE = 0.25  # share of the overlap's 4x4 cells holding inliers

@@ -13,7 +13,7 @@ from affine import Affine
 
 from .coordinates import affine_to_matrix, apply_affine, matrix_to_affine, to_crs
 from .estimation import FittedModel
-from .raster import GCPGrid, Grid
+from .grid import GCPGrid, Grid
 
 __all__ = ["affine_to_matrix", "matrix_to_affine", "target_to_true_map", "corrected_transform", "output_to_source",
            "dense_coords", "shift_summary", "corrected_gcps"]
@@ -126,7 +126,7 @@ def shift_summary(model: FittedModel, window_xy: tuple[float, float, float, floa
     """Mean and maximum displacement over a window (x0, y0, x1, y1) of the reference grid
     ``grid``, in its pixels, in map units (x east, y north for a north-up grid; ``map_unit``) and,
     where it has a CRS, in ground metres (``mean_m``, ``max_m``: at the window's centre, see
-    :meth:`georeg.raster.Grid.map_offsets_m`)."""
+    :meth:`georeg.grid.Grid.map_offsets_m`)."""
     x0, y0, x1, y1 = window_xy
     gx, gy = np.meshgrid(np.linspace(x0, x1, 11), np.linspace(y0, y1, 11))
     p = np.c_[gx.ravel(), gy.ravel()]

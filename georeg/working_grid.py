@@ -12,8 +12,9 @@ import rasterio.errors
 from rasterio.windows import Window
 
 from .estimation import FittedModel, LocalWarp
+from .grid import GCPGrid, Grid
 from .matching import TiePoints
-from .raster import GCPGrid, Grid, RasterSource, overlap_window
+from .raster import RasterSource, overlap_window
 
 if TYPE_CHECKING:
     from .pipeline import Scene

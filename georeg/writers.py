@@ -23,9 +23,10 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from .config import OutputConfig
+from .grid import Grid
 from .interrupts import signals_held
 from .preflight import creation_options_dict
-from .raster import Grid, RasterSource, alpha_band
+from .raster import RasterSource, alpha_band
 from .runtime import compression_threads
 from .warp import dense_coords
 
