@@ -40,7 +40,7 @@ from .raster import RasterSource, overlap_window
 from .results import RegistrationResult, stage_outputs
 from .runtime import directions_side_by_side, read_ahead, torch_threads
 from .tiling import central_part, spread, tiles
-from .working_grid import _radius_factor, stage_to_reference_grid, working_grid
+from .working_grid import radius_factor, stage_to_reference_grid, working_grid
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +393,7 @@ def stage_open(sc: Scene, matcher) -> None:
     sc.grid, sc.coarsened = working_grid(sc.ref, sc.tgt, radius)
     if sc.outputs:
         check_free_space(Path(sc.outputs["raster"]).parent, _needed_bytes(sc.tgt, cfg, sc.ref.grid))
-    sc.radius = int(math.ceil(radius / _radius_factor(sc.coarsened)))
+    sc.radius = int(math.ceil(radius / radius_factor(sc.coarsened)))
     sc.matcher = matcher if matcher is not None else load(resolve_name(cfg.matching.matcher, sc.tgt.modality),
                                                           cfg.matching.device)
     sc.roles = roles_for(sc.matcher)

@@ -71,7 +71,7 @@ def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:
 
 
 def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
-    from . import pipeline
+    from . import pipeline  # the first-pass rule's thresholds, as the pipeline reads them now
     from .atomic import staged
     from .outputs import Solution, finish_outputs, write_outputs
 

@@ -75,7 +75,7 @@ def working_grid(ref: RasterSource, tgt: RasterSource,
     return grid, (ref.grid.width / grid.width, ref.grid.height / grid.height)
 
 
-def _radius_factor(coarsened: tuple[float, float] | None) -> float:
+def radius_factor(coarsened: tuple[float, float] | None) -> float:
     """Reference px per working px for the search radius: the coarser axis's on a coarsened or
     refined grid, the square root of their product (the ground size of a reference pixel, as
     ``--max-shift`` in metres reads it) on square working pixels for non-square reference ones."""
