@@ -46,6 +46,11 @@ SPECKLE_CV = 0.30
 # blocks are flat; texture inside the blocks moves it either way)
 SPECKLE_SLOPE = (0.5, 1.6)
 SPECKLE_CORR = 0.6
+# a texture sample with this share of its pixels or more at its maximum value is clipped (an 8-bit
+# export stretched too far): what is left of its texture says little. Sentinel-1 VH scenes stretched
+# 2-3x (34-95% at 255) were read as thermal or optical; 1.5x (11-12%) still as SAR. The reading is
+# kept and the user told (see benchmarks/HISTORY.md, 2026-12-06, sixth session)
+SATURATED_SHARE = 0.2
 # temperature in degrees Celsius (LST products, drone thermal cameras) has dB-like values when it is
 # cold, and no speckle: Landsat 8 B10 as Celsius has lag-1 correlation 0.994 and flat-area noise
 # 0.001, S1/S2 dB scenes 0.78-0.86 and 0.025-0.04, even after a 5x5 boxcar 0.97 and 0.006
@@ -480,6 +485,25 @@ def _speckled(feats: dict[str, float] | None) -> bool:
     return speckle_signature(feats) or (probs is not None and max(probs, key=probs.get) == "sar")
 
 
+def _texture_evidence(feats: dict | None, probs: dict | None, saturated: float) -> dict:
+    """What the report says of a band's texture: its statistics, the texture model's probabilities
+    and, from SATURATED_SHARE on, the share of the sample clipped at its largest value."""
+    out: dict = {}
+    if saturated >= SATURATED_SHARE:
+        out["saturated_share"] = round(saturated, 3)
+    if feats is not None:
+        out["texture"] = {k: round(v, 4) for k, v in feats.items()}
+    if probs is not None:
+        out["texture_probability"] = {k: round(v, 3) for k, v in probs.items()}
+    return out
+
+
+def _saturated_share(sample: np.ndarray, valid: np.ndarray) -> float:
+    """The share of the valid pixels of ``sample`` at its largest value (0 when none are valid)."""
+    v = sample[valid & np.isfinite(sample)]
+    return float(np.count_nonzero(v == v.max()) / v.size) if v.size else 0.0
+
+
 def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
     (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1)."""
@@ -504,10 +528,7 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
         evidence["bands"] = "3 identical: one grey image stored as colour"
     feats = texture()
     probs = texture_probabilities(feats) if feats is not None else None
-    if feats is not None:
-        evidence["texture"] = {k: round(v, 4) for k, v in feats.items()}
-    if probs is not None:
-        evidence["texture_probability"] = {k: round(v, 3) for k, v in probs.items()}
+    evidence.update(_texture_evidence(feats, probs, _saturated_share(sample, valid)))
     if feats is not None and speckle_signature(feats):
         evidence["reading"] = (f"few-look speckle in linear data: the flattest blocks vary by "
                                f"{feats['block_cv10']:.0%} of their mean (at least {SPECKLE_CV:.0%}), more "

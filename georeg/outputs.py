@@ -269,6 +269,10 @@ def modality_text(report: dict) -> str:
         text += f", matched with {matcher}"
     unsure = by in ("file name", "default") or (by == "pixels" and "reading" not in ev
                                                   and probs.get(modality, 1.0) < TEXTURE_CONFIDENT)
+    saturated = ev.get("saturated_share") if by == "pixels" else None
+    if saturated is not None:  # a clipped export: its texture is weak evidence, however confident
+        text += f"; {saturated:.0%} of its sample is saturated at its largest value, which hides its texture"
+        unsure = True
     if unsure:
         text += "; pass --modality if that is not the sensor"
     if report["target"].get("mirrored"):

@@ -462,6 +462,31 @@ def test_few_look_speckle_in_integer_linear_data_is_sar(tmp_path):
         assert decision["by"] == "pixels" and "speckle" in decision["reading"]
 
 
+def test_a_band_clipped_at_its_largest_value_says_so_and_asks_for_the_modality(shared_data, tmp_path):
+    """An 8-bit export of a Sentinel-1 scene stretched three times too far (three quarters of it at
+    255) hides its speckle: whatever the texture model reads, the decision's evidence gives the
+    saturated share and the CLI's line asks for --modality. The scene as given has no such share."""
+    from georeg.outputs import modality_text
+
+    src = shared_data / "s1s2_volkov" / "geotiff" / "176_S1_VH.tif"
+    with rasterio.open(src) as s:
+        vh, profile = s.read(1).astype(np.float32), s.profile
+    for gain, clipped in ((1.0, False), (3.0, True)):
+        path = tmp_path / f"scene_{gain:g}.tif"
+        with rasterio.open(path, "w", **profile) as d:
+            d.write((vh * gain).clip(0, 255).astype(np.uint8)[None])
+        with RasterSource(path, InputConfig(), "target") as r:
+            decision = r.modality_decision.to_dict()
+        assert decision["by"] == "pixels", decision
+        text = modality_text({"target": {"modality": decision["decided"], "modality_evidence": decision}})
+        if clipped:
+            assert decision["saturated_share"] > 0.6, decision
+            assert "saturated" in text and "pass --modality" in text, text
+        else:
+            assert "saturated_share" not in decision and decision["decided"] == "sar", decision
+            assert "saturated" not in text, text
+
+
 def test_a_sensor_word_in_the_file_name_decides_when_the_texture_model_is_unsure(shared_data, tmp_path):
     """Multi-look amplitude (about 4.4 looks, what a Sentinel-1 GRD measurement file holds as uint16
     DN), emulated over a real Sentinel-2 scene, is below the speckle rule and the texture model
