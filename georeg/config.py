@@ -195,7 +195,7 @@ class MatchingConfig:
     # a coarse shift found on a grid at most 2x coarser than the working grid (scenes up to twice
     # coarse_size_px across) and accepted is the prior of a first pass at the refinement radius
     # instead of max_shift, which can stand in for the refinement pass; a weak result falls back
-    # to the first pass at max_shift (see pipeline.stage_first_pass)
+    # to the first pass at max_shift (see first_pass.stage_first_pass)
     near_pass: bool = True
     device: str = "auto"
     search: str = "auto"

@@ -69,7 +69,7 @@ class GlobalGeometry:
     rank: int = 0  # 0: the search's winner; k: its k-th runner-up (another basin)
     runners_up: tuple[GlobalGeometry, ...] = ()
     verification: tuple[dict, ...] = ()  # the priors the fine matching tried, when the winner's was weak
-    other_search: dict | None = None  # the run's other global search (pipeline._finer_global_stage), summarised
+    other_search: dict | None = None  # the run's other global search (first_pass._finer_global_stage), summarised
 
     def inverse(self, xy_r: np.ndarray) -> np.ndarray:
         """(N, 2) reference-grid px -> (N, 2) target positions (reference-grid px as georeferenced)."""

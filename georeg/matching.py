@@ -288,7 +288,7 @@ class TileRead:
 def read_tile(sources: Sources, tile: Window, inverse: Callable[[np.ndarray], np.ndarray] | None, radius: int,
               matcher: DenseMatcher, cfg: MatchingConfig) -> TileRead:
     """The reads of :func:`match_tile` (a raster is read from one thread at a time: a pass reads
-    the next tile in a thread of its own while this one is matched, :func:`georeg.pipeline.match_pass`)."""
+    the next tile in a thread of its own while this one is matched, :func:`georeg.passes.match_pass`)."""
     p, n_keypoints = cfg.patch_size_px, keypoints_for(tile, cfg)
     margin = p // 2 + radius + 2
     win = expand(tile, margin)

@@ -71,7 +71,7 @@ def stage_outputs(sc: Scene, report_extra: dict) -> RegistrationResult:
 
 
 def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
-    from . import pipeline  # the first-pass rule's thresholds, as the pipeline reads them now
+    from . import passes  # the first-pass rule's thresholds, as the passes read them now
     from .atomic import staged
     from .outputs import Solution, finish_outputs, write_outputs
 
@@ -89,8 +89,8 @@ def _write_staged(sc: Scene, report_extra: dict) -> RegistrationResult:
                 "weak_not_ranked_again": sc.first_passes_not_retried,
                 "rule": ("learned ranker in every first pass" if sc.cfg.matching.rank_first_pass else
                          "structural matcher alone, again with the learned ranker where its model was weak "
-                         f"(not where at least {pipeline.SEVERAL_MOTIONS_INLIERS} tie points and "
-                         f"{pipeline.SEVERAL_MOTIONS_FRACTION:.0%} of them agree: several motions)")}
+                         f"(not where at least {passes.SEVERAL_MOTIONS_INLIERS} tie points and "
+                         f"{passes.SEVERAL_MOTIONS_FRACTION:.0%} of them agree: several motions)")}
         report["global_geometry"] = sc.geometry.to_dict() if sc.geometry is not None else None
         if sc.geometry is not None:
             report["global_geometry"]["used"] = sc.geometry_used

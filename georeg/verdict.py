@@ -185,7 +185,7 @@ def second_motion(model: FittedModel, tp: TiePoints, threshold_px: float) -> tup
 def rival_motion(model: FittedModel, rivals: list[FittedModel], first_inliers: int, extent,
                  threshold_px: float) -> dict | None:
     """The first-pass model of another prior (``rivals``: each one that many tie points agreed
-    with, see ``pipeline._several_motions``) that departs most from ``model`` at the corners of
+    with, see ``passes._several_motions``) that departs most from ``model`` at the corners of
     ``extent``, when it departs by at least 1.5 thresholds, as :func:`second_motion` asks of a
     group of outliers, and its tie points are at least SECOND_MOTION_SHARE of the
     ``first_inliers`` of the first pass kept (the same sample of tiles). The final tie points,

@@ -199,7 +199,7 @@ def test_a_runner_up_must_explain_clearly_more_than_the_winner():
     winner 9, a runner-up at -147.5 degrees 10, and the result went 500 px astray)."""
     from types import SimpleNamespace
 
-    from georeg.pipeline import _clearly_more
+    from georeg.passes import _clearly_more
 
     def fit(n_in, n=60):
         return SimpleNamespace(inliers=np.arange(n) < n_in)
@@ -219,17 +219,17 @@ def test_a_first_search_that_found_no_turn_within_its_steps_is_not_searched_agai
     found none, and searching again cost a 256 px 3MOS pair off by a shift 10 s for nothing."""
     from types import SimpleNamespace
 
-    import georeg.pipeline as pipeline
+    import georeg.first_pass as first_pass
     from georeg.globalgeom import FINEST_SCALE_STEP_LOG2, GlobalGeometry
 
     g = GlobalGeometry(np.eye(3), rotation, 2.0 ** (steps * FINEST_SCALE_STEP_LOG2), (0.0, 0.0), 10.0, 2.0, 9.0,
                        900, 2.0, True)
     assert g.near_identity is not searched
     calls = []
-    monkeypatch.setattr(pipeline, "_another_search",
+    monkeypatch.setattr(first_pass, "_another_search",
                         lambda sc, tp, model, radius, **kw: calls.append(kw) or (tp, model))
-    monkeypatch.setattr(pipeline, "_describe_fit", lambda model, tp: "a weak fit")
-    assert pipeline._finer_global_stage(SimpleNamespace(geometry=g), "tp", "model", 40) == ("tp", "model")
+    monkeypatch.setattr(first_pass, "_describe_fit", lambda model, tp: "a weak fit")
+    assert first_pass._finer_global_stage(SimpleNamespace(geometry=g), "tp", "model", 40) == ("tp", "model")
     assert bool(calls) is searched
 
 
@@ -238,12 +238,13 @@ def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path,
     """A weak shift pass that many tie points agree with (several motions) is not a wrong geometry:
     ``search='auto'`` does not search rotation and scale after it; a weak pass with few agreeing
     tie points does."""
-    import georeg.pipeline as pipeline
+    from georeg import first_pass, passes
 
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
     synthetic_pair(str(ref), str(tgt), size=320, seed=3, new_to_old=np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]]))
-    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every pass weak
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
+    monkeypatch.setattr(passes, "_weak", lambda model: True)  # every pass weak
+    monkeypatch.setattr(first_pass, "_weak", lambda model: True)
+    monkeypatch.setattr(passes, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
     res = _register(ref, tgt, tmp_path / "out.tif", matching={"matcher": "baseline"}, target={"modality": "optical"})
     assert (res.report["global_geometry"] is None) is several_motions, res.report["global_geometry"]
     assert np.allclose(res.report["shift"]["mean_px"], [3.0, -2.0], atol=0.5), res.report["shift"]
@@ -252,15 +253,16 @@ def test_a_weak_first_pass_of_several_motions_does_not_search_rotation(tmp_path,
 def _turned_with_weak_passes(tmp_path, monkeypatch, size: int, several_motions: bool, **matching):
     """A synthetic pair turned 30 degrees, registered with every pass weak and each weak model of
     several motions or none: (result, the turn's matrix)."""
-    import georeg.pipeline as pipeline
+    from georeg import first_pass, passes
 
     ref, tgt = tmp_path / "reference.tif", tmp_path / "scene.tif"
     synthetic_pair(str(ref), str(tgt), size=size, seed=5)
     m = rotation_scale_matrix(size, size, 30.0, 1.0)
     turned = tmp_path / "target.tif"
     resample_content(str(tgt), str(turned), m)
-    monkeypatch.setattr(pipeline, "_weak", lambda model: True)
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
+    monkeypatch.setattr(passes, "_weak", lambda model: True)
+    monkeypatch.setattr(first_pass, "_weak", lambda model: True)
+    monkeypatch.setattr(passes, "SEVERAL_MOTIONS_INLIERS", 1 if several_motions else 10 ** 6)
     res = _register(ref, turned, tmp_path / "out.tif", matching={"matcher": "baseline", **matching},
                     target={"modality": "optical"})
     return res, m
@@ -316,7 +318,7 @@ def test_a_sample_that_many_tie_points_agree_with_is_matched_again_through_their
 
     from rasterio.windows import Window
 
-    import georeg.pipeline as pipeline
+    import georeg.passes as passes
 
     cfg = RegistrationConfig()
     sc = SimpleNamespace(cfg=cfg, tiles=[Window(1024 * i, 0, 1024, 1024) for i in range(20)], steps_total=0,
@@ -331,10 +333,10 @@ def test_a_sample_that_many_tie_points_agree_with_is_matched_again_through_their
         return SimpleNamespace(inliers=np.arange(1000) < n_in, inverse=f"through {n_in}")
 
     fits = iter([model(120), model(second_inliers), model(second_inliers)])
-    monkeypatch.setattr(pipeline, "match_pass", match_pass)
-    monkeypatch.setattr(pipeline, "_fit", lambda sc, tp, kind: next(fits))
-    monkeypatch.setattr(pipeline.TiePoints, "concat", staticmethod(lambda parts: sum(parts, [])))
-    tp, fitted = pipeline._matched_sample(sc, "prior", 40, "auto", False, None)
+    monkeypatch.setattr(passes, "match_pass", match_pass)
+    monkeypatch.setattr(passes, "_fit", lambda sc, tp, kind: next(fits))
+    monkeypatch.setattr(passes.TiePoints, "concat", staticmethod(lambda parts: sum(parts, [])))
+    tp, fitted = passes._matched_sample(sc, "prior", 40, "auto", False, None)
     assert calls[0] == ("prior", 16, False) and calls[1] == ("through 120", 16, False), calls
     assert any(more for _, _, more in calls) is expanded, calls
     if not expanded:

@@ -265,11 +265,12 @@ def test_a_weak_first_pass_of_several_motions_is_not_matched_again(tmp_path, mon
     """A weak structural first pass that many tie points agree with (several motions, not decoys)
     is not matched again with the ranker: the report counts it, and the network ranks the
     refinement pass only."""
-    import georeg.pipeline as pipeline
+    from georeg import first_pass, passes
 
-    monkeypatch.setattr(pipeline, "_weak", lambda model: True)  # every first pass weak
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_INLIERS", 1)
-    monkeypatch.setattr(pipeline, "SEVERAL_MOTIONS_FRACTION", 0.0)
+    monkeypatch.setattr(passes, "_weak", lambda model: True)  # every first pass weak
+    monkeypatch.setattr(first_pass, "_weak", lambda model: True)
+    monkeypatch.setattr(passes, "SEVERAL_MOTIONS_INLIERS", 1)
+    monkeypatch.setattr(passes, "SEVERAL_MOTIONS_FRACTION", 0.0)
     report, radii, refine_radius = _kgl_on_a_sar_like_pair(tmp_path, monkeypatch, rank_first_pass=False)
     passes = report["matcher"]["first_passes"]
     assert passes["ranked_again"] == 0 and passes["weak_not_ranked_again"] >= 1, passes
@@ -281,7 +282,7 @@ def test_a_weak_first_pass_of_several_motions_is_not_matched_again(tmp_path, mon
                                                     (880, 2021, True), (20, 43, False)])
 def test_several_motions_needs_many_agreeing_tie_points(agree, total, expected):
     from georeg.estimation import FittedModel
-    from georeg.pipeline import _several_motions
+    from georeg.passes import _several_motions
 
     inliers = np.zeros(total, bool)
     inliers[:agree] = True

@@ -226,7 +226,7 @@ def test_a_mask_that_leaves_almost_nothing_says_so_when_registration_fails(small
                            crs=d.crs, transform=d.transform) as o:
             o.write(scl[None])
     cfg = RegistrationConfig().with_options(output={"quicklook": None}, reference={"mask": str(path)})
-    with pytest.raises(TooFewTiePointsError) as err, caplog.at_level(logging.INFO, logger="georeg.pipeline"):
+    with pytest.raises(TooFewTiePointsError) as err, caplog.at_level(logging.INFO, logger="georeg"):
         georeg.register(str(ref), str(tgt), str(tmp_path / "out.tif"), cfg)
     # rotation and scale are not searched on so little (it took half a minute to find nothing)
     assert "too little to search rotation and scale" in caplog.text and "searching rotation" not in caplog.text

@@ -108,10 +108,10 @@ def test_a_large_scene_is_matched_on_a_spread_sample_of_tiles(tmp_path, four_til
 def test_a_sampled_pass_matches_the_central_part_of_each_tile_within_a_budget(tmp_path, four_tiles, monkeypatch):
     """Over many tiles each is matched in its central part (the model needs a few thousand tie
     points, spread wide); max_tiles=0, every tile, matches the whole tiles."""
-    from georeg import pipeline
+    from georeg import passes
 
     ref, tgt = four_tiles
-    monkeypatch.setattr(pipeline, "PASS_KEYPOINTS", 200)  # 4 whole tiles x 192 would be 768 per direction
+    monkeypatch.setattr(passes, "PASS_KEYPOINTS", 200)  # 4 whole tiles x 192 would be 768 per direction
     # 32 px patches: a window stays at least four patches (128 px) wide
     shared = _tiled(tmp_path, ref, tgt, 4, "shared", patch_size_px=32)
     assert shared.report["counts"]["tiles_matched"] == [4, 4]
@@ -126,21 +126,21 @@ def test_pass_windows_shrink_only_a_sampled_pass_over_the_budget():
 
     from rasterio.windows import Window
 
-    from georeg import pipeline
+    from georeg import passes
 
     def scene(n_tiles, **matching):
         cfg = RegistrationConfig().with_options(matching=matching)
         return SimpleNamespace(cfg=cfg, tiles=[Window(1024 * i, 0, 1024, 1024) for i in range(n_tiles)])
 
     sc = scene(36)
-    w = pipeline.pass_windows(sc, list(range(36)), budget=True)[0]
-    side = round(1024 * (pipeline.PASS_KEYPOINTS / (36 * 192)) ** 0.5)  # 483 px
+    w = passes.pass_windows(sc, list(range(36)), budget=True)[0]
+    side = round(1024 * (passes.PASS_KEYPOINTS / (36 * 192)) ** 0.5)  # 483 px
     assert (w.width, w.height, w.col_off, w.row_off) == (side, side, (1024 - side) // 2, (1024 - side) // 2)
-    assert pipeline.pass_windows(sc, [0, 1, 2, 3], budget=True) == sc.tiles[:4]  # 768 keypoints: whole tiles
-    assert pipeline.pass_windows(sc, list(range(36)), budget=False) == sc.tiles  # the local model's refinement
+    assert passes.pass_windows(sc, [0, 1, 2, 3], budget=True) == sc.tiles[:4]  # 768 keypoints: whole tiles
+    assert passes.pass_windows(sc, list(range(36)), budget=False) == sc.tiles  # the local model's refinement
     sc0 = scene(36, max_tiles=0)
-    assert pipeline.pass_windows(sc0, list(range(36)), budget=True) == sc0.tiles  # every tile, whole
-    small = pipeline.pass_windows(scene(400), list(range(400)), budget=True)[0]
+    assert passes.pass_windows(sc0, list(range(36)), budget=True) == sc0.tiles  # every tile, whole
+    small = passes.pass_windows(scene(400), list(range(400)), budget=True)[0]
     assert small.width == 4 * 64  # never under four patches
 
 
@@ -222,7 +222,7 @@ def test_the_refinement_pass_of_a_one_tile_scene_reuses_the_reference_side(tmp_p
     is the same, bit for bit, as when both compute them."""
     from synthetic import synthetic_pair
 
-    from georeg import matching, pipeline
+    from georeg import matching, passes
 
     ref, tgt = tmp_path / "ref.tif", tmp_path / "sar.tif"
     synthetic_pair(str(ref), str(tgt), size=480, seed=4,
@@ -244,7 +244,7 @@ def test_the_refinement_pass_of_a_one_tile_scene_reuses_the_reference_side(tmp_p
     assert kept.report["counts"]["tiles_matched"] == [1, 1]
     kept_prepared, prepared[:] = list(prepared), []
     kept_features, features[:] = len(features), []
-    monkeypatch.setattr(pipeline, "Sources", lambda *a: matching.Sources(*a[:3], None))
+    monkeypatch.setattr(passes, "Sources", lambda *a: matching.Sources(*a[:3], None))
     fresh = _near(tmp_path, ref, tgt, "fresh", True, model="similarity")
     # the reference prepared once, not twice; the target (sampled through each pass's prior) twice,
     # the second time beside its keypoints' detection (matching._both_sides)
@@ -285,9 +285,9 @@ def test_a_weak_structural_near_pass_is_matched_again_with_the_learned_ranker(tm
     matched again with the learned ranker before the first pass at the full radius is tried, as a
     weak first pass is; a ranked near pass within a pixel of the coarse shift is the refinement.
     (The structural pass is made weak here by dropping its tie points.)"""
-    from georeg import pipeline
+    from georeg import first_pass, passes
 
-    real = pipeline._matched_sample
+    real = passes._matched_sample
     calls = []
 
     def structural_weak(sc, inverse, radius, kind, refine, roles):
@@ -297,7 +297,8 @@ def test_a_weak_structural_near_pass_is_matched_again_with_the_learned_ranker(tm
             return tp.subset(np.arange(min(3, len(tp)))), None
         return real(sc, inverse, radius, kind, refine, roles)
 
-    monkeypatch.setattr(pipeline, "_matched_sample", structural_weak)
+    monkeypatch.setattr(passes, "_matched_sample", structural_weak)  # the ranked-again pass's caller
+    monkeypatch.setattr(first_pass, "_matched_sample", structural_weak)  # the near pass's
     ref, tgt = pair
     cfg = RegistrationConfig().with_options(matching={"matcher": "auto"})
     res = georeg.register(ref, tgt, tmp_path / "o.tif", cfg)

@@ -93,7 +93,7 @@ def test_a_pass_reads_the_next_tile_ahead_and_finds_the_same_tie_points(small_pa
     import numpy as np
 
     import georeg
-    import georeg.pipeline as P
+    import georeg.passes as P
     from georeg.config import RegistrationConfig
 
     ref, tgt = small_pair(size=512)
