@@ -17,8 +17,9 @@ from .atomic import staged
 from .config import EstimationConfig, InputConfig, OutputConfig
 from .errors import ConfigError, InputError
 from .grid import Grid
+from .paths import check_raster_path
 from .preflight import check_creation_options, check_outputs
-from .raster import RasterSource, check_raster_path
+from .raster import RasterSource
 
 if TYPE_CHECKING:
     from .estimation import FittedModel

@@ -100,7 +100,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def _stem(target: str) -> str:
     """A file-name stem for a target: the file's stem, and for a GDAL subdataset name the file's
     stem and the subdataset's (``NETCDF:"scene.nc":VH`` -> ``scene_VH``)."""
-    from .raster import split_subdataset
+    from .paths import split_subdataset
 
     sub = split_subdataset(target)
     if sub is None:
@@ -125,7 +125,7 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     out_dir = Path(outdir)
     rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k} for row in rows]
     _check_columns(rows, where)
-    from .raster import split_subdataset
+    from .paths import split_subdataset
     from .remote import is_remote
 
     def locate(p: str) -> str:

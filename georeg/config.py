@@ -142,7 +142,7 @@ class InputConfig:
 
     band: 1-based band index, or None for the default (luminance of bands 1-3 for a raster with
     3 or more bands, of its red, green and blue bands where a raster of more than three says which
-    (:func:`georeg.raster.colour_bands`), band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
+    (:func:`georeg.bands.colour_bands`), band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
     raster whose non-zero pixels are valid, or a product's quality band (:mod:`georeg.masks`).
     modality: 'optical', 'sar', 'thermal' or 'auto'.
     """

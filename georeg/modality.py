@@ -406,7 +406,7 @@ def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarr
     win = central_window(ds, size, stretch)
     data = ds.read(band, window=win).astype(np.float32)
     valid = ds.read_masks(band, window=win) > 0
-    from .raster import FILL_HUGE, palette_lookup, palette_luminance
+    from .bands import FILL_HUGE, palette_lookup, palette_luminance
 
     palette = palette_luminance(ds, band)
     if palette is not None:  # colour-table indices: their colours' luminance as RasterSource reads it

@@ -22,7 +22,7 @@ def preflight(reference, target, output, cfg: RegistrationConfig, warn_same: boo
     paths by kind (see :func:`planned_outputs`). Raises georeg's errors; warns when the reference
     and the target are one file (unless ``warn_same`` is False: a caller that runs the
     registration next, which warns)."""
-    from .raster import check_mask_path, check_raster_path
+    from .paths import check_mask_path, check_raster_path
 
     for name, value in (("reference", reference), ("target", target), ("output", output)):
         if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)).strip():
@@ -54,7 +54,7 @@ def planned_outputs(output: str | os.PathLike, cfg: RegistrationConfig) -> dict[
 
 def check_outputs(outputs: dict[str, str], inputs: list[str], overwrite: bool) -> None:
     """Refuse existing outputs (without overwrite), outputs that are inputs, and missing folders."""
-    from .raster import check_utf8_name
+    from .paths import check_utf8_name
     from .remote import is_remote
 
     resolved_inputs = {Path(p).resolve() for p in inputs if p and not is_remote(p)}

@@ -1,5 +1,7 @@
 """Raster access: opening and checking inputs, band choice, masks, footprints, overlap, and
 reading windows onto a common grid. With :mod:`georeg.writers` it is the only place that opens paths.
+Paths are checked before opening in :mod:`georeg.paths`; what the bands say about themselves
+(colours, colour tables, alpha, undeclared fill values) is read in :mod:`georeg.bands`.
 
 A :class:`~georeg.grid.Grid` is a transform, a size and a CRS; pixel positions follow
 :mod:`georeg.coordinates` (centres at half-integers).
@@ -11,7 +13,6 @@ import contextlib
 import functools
 import logging
 import math
-import re
 import warnings
 from pathlib import Path
 
@@ -26,11 +27,13 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
+from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
 from .config import InputConfig
 from .errors import InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 
 # the grids live in grid.py; also importable from here (tests, benchmarks and callers of raster.Grid)
 from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, metres_per_degree, mirror  # noqa: F401
+from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 
 log = logging.getLogger(__name__)
@@ -56,128 +59,12 @@ def _gdal_warnings_to_debug():
         logger.removeFilter(f)
 
 
-def check_utf8_name(path: str, what: str) -> None:
-    """GDAL takes file names as UTF-8; a name with other bytes (Latin-1 from an old archive) cannot
-    be opened or written through it."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        shown = str(path).encode("utf-8", "backslashreplace").decode()
-        raise RasterOpenError(f"the {what} name {shown} is not valid UTF-8, which GDAL needs; rename the file "
-                              "(for example with 'convmv -f latin1 -t utf8')") from None
-
-
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
-# values that tools write as fill without declaring them as nodata, besides 0 and an integer type's
-# extremes: round negatives, and any float of magnitude 1e30 or more (float32's lowest, -3.4e38,
-# is ArcGIS's and many exporters' default; NetCDF's default fill is 9.97e36)
-FILL_SENTINELS = (-9999.0, -999.0, -32768.0, -32767.0)
-FILL_HUGE = 1e30
 OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raster than this reads an overview
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
-
-# band descriptions that name a colour: "Red", "red (B4)", "SR_B4 red"; not "Red Edge 1", "infra red"
-_COLOUR_WORDS = {c: re.compile(rf"(?<![a-z]){c}(?![a-z])(?!.*edge)") for c in ("red", "green", "blue")}
-# the band names of Sentinel-2 (B1-B12 with B8A) and Landsat 8/9 (B1-B11, SR_B1-SR_B7, ST_B10):
-# red B4, green B3, blue B2. Landsat 4-7 number them B3, B2, B1, so the numbers are trusted only
-# where a band name only those two missions have is present (B8A, or B10/B11)
-_BAND_NUMBER = re.compile(r"(?<![a-z0-9])(?:[a-z]{2}_)?b0?(\d{1,2}a?)(?![a-z0-9])")
-_NAMED_MISSION = {"8a", "10", "11"}
-
-
-def colour_bands(ds) -> tuple[list[int], str] | None:
-    """The red, green and blue bands (1-based, in that order) of a raster of more than three bands,
-    and how they were found: from the bands' colour interpretation, from colour words in their
-    descriptions, or from Sentinel-2 / Landsat 8-9 band names (a 12-band Sentinel-2 stack's bands
-    1-3 are the 60 m aerosol band, blue and green). None when not each colour is found exactly once."""
-    if ds.count <= 3:
-        return None
-    colours = ("red", "green", "blue")
-
-    def once(is_colour) -> list[int] | None:
-        found = [[i + 1 for i in range(ds.count) if is_colour(i, c)] for c in colours]
-        return [f[0] for f in found] if all(len(f) == 1 for f in found) else None
-
-    interp = [ci.name for ci in ds.colorinterp]  # each a GDAL call: read once
-    desc = [(d or "").strip().lower().replace("-", "_") for d in ds.descriptions]
-    numbers = [m.group(1) if (m := _BAND_NUMBER.search(d)) else None for d in desc]
-    named = bool(_NAMED_MISSION & set(numbers))
-    number = {"red": "4", "green": "3", "blue": "2"}
-    for source, is_colour in (
-            ("colour interpretation", lambda i, c: interp[i] == c),
-            ("band descriptions", lambda i, c: bool(_COLOUR_WORDS[c].search(desc[i])) and "infra" not in desc[i]),
-            ("Sentinel-2 / Landsat 8-9 band names", lambda i, c: named and numbers[i] == number[c])):
-        bands = once(is_colour)
-        if bands is not None:
-            return bands, source
-    return None
-
-
-def fill_sentinel(value: float, dtype) -> bool:
-    """Whether ``value`` in a raster of ``dtype`` is one that tools write as fill: 0, an integer
-    type's lowest or highest value, a round negative such as -9999, or a float of magnitude
-    FILL_HUGE or more. NaN and infinities are not: every read takes them as missing already."""
-    v, dt = float(value), np.dtype(dtype)
-    if not np.isfinite(v):
-        return False
-    if v == 0 or v in FILL_SENTINELS:
-        return True
-    if dt.kind in "ui":
-        info = np.iinfo(dt)
-        return v in (float(info.min), float(info.max))
-    return abs(v) >= FILL_HUGE
-
-
-_DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
-
-
-def split_subdataset(path: str, base: str | Path = ".") -> tuple[str, str, str] | None:
-    """(head, file, tail) of a GDAL subdataset name, ``head + file + tail == path``: the file it
-    reads (relative to ``base`` when not absolute) and what stands around it, quotes included
-    (``NETCDF:"scene.nc":VH``, ``HDF5:"f.h5"://grp/var``, ``SENTINEL2_L2A:/d/MTD_MSIL2A.xml:10m:EPSG_32611``,
-    ``SENTINEL1_CALIB:SIGMA0:/d/S1.SAFE/manifest.safe:IW_VH``); None for a plain path (a drive
-    letter, ``C:``, is one letter, not a driver name)."""
-    if is_remote(path) or not _DRIVER_PREFIX.match(path) or (Path(base) / path).exists():
-        return None
-    if '"' in path:  # the quoted part is the file
-        head, file, tail = path.split('"', 2) if path.count('"') >= 2 else (path, "", "")
-        return (head + '"', file, '"' + tail) if file else None
-    parts = path.split(":")
-    # the longest run of ':'-separated parts after the driver that names an existing file
-    runs = [(i, j) for i in range(1, len(parts)) for j in range(len(parts), i, -1)]
-    i, j = next(((i, j) for i, j in runs if (Path(base) / ":".join(parts[i:j])).exists()), (1, 2))
-    return ":".join(parts[:i]) + ":", ":".join(parts[i:j]), "".join(":" + q for q in parts[j:])
-
-
-def check_raster_path(path: str, role: str) -> None:
-    """A local raster's file exists and is not a folder (the path, or the file of a GDAL subdataset
-    name), and its name is UTF-8. A URL is not checked here (reading it tells)."""
-    p, sub = Path(path), subdataset_file(path)
-    what = role if role == "raster" else f"{role} raster"  # 'georeg apply' names its input 'raster'
-    if not is_remote(sub or path):
-        if sub is not None:
-            if not Path(sub).exists():
-                raise RasterOpenError(f"{what} not found: {sub} (in {path}); check the path")
-        elif not p.exists():
-            raise RasterOpenError(f"{what} not found: {path}; check the path")
-        elif p.is_dir():
-            raise RasterOpenError(f"{role} path is a folder, expected a raster file: {path}{_inside_product(p)}")
-    check_utf8_name(path, f"{role} raster")
-
-
-def check_mask_path(path: str, role: str) -> None:
-    """A local mask file exists (see :func:`check_raster_path`)."""
-    if not is_remote(path) and not Path(subdataset_file(path) or path).exists():
-        raise RasterOpenError(f"{role} mask not found: {path}; check the path")
-
-
-def subdataset_file(path: str) -> str | None:
-    """The file behind a GDAL subdataset name (see :func:`split_subdataset`), or None."""
-    parts = split_subdataset(path)
-    return parts[1] if parts else None
 
 
 @contextlib.contextmanager
@@ -188,44 +75,6 @@ def _written_quietly(mem, profile: dict):
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with mem.open(**profile) as out:
             yield out
-
-
-def _inside_product(folder: Path) -> str:
-    """For a Sentinel-1/2 SAFE folder (or another with image files inside): '; give one of its
-    image files, such as ...' naming up to three, or nothing."""
-    patterns = ("measurement/*.tif*", "GRANULE/*/IMG_DATA/*.jp2", "GRANULE/*/IMG_DATA/*/*.jp2", "*.tif", "*.tiff")
-    found = sorted({str(f.relative_to(folder)) for pat in patterns for f in folder.glob(pat)})
-    if not found:
-        return ""
-    return f"; give one of its image files, such as {', '.join(found[:3])}" + (
-        f" ({len(found)} in all)" if len(found) > 3 else "")
-
-
-def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a band of colour-table indices (a scanned map, a paletted PNG or GIF): the luminance of
-    each index's colour and whether the colour is opaque, as lookup tables; None otherwise."""
-    from rasterio.enums import ColorInterp
-
-    if ds.colorinterp[band - 1] != ColorInterp.palette:
-        return None
-    try:
-        cmap = ds.colormap(band)
-    except ValueError:  # no colour table after all
-        return None
-    size = max(cmap) + 1
-    lut, opaque = np.zeros(size, np.float32), np.zeros(size, bool)
-    for i, (r, g, b, a) in cmap.items():
-        lut[i], opaque[i] = 0.299 * r + 0.587 * g + 0.114 * b, a > 0
-    return lut, opaque
-
-
-def palette_lookup(palette: tuple[np.ndarray, np.ndarray], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour-table indices -> (the luminance of their colours rounded to uint8 grey levels, whether
-    each colour is opaque), by the tables :func:`palette_luminance` gives; an index past the table
-    takes its last colour."""
-    lut, opaque = palette
-    idx = np.clip(index, 0, len(lut) - 1)
-    return np.round(lut[idx]).astype(np.uint8), opaque[idx]
 
 
 class RasterSource:
@@ -949,13 +798,6 @@ def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0) ->
     out = data.copy()
     out[holes] = num[holes] / den[holes]
     return out, valid | holes
-
-
-def alpha_band(ds) -> int | None:
-    """The 1-based index of ``ds``'s alpha band, or None."""
-    from rasterio.enums import ColorInterp
-
-    return next((i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha), None)
 
 
 def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:

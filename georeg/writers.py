@@ -22,11 +22,12 @@ from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 
+from .bands import alpha_band
 from .config import OutputConfig
 from .grid import Grid
 from .interrupts import signals_held
 from .preflight import creation_options_dict
-from .raster import RasterSource, alpha_band
+from .raster import RasterSource
 from .runtime import compression_threads
 from .warp import dense_coords
 

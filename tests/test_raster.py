@@ -179,7 +179,7 @@ def test_a_constant_rim_that_is_no_fill_value_stays_ground(tmp_path):
 def test_gdal_subdataset_names_are_split_around_their_file(tmp_path):
     """The file inside a GDAL subdataset name, wherever the driver puts it; a plain path, a drive
     letter or a URL is not a subdataset name."""
-    from georeg.raster import split_subdataset
+    from georeg.paths import split_subdataset
 
     (tmp_path / "S1.SAFE").mkdir()
     for name in ("S1.SAFE/manifest.safe", "scene.nc", "MTD_MSIL2A.xml"):
