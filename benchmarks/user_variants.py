@@ -1,6 +1,7 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or dB
 floats with nodata, as linear power with the speckle of a GRD (4.4 looks) or an SLC (1 look), as
-uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m, as a GRD
+uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m, as a
+false-colour RGB composite of VV, VH and their ratio (on its grid and in EPSG:4326), as a GRD
 file georeferenced by GCPs, on a pixel grid turned 20 degrees (a rotated geotransform),
 georeferenced 3 km off, with 6x coarser pixels, with an undeclared collar of 0 or (dB floats) of
 -3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as dB with 1% of
@@ -53,6 +54,7 @@ FAR = "georeferencing 3 km off (beyond --max-shift)"
 FAR_PX = (240.0, -180.0)  # added to SHIFT_PX: the coarse pass must find it; its correction is the plain one's less this
 COARSE = "target 6x coarser (60 m pixels)"
 COARSE_FACTOR = 6
+FALSE_COLOUR = "false colour VV/VH/ratio"  # three 8-bit bands: read as optical by their count
 # a correction is wrong from one pixel of the coarser picture on (the verdict judges in those too):
 # 10 m for every variant but the coarse target's 60 m
 TOLERANCE_PX = {COARSE: float(COARSE_FACTOR)}
@@ -113,6 +115,17 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
+    # a false-colour composite (VV, VH, their ratio as a difference of dB), as SAR viewers and the
+    # Copernicus Browser export Sentinel-1: three 8-bit bands, on the scene's grid and in EPSG:4326
+    composite = np.stack([vv, vh, np.clip((vv - vh) * 4 + 60, 0, 255)]).astype(np.uint8)
+    out.append((FALSE_COLOUR, ref, _write(work / "false_colour.tif", composite, t, crs)))
+    geo_rgb = np.zeros((3, gh, gw), np.float32)
+    for b in range(3):
+        reproject(composite[b].astype(np.float32), geo_rgb[b], src_transform=t, src_crs=crs, dst_transform=geo_t,
+                  dst_crs="EPSG:4326", resampling=Resampling.bilinear, dst_nodata=0)
+    out.append((f"{FALSE_COLOUR}, EPSG:4326", ref,
+                _write(work / "false_colour_geographic.tif", geo_rgb.clip(0, 255).astype(np.uint8), geo_t,
+                       "EPSG:4326", 0)))
     grd = write_grd_like(work / "grd.tif", lambda y0, y1: amp[y0:y1], amp.shape[1], amp.shape[0], t, crs)
     out.append(("GCPs as a GRD: upside down, zero border", ref, grd))
     # rows stored from south to north under a positive pixel height (GeoTIFFs converted from NetCDF often are)

@@ -75,7 +75,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.raster import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 38
+    assert len(variants) == 40
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -92,7 +92,10 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
     # the roles swapped: the dataset's S1 scene as the reference, the S2 scene off the other way
-    from user_variants import COARSE, COARSE_FACTOR, FAR, FAR_PX, REF_TURNED, SHIFT_PX, SWAPPED, TURNED
+    from user_variants import COARSE, COARSE_FACTOR, FALSE_COLOUR, FAR, FAR_PX, REF_TURNED, SHIFT_PX, SWAPPED, TURNED
+
+    with rasterio.open(files[FALSE_COLOUR][1]) as d, rasterio.open(plain) as p:  # VV, VH, ratio on the plain grid
+        assert d.count == 3 and d.transform == p.transform and np.array_equal(d.read(2), p.read(1))
 
     with rasterio.open(files[COARSE][1]) as d, rasterio.open(plain) as p:  # the same grid, 6x coarser pixels
         assert d.transform == p.transform * Affine.scale(COARSE_FACTOR)
