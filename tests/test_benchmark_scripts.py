@@ -320,6 +320,7 @@ def test_a_pair_of_two_places_is_not_called_reliable(shared_data, tmp_path):
         assert res.quality != "reliable", (ref, tgt, res.report["verdict"])
 
 
+@pytest.mark.slow  # three fresh georeg processes (9 s)
 def test_the_threads_benchmark_runs_georeg_on_the_threads_it_compares(small_pair, tmp_path):
     from scene_speed import gnu_time
     from threads_under_load import run_once

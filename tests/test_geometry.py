@@ -1178,6 +1178,8 @@ def test_polish_takes_the_tie_points_bias_out_of_a_srif_pair(shared_data, tmp_pa
     assert errs[True] < 0.6 and errs[True] < errs[False] - 0.2, errs
 
 
+# a real pair end to end (8 s): slow; the shape polish's rules are tested on stand-in windows below
+@pytest.mark.slow
 def test_polish_corrects_the_shape_of_a_turned_srif_pair(shared_data, tmp_path):
     """SRIF optical/infrared pair 41, turned 19 degrees by its GT as given: the rigid model from the
     tie points is 0.9 px from the GT at the edges, part of it a shape error that a shift cannot

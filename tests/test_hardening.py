@@ -867,7 +867,8 @@ def test_a_target_with_5_to_7x_coarser_pixels_is_found_to_a_fraction_of_its_pixe
     assert np.all(np.abs(err) < 0.05 * factor * pixel), err
 
 
-@pytest.mark.parametrize("matcher", ["auto", "baseline"])
+# the learned matcher's run in the slow run (6 s); the baseline's stays in the default run
+@pytest.mark.parametrize("matcher", [pytest.param("auto", marks=pytest.mark.slow), "baseline"])
 def test_a_coarse_reference_on_a_small_overlap_is_matched_on_a_finer_grid(volkov, tmp_path, matcher):
     """The S2 reference of pair 176 averaged to 60 m (171 px) under its 10 m S1 scene, off by
     (13.4, -8.7) px of 10 m: matched on the reference grid refined about 3x, to MIN_WORKING_PX
@@ -938,6 +939,8 @@ def _geographic_grids():
     return placed, write
 
 
+# a real pair end to end (7 s): slow; square ground pixels are tested in test_warp.py and below
+@pytest.mark.slow
 def test_a_geographic_pair_far_north_is_matched_on_square_ground_pixels(volkov, tmp_path):
     """S1/S2 pair 176 placed at 65 degrees north and both exported to EPSG:4326, the S1 scene's
     georeferencing off by (13.4, -8.7) px of 10 m: the reference's pixels are 2.4 times taller than
