@@ -36,7 +36,8 @@ import georeg  # noqa: E402
 from georeg.config import InputConfig, RegistrationConfig  # noqa: E402
 from georeg.errors import GeoregError  # noqa: E402
 from georeg.estimation import FittedModel, apply_h  # noqa: E402
-from georeg.raster import Grid, RasterSource  # noqa: E402
+from georeg.grid import Grid  # noqa: E402
+from georeg.raster import RasterSource  # noqa: E402
 from georeg.runtime import tune_malloc  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic data helpers live with the tests

@@ -30,9 +30,7 @@ from shapely.geometry import box, mapping, shape
 from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
 from .config import InputConfig
 from .errors import InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
-
-# the grids live in grid.py; also importable from here (tests, benchmarks and callers of raster.Grid)
-from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, metres_per_degree, mirror  # noqa: F401
+from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 

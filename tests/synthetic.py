@@ -66,7 +66,7 @@ def resample_content(src: str, dst: str, new_to_old: np.ndarray) -> None:
 
 def corrected_positions(result, target_grid, lattice: np.ndarray) -> np.ndarray:
     """Map coordinates (target CRS) that a registration result gives to target pixels ``lattice`` (N, 2)."""
-    from georeg.raster import Grid
+    from georeg.grid import Grid
     from georeg.warp import target_to_true_map
 
     ref = result.report["reference"]

@@ -47,7 +47,8 @@ def test_scene_speed_grd_target_is_the_target_upside_down_placed_by_gcps(shared_
     from scene_speed import build_pair, grd_target
 
     from georeg.config import InputConfig
-    from georeg.raster import GCPGrid, RasterSource
+    from georeg.grid import GCPGrid
+    from georeg.raster import RasterSource
 
     _, tgt = build_pair(shared_data, tmp_path, 256)
     grd = grd_target(tgt, tmp_path, 256)
@@ -72,7 +73,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from rasterio.warp import transform_bounds
     from user_variants import build
 
-    from georeg.raster import GCPGrid
+    from georeg.grid import GCPGrid
 
     variants = build(shared_data, tmp_path)
     assert len(variants) == 40
@@ -517,7 +518,7 @@ def test_geographic_grids_export_the_utm_pairs_in_square_degrees_on_the_same_gro
     from geographic_grids import L8_SHIFT, build
     from rasterio.warp import transform_bounds
 
-    from georeg.raster import Grid
+    from georeg.grid import Grid
 
     cases = build(shared_data, tmp_path)
     names = [c[0] for c in cases]

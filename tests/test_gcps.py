@@ -16,7 +16,7 @@ from rasterio.windows import Window
 
 from georeg.config import RegistrationConfig
 from georeg.estimation import FittedModel
-from georeg.raster import GCPGrid, Grid
+from georeg.grid import GCPGrid, Grid
 from georeg.warp import corrected_gcps
 
 ERROR_PX = (13.4, -8.7)  # the target's georeferencing error, pixels (x, y)

@@ -815,8 +815,8 @@ def test_a_magnified_turned_target_is_found(volkov, tmp_path):
 
 
 def test_pictures_of_different_sizes_are_placed_on_each_other():
+    from georeg.grid import PIXEL_FRAME, Grid
     from georeg.pipeline import picture_frame
-    from georeg.raster import PIXEL_FRAME, Grid
 
     ref = Grid(PIXEL_FRAME, 1024, 1024, None)
     assert picture_frame(ref, Grid(PIXEL_FRAME, 900, 1000, None)) is None  # alike: no prior

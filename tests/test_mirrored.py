@@ -15,7 +15,8 @@ import georeg
 from georeg.apply import apply_report
 from georeg.config import InputConfig, RegistrationConfig
 from georeg.errors import MirroredTargetWarning
-from georeg.raster import Grid, RasterSource, mirror
+from georeg.grid import Grid, mirror
+from georeg.raster import RasterSource
 
 DEMO = Path(georeg.__file__).parent / "demo"
 

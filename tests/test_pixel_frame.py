@@ -18,8 +18,9 @@ from georeg.apply import apply_report
 from georeg.cli import georeg as cli
 from georeg.config import InputConfig, RegistrationConfig
 from georeg.errors import ConfigError, InputError, MissingCRSError
+from georeg.grid import PIXEL_FRAME
 from georeg.modality import border_fill
-from georeg.raster import PIXEL_FRAME, RasterSource
+from georeg.raster import RasterSource
 
 SHIFT = (6.0, -4.0)  # the target picture's content, moved by whole pixels (x, y)
 
@@ -204,7 +205,7 @@ def test_batch_registers_pictures(pictures, tmp_path):
 def test_a_mirrored_picture_is_read_as_its_mirror_image(pictures):
     """The mirror image of a picture's frame shows column c at x = width - c: a read on the picture's
     own pixels comes back flipped left to right, its mask with it."""
-    from georeg.raster import PIXEL_FRAME, mirror
+    from georeg.grid import PIXEL_FRAME, mirror
 
     with RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True) as a, \
             RasterSource(pictures / "target.png", InputConfig(), "target", pixel_frame_ok=True, mirrored=True) as b:

@@ -10,7 +10,8 @@ from rasterio.windows import Window
 
 from georeg.config import InputConfig
 from georeg.errors import MissingCRSError, NoOverlapError
-from georeg.raster import Grid, RasterSource, overlap_window
+from georeg.grid import Grid
+from georeg.raster import RasterSource, overlap_window
 
 T = Affine(10, 0, 500000, 0, -10, 4000000)
 

@@ -21,7 +21,7 @@ from synthetic import (
 
 import georeg
 from georeg.config import RegistrationConfig
-from georeg.raster import Grid
+from georeg.grid import Grid
 
 pytestmark = pytest.mark.data
 PAIRS = ["050", "176", "268"]

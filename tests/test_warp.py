@@ -9,7 +9,7 @@ from rasterio.crs import CRS
 from georeg.coordinates import apply_affine, as_points, resample_by_matrix, through_matrix, to_crs
 from georeg.errors import ShapeError
 from georeg.estimation import FittedModel
-from georeg.raster import Grid
+from georeg.grid import Grid
 from georeg.warp import corrected_transform, dense_coords, output_to_source, shift_summary, target_to_true_map
 
 UTM = CRS.from_epsg(32633)
@@ -82,7 +82,7 @@ def test_shift_summary_in_pixels_map_units_and_ground_metres():
     """Map units as the CRS has them; ground metres through the projection's scale where the
     shift is: UTM at its central meridian 0.9996, World Mercator 1/cos(latitude), State Plane
     in US survey feet; degrees by the ellipsoid's metres per degree."""
-    from georeg.raster import metres_per_degree
+    from georeg.grid import metres_per_degree
 
     model = _model([[1, 0, 2.0], [0, 1, -4.0], [0, 0, 1]])
     utm = shift_summary(model, (0, 0, 100, 100), Grid(Affine(10, 0, 499500, 0, -10, 7000500), 100, 100,
