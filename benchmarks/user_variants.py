@@ -1,11 +1,12 @@
 """One real S1/S2 pair handed over the ways users hand data over: the target as linear power or dB
 floats with nodata, as linear power with the speckle of a GRD (4.4 looks) or an SLC (1 look), as
-uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m, as a
-false-colour RGB composite of VV, VH and their ratio (on its grid and in EPSG:4326), as a GRD
-file georeferenced by GCPs, on a pixel grid turned 20 degrees (a rotated geotransform),
-georeferenced 3 km off, with 6x coarser pixels, with an undeclared collar of 0 or (dB floats) of
--3.4e38, half empty, cropped small, as dB in uint16 with GDAL's scale and offset, as dB with 1% of
-its pixels NaN; the reference as 16-bit reflectance with four bands, cropped, on a grid turned 20
+uint16 amplitude DN (a GRD product), two polarisations, reprojected to EPSG:4326 at 20 m or to a
+State Plane CRS in US feet, as a false-colour RGB composite of VV, VH and their ratio (on its grid
+and in EPSG:4326), as a GRD file georeferenced by GCPs, on a pixel grid turned 20 degrees (a
+rotated geotransform), georeferenced 3 km off, with 6x coarser pixels, with an undeclared collar of
+0 or (dB floats) of -3.4e38, half empty, cropped small, inside a larger scene of another place, as
+dB in uint16 with GDAL's scale and offset, as dB with 1% of its pixels NaN; the reference as 16-bit
+reflectance with four bands, as one Sentinel-2 L2A band in JPEG 2000, cropped, on a grid turned 20
 degrees, as RGBA with a transparent strip, with 4x finer pixels, hazy, dark, as its negative, under
 snow or a thin cloud veil, noisy, or with opaque clouds painted over 12% of it, alone and with a
 Sentinel-2 scene classification (SCL, 20 m) beside it given as ``--ref-mask``; the target flooded,
@@ -54,6 +55,10 @@ FAR = "georeferencing 3 km off (beyond --max-shift)"
 FAR_PX = (240.0, -180.0)  # added to SHIFT_PX: the coarse pass must find it; its correction is the plain one's less this
 COARSE = "target 6x coarser (60 m pixels)"
 COARSE_FACTOR = 6
+JP2 = "reference one band, L2A JPEG 2000"
+WIDE = "target 2x larger, the rest elsewhere"
+FEET = "State Plane, US survey feet (EPSG:2230)"
+FEET_CRS = "EPSG:2230"
 FALSE_COLOUR = "false colour VV/VH/ratio"  # three 8-bit bands: read as optical by their count
 # a correction is wrong from one pixel of the coarser picture on (the verdict judges in those too):
 # 10 m for every variant but the coarse target's 60 m
@@ -115,6 +120,13 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
+    # a projected CRS in US survey feet (California zone 6, where the pair lies), 30 ft pixels: county
+    # and state GIS hand data over in it
+    feet_t, fw, fh = calculate_default_transform(crs, FEET_CRS, w, h, *bounds, resolution=30.0)
+    feet = np.zeros((fh, fw), np.float32)
+    reproject(vh, feet, src_transform=t, src_crs=crs, dst_transform=feet_t, dst_crs=FEET_CRS,
+              resampling=Resampling.bilinear, dst_nodata=0)
+    out.append((FEET, ref, _write(work / "state_plane.tif", feet.clip(0, 255).astype(np.uint8), feet_t, FEET_CRS, 0)))
     # a false-colour composite (VV, VH, their ratio as a difference of dB), as SAR viewers and the
     # Copernicus Browser export Sentinel-1: three 8-bit bands, on the scene's grid and in EPSG:4326
     composite = np.stack([vv, vh, np.clip((vv - vh) * 4 + 60, 0, 255)]).astype(np.uint8)
@@ -172,6 +184,14 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     refl = _write(work / "reflectance.tif", np.concatenate([rgb * 40, rgb.mean(0)[None] * 40]).astype(np.uint16), rt,
                   crs, 0, ["B4", "B3", "B2", "B8"])
     out.append(("reference 16-bit, 4 bands", refl, out[0][2]))
+    # one band as a Sentinel-2 L2A product stores it: JPEG 2000, uint16 reflectance x 10000 plus the
+    # 1000 offset of processing baseline 04.00, no nodata declared, named as in the SAFE folder
+    b04 = np.round(rgb[0] / 255 * 3000 + 1000).astype(np.uint16)
+    jp2 = work / "T11SLT_20200101T183751_B04_10m.jp2"
+    with rasterio.open(jp2, "w", driver="JP2OpenJPEG", width=w, height=h, count=1, dtype="uint16", crs=crs,
+                       transform=rt, QUALITY="100", REVERSIBLE="YES") as o:
+        o.write(b04, 1)
+    out.append((JP2, str(jp2), out[0][2]))
     out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
     # the reference on a grid turned 20 degrees: the working grid is then turned against the map
     ref_turned_t = _turned_grid(rt * (w / 2, h / 2))
@@ -218,6 +238,12 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
         other = o.read(1)[:h, :w]
     out.append(("target 40% another place", ref,
                 _write(work / "mixed.tif", np.where(xx > 0.6 * w, other, vh).astype(np.uint8), t, crs)))
+    # the scene inside a target twice its size whose rest is another place's ground (a larger SAR
+    # scene or mosaic than the reference): the overlap is the reference's footprint
+    wide = np.tile(other, (2, 2))
+    wide[h // 2:h // 2 + h, w // 2:w // 2 + w] = vh
+    out.append((WIDE, ref,
+                _write(work / "wide.tif", wide.astype(np.uint8), t @ Affine.translation(-w // 2, -h // 2), crs)))
     # clouds over the reference, with the product's scene classification beside it (20 m, as L2A has it)
     cloudy, scl = rgb.copy(), np.full((rgb.shape[1] // 2, rgb.shape[2] // 2), 4, np.uint8)
     for cy, cx, rad in ((260, 300, 90), (700, 640, 120), (380, 850, 70)):

@@ -76,7 +76,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.grid import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 40
+    assert len(variants) == 43
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -93,7 +93,20 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(plain) as p:
         bounds, crs = p.bounds, p.crs
     # the roles swapped: the dataset's S1 scene as the reference, the S2 scene off the other way
-    from user_variants import COARSE, COARSE_FACTOR, FALSE_COLOUR, FAR, FAR_PX, REF_TURNED, SHIFT_PX, SWAPPED, TURNED
+    from user_variants import (
+        COARSE,
+        COARSE_FACTOR,
+        FALSE_COLOUR,
+        FAR,
+        FAR_PX,
+        FEET,
+        JP2,
+        REF_TURNED,
+        SHIFT_PX,
+        SWAPPED,
+        TURNED,
+        WIDE,
+    )
 
     with rasterio.open(files[FALSE_COLOUR][1]) as d, rasterio.open(plain) as p:  # VV, VH, ratio on the plain grid
         assert d.count == 3 and d.transform == p.transform and np.array_equal(d.read(2), p.read(1))
@@ -105,6 +118,20 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(files.pop(FAR)[1]) as d, rasterio.open(plain) as p:  # the plain target moved 3 km
         assert np.array_equal(d.read(), p.read())
         assert np.allclose(d.transform * (0, 0), p.transform * FAR_PX)
+
+    with rasterio.open(files.pop(WIDE)[1]) as d, rasterio.open(plain) as p:  # the plain target in the middle
+        a = d.read(1)
+        assert a.shape == (2 * p.height, 2 * p.width)
+        assert np.array_equal(a[p.height // 2:p.height // 2 + p.height, p.width // 2:p.width // 2 + p.width], p.read(1))
+        assert np.allclose(d.transform * (p.width // 2, p.height // 2), p.transform * (0, 0))
+    with rasterio.open(files.pop(FEET)[1]) as d:  # US survey feet, 30 ft pixels, its north 0.93 degrees off
+        assert d.crs.linear_units_factor[1] == pytest.approx(1200 / 3937) and d.res == (30.0, 30.0)
+        b = transform_bounds(d.crs, crs, *d.bounds)  # Mercator: its box holds the plain target's, and a margin
+        assert b[0] < bounds.left and b[1] < bounds.bottom and b[2] > bounds.right and b[3] > bounds.top
+        assert np.allclose(b, tuple(bounds), atol=300.0)
+    with rasterio.open(files[JP2][0]) as d, rasterio.open(files["reference 16-bit, 4 bands"][0]) as r:
+        assert d.driver == "JP2OpenJPEG" and d.count == 1 and d.dtypes[0] == "uint16" and d.transform == r.transform
+        assert d.read(1).min() >= 1000  # the L2A offset
 
     s1, s2 = files.pop(SWAPPED)
     back = (-SHIFT_PX[0], -SHIFT_PX[1])
