@@ -380,7 +380,7 @@ def batch(ctx, manifest, outdir, pairs, stac, reference_asset, target_asset, **p
 
 def _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out: Path, cfg):
     """The batch's tasks from exactly one of a manifest, two globs or STAC items."""
-    from . import batch as B
+    from . import manifest as M
     from .errors import InputError
 
     if sum(x is not None and x != () for x in (manifest, pairs, stac)) != 1:
@@ -389,12 +389,12 @@ def _batch_tasks(manifest, pairs, stac, reference_asset, target_asset, out: Path
         raise InputError("--stac needs --reference-asset and --target-asset (asset keys or band names, "
                          "e.g. --reference-asset B04 --target-asset vh)")
     if manifest:
-        return B.read_manifest(manifest, out, cfg)
+        return M.read_manifest(manifest, out, cfg)
     if pairs:
-        return B.tasks_from_rows(B.rows_from_globs(*pairs), out, cfg)
+        return M.tasks_from_rows(M.rows_from_globs(*pairs), out, cfg)
     from .stac import load_items, pair_rows
 
-    return B.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
+    return M.tasks_from_rows(pair_rows(load_items(list(stac)), reference_asset, target_asset), out, cfg)
 
 
 @georeg.command("options")

@@ -191,7 +191,7 @@ def _georeferencing_against_turn(sc: Scene, tp, model, radius: int):
     """A turn or scale that a few tie points found under the global search's prior
     (:func:`_turn_on_few_tie_points`) against the georeferencing: match around the coarse shift
     as well (:func:`_shift_passes`) and keep the turned model only when it makes the two images
-    agree better over the whole overlap (:meth:`georeg.verdict.StructureProbe.model_agreement`,
+    agree better over the whole overlap (:meth:`georeg.structure.StructureProbe.model_agreement`,
     structure the tie points had no say in) than the shift passes' model. A georeferencing is
     rarely turned or scaled that far; on a tie, it wins.
 

@@ -152,7 +152,7 @@ class Scene:
     tp: TiePoints | None = None
     model: FittedModel | None = None
     reference_side: dict = field(default_factory=dict)  # a one-tile scene's reference side, kept between passes
-    probe: object = None  # verdict.StructureProbe, made on first use
+    probe: object = None  # structure.StructureProbe, made on first use
     shape_probes: list | None = None  # one StructureProbe per window of the shape polish, made on first use
     verdict: object = None
     working: dict | None = None  # the working grid when not the reference grid, for the report
@@ -182,9 +182,9 @@ class Scene:
         return directions_side_by_side(self.cfg.matching.threads)
 
     def structure_probe(self):
-        """The overlap's :class:`georeg.verdict.StructureProbe`, made on first use (auto's structural
+        """The overlap's :class:`georeg.structure.StructureProbe`, made on first use (auto's structural
         check, the polish and the verdict share it)."""
-        from .verdict import StructureProbe
+        from .structure import StructureProbe
 
         if self.probe is None:
             self.probe = StructureProbe(self.ref, self.tgt, self.grid, self.overlap, two_threads=self.two_threads)
@@ -530,7 +530,7 @@ def stage_model_evidence(sc: Scene) -> None:
     auto = sc.model.params.get("auto")
     if sc.cfg.estimation.model != "auto" or not auto or sc.model.kind == sc.base_model:
         return
-    from .estimation import auto_chain
+    from .model_choice import auto_chain
 
     probe = sc.structure_probe()
     chosen = sc.model

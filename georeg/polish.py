@@ -41,7 +41,7 @@ POLISH_MIN_PIXELS = 10000
 
 def stage_polish(sc: Scene) -> None:
     """Move the model by the residual shift at which the structure of the whole overlap agrees
-    best (:meth:`georeg.verdict.StructureProbe.offset`), found again through the moved model until
+    best (:meth:`georeg.structure.StructureProbe.offset`), found again through the moved model until
     it is under POLISH_DONE_PX, when the total stays within POLISH_MAX_PX; then, for a model with
     a shape of few parameters (rigid, similarity), correct that shape by the same measurement
     made in windows spread over the overlap (:func:`_polish_shape`).
@@ -96,7 +96,7 @@ def stage_polish(sc: Scene) -> None:
 def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     """Correct the shape of a rigid or similarity model by the structure.
 
-    The residual shift of :meth:`~georeg.verdict.StructureProbe.offset` is measured in a
+    The residual shift of :meth:`~georeg.structure.StructureProbe.offset` is measured in a
     SHAPE_GRID x SHAPE_GRID lattice of windows over the overlap; a correction of the model's kind
     is fitted through the window centres moved by their shifts, dropping the window that
     disagrees most until all agree within SHAPE_TOLERANCE_PX. The
@@ -104,7 +104,8 @@ def _polish_shape(sc: Scene, matrix: np.ndarray) -> tuple[np.ndarray, dict]:
     measure, over pixels the windows share with it, so it is a check and not a proof) and moves
     the overlap's corners by no more than POLISH_MAX_PX in all. On SRIF optical/infrared pairs with
     their rotation as given, tie points alone left a shape error of 0.2-0.6 px."""
-    from .verdict import StructureProbe, _corners, spread_windows
+    from .structure import StructureProbe, spread_windows
+    from .verdict import _corners
 
     kind = sc.model.kind
     size = min(SHAPE_WINDOW_PX, int(2 * min(sc.overlap.width, sc.overlap.height) / (SHAPE_GRID + 1)))

@@ -899,7 +899,8 @@ def test_verdict_doubts_a_translation_the_images_do_not_follow(tmp_path, truth):
     corner. The similarity's departure and the images' structure must make the verdict uncertain;
     the similarity itself, or a translation where the truth is one, stays reliable."""
     from georeg.estimation import _lsq
-    from georeg.verdict import StructureProbe, judge
+    from georeg.structure import StructureProbe
+    from georeg.verdict import judge
 
     m = rotation_scale_matrix(384, 384, 2.5, 1.02) if truth == "rotated" else \
         np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
@@ -932,7 +933,8 @@ def test_verdict_doubts_images_that_share_no_structure(tmp_path):
     """Tie points that agree perfectly on a shift between two unrelated scenes (a repeated
     pattern could do that): the shift passes every tie-point check, but the images share no
     structure after it, so the result is uncertain; the same tie points on the true pair are not."""
-    from georeg.verdict import MIN_AGREEMENT, StructureProbe, judge
+    from georeg.structure import StructureProbe
+    from georeg.verdict import MIN_AGREEMENT, judge
 
     shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
     synthetic_pair(str(tmp_path / "reference.tif"), str(tmp_path / "target.tif"), size=256, seed=5,
@@ -1008,7 +1010,8 @@ def test_a_georeferencing_keeps_small_turns_and_scales_for_the_tie_points_to_est
 def test_a_turn_against_the_georeferencing_needs_many_tie_points(tmp_path, turn, inliers, georeferenced, doubted):
     """A correction that turns a georeferenced target far from its georeferencing must rest on
     OVERRULE_TIE_POINTS inliers to be reliable; pictures without georeferencing have no such prior."""
-    from georeg.verdict import OVERRULE_TIE_POINTS, StructureProbe, judge
+    from georeg.structure import StructureProbe
+    from georeg.verdict import OVERRULE_TIE_POINTS, judge
 
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
     h = rotation_scale_matrix(256, 256, turn, 1.0)
@@ -1034,7 +1037,8 @@ def test_the_corner_checks_are_in_pixels_of_the_coarser_picture(tmp_path, scale,
     target's pixels are the reference's or finer, within it when each target pixel covers 1.7 of
     the reference's (the RIFT day-night pair shrunk 0.6x: 2.2 px apart, 0.06 px from the plain
     pair's result composed with the motion, `uncertain` before)."""
-    from georeg.verdict import MAX_DIRECTION_GAP_PX, StructureProbe, judge
+    from georeg.structure import StructureProbe
+    from georeg.verdict import MAX_DIRECTION_GAP_PX, judge
 
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
     h = rotation_scale_matrix(256, 256, 0.0, scale)
@@ -1116,7 +1120,7 @@ def test_structure_offset_finds_a_model_off_by_a_fraction_of_a_pixel(tmp_path, o
     residual within 0.1 px (the sign: the target's content the model puts at p + offset belongs at
     p), and moving the model by it brings it within 0.1 px of the truth. Beyond the 3 px search it
     finds nothing rather than a wrong peak, and so on fewer pixels than it is asked to compare."""
-    from georeg.verdict import StructureProbe
+    from georeg.structure import StructureProbe
 
     truth = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
     ref, tgt = tmp_path / "reference.tif", tmp_path / "target.tif"
@@ -1232,7 +1236,7 @@ def test_shape_correction_fits_the_windows_shifts_and_drops_the_one_that_disagre
     from rasterio.windows import Window
 
     from georeg.polish import _shape_correction
-    from georeg.verdict import spread_windows
+    from georeg.structure import spread_windows
 
     wins = spread_windows(Window(0, 0, 512, 400), 3, 200)
     assert len(wins) == 9 and all(w.width == 200 and 0 <= w.col_off <= 312 and 0 <= w.row_off <= 200 for w in wins)
@@ -1256,7 +1260,7 @@ def test_a_large_overlap_is_probed_in_a_lattice_not_in_four_windows_of_their_own
     and stays near the rest of the scene's shift, 0; the four windows alone said 2 px."""
     from scipy import ndimage
 
-    from georeg.verdict import LATTICE, StructureProbe, _windows
+    from georeg.structure import LATTICE, StructureProbe, _windows
 
     n = 2200
     rng = np.random.default_rng(3)

@@ -338,8 +338,8 @@ def test_manifest_not_utf8_text(tmp_path, content):
     "reference,target,output,max_shift,threshold\n\"a, b.tif\",t.tif,o.tif,60,2.5\n",
 ])
 def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path, text):
-    from georeg.batch import read_manifest
     from georeg.config import RegistrationConfig
+    from georeg.manifest import read_manifest
 
     m = tmp_path / "m.csv"
     m.write_text(text, encoding="utf-8")

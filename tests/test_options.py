@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from georeg import batch, cli
+from georeg import cli, manifest
 from georeg.config import RegistrationConfig
 from georeg.errors import ConfigError
 from georeg.options import BY_NAME, MANIFEST_COLUMNS, OPTIONS, Option, config_from_options
@@ -128,7 +128,7 @@ def test_manifest_columns_are_the_per_pair_options():
 def test_each_manifest_column_sets_its_config_field(column, tmp_path):
     cell, section, field, expected = NON_DEFAULT[column]
     rows = [{"reference": "r.tif", "target": "t.tif", column: cell}]
-    (task,) = batch.tasks_from_rows(rows, tmp_path, RegistrationConfig(), base_dir=tmp_path)
+    (task,) = manifest.tasks_from_rows(rows, tmp_path, RegistrationConfig(), base_dir=tmp_path)
     assert not task.error, task.error
     got = getattr(getattr(task.config, section), field)
     if field == "mask":
@@ -145,7 +145,7 @@ def test_each_manifest_column_sets_its_config_field(column, tmp_path):
     ("model", "spline", "`model` must be one of"),
 ])
 def test_bad_manifest_cells_name_the_row_and_column(column, cell, message, tmp_path):
-    (task,) = batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: cell}], tmp_path,
+    (task,) = manifest.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: cell}], tmp_path,
                                     RegistrationConfig(), base_dir=tmp_path)
     assert "manifest row 1" in task.error and message in task.error
 
@@ -237,8 +237,8 @@ def test_specs_are_the_table_as_plain_data():
 @pytest.mark.parametrize("column", sorted(o.name for o in OPTIONS if not o.manifest))
 def test_a_whole_run_option_as_a_manifest_column_says_to_give_the_flag(column, tmp_path):
     with pytest.raises(ConfigError, match=f"column '{column}' cannot vary from pair to pair.*--"):
-        batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: "1"}], tmp_path,
+        manifest.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: "1"}], tmp_path,
                               RegistrationConfig(), base_dir=tmp_path)
     with pytest.raises(ConfigError, match="unknown manifest column 'nonsense'"):
-        batch.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", "nonsense": "1"}], tmp_path,
+        manifest.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", "nonsense": "1"}], tmp_path,
                               RegistrationConfig(), base_dir=tmp_path)
