@@ -1,5 +1,6 @@
 """Many pairs: ``run(manifest, outdir, config)`` registers every row of a manifest as an
-independent task, locally in a pool of processes (default) or on a Dask cluster.
+independent task, locally in a pool of processes (default) or on a Dask cluster. The rows become
+tasks in :mod:`georeg.manifest`.
 
 - Each pair writes its raster, tie points and report to OUTDIR, all-or-nothing (see
   :func:`georeg.atomic.staged`); a failure is recorded with its message and the others go on.

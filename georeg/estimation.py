@@ -6,7 +6,8 @@ currently georeferenced, in reference-grid pixels) to ``xy_r`` (where it sits in
 Translation uses georeg's own exhaustive 1-point RANSAC, rigid and similarity an exhaustive or
 sampled 2-point RANSAC; affine and homography use kornia's RANSAC on normalised coordinates;
 ``local`` removes outliers with an affine RANSAC and then fits a thin-plate spline (or a polynomial)
-through the inliers, forward and inverse.
+through the inliers, forward and inverse. ``auto``, the simplest of them that the evidence
+supports, is chosen in :mod:`georeg.model_choice`.
 """
 
 from __future__ import annotations

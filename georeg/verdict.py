@@ -11,7 +11,7 @@ rests on evidence the fit itself does not provide:
 - structural agreement: the oriented-gradient structure of the two images must agree better
   after the correction than before it (when the correction moves anything by a pixel or more),
   measured over the whole overlap, where the tie points had no say in the weighting, and must
-  agree at all after it (unrelated images score about 0 +- 0.03);
+  agree at all after it (unrelated images score about 0 +- 0.03; :mod:`georeg.structure`);
 - stability: the model refitted on block-bootstrap resamples of the inliers (whole cells of the
   scene are drawn, since errors of nearby tie points are correlated) must move the corners little;
 - resolved geometry: the next richer model (a similarity over a translation or a rigid, an
