@@ -103,6 +103,10 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
     and is recorded as failed; the other rows run. Columns georeg does not know, or a missing
     reference or target, are mistakes of the whole manifest and refuse it."""
     out_dir = Path(outdir)
+    rows = list(rows)
+    # a CSV row with more values than the header has columns (csv.DictReader keeps them under None):
+    # most often a path with the delimiter in it, unquoted, which shifts every later value
+    surplus = [sum(1 for v in row.get(None) or [] if str(v).strip()) for row in rows]
     rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k} for row in rows]
     _check_columns(rows, where)
     from .paths import split_subdataset
@@ -128,6 +132,9 @@ def tasks_from_rows(rows: Iterable[dict], outdir: str | os.PathLike, config: Reg
         output, error = _row_output(row.get("output") or defaults[i], out_dir, line, i)
         planned = [output, *(Path(side_output(output, kind, "auto")) for kind in ("tie_points", "report"))]
         error = error or _output_clash(planned, inputs, owner, line, i)
+        if surplus[i]:
+            error = (f"{line} has {surplus[i]} more value{'s' if surplus[i] > 1 else ''} than the manifest has "
+                     "columns; put a value that holds the delimiter (a comma in a path) in double quotes")
         cfg = config
         if not error:
             try:
@@ -232,6 +239,11 @@ def read_manifest(path: str | os.PathLike, outdir, config: RegistrationConfig) -
         if not reader.fieldnames or not {"reference", "target"} <= {c.strip() for c in reader.fieldnames if c}:
             raise InputError(f"manifest {path} must be a CSV with the columns 'reference,target' "
                              f"(found {reader.fieldnames})")
+        names = [c.strip() for c in reader.fieldnames if c and c.strip()]
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:  # csv.DictReader would keep the last one's values
+            raise InputError(f"manifest {path} names the column {twice[0]!r} more than once (columns: "
+                             f"{', '.join(names)}); keep one column of each name")
         rows = list(reader)
         if delimiter == ";":  # where a spreadsheet separates by semicolons, its numbers have decimal commas
             rows = [{k: _decimal_point(k, v) for k, v in row.items()} for row in rows]
