@@ -2,7 +2,8 @@
 the rows of STAC items (:mod:`georeg.stac`) become :class:`PairTask` objects through
 :func:`tasks_from_rows`: the inputs, the outputs' paths inside OUTDIR, the options of the row's
 columns over the batch's and the task key that resume compares. A row that cannot run (a bad
-value, an output that would replace an input or another row's) becomes a task with its ``error``.
+value, an output that would replace an input or another row's, more values than the header has
+columns) becomes a task with its ``error``.
 """
 
 from __future__ import annotations
