@@ -356,11 +356,11 @@ def test_manifest_separated_by_semicolons_or_tabs_is_read_as_by_commas(tmp_path,
 def test_manifest_row_with_more_values_than_columns_fails_alone_and_a_column_named_twice_refuses_it(pair, tmp_path):
     # an unquoted comma in a path splits it and shifts the row's values: that row fails with the
     # reason, a trailing empty value (spreadsheets write them) does not count, the other rows run
-    m = tmp_path / "m.csv"
-    m.write_text(f"reference,target\n{pair[0]},{pair[1]}\n{pair[0]},C:\\data\\scene,1.tif\n{pair[0]},{pair[1]},\n")
     from georeg.config import RegistrationConfig
     from georeg.manifest import read_manifest
 
+    m = tmp_path / "m.csv"
+    m.write_text(f"reference,target\n{pair[0]},{pair[1]}\n{pair[0]},C:\\data\\scene,1.tif\n{pair[0]},{pair[1]},\n")
     tasks = read_manifest(m, tmp_path / "out", RegistrationConfig())
     assert [bool(t.error) for t in tasks] == [False, True, False]
     assert "row 2 has 1 more value than the manifest has columns" in tasks[1].error
