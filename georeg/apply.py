@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -89,9 +90,12 @@ APPLY_OPTIONS = ("align_grids", "resampling", "cog", "overwrite", "compress", "c
 
 
 def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, output: str | os.PathLike, *,
-                 force: bool = False, **options) -> dict:
+                 force: bool = False, crs: str | None = None, **options) -> dict:
     """Correct ``raster`` with the registration in ``report``; returns a small dict of what was done.
     A raster whose footprint does not overlap the registered target's is refused unless ``force``.
+    ``crs``: the CRS of the raster's georeferencing where the file has none or a wrong one (as
+    :attr:`InputConfig.crs`); by default the file's, else, for a file without one, the CRS the
+    registration assigned to its target.
 
     ``options`` are :class:`~georeg.config.OutputConfig` fields: ``align_grids`` and
     ``resampling`` (default: as in the registration), ``cog``, ``overwrite``, ``compress``, and
@@ -110,7 +114,8 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     # a target registered as its mirror image (a picture in radar geometry, a raster stored
     # flipped against its geotransform) is placed so again
     mirrored = bool((report.get("target") or {}).get("mirrored"))
-    with RasterSource(raster, InputConfig(), "raster", pixel_frame_ok=pictures, mirrored=mirrored) as src, \
+    with RasterSource(raster, InputConfig(crs=crs or _assigned_crs(report, raster)), "raster",
+                      pixel_frame_ok=pictures, mirrored=mirrored) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if src.pixel_frame != pictures:  # a georeferenced raster takes a georeferenced report
             raise InputError(f"{src.path} is georeferenced, but this report registered rasters without "
@@ -121,6 +126,21 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
         transform, mode, _ = write_corrected(src, str(tmp["raster"]), model, ref_grid, oc, align)
         return {"mode": mode.replace("target grid", "raster grid"),
                 "transform": list(transform)[:6] if transform is not None else None, "output": str(output)}
+
+
+def _assigned_crs(report: dict, raster) -> str | None:
+    """The CRS the registration assigned to its target (``--target-crs``), for a raster that has
+    none of its own: the other bands of that target are read in it too."""
+    t = report.get("target") or {}
+    if not t.get("crs_assigned"):
+        return None
+    try:
+        with rasterio.open(raster) as ds:
+            if ds.crs is not None or ds.gcps[0] or ds.rpcs is not None:  # placed in a CRS of its own
+                return None
+    except rasterio.errors.RasterioIOError:
+        return None  # RasterSource says what is wrong with the file
+    return t.get("crs_wkt") or t.get("crs")
 
 
 def _load_report(report) -> dict:

@@ -304,6 +304,9 @@ def register(ctx, reference, target, output, tie_points, report, quicklook, **pa
               help="GDAL creation option (repeatable). Default: those of the registration, for the same format.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--force", is_flag=True, help="Apply even to a raster that does not overlap the registered target.")
+@click.option("--crs", default=None, metavar="CRS",
+              help="CRS of RASTER's georeferencing, for a file without one (a world file without a .prj). Default: "
+                   "the file's, else the one the registration assigned to its target (--target-crs).")
 @verbosity_options
 @click.pass_context
 @handle_errors
@@ -311,7 +314,7 @@ def apply(ctx, report, raster, output, creation_options, **options):
     """Apply a registration REPORT (from 'georeg register') to another RASTER of the same scene."""
     from .apply import apply_report
 
-    # options: align_grids, resampling, cog, overwrite, force, named as apply_report's keywords
+    # options: align_grids, resampling, cog, overwrite, force, crs, named as apply_report's keywords
     res = apply_report(report, raster, output, creation_options=creation_options or None, **options)
     if ctx.obj.get("machine"):
         _machine("RESULT", res)

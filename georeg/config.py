@@ -144,13 +144,17 @@ class InputConfig:
     3 or more bands, of its red, green and blue bands where a raster of more than three says which
     (:func:`georeg.bands.colour_bands`), band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
     raster whose non-zero pixels are valid, or a product's quality band (:mod:`georeg.masks`).
-    modality: 'optical', 'sar', 'thermal' or 'auto'.
+    modality: 'optical', 'sar', 'thermal' or 'auto'. crs: the CRS of the raster's geotransform or
+    ground control points (an EPSG code such as 'EPSG:32633', WKT or a PROJ string), for a file
+    that has none (a PNG or JPEG with a world file but no .prj) or whose own is wrong; None: the
+    file's.
     """
 
     band: int | None = None
     nodata: float | None = None
     mask: str | None = None
     modality: str = "auto"
+    crs: str | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -158,6 +162,31 @@ class InputConfig:
                f"band must be a 1-based band number or None; got {self.band!r}")
         _check(self.modality in MODALITIES,
                f"modality must be one of {', '.join(MODALITIES)}; got {self.modality!r}")
+        if self.crs is not None:
+            parse_crs(self.crs)
+
+
+def parse_crs(text: str):
+    """A rasterio CRS from what a user writes ('EPSG:32633', '32633', WKT, a PROJ string);
+    ConfigError when it names none."""
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    value = text.strip()
+    if value.isdigit():
+        value = f"EPSG:{value}"
+    try:
+        with rasterio.Env(CPL_LOG_ERRORS=False):  # the message below says it, not PROJ's line on stderr
+            crs = CRS.from_user_input(value)
+    except CRSError as exc:
+        raise ConfigError(f"--ref-crs or --target-crs (InputConfig.crs) must name a coordinate reference system "
+                          f"(an EPSG code such as 'EPSG:32633', WKT or a PROJ string); got {text!r} "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+    if not (crs.is_projected or crs.is_geographic):
+        raise ConfigError(f"--ref-crs or --target-crs (InputConfig.crs) must be a projected or geographic CRS "
+                          f"that places a raster on the ground; got {text!r}, which is neither")
+    return crs
 
 
 @dataclass(frozen=True)

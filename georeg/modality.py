@@ -359,15 +359,16 @@ def central_window(ds, size: int = 512, blocks: tuple[int, int] = (1, 1)):
 SQUARE_SAMPLE_FROM = 1.25
 
 
-def _ground_aspect(ds) -> float:
+def _ground_aspect(ds, crs=None) -> float:
     """How many times taller than wide the pixels of ``ds`` are on the ground (1: square, unknown
-    or placed by GCPs/RPCs)."""
+    or placed by GCPs/RPCs); ``crs``: the one its geotransform is in, where not the file's."""
     from .grid import Grid
 
-    if ds.crs is None or ds.transform.is_identity:
+    crs = crs or ds.crs
+    if crs is None or ds.transform.is_identity:
         return 1.0
     try:
-        return Grid(ds.transform, ds.width, ds.height, ds.crs).ground_aspect
+        return Grid(ds.transform, ds.width, ds.height, crs).ground_aspect
     except Exception:  # a CRS pyproj cannot read: its pixels as they are
         return 1.0
 
@@ -395,12 +396,12 @@ def _squared(data: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.nda
     return (out.T, ok.T) if transpose else (out, ok)
 
 
-def central_sample(ds, band: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def central_sample(ds, band: int, size: int = 512, crs=None) -> tuple[np.ndarray, np.ndarray]:
     """A window of about size x size pixels at the raster's centre, native resolution (pixels much
     narrower on the ground than tall, or the other way round, averaged to about square: see
     SQUARE_SAMPLE_FROM), with its validity. Without nodata, the black fill around a rotated or
-    warped image (see :func:`border_fill`) is invalid."""
-    aspect = _ground_aspect(ds)
+    warped image (see :func:`border_fill`) is invalid. ``crs``: as :func:`_ground_aspect`'s."""
+    aspect = _ground_aspect(ds, crs)
     square = max(aspect, 1 / aspect) >= SQUARE_SAMPLE_FROM
     stretch = (math.ceil(aspect), 1) if square and aspect > 1 else (1, math.ceil(1 / aspect)) if square else (1, 1)
     win = central_window(ds, size, stretch)
@@ -504,10 +505,11 @@ def _saturated_share(sample: np.ndarray, valid: np.ndarray) -> float:
     return float(np.count_nonzero(v == v.max()) / v.size) if v.size else 0.0
 
 
-def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False) -> ModalityDecision:
+def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False, crs=None) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
-    (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1)."""
-    read = cache(lambda: central_sample(ds, bands[0]))  # a window read (remote: a request): only when needed
+    (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1; ``crs``: the CRS of
+    its geotransform where the user assigned one)."""
+    read = cache(lambda: central_sample(ds, bands[0], crs=crs))  # a window read (remote: a request): only when needed
     texture = cache(lambda: texture_features(*read()))  # about 90 ms: only when needed
     label, meta_ev = _checked_metadata(ds, bands, texture)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}

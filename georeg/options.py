@@ -118,6 +118,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_band", "target", "band", "int", "Target band (1-based). Default as --ref-band."),
     Option("ref_nodata", "reference", "nodata", "float", "Override the reference's nodata value."),
     Option("target_nodata", "target", "nodata", "float", "Override the target's nodata value."),
+    Option("ref_crs", "reference", "crs", "text",
+           "CRS of the reference's georeferencing (EPSG:32633, WKT or a PROJ string), for a file that has none (a "
+           "PNG or JPEG with a world file but no .prj) or a wrong one. Default: the file's."),
+    Option("target_crs", "target", "crs", "text", "CRS of the target's georeferencing, as --ref-crs."),
     Option("ref_mask", "reference", "mask", "path",
            "Raster whose non-zero pixels are valid in the reference, or the scene's quality band as its product "
            "names it (Sentinel-2 SCL, MSK_CLDPRB or QA60, Landsat QA_PIXEL or BQA, HLS Fmask): clouds, their "

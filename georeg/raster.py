@@ -28,8 +28,8 @@ from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
 from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
-from .config import InputConfig
-from .errors import InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
+from .config import InputConfig, parse_crs
+from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
@@ -75,6 +75,11 @@ def _written_quietly(mem, profile: dict):
             yield out
 
 
+def _crs_flag(role: str) -> str:
+    """The option that assigns a CRS to the ``role`` raster (the API's InputConfig.crs)."""
+    return {"reference": "--ref-crs", "target": "--target-crs", "raster": "--crs"}.get(role, "the crs option")
+
+
 class RasterSource:
     """An opened input raster with its band choice, nodata and mask settings.
 
@@ -98,6 +103,7 @@ class RasterSource:
         self.gcps: tuple | None = None  # (ground control points, their CRS) when they georeference the raster
         self.rpcs = None  # rational polynomial coefficients when they do
         self._unreferenced: str | None = None
+        self.assigned_crs = parse_crs(cfg.crs) if cfg.crs else None  # the user's, over the file's
         self._subdataset_file = subdataset_file(self.path)  # NETCDF:"scene.nc":VH -> scene.nc
         self.remote = is_remote(self.local_file)  # a URL, or a subdataset of one (NETCDF:"/vsicurl/...":VH)
         self._check_path()
@@ -155,6 +161,12 @@ class RasterSource:
             self._mask_fill()
 
     @property
+    def crs(self):
+        """The CRS of the raster's georeferencing: the one the user assigned (``InputConfig.crs``),
+        else the file's (None for a picture without one)."""
+        return self.assigned_crs or self.ds.crs
+
+    @property
     def placed_by_points(self) -> bool:
         """Whether GCPs or RPCs place the raster, not a geotransform (see :class:`GCPGrid`)."""
         return self.gcps is not None or self.rpcs is not None
@@ -177,7 +189,7 @@ class RasterSource:
         transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
         if self.mirrored:
             transform = transform @ mirror(self.ds.width)
-        return Grid(transform, self.ds.width, self.ds.height, self.ds.crs)
+        return Grid(transform, self.ds.width, self.ds.height, self.crs)
 
     def _mask_fill(self) -> None:
         """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
@@ -206,7 +218,7 @@ class RasterSource:
             if found is None:
                 return
             fill, (w, h) = found
-            profile.update(crs=ds.crs, transform=self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
+            profile.update(crs=self.crs, transform=self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
         elif ds.width * ds.height <= MAX_FILL_PIXELS:
             w, h = ds.width, ds.height
             fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
@@ -309,42 +321,58 @@ class RasterSource:
                 f"or dB): make the amplitude first, for example 'gdal_calc.py -A {name} --calc \"abs(A)\" --type "
                 "Float32 --outfile amplitude.tif' (an SLC in radar geometry also needs terrain correction, such as "
                 "SNAP's Range-Doppler, before it can be registered to a map)")
-        if ds.crs is None or ds.transform == Affine.identity():
-            self._check_readable()
-            gcps, gcp_crs = ds.gcps
-            if gcps:
-                if gcp_crs is None or len(gcps) < GCP_MIN or self.role == "reference":
-                    raise MissingCRSError(
-                        f"{self.role} raster {self.path} is georeferenced by {len(gcps)} ground control points"
-                        f"{_gcp_problem(self.role, gcps, gcp_crs)}: warp it first, for example "
-                        f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
-                        f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
-                self.gcps = (gcps, gcp_crs)
-            elif ds.rpcs is not None:
-                if self.role == "reference":
-                    raise MissingCRSError(
-                        f"reference raster {self.path} is georeferenced by rational polynomial coefficients (RPCs), "
-                        "and georeg takes the reference as the grid it works on, which needs a geotransform (an "
-                        "RPC-georeferenced target is fine): orthorectify it first, for example 'gdalwarp -rpc -to "
-                        f"RPC_DEM=dem.tif -t_srs EPSG:XXXX {Path(self.path).name} ortho.tif'")
-                self.rpcs = ds.rpcs
-            elif ds.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
-                self.pixel_frame = True
-                self._unreferenced = (
-                    f"{self.role} raster has no georeferencing: {self.path}; two rasters without any are "
-                    "registered in pixel coordinates, but the other input is georeferenced: georeference this "
-                    "one too (for example: rio edit-info --crs EPSG:XXXX --transform '[x0, dx, 0, y0, 0, -dy]' "
-                    "FILE, or gdal_translate -a_srs/-a_ullr into a GeoTIFF)")
-            elif ds.crs is None:
-                raise MissingCRSError(
-                    f"{self.role} raster has no CRS: {self.path}; assign one first "
-                    "(for example: rio edit-info --crs EPSG:XXXX FILE)")
-            else:
-                raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
-                                      "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
+        if self.crs is None or ds.transform == Affine.identity():
+            self._placement(pixel_frame_ok)
         if self.cfg.band is not None and self.cfg.band > ds.count:
             raise RasterOpenError(
                 f"{self.role} band {self.cfg.band} does not exist: {self.path} has {ds.count} band(s)")
+
+    def _placement(self, pixel_frame_ok: bool) -> None:
+        """How a raster without a geotransform in a CRS is placed: its GCPs or RPCs, or the pixel
+        frame (``pixel_frame_ok``); refused otherwise."""
+        ds = self.ds
+        self._check_readable()
+        gcps, gcp_crs = ds.gcps
+        if self.assigned_crs is not None and (gcps or ds.rpcs is not None) and self.assigned_crs != gcp_crs:
+            # GDAL's warper reads a file's GCPs in their own CRS, and RPCs are in WGS 84 by definition
+            raise ConfigError(
+                f"{self.role} raster {self.path} is georeferenced by "
+                f"{'ground control points' if gcps else 'rational polynomial coefficients (RPCs)'}, not a "
+                f"geotransform; {_crs_flag(self.role)} applies to a geotransform only: leave it out"
+                + (f", and give the GCPs their CRS in the file (gdal_translate -a_srs EPSG:XXXX "
+                   f"{Path(self.path).name} fixed.tif)" if gcps and gcp_crs is None else ""))
+        if gcps:
+            if gcp_crs is None or len(gcps) < GCP_MIN or self.role == "reference":
+                raise MissingCRSError(
+                    f"{self.role} raster {self.path} is georeferenced by {len(gcps)} ground control points"
+                    f"{_gcp_problem(self.role, gcps, gcp_crs)}: warp it first, for example "
+                    f"'rio warp {Path(self.path).name} warped.tif --dst-crs "
+                    f"{gcp_crs.to_string() if gcp_crs else 'EPSG:XXXX'}'")
+            self.gcps = (gcps, gcp_crs)
+        elif ds.rpcs is not None:
+            if self.role == "reference":
+                raise MissingCRSError(
+                    f"reference raster {self.path} is georeferenced by rational polynomial coefficients (RPCs), "
+                    "and georeg takes the reference as the grid it works on, which needs a geotransform (an "
+                    "RPC-georeferenced target is fine): orthorectify it first, for example 'gdalwarp -rpc -to "
+                    f"RPC_DEM=dem.tif -t_srs EPSG:XXXX {Path(self.path).name} ortho.tif'")
+            self.rpcs = ds.rpcs
+        elif self.crs is None and ds.transform == Affine.identity() and pixel_frame_ok:
+            self.pixel_frame = True
+            self._unreferenced = (
+                f"{self.role} raster has no georeferencing: {self.path}; two rasters without any are "
+                "registered in pixel coordinates, but the other input is georeferenced: georeference this "
+                "one too (for example: rio edit-info --crs EPSG:XXXX --transform '[x0, dx, 0, y0, 0, -dy]' "
+                "FILE, or gdal_translate -a_srs/-a_ullr into a GeoTIFF)")
+        elif self.crs is None:
+            raise MissingCRSError(
+                f"{'raster' if self.role == 'raster' else self.role + ' raster'} has a geotransform but no CRS: "
+                f"{self.path} (a world file without a .prj "
+                f"is read so); say which with {_crs_flag(self.role)} EPSG:XXXX, or assign one to the file "
+                "(rio edit-info --crs EPSG:XXXX FILE)")
+        else:
+            raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
+                                  "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
 
     def require_georeferencing(self) -> None:
         """Refuse a raster placed on the pixel frame (see ``pixel_frame_ok``)."""
@@ -436,7 +464,8 @@ class RasterSource:
         from .modality import detect_modality
 
         try:
-            return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour)
+            return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour,
+                                   self.assigned_crs)
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
             raise RasterOpenError(
@@ -516,6 +545,8 @@ class RasterSource:
             # a mirrored raster from its mirror image, not from its own geotransform
             own = self.pixel_frame or self.mirrored
             placed = {"src_transform": self.grid.transform} if own else {}
+            if self.assigned_crs is not None:  # the file's own CRS (or none) is not the one to read it in
+                placed["src_crs"] = self.assigned_crs
             ds, bands = self._pixels
             src_nodata = self._src_nodata(ds)
             if ds is self.ds and not own:
@@ -620,7 +651,7 @@ class RasterSource:
         from rasterio.io import MemoryFile
 
         mem = MemoryFile()
-        placed = {"crs": self.ds.crs, "transform": self.grid.transform} if not self.placed_by_points else {}
+        placed = {"crs": self.crs, "transform": self.grid.transform} if not self.placed_by_points else {}
         with _written_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
                                         dtype="uint8", tiled=True, **placed)) as out:
             for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
@@ -679,7 +710,7 @@ class RasterSource:
         """Band ``band`` of the user's mask on ``grid``, by nearest neighbour, ``outside`` beyond it."""
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
-        kwargs = {"src_crs": self.ds.crs, "src_transform": self.grid.transform} if same_pixels else {}
+        kwargs = {"src_crs": self.crs, "src_transform": self.grid.transform} if same_pixels else {}
         if same_pixels and self.placed_by_points:
             placed_by = self.grid.warp_options()
         else:

@@ -135,6 +135,9 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
                 "mask": {"path": src.cfg.mask, **src.mask_rule.to_dict()} if src.mask_rule is not None else None,
                 "mirrored": src.mirrored,  # placed on its mirror image (see _register)
+                # the CRS the user assigned (--ref-crs/--target-crs), and the file's own it replaced
+                "crs_assigned": src.assigned_crs is not None,
+                "crs_in_file": (src.ds.crs.to_string() or src.ds.crs.to_wkt()) if src.ds.crs else None,
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,
                 "dtype": src.ds.dtypes[0], "modality": src.modality,

@@ -136,7 +136,7 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     ``gcps`` = (points, CRS) with ``transform=None`` (format from ``options``: cog, compress,
     creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
-    grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.ds.crs)
+    grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.crs)
     # the undeclared fill of a masked collar is declared: the copy opens with its collar transparent
     prof = _profile(src, grid, compress, src.file_nodata, () if cog else creation_options)
     if gcps is not None:

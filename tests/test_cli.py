@@ -109,7 +109,43 @@ def test_no_crs(pair, tmp_path):
     with rasterio.open(pair[1]) as d:
         arr = d.read(1)
     nocrs = _write(tmp_path / "nocrs.tif", arr, crs=None)
-    _bad(tmp_path, pair[0], nocrs, 2, "target raster has no CRS")
+    _bad(tmp_path, pair[0], nocrs, 2, "target raster has a geotransform but no CRS")
+    assert "--target-crs" in _run(["register", pair[0], nocrs, "-o", tmp_path / "out.tif"]).output
+    for bad in ("EPSG:99999", "not a crs", "EPSG:5773"):  # unknown, not one at all, a vertical CRS
+        _bad(tmp_path, pair[0], nocrs, 2, "--ref-crs or --target-crs (InputConfig.crs) must", ("--target-crs", bad))
+
+
+def test_a_crs_given_for_a_world_file_places_the_target_and_its_other_bands(pair, tmp_path):
+    """A PNG with a world file and no .prj, as exports often are: --target-crs says its CRS; the
+    corrected copy carries it, the report says it was assigned, and `apply` reads another band of
+    the same export in it (a raster with a CRS of its own keeps that one; --crs overrides)."""
+    from PIL import Image
+
+    with rasterio.open(pair[1]) as d:
+        arr, t = d.read(1), d.transform
+    for name in ("vh", "vv"):
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+        # a world file gives the first pixel's centre
+        (tmp_path / f"{name}.pgw").write_text(f"{t.a}\n{t.d}\n{t.b}\n{t.e}\n{t.c + t.a / 2}\n{t.f + t.e / 2}\n")
+    out = tmp_path / "out.tif"
+    r = _run(["register", pair[0], tmp_path / "vh.png", "-o", out, "--model", "translation", "-q",
+              "--target-crs", "32633"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["target"]["crs"] == "EPSG:32633" and rep["target"]["crs_assigned"]
+    assert rep["target"]["crs_in_file"] is None
+    assert not rep["reference"]["crs_assigned"]
+    assert np.allclose(np.array(rep["model"]["matrix_px"])[:2, 2], (6.0, -4.0), atol=0.5)
+    with rasterio.open(out) as d:
+        assert d.crs == "EPSG:32633" and abs(d.transform.c - t.c - 60.0) < 5 and abs(d.transform.f - t.f - 40.0) < 5
+        moved = d.transform
+    r = _run(["apply", tmp_path / "out_report.json", tmp_path / "vv.png", "-o", tmp_path / "vv.tif"])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "vv.tif") as d:
+        assert d.crs == "EPSG:32633" and d.transform.almost_equals(moved)
+    r = _run(["apply", tmp_path / "out_report.json", tmp_path / "vv.png", "-o", tmp_path / "vv4326.tif",
+              "--crs", "EPSG:4326"])  # the file's ground is then elsewhere: refused, nothing written
+    assert r.exit_code == 2 and "does not overlap" in r.output and not (tmp_path / "vv4326.tif").exists()
 
 
 def test_no_overlap(pair, tmp_path):

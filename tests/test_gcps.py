@@ -354,3 +354,27 @@ def test_gcps_turned_20_degrees_are_corrected(gcp_pair, registered, tmp_path):
     # two estimates, each with its own error: 0.72 px apart at worst on this 512 px crop (0.20 on the
     # whole 1024 px scene); the benchmarks' success threshold
     assert np.hypot(c - cols, r - rows).max() < 1.0
+
+
+
+def test_a_crs_option_is_refused_for_a_raster_placed_by_gcps(gcp_pair, tmp_path):
+    """``--target-crs`` names the CRS of a geotransform: GDAL reads GCPs in the file's own CRS, so
+    a different one (or one for GCPs stored without any) is refused, saying how to fix the file;
+    the file's own CRS given again is accepted."""
+    from georeg.config import InputConfig
+    from georeg.errors import ConfigError
+    from georeg.raster import RasterSource
+
+    _, scene, _, _ = gcp_pair
+    bare = tmp_path / "bare.tif"
+    with rasterio.open(scene) as s:
+        arr, (gcps, crs) = s.read(), s.gcps
+    with rasterio.open(bare, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype=arr.dtype) as w:
+        w.write(arr)
+        w.gcps = (gcps, CRS())  # an empty CRS: the file holds none
+    with pytest.raises(ConfigError, match="--target-crs applies to a geotransform only.*gdal_translate -a_srs"):
+        RasterSource(bare, InputConfig(crs="EPSG:4326"), "target")
+    with pytest.raises(ConfigError, match="--target-crs applies to a geotransform only: leave it out$"):
+        RasterSource(scene, InputConfig(crs="EPSG:32611"), "target")
+    with RasterSource(scene, InputConfig(crs=crs.to_wkt()), "target") as a:
+        assert a.gcps[1] == crs

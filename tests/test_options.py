@@ -98,6 +98,8 @@ NON_DEFAULT = {
     "target_band": ("3", "target", "band", 3),
     "ref_nodata": ("-9999", "reference", "nodata", -9999.0),
     "target_nodata": ("0", "target", "nodata", 0.0),
+    "ref_crs": ("EPSG:32633", "reference", "crs", "EPSG:32633"),
+    "target_crs": ("4326", "target", "crs", "4326"),
     "ref_mask": ("m1.tif", "reference", "mask", "m1.tif"),
     "target_mask": ("m2.tif", "target", "mask", "m2.tif"),
     "threshold": ("2.5", "estimation", "threshold_px", 2.5),
@@ -143,6 +145,7 @@ def test_each_manifest_column_sets_its_config_field(column, tmp_path):
     ("coarse", "maybe", "column 'coarse' has the bad value 'maybe'"),
     ("max_shift", "-3", "column 'max_shift'"),
     ("model", "spline", "`model` must be one of"),
+    ("target_crs", "EPSG:99999", "must name a coordinate reference system"),
 ])
 def test_bad_manifest_cells_name_the_row_and_column(column, cell, message, tmp_path):
     (task,) = manifest.tasks_from_rows([{"reference": "r.tif", "target": "t.tif", column: cell}], tmp_path,
