@@ -127,6 +127,7 @@ class RasterSource:
             self.ds.close()
             raise
         self.mirrored = mirrored and not self.placed_by_points
+        self.longitude_shift = self._longitude_shift()  # degrees added to the file's longitudes (0, -360, 360)
         self.grid = self._own_grid()
         self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
@@ -171,6 +172,27 @@ class RasterSource:
         """Whether GCPs or RPCs place the raster, not a geotransform (see :class:`GCPGrid`)."""
         return self.gcps is not None or self.rpcs is not None
 
+    def _longitude_shift(self) -> float:
+        """-360 for a raster in longitude and latitude that lies wholly east of 180 degrees (a
+        product on 0-360 longitudes, as climate and ocean grids often are), +360 for one wholly
+        west of -180, else 0: GDAL's warper places such a raster off the map of any projected or
+        -180..180 grid, where PROJ's footprints wrap it back onto the other raster."""
+        crs, t = self.crs, self.ds.transform
+        if self.pixel_frame or self.placed_by_points or crs is None or not crs.is_geographic:
+            return 0.0
+        w, h = self.ds.width, self.ds.height
+        xs = [(t @ p)[0] for p in ((0, 0), (w, 0), (0, h), (w, h))]
+        if min(xs) >= 180.0:
+            return -360.0
+        if max(xs) <= -180.0:
+            return 360.0
+        return 0.0
+
+    def file_transform(self, transform: Affine) -> Affine:
+        """A geotransform on this raster's grid as the file writes its longitudes (see
+        :attr:`longitude_shift`): what a copy of its pixels is written with."""
+        return Affine.translation(-self.longitude_shift, 0) @ transform if self.longitude_shift else transform
+
     def _own_grid(self) -> Grid:
         if self.placed_by_points:
             what = "ground control points" if self.gcps is not None else "RPCs"
@@ -189,6 +211,8 @@ class RasterSource:
         transform = PIXEL_FRAME if self.pixel_frame else self.ds.transform
         if self.mirrored:
             transform = transform @ mirror(self.ds.width)
+        if self.longitude_shift:
+            transform = Affine.translation(self.longitude_shift, 0) @ transform
         return Grid(transform, self.ds.width, self.ds.height, self.crs)
 
     def _mask_fill(self) -> None:
@@ -543,7 +567,7 @@ class RasterSource:
         else:
             # a raster on the pixel frame is warped from that frame, not from GDAL's identity, and
             # a mirrored raster from its mirror image, not from its own geotransform
-            own = self.pixel_frame or self.mirrored
+            own = self.pixel_frame or self.mirrored or bool(self.longitude_shift)
             placed = {"src_transform": self.grid.transform} if own else {}
             if self.assigned_crs is not None:  # the file's own CRS (or none) is not the one to read it in
                 placed["src_crs"] = self.assigned_crs

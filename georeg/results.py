@@ -137,6 +137,9 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "mirrored": src.mirrored,  # placed on its mirror image (see _register)
                 # the CRS the user assigned (--ref-crs/--target-crs), and the file's own it replaced
                 "crs_assigned": src.assigned_crs is not None,
+                # read 360 degrees off the file's longitudes (a 0-360 product): the report's map
+                # positions are in -180..180, the corrected copy of the target in the file's own
+                "longitude_shift_deg": src.longitude_shift,
                 "crs_in_file": (src.ds.crs.to_string() or src.ds.crs.to_wkt()) if src.ds.crs else None,
                 "transform": list(src.grid.transform)[:6], "width": src.grid.width,
                 "height": src.grid.height, "pixel_size": src.grid.pixel_size, "bands": src.band_label,

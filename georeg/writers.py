@@ -136,7 +136,9 @@ def write_with_transform(src: RasterSource, path: str, transform: Affine | None,
     ``gcps`` = (points, CRS) with ``transform=None`` (format from ``options``: cog, compress,
     creation_options)."""
     cog, compress, creation_options = options.cog, options.compress, options.creation_options
-    grid = Grid(transform or Affine.identity(), src.ds.width, src.ds.height, src.crs)
+    # the file's own longitudes where georeg read them 360 degrees off (RasterSource.longitude_shift)
+    grid = Grid(src.file_transform(transform) if transform is not None else Affine.identity(), src.ds.width,
+                src.ds.height, src.crs)
     # the undeclared fill of a masked collar is declared: the copy opens with its collar transparent
     prof = _profile(src, grid, compress, src.file_nodata, () if cog else creation_options)
     if gcps is not None:
@@ -172,6 +174,8 @@ def write_resampled(src: RasterSource, path: str, out: Grid, mapping: Callable[[
     # declared nodata 0 would also hide its black pixels, and shadow the alpha in GDAL
     declared = None if src.ds.nodata is None and alpha_band(src.ds) is not None else nodata
     prof = _profile(src, out, compress, declared, () if cog else creation_options)
+    if out == src.grid:  # on the target's own grid: in the file's own longitudes (RasterSource.longitude_shift)
+        prof["transform"] = src.file_transform(out.transform)
     order = 0 if _paletted_bands(src) else _ORDER[options.resampling]  # an index between two colours is no colour
     with _staging_folder(Path(path).parent) as td:
         tmp = Path(td) / "data.tif"

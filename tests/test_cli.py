@@ -374,3 +374,37 @@ def test_georeg_warnings_are_filterable_and_printed_by_the_cli(monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("warning: target modality is optical; using the kgl-opt-ir weights") == 2
     assert "FallbackWarning" not in err
+
+
+def test_a_target_on_0_360_longitudes_registers_like_its_twin_on_minus_180_180(pair, tmp_path):
+    """Climate and ocean products often store longitudes 0-360. GDAL's warper placed such a target
+    off the reference's map while the footprints (wrapped by PROJ) overlapped: 'no pixel is
+    valid in both'. Read 360 degrees back, it gets its twin's correction, written in its own
+    longitudes."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    with rasterio.open(pair[1]) as s:
+        t, w, h = calculate_default_transform(s.crs, "EPSG:4326", s.width, s.height, *s.bounds)
+        arr = np.zeros((h, w), np.uint8)
+        reproject(s.read(1), arr, src_transform=s.transform, src_crs=s.crs, dst_transform=t, dst_crs="EPSG:4326")
+    # the synthetic scene lies at 15 degrees east: put it at -165 (195 on 0-360 longitudes)
+    t = Affine.translation(-180, 0) @ t
+    results = {}
+    for name, shift in (("east", 360.0), ("west", 0.0)):
+        path = _write(tmp_path / f"{name}.tif", arr, crs="EPSG:4326", transform=Affine.translation(shift, 0) @ t,
+                      nodata=0)
+        ref = tmp_path / f"ref_{name}.tif"
+        with rasterio.open(pair[0]) as r:  # the reference moved with it, in its UTM zone's CRS (now zone 3)
+            prof = dict(r.profile, crs="EPSG:32603")
+            with rasterio.open(ref, "w", **prof) as d:
+                d.write(r.read())
+        out = tmp_path / f"out_{name}.tif"
+        r = _run(["register", ref, path, "-o", out, "--model", "translation", "-q"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / f"out_{name}_report.json").read_text())
+        with rasterio.open(out) as d:
+            results[name] = (np.array(rep["model"]["matrix_px"]), rep["target"]["longitude_shift_deg"], d.transform)
+    (m_w, s_w, t_w), (m_e, s_e, t_e) = results["west"], results["east"]
+    assert (s_w, s_e) == (0.0, -360.0) and np.allclose(m_w, m_e, atol=1e-6)
+    assert abs(m_w[0, 2] - 6.0) < 0.5 and abs(m_w[1, 2] + 4.0) < 0.5
+    assert t_e.c == pytest.approx(t_w.c + 360.0, abs=1e-9) and t_e.f == pytest.approx(t_w.f, abs=1e-9)
