@@ -38,7 +38,7 @@ from .matching import TiePoints
 from .passes import _fit, _inliers, _max_move, _sample, _try, sampled_pass
 from .polish import stage_polish
 from .preflight import preflight
-from .raster import RasterSource, overlap_window
+from .raster import RasterSource, check_related_crs, overlap_window
 from .results import RegistrationResult, stage_outputs
 from .runtime import directions_side_by_side, torch_threads
 from .tiling import tiles
@@ -267,6 +267,7 @@ def _register(reference, target, cfg: RegistrationConfig, scene: Callable[..., S
         if ref.pixel_frame != tgt.pixel_frame:  # pixel coordinates only when neither is georeferenced
             ref.require_georeferencing()
             tgt.require_georeferencing()
+        check_related_crs(ref, tgt)
         mirror = cfg.matching.search != "shift" and not tgt.placed_by_points
         # the target's warnings wait until it is known whether its mirror image is the answer, an
         # optical/thermal pair's until it is known whether the result without its clouds is

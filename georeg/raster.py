@@ -867,6 +867,22 @@ def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:
     return int(round(col)), int(round(row))
 
 
+def check_related_crs(reference: RasterSource, target: RasterSource) -> None:
+    """Refuse two rasters in different CRSs of which one is a local (engineering) CRS, such as a
+    drone survey's or a CAD drawing's: no coordinate operation relates it to the other."""
+    a, b = reference.grid.crs, target.grid.crs
+    if a is None or b is None or a == b:
+        return
+    for src, crs, other, other_crs in ((reference, a, "target", b), (target, b, "reference", a)):
+        if not (crs.is_projected or crs.is_geographic):
+            wkt = crs.to_wkt()
+            name = wkt.split('"')[1] if wkt.count('"') >= 2 else "unnamed"
+            raise MissingCRSError(
+                f"the {src.role} raster {src.path} is in a local (engineering) CRS ({name!r}), which no coordinate "
+                f"operation relates to the {other}'s {other_crs.to_string() or 'CRS'}: give both rasters in the same "
+                f"local CRS, or name the {src.role}'s map CRS with {_crs_flag(src.role)} EPSG:XXXX")
+
+
 def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | None = None) -> tuple[Window, object]:
     """Window of ``grid`` (default: the reference grid; the pipeline passes its working grid, which
     may be the reference grid coarsened) covering the footprint overlap, and the overlap polygon.

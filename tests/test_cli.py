@@ -408,3 +408,30 @@ def test_a_target_on_0_360_longitudes_registers_like_its_twin_on_minus_180_180(p
     assert (s_w, s_e) == (0.0, -360.0) and np.allclose(m_w, m_e, atol=1e-6)
     assert abs(m_w[0, 2] - 6.0) < 0.5 and abs(m_w[1, 2] + 4.0) < 0.5
     assert t_e.c == pytest.approx(t_w.c + 360.0, abs=1e-9) and t_e.f == pytest.approx(t_w.f, abs=1e-9)
+
+
+def test_a_local_crs_against_a_map_crs_is_one_clear_error(pair, tmp_path):
+    """A raster in a local (engineering) CRS, as drone surveys and CAD exports carry, against one
+    in a map CRS: no coordinate operation relates them (an internal error from PROJ before).
+    Both in the same local CRS register; --target-crs names the map CRS of a mislabelled one."""
+    from rasterio.crs import CRS
+
+    local = CRS.from_wkt('LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    paths = {}
+    for name, src in (("ref", pair[0]), ("tgt", pair[1])):
+        with rasterio.open(src) as s:
+            prof = dict(s.profile, crs=local)
+            paths[name] = tmp_path / f"local_{name}.tif"
+            with rasterio.open(paths[name], "w", **prof) as d:
+                d.write(s.read())
+    _bad(tmp_path, pair[0], paths["tgt"], 2, "target raster")
+    r = _run(["register", pair[0], paths["tgt"], "-o", tmp_path / "out.tif"])
+    assert "local (engineering) CRS ('site grid')" in r.output and "--target-crs" in r.output
+    r = _run(["register", paths["ref"], pair[1], "-o", tmp_path / "out.tif"])
+    assert r.exit_code == 2 and "--ref-crs" in r.output and "Traceback" not in r.output
+    for ref, tgt, extra in ((paths["ref"], paths["tgt"], []), (pair[0], paths["tgt"], ["--target-crs", "EPSG:32633"])):
+        r = _run(["register", ref, tgt, "-o", tmp_path / "out.tif", "--model", "translation", "-q", "--overwrite",
+                  *extra])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / "out_report.json").read_text())
+        assert np.allclose(np.array(rep["model"]["matrix_px"])[:2, 2], (6.0, -4.0), atol=0.5)
