@@ -171,6 +171,40 @@ def test_register_through_processing_run_and_apply(volkov, tmp_path):
         assert a.transform.almost_equals(o.transform)  # the second file got the same correction
 
 
+def test_a_crs_set_in_qgis_reaches_georeg_for_a_file_without_one(volkov, tmp_path):
+    """A PNG with a world file and no .prj, whose CRS the user set in QGIS: the plugin passes the
+    layer's CRS (--target-crs, and apply's --crs); a file with a CRS of its own keeps it."""
+    from PIL import Image
+
+    with rasterio.open(volkov / "176_S1_VH.tif") as s:
+        arr, t, crs = s.read(1), s.transform, s.crs
+    for name, pixels in (("vh", arr), ("other", 255 - arr)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+        (tmp_path / f"{name}.pgw").write_text(f"{t.a}\n{t.d}\n{t.b}\n{t.e}\n{t.c + t.a / 2}\n{t.f + t.e / 2}\n")
+    out, res = _qgis(tmp_path, f"""
+        from qgis.core import QgsCoordinateReferenceSystem, QgsProject
+        layers = {{}}
+        for name in ("vh", "other"):
+            layer = QgsRasterLayer({str(tmp_path)!r} + f"/{{name}}.png", name)
+            layer.setCrs(QgsCoordinateReferenceSystem({crs.to_string()!r}))
+            QgsProject.instance().addMapLayer(layer)
+            layers[name] = layer
+        r = processing.run("georeg:register", {{"REFERENCE": {str(volkov / '176_S2_RGB.tif')!r},
+            "TARGET": layers["vh"], "OUTPUT": {str(tmp_path / 'out.tif')!r}, "REPORT": {str(tmp_path / 'r.json')!r},
+            "MATCHER": 1, "OPT_KEYPOINTS": 96, "OPT_REFINE": False}})
+        a = processing.run("georeg:apply", {{"REPORT": r["REPORT"], "RASTER": layers["other"],
+            "OUTPUT": {str(tmp_path / 'other.tif')!r}}})
+        print("RESULT " + json.dumps({{"out": r["OUTPUT"], "apply": a["OUTPUT"]}}))
+    """)
+    assert res, out.stderr[-3000:]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["target"]["crs_assigned"] and not rep["reference"]["crs_assigned"]
+    assert rep["config"]["target"]["crs"] == crs.to_string() and rep["config"]["reference"]["crs"] is None
+    with rasterio.open(res[0]["out"]) as o, rasterio.open(res[0]["apply"]) as a:
+        assert o.crs == crs and a.crs == crs and a.transform.almost_equals(o.transform)
+        assert np.allclose(list(o.transform)[:6], rep["model"]["corrected_transform"], atol=1e-6)
+
+
 @pytest.mark.slow  # the processing.run test covers the same algorithm in the default run
 def test_register_through_qgis_process(volkov, tmp_path):
     if not os.path.exists(QGIS_PROCESS):

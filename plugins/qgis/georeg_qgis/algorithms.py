@@ -171,6 +171,10 @@ class RegisterAlgorithm(_Base):
             value = _option_value(self, sp, parameters, context)
             if value is not None and value != sp["default"]:
                 values[sp["name"]] = value
+        for name, layer in (("ref_crs", ref), ("target_crs", tgt)):
+            crs = _crs_qgis_knows(layer)
+            if crs and not values.get(name):
+                values[name] = crs
         args = ["register", ref.source(), tgt.source(), "-o", output, "--tie-points", tie_points,
                 "--report", report, "--quicklook", "none", "--overwrite", "--options-json", json.dumps(values)]
         result = _run(args, feedback)
@@ -193,6 +197,24 @@ class RegisterAlgorithm(_Base):
         return out
 
 
+def _crs_qgis_knows(layer):
+    """The layer's CRS where its file has a geotransform but no CRS of its own (a world file without
+    a .prj, whose CRS the user set in QGIS), for georeg's --ref-crs/--target-crs/--crs; else None
+    (georeg reads the file's own)."""
+    crs = layer.crs()
+    if not crs.isValid():
+        return None
+    try:
+        from osgeo import gdal
+
+        ds = gdal.Open(layer.source())
+    except Exception:  # not a file GDAL opens by its source string (a web layer): nothing to add
+        return None
+    if ds is None or ds.GetProjection() or ds.GetGCPCount() or ds.GetGeoTransform(can_return_null=True) is None:
+        return None
+    return crs.authid() if crs.authid().upper().startswith("EPSG:") else crs.toWkt()
+
+
 class ApplyAlgorithm(_Base):
     NAME = "apply"
     TITLE = "Apply a saved registration"
@@ -211,7 +233,9 @@ class ApplyAlgorithm(_Base):
         if raster is None:
             raise QgsProcessingException("RASTER must be a raster layer")
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        res = _run(["apply", report, raster.source(), "-o", output, "--overwrite"], feedback)
+        crs = _crs_qgis_knows(raster)
+        res = _run(["apply", report, raster.source(), "-o", output, "--overwrite", *(["--crs", crs] if crs else [])],
+                   feedback)
         feedback.pushInfo(f"{res.get('mode')}: {output}")
         return {"OUTPUT": output}
 
