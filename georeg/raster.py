@@ -898,7 +898,8 @@ def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | N
         tb = tuple(round(v, 2) for v in tgt_fp.bounds)
         raise NoOverlapError(
             f"reference and target do not overlap (reference bounds {rb}, target bounds {tb} "
-            f"in {crs.to_string()}); check that both CRSs are right and that the scenes cover the same area")
+            f"in {crs.to_string()}); check that both CRSs are right (a file's wrong one is overridden with "
+            "--ref-crs or --target-crs) and that the scenes cover the same area")
     grid = grid or reference.grid
     inv = ~grid.transform
     cols, rows = zip(*[inv @ xy for xy in inter.exterior.coords])
