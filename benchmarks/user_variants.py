@@ -59,6 +59,8 @@ JP2 = "reference one band, L2A JPEG 2000"
 WIDE = "target 2x larger, the rest elsewhere"
 FEET = "State Plane, US survey feet (EPSG:2230)"
 FEET_CRS = "EPSG:2230"
+WORLD = "PNG + world file, no .prj, --target-crs"
+LON360 = "EPSG:4326 on 0-360 longitudes"
 FALSE_COLOUR = "false colour VV/VH/ratio"  # three 8-bit bands: read as optical by their count
 # a correction is wrong from one pixel of the coarser picture on (the verdict judges in those too):
 # 10 m for every variant but the coarse target's 60 m
@@ -83,7 +85,8 @@ def _crop(src: str, dst: Path, win: Window) -> str:
 
 
 def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
-    """(variant, reference, target[, reference mask]) files; every target off by SHIFT_PX."""
+    """(variant, reference, target[, reference mask[, config options]]) files; every target off by
+    SHIFT_PX."""
     d = data / "s1s2_volkov" / "geotiff"
     ref = str(d / f"{PAIR}_S2_RGB.tif")
     with rasterio.open(d / f"{PAIR}_S1_VH.tif") as s:
@@ -120,6 +123,15 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     reproject(vh, geo, src_transform=t, src_crs=crs, dst_transform=geo_t, dst_crs="EPSG:4326",
               resampling=Resampling.bilinear, dst_nodata=0)
     out.append(("EPSG:4326 at about 20 m", ref, _write(work / "geographic.tif", geo, geo_t, "EPSG:4326", 0)))
+    # the same on 0-360 longitudes, as climate and ocean grids are often stored
+    out.append((LON360, ref, _write(work / "geographic360.tif", geo, Affine.translation(360, 0) @ geo_t,
+                                    "EPSG:4326", 0)))
+    # a PNG export with its world file and no .prj: the user names its CRS (--target-crs)
+    from PIL import Image
+
+    Image.fromarray(vh.astype(np.uint8)).save(work / "export.png")
+    (work / "export.pgw").write_text("\n".join(str(v) for v in (t.a, t.d, t.b, t.e, *(t @ (0.5, 0.5)))) + "\n")
+    out.append((WORLD, ref, str(work / "export.png"), None, {"target": {"crs": crs.to_string()}}))
     # a projected CRS in US survey feet (California zone 6, where the pair lies), 30 ft pixels: county
     # and state GIS hand data over in it
     feet_t, fw, fh = calculate_default_transform(crs, FEET_CRS, w, h, *bounds, resolution=30.0)
@@ -269,9 +281,11 @@ def main() -> None:
         work = Path(args.work or td)
         work.mkdir(parents=True, exist_ok=True)
         rows, plain = [], None
-        for i, (name, ref, tgt, *mask) in enumerate(build(Path(args.data), work)):
+        for i, (name, ref, tgt, *rest) in enumerate(build(Path(args.data), work)):
             t0 = time.perf_counter()
-            c = cfg.with_options(reference={"mask": mask[0]}) if mask and mask[0] else cfg
+            mask, options = (rest + [None, None])[:2]
+            c = cfg.with_options(reference={"mask": mask}) if mask else cfg
+            c = c.with_options(**options) if options else c
             try:
                 res = georeg.register(ref, tgt, str(work / f"out{i}_{Path(tgt).stem}_{Path(ref).stem}.tif"), c)
             except GeoregError as exc:

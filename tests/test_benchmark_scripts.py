@@ -76,7 +76,7 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     from georeg.grid import GCPGrid
 
     variants = build(shared_data, tmp_path)
-    assert len(variants) == 43
+    assert len(variants) == 45
     files = {name: (ref, tgt) for name, ref, tgt, *_ in variants}
     # the cloudy reference's SCL marks its painted clouds, and read as its product's rules it masks them
     from georeg.config import InputConfig
@@ -101,11 +101,13 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
         FAR_PX,
         FEET,
         JP2,
+        LON360,
         REF_TURNED,
         SHIFT_PX,
         SWAPPED,
         TURNED,
         WIDE,
+        WORLD,
     )
 
     with rasterio.open(files[FALSE_COLOUR][1]) as d, rasterio.open(plain) as p:  # VV, VH, ratio on the plain grid
@@ -132,6 +134,16 @@ def test_user_variants_carry_the_same_georeferencing_error(shared_data, tmp_path
     with rasterio.open(files[JP2][0]) as d, rasterio.open(files["reference 16-bit, 4 bands"][0]) as r:
         assert d.driver == "JP2OpenJPEG" and d.count == 1 and d.dtypes[0] == "uint16" and d.transform == r.transform
         assert d.read(1).min() >= 1000  # the L2A offset
+
+    # the PNG export: no CRS, its world file the plain target's geotransform; the variant names the CRS
+    (world,) = [v for v in variants if v[0] == WORLD]
+    assert world[4] == {"target": {"crs": crs.to_string()}}
+    with rasterio.open(files.pop(WORLD)[1]) as d, rasterio.open(plain) as p:
+        assert d.driver == "PNG" and d.crs is None and d.transform.almost_equals(p.transform)
+        assert np.array_equal(d.read(1), p.read(1))
+    with rasterio.open(files.pop(LON360)[1]) as d, rasterio.open(files["EPSG:4326 at about 20 m"][1]) as g:
+        assert d.transform == Affine.translation(360, 0) @ g.transform and d.bounds.left > 180
+        assert np.array_equal(d.read(), g.read())
 
     s1, s2 = files.pop(SWAPPED)
     back = (-SHIFT_PX[0], -SHIFT_PX[1])
