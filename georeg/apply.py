@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -20,7 +19,7 @@ from .errors import ConfigError, InputError
 from .grid import Grid
 from .paths import check_raster_path
 from .preflight import check_creation_options, check_outputs
-from .raster import RasterSource
+from .raster import RasterSource, placed_in_own_crs
 
 if TYPE_CHECKING:
     from .estimation import FittedModel
@@ -132,14 +131,8 @@ def _assigned_crs(report: dict, raster) -> str | None:
     """The CRS the registration assigned to its target (``--target-crs``), for a raster that has
     none of its own: the other bands of that target are read in it too."""
     t = report.get("target") or {}
-    if not t.get("crs_assigned"):
-        return None
-    try:
-        with rasterio.open(raster) as ds:
-            if ds.crs is not None or ds.gcps[0] or ds.rpcs is not None:  # placed in a CRS of its own
-                return None
-    except rasterio.errors.RasterioIOError:
-        return None  # RasterSource says what is wrong with the file
+    if not t.get("crs_assigned") or placed_in_own_crs(os.fspath(raster)) is not False:
+        return None  # the file's own CRS, or a file RasterSource will say what is wrong with
     return t.get("crs_wkt") or t.get("crs")
 
 

@@ -867,6 +867,16 @@ def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:
     return int(round(col)), int(round(row))
 
 
+def placed_in_own_crs(path: str) -> bool | None:
+    """Whether the raster at ``path`` places itself in a CRS of its own (a CRS tag, or GCPs or RPCs,
+    whose CRS is theirs); None when GDAL cannot open it."""
+    try:
+        with rasterio.open(path) as ds:
+            return ds.crs is not None or bool(ds.gcps[0]) or ds.rpcs is not None
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
 def check_related_crs(reference: RasterSource, target: RasterSource) -> None:
     """Refuse two rasters in different CRSs of which one is a local (engineering) CRS, such as a
     drone survey's or a CAD drawing's: no coordinate operation relates it to the other."""
