@@ -144,10 +144,10 @@ class InputConfig:
     3 or more bands, of its red, green and blue bands where a raster of more than three says which
     (:func:`georeg.bands.colour_bands`), band 1 otherwise). nodata: overrides the file's nodata value. mask: path of a
     raster whose non-zero pixels are valid, or a product's quality band (:mod:`georeg.masks`).
-    modality: 'optical', 'sar', 'thermal' or 'auto'. crs: the CRS of the raster's geotransform or
-    ground control points (an EPSG code such as 'EPSG:32633', WKT or a PROJ string), for a file
-    that has none (a PNG or JPEG with a world file but no .prj) or whose own is wrong; None: the
-    file's.
+    modality: 'optical', 'sar', 'thermal' or 'auto'. crs: the CRS of the raster's geotransform (an
+    EPSG code such as 'EPSG:32633', WKT or a PROJ string), for a file that has none (a PNG or JPEG
+    with a world file but no .prj) or whose own is wrong; None: the file's. GCPs and RPCs are read
+    in their own CRS (a different one is refused).
     """
 
     band: int | None = None

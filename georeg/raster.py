@@ -391,9 +391,8 @@ class RasterSource:
         elif self.crs is None:
             raise MissingCRSError(
                 f"{'raster' if self.role == 'raster' else self.role + ' raster'} has a geotransform but no CRS: "
-                f"{self.path} (a world file without a .prj "
-                f"is read so); say which with {_crs_flag(self.role)} EPSG:XXXX, or assign one to the file "
-                "(rio edit-info --crs EPSG:XXXX FILE)")
+                f"{self.path} (as a PNG or JPEG with a world file but no .prj has); say which with "
+                f"{_crs_flag(self.role)} EPSG:XXXX, or assign one to the file (rio edit-info --crs EPSG:XXXX FILE)")
         else:
             raise MissingCRSError(f"{self.role} raster has no geotransform: {self.path}; georeference it first "
                                   "(for example: rio edit-info --transform '[x0, dx, 0, y0, 0, -dy]' FILE)")
