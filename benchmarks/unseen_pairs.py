@@ -137,9 +137,11 @@ def main() -> None:
             rows.append((pair, "both ways round", kind, quality, dist, secs))
             for theta, scale in VARIANTS:
                 motion = turned(theta, scale, tw, th)
-                pic = work / f"{pair}_r{theta:+.0f}_s{scale:g}.tif"
+                # a neutral name, as the plain pair's pair1.jpg: file-name words are the modality's
+                # tie-breaker, and '<pair>_s1.6' read as Sentinel-1, 'infrared-optical' as thermal
+                pic = work / f"picture_{len(rows):02d}.tif"
                 write_turned(tgt, pic, motion)
-                got, quality, kind, secs = register(ref, pic, work / f"{pair}_r{theta:+.0f}_s{scale:g}_out.tif")
+                got, quality, kind, secs = register(ref, pic, work / f"picture_{len(rows):02d}_out.tif")
                 dist = None if got is None else off_motion(got, fwd, motion, (rw, rh), (tw, th), scale)
                 rows.append((pair, f"turned {theta:+.0f} deg, scale {scale:g}", kind, quality, dist, secs))
     print(f"{'pair':18s} {'case':28s} {'model / error':24s} {'verdict':>10s} {'off px':>7s} {'s':>6s}")
