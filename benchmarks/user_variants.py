@@ -71,8 +71,8 @@ def _turned_grid(centre: tuple[float, float]) -> Affine:
     """The geotransform of a TURNED_PX square grid of PIXEL_M pixels turned 20 degrees against the
     map about ``centre`` (map coordinates)."""
     half = TURNED_PX / 2 * PIXEL_M
-    return (Affine.translation(*centre) * Affine.rotation(20) * Affine.translation(-half, half)
-            * Affine.scale(PIXEL_M, -PIXEL_M))
+    return (Affine.translation(*centre) @ Affine.rotation(20) @ Affine.translation(-half, half)
+            @ Affine.scale(PIXEL_M, -PIXEL_M))
 
 
 def _crop(src: str, dst: Path, win: Window) -> str:
@@ -158,7 +158,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
                 _write(work / "south_up.tif", vh[::-1].astype(np.uint8), south_up, crs)))
     # a pixel grid turned 20 degrees against the map (a rotated geotransform: aerial blocks, some
     # SAR and drone products), the same pixel size, the corners outside the scene nodata
-    turned_t = _turned_grid(t * (w / 2, h / 2))
+    turned_t = _turned_grid(t @ (w / 2, h / 2))
     turned = np.zeros((TURNED_PX, TURNED_PX), np.float32)
     reproject(vh, turned, src_transform=t, src_crs=crs, dst_transform=turned_t, dst_crs=crs,
               resampling=Resampling.bilinear, dst_nodata=0)
@@ -206,7 +206,7 @@ def build(data: Path, work: Path) -> list[tuple[str, str, str]]:
     out.append((JP2, str(jp2), out[0][2]))
     out.append(("reference 400 px crop", _crop(ref, work / "ref_crop400.tif", Window(300, 200, 400, 400)), out[0][2]))
     # the reference on a grid turned 20 degrees: the working grid is then turned against the map
-    ref_turned_t = _turned_grid(rt * (w / 2, h / 2))
+    ref_turned_t = _turned_grid(rt @ (w / 2, h / 2))
     ref_turned = np.zeros((3, TURNED_PX, TURNED_PX), np.float32)
     for b in range(3):
         reproject(rgb[b], ref_turned[b], src_transform=rt, src_crs=crs, dst_transform=ref_turned_t, dst_crs=crs,
