@@ -177,16 +177,11 @@ class RasterSource:
         product on 0-360 longitudes, as climate and ocean grids often are), +360 for one wholly
         west of -180, else 0: GDAL's warper places such a raster off the map of any projected or
         -180..180 grid, where PROJ's footprints wrap it back onto the other raster."""
-        crs, t = self.crs, self.ds.transform
+        crs = self.crs
         if self.pixel_frame or self.placed_by_points or crs is None or not crs.is_geographic:
             return 0.0
-        w, h = self.ds.width, self.ds.height
-        xs = [(t @ p)[0] for p in ((0, 0), (w, 0), (0, h), (w, h))]
-        if min(xs) >= 180.0:
-            return -360.0
-        if max(xs) <= -180.0:
-            return 360.0
-        return 0.0
+        west, _, east, _ = Grid(self.ds.transform, self.ds.width, self.ds.height, crs).bounds
+        return -360.0 if west >= 180.0 else 360.0 if east <= -180.0 else 0.0
 
     def file_transform(self, transform: Affine) -> Affine:
         """A geotransform on this raster's grid as the file writes its longitudes (see
