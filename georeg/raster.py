@@ -581,7 +581,10 @@ class RasterSource:
                 arr, alpha = both[:-1], both[-1]
             masks = np.repeat(alpha[None], len(bands), axis=0)
             data = arr
-        out, valid = fill_small_holes(*self._combine(data, masks))
+        # the gaps to fill are the raster's own (scan-line gaps): as wide in its pixels on any grid
+        ratio = self.grid.ground_pixel_size_m / sub.ground_pixel_size_m
+        out, valid = fill_small_holes(*self._combine(data, masks),
+                                      max_gap=MAX_GAP_PX * (ratio if math.isfinite(ratio) and ratio > 0 else 1.0))
         if self._mask_ds is not None:  # a mask the user gives is obeyed to the pixel
             valid &= self._read_external_mask(sub)
         for left_out in self.excluded:
@@ -813,14 +816,15 @@ def _supports_densify() -> bool:
 
 MAX_HOLE_PX = 100  # the largest patch of missing pixels inside the data that a read fills
 # the longest run of missing pixels, along a row or a column, between data on both sides that a
-# read fills: Landsat 7's scan-line gaps (its scan line corrector failed in 2003) are up to 14 px
-# wide at 30 m, 20 px along a row or column that crosses them at 45 degrees
+# read fills, in the raster's own pixels: Landsat 7's scan-line gaps (its scan line corrector
+# failed in 2003) are up to 14 px wide at 30 m, 20 px along a row or column that crosses them at
+# 45 degrees
 MAX_GAP_PX = 20
 
 
-def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int) -> tuple[tuple[np.ndarray, ...], np.ndarray,
-                                                                          np.ndarray]:
-    """Along ``axis``: the pixels in runs of at most MAX_GAP_PX missing pixels with data on both
+def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int,
+                 max_gap: float) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """Along ``axis``: the pixels in runs of at most ``max_gap`` missing pixels with data on both
     sides (not a run that reaches the array's edge), as indices; the straight line between the
     data on either side at each; and each one's run length."""
     v = valid if axis == 0 else valid.T
@@ -836,7 +840,7 @@ def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int) -> tuple[tuple[
     before = np.maximum.accumulate(np.where(v, idx, np.int32(-1)), axis=0)
     after = np.minimum.accumulate(np.where(v, idx, np.int32(n))[::-1], axis=0)[::-1]
     run = after - before - 1
-    rows, sub = np.nonzero((run > 0) & (run <= MAX_GAP_PX) & (before >= 0) & (after < n))
+    rows, sub = np.nonzero((run > 0) & (run <= max_gap) & (before >= 0) & (after < n))
     b, a = before[rows, sub], after[rows, sub]
     cols = lines[sub]
     d = data if axis == 0 else data.T
@@ -846,8 +850,8 @@ def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int) -> tuple[tuple[
     return at, line, (a - b - 1).astype(np.float32)
 
 
-def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Missing pixels with data on both sides within MAX_GAP_PX along their row or their column,
+def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray, max_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Missing pixels with data on both sides within ``max_gap`` along their row or their column,
     and the straight lines across them along both (weighted by the inverse of the gap's length
     there): continuous with the data at the gap's edges (a smoothed mean is not, and its steps
     along every gap were edges the matching would follow). A run that reaches the array's edge
@@ -856,7 +860,7 @@ def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     num = np.zeros(data.shape, np.float32)
     den = np.zeros(data.shape, np.float32)
     for axis in (0, 1):
-        at, line, run = _across_gaps(data, valid, axis)
+        at, line, run = _across_gaps(data, valid, axis, max_gap)
         num[at] += line / run
         den[at] += 1 / run
     gaps = den > 0
@@ -864,16 +868,17 @@ def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     return num, gaps
 
 
-def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
+                     max_gap: float = MAX_GAP_PX) -> tuple[np.ndarray, np.ndarray]:
     """Missing pixels inside the data, filled from the valid pixels around them and counted valid:
     patches of at most MAX_HOLE_PX pixels (8-connected, not touching the array's edge) with the
     Gaussian-weighted mean of their surroundings (``sigma``): scattered NaN or -inf (a dB image
     whose power was 0 here and there) or nodata specks. Resampled, 1% of them spoil 4-8% of the
-    pixels, and no patch was left valid enough to match. And thin gaps (:func:`_fill_thin_gaps`,
-    Landsat 7's scan-line gaps) by straight lines across them: 22% of a scene missing in strips
-    left no patch 98% valid, and its tie points came from the other image's keypoints alone. The
-    area outside the footprint and larger gaps stay invalid, and so do the pixels a user's mask
-    excludes (applied after this)."""
+    pixels, and no patch was left valid enough to match. And thin gaps (:func:`_fill_thin_gaps`, at
+    most ``max_gap`` px across: Landsat 7's scan-line gaps) by straight lines across them: 22% of
+    a scene missing in strips left no patch 98% valid, and its tie points came from the other
+    image's keypoints alone. The area outside the footprint and larger gaps stay invalid, and so
+    do the pixels a user's mask excludes (applied after this)."""
     if valid.all() or not valid.any():
         return data, valid
     from scipy import ndimage
@@ -888,7 +893,7 @@ def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0) ->
     # the outside of the raster) that the read window cuts off
     small[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
     holes = small[labels]
-    across, gaps = _fill_thin_gaps(data, valid)
+    across, gaps = _fill_thin_gaps(data, valid, max_gap)
     gaps &= ~holes
     if not holes.any() and not gaps.any():
         return data, valid

@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +11,8 @@ from georeg.features import box_count, box_count_at, fft_size, ncc_search, orien
 from georeg.keypoints import detect
 from georeg.matchers import BaselineMatcher, load
 from georeg.matching import peak_analysis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # cases.scan_line_gaps
 
 
 def _texture(n=256, seed=0):
@@ -258,6 +263,29 @@ def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays
     assert (out[~filled] == 0).all()
 
 
+def test_thin_gaps_are_judged_in_the_rasters_own_pixels(tmp_path):
+    """Gaps 14 px wide in a 30 m raster are filled when it is read on its own grid and on a 10 m
+    grid (42 px there); a 30 px gap is not filled on either."""
+    import rasterio
+
+    from georeg.config import InputConfig
+    from georeg.raster import MAX_GAP_PX, RasterSource
+
+    yy, xx = np.mgrid[0:240, 0:240]
+    img = (100 + 50 * np.sin(xx / 9.0) + 50 * np.cos(yy / 13.0)).astype(np.uint8)
+    img[60:74, :] = img[150:180, :] = 0
+    assert 14 <= MAX_GAP_PX < 30
+    path = tmp_path / "gaps.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=240, height=240, count=1, dtype="uint8", nodata=0,
+                       crs="EPSG:32633", transform=Affine(30, 0, 500000, 0, -30, 4000000)) as d:
+        d.write(img, 1)
+    with RasterSource(str(path), InputConfig(), "target") as src:
+        for grid, k in ((src.grid, 1), (src.grid.scaled(1 / 3), 3)):
+            _, valid = src.read_on_grid(grid)
+            assert valid[60 * k:74 * k, 10 * k:-10 * k].all(), k
+            assert not valid[(150 + 2) * k:(180 - 2) * k].any(), k
+
+
 def test_a_users_mask_is_not_filled(small_pair, tmp_path):
     """Pixels a user's mask excludes (scattered cloud pixels) stay excluded: only the raster's own
     missing pixels are filled."""
@@ -303,20 +331,12 @@ def test_scattered_nan_pixels_of_the_target_leave_both_matching_directions(small
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
 
 
-def scan_line_gaps(shape, period=32, widest=14, tilt_deg=8.0):
-    """Landsat 7's scan-line gaps since its scan line corrector failed (2003), as a boolean map of
-    ``shape``: strips along the scan lines (tilted ``tilt_deg``, one every ``period`` rows), none at
-    the middle column and ``widest`` px wide at the left and right edges; 22% of the pixels."""
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    along = yy + np.tan(np.radians(tilt_deg)) * xx
-    return (along % period) < widest * np.abs(xx - shape[1] / 2) / (shape[1] / 2)
-
-
 def test_a_target_with_scan_line_gaps_is_matched_from_both_sides(small_pair, tmp_path):
     """A target with Landsat 7-like scan-line gaps (nodata 0, 22% of its pixels in strips): no patch
     of it was 98% valid, so the target side gave no tie point and the result was uncertain. The
     gaps filled across, both sides match as on the whole target."""
     import rasterio
+    from cases import scan_line_gaps
 
     import georeg
     from georeg.config import RegistrationConfig
@@ -344,6 +364,7 @@ def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_pat
     shift, on B4 with the scene's BQA as both masks: `reliable` within 0.5 px of the truth (it was
     `uncertain` on the reference's tie points alone)."""
     import rasterio
+    from cases import scan_line_gaps
 
     import georeg
     from georeg.config import RegistrationConfig
