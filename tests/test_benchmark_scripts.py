@@ -580,3 +580,41 @@ def test_geographic_grids_export_the_utm_pairs_in_square_degrees_on_the_same_gro
             assert truth == name.replace("EPSG:4326", "UTM") and pixel == 10.0
         else:
             assert truth == (-L8_SHIFT[0] * 30.0, L8_SHIFT[1] * 30.0) and (mask is not None) == name.endswith("BQA")
+
+
+def test_scan_gaps_benchmark_hands_over_gapped_bands_on_the_moved_grid(shared_data, tmp_path):
+    """scan_gaps.py: each Landsat row's gapped band has 20-25% of its pixels missing in strips
+    (nodata 0, its own zeros made 1), the target on B10's grid moved by the row's shift, the
+    reference on B4's; the BQA as both masks in every other row; the S1/S2 rows' S1 targets off by
+    the shift that user_variants.py uses."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+    from scan_gaps import S1S2_SHIFT, landsat_cases, s1s2_cases
+
+    d = shared_data / "landsat8_oli_tirs"
+    if not (d / "l8_BQA.tif").exists():
+        pytest.skip(f"the Landsat 8 scene is not in {shared_data}")
+    rows = list(landsat_cases(shared_data, tmp_path, [(8.3, -8.2)]))
+    assert len(rows) == 6 and [bool(r[3]) for r in rows] == [True, False] * 3
+    with rasterio.open(d / "l8_B4.tif") as b4, rasterio.open(d / "l8_B10.tif") as b10:
+        t4, t10, a10 = b4.transform, b10.transform, b10.read(1)
+    for name, ref, tgt, opts, shift in rows:
+        with rasterio.open(ref) as r, rasterio.open(tgt) as t:
+            assert r.transform == t4 and t.transform == t10 @ Affine.translation(*shift)
+            for ds, gapped in ((r, "reference" in name or "both" in name), (t, "target" in name or "both" in name)):
+                a = ds.read(1)
+                missing = ds.nodata == 0 and (a == 0).mean()
+                assert (0.2 < missing < 0.25) if gapped else not missing, name
+            if "target" in name:
+                kept = t.read(1) > 0
+                assert np.array_equal(t.read(1)[kept], np.maximum(a10, 1)[kept])
+        if opts:
+            assert opts["reference"]["mask"] == opts["target"]["mask"] == str(d / "l8_BQA.tif")
+    pairs = list(s1s2_cases(shared_data, tmp_path))
+    assert [p[0].split()[1].rstrip(",") for p in pairs] == ["050", "176", "268"]
+    for _, ref, tgt, plain in pairs:
+        with rasterio.open(tgt) as t, rasterio.open(plain) as p, rasterio.open(ref) as r:
+            moved = p.transform @ Affine.translation(*S1S2_SHIFT)
+            assert t.transform.almost_equals(moved) and r.transform == p.transform
+            assert 0.2 < (r.read_masks(1) == 0).mean() < 0.25
