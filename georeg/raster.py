@@ -820,6 +820,7 @@ MAX_HOLE_PX = 100  # the largest patch of missing pixels inside the data that a 
 # failed in 2003) are up to 14 px wide at 30 m, 20 px along a row or column that crosses them at
 # 45 degrees
 MAX_GAP_PX = 20
+GAP_ELONGATION = 3  # a gap is filled only if it is a strip at least this many times MAX_GAP_PX long
 
 
 def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int,
@@ -864,7 +865,18 @@ def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray, max_gap: float) -> tupl
         num[at] += line / run
         den[at] += 1 / run
     gaps = den > 0
+    if gaps.any():
+        # strips, not blobs: a gap at least GAP_ELONGATION times as long as it may be wide (a
+        # picture's dark pixels at its nodata value, and the notches that JPEG's ringing leaves
+        # along a black border, are left as they were)
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(gaps, structure=np.ones((3, 3), bool))
+        long = [0] + [max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= GAP_ELONGATION * max_gap
+                      for sl in ndimage.find_objects(labels)]
+        gaps = np.asarray(long, bool)[labels]
     num[gaps] /= den[gaps]
+    num[~gaps] = 0
     return num, gaps
 
 

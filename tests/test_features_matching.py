@@ -238,8 +238,8 @@ def test_max_filter_equals_max_pooling(shape, k):
 def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays_empty():
     """Scattered missing pixels (a dB image's -inf, nodata specks) and thin strips of them (Landsat
     7's scan-line gaps, up to 14 px wide) are filled from the valid pixels around them and count as
-    data; the area outside the footprint and a larger gap stay out."""
-    from georeg.raster import MAX_GAP_PX, MAX_HOLE_PX, fill_small_holes
+    data; the area outside the footprint, a larger gap and a short one that is no strip stay out."""
+    from georeg.raster import GAP_ELONGATION, MAX_GAP_PX, MAX_HOLE_PX, fill_small_holes
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:200, 0:200]
@@ -250,16 +250,19 @@ def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays
     assert MAX_HOLE_PX < 576 and MAX_GAP_PX < 24
     valid[100:114, :140] = False  # a strip 14 px wide from the array's edge into the data
     valid[160:164, 60:158] = False  # a strip 4 px wide into the outside
+    valid[60:78, 60:72] = False  # a blob 12 x 18 px, 216 px
+    assert GAP_ELONGATION * MAX_GAP_PX > 18
     scattered = (rng.random(img.shape) < 0.01) & valid
     valid &= ~scattered
     out, filled = fill_small_holes(np.where(valid, img, 0.0).astype(np.float32), valid)
-    large = np.zeros_like(valid)  # the outside and the gap, and the pixels that touch them
-    large[:, 148:] = large[18:46, 18:46] = True
+    large = np.zeros_like(valid)  # the outside, the gap, the blob, the array's edge and the pixels that touch them
+    large[:, 148:] = large[18:46, 18:46] = large[58:80, 58:74] = True
+    large[:2] = large[-2:] = large[:, :2] = True
     inside = scattered & ~large
     assert filled[inside].all() and np.abs(out[inside] - img[inside]).max() < 0.2  # of a range of 4
     assert filled[100:114, :140].all() and np.abs(out[100:114, :140] - img[100:114, :140]).max() < 0.5
     assert filled[160:164, 60:150].all()
-    assert not filled[:, 150:].any() and not filled[20:44, 20:44].any()
+    assert not filled[:, 150:].any() and not filled[20:44, 20:44].any() and not filled[60:78, 60:72].any()
     assert (out[~filled] == 0).all()
 
 
