@@ -583,7 +583,7 @@ class RasterSource:
             data = arr
         # the gaps to fill are the raster's own (scan-line gaps): as wide in its pixels on any grid
         ratio = self.grid.ground_pixel_size_m / sub.ground_pixel_size_m
-        out, valid = fill_small_holes(*self._combine(data, masks),
+        out, valid = fill_missing(*self._combine(data, masks),
                                       max_gap=MAX_GAP_PX * (ratio if math.isfinite(ratio) and ratio > 0 else 1.0))
         if self._mask_ds is not None:  # a mask the user gives is obeyed to the pixel
             valid &= self._read_external_mask(sub)
@@ -880,7 +880,7 @@ def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray, max_gap: float) -> tupl
     return num, gaps
 
 
-def fill_small_holes(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
+def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
                      max_gap: float = MAX_GAP_PX) -> tuple[np.ndarray, np.ndarray]:
     """Missing pixels inside the data, filled from the valid pixels around them and counted valid:
     patches of at most MAX_HOLE_PX pixels (8-connected, not touching the array's edge) with the

@@ -239,7 +239,7 @@ def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays
     """Scattered missing pixels (a dB image's -inf, nodata specks) and thin strips of them (Landsat
     7's scan-line gaps, up to 14 px wide) are filled from the valid pixels around them and count as
     data; the area outside the footprint, a larger gap and a short one that is no strip stay out."""
-    from georeg.raster import GAP_ELONGATION, MAX_GAP_PX, MAX_HOLE_PX, fill_small_holes
+    from georeg.raster import GAP_ELONGATION, MAX_GAP_PX, MAX_HOLE_PX, fill_missing
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:200, 0:200]
@@ -254,7 +254,7 @@ def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays
     assert GAP_ELONGATION * MAX_GAP_PX > 18
     scattered = (rng.random(img.shape) < 0.01) & valid
     valid &= ~scattered
-    out, filled = fill_small_holes(np.where(valid, img, 0.0).astype(np.float32), valid)
+    out, filled = fill_missing(np.where(valid, img, 0.0).astype(np.float32), valid)
     large = np.zeros_like(valid)  # the outside, the gap, the blob, the array's edge and the pixels that touch them
     large[:, 148:] = large[18:46, 18:46] = large[58:80, 58:74] = True
     large[:2] = large[-2:] = large[:, :2] = True
