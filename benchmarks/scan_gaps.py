@@ -10,9 +10,10 @@ like that. Emulated (:func:`cases.scan_line_gaps`, declared nodata 0) on the pai
   band under a thermal scene), and in both at the same pixels (two bands of one ETM+ product), each
   with the scene's quality band as both masks and without a mask;
 - the S1/S2 GeoTIFF pairs 050, 176 and 268, the S1 target's geotransform off by (13.4, -8.7) px:
-  gaps in the S2 reference (an ETM+ optical scene under a SAR scene), judged against the same pair
-  without gaps (the dataset's own alignment is off by up to 7 px: its alignment_check.csv), on a
-  lattice over 10-90% of the scene.
+  gaps in the S2 reference (an ETM+ optical scene under a SAR scene), and in the S1 scene averaged
+  to 30 m (a target of ETM+'s pixel size on a 10 m reference, matched on a grid of about 20 m),
+  each judged against the same pair without gaps (the dataset's own alignment is off by up to 7
+  px: its alignment_check.csv), on a lattice over 10-90% of the reference.
 
 A result 1 px or more from its truth that is called ``reliable`` is a confident wrong answer; for
 the S1/S2 rows, whose judge is itself an estimate, 1 px or more beyond the two results' own
@@ -87,14 +88,33 @@ def landsat_cases(data: Path, work: Path, shifts: list[tuple[float, float]]):
                 yield (f"Landsat B4/B10, gaps in {where}, {'BQA mask' if masked else 'no mask'}", ref, tgt, opts, s)
 
 
+def _averaged(src: str, factor: int) -> tuple[np.ndarray, Affine, object]:
+    """``src``'s first band block-averaged ``factor`` x ``factor`` (uint8, data at least 1), its
+    geotransform and CRS."""
+    with rasterio.open(src) as d:
+        a, t, crs = d.read(1).astype(np.float32), d.transform, d.crs
+    h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
+    c = a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean((1, 3))
+    return np.maximum(c, 1).astype(np.uint8), t @ Affine.scale(factor), crs
+
+
 def s1s2_cases(data: Path, work: Path):
-    """(variant, reference, target, plain reference) for the S1/S2 rows."""
+    """(variant, reference, target, reference without gaps, target without gaps) for the S1/S2 rows:
+    gaps in the S2 reference; and the S1 scene averaged to 30 m with gaps, which georeg matches on a
+    working grid of about 20 m (the gaps' width judged in the raster's own pixels)."""
     d = data / "s1s2_volkov" / "geotiff"
     for pid in PAIRS:
         with rasterio.open(d / f"{pid}_S1_VH.tif") as s:
             tgt = _write(work / f"s1_{pid}.tif", s.read(), s.transform @ Affine.translation(*S1S2_SHIFT), s.crs)
         ref = str(d / f"{pid}_S2_RGB.tif")
-        yield f"S1/S2 {pid}, gaps in the S2 reference", _gapped(ref, work / f"s2_gaps_{pid}.tif"), tgt, ref
+        yield f"S1/S2 {pid}, gaps in the S2 reference", _gapped(ref, work / f"s2_gaps_{pid}.tif"), tgt, ref, tgt
+    for pid in PAIRS:
+        a, t, crs = _averaged(str(d / f"{pid}_S1_VH.tif"), 3)
+        moved = t @ Affine.translation(S1S2_SHIFT[0] / 3, S1S2_SHIFT[1] / 3)
+        plain = _write(work / f"s1_30m_{pid}.tif", a, moved, crs, 0)
+        ref = str(d / f"{pid}_S2_RGB.tif")
+        yield (f"S1/S2 {pid}, 30 m S1 target with gaps", ref, _gapped(plain, work / f"s1_30m_gaps_{pid}.tif"), ref,
+               plain)
 
 
 def main() -> None:
@@ -136,10 +156,10 @@ def main() -> None:
             res, note, secs = run(ref, tgt, opts, work / "out.tif")
             err = None if res is None else float(np.linalg.norm(_moved(res, pts) - (pts - s), axis=1).max())
             record(variant, f" {s}", res, err, note if res is None else "", secs)
-        for variant, ref, tgt, plain_ref in s1s2_cases(Path(args.data), work):
+        for variant, ref, tgt, plain_ref, plain_tgt in s1s2_cases(Path(args.data), work):
             with rasterio.open(plain_ref) as d:
                 pts = _lattice(d.width, d.height)
-            plain, note, _ = run(plain_ref, tgt, {}, work / "plain.tif")
+            plain, note, _ = run(plain_ref, plain_tgt, {}, work / "plain.tif")
             if plain is None:
                 print(f"  {variant}: the pair without gaps failed ({note}); nothing to judge with")
                 continue

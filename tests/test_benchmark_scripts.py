@@ -586,7 +586,8 @@ def test_scan_gaps_benchmark_hands_over_gapped_bands_on_the_moved_grid(shared_da
     """scan_gaps.py: each Landsat row's gapped band has 20-25% of its pixels missing in strips
     (nodata 0, its own zeros made 1), the target on B10's grid moved by the row's shift, the
     reference on B4's; the BQA as both masks in every other row; the S1/S2 rows' S1 targets off by
-    the shift that user_variants.py uses."""
+    the shift that user_variants.py uses, at 10 m and averaged to 30 m, the gaps in the S2
+    reference or in the 30 m target."""
     import numpy as np
     import rasterio
     from affine import Affine
@@ -612,9 +613,15 @@ def test_scan_gaps_benchmark_hands_over_gapped_bands_on_the_moved_grid(shared_da
         if opts:
             assert opts["reference"]["mask"] == opts["target"]["mask"] == str(d / "l8_BQA.tif")
     pairs = list(s1s2_cases(shared_data, tmp_path))
-    assert [p[0].split()[1].rstrip(",") for p in pairs] == ["050", "176", "268"]
-    for _, ref, tgt, plain in pairs:
-        with rasterio.open(tgt) as t, rasterio.open(plain) as p, rasterio.open(ref) as r:
-            moved = p.transform @ Affine.translation(*S1S2_SHIFT)
-            assert t.transform.almost_equals(moved) and r.transform == p.transform
-            assert 0.2 < (r.read_masks(1) == 0).mean() < 0.25
+    assert [p[0].split()[1].rstrip(",") for p in pairs] == ["050", "176", "268"] * 2
+    s1 = shared_data / "s1s2_volkov" / "geotiff"
+    for name, ref, tgt, plain_ref, plain_tgt in pairs:
+        gapped = ref if "reference" in name else tgt
+        with rasterio.open(gapped) as g, rasterio.open(plain_tgt) as p, rasterio.open(tgt) as t, \
+                rasterio.open(s1 / f"{name.split()[1].rstrip(',')}_S1_VH.tif") as s:
+            factor = 3 if "30 m" in name else 1
+            assert p.transform.almost_equals(s.transform @ Affine.scale(factor) @ Affine.translation(
+                S1S2_SHIFT[0] / factor, S1S2_SHIFT[1] / factor)) and t.transform == p.transform
+            assert (p.width, p.height) == (s.width // factor, s.height // factor)
+            assert 0.2 < (g.read_masks(1) == 0).mean() < 0.25
+        assert (ref == plain_ref) == ("reference" not in name) and (tgt == plain_tgt) == ("target" not in name)
