@@ -11,8 +11,8 @@ like that. Emulated (:func:`cases.scan_line_gaps`, declared nodata 0) on the pai
   with the scene's quality band as both masks and without a mask;
 - the S1/S2 GeoTIFF pairs 050, 176 and 268, the S1 target's geotransform off by (13.4, -8.7) px:
   gaps in the S2 reference (an ETM+ optical scene under a SAR scene), and in the S1 scene averaged
-  to 30 m (a target of ETM+'s pixel size on a 10 m reference, matched on a grid of about 20 m),
-  each judged against the same pair without gaps (the dataset's own alignment is off by up to 7
+  to 30 m (a target of ETM+'s pixel size on a 10 m reference, matched on a grid of about 20 m,
+  where georeg leaves the gaps unfilled: ``raster.MAX_GAP_UPSAMPLING``), each judged against the same pair without gaps (the dataset's own alignment is off by up to 7
   px: its alignment_check.csv), on a lattice over 10-90% of the reference.
 
 A result 1 px or more from its truth that is called ``reliable`` is a confident wrong answer; for
