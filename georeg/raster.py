@@ -31,6 +31,7 @@ from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_l
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
+from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 
@@ -820,113 +821,6 @@ def _short(exc: Exception) -> str:
 def _supports_densify() -> bool:
     import inspect
     return "densify_pts" in inspect.signature(transform_geom).parameters
-
-
-MAX_HOLE_PX = 100  # the largest patch of missing pixels inside the data that a read fills
-# the longest run of missing pixels, along a row or a column, between data on both sides that a
-# read fills, in the raster's own pixels: Landsat 7's scan-line gaps (its scan line corrector
-# failed in 2003) are up to 14 px wide at 30 m, 20 px along a row or column that crosses them at
-# 45 degrees
-MAX_GAP_PX = 20
-GAP_ELONGATION = 3  # a gap is filled only if it is a strip at least this many times MAX_GAP_PX long
-MAX_GAP_UPSAMPLING = 1.5  # no thin gap is filled on a grid more than this many times finer than the raster
-
-
-def _across_gaps(data: np.ndarray, valid: np.ndarray, axis: int,
-                 max_gap: float) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
-    """Along ``axis``: the pixels in runs of at most ``max_gap`` missing pixels with data on both
-    sides (not a run that reaches the array's edge), as indices; the straight line between the
-    data on either side at each; and each one's run length."""
-    v = valid if axis == 0 else valid.T
-    # only lines where the data come back after a gap (two stretches of data or more): a convex
-    # footprint's lines have one, and the common read pays for this count alone
-    stretches = v[0].astype(np.int32) + np.count_nonzero(v[1:] & ~v[:-1], axis=0)
-    lines = np.flatnonzero(stretches >= 2)
-    if not len(lines):
-        return (np.zeros(0, np.intp),) * 2, np.zeros(0, np.float32), np.zeros(0, np.float32)
-    v = v[:, lines]
-    n = v.shape[0]
-    idx = np.arange(n, dtype=np.int32)[:, None]
-    before = np.maximum.accumulate(np.where(v, idx, np.int32(-1)), axis=0)
-    after = np.minimum.accumulate(np.where(v, idx, np.int32(n))[::-1], axis=0)[::-1]
-    run = after - before - 1
-    rows, sub = np.nonzero((run > 0) & (run <= max_gap) & (before >= 0) & (after < n))
-    b, a = before[rows, sub], after[rows, sub]
-    cols = lines[sub]
-    d = data if axis == 0 else data.T
-    lo, hi = d[b, cols], d[a, cols]
-    line = lo + (hi - lo) * ((rows - b) / (a - b)).astype(np.float32)
-    at = (rows, cols) if axis == 0 else (cols, rows)
-    return at, line, (a - b - 1).astype(np.float32)
-
-
-def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray, max_gap: float) -> tuple[np.ndarray, np.ndarray]:
-    """Missing pixels with data on both sides within ``max_gap`` along their row or their column,
-    and the straight lines across them along both (weighted by the inverse of the gap's length
-    there): continuous with the data at the gap's edges (a smoothed mean is not, and its steps
-    along every gap were edges the matching would follow). A run that reaches the array's edge
-    is not filled along that axis: the outside of a footprint stays out, however close the edge
-    of the read window. Returns the filled values (0 elsewhere) and which pixels they are."""
-    num = np.zeros(data.shape, np.float32)
-    den = np.zeros(data.shape, np.float32)
-    for axis in (0, 1):
-        at, line, run = _across_gaps(data, valid, axis, max_gap)
-        num[at] += line / run
-        den[at] += 1 / run
-    gaps = den > 0
-    if gaps.any():
-        # strips, not blobs: a gap at least GAP_ELONGATION times as long as it may be wide (a
-        # picture's dark pixels at its nodata value, and the notches that JPEG's ringing leaves
-        # along a black border, are left as they were)
-        from scipy import ndimage
-
-        labels, _ = ndimage.label(gaps, structure=np.ones((3, 3), bool))
-        long = [0] + [max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) >= GAP_ELONGATION * max_gap
-                      for sl in ndimage.find_objects(labels)]
-        gaps = np.asarray(long, bool)[labels]
-    num[gaps] /= den[gaps]
-    num[~gaps] = 0
-    return num, gaps
-
-
-def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
-                     max_gap: float = MAX_GAP_PX) -> tuple[np.ndarray, np.ndarray]:
-    """Missing pixels inside the data, filled from the valid pixels around them and counted valid:
-    patches of at most MAX_HOLE_PX pixels (8-connected, not touching the array's edge) with the
-    Gaussian-weighted mean of their surroundings (``sigma``): scattered NaN or -inf (a dB image
-    whose power was 0 here and there) or nodata specks. Resampled, 1% of them spoil 4-8% of the
-    pixels, and no patch was left valid enough to match. And thin gaps (:func:`_fill_thin_gaps`, at
-    most ``max_gap`` px across: Landsat 7's scan-line gaps) by straight lines across them: 22% of
-    a scene missing in strips left no patch 98% valid, and its tie points came from the other
-    image's keypoints alone. The area outside the footprint and larger gaps stay invalid, and so
-    do the pixels a user's mask excludes (applied after this)."""
-    if valid.all() or not valid.any():
-        return data, valid
-    from scipy import ndimage
-
-    labels, n = ndimage.label(~valid, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return data, valid
-    sizes = np.bincount(labels.ravel())
-    small = sizes <= MAX_HOLE_PX
-    small[0] = False
-    # a patch at the array's edge may be the part of a larger one (a turned picture's black corner,
-    # the outside of the raster) that the read window cuts off
-    small[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
-    holes = small[labels]
-    across, gaps = _fill_thin_gaps(data, valid, max_gap)
-    gaps &= ~holes
-    if not holes.any() and not gaps.any():
-        return data, valid
-    out = data.copy()
-    if holes.any():
-        w = valid.astype(np.float32)
-        den = ndimage.gaussian_filter(w, sigma, truncate=4.0)
-        num = ndimage.gaussian_filter(np.where(valid, data, 0.0).astype(np.float32), sigma, truncate=4.0)
-        holes &= den > 1e-3
-        out[holes] = num[holes] / den[holes]
-    out[gaps] = across[gaps]
-    return out, valid | holes | gaps
 
 
 def _integer_offset(native: Grid, sub: Grid) -> tuple[int, int] | None:

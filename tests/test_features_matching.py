@@ -239,7 +239,7 @@ def test_small_holes_and_thin_gaps_take_their_surroundings_and_the_outside_stays
     """Scattered missing pixels (a dB image's -inf, nodata specks) and thin strips of them (Landsat
     7's scan-line gaps, up to 14 px wide) are filled from the valid pixels around them and count as
     data; the area outside the footprint, a larger gap and a short one that is no strip stay out."""
-    from georeg.raster import GAP_ELONGATION, MAX_GAP_PX, MAX_HOLE_PX, fill_missing
+    from georeg.missing import GAP_ELONGATION, MAX_GAP_PX, MAX_HOLE_PX, fill_missing
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:200, 0:200]
@@ -273,7 +273,8 @@ def test_thin_gaps_are_judged_in_the_rasters_own_pixels(tmp_path):
     import rasterio
 
     from georeg.config import InputConfig
-    from georeg.raster import MAX_GAP_PX, MAX_GAP_UPSAMPLING, RasterSource
+    from georeg.missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING
+    from georeg.raster import RasterSource
 
     yy, xx = np.mgrid[0:240, 0:240]
     img = (100 + 50 * np.sin(xx / 9.0) + 50 * np.cos(yy / 13.0)).astype(np.uint8)
