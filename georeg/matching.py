@@ -71,24 +71,25 @@ MAX_READ_AREA = 64.0
 
 
 def sample_through(source: RasterSource, grid: Grid, window: Window,
-                   inverse: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+                   inverse: Callable[[np.ndarray], np.ndarray] | None,
+                   fill_gaps: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The target as it appears on ``window`` of the reference ``grid`` once corrected by a model.
 
     ``inverse`` maps reference-grid pixels to target positions (reference-grid pixels as currently
     georeferenced); None means the identity. Returns (H, W) float32 data and bool validity, all
     invalid where the model is degenerate on the window (:data:`MAX_READ_AREA`, or points it
-    cannot map).
+    cannot map). ``fill_gaps``: as :meth:`RasterSource.read_on_grid`'s.
     """
     h, w = int(window.height), int(window.width)
     if inverse is None:
-        return source.read_on_grid(grid, window)
+        return source.read_on_grid(grid, window, fill_gaps=fill_gaps)
     full = dense_coords(inverse, int(window.col_off), int(window.row_off), w, h)  # (H, W, 2)
     c0, r0 = np.floor(full[..., 0].min()) - 2, np.floor(full[..., 1].min()) - 2
     c1, r1 = np.ceil(full[..., 0].max()) + 2, np.ceil(full[..., 1].max()) + 2
     if not np.isfinite([c0, r0, c1, r1]).all() or (c1 - c0) * (r1 - r0) > MAX_READ_AREA * max(w * h, 64 * 64):
         return np.zeros((h, w), np.float32), np.zeros((h, w), bool)
     read = Window(int(c0), int(r0), int(c1 - c0), int(r1 - r0))
-    data, valid = source.read_on_grid(grid, read)
+    data, valid = source.read_on_grid(grid, read, fill_gaps=fill_gaps)
     # array index of each sample: continuous px - read offset - 0.5; normalise for align_corners=True
     # (in place, one float32 grid: a 1174 px tile's float64 copies cost 70 MB)
     full[..., 0] -= read.col_off + 0.5

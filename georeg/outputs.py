@@ -163,7 +163,7 @@ def quicklook_image(sol: Solution, size: int = 480, crop: int = 72, report: dict
     def to_q(xy):
         return (xy - off) / scale
 
-    r, rv = ref.read_on_grid(qg)
+    r, rv = ref.read_on_grid(qg, fill_gaps=False)  # the pictures show the data as they are
     rn = preprocess(r, rv, "optical", ref.float_values)
     shift = float(np.median(np.linalg.norm(tp.xy_r - tp.xy_t_on_ref, axis=1))) / sx if len(tp) else 0.0
     # vectors drawn about 12 panel px long whatever the correction; the title says by how much
@@ -194,10 +194,11 @@ def _before_after(sol: Solution, crop: int) -> tuple[np.ndarray, np.ndarray, str
     r0 = int(np.clip(round(c[1]) - half, overlap.row_off, hi[1]))
     win = Window(c0, r0, crop, crop)
     cg = grid.window_grid(win)
-    r, rv = ref.read_on_grid(cg)
-    b, bv = tgt.read_on_grid(cg)
+    r, rv = ref.read_on_grid(cg, fill_gaps=False)
+    b, bv = tgt.read_on_grid(cg, fill_gaps=False)
     a, av = sample_through(tgt, cg, Window(0, 0, crop, crop),
-                           lambda xy: model.inverse(xy + np.array([c0, r0], np.float64)) - np.array([c0, r0]))
+                           lambda xy: model.inverse(xy + np.array([c0, r0], np.float64)) - np.array([c0, r0]),
+                           fill_gaps=False)
     isf = tgt.float_values
     rn = preprocess(r, rv, "optical", ref.float_values)
     return (overlay(rn, preprocess(b, bv, tgt.modality, isf)), overlay(rn, preprocess(a, av, tgt.modality, isf)),

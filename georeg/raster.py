@@ -537,20 +537,23 @@ class RasterSource:
         return data, valid
 
     def read_on_grid(self, grid: Grid, window: Window | None = None,
-                     resampling: Resampling = Resampling.bilinear) -> tuple[np.ndarray, np.ndarray]:
-        """Read the chosen band(s) onto ``grid`` (restricted to ``window`` of it).
+                     resampling: Resampling = Resampling.bilinear,
+                     fill_gaps: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Read the chosen band(s) onto ``grid`` (restricted to ``window`` of it). Missing specks
+        are filled (:func:`georeg.missing.fill_missing`), and thin gaps unless ``fill_gaps`` is
+        False (the quicklook shows them as they are).
 
         Returns ``(data (H, W) float32, valid (H, W) bool)``.
         """
         try:
-            return self._read_on_grid(grid, window, resampling)
+            return self._read_on_grid(grid, window, resampling, fill_gaps)
         except rasterio.errors.RasterioError as exc:
             raise RasterOpenError(
                 f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
                 "truncated or damaged") from None
 
-    def _read_on_grid(self, grid: Grid, window: Window | None,
-                      resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    def _read_on_grid(self, grid: Grid, window: Window | None, resampling: Resampling,
+                      fill_gaps: bool) -> tuple[np.ndarray, np.ndarray]:
         if window is None:
             window = Window(0, 0, grid.width, grid.height)
         sub = grid.window_grid(window)
@@ -582,7 +585,7 @@ class RasterSource:
                 arr, alpha = both[:-1], both[-1]
             masks = np.repeat(alpha[None], len(bands), axis=0)
             data = arr
-        out, valid = fill_missing(*self._combine(data, masks), max_gap=self._max_gap(sub))
+        out, valid = fill_missing(*self._combine(data, masks), max_gap=self._max_gap(sub) if fill_gaps else 0.0)
         if self._mask_ds is not None:  # a mask the user gives is obeyed to the pixel
             valid &= self._read_external_mask(sub)
         for left_out in self.excluded:

@@ -305,3 +305,43 @@ def test_mask_text_names_the_quality_bands_read_by_their_rules():
     assert mask_text({"reference": {"mask": plain}, "target": {}}) == ""
     assert mask_text({"reference": {"mask": bqa}, "target": {"mask": bqa}}).startswith(
         "masks: reference and target l8_BQA.tif as a Landsat 8")
+
+
+def test_the_quicklook_shows_the_target_s_gaps_as_they_are(small_pair, tmp_path, monkeypatch):
+    """Scan-line gaps are filled for matching, not in the quicklook's pictures: its reads ask for
+    the data as they are."""
+    import sys
+    from pathlib import Path
+
+    import rasterio
+
+    import georeg
+    from georeg.config import RegistrationConfig
+    from georeg.raster import RasterSource
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from cases import scan_line_gaps
+
+    ref, tgt = small_pair("tgt.tif")
+    with rasterio.open(tgt) as d:
+        a, prof = d.read(1), d.profile
+    a = np.where(scan_line_gaps(a.shape), 0, np.maximum(a, 1)).astype(a.dtype)
+    gapped = tmp_path / "gapped.tif"
+    with rasterio.open(gapped, "w", **dict(prof, nodata=0)) as o:
+        o.write(a, 1)
+    seen = []
+    read = RasterSource.read_on_grid
+
+    def spy(self, grid, window=None, resampling=None, fill_gaps=True, **kw):
+        seen.append((sys._getframe(1).f_code.co_filename, fill_gaps))
+        kw = {} if resampling is None else {"resampling": resampling}
+        return read(self, grid, window, fill_gaps=fill_gaps, **kw)
+
+    monkeypatch.setattr(RasterSource, "read_on_grid", spy)
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"},
+                                            output={"quicklook": str(tmp_path / "q.png")})
+    res = georeg.register(str(ref), str(gapped), str(tmp_path / "out.tif"), cfg)
+    assert res.quality == "reliable" and (tmp_path / "q.png").exists()
+    by_outputs = [f for name, f in seen if name.endswith("outputs.py")]
+    assert len(by_outputs) >= 2 and not any(by_outputs)
+    assert any(f for name, f in seen if name.endswith("matching.py"))
