@@ -74,7 +74,7 @@ def _fill_thin_gaps(data: np.ndarray, valid: np.ndarray, max_gap: float) -> tupl
 
 
 def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
-                     max_gap: float = MAX_GAP_PX) -> tuple[np.ndarray, np.ndarray]:
+                 max_gap: float = MAX_GAP_PX) -> tuple[np.ndarray, np.ndarray]:
     """Missing pixels inside the data, filled from the valid pixels around them and counted valid:
     patches of at most MAX_HOLE_PX pixels (8-connected, not touching the array's edge) with the
     Gaussian-weighted mean of their surroundings (``sigma``): scattered NaN or -inf (a dB image
@@ -98,8 +98,11 @@ def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
     # the outside of the raster) that the read window cuts off
     small[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
     holes = small[labels]
-    across, gaps = _fill_thin_gaps(data, valid, max_gap)
-    gaps &= ~holes
+    if max_gap >= 1:  # a gap is at least a pixel long
+        across, gaps = _fill_thin_gaps(data, valid, max_gap)
+        gaps &= ~holes
+    else:
+        across, gaps = data, np.zeros_like(valid)
     if not holes.any() and not gaps.any():
         return data, valid
     out = data.copy()

@@ -585,7 +585,9 @@ class RasterSource:
                 arr, alpha = both[:-1], both[-1]
             masks = np.repeat(alpha[None], len(bands), axis=0)
             data = arr
-        out, valid = fill_missing(*self._combine(data, masks), max_gap=self._max_gap(sub) if fill_gaps else 0.0)
+        out, valid = self._combine(data, masks)
+        if not valid.all():  # the read with nothing missing (the common one) sizes no gap
+            out, valid = fill_missing(out, valid, max_gap=self._max_gap(sub) if fill_gaps else 0.0)
         if self._mask_ds is not None:  # a mask the user gives is obeyed to the pixel
             valid &= self._read_external_mask(sub)
         for left_out in self.excluded:
