@@ -51,6 +51,11 @@ SPECKLE_CORR = 0.6
 # 2-3x (34-95% at 255) were read as thermal or optical; 1.5x (11-12%) still as SAR. The reading is
 # kept and the user told (see benchmarks/HISTORY.md, 2026-12-06, sixth session)
 SATURATED_SHARE = 0.2
+# the texture statistics' local means use a window's valid pixels alone, where at least this share of
+# them is valid: missing pixels (a footprint's outside, Landsat 7's scan-line gaps) held 0 and
+# dragged the means down, so that pixels along every gap counted as bright and a gapped thermal
+# band read as optical (benchmarks/HISTORY.md, 2026-12-07, fourth session)
+VALID_WINDOW_SHARE = 0.75
 # temperature in degrees Celsius (LST products, drone thermal cameras) has dB-like values when it is
 # cold, and no speckle: Landsat 8 B10 as Celsius has lag-1 correlation 0.994 and flat-area noise
 # 0.001, S1/S2 dB scenes 0.78-0.86 and 0.025-0.04, even after a 5x5 boxcar 0.97 and 0.006
@@ -225,11 +230,13 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
     lap, vl = _laplacian(x, v)
     if vl.sum() < 256:
         return None
-    lapf = np.zeros_like(x)
-    lapf[1:-1, 1:-1] = np.abs(lap) * vl
-    loc = ndimage.uniform_filter(lapf, 9)[4::9, 4::9]
-    mean9 = ndimage.uniform_filter(x, 9)[4::9, 4::9]
-    ok = (mean9 > p1 + 0.05 * rng) & (mean9 < p99 - 0.05 * rng)
+    # the array's one-pixel frame, where no Laplacian is defined, counts as flat (0), as it always did
+    lapf, vlf = np.zeros_like(x), np.ones(x.shape, bool)
+    lapf[1:-1, 1:-1], vlf[1:-1, 1:-1] = np.abs(lap) * vl, vl
+    loc, has_lap = _valid_mean(lapf, vlf, 9)
+    mean9, has_x = _valid_mean(x, v, 9)
+    loc, mean9 = loc[4::9, 4::9], mean9[4::9, 4::9]
+    ok = has_lap[4::9, 4::9] & has_x[4::9, 4::9] & (mean9 > p1 + 0.05 * rng) & (mean9 < p99 - 0.05 * rng)
     if ok.sum() < 10:
         return None
     p10, p50 = np.percentile(loc[ok], [10, 50]) / rng
@@ -239,6 +246,17 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
            "flat_share": float(p10 / max(p50, 1e-9))}
     out.update(_speckle_features(x, v, p1, rng, np.abs(lap[vl]).mean()))
     return out
+
+
+def _valid_mean(x: np.ndarray, v: np.ndarray, size: int, least: float = VALID_WINDOW_SHARE
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of the valid pixels of ``x`` in each ``size`` x ``size`` window, and whether at
+    least ``least`` of the window's pixels are valid (where not, the mean is 0). Missing pixels
+    (nodata, scan-line gaps) must not drag a window's mean towards their fill value."""
+    share = ndimage.uniform_filter(v.astype(np.float64), size)
+    ok = share >= least - 1e-9
+    total = ndimage.uniform_filter(np.where(v, x, 0.0), size)
+    return np.where(ok, total / np.maximum(share, 1e-9), 0.0), ok
 
 
 def _laplacian(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +296,9 @@ def _speckle_features(x: np.ndarray, v: np.ndarray, p1: float, rng: float, lap1:
     inner = ndimage.binary_erosion(v, iterations=6)
     vals = x[v]
     s = vals.std() + 1e-9
-    bright = ((x > ndimage.uniform_filter(x, 5) + 0.25 * rng) & v).mean()
+    mean5, whole5 = _valid_mean(x, v, 5, least=1.0)  # isolated bright pixels, among those with all 5x5 valid
+    counted = whole5 & v
+    bright = np.count_nonzero((x > mean5 + 0.25 * rng) & counted) / max(np.count_nonzero(counted), 1)
     return {"block_cv10": cv10, "log_sd_slope": slope, "log_sd_corr": corr,
             "energy_1_2": math.log(e1 / e2), "energy_2_4": math.log(e2 / e4),
             "coherence": float(coh[inner].mean()) if inner.any() else 0.0,

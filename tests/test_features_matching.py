@@ -378,6 +378,7 @@ def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_pat
     cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None},
                                             reference={"mask": bqa}, target={"mask": bqa})
     res = georeg.register(str(landsat / "l8_B4.tif"), str(tgt), str(tmp_path / "out.tif"), cfg)
+    assert res.report["target"]["modality"] == "thermal", res.report["target"]["modality_evidence"]
     assert res.quality == "reliable", res.report["verdict"]["reason"]
     assert np.abs(np.array(res.report["shift"]["mean_px"]) + shift).max() < 0.5, res.report["shift"]
 

@@ -197,6 +197,6 @@ def test_texture_model_is_reproduced_by_its_training_command(shared_data, tmp_pa
     assert fitted["terms"] == shipped["terms"] and fitted["features"] == shipped["features"]
     for key in ("mean", "std", "term_mean", "term_std", "weights", "bias"):
         assert np.allclose(fitted[key], shipped[key], rtol=1e-4, atol=1e-6), key
-    for part in ("held_out_native", "held_out_coarser"):
+    for part in ("held_out_native", "held_out_coarser", "held_out_gapped"):
         assert fitted["training"][part]["confusion_rows_true_cols_pred"] == \
             shipped["training"][part]["confusion_rows_true_cols_pred"], part
