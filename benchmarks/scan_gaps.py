@@ -8,7 +8,8 @@ like that. Emulated (:func:`cases.scan_line_gaps`, declared nodata 0) on the pai
   is moved by known shifts (the bands are co-registered: the truth is the shift): gaps in the
   target (an ETM+ thermal band on another sensor's optical scene), in the reference (an ETM+ red
   band under a thermal scene), and in both at the same pixels (two bands of one ETM+ product), each
-  with the scene's quality band as both masks and without a mask;
+  with the scene's quality band as both masks and without a mask; and gaps in the target at 0
+  without nodata declared (as USGS level-1 GeoTIFFs come), without a mask;
 - the S1/S2 GeoTIFF pairs 050, 176 and 268, the S1 target's geotransform off by (13.4, -8.7) px:
   gaps in the S2 reference (an ETM+ optical scene under a SAR scene), and in the S1 scene averaged
   to 30 m (a target of ETM+'s pixel size on a 10 m reference, matched on a grid of about 20 m,
@@ -63,13 +64,14 @@ def _moved(res, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:]
 
 
-def _gapped(src: str, dst: Path, transform: Affine | None = None) -> str:
-    """``src`` with scan-line gaps (nodata 0; data that were 0 become 1), on ``transform`` if given."""
+def _gapped(src: str, dst: Path, transform: Affine | None = None, declared: bool = True) -> str:
+    """``src`` with scan-line gaps (0; data that were 0 become 1), on ``transform`` if given, with 0
+    declared as nodata or (``declared`` False) not, as USGS level-1 GeoTIFFs come."""
     with rasterio.open(src) as d:
         a, crs, t = d.read(), d.crs, d.transform
     gaps = scan_line_gaps(a.shape[1:])
     a = np.where(gaps, 0, np.maximum(a, 1)).astype(a.dtype)
-    return _write(dst, a, transform or t, crs, 0)
+    return _write(dst, a, transform or t, crs, 0 if declared else None)
 
 
 def landsat_cases(data: Path, work: Path, shifts: list[tuple[float, float]]):
@@ -88,6 +90,8 @@ def landsat_cases(data: Path, work: Path, shifts: list[tuple[float, float]]):
             for masked in (True, False):
                 opts = {"reference": {"mask": bqa}, "target": {"mask": bqa}} if masked else {}
                 yield (f"Landsat B4/B10, gaps in {where}, {'BQA mask' if masked else 'no mask'}", ref, tgt, opts, s)
+        undeclared = _gapped(b10, work / f"b10_gaps_undeclared_{i}.tif", moved, declared=False)
+        yield "Landsat B4/B10, gaps in the target, 0 undeclared", b4, undeclared, {}, s
 
 
 def _averaged(src: str, factor: int) -> tuple[np.ndarray, Affine, object]:

@@ -114,3 +114,35 @@ def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
         out[holes] = num[holes] / den[holes]
     out[gaps] = across[gaps]
     return out, valid | holes | gaps
+
+
+SCAN_STRIPS_MIN = 4  # strips of one fill value that make scan-line gaps, at the least
+SCAN_STRIPS_ALIGNED = 0.9  # the share of the strips' pixels along one direction (within SCAN_STRIPS_DEG)
+SCAN_STRIPS_DEG = 10.0
+
+
+def scan_line_strips(missing: np.ndarray, max_gap: float = MAX_GAP_PX) -> np.ndarray | None:
+    """The pixels of ``missing`` that are scan-line gaps: thin strips (at most ``max_gap`` px
+    across a row or a column, at least GAP_ELONGATION times that long, as :func:`fill_missing`
+    fills them), at least SCAN_STRIPS_MIN of them and SCAN_STRIPS_ALIGNED of their pixels along
+    one direction, as a scanner's lines run; None when ``missing`` holds no such strips. A
+    river or a road at the same value meanders or crosses others: not scan lines."""
+    from scipy import ndimage
+
+    _, strips = _fill_thin_gaps(np.zeros(missing.shape, np.float32), ~missing, max_gap)
+    labels, n = ndimage.label(strips, structure=np.ones((3, 3), bool))
+    if n < SCAN_STRIPS_MIN:
+        return None
+    yy, xx = np.nonzero(labels)
+    lab = labels[yy, xx]
+    count = np.bincount(lab, minlength=n + 1).astype(np.float64)
+    my, mx = (np.bincount(lab, w, n + 1) / np.maximum(count, 1) for w in (yy, xx))
+    dy, dx = yy - my[lab], xx - mx[lab]
+    syy, sxx, sxy = (np.bincount(lab, w, n + 1) for w in (dy * dy, dx * dx, dx * dy))
+    angle = np.degrees(0.5 * np.arctan2(2 * sxy, sxx - syy))[1:]  # each strip's long axis, -90..90
+    weight = count[1:]
+    main = angle[np.argmax(weight)]
+    off = np.abs((angle - main + 90.0) % 180.0 - 90.0)
+    if weight[off <= SCAN_STRIPS_DEG].sum() < SCAN_STRIPS_ALIGNED * weight.sum():
+        return None
+    return strips

@@ -416,11 +416,14 @@ def _squared(data: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.nda
     return (out.T, ok.T) if transpose else (out, ok)
 
 
-def central_sample(ds, band: int, size: int = 512, crs=None) -> tuple[np.ndarray, np.ndarray]:
+def central_sample(ds, band: int, size: int = 512, crs=None, fill_value: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """A window of about size x size pixels at the raster's centre, native resolution (pixels much
     narrower on the ground than tall, or the other way round, averaged to about square: see
-    SQUARE_SAMPLE_FROM), with its validity. Without nodata, the black fill around a rotated or
-    warped image (see :func:`border_fill`) is invalid. ``crs``: as :func:`_ground_aspect`'s."""
+    SQUARE_SAMPLE_FROM), with its validity. Without nodata, the undeclared ``fill_value`` that
+    the raster was found to hold (:class:`georeg.raster.RasterSource`'s) is invalid, or else the
+    black fill around a rotated or warped image (see :func:`border_fill`). ``crs``: as
+    :func:`_ground_aspect`'s."""
     aspect = _ground_aspect(ds, crs)
     square = max(aspect, 1 / aspect) >= SQUARE_SAMPLE_FROM
     stretch = (math.ceil(aspect), 1) if square and aspect > 1 else (1, math.ceil(1 / aspect)) if square else (1, 1)
@@ -437,6 +440,8 @@ def central_sample(ds, band: int, size: int = 512, crs=None) -> tuple[np.ndarray
     valid &= np.abs(data) < FILL_HUGE  # not NaN, infinite or a float fill such as -3.4e38, declared or not
     if ds.nodata is not None and not math.isnan(ds.nodata):
         valid &= data != ds.nodata
+    elif fill_value is not None:
+        valid &= data != fill_value
     elif valid.all():
         edges = (win.row_off == 0, win.row_off + win.height == ds.height,
                  win.col_off == 0, win.col_off + win.width == ds.width)
@@ -525,11 +530,13 @@ def _saturated_share(sample: np.ndarray, valid: np.ndarray) -> float:
     return float(np.count_nonzero(v == v.max()) / v.size) if v.size else 0.0
 
 
-def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False, crs=None) -> ModalityDecision:
+def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False, crs=None,
+                    fill_value: float | None = None) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
     (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1; ``crs``: the CRS of
-    its geotransform where the user assigned one)."""
-    read = cache(lambda: central_sample(ds, bands[0], crs=crs))  # a window read (remote: a request): only when needed
+    its geotransform where the user assigned one; ``fill_value``: an undeclared fill it holds)."""
+    # a window read (remote: a request): only when needed
+    read = cache(lambda: central_sample(ds, bands[0], crs=crs, fill_value=fill_value))
     texture = cache(lambda: texture_features(*read()))  # about 90 ms: only when needed
     label, meta_ev = _checked_metadata(ds, bands, texture)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}

@@ -31,7 +31,7 @@ from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_l
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
-from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing
+from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 
@@ -61,6 +61,8 @@ def _gdal_warnings_to_debug():
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
+SCAN_GAPS_EXPLAINED = 0.9  # of the fill value's pixels inside the collar, at least this share in scan-line strips
+SCAN_GAPS_MIN_SHARE = 0.02  # 0 on this share of a 256 px read or more may be scan-line gaps: looked for at full size
 OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raster than this reads an overview
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
@@ -132,7 +134,6 @@ class RasterSource:
         self.grid = self._own_grid()
         self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
-        self.modality = self._modality()
         self._mask_ds = None
         self.mask_rule = None  # how the mask the user gave is read (:mod:`georeg.masks`)
         # [(grid, bool array on it)]: pixels left out of every read besides the user's mask, placed
@@ -161,6 +162,7 @@ class RasterSource:
         self.fill_value: float | None = None  # the undeclared fill value of a collar, when one was masked
         if self._mask_ds is None:
             self._mask_fill()
+        self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
 
     @property
     def crs(self):
@@ -278,11 +280,25 @@ class RasterSource:
         if np.dtype(dtype).kind not in "uif":
             return None
 
-        def collar(data: np.ndarray, value: float) -> np.ndarray | None:
+        def collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
             if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
                 return None
             fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
-            return fill if fill.any() and ((data == value) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS else None
+            if not fill.any():
+                return None
+            if ((data == value) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS:
+                return fill
+            # the value inside too: fill all the same where it lies in scan-line gaps (Landsat 7's
+            # level-1 files: 0 outside the footprint and in the gaps, no nodata declared). Those are
+            # left to fill_value, which reads exact at full resolution; the mask is the collar's
+            # (bar a strip's ends at the array's edge, too short to tell: SCAN_GAPS_EXPLAINED)
+            at_value = data == value
+            strips = scan_line_strips(at_value, MAX_GAP_PX / f) if f <= MAX_GAP_PX / 4 else None
+            if strips is None:
+                return None
+            fill &= ~strips
+            inside = at_value & ~fill
+            return fill if np.count_nonzero(inside & ~strips) <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
 
         small = None
         if self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
@@ -296,11 +312,14 @@ class RasterSource:
         # the value most corners hold first
         for value in sorted(set(values), key=lambda v: -values.count(v)):
             small = self._decimated(256)[0] if small is None else small
-            if collar(small, value) is None:
+            # a 256 px read shows a collar; scan-line gaps, thinner than its pixels, only that the
+            # value is common there
+            if collar(small, value, max(ds.width, ds.height) / 256) is None and not (
+                    np.count_nonzero(small == value) >= SCAN_GAPS_MIN_SHARE * small.size and value == 0):
                 continue
             full = self._decimated(FILL_SEARCH_PX) if full is None else full
             data, f = full
-            fill = collar(data, value)
+            fill = collar(data, value, f)
             if fill is None:
                 continue
             if f > 1:
@@ -484,7 +503,7 @@ class RasterSource:
 
         try:
             return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour,
-                                   self.assigned_crs)
+                                   self.assigned_crs, self.fill_value)
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
             raise RasterOpenError(

@@ -142,6 +142,48 @@ def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path,
         assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][collar].all()
 
 
+def _scan_gaps(shape, period=32, widest=14, tilt_deg=8.0):
+    """Landsat 7's scan-line gaps (as benchmarks/cases.scan_line_gaps draws them)."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    return ((yy + np.tan(np.radians(tilt_deg)) * xx) % period) < widest * np.abs(xx - shape[1] / 2) / (shape[1] / 2)
+
+
+@pytest.mark.parametrize("collared", [False, True])
+def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stays_ground(tmp_path, collared):
+    """A Landsat 7 level-1 band declares no nodata and holds 0 in its scan-line gaps (22% of the
+    pixels) and outside its footprint: the gaps and the collar are missing, the collar in the
+    fill mask and the gaps by their value (exact at full resolution, filled across when read);
+    before, the gaps' zeros were too many for a collar and everything was read as data. Zeros in
+    one meandering strip and crossing straight ones (a river and canals at 0 in 8-bit SAR) stay
+    ground, as zeros in blobs do."""
+    from georeg.missing import scan_line_strips
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(1, 256, (600, 800)).astype(np.uint16)
+    yy, xx = np.mgrid[0:600, 0:800]
+    gaps = _scan_gaps(img.shape)
+    collar = ((xx < 200 - yy / 3) | (yy > 500 + xx / 8)) if collared else np.zeros(img.shape, bool)
+    img[gaps | collar] = 0
+    with RasterSource(_write(tmp_path / "le07.tif", img), InputConfig(), "target") as s:
+        assert s.fill_value == 0
+        assert s.fill_share == pytest.approx(collar.mean(), abs=0.01)
+        _, mask = s.read_native_window(Window(0, 0, 800, 600))
+        assert (mask[gaps | collar] == 0).all() and (mask[~(gaps | collar)] > 0).all()
+        data, valid = s.read_on_grid(s.grid)  # the gaps filled across
+        assert valid[gaps & ~collar].mean() > 0.9 and not valid[collar].any()
+        assert data[valid].min() >= 1
+    inland = (xx > 250) & (xx < 750) & (yy > 50) & (yy < 450)  # (zeros reaching the edge make a collar)
+    river = (np.abs(yy - 250 - 60 * np.sin(xx / 40.0)) < 6) & inland
+    canals = ((np.abs(yy % 100 - 50) < 5) | (np.abs(xx % 100 - 50) < 5)) & inland
+    for name, zeros in (("river", river), ("canals", canals)):
+        assert scan_line_strips(zeros) is None, name
+        sar = rng.integers(1, 256, (600, 800)).astype(np.uint8)
+        sar[zeros | ((xx < 200 - yy / 3) | (yy > 500 + xx / 8))] = 0
+        with RasterSource(_write(tmp_path / f"{name}.tif", sar), InputConfig(), "target") as s:
+            assert s.fill_value is None and s.read_on_grid(s.grid)[1][zeros].all(), name
+    assert scan_line_strips(gaps) is not None
+
+
 @pytest.mark.parametrize("dtype, fill", [("float32", -3.4028235e38), ("float32", -9999.0), ("int16", -32768),
                                          ("uint16", 65535), ("float64", 9.969209968386869e36)])
 def test_an_undeclared_fill_collar_of_any_type_is_masked_and_kept_out_of_resampling(tmp_path, dtype, fill):
