@@ -356,10 +356,14 @@ def test_a_target_with_missing_pixels_is_matched_from_both_sides(small_pair, tmp
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
 
 
-def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_path):
+@pytest.mark.parametrize("declared", [pytest.param(True, id="nodata_0_and_BQA"),
+                                      pytest.param(False, id="0_undeclared_no_mask", marks=pytest.mark.slow)])
+def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_path, declared):
     """Landsat 8's B10 (thermal) with Landsat 7-like scan-line gaps, its geotransform off by a known
-    shift, on B4 with the scene's BQA as both masks: `reliable` within 0.5 px of the truth (it was
-    `uncertain` on the reference's tie points alone)."""
+    shift, on B4: `reliable` within 0.5 px of the truth and read as thermal, with 0 declared as
+    nodata and the scene's BQA as both masks (it was `uncertain` on the reference's tie points
+    alone, and `optical`), and with the gaps' 0 undeclared, as USGS level-1 files come, and no mask
+    (it was `uncertain` and 11.6 px off, the gaps read as data)."""
     import rasterio
     from cases import scan_line_gaps
 
@@ -370,13 +374,13 @@ def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_pat
     with rasterio.open(landsat / "l8_B10.tif") as s:
         a, prof = s.read(1), s.profile
     a[scan_line_gaps(a.shape)] = 0
-    prof.update(nodata=0, transform=prof["transform"] @ Affine.translation(*shift))
+    prof.update(nodata=0 if declared else None, transform=prof["transform"] @ Affine.translation(*shift))
     tgt = tmp_path / "b10.tif"
     with rasterio.open(tgt, "w", **prof) as o:
         o.write(a, 1)
     bqa = str(landsat / "l8_BQA.tif")
-    cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None},
-                                            reference={"mask": bqa}, target={"mask": bqa})
+    masks = {"reference": {"mask": bqa}, "target": {"mask": bqa}} if declared else {}
+    cfg = RegistrationConfig().with_options(output={"quicklook": None, "tie_points": None, "report": None}, **masks)
     res = georeg.register(str(landsat / "l8_B4.tif"), str(tgt), str(tmp_path / "out.tif"), cfg)
     assert res.report["target"]["modality"] == "thermal", res.report["target"]["modality_evidence"]
     assert res.quality == "reliable", res.report["verdict"]["reason"]
