@@ -160,9 +160,13 @@ class RasterSource:
                                       "truncated or damaged") from None
         self.fill_share = 0.0
         self.fill_value: float | None = None  # the undeclared fill value of a collar, when one was masked
-        if self._mask_ds is None:
-            self._mask_fill()
-        self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
+        try:
+            if self._mask_ds is None:
+                self._mask_fill()
+            self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
+        except rasterio.errors.RasterioError as exc:
+            self.close()
+            raise self._unreadable(exc) from None
 
     @property
     def crs(self):
@@ -506,9 +510,11 @@ class RasterSource:
                                    self.assigned_crs, self.fill_value)
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
-            raise RasterOpenError(
-                f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
-                "truncated or damaged") from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: Exception) -> RasterOpenError:
+        return RasterOpenError(f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
+                               "truncated or damaged")
 
     @property
     def nodata(self) -> float | None:
