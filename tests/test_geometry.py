@@ -664,6 +664,26 @@ def test_texture_model_on_held_out_3mos_bands(shared_data):
         assert got.count(want) >= 0.8 * len(files), (sub, got)
 
 
+def _held_out_sar_and_thermal(shared_data, half: int) -> dict[str, list[np.ndarray]]:
+    """The texture model's held-out S1 PNG and 3MOS SAR bands and SRIF infrared bands (as
+    training.modality samples them), each one's central crop of up to 2 * ``half`` px, by class."""
+    from training.data import _grey, hash_split
+
+    groups = {"sar": [(f"s1png{p.stem}", p) for p in sorted((shared_data / "s1s2_volkov" / "sar").glob("*.png"))]
+              + [(f"3mos{p.stem}", p) for p in sorted((shared_data / "3mos_previews" / "sar").glob("*.png"))[::2]],
+              "thermal": [(f"srif{p.stem.split('_')[0][4:]}", p) for p in
+                          sorted((shared_data / "srif_multimodal" / "Optical-Infrared").glob("pair*_2.jpg"))[::2]]}
+    out = {}
+    for want, files in groups.items():
+        out[want] = []
+        for key, path in files:
+            if hash_split(key) != "train":
+                img = _grey(path)
+                h, w = img.shape
+                out[want].append(img[max(0, h // 2 - half):h // 2 + half, max(0, w // 2 - half):w // 2 + half])
+    return out
+
+
 def test_texture_model_on_held_out_bands_shrunk_by_a_resize(shared_data):
     """A SAR band a user shrank 1.8x (bilinear interpolation, no prefilter, as the benchmark's
     scaled targets are made) keeps enough speckle texture to be SAR, and infrared stays thermal:
@@ -672,20 +692,9 @@ def test_texture_model_on_held_out_bands_shrunk_by_a_resize(shared_data):
     S1/S2 targets of the scale set went to the optical/infrared matcher."""
     from scipy import ndimage
 
-    from training.data import _grey, hash_split
-
-    groups = {"sar": [(f"s1png{p.stem}", p) for p in sorted((shared_data / "s1s2_volkov" / "sar").glob("*.png"))]
-              + [(f"3mos{p.stem}", p) for p in sorted((shared_data / "3mos_previews" / "sar").glob("*.png"))[::2]],
-              "thermal": [(f"srif{p.stem.split('_')[0][4:]}", p) for p in
-                          sorted((shared_data / "srif_multimodal" / "Optical-Infrared").glob("pair*_2.jpg"))[::2]]}
-    for want, files in groups.items():
+    for want, crops in _held_out_sar_and_thermal(shared_data, 461).items():
         got = []
-        for key, path in files:
-            if hash_split(key) == "train":
-                continue
-            img = _grey(path)
-            h, w = img.shape
-            img = img[max(0, h // 2 - 461):h // 2 + 461, max(0, w // 2 - 461):w // 2 + 461]
+        for img in crops:
             n = int(min(img.shape) / 1.8)
             yy, xx = np.mgrid[0:n, 0:n] * 1.8
             small = ndimage.map_coordinates(img, [yy, xx], order=1)
@@ -704,23 +713,12 @@ def test_texture_model_on_held_out_bands_with_scan_line_gaps(shared_data):
 
     import rasterio
 
-    from training.data import _grey, hash_split
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from cases import scan_line_gaps
 
-    groups = {"sar": [(f"s1png{p.stem}", p) for p in sorted((shared_data / "s1s2_volkov" / "sar").glob("*.png"))]
-              + [(f"3mos{p.stem}", p) for p in sorted((shared_data / "3mos_previews" / "sar").glob("*.png"))[::2]],
-              "thermal": [(f"srif{p.stem.split('_')[0][4:]}", p) for p in
-                          sorted((shared_data / "srif_multimodal" / "Optical-Infrared").glob("pair*_2.jpg"))[::2]]}
-    for want, files in groups.items():
+    for want, crops in _held_out_sar_and_thermal(shared_data, 256).items():
         got = []
-        for key, path in files:
-            if hash_split(key) == "train":
-                continue
-            img = _grey(path)
-            h, w = img.shape
-            img = img[max(0, h // 2 - 256):h // 2 + 256, max(0, w // 2 - 256):w // 2 + 256]
+        for img in crops:
             valid = ~scan_line_gaps(img.shape) & (img > 0 if want == "thermal" else True)
             probs = texture_probabilities(texture_features(np.where(valid, img, 0.0), valid))
             got.append(max(probs, key=probs.get))
