@@ -163,6 +163,11 @@ class RasterSource:
         try:
             if self._mask_ds is None:
                 self._mask_fill()
+            elif not self.placed_by_points and not self.pixel_frame and self._may_hold_fill():
+                # the user's mask is obeyed and stays the mask; an undeclared fill value (a collar, a
+                # Landsat 7 band's scan-line gaps) is missing all the same, by its value
+                found = self._constant_collar()
+                self.fill_share = float(found[0].mean()) if found is not None else 0.0
             self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
         except rasterio.errors.RasterioError as exc:
             self.close()
@@ -224,13 +229,12 @@ class RasterSource:
         :func:`georeg.modality.border_fill`); a raster placed by GCPs or RPCs for the zero border of a
         SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX; a
         raster placed by a geotransform for a collar of one fill value (:meth:`_constant_collar`)."""
-        from rasterio.enums import MaskFlags
         from rasterio.io import MemoryFile
 
         from .modality import border_fill
 
         ds = self.ds
-        if self.nodata is not None or any(MaskFlags.all_valid not in ds.mask_flag_enums[b - 1] for b in self.bands):
+        if not self._may_hold_fill():
             return
         profile = {"driver": "GTiff", "count": 1, "dtype": "uint8"}
         if self.placed_by_points:
@@ -260,6 +264,13 @@ class RasterSource:
             if self.placed_by_points:
                 out.gcps = (gcps, self.grid.crs)
         self._mask_ds = self._fill_file.open()
+
+    def _may_hold_fill(self) -> bool:
+        """Whether the raster declares neither nodata nor a mask of its own (an undeclared fill is
+        looked for only then)."""
+        from rasterio.enums import MaskFlags
+
+        return self.nodata is None and all(MaskFlags.all_valid in self.ds.mask_flag_enums[b - 1] for b in self.bands)
 
     def _decimated(self, size: int) -> tuple[np.ndarray, float]:
         """The first chosen band read by nearest neighbour at most ``size`` px wide, and the factor."""

@@ -177,6 +177,14 @@ def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stay
         data, valid = s.read_on_grid(s.grid)  # the gaps filled across
         assert valid[gaps & ~collar].mean() > 0.9 and not valid[collar].any()
         assert data[valid].min() >= 1
+    # with a user's mask (clouds: a block), which stays the mask, the fill is found all the same
+    clouds = (yy > 200) & (yy < 260) & (xx > 500) & (xx < 600)
+    mask = _write(tmp_path / "clouds.tif", np.where(clouds, 0, 255).astype(np.uint8))
+    with RasterSource(_write(tmp_path / "le07_m.tif", img), InputConfig(mask=mask), "target") as s:
+        assert s.fill_value == 0 and s.mask_rule is not None
+        _, valid = s.read_on_grid(s.grid, fill_gaps=False)
+        assert not valid[clouds].any() and valid[gaps & ~collar & ~clouds].mean() < 0.05
+        assert valid[~(gaps | collar | clouds)].mean() > 0.99
     inland = (xx > 250) & (xx < 750) & (yy > 50) & (yy < 450)  # (zeros reaching the edge make a collar)
     river = (np.abs(yy - 250 - 60 * np.sin(xx / 40.0)) < 6) & inland
     canals = ((np.abs(yy % 100 - 50) < 5) | (np.abs(xx % 100 - 50) < 5)) & inland
