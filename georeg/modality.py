@@ -33,7 +33,7 @@ from scipy import ndimage
 MODALITY_CLASSES = ("optical", "sar", "thermal")
 # Below this the file name may break the tie. The texture model is the weakest evidence: fitted
 # without one of the five datasets it gets 59% of that dataset's bands right, and a SAR scene
-# averaged to 30 m keeps too little speckle for it to be sure (P 0.5-0.6)
+# averaged to 30 m keeps too little speckle for it to be sure (its largest probability 0.52-0.63)
 TEXTURE_CONFIDENT = 0.8
 
 # Fully developed speckle has a coefficient of variation of 1/sqrt(L) in intensity and 0.52/sqrt(L)
