@@ -116,6 +116,17 @@ def fill_missing(data: np.ndarray, valid: np.ndarray, sigma: float = 2.0,
     return out, valid | holes | gaps
 
 
+def thin_run_pixels(missing: np.ndarray, max_gap: float = MAX_GAP_PX, step: int = 8) -> float:
+    """About how many pixels of ``missing`` lie in runs of at most ``max_gap`` with data on both
+    sides, along the rows or along the columns, whichever holds more: counted on every ``step``-th
+    column and row (a quick look before :func:`scan_line_strips`, which labels every pixel)."""
+    best = 0
+    for axis, lines in ((0, missing[:, ::step]), (1, missing[::step, :])):
+        at, _, _ = _across_gaps(np.zeros(lines.shape, np.float32), ~lines, axis, max_gap)
+        best = max(best, len(at[0]))
+    return float(best * step)
+
+
 SCAN_STRIPS_MIN = 4  # strips of one fill value that make scan-line gaps, at the least
 SCAN_STRIPS_ALIGNED = 0.9  # the share of the strips' pixels along one direction (within SCAN_STRIPS_DEG)
 SCAN_STRIPS_DEG = 10.0

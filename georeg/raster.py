@@ -31,7 +31,7 @@ from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_l
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
 from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
-from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips
+from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips, thin_run_pixels
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 
@@ -62,6 +62,7 @@ GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a
 FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
 COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
 SCAN_GAPS_EXPLAINED = 0.9  # of the fill value's pixels inside the collar, at least this share in scan-line strips
+SCAN_GAPS_THIN = 0.05  # of the value's pixels, at least this share in thin runs before scan-line strips are looked for
 SCAN_GAPS_MIN_SHARE = 0.02  # 0 on this share of a 256 px read or more may be scan-line gaps: looked for at full size
 OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raster than this reads an overview
 MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
@@ -81,6 +82,34 @@ def _written_quietly(mem, profile: dict):
 def _crs_flag(role: str) -> str:
     """The option that assigns a CRS to the ``role`` raster (the API's InputConfig.crs)."""
     return {"reference": "--ref-crs", "target": "--target-crs", "raster": "--crs"}.get(role, "the crs option")
+
+
+def _fill_collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
+    """The collar of fill ``value`` in ``data`` (a read ``f`` times coarser than the raster): the
+    area of that value that reaches the edges, as :meth:`RasterSource._constant_collar` takes it;
+    None when the value also lies inside other than in scan-line gaps."""
+    from .modality import border_fill
+
+    if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
+        return None
+    fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
+    if not fill.any():
+        return None
+    at_value = data == value
+    inside = at_value & ~fill
+    # the value in thin runs too: scan-line gaps (Landsat 7's level-1 files: 0 outside the footprint
+    # and in the gaps, no nodata declared), which may reach the collar. Found, they are fill all the
+    # same, left to fill_value (exact at full resolution) and kept out of the collar's mask (a
+    # decimated, dilated mask would widen them past MAX_GAP_PX); a quick look first
+    thin = thin_run_pixels(at_value, MAX_GAP_PX / f) if f <= MAX_GAP_PX / 4 else 0.0
+    strips = scan_line_strips(at_value, MAX_GAP_PX / f) if thin >= max(
+        SCAN_GAPS_THIN * at_value.sum(), SCAN_GAPS_EXPLAINED * inside.sum()) else None
+    if strips is None:  # ground at the value inside (dark water in 8-bit SAR) makes the rim ground too
+        return fill if inside.mean() <= COLLAR_INTERIOR_ZEROS else None
+    fill &= ~strips
+    inside = at_value & ~fill
+    # (bar a strip's ends at the array's edge, too short to tell: SCAN_GAPS_EXPLAINED)
+    return fill if np.count_nonzero(inside & ~strips) <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
 
 
 class RasterSource:
@@ -288,32 +317,10 @@ class RasterSource:
         image is ground, not fill). The four corner pixels decide first (a footprint's outside
         takes at least one, and gives the value; a decimated read of a large raster without
         overviews decompresses all of it), then a 256 px read, then the full search."""
-        from .modality import border_fill
-
         ds, band = self.ds, self.bands[0]
         dtype = ds.dtypes[band - 1]
         if np.dtype(dtype).kind not in "uif":
             return None
-
-        def collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
-            if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
-                return None
-            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
-            if not fill.any():
-                return None
-            if ((data == value) & ~fill).mean() <= COLLAR_INTERIOR_ZEROS:
-                return fill
-            # the value inside too: fill all the same where it lies in scan-line gaps (Landsat 7's
-            # level-1 files: 0 outside the footprint and in the gaps, no nodata declared). Those are
-            # left to fill_value, which reads exact at full resolution; the mask is the collar's
-            # (bar a strip's ends at the array's edge, too short to tell: SCAN_GAPS_EXPLAINED)
-            at_value = data == value
-            strips = scan_line_strips(at_value, MAX_GAP_PX / f) if f <= MAX_GAP_PX / 4 else None
-            if strips is None:
-                return None
-            fill &= ~strips
-            inside = at_value & ~fill
-            return fill if np.count_nonzero(inside & ~strips) <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
 
         small = None
         if self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
@@ -329,12 +336,12 @@ class RasterSource:
             small = self._decimated(256)[0] if small is None else small
             # a 256 px read shows a collar; scan-line gaps, thinner than its pixels, only that the
             # value is common there
-            if collar(small, value, max(ds.width, ds.height) / 256) is None and not (
+            if _fill_collar(small, value, max(ds.width, ds.height) / 256) is None and not (
                     np.count_nonzero(small == value) >= SCAN_GAPS_MIN_SHARE * small.size and value == 0):
                 continue
             full = self._decimated(FILL_SEARCH_PX) if full is None else full
             data, f = full
-            fill = collar(data, value, f)
+            fill = _fill_collar(data, value, f)
             if fill is None:
                 continue
             if f > 1:
