@@ -591,9 +591,7 @@ class RasterSource:
         try:
             return self._read_on_grid(grid, window, resampling, fill_gaps)
         except rasterio.errors.RasterioError as exc:
-            raise RasterOpenError(
-                f"could not read the {self.role} raster {self.path}: {_short(exc)}; the file may be "
-                "truncated or damaged") from None
+            raise self._unreadable(exc) from None
 
     def _read_on_grid(self, grid: Grid, window: Window | None, resampling: Resampling,
                       fill_gaps: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -142,12 +142,6 @@ def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path,
         assert s.fill_share == 0.0 and s.read_on_grid(s.grid)[1][collar].all()
 
 
-def _scan_gaps(shape, period=32, widest=14, tilt_deg=8.0):
-    """Landsat 7's scan-line gaps (as benchmarks/cases.scan_line_gaps draws them)."""
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    return ((yy + np.tan(np.radians(tilt_deg)) * xx) % period) < widest * np.abs(xx - shape[1] / 2) / (shape[1] / 2)
-
-
 @pytest.mark.parametrize("collared, search_px, even", [(False, 4096, False), (True, 4096, False), (True, 300, False),
                                                       (True, 300, True)])
 def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stays_ground(tmp_path, monkeypatch,
@@ -160,15 +154,21 @@ def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stay
     ground, as zeros in blobs do. ``search_px`` 300: looked for on a decimated read (a full scene);
     ``even``: gaps 10 px wide across the whole raster, every one joined to the collar (the mask,
     dilated on a decimated search, must not take them: it would widen them)."""
+    import sys
+    from pathlib import Path
+
     import georeg.raster as R
     from georeg.missing import scan_line_strips
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from cases import scan_line_gaps
 
     monkeypatch.setattr(R, "FILL_SEARCH_PX", search_px)
 
     rng = np.random.default_rng(3)
     img = rng.integers(1, 256, (600, 800)).astype(np.uint16)
     yy, xx = np.mgrid[0:600, 0:800]
-    gaps = _scan_gaps(img.shape) if not even else ((yy + np.tan(np.radians(8.0)) * xx) % 32) < 10
+    gaps = scan_line_gaps(img.shape) if not even else ((yy + np.tan(np.radians(8.0)) * xx) % 32) < 10
     collar = ((xx < 200 - yy / 3) | (yy > 500 + xx / 8)) if collared else np.zeros(img.shape, bool)
     img[gaps | collar] = 0
     with RasterSource(_write(tmp_path / "le07.tif", img), InputConfig(), "target") as s:
