@@ -78,11 +78,13 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def scan_line_gaps(shape, period=32, widest=14, tilt_deg=8.0):
+def scan_line_gaps(shape, period=32, widest=14, tilt_deg=8.0, window=None):
     """Landsat 7's scan-line gaps since its scan line corrector failed (2003), as a boolean map of
     ``shape``: strips along the scan lines (tilted ``tilt_deg``, one every ``period`` rows), none at
-    the middle column and ``widest`` px wide at the left and right edges; 22% of the pixels."""
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    the middle column and ``widest`` px wide at the left and right edges; 22% of the pixels.
+    ``window`` (row, column, height, width): only that part of the map (a crop of the scene)."""
+    r, c, h, w = window or (0, 0, *shape)
+    yy, xx = np.mgrid[r:r + h, c:c + w].astype(np.float32)
     along = yy + np.tan(np.radians(tilt_deg)) * xx
     return (along % period) < widest * np.abs(xx - shape[1] / 2) / (shape[1] / 2)
 

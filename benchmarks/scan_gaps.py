@@ -9,7 +9,8 @@ like that. Emulated (:func:`cases.scan_line_gaps`, declared nodata 0) on the pai
   target (an ETM+ thermal band on another sensor's optical scene), in the reference (an ETM+ red
   band under a thermal scene), and in both at the same pixels (two bands of one ETM+ product), each
   with the scene's quality band as both masks and without a mask; and gaps in the target at 0
-  without nodata declared (as USGS level-1 GeoTIFFs come), without a mask;
+  without nodata declared (as USGS level-1 GeoTIFFs come), without a mask, over the whole band and
+  over an area of interest clipped out of a larger scene (:data:`CROP`: no corner of it in a gap);
 - the S1/S2 GeoTIFF pairs 050, 176 and 268, the S1 target's geotransform off by (13.4, -8.7) px:
   gaps in the S2 reference (an ETM+ optical scene under a SAR scene), and in the S1 scene averaged
   to 30 m (a target of ETM+'s pixel size on a 10 m reference, matched on a grid of about 20 m,
@@ -49,6 +50,8 @@ from cases import _write, api, scan_line_gaps  # noqa: E402
 
 S1S2_SHIFT = (13.4, -8.7)  # the S1 targets' georeferencing error, px
 PAIRS = ("050", "176", "268")
+SCENE = (6000, 7000)  # rows and columns of a Landsat 7 scene at 30 m, for the gaps of a clipped part of it
+CROP = (2582, 2047)  # where the clipped rows' part lies: no corner of it in a gap, 14% of it gaps
 
 
 def _lattice(width: int, height: int, n: int = 12) -> np.ndarray:
@@ -64,12 +67,14 @@ def _moved(res, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:]
 
 
-def _gapped(src: str, dst: Path, transform: Affine | None = None, declared: bool = True) -> str:
+def _gapped(src: str, dst: Path, transform: Affine | None = None, declared: bool = True, crop=None) -> str:
     """``src`` with scan-line gaps (0; data that were 0 become 1), on ``transform`` if given, with 0
-    declared as nodata or (``declared`` False) not, as USGS level-1 GeoTIFFs come."""
+    declared as nodata or (``declared`` False) not, as USGS level-1 GeoTIFFs come; ``crop`` (row,
+    column): the gaps of a part of a larger scene (:data:`SCENE`) there, as an area of interest
+    clipped out of a Landsat 7 band has them."""
     with rasterio.open(src) as d:
         a, crs, t = d.read(), d.crs, d.transform
-    gaps = scan_line_gaps(a.shape[1:])
+    gaps = scan_line_gaps(a.shape[1:]) if crop is None else scan_line_gaps(SCENE, window=(*crop, *a.shape[1:]))
     a = np.where(gaps, 0, np.maximum(a, 1)).astype(a.dtype)
     return _write(dst, a, transform or t, crs, 0 if declared else None)
 
@@ -92,6 +97,8 @@ def landsat_cases(data: Path, work: Path, shifts: list[tuple[float, float]]):
                 yield (f"Landsat B4/B10, gaps in {where}, {'BQA mask' if masked else 'no mask'}", ref, tgt, opts, s)
         undeclared = _gapped(b10, work / f"b10_gaps_undeclared_{i}.tif", moved, declared=False)
         yield "Landsat B4/B10, gaps in the target, 0 undeclared", b4, undeclared, {}, s
+        clipped = _gapped(b10, work / f"b10_gaps_clipped_{i}.tif", moved, declared=False, crop=CROP)
+        yield "Landsat B4/B10, gaps in the target, 0 undeclared, clipped", b4, clipped, {}, s
 
 
 def _averaged(src: str, factor: int) -> tuple[np.ndarray, Affine, object]:

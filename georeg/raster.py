@@ -93,8 +93,6 @@ def _fill_collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
     if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
         return None
     fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
-    if not fill.any():
-        return None
     at_value = data == value
     inside = at_value & ~fill
     # the value in thin runs too: scan-line gaps (Landsat 7's level-1 files: 0 outside the footprint
@@ -105,11 +103,17 @@ def _fill_collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
     strips = scan_line_strips(at_value, MAX_GAP_PX / f) if thin >= max(
         SCAN_GAPS_THIN * at_value.sum(), SCAN_GAPS_EXPLAINED * inside.sum()) else None
     if strips is None:  # ground at the value inside (dark water in 8-bit SAR) makes the rim ground too
-        return fill if inside.mean() <= COLLAR_INTERIOR_ZEROS else None
+        return fill if fill.any() and inside.mean() <= COLLAR_INTERIOR_ZEROS else None
     fill &= ~strips
     inside = at_value & ~fill
-    # (bar a strip's ends at the array's edge, too short to tell: SCAN_GAPS_EXPLAINED)
-    return fill if np.count_nonzero(inside & ~strips) <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
+    # bar a strip's ends at the array's edge, too short to tell (SCAN_GAPS_EXPLAINED), and the gaps'
+    # thinnest pieces, a pixel or two wide near the middle of a Landsat 7 scene, in runs too short
+    # for strips: a crop there has no collar and gaps of that kind only
+    rest = inside & ~strips
+    unexplained = np.count_nonzero(rest)
+    if not fill.any() and unexplained <= np.count_nonzero(inside & strips):  # (most of it in strips)
+        unexplained -= thin_run_pixels(rest, MAX_GAP_PX / f)
+    return fill if unexplained <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
 
 
 class RasterSource:
@@ -330,6 +334,8 @@ class RasterSource:
             corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
                        for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
         values = [float(v) for v in corners if fill_sentinel(v, dtype)]
+        if 0.0 not in values and self._gaps_on_edge_rows(small):
+            values.append(0.0)  # a crop of a Landsat 7 band with no corner in a gap
         full = None
         # the value most corners hold first
         for value in sorted(set(values), key=lambda v: -values.count(v)):
@@ -351,6 +357,17 @@ class RasterSource:
             self.fill_value = value
             return fill, (data.shape[1], data.shape[0])
         return None
+
+    def _gaps_on_edge_rows(self, small: np.ndarray | None) -> bool:
+        """Whether the first and last rows (of ``small``, a remote raster's 256 px read, when given)
+        hold 0 on SCAN_GAPS_MIN_SHARE of their pixels or more: scan-line gaps, which run nearly along
+        the rows, cross them wherever the corners miss them. A row is a strip or a row of tiles."""
+        ds, band = self.ds, self.bands[0]
+        if np.dtype(ds.dtypes[band - 1]).kind not in "ui":
+            return False
+        rows = (small[0], small[-1]) if small is not None else [
+            ds.read(band, window=Window(0, r, ds.width, 1))[0] for r in (0, ds.height - 1)]
+        return np.count_nonzero(np.concatenate(rows) == 0) >= SCAN_GAPS_MIN_SHARE * 2 * len(rows[0])
 
     @property
     def local_file(self) -> str:
