@@ -334,8 +334,11 @@ class RasterSource:
             corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
                        for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
         values = [float(v) for v in corners if fill_sentinel(v, dtype)]
-        if 0.0 not in values and self._gaps_on_edge_rows(small):
-            values.append(0.0)  # a crop of a Landsat 7 band with no corner in a gap
+        if 0.0 not in values and np.dtype(dtype).kind in "ui":
+            if small is None and ds.overviews(band):  # (a JPEG 2000's resolution levels: 0.1 s, its rows 2-4 s)
+                small = self._decimated(256)[0]
+            if self._gaps_on_edge_rows(small):
+                values.append(0.0)  # a crop of a Landsat 7 band with no corner in a gap
         full = None
         # the value most corners hold first
         for value in sorted(set(values), key=lambda v: -values.count(v)):
@@ -359,12 +362,11 @@ class RasterSource:
         return None
 
     def _gaps_on_edge_rows(self, small: np.ndarray | None) -> bool:
-        """Whether the first and last rows (of ``small``, a remote raster's 256 px read, when given)
-        hold 0 on SCAN_GAPS_MIN_SHARE of their pixels or more: scan-line gaps, which run nearly along
-        the rows, cross them wherever the corners miss them. A row is a strip or a row of tiles."""
+        """Whether the first and last rows (of ``small``, a 256 px read of a remote raster or one
+        with overviews, when given) hold 0 on SCAN_GAPS_MIN_SHARE of their pixels or more: scan-line
+        gaps, which run nearly along the rows, cross them wherever the corners miss them. A row of
+        a local file is a strip or a row of tiles."""
         ds, band = self.ds, self.bands[0]
-        if np.dtype(ds.dtypes[band - 1]).kind not in "ui":
-            return False
         rows = (small[0], small[-1]) if small is not None else [
             ds.read(band, window=Window(0, r, ds.width, 1))[0] for r in (0, ds.height - 1)]
         return np.count_nonzero(np.concatenate(rows) == 0) >= SCAN_GAPS_MIN_SHARE * 2 * len(rows[0])

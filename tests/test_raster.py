@@ -219,10 +219,15 @@ def test_undeclared_scan_line_gaps_are_found_in_a_crop_whose_corners_miss_them(t
     assert not any(gaps[r, c] for r in (0, -1) for c in (0, -1))
     rng = np.random.default_rng(5)
     img = np.where(gaps, 0, rng.integers(1, 4000, gaps.shape)).astype(np.uint16)
-    with RasterSource(_write(tmp_path / "aoi.tif", img), InputConfig(), "target") as s:
-        assert s.fill_value == 0 and s.fill_share < 0.01  # (no collar: the gaps by their value)
-        _, mask = s.read_native_window(Window(0, 0, size, size))
-        assert not mask[gaps].any() and mask[~gaps].all()
+    path = _write(tmp_path / "aoi.tif", img)
+    for overviews in (False, True):  # with overviews (as a JPEG 2000's resolution levels), on a 256 px read
+        if overviews:
+            with rasterio.open(path, "r+") as d:
+                d.build_overviews([2, 4], Resampling.nearest)
+        with RasterSource(path, InputConfig(), "target") as s:
+            assert s.fill_value == 0 and s.fill_share < 0.01  # (no collar: the gaps by their value)
+            _, mask = s.read_native_window(Window(0, 0, size, size))
+            assert not mask[gaps].any() and mask[~gaps].all()
     sar = rng.integers(1, 256, (600, 800)).astype(np.uint8)
     water = np.zeros(sar.shape, bool)
     water[:, 300:500] = True
