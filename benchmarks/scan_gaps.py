@@ -158,7 +158,7 @@ def main() -> None:
         inliers = res.report["counts"]["inliers"] if res is not None else 0
         rows.append((variant, err, quality, secs, allowed))
         e = f"{err:6.2f}" if err is not None else "     -"
-        print(f"  {variant + label:64s} error {e} px  {quality:9s} {inliers:4d} tie points {secs:5.1f} s  {note}",
+        print(f"  {variant + label:72s} error {e} px  {quality:9s} {inliers:4d} tie points {secs:5.1f} s  {note}",
               flush=True)
 
     with tempfile.TemporaryDirectory(prefix="georeg-scan-gaps-") as td:
@@ -185,7 +185,7 @@ def main() -> None:
             coarser = 3.0 if "30 m" in variant else 1.0  # a pixel of the coarser picture, in reference px
             record(variant, "", res, err, f"(without gaps: {plain.quality}, {plain.report['model']['type']}; "
                    f"precision {precision[0]:.2f} and {precision[1]:.2f} px)", secs, max(coarser, sum(precision)))
-    print(f"\n{'variant':52s} {'n':>3s} {'<1 px':>6s} {'median':>7s} {'reliable':>9s} {'wrong':>6s} {'s':>6s}")
+    print(f"\n{'variant':60s} {'n':>3s} {'<1 px':>6s} {'median':>7s} {'reliable':>9s} {'wrong':>6s} {'s':>6s}")
     wrong_total = 0
     for variant in dict.fromkeys(r[0] for r in rows):
         sel = [r for r in rows if r[0] == variant]
@@ -193,7 +193,7 @@ def main() -> None:
         reliable = sum(r[2] == "reliable" for r in sel)
         wrong = sum(r[2] == "reliable" and e >= r[4] for r, e in zip(sel, errs))
         wrong_total += wrong
-        print(f"{variant:52s} {len(sel):3d} {np.mean(errs < 1.0):6.0%} {np.median(errs):7.2f} {reliable:9d} {wrong:6d} "
+        print(f"{variant:60s} {len(sel):3d} {np.mean(errs < 1.0):6.0%} {np.median(errs):7.2f} {reliable:9d} {wrong:6d} "
               f"{np.mean([r[3] for r in sel]):6.1f}")
     print(f"(matcher {args.matcher}; reliable but wrong: {wrong_total})")
     sys.exit(1 if wrong_total else 0)
