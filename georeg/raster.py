@@ -193,6 +193,7 @@ class RasterSource:
                                       "truncated or damaged") from None
         self.fill_share = 0.0
         self.fill_value: float | None = None  # the undeclared fill value of a collar, when one was masked
+        self.fill_inside_share = 0.0  # of the raster, at the fill value inside the footprint: scan-line gaps
         try:
             if self._mask_ds is None:
                 self._mask_fill()
@@ -358,6 +359,7 @@ class RasterSource:
 
                 fill = ndimage.binary_dilation(fill)
             self.fill_value = value
+            self.fill_inside_share = float(np.count_nonzero((data == value) & ~fill)) / data.size
             return fill, (data.shape[1], data.shape[0])
         return None
 

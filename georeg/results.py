@@ -133,6 +133,8 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "gcps": len(src.gcps[0]) if src.gcps is not None else None,
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
+                # the same undeclared value inside the footprint, in scan-line gaps (Landsat 7)
+                "scan_line_gaps": round(src.fill_inside_share, 4),
                 "mask": {"path": src.cfg.mask, **src.mask_rule.to_dict()} if src.mask_rule is not None else None,
                 "mirrored": src.mirrored,  # placed on its mirror image (see _register)
                 # the CRS the user assigned (--ref-crs/--target-crs), and the file's own it replaced

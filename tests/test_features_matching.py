@@ -356,16 +356,20 @@ def test_a_target_with_missing_pixels_is_matched_from_both_sides(small_pair, tmp
     assert np.allclose(res.report["shift"]["mean_px"], (6.0, -4.0), atol=0.3), res.report["shift"]
 
 
-@pytest.mark.parametrize("declared", [pytest.param(True, id="nodata_0_and_BQA"),
-                                      pytest.param(False, id="0_undeclared_no_mask", marks=pytest.mark.slow)])
-def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_path, declared):
+@pytest.mark.parametrize("declared, clipped", [
+    pytest.param(True, False, id="nodata_0_and_BQA"),
+    pytest.param(False, False, id="0_undeclared_no_mask", marks=pytest.mark.slow),
+    pytest.param(False, True, id="0_undeclared_clipped", marks=pytest.mark.slow)])
+def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_path, declared, clipped):
     """Landsat 8's B10 (thermal) with Landsat 7-like scan-line gaps, its geotransform off by a known
     shift, on B4: `reliable` within 0.5 px of the truth and read as thermal, with 0 declared as
     nodata and the scene's BQA as both masks (it was `uncertain` on the reference's tie points
     alone, and `optical`), and with the gaps' 0 undeclared, as USGS level-1 files come, and no mask
-    (it was `uncertain` and 11.6 px off, the gaps read as data)."""
+    (it was `uncertain` and 11.6 px off, the gaps read as data); so too an area clipped out of a
+    larger scene whose corners miss the gaps (the gaps were read as data)."""
     import rasterio
     from cases import scan_line_gaps
+    from scan_gaps import CROP, SCENE
 
     import georeg
     from georeg.config import RegistrationConfig
@@ -373,7 +377,8 @@ def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_pat
     shift = (8.3, -8.2)
     with rasterio.open(landsat / "l8_B10.tif") as s:
         a, prof = s.read(1), s.profile
-    a[scan_line_gaps(a.shape)] = 0
+    gaps = scan_line_gaps(SCENE, window=(*CROP, *a.shape)) if clipped else scan_line_gaps(a.shape)
+    a[gaps] = 0
     prof.update(nodata=0 if declared else None, transform=prof["transform"] @ Affine.translation(*shift))
     tgt = tmp_path / "b10.tif"
     with rasterio.open(tgt, "w", **prof) as o:
@@ -385,6 +390,8 @@ def test_landsat_thermal_with_scan_line_gaps_registers_reliably(landsat, tmp_pat
     assert res.report["target"]["modality"] == "thermal", res.report["target"]["modality_evidence"]
     assert res.quality == "reliable", res.report["verdict"]["reason"]
     assert np.abs(np.array(res.report["shift"]["mean_px"]) + shift).max() < 0.5, res.report["shift"]
+    # (declared nodata: no fill value looked for)
+    assert res.report["target"]["scan_line_gaps"] == (0.0 if declared else pytest.approx(gaps.mean(), abs=0.01))
 
 
 @pytest.mark.parametrize("model", ["translation", "affine"])

@@ -173,6 +173,7 @@ def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stay
     img[gaps | collar] = 0
     with RasterSource(_write(tmp_path / "le07.tif", img), InputConfig(), "target") as s:
         assert s.fill_value == 0
+        assert s.fill_inside_share == pytest.approx((gaps & ~collar).mean(), abs=0.01 if search_px > 800 else 0.05)
         assert s.fill_share == pytest.approx(collar.mean(), abs=0.01 if search_px > 800 else 0.03)
         _, mask = s.read_native_window(Window(0, 0, 800, 600))
         assert (mask[gaps | collar] == 0).all()
@@ -226,6 +227,7 @@ def test_undeclared_scan_line_gaps_are_found_in_a_crop_whose_corners_miss_them(t
                 d.build_overviews([2, 4], Resampling.nearest)
         with RasterSource(path, InputConfig(), "target") as s:
             assert s.fill_value == 0 and s.fill_share < 0.01  # (no collar: the gaps by their value)
+            assert s.fill_inside_share == pytest.approx(gaps.mean(), abs=0.01)
             _, mask = s.read_native_window(Window(0, 0, size, size))
             assert not mask[gaps].any() and mask[~gaps].all()
     sar = rng.integers(1, 256, (600, 800)).astype(np.uint8)
