@@ -39,6 +39,24 @@ def excluded_on(excluded: tuple[Grid, np.ndarray], grid: Grid) -> np.ndarray:
     return out
 
 
+def lon_wrapped(crs: CRS, centre: float) -> CRS:
+    """``crs`` (geographic) whose longitudes run from ``centre`` - 180 to ``centre`` + 180 where PROJ
+    computes them (``+lon_wrap``): for a raster that crosses the antimeridian, whose longitudes
+    run past 180 (or -180). Positions in the plain CRS come out in -180..180, and GDAL's warper
+    would read only the part of such a raster on one side of it."""
+    return CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={centre:.9g}")
+
+
+def as_written(crs: CRS | None) -> CRS | None:
+    """The CRS a file is written in: ``crs`` without a ``+lon_wrap`` of :func:`lon_wrapped` (the
+    coordinates are the same numbers in both; the plain one is the EPSG code QGIS knows)."""
+    if crs is None or "+lon_wrap" not in (proj4 := crs.to_proj4()):
+        return crs
+    plain = CRS.from_proj4(" ".join(w for w in proj4.split() if not w.startswith("+lon_wrap=")))
+    epsg = plain.to_epsg()
+    return CRS.from_epsg(epsg) if epsg else plain
+
+
 @dataclass(frozen=True)
 class Grid:
     """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""

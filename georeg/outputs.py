@@ -15,7 +15,7 @@ from .config import RegistrationConfig
 from .coordinates import apply_affine, to_crs
 from .estimation import AFFINE_MODELS, FittedModel
 from .gpkg import TiePointTable, write_gpkg
-from .grid import GCPGrid, Grid
+from .grid import GCPGrid, Grid, as_written
 from .matching import TiePoints, sample_through
 from .preprocess import preprocess
 from .quicklook import compose, overlay, scale_bar, vectors_panel, zoom
@@ -124,7 +124,7 @@ def tie_points_table(ref: RasterSource, tgt: RasterSource, grid: Grid, model: Fi
         "residual_px": model.residuals_px.astype(np.float64),
         "inlier": model.inliers.astype(bool),
     }
-    return TiePointTable(data, map_r[:, 0], map_r[:, 1], grid.crs)
+    return TiePointTable(data, map_r[:, 0], map_r[:, 1], as_written(grid.crs))
 
 
 def finish_outputs(sol: Solution, outputs: dict, report: dict) -> TiePointTable:

@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from shapely.geometry import box, mapping, shape
 from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
-from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, mirror
+from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, lon_wrapped, mirror
 from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips, thin_run_pixels
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
@@ -254,7 +255,12 @@ class RasterSource:
             transform = transform @ mirror(self.ds.width)
         if self.longitude_shift:
             transform = Affine.translation(self.longitude_shift, 0) @ transform
-        return Grid(transform, self.ds.width, self.ds.height, self.crs)
+        grid = Grid(transform, self.ds.width, self.ds.height, self.crs)
+        if self.crs is not None and self.crs.is_geographic and not self.pixel_frame:
+            west, _, east, _ = grid.bounds
+            if west < 180.0 < east or west < -180.0 < east:  # across the antimeridian
+                grid = replace(grid, crs=lon_wrapped(self.crs, (west + east) / 2))
+        return grid
 
     def _mask_fill(self) -> None:
         """A raster without nodata or mask that holds fill at its edges gets that fill as its mask:
@@ -629,8 +635,10 @@ class RasterSource:
             # a mirrored raster from its mirror image, not from its own geotransform
             own = self.pixel_frame or self.mirrored or bool(self.longitude_shift)
             placed = {"src_transform": self.grid.transform} if own else {}
-            if self.assigned_crs is not None:  # the file's own CRS (or none) is not the one to read it in
-                placed["src_crs"] = self.assigned_crs
+            if self.assigned_crs is not None or self.grid.crs != self.crs:
+                # the file's own CRS (or none) is not the one to read it in: the user's, or one whose
+                # longitudes run past 180 as the raster's do (across the antimeridian)
+                placed["src_crs"] = self.grid.crs
             ds, bands = self._pixels
             src_nodata = self._src_nodata(ds)
             if ds is self.ds and not own:

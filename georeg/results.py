@@ -17,6 +17,7 @@ from . import __version__
 from .errors import OutputWriteError
 from .estimation import FittedModel, describe
 from .gpkg import TiePointTable
+from .grid import as_written
 from .raster import RasterSource
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
     linear_unit = grid.map_unit  # "px" in the pixel frame (both inputs without georeferencing)
 
     def side(src: RasterSource) -> dict:
-        crs = src.grid.crs
+        crs = as_written(src.grid.crs)
         return {"path": src.path, "crs": crs.to_string() if crs else None, "crs_wkt": crs.to_wkt() if crs else None,
                 "frame": "pixels" if src.pixel_frame else "ground control points" if src.gcps is not None else
                 "rational polynomial coefficients" if src.rpcs is not None else "georeferenced",

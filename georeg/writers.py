@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from .bands import alpha_band
 from .config import OutputConfig
-from .grid import Grid
+from .grid import Grid, as_written
 from .interrupts import signals_held
 from .preflight import creation_options_dict
 from .raster import RasterSource
@@ -37,7 +37,7 @@ _ORDER = {"nearest": 0, "bilinear": 1, "cubic": 3}
 def _profile(src: RasterSource, grid: Grid, compress: str, nodata, creation_options=()) -> dict:
     prof = {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": src.ds.count,
-        "dtype": src.ds.dtypes[0], "crs": grid.crs, "transform": grid.transform,
+        "dtype": src.ds.dtypes[0], "crs": as_written(grid.crs), "transform": grid.transform,
         "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
         "sparse_ok": True,  # blocks that are all nodata are not written: empty parts of a mosaic cost nothing
     }

@@ -410,6 +410,59 @@ def test_a_target_on_0_360_longitudes_registers_like_its_twin_on_minus_180_180(p
     assert t_e.c == pytest.approx(t_w.c + 360.0, abs=1e-9) and t_e.f == pytest.approx(t_w.f, abs=1e-9)
 
 
+def test_a_raster_across_the_antimeridian_is_read_whole_either_side_of_it(pair, tmp_path):
+    """A scene that crosses 180 degrees (Fiji, Chukotka, the Aleutians) exported to EPSG:4326 runs
+    past 180 (or, written the other way round, past -180). GDAL's warper maps positions of the other
+    raster's CRS to -180..180, and read only the part on one side: half the target, half the
+    overlap (an S1/S2 pair's result 3-6 px from the same pair's on UTM, or `uncertain`, and
+    different for the two ways of writing the same file). Read with its longitudes wrapped around
+    its centre, the target gets the same correction both ways, (6, -4) px as on UTM, written in the
+    file's own longitudes and EPSG:4326; and so does a reference across it."""
+    import geopandas as gpd
+    from rasterio.crs import CRS
+    from rasterio.warp import reproject
+    from rasterio.warp import transform as crs_transform
+
+    import georeg
+    from georeg.config import RegistrationConfig
+
+    with rasterio.open(pair[0]) as r, rasterio.open(pair[1]) as t:
+        ref_arr, tgt_arr, w, h = r.read(1), t.read(1), r.width, r.height
+    xs, ys = crs_transform("EPSG:4326", "EPSG:32660", [180.0], [60.0])  # zone 60's east, at 60 degrees north
+    utm = Affine(10, 0, xs[0] - w * 5, 0, -10, ys[0] + h * 5)
+    deg = Affine(10 / 55800, 0, 180.0 - w * 5 / 55800, 0, -10 / 111400, 60.0 + h * 5 / 111400)  # about 10 m
+
+    def geographic(arr, path, west_of=False):
+        out = np.zeros((h, w), arr.dtype)
+        reproject(arr, out, src_transform=utm, src_crs="EPSG:32660", dst_transform=deg,
+                  dst_crs="+proj=longlat +datum=WGS84 +lon_wrap=180")
+        return _write(path, out, crs="EPSG:4326", transform=Affine.translation(-360 if west_of else 0, 0) @ deg,
+                      nodata=0)
+
+    cfg = RegistrationConfig().with_options(output={"tie_points": "auto"})
+    ref_utm = _write(tmp_path / "ref.tif", ref_arr, crs="EPSG:32660", transform=utm)
+    results = {}
+    for name in ("east", "west"):
+        tgt = geographic(tgt_arr, tmp_path / f"scene_{name}.tif", west_of=name == "west")
+        res = georeg.register(str(ref_utm), str(tgt), str(tmp_path / f"out_{name}.tif"), cfg)
+        assert res.quality == "reliable", res.report["verdict"]["reason"]
+        with rasterio.open(tmp_path / f"out_{name}.tif") as d:
+            assert d.crs == CRS.from_epsg(4326)
+            results[name] = (np.array(res.report["model"]["matrix_px"]), d.transform, res.report["counts"]["inliers"])
+        assert gpd.read_file(tmp_path / f"out_{name}_tiepoints.gpkg").crs.to_epsg() == 32660
+    (m_e, t_e, n_e), (m_w, t_w, n_w) = results["east"], results["west"]
+    assert np.allclose(m_e, m_w, atol=1e-6) and n_e == n_w
+    assert np.abs(m_e[:2, 2] - (6.0, -4.0)).max() < 0.5, m_e
+    assert 179.0 < t_e.c < 180.0 and t_w.c == pytest.approx(t_e.c - 360.0, abs=1e-9)
+    # the reference across it, the target on UTM: the working grid is the reference's
+    ref_deg = geographic(ref_arr, tmp_path / "ref_east.tif")
+    tgt_utm = _write(tmp_path / "scene_utm.tif", tgt_arr, crs="EPSG:32660", transform=utm)
+    res = georeg.register(str(ref_deg), str(tgt_utm), str(tmp_path / "out_ref.tif"), cfg)
+    assert res.quality == "reliable" and res.report["counts"]["inliers"] >= 0.8 * n_e, res.report["counts"]
+    assert gpd.read_file(tmp_path / "out_ref_tiepoints.gpkg").crs.to_epsg() == 4326
+    assert res.report["reference"]["crs"] == "EPSG:4326" and "lon_wrap" not in res.report["reference"]["crs_wkt"]
+
+
 def test_a_local_crs_against_a_map_crs_is_one_clear_error(pair, tmp_path):
     """A raster in a local (engineering) CRS, as drone surveys and CAD exports carry, against one
     in a map CRS: no coordinate operation relates them (an internal error from PROJ before).
