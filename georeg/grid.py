@@ -141,7 +141,9 @@ class Grid:
         try:
             lon, lat = crs_transform(self.crs, "EPSG:4326", [x, x + step, x], [y, y, y + step])
             per_deg = metres_per_degree(lat[0])
-            ground = [math.hypot((lon[i] - lon[0]) * per_deg[0], (lat[i] - lat[0]) * per_deg[1]) for i in (1, 2)]
+            # (a step across the antimeridian: -180 and 180 degrees are a step apart, not 360)
+            east = [(lon[i] - lon[0] + 180.0) % 360.0 - 180.0 for i in (1, 2)]
+            ground = [math.hypot(east[i - 1] * per_deg[0], (lat[i] - lat[0]) * per_deg[1]) for i in (1, 2)]
             out = np.array(ground) / step
             return out if np.isfinite(out).all() and (out > 0).all() else np.array([factor, factor])
         except Exception:  # outside the projection's domain, or a CRS PROJ cannot invert

@@ -137,3 +137,18 @@ def test_dense_coords_of_affine_and_curved_mappings_agree_with_pointwise():
         mx, my = np.meshgrid(np.arange(70) + 30.5, np.arange(45) + 50.5)
         direct = mapping(np.c_[mx.ravel(), my.ravel()]).reshape(45, 70, 2)
         assert dense.shape == (45, 70, 2) and np.abs(dense - direct).max() < tol
+
+
+def test_ground_metres_of_a_projected_grid_at_the_antimeridian():
+    """The report's shift in metres takes the projection's scale from a step of about 100 m turned
+    into longitude and latitude; on a UTM 60N scene whose middle lies on 180 degrees that step
+    went from 180 to -180 (a ground metre per map unit of 3.6e5 before)."""
+    from rasterio.warp import transform as crs_transform
+
+    from georeg.grid import Grid
+
+    xs, ys = crs_transform("EPSG:4326", "EPSG:32660", [180.0], [65.0])
+    for east_of in (-50.0, 0.0, 50.0):  # the step across 180 or beside it
+        g = Grid(Affine(10, 0, xs[0] + east_of - 500, 0, -10, ys[0] + 500), 100, 100, CRS.from_epsg(32660))
+        m = g.map_offsets_m(np.array([[10.0, -20.0]]), (50.0, 50.0))[0]
+        assert np.allclose(m, (10.0, -20.0), rtol=0.005), (east_of, m)
