@@ -815,7 +815,9 @@ class RasterSource:
         """Band ``band`` of the user's mask on ``grid``, by nearest neighbour, ``outside`` beyond it."""
         m = self._mask_ds
         same_pixels = (m.width, m.height) == (self.ds.width, self.ds.height)
-        kwargs = {"src_crs": self.crs, "src_transform": self.grid.transform} if same_pixels else {}
+        kwargs = {"src_crs": self.grid.crs, "src_transform": self.grid.transform} if same_pixels else {}
+        if not same_pixels and m.crs is not None and m.crs == self.crs and self.grid.crs != self.crs:
+            kwargs = {"src_crs": self.grid.crs}  # in the raster's CRS: its longitudes wrapped as the raster's
         if same_pixels and self.placed_by_points:
             placed_by = self.grid.warp_options()
         else:

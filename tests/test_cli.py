@@ -454,6 +454,13 @@ def test_a_raster_across_the_antimeridian_is_read_whole_either_side_of_it(pair, 
     assert np.allclose(m_e, m_w, atol=1e-6) and n_e == n_w
     assert np.abs(m_e[:2, 2] - (6.0, -4.0)).max() < 0.5, m_e
     assert 179.0 < t_e.c < 180.0 and t_w.c == pytest.approx(t_e.c - 360.0, abs=1e-9)
+    # a mask on the target's pixels (a block east of 180 left out) is placed as the target is
+    block = np.full((h, w), 255, np.uint8)
+    block[100:160, 200:260] = 0
+    mask = _write(tmp_path / "mask_east.tif", block, crs="EPSG:4326", transform=deg)
+    res = georeg.register(str(ref_utm), str(tmp_path / "scene_east.tif"), str(tmp_path / "out_mask.tif"),
+                          cfg.with_options(target={"mask": str(mask)}))
+    assert res.quality == "reliable" and res.report["counts"]["inliers"] >= 0.8 * n_e, res.report["counts"]
     # the reference across it, the target on UTM: the working grid is the reference's
     ref_deg = geographic(ref_arr, tmp_path / "ref_east.tif")
     tgt_utm = _write(tmp_path / "scene_utm.tif", tgt_arr, crs="EPSG:32660", transform=utm)
