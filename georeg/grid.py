@@ -57,6 +57,24 @@ def as_written(crs: CRS | None) -> CRS | None:
     return CRS.from_epsg(epsg) if epsg else plain
 
 
+def across_antimeridian(gcps: list, crs: CRS | None) -> tuple[list, CRS | None]:
+    """Ground control points in longitude and latitude that cross 180 degrees (a Sentinel-1 GRD over
+    Fiji: 179.9 beside -179.9), their longitudes made continuous (east of 180) and their CRS
+    wrapped around their centre (:func:`lon_wrapped`); GDAL's polynomial through the jump had
+    placed the scene around the world. Others as they are."""
+    if crs is None or not crs.is_geographic or not gcps:
+        return gcps, crs
+    lons = np.array([g.x for g in gcps], np.float64)
+    if lons.max() - lons.min() > 180.0:
+        gcps = [GroundControlPoint(row=g.row, col=g.col, x=g.x + 360.0 if g.x < 0 else g.x, y=g.y, z=g.z, id=g.id,
+                                   info=g.info) for g in gcps]
+        lons = np.where(lons < 0, lons + 360.0, lons)
+    west, east = lons.min(), lons.max()
+    if west < 180.0 < east or west < -180.0 < east:
+        crs = lon_wrapped(crs, (west + east) / 2)
+    return gcps, crs
+
+
 @dataclass(frozen=True)
 class Grid:
     """A raster grid: ``transform`` maps (col, row) to map coordinates of ``crs``."""
@@ -231,6 +249,7 @@ class GCPGrid(Grid):
 
     @staticmethod
     def from_gcps(gcps, crs: CRS, width: int, height: int) -> GCPGrid:
+        gcps, crs = across_antimeridian(list(gcps), crs)
         return GCPGrid(Affine.identity(), width, height, crs, tuple(gcps))._fitted()
 
     @staticmethod

@@ -58,7 +58,7 @@ def write_corrected(src: RasterSource, path: str, model: FittedModel, grid: Grid
     if isinstance(src.grid, GCPGrid) and not align:
         gcps, dev = corrected_gcps(model, grid, src.grid)
         if dev <= 0.05:
-            write_with_transform(src, path, None, o, tags=tags, gcps=(gcps, src.grid.crs))
+            write_with_transform(src, path, None, o, tags=tags, gcps=(gcps, as_written(src.grid.crs)))
             return None, "ground control points", dev
     elif model.kind in AFFINE_MODELS and not align:
         transform, dev = corrected_transform(model, grid, src.grid)

@@ -31,7 +31,7 @@ from shapely.geometry import box, mapping, shape
 from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
-from .grid import PIXEL_FRAME, GCPGrid, Grid, excluded_on, lon_wrapped, mirror
+from .grid import PIXEL_FRAME, GCPGrid, Grid, as_written, excluded_on, lon_wrapped, mirror
 from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips, thin_run_pixels
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
@@ -302,7 +302,7 @@ class RasterSource:
         with _written_quietly(self._fill_file, dict(width=w, height=h, **profile)) as out:
             out.write((~fill).astype(np.uint8)[None])
             if self.placed_by_points:
-                out.gcps = (gcps, self.grid.crs)
+                out.gcps = (gcps, as_written(self.grid.crs))
         self._mask_ds = self._fill_file.open()
 
     def _may_hold_fill(self) -> bool:
@@ -706,13 +706,44 @@ class RasterSource:
         from rasterio.warp import reproject
 
         ds, bands = self._pixels
+        src_nodata = self._src_nodata(ds)
+        ds, bands = self._placed_as_grid(ds, bands)
         data = np.full((len(bands), sub.height, sub.width), np.nan, np.float32)
         for i, b in enumerate(bands):
             reproject(rasterio.band(ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
-                      resampling=resampling, src_nodata=self._src_nodata(ds), dst_nodata=np.nan, init_dest_nodata=True,
+                      resampling=resampling, src_nodata=src_nodata, dst_nodata=np.nan, init_dest_nodata=True,
                       **self.grid.warp_options())
         masks = np.isfinite(data).astype(np.uint8) * 255
         return np.nan_to_num(data, nan=0.0), masks
+
+    def _placed_as_grid(self, ds, bands: list[int]) -> tuple:
+        """(dataset, bands) placed by ``ds``'s GCPs as georeg's grids take them: ``ds`` itself, or,
+        for GCPs across the antimeridian (:func:`georeg.grid.across_antimeridian`), a VRT over its
+        bands carrying them with their longitudes made continuous in a wrapped CRS. GDAL's warper
+        takes a dataset's own GCPs and leaves the ones it is given aside (half a Sentinel-1 GRD
+        over 180 degrees was read)."""
+        from xml.sax.saxutils import escape, quoteattr
+
+        from .grid import across_antimeridian
+
+        points, crs = ds.gcps
+        gcps, wrapped = across_antimeridian(list(points), crs)
+        if not points or wrapped == crs:
+            return ds, bands
+        opened = self.__dict__.setdefault("_points_vrts", {})
+        if ds.name not in opened:
+            lattice = "".join(f'<GCP Id="{i}" Pixel="{g.col!r}" Line="{g.row!r}" X="{g.x!r}" Y="{g.y!r}" '
+                              f'Z="{float(g.z or 0.0)!r}"/>' for i, g in enumerate(gcps))
+            types = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                     "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64"}
+            vrt_bands = "".join(
+                f'<VRTRasterBand dataType="{types[ds.dtypes[b - 1]]}" band="{i + 1}"><SimpleSource><SourceFilename '
+                f'relativeToVRT="0">{escape(ds.name)}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>'
+                f'</VRTRasterBand>' for i, b in enumerate(bands))
+            opened[ds.name] = rasterio.open(
+                f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><GCPList Projection='
+                f'{quoteattr(wrapped.to_wkt())}>{lattice}</GCPList>{vrt_bands}</VRTDataset>')
+        return opened[ds.name], list(range(1, len(bands) + 1))
 
     def valid_on(self, grid: Grid, max_size: int = 1024) -> np.ndarray:
         """Where this raster holds data, sampled at the centres of ``grid``'s pixels (a coarse grid):
@@ -830,7 +861,8 @@ class RasterSource:
             from rasterio.warp import reproject
 
             out = np.full((grid.height, grid.width), outside, m.dtypes[band - 1])
-            reproject(rasterio.band(m, band), out, dst_crs=grid.crs, dst_transform=grid.transform,
+            placed, (b,) = self._placed_as_grid(m, [band])  # (GCPs across 180: the mask's own, continuous)
+            reproject(rasterio.band(placed, b), out, dst_crs=grid.crs, dst_transform=grid.transform,
                       resampling=Resampling.nearest, dst_nodata=outside, **placed_by)
             return out
         with WarpedVRT(m, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
@@ -861,7 +893,7 @@ class RasterSource:
 
     def close(self) -> None:
         self.ds.close()
-        for ds in self.__dict__.pop("_overview_ds", {}).values():
+        for ds in [*self.__dict__.pop("_overview_ds", {}).values(), *self.__dict__.pop("_points_vrts", {}).values()]:
             ds.close()
         if self._mask_ds is not None:
             self._mask_ds.close()
@@ -946,9 +978,12 @@ def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | N
 
     Raises :class:`NoOverlapError` when the footprints do not intersect.
     """
+    import shapely
+
     crs = reference.grid.crs
-    ref_fp = reference.footprint(crs)
-    tgt_fp = target.footprint(crs)
+    # (a footprint whose edges cross, as a GCP raster's warped outline can, made valid first)
+    ref_fp, tgt_fp = (fp if fp.is_valid else shapely.make_valid(fp)
+                      for fp in (reference.footprint(crs), target.footprint(crs)))
     inter = ref_fp.intersection(tgt_fp)
     if inter.is_empty or inter.area <= 0:
         rb = tuple(round(v, 2) for v in ref_fp.bounds)
@@ -959,7 +994,7 @@ def overlap_window(reference: RasterSource, target: RasterSource, grid: Grid | N
             "--ref-crs or --target-crs) and that the scenes cover the same area")
     grid = grid or reference.grid
     inv = ~grid.transform
-    cols, rows = zip(*[inv @ xy for xy in inter.exterior.coords])
+    cols, rows = zip(*[inv @ tuple(xy) for xy in shapely.get_coordinates(inter)])  # (one part or several)
     c0 = max(0, int(math.floor(min(cols))))
     r0 = max(0, int(math.floor(min(rows))))
     c1 = min(grid.width, int(math.ceil(max(cols))))

@@ -378,3 +378,42 @@ def test_a_crs_option_is_refused_for_a_raster_placed_by_gcps(gcp_pair, tmp_path)
         RasterSource(scene, InputConfig(crs="EPSG:32611"), "target")
     with RasterSource(scene, InputConfig(crs=crs.to_wkt()), "target") as a:
         assert a.gcps[1] == crs
+
+
+def test_a_gcp_target_across_the_antimeridian_is_read_and_corrected_whole(small_pair, tmp_path):
+    """A Sentinel-1 GRD over Fiji: its GCPs in EPSG:4326 jump from 179.9 to -179.9 degrees. The
+    overlap of its outline (a polynomial through the jump) crashed with a GEOS TopologyException;
+    with the longitudes made continuous, GDAL's warper still took the file's own GCPs (half the
+    scene read, a `reliable` translation 2.8 px from its twin's on a S1/S2 pair). Now it reads as
+    its geotransform twin, its zero border masked, and its corrected GCPs run on past 180."""
+    import georeg
+
+    ref_path, tgt_path = small_pair()
+    with rasterio.open(ref_path) as r, rasterio.open(tgt_path) as t:
+        ref_arr, arr, w, h = r.read(1), t.read(1), r.width, r.height
+    arr = np.where(np.arange(w)[None, :] < 24, 0, np.maximum(arr, 1)).astype(arr.dtype)  # a zero border, undeclared
+    xs, ys = crs_transform("EPSG:4326", "EPSG:32660", [180.0], [60.0])
+    utm = Affine(10, 0, xs[0] - w * 5, 0, -10, ys[0] + h * 5)
+    ref = tmp_path / "ref.tif"
+    with rasterio.open(ref, "w", driver="GTiff", width=w, height=h, count=1, dtype=ref_arr.dtype, crs="EPSG:32660",
+                       transform=utm) as o:
+        o.write(ref_arr, 1)
+    twin, scene = tmp_path / "twin.tif", tmp_path / "scene.tif"
+    with rasterio.open(twin, "w", driver="GTiff", width=w, height=h, count=1, dtype=arr.dtype, crs="EPSG:32660",
+                       transform=utm) as o:
+        o.write(arr, 1)
+    gcps = _gcps_of(utm, "EPSG:32660", w, h)
+    assert min(g.x for g in gcps[0]) < -179.9 and max(g.x for g in gcps[0]) > 179.9
+    with rasterio.open(scene, "w", driver="GTiff", width=w, height=h, count=1, dtype=arr.dtype) as o:
+        o.write(arr, 1)
+        o.gcps = gcps
+    cfg = RegistrationConfig().with_options(output={"overwrite": True})
+    a, b = (georeg.register(str(ref), str(p), str(tmp_path / f"out_{p.stem}.tif"), cfg) for p in (scene, twin))
+    assert a.quality == b.quality == "reliable", a.report["verdict"]["reason"]
+    assert a.report["target"]["edge_fill_masked"] > 0.05
+    assert np.allclose(a.report["shift"]["mean_px"], b.report["shift"]["mean_px"], atol=0.05)
+    assert np.abs(np.array(a.report["shift"]["mean_px"]) - (6.0, -4.0)).max() < 0.5
+    assert a.report["counts"]["inliers"] >= 0.9 * b.report["counts"]["inliers"]
+    with rasterio.open(tmp_path / "out_scene.tif") as o:
+        lons = [g.x for g in o.gcps[0]]
+        assert o.gcps[1] == CRS.from_epsg(4326) and 179.0 < min(lons) < 180.0 < max(lons) < 181.0
