@@ -4,9 +4,11 @@ exported to EPSG:4326, has longitudes past 180, or, written the other way round,
 The S1/S2 GeoTIFF pairs 050, 176 and 268 placed on UTM 60N at 65 degrees north with 180 degrees
 through their middle, the S1 scene's geotransform off by (13.4, -8.7) px; then the S1 target, or
 the S2 reference, exported to EPSG:4326 (bilinear, about 10 m) with longitudes east of 180 and,
-the same pixels, west of -180. Truth: the same pair's result on UTM (the dataset's own alignment
-is good to a few pixels only): each corrected target read onto the UTM reference's grid and
-phase-correlated with the UTM case's corrected target (both the S1 scene), in metres.
+the same pixels, west of -180; and the S1 target as a Sentinel-1 GRD file holds it (uint16, lines
+south to north, a zero border, GCPs in EPSG:4326, which jump from 179.9 to -179.9). Truth: the
+same pair's result on UTM (the dataset's own alignment is good to a few pixels only): each
+corrected target read onto the UTM reference's grid and phase-correlated with the UTM case's
+corrected target (both the S1 scene), in metres.
 
     python benchmarks/antimeridian.py [--data ../shared/data] [--matcher auto] [--pairs 050,176,268]
 
@@ -36,7 +38,7 @@ from rasterio.warp import transform as crs_transform
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import api  # noqa: E402
+from cases import api, write_grd_like  # noqa: E402
 
 S1_SHIFT = (13.4, -8.7)  # px of 10 m
 LATITUDE = 65.0
@@ -79,13 +81,15 @@ def _on_grid(path: str, grid_of: str) -> np.ndarray:
     with rasterio.open(grid_of) as g:
         shape, transform, crs = (g.height, g.width), g.transform, g.crs
     with rasterio.open(path) as s:
-        src_crs = s.crs
-        if s.crs.is_geographic:
-            west, _, east, _ = s.bounds
-            src_crs = CRS.from_proj4(f"{s.crs.to_proj4()} +lon_wrap={(west + east) / 2:.9g}")
+        gcps, gcp_crs = s.gcps
+        src_crs = gcp_crs if gcps else s.crs
+        placed = {"gcps": gcps} if gcps else {"src_transform": s.transform}
+        if src_crs.is_geographic:
+            lons = [g.x for g in gcps] if gcps else [s.bounds.left, s.bounds.right]
+            src_crs = CRS.from_proj4(f"{src_crs.to_proj4()} +lon_wrap={(min(lons) + max(lons)) / 2:.9g}")
         out = np.full(shape, np.nan, np.float32)
-        reproject(s.read(1).astype(np.float32), out, src_transform=s.transform, src_crs=src_crs, src_nodata=0,
-                  dst_transform=transform, dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        reproject(s.read(1).astype(np.float32), out, src_crs=src_crs, src_nodata=0, dst_transform=transform,
+                  dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear, **placed)
     return out
 
 
@@ -118,6 +122,11 @@ def build(data: Path, work: Path, pairs) -> list[tuple[str, str, str, str]]:
         tgt = write(work / f"scene_{pid}.tif", placed(vh, S1_SHIFT))
         utm = f"S1/S2 {pid} UTM 60N"
         cases.append((utm, ref, tgt, utm))
+        amp = vh[0].astype(np.uint16)  # (a GRD's uint16 amplitude DN; the S1 GeoTIFFs are 8-bit)
+        a, t, crs = placed(vh, S1_SHIFT)
+        grd = write_grd_like(work / f"grd_{pid}.tif", lambda y0, y1, amp=amp: amp[y0:y1], a.shape[2], a.shape[1],
+                             t, crs)
+        cases.append((f"S1/S2 {pid} target GCPs across 180", ref, grd, utm))
         for side in ("east", "west"):
             geo_tgt = write(work / f"scene_{pid}_{side}.tif", placed(vh, S1_SHIFT, side))
             cases.append((f"S1/S2 {pid} target {side} of {'' if side == 'east' else '-'}180", ref, geo_tgt, utm))
@@ -144,8 +153,9 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     res = georeg.register(ref, tgt, out, cfg)
-            except GeoregError as exc:
-                print(f"{name:34s} {'failed':>10s}  {str(exc).splitlines()[0][:80]}")
+            except Exception as exc:  # (a crash counts: georeg before 2026-12-07 crashed on the GRD)
+                what = "failed" if isinstance(exc, GeoregError) else "crashed"
+                print(f"{name:34s} {what:>10s}  {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
                 continue
             outputs[name] = (out, ref)
             if truth not in outputs:

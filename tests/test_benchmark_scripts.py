@@ -635,8 +635,9 @@ def test_scan_gaps_benchmark_hands_over_gapped_bands_on_the_moved_grid(shared_da
 
 def test_antimeridian_benchmark_places_the_pairs_across_180_both_ways(shared_data, tmp_path):
     """antimeridian.py: per pair, the UTM 60N case first (180 degrees through the scene's middle,
-    the S1 target off by the shift user_variants.py uses), then the target and the reference
-    exported to EPSG:4326 with longitudes past 180 and, the same pixels, past -180."""
+    the S1 target off by the shift user_variants.py uses), then the target as a GRD placed by GCPs,
+    and the target and the reference exported to EPSG:4326 with longitudes past 180 and, the same
+    pixels, past -180."""
     import numpy as np
     import rasterio
     from antimeridian import S1_SHIFT, build
@@ -644,9 +645,9 @@ def test_antimeridian_benchmark_places_the_pairs_across_180_both_ways(shared_dat
     if not (shared_data / "s1s2_volkov" / "geotiff" / "176_S1_VH.tif").exists():
         pytest.skip(f"the S1/S2 GeoTIFF pairs are not in {shared_data}")
     cases = build(shared_data, tmp_path, ["176"])
-    assert [c[0] for c in cases] == ["S1/S2 176 UTM 60N", "S1/S2 176 target east of 180",
-                                     "S1/S2 176 reference east of 180", "S1/S2 176 target west of -180",
-                                     "S1/S2 176 reference west of -180"]
+    assert [c[0] for c in cases] == ["S1/S2 176 UTM 60N", "S1/S2 176 target GCPs across 180",
+                                     "S1/S2 176 target east of 180", "S1/S2 176 reference east of 180",
+                                     "S1/S2 176 target west of -180", "S1/S2 176 reference west of -180"]
     assert {c[3] for c in cases} == {"S1/S2 176 UTM 60N"}
     (_, ref, tgt, _), rest = cases[0], cases[1:]
     with rasterio.open(ref) as r, rasterio.open(tgt) as t:
@@ -654,7 +655,10 @@ def test_antimeridian_benchmark_places_the_pairs_across_180_both_ways(shared_dat
         assert np.allclose((~r.transform) * (t.transform.c, t.transform.f), S1_SHIFT)
         lon, _ = rasterio.warp.transform(r.crs, "EPSG:4326", [(r.bounds.left + r.bounds.right) / 2], [r.bounds.top])
         assert abs(abs(lon[0]) - 180.0) < 0.01
-    for name, r, t, _ in rest:
+    with rasterio.open(rest[0][2]) as g:  # the GRD: GCPs in EPSG:4326 on both sides of 180, no geotransform
+        lons = [p.x for p in g.gcps[0]]
+        assert g.transform.is_identity and g.gcps[1].to_epsg() == 4326 and min(lons) < -179.9 and max(lons) > 179.9
+    for name, r, t, _ in rest[1:]:
         with rasterio.open(r if "reference" in name else t) as g:
             assert g.crs.to_epsg() == 4326
             west, east = g.bounds.left, g.bounds.right
