@@ -44,14 +44,22 @@ def lon_wrapped(crs: CRS, centre: float) -> CRS:
     computes them (``+lon_wrap``): for a raster that crosses the antimeridian, whose longitudes
     run past 180 (or -180). Positions in the plain CRS come out in -180..180, and GDAL's warper
     would read only the part of such a raster on one side of it."""
-    return CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={centre:.9g}")
+    wrapped = CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={centre:.9g}")
+    _UNWRAPPED[wrapped.to_wkt()] = crs
+    return wrapped
+
+
+_UNWRAPPED: dict[str, CRS] = {}  # the CRS each wrapped one was made from (PROJ strings lose some of a CRS)
 
 
 def as_written(crs: CRS | None) -> CRS | None:
-    """The CRS a file is written in: ``crs`` without a ``+lon_wrap`` of :func:`lon_wrapped` (the
-    coordinates are the same numbers in both; the plain one is the EPSG code QGIS knows)."""
+    """The CRS a file is written in: ``crs`` without a ``+lon_wrap`` of :func:`lon_wrapped`, as the
+    CRS it was made from (the coordinates are the same numbers in both; the plain one is the EPSG
+    code QGIS knows)."""
     if crs is None or "+lon_wrap" not in (proj4 := crs.to_proj4()):
         return crs
+    if (known := _UNWRAPPED.get(crs.to_wkt())) is not None:
+        return known
     plain = CRS.from_proj4(" ".join(w for w in proj4.split() if not w.startswith("+lon_wrap=")))
     epsg = plain.to_epsg()
     return CRS.from_epsg(epsg) if epsg else plain
@@ -65,10 +73,11 @@ def across_antimeridian(gcps: list, crs: CRS | None) -> tuple[list, CRS | None]:
     if crs is None or not crs.is_geographic or not gcps:
         return gcps, crs
     lons = np.array([g.x for g in gcps], np.float64)
-    if lons.max() - lons.min() > 180.0:
-        gcps = [GroundControlPoint(row=g.row, col=g.col, x=g.x + 360.0 if g.x < 0 else g.x, y=g.y, z=g.z, id=g.id,
-                                   info=g.info) for g in gcps]
-        lons = np.where(lons < 0, lons + 360.0, lons)
+    east = np.where(lons < 0, lons + 360.0, lons)
+    if np.ptp(east) < np.ptp(lons):  # narrower on 0..360 (-179.9 beside 179.9), not a scene wider than 180
+        gcps = [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=g.y, z=g.z, id=g.id, info=g.info)
+                for g, x in zip(gcps, east)]
+        lons = east
     west, east = lons.min(), lons.max()
     if west < 180.0 < east or west < -180.0 < east:
         crs = lon_wrapped(crs, (west + east) / 2)
