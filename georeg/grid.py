@@ -74,7 +74,9 @@ def across_antimeridian(gcps: list, crs: CRS | None) -> tuple[list, CRS | None]:
         return gcps, crs
     lons = np.array([g.x for g in gcps], np.float64)
     east = np.where(lons < 0, lons + 360.0, lons)
-    if np.ptp(east) < np.ptp(lons):  # narrower on 0..360 (-179.9 beside 179.9), not a scene wider than 180
+    # narrower on 0..360 by more than half the world (-179.9 beside 179.9): not a scene wider than 180
+    # degrees, nor, by a rounding, a scene wholly west of 0
+    if np.ptp(east) + 180.0 < np.ptp(lons):
         gcps = [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=g.y, z=g.z, id=g.id, info=g.info)
                 for g, x in zip(gcps, east)]
         lons = east

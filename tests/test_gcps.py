@@ -417,3 +417,22 @@ def test_a_gcp_target_across_the_antimeridian_is_read_and_corrected_whole(small_
     with rasterio.open(tmp_path / "out_scene.tif") as o:
         lons = [g.x for g in o.gcps[0]]
         assert o.gcps[1] == CRS.from_epsg(4326) and 179.0 < min(lons) < 180.0 < max(lons) < 181.0
+
+
+def test_only_gcps_across_the_antimeridian_are_unwrapped():
+    """GCPs west of 0 (a S1/S2 scene at -118 degrees) stay as they are: on 0..360 their spread
+    can come out a rounding narrower (before the mend they became 242 degrees, and the fill mask of
+    a GRD there was read nowhere: 'no pixel there is valid in both rasters')."""
+    from georeg.grid import across_antimeridian
+
+    crs = CRS.from_epsg(4326)
+    rng = np.random.default_rng(0)
+    for lon0 in (-118.0, -75.3, -1.0, 12.0, 179.0):
+        lons = lon0 + rng.uniform(0, 0.9, 50)
+        gcps = [GroundControlPoint(i, i, float(x), 45.0) for i, x in enumerate(lons)]
+        out, c = across_antimeridian(gcps, crs)
+        assert [g.x for g in out] == list(lons) and c == crs, lon0
+    out, c = across_antimeridian([GroundControlPoint(0, i, x, 60.0) for i, x in enumerate((179.9, -179.9, 180.0))], crs)
+    assert [g.x for g in out] == [179.9, 180.1, 180.0] and "+lon_wrap" in c.to_proj4()
+    out, c = across_antimeridian([GroundControlPoint(0, i, x, 85.0) for i, x in enumerate((-100.0, 0.0, 100.0))], crs)
+    assert [g.x for g in out] == [-100.0, 0.0, 100.0] and c == crs  # a polar scene wider than 180 degrees
