@@ -726,12 +726,14 @@ class RasterSource:
 
         from .grid import across_antimeridian
 
-        points, crs = ds.gcps
-        gcps, wrapped = across_antimeridian(list(points), crs)
-        if not points or wrapped == crs:
-            return ds, bands
-        opened = self.__dict__.setdefault("_points_vrts", {})
-        if ds.name not in opened:
+        opened = self.__dict__.setdefault("_points_vrts", {})  # (decided once a dataset: a read a tile)
+        key = (ds.name, tuple(bands))
+        if key not in opened:
+            points, crs = ds.gcps
+            gcps, wrapped = across_antimeridian(list(points), crs)
+            if not points or wrapped == crs:
+                opened[key] = None
+                return ds, bands
             lattice = "".join(f'<GCP Id="{i}" Pixel="{g.col!r}" Line="{g.row!r}" X="{g.x!r}" Y="{g.y!r}" '
                               f'Z="{float(g.z or 0.0)!r}"/>' for i, g in enumerate(gcps))
             types = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -740,10 +742,11 @@ class RasterSource:
                 f'<VRTRasterBand dataType="{types[ds.dtypes[b - 1]]}" band="{i + 1}"><SimpleSource><SourceFilename '
                 f'relativeToVRT="0">{escape(ds.name)}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>'
                 f'</VRTRasterBand>' for i, b in enumerate(bands))
-            opened[ds.name] = rasterio.open(
+            opened[key] = rasterio.open(
                 f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><GCPList Projection='
                 f'{quoteattr(wrapped.to_wkt())}>{lattice}</GCPList>{vrt_bands}</VRTDataset>')
-        return opened[ds.name], list(range(1, len(bands) + 1))
+        vrt = opened[key]
+        return (ds, bands) if vrt is None else (vrt, list(range(1, len(bands) + 1)))
 
     def valid_on(self, grid: Grid, max_size: int = 1024) -> np.ndarray:
         """Where this raster holds data, sampled at the centres of ``grid``'s pixels (a coarse grid):
@@ -894,7 +897,8 @@ class RasterSource:
     def close(self) -> None:
         self.ds.close()
         for ds in [*self.__dict__.pop("_overview_ds", {}).values(), *self.__dict__.pop("_points_vrts", {}).values()]:
-            ds.close()
+            if ds is not None:
+                ds.close()
         if self._mask_ds is not None:
             self._mask_ds.close()
         if getattr(self, "_fill_file", None) is not None:
