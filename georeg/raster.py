@@ -28,11 +28,12 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
-from .bands import FILL_HUGE, alpha_band, colour_bands, fill_sentinel, palette_lookup, palette_luminance
+from .bands import FILL_HUGE, alpha_band, colour_bands, palette_lookup, palette_luminance
 from .config import InputConfig, parse_crs
 from .errors import ConfigError, InputError, MissingCRSError, NoOverlapError, RasterOpenError, RemoteReadError
+from .fill import Collar, black_edges, constant_collar, declares_none, zero_border
 from .grid import PIXEL_FRAME, GCPGrid, Grid, as_written, excluded_on, lon_wrapped, mirror
-from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing, scan_line_strips, thin_run_pixels
+from .missing import MAX_GAP_PX, MAX_GAP_UPSAMPLING, fill_missing
 from .paths import check_mask_path, check_raster_path, check_utf8_name, subdataset_file
 from .remote import configure_network, explain, is_remote
 
@@ -60,13 +61,7 @@ def _gdal_warnings_to_debug():
 
 
 GCP_MIN = 3  # ground control points an affine needs; GDAL's transformer takes a higher order from more
-FILL_SEARCH_PX = 4096  # a GCP raster's zero border is looked for on a read at most this size
-COLLAR_INTERIOR_ZEROS = 1e-4  # the fill value elsewhere (share of the raster) that makes a rim of it ground, not fill
-SCAN_GAPS_EXPLAINED = 0.9  # of the fill value's pixels inside the collar, at least this share in scan-line strips
-SCAN_GAPS_THIN = 0.05  # of the value's pixels, at least this share in thin runs before scan-line strips are looked for
-SCAN_GAPS_MIN_SHARE = 0.02  # 0 on this share of a 256 px read or more may be scan-line gaps: looked for at full size
 OVERVIEW_MIN_PX = 4096 * 4096  # a coarse warped read decoding more of the raster than this reads an overview
-MAX_FILL_PIXELS = 8192 * 8192  # pictures up to this size are searched for black edge fill (one band read whole)
 GREY_TOLERANCE = 2  # DN: grey stored as colour and decoded from JPEG differs by a unit or two
 
 
@@ -83,38 +78,6 @@ def _written_quietly(mem, profile: dict):
 def _crs_flag(role: str) -> str:
     """The option that assigns a CRS to the ``role`` raster (the API's InputConfig.crs)."""
     return {"reference": "--ref-crs", "target": "--target-crs", "raster": "--crs"}.get(role, "the crs option")
-
-
-def _fill_collar(data: np.ndarray, value: float, f: float) -> np.ndarray | None:
-    """The collar of fill ``value`` in ``data`` (a read ``f`` times coarser than the raster): the
-    area of that value that reaches the edges, as :meth:`RasterSource._constant_collar` takes it;
-    None when the value also lies inside other than in scan-line gaps."""
-    from .modality import border_fill
-
-    if not any((edge == value).any() for edge in (data[0], data[-1], data[:, 0], data[:, -1])):
-        return None
-    fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=0, value=value)
-    at_value = data == value
-    inside = at_value & ~fill
-    # the value in thin runs too: scan-line gaps (Landsat 7's level-1 files: 0 outside the footprint
-    # and in the gaps, no nodata declared), which may reach the collar. Found, they are fill all the
-    # same, left to fill_value (exact at full resolution) and kept out of the collar's mask (a
-    # decimated, dilated mask would widen them past MAX_GAP_PX); a quick look first
-    thin = thin_run_pixels(at_value, MAX_GAP_PX / f) if f <= MAX_GAP_PX / 4 else 0.0
-    strips = scan_line_strips(at_value, MAX_GAP_PX / f) if thin >= max(
-        SCAN_GAPS_THIN * at_value.sum(), SCAN_GAPS_EXPLAINED * inside.sum()) else None
-    if strips is None:  # ground at the value inside (dark water in 8-bit SAR) makes the rim ground too
-        return fill if fill.any() and inside.mean() <= COLLAR_INTERIOR_ZEROS else None
-    fill &= ~strips
-    inside = at_value & ~fill
-    # bar a strip's ends at the array's edge, too short to tell (SCAN_GAPS_EXPLAINED), and the gaps'
-    # thinnest pieces, a pixel or two wide near the middle of a Landsat 7 scene, in runs too short
-    # for strips: a crop there has no collar and gaps of that kind only
-    rest = inside & ~strips
-    unexplained = np.count_nonzero(rest)
-    if not fill.any() and unexplained <= np.count_nonzero(inside & strips):  # (most of it in strips)
-        unexplained -= thin_run_pixels(rest, MAX_GAP_PX / f)
-    return fill if unexplained <= (1 - SCAN_GAPS_EXPLAINED) * inside.sum() else None
 
 
 class RasterSource:
@@ -201,8 +164,8 @@ class RasterSource:
             elif not self.placed_by_points and not self.pixel_frame and self._may_hold_fill():
                 # the user's mask is obeyed and stays the mask; an undeclared fill value (a collar, a
                 # Landsat 7 band's scan-line gaps) is missing all the same, by its value
-                found = self._constant_collar()
-                self.fill_share = float(found[0].mean()) if found is not None else 0.0
+                found = self._found(constant_collar(self.ds, self.bands[0], self.remote))
+                self.fill_share = float(found.fill.mean()) if found is not None else 0.0
             self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
         except rasterio.errors.RasterioError as exc:
             self.close()
@@ -268,33 +231,30 @@ class RasterSource:
         overlap. A picture (the pixel frame) is searched for black fill (a rotated or warped export,
         :func:`georeg.modality.border_fill`); a raster placed by GCPs or RPCs for the zero border of a
         SAR product (a Sentinel-1 GRD declares no nodata), on a read decimated to FILL_SEARCH_PX; a
-        raster placed by a geotransform for a collar of one fill value (:meth:`_constant_collar`)."""
+        raster placed by a geotransform for a collar of one fill value (:mod:`georeg.fill`)."""
         from rasterio.io import MemoryFile
-
-        from .modality import border_fill
 
         ds = self.ds
         if not self._may_hold_fill():
             return
         profile = {"driver": "GTiff", "count": 1, "dtype": "uint8"}
         if self.placed_by_points:
-            data, f = self._decimated(FILL_SEARCH_PX)
-            h, w = data.shape
-            fill = border_fill(data, (True, True, True, True), tolerance=0.0, widen=1 if f > 1 else 0)
+            fill, _ = zero_border(ds, self.bands[0])
+            h, w = fill.shape
             sx, sy = w / ds.width, h / ds.height
             gcps = [GroundControlPoint(g.row * sy, g.col * sx, g.x, g.y, g.z) for g in self.grid.gcps]
         elif not self.pixel_frame:
-            found = self._constant_collar()
+            found = self._found(constant_collar(ds, self.bands[0], self.remote))
             if found is None:
                 return
-            fill, (w, h) = found
+            fill, (w, h) = found.fill, found.size
             profile.update(crs=self.crs, transform=self.grid.transform @ Affine.scale(ds.width / w, ds.height / h))
-        elif ds.width * ds.height <= MAX_FILL_PIXELS:
-            w, h = ds.width, ds.height
-            fill = border_fill(ds.read(self.bands[0]).astype(np.float32), (True, True, True, True))
-            profile["transform"] = self.grid.transform
         else:
-            return
+            fill = black_edges(ds, self.bands[0])
+            if fill is None:
+                return
+            h, w = fill.shape
+            profile["transform"] = self.grid.transform
         self.fill_share = float(fill.mean())
         if not fill.any():
             return
@@ -306,78 +266,13 @@ class RasterSource:
         self._mask_ds = self._fill_file.open()
 
     def _may_hold_fill(self) -> bool:
-        """Whether the raster declares neither nodata nor a mask of its own (an undeclared fill is
-        looked for only then)."""
-        from rasterio.enums import MaskFlags
+        return declares_none(self.ds, self.bands, self.nodata)
 
-        return self.nodata is None and all(MaskFlags.all_valid in self.ds.mask_flag_enums[b - 1] for b in self.bands)
-
-    def _decimated(self, size: int) -> tuple[np.ndarray, float]:
-        """The first chosen band read by nearest neighbour at most ``size`` px wide, and the factor."""
-        ds = self.ds
-        f = max(1.0, max(ds.width, ds.height) / size)
-        shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))
-        return ds.read(self.bands[0], out_shape=shape, resampling=Resampling.nearest), f
-
-    def _constant_collar(self) -> tuple[np.ndarray, tuple[int, int]] | None:
-        """The collar of a georeferenced raster that declares no nodata but leaves its footprint's
-        outside at one fill value (Landsat level-1 and Sentinel-2 files at 0; float exports at
-        -3.4e38 or -9999, integer ones at their type's extremes: :func:`fill_sentinel`), as a fill
-        mask on a read at most FILL_SEARCH_PX wide and that read's (width, height); None when the
-        raster has none, or when the value also lies inside it (dark water at 0 in an 8-bit SAR
-        image is ground, not fill). The four corner pixels decide first (a footprint's outside
-        takes at least one, and gives the value; a decimated read of a large raster without
-        overviews decompresses all of it), then a 256 px read, then the full search."""
-        ds, band = self.ds, self.bands[0]
-        dtype = ds.dtypes[band - 1]
-        if np.dtype(dtype).kind not in "uif":
-            return None
-
-        small = None
-        if self.remote:  # a local block each; on a server a full-resolution tile each, more than an overview
-            small = self._decimated(256)[0]
-            corners = [small[r, c] for r in (0, -1) for c in (0, -1)]
-        else:
-            corners = [ds.read(band, window=Window(c, r, 1, 1))[0, 0]
-                       for c in (0, ds.width - 1) for r in (0, ds.height - 1)]
-        values = [float(v) for v in corners if fill_sentinel(v, dtype)]
-        if 0.0 not in values and np.dtype(dtype).kind in "ui":
-            if small is None and ds.overviews(band):  # (a JPEG 2000's resolution levels: 0.1 s, its rows 2-4 s)
-                small = self._decimated(256)[0]
-            if self._gaps_on_edge_rows(small):
-                values.append(0.0)  # a crop of a Landsat 7 band with no corner in a gap
-        full = None
-        # the value most corners hold first
-        for value in sorted(set(values), key=lambda v: -values.count(v)):
-            small = self._decimated(256)[0] if small is None else small
-            # a 256 px read shows a collar; scan-line gaps, thinner than its pixels, only that the
-            # value is common there
-            if _fill_collar(small, value, max(ds.width, ds.height) / 256) is None and not (
-                    np.count_nonzero(small == value) >= SCAN_GAPS_MIN_SHARE * small.size and value == 0):
-                continue
-            full = self._decimated(FILL_SEARCH_PX) if full is None else full
-            data, f = full
-            fill = _fill_collar(data, value, f)
-            if fill is None:
-                continue
-            if f > 1:
-                from scipy import ndimage
-
-                fill = ndimage.binary_dilation(fill)
-            self.fill_value = value
-            self.fill_inside_share = float(np.count_nonzero((data == value) & ~fill)) / data.size
-            return fill, (data.shape[1], data.shape[0])
-        return None
-
-    def _gaps_on_edge_rows(self, small: np.ndarray | None) -> bool:
-        """Whether the first and last rows (of ``small``, a 256 px read of a remote raster or one
-        with overviews, when given) hold 0 on SCAN_GAPS_MIN_SHARE of their pixels or more: scan-line
-        gaps, which run nearly along the rows, cross them wherever the corners miss them. A row of
-        a local file is a strip or a row of tiles."""
-        ds, band = self.ds, self.bands[0]
-        rows = (small[0], small[-1]) if small is not None else [
-            ds.read(band, window=Window(0, r, ds.width, 1))[0] for r in (0, ds.height - 1)]
-        return np.count_nonzero(np.concatenate(rows) == 0) >= SCAN_GAPS_MIN_SHARE * 2 * len(rows[0])
+    def _found(self, collar: Collar | None) -> Collar | None:
+        """Keep what the collar search found: its value as the raster's fill, the gaps' share."""
+        if collar is not None:
+            self.fill_value, self.fill_inside_share = collar.value, collar.inside_share
+        return collar
 
     @property
     def local_file(self) -> str:

@@ -159,7 +159,7 @@ def test_a_report_applies_to_a_gcp_raster(gcp_pair, registered, tmp_path):
 def test_the_zero_border_of_a_gcp_target_is_masked(gcp_pair, tmp_path, monkeypatch, search_px):
     """A Sentinel-1 GRD file declares no nodata; its swath border is zeros. Here a 64 px zero band
     along the file's left edge, in a uint16 file stored upside down."""
-    import georeg.raster as R
+    import georeg.fill as R
     from georeg.config import InputConfig
     from georeg.raster import RasterSource
 

@@ -122,7 +122,7 @@ def test_a_zero_collar_without_nodata_is_masked_but_dark_ground_is_not(tmp_path,
     (Landsat level-1, Sentinel-2): the collar is masked. The same zero rim in an image with zeros
     elsewhere too (dark water in 8-bit SAR) is ground and stays valid. ``search_px`` 300: the
     collar is looked for on a decimated read."""
-    import georeg.raster as R
+    import georeg.fill as R
 
     monkeypatch.setattr(R, "FILL_SEARCH_PX", search_px)
     rng = np.random.default_rng(0)
@@ -157,7 +157,7 @@ def test_undeclared_zeros_in_scan_line_gaps_are_missing_but_a_river_at_zero_stay
     import sys
     from pathlib import Path
 
-    import georeg.raster as R
+    import georeg.fill as R
     from georeg.missing import scan_line_strips
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
