@@ -25,6 +25,14 @@ def metres_per_degree(lat: float) -> np.ndarray:
                      111132.92 - 559.82 * math.cos(2 * p) + 1.175 * math.cos(4 * p) - 0.0023 * math.cos(6 * p)])
 
 
+def _earth_centred(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """(N, 3) Earth-centred positions in metres of points on the WGS 84 ellipsoid."""
+    a, e2 = 6378137.0, 6.69437999014e-3
+    lo, la = np.radians(lon), np.radians(lat)
+    n = a / np.sqrt(1 - e2 * np.sin(la) ** 2)
+    return np.stack([n * np.cos(la) * np.cos(lo), n * np.cos(la) * np.sin(lo), n * (1 - e2) * np.sin(la)], axis=1)
+
+
 def excluded_on(excluded: tuple[Grid, np.ndarray], grid: Grid) -> np.ndarray:
     """``excluded`` = (its grid, bool array) looked up at ``grid``'s pixel centres, nearest; False
     beyond it. Both grids' transforms must map to the same coordinates."""
@@ -158,8 +166,8 @@ class Grid:
     def _metres_per_unit(self, x: float, y: float) -> np.ndarray:
         """Ground metres per map unit east and north at the map position (x, y): a geographic CRS's
         degrees by the ellipsoid's metres per degree at latitude y; a projected CRS's units by a
-        step of about 100 m each way taken to longitude and latitude (the projection's scale there),
-        or the CRS's own unit size where that fails."""
+        step of about 100 m each way taken to longitude and latitude and measured on the ellipsoid
+        (the projection's scale there), or the CRS's own unit size where that fails."""
         if self.crs.is_geographic:
             return np.maximum(metres_per_degree(y), 1e-6)  # (a pole's longitude: no width)
         try:
@@ -169,11 +177,10 @@ class Grid:
         step = 100.0 / factor
         try:
             lon, lat = crs_transform(self.crs, "EPSG:4326", [x, x + step, x], [y, y, y + step])
-            per_deg = metres_per_degree(lat[0])
-            # (a step across the antimeridian: -180 and 180 degrees are a step apart, not 360)
-            east = [(lon[i] - lon[0] + 180.0) % 360.0 - 180.0 for i in (1, 2)]
-            ground = [math.hypot(east[i - 1] * per_deg[0], (lat[i] - lat[0]) * per_deg[1]) for i in (1, 2)]
-            out = np.array(ground) / step
+            # the straight line through the ellipsoid between the step's ends: a 100 m arc to well
+            # under a millimetre, near a pole (where longitudes turn fast) and across 180 degrees too
+            xyz = _earth_centred(np.array(lon), np.array(lat))
+            out = np.linalg.norm(xyz[1:] - xyz[0], axis=1) / step
             return out if np.isfinite(out).all() and (out > 0).all() else np.array([factor, factor])
         except Exception:  # outside the projection's domain, or a CRS PROJ cannot invert
             return np.array([factor, factor])
