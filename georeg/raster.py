@@ -602,7 +602,7 @@ class RasterSource:
 
         ds, bands = self._pixels
         src_nodata = self._src_nodata(ds)
-        ds, bands = self._placed_as_grid(ds, bands)
+        ds, bands, _ = self._placed_as_grid(ds, bands)
         data = np.full((len(bands), sub.height, sub.width), np.nan, np.float32)
         for i, b in enumerate(bands):
             reproject(rasterio.band(ds, b), data[i], dst_crs=sub.crs, dst_transform=sub.transform,
@@ -612,23 +612,29 @@ class RasterSource:
         return np.nan_to_num(data, nan=0.0), masks
 
     def _placed_as_grid(self, ds, bands: list[int]) -> tuple:
-        """(dataset, bands) placed by ``ds``'s GCPs as georeg's grids take them: ``ds`` itself, or,
-        for GCPs across the antimeridian (:func:`georeg.grid.across_antimeridian`), a VRT over its
-        bands carrying them with their longitudes made continuous in a wrapped CRS. GDAL's warper
-        takes a dataset's own GCPs and leaves the ones it is given aside (half a Sentinel-1 GRD
-        over 180 degrees was read)."""
+        """(dataset, bands, reproject arguments that place it) for ``ds`` placed by its GCPs as
+        georeg's grids take them (:func:`georeg.grid.placing_points`): ``ds`` itself, or, for GCPs
+        taken in another CRS (a lattice in longitude and latitude: in a stereographic plane; GCPs
+        across the antimeridian: their longitudes continuous in a wrapped CRS), a VRT over its bands
+        carrying them so. GDAL's warper takes a dataset's own GCPs and leaves the ones it is given
+        aside (half a Sentinel-1 GRD over 180 degrees was read). The arguments are None for a
+        dataset without GCPs."""
         from xml.sax.saxutils import escape, quoteattr
 
-        from .grid import across_antimeridian
+        from .grid import placing_points
 
         opened = self.__dict__.setdefault("_points_vrts", {})  # (decided once a dataset: a read a tile)
         key = (ds.name, tuple(bands))
         if key not in opened:
             points, crs = ds.gcps
-            gcps, wrapped = across_antimeridian(list(points), crs)
-            if not points or wrapped == crs:
-                opened[key] = None
-                return ds, bands
+            if not points:
+                opened[key] = (ds, bands, None)
+                return opened[key]
+            gcps, placing_crs, tps = placing_points(list(points), crs)
+            options = {"gcps": gcps, "src_crs": placing_crs, **({"SRC_METHOD": "GCP_TPS"} if tps else {})}
+            if placing_crs == crs:
+                opened[key] = (ds, bands, options)
+                return opened[key]
             lattice = "".join(f'<GCP Id="{i}" Pixel="{g.col!r}" Line="{g.row!r}" X="{g.x!r}" Y="{g.y!r}" '
                               f'Z="{float(g.z or 0.0)!r}"/>' for i, g in enumerate(gcps))
             types = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -637,11 +643,12 @@ class RasterSource:
                 f'<VRTRasterBand dataType="{types[ds.dtypes[b - 1]]}" band="{i + 1}"><SimpleSource><SourceFilename '
                 f'relativeToVRT="0">{escape(ds.name)}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>'
                 f'</VRTRasterBand>' for i, b in enumerate(bands))
-            opened[key] = rasterio.open(
+            vrt = rasterio.open(
                 f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><GCPList Projection='
-                f'{quoteattr(wrapped.to_wkt())}>{lattice}</GCPList>{vrt_bands}</VRTDataset>')
-        vrt = opened[key]
-        return (ds, bands) if vrt is None else (vrt, list(range(1, len(bands) + 1)))
+                f'{quoteattr(placing_crs.to_wkt())}>{lattice}</GCPList>{vrt_bands}</VRTDataset>')
+            self.__dict__.setdefault("_vrts_opened", []).append(vrt)
+            opened[key] = (vrt, list(range(1, len(bands) + 1)), options)
+        return opened[key]
 
     def valid_on(self, grid: Grid, max_size: int = 1024) -> np.ndarray:
         """Where this raster holds data, sampled at the centres of ``grid``'s pixels (a coarse grid):
@@ -747,10 +754,9 @@ class RasterSource:
         kwargs = {"src_crs": self.grid.crs, "src_transform": self.grid.transform} if same_pixels else {}
         if not same_pixels and m.crs is not None and m.crs == self.crs and self.grid.crs != self.crs:
             kwargs = {"src_crs": self.grid.crs}  # in the raster's CRS: its longitudes wrapped as the raster's
+        placed, (b,), placed_by = self._placed_as_grid(m, [band])  # the mask's own GCPs, taken as the raster's
         if same_pixels and self.placed_by_points:
             placed_by = self.grid.warp_options()
-        else:
-            placed_by = {"gcps": m.gcps[0], "src_crs": m.gcps[1]} if m.gcps[0] else None
         if not same_pixels and m.crs is None and placed_by is None:
             raise RasterOpenError(
                 f"{self.role} mask {self.cfg.mask} is {m.width}x{m.height} px, not the raster's "
@@ -759,7 +765,6 @@ class RasterSource:
             from rasterio.warp import reproject
 
             out = np.full((grid.height, grid.width), outside, m.dtypes[band - 1])
-            placed, (b,) = self._placed_as_grid(m, [band])  # (GCPs across 180: the mask's own, continuous)
             reproject(rasterio.band(placed, b), out, dst_crs=grid.crs, dst_transform=grid.transform,
                       resampling=Resampling.nearest, dst_nodata=outside, **placed_by)
             return out
@@ -791,7 +796,8 @@ class RasterSource:
 
     def close(self) -> None:
         self.ds.close()
-        for ds in [*self.__dict__.pop("_overview_ds", {}).values(), *self.__dict__.pop("_points_vrts", {}).values()]:
+        self.__dict__.pop("_points_vrts", None)
+        for ds in [*self.__dict__.pop("_overview_ds", {}).values(), *self.__dict__.pop("_vrts_opened", [])]:
             if ds is not None:
                 ds.close()
         if self._mask_ds is not None:

@@ -78,7 +78,7 @@ def corrected_gcps(model: FittedModel, ref: Grid, tgt: GCPGrid) -> tuple[list, f
     gx, gy = np.meshgrid(np.linspace(0, tgt.width, 21), np.linspace(0, tgt.height, 21))
     c = np.c_[gx.ravel(), gy.ravel()]
     wanted = target_to_true_map(model, ref, tgt)(c)
-    got = GCPGrid(tgt.transform, tgt.width, tgt.height, tgt.crs, tuple(new)).to_map(c)
+    got = tgt.placed_by(new).to_map(c)
     return new, float(np.abs(apply_affine(~tgt.transform, got) - apply_affine(~tgt.transform, wanted)).max())
 
 
