@@ -95,6 +95,7 @@ def across_antimeridian(gcps: list, crs: CRS | None) -> tuple[list, CRS | None]:
 
 
 LATTICE_MIN = 16  # GCPs on a full lattice of rows and columns at least: a product's, interpolated by a spline
+POLYNOMIAL_TOL_PX = 0.1  # a lattice GDAL's polynomial misses by more (px, at its own points) goes by a spline
 
 
 def _on_a_lattice(gcps: list) -> bool:
@@ -109,17 +110,35 @@ def _on_a_lattice(gcps: list) -> bool:
     return len(rows) >= 3 and len(cols) >= 3 and len(rows) * len(cols) == len(cells) == len(gcps)
 
 
+def _polynomial_misses(gcps: list) -> float:
+    """The farthest, in pixels, that GDAL's polynomial through ``gcps`` (the order it takes for
+    their number) places one of them from where it is."""
+    from rasterio.transform import GCPTransformer
+
+    rc = np.array([[g.col, g.row] for g in gcps], np.float64)
+    xy = np.array([[g.x, g.y] for g in gcps], np.float64)
+    xs, ys = GCPTransformer(gcps).xy(rc[:, 1], rc[:, 0], offset="ul")
+    sol, *_ = np.linalg.lstsq(np.c_[rc, np.ones(len(rc))], xy, rcond=None)  # map units per pixel
+    try:
+        off = np.linalg.solve(sol[:2].T, (np.c_[xs, ys] - xy).T)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return float(np.hypot(*off).max())
+
+
 def placing_points(gcps: list, crs: CRS | None) -> tuple[list, CRS | None, bool]:
     """The GCPs, their CRS and whether by a thin-plate spline, as GDAL's transformer is to take
-    ``gcps`` (in ``crs``). A product's lattice (:func:`_on_a_lattice`) goes by a spline, which
-    passes through every point, and, in longitude and latitude, in a stereographic plane centred on
-    the points, where the lattice's geometry is smooth: GDAL's polynomial (order 2 for many points)
-    through a Sentinel-1 GRD's lattice in degrees misplaces a 250 x 170 km scene by 0.7 px at 45
-    degrees of latitude (2.4 px at its edges), 3.4 px at 70 degrees and tens of pixels near a pole;
-    the spline in the plane, by 0.01 px. Other points (placed by hand, with errors a spline would
-    follow) by GDAL's polynomial in their own CRS, their longitudes continuous across 180 degrees
-    (:func:`across_antimeridian`)."""
-    if crs is None or not _on_a_lattice(gcps):
+    ``gcps`` (in ``crs``). A product's lattice (:func:`_on_a_lattice`) that GDAL's polynomial
+    (order 2 for many points) misses by more than POLYNOMIAL_TOL_PX at its own points goes by a
+    spline, which passes through every point, and, in longitude and latitude, in a stereographic
+    plane centred on the points, where the lattice's geometry is smooth: the polynomial through a
+    Sentinel-1 GRD's lattice in degrees misplaces a 250 x 170 km scene by 0.7 px at 45 degrees of
+    latitude (2.4 px at its edges), 3.4 px at 70 degrees and tens of pixels near a pole; the
+    spline in the plane, by 0.01 px. Other points (placed by hand, with errors a spline would
+    follow, or a lattice the polynomial fits) by GDAL's polynomial in their own CRS, their
+    longitudes continuous across 180 degrees (:func:`across_antimeridian`)."""
+    if crs is None or not _on_a_lattice(gcps) or _polynomial_misses(
+            across_antimeridian(gcps, crs)[0]) <= POLYNOMIAL_TOL_PX:
         gcps, crs = across_antimeridian(gcps, crs)
         return gcps, crs, False
     if not crs.is_geographic:
