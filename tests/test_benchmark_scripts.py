@@ -664,3 +664,33 @@ def test_antimeridian_benchmark_places_the_pairs_across_180_both_ways(shared_dat
             west, east = g.bounds.left, g.bounds.right
             assert (west < 180.0 < east) if "east" in name else (west < -180.0 < east), name
             assert (g.read(1) > 0).mean() > 0.7
+
+
+def test_grd_lattices_benchmark_hands_over_each_scene_twice(shared_data, tmp_path):
+    """grd_lattices.py: each case as a twin with a geotransform and as a GRD file whose GCP lattice
+    places the same pixels; GDAL's polynomial fits the small scene's lattice and misses the one
+    beside the pole, which georeg then takes by a spline."""
+    import numpy as np
+    import rasterio
+    from grd_lattices import build, polynomial_misses
+
+    from georeg.grid import GCPGrid, placing_points
+
+    if not (shared_data / "s1s2_volkov" / "geotiff" / "176_S1_VH.tif").exists():
+        pytest.skip(f"the S1/S2 GeoTIFF pairs are not in {shared_data}")
+    cases = build(shared_data, tmp_path, [70.0], 1024)
+    assert [c[0] for c in cases] == ["1024 px mosaic at 70 N", "S1/S2 176, 12 km from the south pole"]
+    for (name, ref, twin, grd), crs in zip(cases, (32633, 3031)):
+        with rasterio.open(ref) as r, rasterio.open(twin) as t, rasterio.open(grd) as g:
+            assert r.crs.to_epsg() == t.crs.to_epsg() == crs and np.allclose(
+                (~r.transform) * (t.transform.c, t.transform.f), (13.4, -8.7))
+            assert len(g.gcps[0]) == 210 and g.gcps[1].to_epsg() == 4326 and g.transform.is_identity
+            placed = GCPGrid.from_gcps(*g.gcps, g.width, g.height)
+            mx, my = np.meshgrid(np.linspace(0, t.width, 9), np.linspace(0, t.height, 9))
+            xs, ys = rasterio.warp.transform(placed.crs, t.crs, *placed.to_map(np.c_[mx.ravel(), my.ravel()]).T)
+            truth = np.c_[t.transform @ (mx.ravel(), t.height - my.ravel())]  # the GRD's rows: south to north
+            assert np.abs(np.c_[xs, ys] - truth).max() < 0.5, name  # (10 m pixels)
+        misses = polynomial_misses(grd)
+        assert (misses < 0.1) if "mosaic" in name else (misses > 10), (name, misses)
+        with rasterio.open(grd) as g:
+            assert placing_points(*g.gcps)[2] == ("pole" in name)
