@@ -33,6 +33,26 @@ def _gcps_of(transform: Affine, crs, width: int, height: int, gcp_crs: str = "EP
             for i, (r, c, x, y) in enumerate(zip(rows.ravel(), cols.ravel(), xs, ys))], CRS.from_string(gcp_crs)
 
 
+def _ramps_read(gcps, crs, w: int, h: int, grid: Grid, tmp_path) -> tuple[list, np.ndarray, GCPGrid]:
+    """Two w x h rasters placed by ``gcps``, holding each pixel's column and row, read onto ``grid``
+    through RasterSource: ([columns, rows], where both are valid, the rasters' grid)."""
+    from georeg.config import InputConfig
+    from georeg.raster import RasterSource
+
+    got, valid = [], None
+    for k, ramp in enumerate(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)):
+        path = tmp_path / f"ramp{k}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as d:
+            d.write(ramp.astype(np.float32)[None])
+            d.gcps = (gcps, crs)
+        with RasterSource(path, InputConfig(modality="optical"), "target") as src:
+            data, ok = src.read_on_grid(grid)
+            placed = src.grid
+        got.append(data)
+        valid = ok if valid is None else valid & ok
+    return got, valid, placed
+
+
 def test_gcp_grid_follows_the_affine_it_was_made_from():
     t = Affine(10, 0, 500000, 0, -10, 5000000)
     gcps, crs = _gcps_of(t, "EPSG:32633", 300, 200, gcp_crs="EPSG:32633", n=(4, 5))
@@ -188,8 +208,6 @@ def test_reads_and_point_mapping_use_the_same_gcp_transformer(tmp_path):
     """With GCPs that no affine fits (a quadratic warp, as a slant geometry gives), a pixel read onto
     a grid must come from where :meth:`GCPGrid.to_pixels` says: each file holds a ramp of its own
     column or row, which bilinear reading reproduces exactly."""
-    from georeg.config import InputConfig
-    from georeg.raster import RasterSource
 
     w, h = 400, 300
     rows, cols = (v.ravel() for v in np.meshgrid(np.linspace(0, h, 10), np.linspace(0, w, 10), indexing="ij"))
@@ -198,17 +216,7 @@ def test_reads_and_point_mapping_use_the_same_gcp_transformer(tmp_path):
     gcps = [GroundControlPoint(r, c, x, y) for r, c, x, y in zip(rows, cols, xs, ys)]
     crs = CRS.from_epsg(32633)
     grid = Grid(Affine(12.0, 0, 500300, 0, -12.0, 4999700), 200, 150, crs)
-    col_r, row_r = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    got = []
-    for name, ramp in (("cols", col_r), ("rows", row_r)):
-        path = tmp_path / f"{name}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as d:
-            d.write(ramp.astype(np.float32)[None])
-            d.gcps = (gcps, crs)
-        with RasterSource(path, InputConfig(modality="optical"), "target") as src:
-            data, valid = src.read_on_grid(grid)
-            tg = src.grid
-        got.append(data)
+    got, valid, tg = _ramps_read(gcps, crs, w, h, grid, tmp_path)
     gx, gy = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
     want = tg.to_pixels(grid.to_map(np.c_[gx.ravel(), gy.ravel()])).reshape(grid.height, grid.width, 2)
     inner = valid & (want[..., 0] > 2) & (want[..., 0] < w - 2) & (want[..., 1] > 2) & (want[..., 1] < h - 2)
@@ -471,22 +479,13 @@ def test_a_gcp_lattice_beside_the_pole_is_read_where_its_points_place_it(tmp_pat
     """A GRD-like raster 11 km from the south pole (its lattice's longitudes span 90 degrees), read
     onto a polar stereographic grid: each pixel's column and row come back where they are; through
     GDAL's polynomial in degrees they came back up to 1.5 px (of 30 m) away."""
-    from georeg.config import InputConfig
-    from georeg.raster import RasterSource
 
     w = h = 300
     t = Affine(30, 0, -w * 15, 0, -30, 11000 + h * 15)
     gcps, gcp_crs = _gcps_of(t, "EPSG:3031", w, h, n=(10, 21))
-    col_r, row_r = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
     grid = Grid(Affine(25, 0, -w * 10, 0, -25, 11000 + h * 10), 240, 240, CRS.from_epsg(3031))
     gx, gy = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
     want = np.stack((~t) * grid.transform * (gx, gy), -1)  # the truth's pixel at each grid pixel
-    for k, ramp in enumerate((col_r, row_r)):
-        path = tmp_path / f"ramp{k}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as d:
-            d.write(ramp.astype(np.float32)[None])
-            d.gcps = (gcps, gcp_crs)
-        with RasterSource(path, InputConfig(modality="optical"), "target") as src:
-            data, valid = src.read_on_grid(grid)
-        assert valid.all()
-        assert np.abs(data - want[..., k]).max() < 0.2
+    got, valid, _ = _ramps_read(gcps, gcp_crs, w, h, grid, tmp_path)
+    assert valid.all()
+    assert np.abs(np.stack(got, -1) - want).max() < 0.2
