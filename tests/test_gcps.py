@@ -140,6 +140,7 @@ def test_a_gcp_target_is_corrected_like_its_geotransform_twin(gcp_pair, register
     _, _, _, d = gcp_pair
     a, b = registered["scene"], registered["twin"]
     assert a.report["target"]["frame"] == "ground control points" and a.report["target"]["gcps"] == 88
+    assert a.report["target"]["gcps_taken_by"] == "GDAL's polynomial"  # (a lattice it fits)
     assert a.report["model"]["output_mode"] == "ground control points"
     assert a.quality == b.quality == "reliable"
     assert np.allclose(a.report["shift"]["mean_px"], b.report["shift"]["mean_px"], atol=0.05)
