@@ -266,6 +266,7 @@ class RasterSource:
         self._mask_ds = self._fill_file.open()
 
     def _may_hold_fill(self) -> bool:
+        """Whether an undeclared fill is looked for: the raster declares neither nodata nor a mask."""
         return declares_none(self.ds, self.bands, self.nodata)
 
     def _found(self, collar: Collar | None) -> Collar | None:
