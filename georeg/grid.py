@@ -137,13 +137,11 @@ def placing_points(gcps: list, crs: CRS | None) -> tuple[list, CRS | None, bool]
     spline in the plane, by 0.01 px. Other points (placed by hand, with errors a spline would
     follow, or a lattice the polynomial fits) by GDAL's polynomial in their own CRS, their
     longitudes continuous across 180 degrees (:func:`across_antimeridian`)."""
-    if crs is None or not _on_a_lattice(gcps) or _polynomial_misses(
-            across_antimeridian(gcps, crs)[0]) <= POLYNOMIAL_TOL_PX:
-        gcps, crs = across_antimeridian(gcps, crs)
-        return gcps, crs, False
+    continuous, wrapped = across_antimeridian(gcps, crs)
+    if crs is None or not _on_a_lattice(gcps) or _polynomial_misses(continuous) <= POLYNOMIAL_TOL_PX:
+        return continuous, wrapped, False
     if not crs.is_geographic:
         return gcps, crs, True
-    continuous, _ = across_antimeridian(gcps, crs)
     lon0 = (float(np.mean([g.x for g in continuous])) + 180.0) % 360.0 - 180.0
     lat0 = float(np.mean([g.y for g in continuous]))
     try:
@@ -152,9 +150,14 @@ def placing_points(gcps: list, crs: CRS | None) -> tuple[list, CRS | None, bool]
         datum = {}
     plane = CRS.from_dict({"proj": "stere", "lat_0": lat0, "lon_0": lon0, "k": 1, "x_0": 0, "y_0": 0,
                            **(datum or {"datum": "WGS84"}), "units": "m"})
-    xs, ys = crs_transform(crs, plane, [g.x for g in gcps], [g.y for g in gcps])
+    return _taken_to(gcps, crs, plane), plane, True
+
+
+def _taken_to(gcps, crs: CRS, dst: CRS) -> list:
+    """``gcps`` (in ``crs``) with their map positions in ``dst``; the same pixels and heights."""
+    xs, ys = crs_transform(crs, dst, [g.x for g in gcps], [g.y for g in gcps])
     return [GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id, info=g.info)
-            for g, x, y in zip(gcps, xs, ys)], plane, True
+            for g, x, y in zip(gcps, xs, ys)]
 
 
 @dataclass(frozen=True)
@@ -337,10 +340,19 @@ class GCPGrid(Grid):
         frame = ()
         if self.frame:
             _, plane, tps = self.frame
-            xs, ys = crs_transform(self.crs, plane, [g.x for g in gcps], [g.y for g in gcps])
-            frame = (tuple(GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id,
-                                              info=g.info) for g, x, y in zip(gcps, xs, ys)), plane, tps)
+            frame = (tuple(_taken_to(gcps, self.crs, plane) if plane != self.crs else gcps), plane, tps)
         return replace(self, gcps=tuple(gcps), frame=frame)
+
+    @property
+    def taken_by(self) -> str | None:
+        """How the GCPs place the pixels between them, for the report (None for RPCs)."""
+        if self.rpcs is not None:
+            return None
+        if not self.frame:
+            return "GDAL's polynomial"
+        if self.frame[1] != self.crs:
+            return "a thin-plate spline in a stereographic plane centred on them"
+        return "a thin-plate spline"
 
     def outline(self, per_edge: int = 50) -> np.ndarray:
         """(4 * per_edge, 2) map positions along the raster's edges, clockwise from the top left."""
@@ -360,7 +372,8 @@ class GCPGrid(Grid):
     @staticmethod
     def from_gcps(gcps, crs: CRS, width: int, height: int) -> GCPGrid:
         points, placing_crs, tps = placing_points(list(gcps), crs)
-        gcps, crs = across_antimeridian(list(gcps), crs)
+        # a spline's grid keeps its points' own longitudes, continuous across 180, for its positions
+        gcps, crs = across_antimeridian(list(gcps), crs) if tps else (points, placing_crs)
         frame = (tuple(points), placing_crs, tps) if tps else ()
         return GCPGrid(Affine.identity(), width, height, crs, tuple(gcps), frame=frame)._fitted()
 

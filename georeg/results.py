@@ -133,7 +133,7 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
                 "rational polynomial coefficients" if src.rpcs is not None else "georeferenced",
                 "gcps": len(src.gcps[0]) if src.gcps is not None else None,
                 # how the GCPs place the pixels between them (:func:`georeg.grid.placing_points`)
-                "gcps_taken_by": _taken_by(src.grid) if src.gcps is not None else None,
+                "gcps_taken_by": src.grid.taken_by if src.gcps is not None else None,
                 "rpc_height_m": src.grid.rpc_height if src.rpcs is not None else None,
                 "edge_fill_masked": round(src.fill_share, 4), "edge_fill_value": src.fill_value,
                 # the same undeclared value inside the footprint, in scan-line gaps (Landsat 7)
@@ -201,11 +201,3 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
         "clouds_left_out": sc.clouds_left_out,
     }
 
-
-def _taken_by(grid) -> str:
-    """How a raster's GCPs place its pixels between them, for the report."""
-    if not grid.frame:
-        return "GDAL's polynomial"
-    if grid.frame[1] != grid.crs and not grid.frame[1].is_geographic:
-        return "a thin-plate spline in a stereographic plane centred on them"
-    return "a thin-plate spline"

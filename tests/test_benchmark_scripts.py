@@ -694,6 +694,4 @@ def test_grd_lattices_benchmark_hands_over_each_scene_twice(shared_data, tmp_pat
         assert (misses < 0.1) if "mosaic" in name else (misses > 10), (name, misses)
         with rasterio.open(grd) as g:
             assert placing_points(*g.gcps)[2] == ("pole" in name)
-    from georeg.results import _taken_by
-
-    assert _taken_by(placed) == "a thin-plate spline in a stereographic plane centred on them"  # (the pole's)
+    assert placed.taken_by == "a thin-plate spline in a stereographic plane centred on them"  # (the pole's)
