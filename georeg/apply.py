@@ -114,7 +114,7 @@ def apply_report(report: str | os.PathLike | dict, raster: str | os.PathLike, ou
     # flipped against its geotransform) is placed so again
     mirrored = bool((report.get("target") or {}).get("mirrored"))
     with RasterSource(raster, InputConfig(crs=crs or _assigned_crs(report, raster)), "raster",
-                      pixel_frame_ok=pictures, mirrored=mirrored) as src, \
+                      pixel_frame_ok=pictures, mirrored=mirrored, decide_modality=False) as src, \
             staged({"raster": str(output)}, overwrite=oc.overwrite) as tmp:
         if src.pixel_frame != pictures:  # a georeferenced raster takes a georeferenced report
             raise InputError(f"{src.path} is georeferenced, but this report registered rasters without "

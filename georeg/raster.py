@@ -88,14 +88,16 @@ class RasterSource:
     """
 
     def __init__(self, path: str | Path, cfg: InputConfig, role: str, pixel_frame_ok: bool = False,
-                 mirrored: bool = False):
+                 mirrored: bool = False, decide_modality: bool = True):
         """``pixel_frame_ok``: a raster with no georeferencing at all (no CRS, geotransform or GCPs,
         such as a plain PNG or JPEG) is placed on :data:`PIXEL_FRAME` instead of refused;
         ``pixel_frame`` says so and :meth:`require_georeferencing` refuses it later, for a caller
         that accepts it only when both inputs are such. ``mirrored``: the raster is placed on its
         mirror image, its pixels flipped left to right under its placement (:func:`mirror`; for
         a picture, :data:`PIXEL_FRAME` composed with it): pixel (c, r) of the file is where its placement
-        puts (width - c, r). A raster placed by GCPs or RPCs ignores it."""
+        puts (width - c, r). A raster placed by GCPs or RPCs ignores it. ``decide_modality=False``:
+        the sensor is not read from a sample of the pixels (``modality`` and ``modality_decision``
+        stay None), for a raster that is only warped (:func:`georeg.apply.apply_report`)."""
         self.path = str(path)
         self.cfg = cfg
         self.role = role
@@ -166,7 +168,9 @@ class RasterSource:
                 # Landsat 7 band's scan-line gaps) is missing all the same, by its value
                 found = self._found(constant_collar(self.ds, self.bands[0], self.remote))
                 self.fill_share = float(found.fill.mean()) if found is not None else 0.0
-            self.modality = self._modality()  # after the fill: its pixels are no sample of the sensor
+            self.modality_decision = None
+            # after the fill: its pixels are no sample of the sensor
+            self.modality = self._modality() if decide_modality else None
         except rasterio.errors.RasterioError as exc:
             self.close()
             raise self._unreadable(exc) from None

@@ -49,3 +49,21 @@ def test_apply_bad_report(tmp_path, registered):
     r = CliRunner().invoke(cli, ["apply", str(bad), str(registered[2]), "-o", str(tmp_path / "x.tif")])
     assert r.exit_code == 2 and "not a georeg registration report" in r.output
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_apply_does_not_read_the_sensor_from_the_pixels(registered, tmp_path, monkeypatch):
+    """The raster is only warped: no sample of its pixels is read to decide its modality."""
+    import georeg.modality
+
+    ref, tgt, band2 = registered
+    cfg = RegistrationConfig().with_options(matching={"matcher": "baseline"},
+                                            output={"report": str(tmp_path / "r.json")})
+    georeg.register(ref, tgt, tmp_path / "out.tif", cfg)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("apply decided the raster's modality")
+
+    monkeypatch.setattr(georeg.modality, "detect_modality", refuse)
+    r = CliRunner().invoke(cli, ["apply", str(tmp_path / "r.json"), str(band2), "-o", str(tmp_path / "vh.tif")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "vh.tif").exists()
