@@ -333,7 +333,7 @@ def test_a_coarse_read_of_a_large_raster_reads_its_overview(tmp_path, monkeypatc
     """Averaging onto a coarse grid reads the finest overview no coarser than the grid (a COG's, a
     JPEG 2000's levels) once the full-resolution read would be large: GDAL's warper averages every
     source pixel it is given. The values and the nodata mask stay those of the full-resolution read."""
-    import georeg.raster as raster
+    import georeg.reads as reading
 
     yy, xx = np.mgrid[0:512, 0:512]
     img = (100 + 60 * np.sin(xx / 23.0) * np.cos(yy / 31.0)).astype(np.uint8)
@@ -345,7 +345,7 @@ def test_a_coarse_read_of_a_large_raster_reads_its_overview(tmp_path, monkeypatc
         d.build_overviews([2, 4, 8], Resampling.average)
     reads = {}
     for limit in (10**12, 64 * 64):
-        monkeypatch.setattr(raster, "OVERVIEW_MIN_PX", limit)
+        monkeypatch.setattr(reading, "OVERVIEW_MIN_PX", limit)
         with RasterSource(str(path), InputConfig(), "reference") as s:
             g = s.grid.scaled(5.0)  # 103 px: overview 4 (128 px) is the finest no coarser than it
             used = s._overview_for(g)
