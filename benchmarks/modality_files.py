@@ -4,7 +4,9 @@ JPEG and GeoTIFF, no modality given): counts per group of files whose sensor is 
     python benchmarks/modality_files.py [--data ../shared/data]
 
 Then the same SAR bands as users also bring them, written as neutral uint16 GeoTIFFs: the 8-bit
-previews read as 30 dB of backscatter and stored as linear power or amplitude DN; and emulated
+previews read as 30 dB of backscatter and stored as linear power or amplitude DN, or as int16
+dB in tenths or hundredths; Landsat 8's TIRS bands as int16 degrees Celsius in tenths or
+hundredths (whole and in quarters); and emulated
 few-look SAR: the Sentinel-2 pairs' luminance (squared, as a reflectivity) times gamma-distributed
 speckle of 1 and 4.4 looks, as intensity and as amplitude.
 """
@@ -56,13 +58,40 @@ def main() -> None:
     renditions(Path(args.data))
 
 
-def _decide(arr: np.ndarray, folder: Path, i: int) -> str:
+def _decide(arr: np.ndarray, folder: Path, i: int, dtype: str = "uint16") -> str:
     path = folder / f"band_{i}.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype="uint16",
+    info = np.iinfo(dtype)
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1, dtype=dtype,
                        crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4000000)) as d:
-        d.write(np.clip(np.round(arr), 0, 65535).astype(np.uint16)[None])
+        d.write(np.clip(np.round(arr), info.min, info.max).astype(dtype)[None])
     with RasterSource(path, InputConfig(), "target") as s:
         return s.modality
+
+
+def _celsius(path: Path, band: str) -> np.ndarray:
+    """Landsat 8 TIRS DN as brightness temperature in degrees Celsius (the product's rescaling and
+    thermal constants, as its MTL file gives them)."""
+    radiance = 3.342e-4 * _raster(path).astype(np.float64) + 0.1
+    k1, k2 = (774.8853, 1321.0789) if band == "B10" else (480.8883, 1201.1442)
+    return k2 / np.log(k1 / radiance + 1.0) - 273.15
+
+
+def _thermal_integers(data: Path, folder: Path, n: int, groups: dict) -> int:
+    """Landsat 8 B10 and B11 as int16 degrees Celsius in tenths and hundredths, whole and each
+    quarter; returns the next file number."""
+    for band in ("B10", "B11"):
+        path = data / "landsat8_oli_tirs" / f"l8_{band}.tif"
+        if not path.exists():
+            continue
+        celsius = _celsius(path, band)
+        h, w = celsius.shape
+        parts = [celsius] + [celsius[i * h // 2:(i + 1) * h // 2, j * w // 2:(j + 1) * w // 2]
+                             for i in range(2) for j in range(2)]
+        for unit in (10, 100):
+            for part in parts:
+                groups[f"L8 TIRS as int16 C x {unit} (thermal)"][_decide(part * unit, folder, n, "int16")] += 1
+                n += 1
+    return n
 
 
 def renditions(data: Path) -> None:
@@ -79,6 +108,11 @@ def renditions(data: Path) -> None:
             for name, arr in (("linear power", power * 1e4), ("amplitude DN", np.sqrt(power) * 1e3)):
                 groups[f"SAR previews as {name} (sar)"][_decide(arr, Path(td), n)] += 1
                 n += 1
+            for unit in (10, 100):  # 30 dB of backscatter in integer tenths or hundredths of a dB
+                db = 30.0 * ((g - g.min()) / max(g.max() - g.min(), 1e-9) - 1.0) + 5.0
+                groups[f"SAR previews as int16 dB x {unit} (sar)"][_decide(db * unit, Path(td), n, "int16")] += 1
+                n += 1
+        n = _thermal_integers(data, Path(td), n, groups)
         for p in opt:
             refl = (_raster(p).astype(np.float64) / 255.0) ** 2 + 1e-3
             for crop in range(4):  # the four 512 px quarters

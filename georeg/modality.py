@@ -182,19 +182,55 @@ def _reading_of_values(ds, band: int, sample: np.ndarray, valid: np.ndarray, tex
                        ) -> tuple[str | None, dict]:
     """The modality that real-valued pixels (float, or integers GDAL scales) tell by their range
     (:func:`_from_values`), with degrees Celsius told from dB by their smoothness (``texture()``:
-    the sample's :func:`texture_features`, asked for only when the range could be Celsius)."""
-    label, ev = _from_values(sample, valid, ds.dtypes[band - 1].startswith("float") or scaled(ds, band))
+    the sample's :func:`texture_features`, asked for only when the range could be Celsius). Signed
+    integers below 0 are read the same way in whole, tenths or hundredths of a unit
+    (:func:`_integer_celsius`)."""
+    if not (ds.dtypes[band - 1].startswith("float") or scaled(ds, band)):
+        return _integer_celsius(ds.dtypes[band - 1], sample, valid, texture)
+    label, ev = _from_values(sample, valid, True)
     lo, hi, span = CELSIUS
     if (not ev or label not in (None, "sar") or "heavy tail" in ev.get("reading", "")
             or not (ev["p1"] >= lo and ev["p99"] <= hi and ev["p99"] - ev["p1"] >= span)):
         return label, ev
-    feats = texture()
-    if feats is not None and feats["rho1"] >= SMOOTH_RHO1 and feats["flat_noise"] <= SMOOTH_NOISE:
+    if _smooth(texture()):
         label = "thermal"
         ev["reading"] = (f"temperature in degrees Celsius: values of {ev['p1']:.0f} to {ev['p99']:.0f} in a "
-                         f"smooth image without speckle (lag-1 correlation {feats['rho1']:.3f}, flat-area "
-                         f"noise {feats['flat_noise']:.4f})")
+                         f"smooth image without speckle ({_smoothness(texture())})")
     return label, ev
+
+
+def _smooth(feats: dict | None) -> bool:
+    """Smoother than any SAR band, at its own resolution or averaged (SMOOTH_RHO1, SMOOTH_NOISE)."""
+    return feats is not None and feats["rho1"] >= SMOOTH_RHO1 and feats["flat_noise"] <= SMOOTH_NOISE
+
+
+def _smoothness(feats: dict) -> str:
+    return f"lag-1 correlation {feats['rho1']:.3f}, flat-area noise {feats['flat_noise']:.4f}"
+
+
+def _integer_celsius(dtype: str, sample: np.ndarray, valid: np.ndarray, texture: Callable[[], dict | None]
+                     ) -> tuple[str | None, dict]:
+    """Thermal for signed integers holding values below 0 that read as degrees Celsius in whole
+    units, tenths or hundredths (a land-surface temperature or a thermal camera's export as int16:
+    -1937 to 2985 for Landsat 8 B10 over clouds in hundredths) in a smooth image: no reflectance or
+    amplitude is negative, and dB in integers (S1 backscatter x 10 or x 100) keeps its speckle. The
+    texture model, fitted on data whose 0 means no signal, read such bands as SAR."""
+    if not dtype.startswith("int") or valid.sum() < 256:
+        return None, {}
+    p1, p99 = (float(p) for p in np.percentile(sample[valid], [1, 99]))
+    lo, hi, span = CELSIUS
+    if p1 >= 0:
+        return None, {}
+    ev = {"p1": p1, "p99": p99}
+    for unit in (1, 10, 100):
+        if p1 / unit >= lo and p99 / unit <= hi and (p99 - p1) / unit >= span:
+            if _smooth(texture()):
+                ev["reading"] = (f"temperature in {'degrees' if unit == 1 else f'1/{unit} degrees'} Celsius: "
+                                 f"signed integers of {p1:.0f} to {p99:.0f} in a smooth image without speckle "
+                                 f"({_smoothness(texture())})")
+                return "thermal", ev
+            break
+    return None, ev
 
 
 def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] | None:

@@ -421,6 +421,38 @@ def test_thermal_in_celsius_is_told_from_db_by_its_smoothness(shared_data, tmp_p
         assert (got.modality, got.by) == (expected, "values"), (name, got.to_dict())
 
 
+@pytest.mark.data
+def test_thermal_in_integer_hundredths_of_a_degree_celsius_is_thermal(shared_data, tmp_path):
+    """A land-surface temperature or a thermal camera's export as int16 tenths or hundredths of a
+    degree Celsius (Landsat 8 B10 over clouds: -1937 to 2985) was read as SAR by its texture (97%),
+    and its registration on B4 came out `uncertain` 9 px off where the thermal reading is `reliable`
+    (its clouds left out). It is thermal by its values; S1 dB in integer tenths and hundredths, and
+    B10's own unsigned DN, are read as before."""
+    import rasterio
+
+    from georeg.modality import detect_modality
+
+    with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as d:
+        dn, prof = d.read(1).astype(np.float64), d.profile
+    celsius = 1321.0789 / np.log(774.8853 / (3.342e-4 * dn + 0.1) + 1) - 273.15  # the scene's MTL constants
+    with rasterio.open(shared_data / "s1s2_volkov" / "geotiff" / "268_S1_VH.tif") as d:
+        db = d.read(1).astype(np.float64) / 255 * 35 - 30
+        sprof = d.profile
+    cases = {"c100": (celsius * 100, prof, ("thermal", "values")), "c10": (celsius * 10, prof, ("thermal", "values")),
+             "db100": (db * 100, sprof, ("sar", "pixels")), "db10": (db * 10, sprof, ("sar", "pixels")),
+             "dn": (dn, prof, ("thermal", "pixels"))}
+    for name, (arr, p, expected) in cases.items():
+        path = tmp_path / f"{name}.tif"
+        dtype = "uint16" if name == "dn" else "int16"
+        with rasterio.open(path, "w", **dict(p, dtype=dtype, nodata=None, count=1)) as o:
+            o.write(np.round(arr).astype(dtype), 1)
+        with rasterio.open(path) as d:
+            got = detect_modality(d, [1], str(tmp_path / "scene.tif"))
+        assert (got.modality, got.by) == expected, (name, got.to_dict())
+        if expected == ("thermal", "values"):
+            assert f"1/{name[1:]} degrees Celsius" in got.evidence["values"]["reading"]
+
+
 def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scene():
     model = _texture_model()
     assert model["features"] == list(FEATURES)  # the shipped fit and the code's feature vector agree
