@@ -3,7 +3,7 @@
 An :class:`Option` names a field of :mod:`georeg.config` and carries what every front end needs:
 the help text, the choices and the kind of value. The default is not restated: it is read from
 the config dataclass. From this table come the CLI options of ``register`` and ``batch``
-(:func:`georeg.cli.registration_options`), the batch manifest columns (:data:`MANIFEST_COLUMNS`),
+(:func:`georeg.cli_support.registration_options`), the batch manifest columns (:data:`MANIFEST_COLUMNS`),
 and the config built from either (:func:`config_from_options`); the QGIS plugin's choices are
 checked against it (tests/test_options.py). To add an option: add the config field, then one
 :class:`Option` here.

@@ -354,7 +354,7 @@ def test_batch_refuses_bad_creation_options_before_any_work(pair, tmp_path):
 def test_georeg_warnings_are_filterable_and_printed_by_the_cli(monkeypatch, capsys):
     import warnings
 
-    from georeg import cli
+    from georeg import cli_support
     from georeg.errors import FallbackWarning, GeoregWarning, UncertainResultWarning
     from georeg.matchers import resolve_name
 
@@ -367,7 +367,7 @@ def test_georeg_warnings_are_filterable_and_printed_by_the_cli(monkeypatch, caps
             resolve_name("rrl", "optical")
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     with warnings.catch_warnings():
-        cli._route_warnings(quiet=False)
+        cli_support._route_warnings(quiet=False)
         resolve_name("kgl", "optical")
         resolve_name("kgl", "optical")  # every time, not once per place
         warnings.warn("not ours", UserWarning, stacklevel=1)
