@@ -16,7 +16,12 @@ co-registered, so the truth is the shift applied. A result 1 px or more from it 
 ``reliable`` is a confident wrong answer: the script exits 1 when there is one.
 
     python benchmarks/cloud_masks.py [--data ../shared/data] [--shifts 6] [--matcher auto] [--reference B8]
-                                     [--seed 7] [--masks none,"B10 coldest 10%"]
+                                     [--seed 7] [--masks none,"B10 coldest 10%"] [--target-as celsius100]
+
+``--target-as`` stores the target B10 as users also have it: the product's DN (default), or its
+brightness temperature (the product's rescaling and thermal constants) as float32 kelvin or
+degrees Celsius, or as int16 tenths or hundredths of a degree Celsius (a land-surface
+temperature or thermal camera export; the file's name stays neutral).
 
 Each mask is given as ``--ref-mask`` and ``--target-mask`` (the target's on the target's
 moved grid: the same product's pixels), except those for the reference alone. Prints one row per
@@ -83,16 +88,31 @@ def shifts(n: int, seed: int = 7, limit: float = 30.0) -> list[tuple[float, floa
     return [README_SHIFT] + [tuple(float(v) for v in np.round(rng.uniform(-limit, limit, 2), 1)) for _ in range(n - 1)]
 
 
+TARGET_AS = ("dn", "kelvin", "celsius", "celsius10", "celsius100")
+
+
+def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dict]:
+    """B10's DN as ``how`` (:data:`TARGET_AS`) stores them, and the profile to write them with."""
+    if how == "dn":
+        return b10, profile
+    kelvin = 1321.0789 / np.log(774.8853 / (3.342e-4 * b10.astype(np.float64) + 0.1) + 1)  # the scene's MTL
+    if how in ("kelvin", "celsius"):
+        return (kelvin - (273.15 if how == "celsius" else 0.0)).astype(np.float32), {**profile, "dtype": "float32"}
+    unit = 10 if how == "celsius10" else 100
+    return np.round((kelvin - 273.15) * unit).astype(np.int16), {**profile, "dtype": "int16"}
+
+
 def _write(path: Path, arr: np.ndarray, profile: dict, transform: Affine) -> str:
     with rasterio.open(path, "w", **{**profile, "transform": transform}) as d:
         d.write(arr[None])
     return str(path)
 
 
-def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "B4"
+def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "B4", target_as: str = "dn"
           ) -> tuple[str, str, dict[str, tuple[str, str | None] | None]]:
-    """(reference band ``reference``, target moved by ``shift`` px, {mask name: (reference mask,
-    target mask or None) or None}; the reference's mask is on the BQA's 30 m grid, also for B8)."""
+    """(reference band ``reference``, target moved by ``shift`` px and stored as ``target_as``,
+    {mask name: (reference mask, target mask or None) or None}; the reference's mask is on the
+    BQA's 30 m grid, also for B8)."""
     d = data / "landsat8_oli_tirs"
     with rasterio.open(d / "l8_B10.tif") as s:
         b10, prof = s.read(1), dict(s.profile)
@@ -102,7 +122,7 @@ def build(data: Path, work: Path, shift: tuple[float, float], reference: str = "
         bands = {"BQA": bqa, "B4": s.read(1).astype(np.float64), "B10": b10.astype(np.float64)}
     ref_t = qprof["transform"]
     moved = prof["transform"] * Affine.translation(*shift)
-    target = _write(work / "target.tif", b10, prof, moved)
+    target = _write(work / "target.tif", *stored_as(b10, prof, target_as), moved)
     masks: dict[str, tuple[str, str] | None] = {}
     mprof = {**qprof, "dtype": "uint8", "nodata": None}
     for i, (name, rule) in enumerate(MASKS.items()):
@@ -127,6 +147,7 @@ def main() -> None:
     ap.add_argument("--reference", default="B4", choices=("B4", "B8"), help="red (30 m) or panchromatic (15 m)")
     ap.add_argument("--seed", type=int, default=7, help="of the random shifts")
     ap.add_argument("--masks", default=None, help="comma-separated mask names to run (default: all)")
+    ap.add_argument("--target-as", default="dn", choices=TARGET_AS, help="how the target B10 is stored")
     args = ap.parse_args()
     chosen = list(MASKS) if args.masks is None else [m.strip() for m in args.masks.split(",")]
     unknown = [m for m in chosen if m not in MASKS]
@@ -137,11 +158,11 @@ def main() -> None:
 
     warnings.simplefilter("ignore", UncertainResultWarning)  # the rows say it
     rows = []
-    print(f"{'shift px':>14s}  {'mask':40s} {'correction px':>16s} {'error':>6s} {'verdict':>10s} {'s':>5s}")
+    print(f"{'shift px':>14s}  {'mask':40s} {'correction px':>16s} {'error':>6s} {'verdict':>10s} {'s':>5s} target")
     with tempfile.TemporaryDirectory(prefix="georeg-clouds-") as td:
         work = Path(td)
         for shift in shifts(args.shifts, args.seed):
-            ref, tgt, masks = build(Path(args.data), work, shift, args.reference)
+            ref, tgt, masks = build(Path(args.data), work, shift, args.reference, args.target_as)
             for name, pair in ((n, masks[n]) for n in chosen):
                 target_mask = {} if pair is None or pair[1] is None else {"target": {"mask": pair[1]}}
                 c = cfg if pair is None else cfg.with_options(reference={"mask": pair[0]}, **target_mask)
@@ -156,7 +177,8 @@ def main() -> None:
                 err = float(np.hypot(*(corr + shift)))
                 rows.append((name, err, res.quality))
                 print(f"{shift[0]:+6.1f} {shift[1]:+6.1f}  {name:40s} {corr[0]:+7.2f} {corr[1]:+7.2f} {err:6.2f} "
-                      f"{res.quality:>10s} {time.perf_counter() - t0:5.1f}", flush=True)
+                      f"{res.quality:>10s} {time.perf_counter() - t0:5.1f} {res.report['target']['modality']}",
+                      flush=True)
     print(f"\n{'mask':40s} {'cases':>5s} {'reliable within 1 px':>21s} {'uncertain':>9s} {'failed':>6s} "
           f"{'reliable but wrong':>18s} {'median error px':>15s}")
     wrong = 0

@@ -433,6 +433,33 @@ def test_grey_png_rotated_set_turns_the_held_out_grey_pairs(shared_data, tmp_pat
         assert np.array_equal(d.read(1), np.asarray(Image.open(root / "sar" / f"{fragment}.png").convert("L")))
 
 
+def test_cloud_masks_benchmark_stores_the_target_as_temperature(shared_data, tmp_path):
+    """cloud_masks.py --target-as: B10 as brightness temperature in kelvin (float32), Celsius, and
+    int16 tenths and hundredths of a degree Celsius, on the same moved grid."""
+    import numpy as np
+    import rasterio
+    from cloud_masks import TARGET_AS, build
+
+    if not (shared_data / "landsat8_oli_tirs" / "l8_B10.tif").exists():
+        pytest.skip(f"the Landsat 8 scene is not in {shared_data}")
+    got = {}
+    for how in TARGET_AS:
+        work = tmp_path / how
+        work.mkdir()
+        _, tgt, _ = build(shared_data, work, (20.0, -20.0), target_as=how)
+        with rasterio.open(tgt) as t:
+            got[how] = (t.dtypes[0], t.read(1).astype(np.float64), t.transform)
+    assert {h: g[0] for h, g in got.items()} == {"dn": "uint16", "kelvin": "float32", "celsius": "float32",
+                                                 "celsius10": "int16", "celsius100": "int16"}
+    assert len({g[2] for g in got.values()}) == 1  # one grid
+    kelvin = got["kelvin"][1]
+    assert 240 < kelvin.min() and kelvin.max() < 320  # clouds to warm ground
+    assert np.allclose(got["celsius"][1], kelvin - 273.15, atol=1e-3)
+    assert np.abs(got["celsius100"][1] / 100 - got["celsius"][1]).max() <= 0.0051
+    assert np.abs(got["celsius10"][1] / 10 - got["celsius"][1]).max() <= 0.051
+    assert got["celsius100"][1].min() < 0  # the clouds below 0 degrees
+
+
 def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared_data, tmp_path):
     """cloud_masks.py: the target is B10 on a grid moved by the shift; each mask is given on the
     reference's grid and on the target's moved grid (those for the reference alone on the
