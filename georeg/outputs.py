@@ -271,6 +271,11 @@ def modality_text(report: dict) -> str:
     unsure = by in ("file name", "default") or (by == "pixels" and "reading" not in ev
                                                   and probs.get(modality, 1.0) < TEXTURE_CONFIDENT)
     saturated = ev.get("saturated_share") if by == "pixels" else None
+    if by == "values" and "Celsius" in str((ev.get("values") or {}).get("reading", "")):
+        # smoothness told degrees Celsius from dB, but SAR in dB resampled onto pixels 3-4 times
+        # finer is smooth too (README: limits)
+        text += "; SAR in dB resampled onto finer pixels reads so too"
+        unsure = True
     if saturated is not None:  # a clipped export: its texture is weak evidence, however confident
         text += f"; {saturated:.0%} of its sample is saturated at its largest value, which hides its texture"
         unsure = True

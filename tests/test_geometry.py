@@ -431,6 +431,7 @@ def test_thermal_in_integer_hundredths_of_a_degree_celsius_is_thermal(shared_dat
     import rasterio
 
     from georeg.modality import detect_modality
+    from georeg.outputs import modality_text
 
     with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as d:
         dn, prof = d.read(1).astype(np.float64), d.profile
@@ -449,8 +450,13 @@ def test_thermal_in_integer_hundredths_of_a_degree_celsius_is_thermal(shared_dat
         with rasterio.open(path) as d:
             got = detect_modality(d, [1], str(tmp_path / "scene.tif"))
         assert (got.modality, got.by) == expected, (name, got.to_dict())
+        text = modality_text({"target": {"modality": got.modality, "modality_evidence": got.to_dict()}})
         if expected == ("thermal", "values"):
             assert f"1/{name[1:]} degrees Celsius" in got.evidence["values"]["reading"]
+            # SAR in dB upsampled 3-4x is smooth too: the CLI's line says so and how to override
+            assert "resampled onto finer pixels" in text and "pass --modality" in text, text
+        else:
+            assert "resampled" not in text, text
 
 
 def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scene():
