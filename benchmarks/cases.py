@@ -130,6 +130,17 @@ def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None
     return str(path)
 
 
+# the shared Landsat 8 scene's TIRS rescaling and thermal constants (its MTL file): radiance =
+# ML * DN + AL, kelvin = K2 / ln(K1 / radiance + 1)
+TIRS_CONSTANTS = {"B10": (3.342e-4, 0.1, 774.8853, 1321.0789), "B11": (3.342e-4, 0.1, 480.8883, 1201.1442)}
+
+
+def brightness_temperature(dn: np.ndarray, band: str = "B10") -> np.ndarray:
+    """Landsat 8 TIRS level-1 DN (``band`` B10 or B11 of the shared scene) -> kelvin, float64."""
+    ml, al, k1, k2 = TIRS_CONSTANTS[band]
+    return k2 / np.log(k1 / (ml * dn.astype(np.float64) + al) + 1.0)
+
+
 def preview_amplitude(preview: np.ndarray) -> np.ndarray:
     """uint16 amplitude DN, as a Sentinel-1 GRD stores it, of an 8-bit SAR preview read as 25 dB."""
     db = preview.astype(np.float32) / 255 * 25 - 25

@@ -46,7 +46,7 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cases import api  # noqa: E402
+from cases import api, brightness_temperature  # noqa: E402
 
 PIXEL_M = 30.0  # the target's pixels, in which shifts and errors are given (B8's are 15 m)
 README_SHIFT = (20.0, -20.0)  # the README's example
@@ -95,7 +95,7 @@ def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dic
     """B10's DN as ``how`` (:data:`TARGET_AS`) stores them, and the profile to write them with."""
     if how == "dn":
         return b10, profile
-    kelvin = 1321.0789 / np.log(774.8853 / (3.342e-4 * b10.astype(np.float64) + 0.1) + 1)  # the scene's MTL
+    kelvin = brightness_temperature(b10)
     if how in ("kelvin", "celsius"):
         return (kelvin - (273.15 if how == "celsius" else 0.0)).astype(np.float32), {**profile, "dtype": "float32"}
     unit = 10 if how == "celsius10" else 100

@@ -43,6 +43,7 @@ from rasterio.warp import calculate_default_transform, reproject
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cases import _write, api  # noqa: E402
+from cases import brightness_temperature as kelvin_of  # noqa: E402
 
 L8_SHIFT = (2.6, -1.7)  # px of 30 m
 S1_SHIFT = (13.4, -8.7)  # px of 10 m
@@ -51,8 +52,7 @@ PAIRS = ("050", "176", "268")
 
 def brightness_temperature(dn: np.ndarray) -> np.ndarray:
     """Landsat 8 B10 level-1 DN -> Kelvin (the product's MTL constants), NaN where DN is 0."""
-    radiance = 3.342e-4 * dn.astype(np.float64) + 0.1
-    kelvin = (1321.0789 / np.log(774.8853 / radiance + 1)).astype(np.float32)
+    kelvin = kelvin_of(dn).astype(np.float32)
     kelvin[dn == 0] = np.nan
     return kelvin
 

@@ -33,6 +33,9 @@ sys.path.insert(0, str(HERE.parent))  # the repository root: the training packag
 from training.data import _grey  # noqa: E402
 from training.modality import _raster  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from cases import brightness_temperature  # noqa: E402
+
 GROUPS = {  # name (true class): (glob under the data folder, at most this many files)
     "SRIF infrared JPEG (thermal)": ("srif_multimodal/Optical-Infrared/pair*_2.jpg", 60),
     "SRIF optical JPEG, grey (optical)": ("srif_multimodal/Optical-Infrared/pair*_1.jpg", 30),
@@ -68,14 +71,6 @@ def _decide(arr: np.ndarray, folder: Path, i: int, dtype: str = "uint16") -> str
         return s.modality
 
 
-def _celsius(path: Path, band: str) -> np.ndarray:
-    """Landsat 8 TIRS DN as brightness temperature in degrees Celsius (the product's rescaling and
-    thermal constants, as its MTL file gives them)."""
-    radiance = 3.342e-4 * _raster(path).astype(np.float64) + 0.1
-    k1, k2 = (774.8853, 1321.0789) if band == "B10" else (480.8883, 1201.1442)
-    return k2 / np.log(k1 / radiance + 1.0) - 273.15
-
-
 def _thermal_integers(data: Path, folder: Path, n: int, groups: dict) -> int:
     """Landsat 8 B10 and B11 as int16 degrees Celsius in tenths and hundredths, whole and each
     quarter; returns the next file number."""
@@ -83,7 +78,7 @@ def _thermal_integers(data: Path, folder: Path, n: int, groups: dict) -> int:
         path = data / "landsat8_oli_tirs" / f"l8_{band}.tif"
         if not path.exists():
             continue
-        celsius = _celsius(path, band)
+        celsius = brightness_temperature(_raster(path), band) - 273.15
         h, w = celsius.shape
         parts = [celsius] + [celsius[i * h // 2:(i + 1) * h // 2, j * w // 2:(j + 1) * w // 2]
                              for i in range(2) for j in range(2)]

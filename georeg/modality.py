@@ -520,7 +520,8 @@ def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool], toleranc
     rims = [rim for rim, is_edge in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), edges) if is_edge]
     touching = np.unique(np.concatenate(rims)) if rims else np.zeros(0, labels.dtype)
     touching = touching[touching > 0]
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[touching]  # pixels of each region that touches
+    # pixels of each region that touches an edge (none counted where none does)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[touching] if len(touching) else np.zeros(0, np.int64)
     fill = np.isin(labels, touching[sizes >= FILL_MIN_SHARE * data.size])
     return ndimage.binary_dilation(fill, iterations=widen) if fill.any() and widen > 0 else fill
 

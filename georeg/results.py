@@ -200,4 +200,3 @@ def _report(sc: Scene, mode: str, transform, deviation: float) -> dict:
         "outputs": sc.outputs,
         "clouds_left_out": sc.clouds_left_out,
     }
-
