@@ -21,7 +21,8 @@ co-registered, so the truth is the shift applied. A result 1 px or more from it 
 ``--target-as`` stores the target B10 as users also have it: the product's DN (default), or its
 brightness temperature (the product's rescaling and thermal constants) as float32 kelvin or
 degrees Celsius, or as int16 tenths or hundredths of a degree Celsius (a land-surface
-temperature or thermal camera export; the file's name stays neutral).
+temperature or thermal camera export), or stretched to 8 bits over its range as a quick-look
+(``byte``: ``gdal_translate -ot Byte -scale``, 0 the fill); the file's name stays neutral.
 
 Each mask is given as ``--ref-mask`` and ``--target-mask`` (the target's on the target's
 moved grid: the same product's pixels), except those for the reference alone. Prints one row per
@@ -88,7 +89,7 @@ def shifts(n: int, seed: int = 7, limit: float = 30.0) -> list[tuple[float, floa
     return [README_SHIFT] + [tuple(float(v) for v in np.round(rng.uniform(-limit, limit, 2), 1)) for _ in range(n - 1)]
 
 
-TARGET_AS = ("dn", "kelvin", "celsius", "celsius10", "celsius100")
+TARGET_AS = ("dn", "kelvin", "celsius", "celsius10", "celsius100", "byte")
 
 
 def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dict]:
@@ -96,6 +97,10 @@ def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dic
     if how == "dn":
         return b10, profile
     kelvin = brightness_temperature(b10)
+    if how == "byte":  # gdal_translate -ot Byte -scale over the data (0 stays the fill)
+        lo, hi = float(kelvin[b10 > 0].min()), float(kelvin[b10 > 0].max())
+        out = np.where(b10 > 0, np.round(1 + 254 * (kelvin - lo) / (hi - lo)), 0).astype(np.uint8)
+        return out, {**profile, "dtype": "uint8", "nodata": 0}
     if how in ("kelvin", "celsius"):
         return (kelvin - (273.15 if how == "celsius" else 0.0)).astype(np.float32), {**profile, "dtype": "float32"}
     unit = 10 if how == "celsius10" else 100

@@ -5,8 +5,8 @@ JPEG and GeoTIFF, no modality given): counts per group of files whose sensor is 
 
 Then the same SAR bands as users also bring them, written as neutral uint16 GeoTIFFs: the 8-bit
 previews read as 30 dB of backscatter and stored as linear power or amplitude DN, or as int16
-dB in tenths or hundredths; Landsat 8's TIRS bands as int16 degrees Celsius in tenths or
-hundredths (whole and in quarters); and emulated
+dB in tenths or hundredths; Landsat 8's TIRS bands as int16 degrees Celsius in whole units,
+tenths or hundredths and stretched to 8 bits (whole and in quarters); and emulated
 few-look SAR: the Sentinel-2 pairs' luminance (squared, as a reflectivity) times gamma-distributed
 speckle of 1 and 4.4 looks, as intensity and as amplitude.
 """
@@ -72,7 +72,8 @@ def _decide(arr: np.ndarray, folder: Path, i: int, dtype: str = "uint16") -> str
 
 
 def _thermal_integers(data: Path, folder: Path, n: int, groups: dict) -> int:
-    """Landsat 8 B10 and B11 as int16 degrees Celsius in tenths and hundredths, whole and each
+    """Landsat 8 B10 and B11 as int16 degrees Celsius in whole units, tenths and hundredths, and
+    stretched to 8 bits over their range (``gdal_translate -ot Byte -scale``), whole and each
     quarter; returns the next file number."""
     for band in ("B10", "B11"):
         path = data / "landsat8_oli_tirs" / f"l8_{band}.tif"
@@ -82,10 +83,14 @@ def _thermal_integers(data: Path, folder: Path, n: int, groups: dict) -> int:
         h, w = celsius.shape
         parts = [celsius] + [celsius[i * h // 2:(i + 1) * h // 2, j * w // 2:(j + 1) * w // 2]
                              for i in range(2) for j in range(2)]
-        for unit in (10, 100):
+        for unit in (1, 10, 100):
             for part in parts:
                 groups[f"L8 TIRS as int16 C x {unit} (thermal)"][_decide(part * unit, folder, n, "int16")] += 1
                 n += 1
+        for part in parts:
+            byte = 254.0 * (part - part.min()) / np.ptp(part)
+            groups["L8 TIRS stretched to 8 bits (thermal)"][_decide(byte, folder, n, "uint8")] += 1
+            n += 1
     return n
 
 

@@ -61,6 +61,12 @@ VALID_WINDOW_SHARE = 0.75
 # 0.001, S1/S2 dB scenes 0.78-0.86 and 0.025-0.04, even after a 5x5 boxcar 0.97 and 0.006
 SMOOTH_RHO1 = 0.985
 SMOOTH_NOISE = 0.003
+# whole numbers over a short span (degrees Celsius in whole units: -8 to 24; a thermal band stretched
+# to 8 bits) add steps to the flattest areas and noise to neighbours: Landsat 8 B10 in whole degrees
+# has flat-area noise 0.004-0.006, about a fifth of one step of its range, and lag-1 correlation
+# 0.983-0.995 (0.987-0.996 in hundredths). So much more is allowed, in steps of the range
+QUANTUM_NOISE = 0.25
+QUANTUM_RHO1 = 0.1
 CELSIUS = (-60.0, 70.0, 5.0)  # p1 at least, p99 at most, and a span of at least this many degrees
 
 # whole words, matched after "_" and "." become spaces: "s10" (a tile, a scene number) is not "s1",
@@ -200,8 +206,12 @@ def _reading_of_values(ds, band: int, sample: np.ndarray, valid: np.ndarray, tex
 
 
 def _smooth(feats: dict | None) -> bool:
-    """Smoother than any SAR band, at its own resolution or averaged (SMOOTH_RHO1, SMOOTH_NOISE)."""
-    return feats is not None and feats["rho1"] >= SMOOTH_RHO1 and feats["flat_noise"] <= SMOOTH_NOISE
+    """Smoother than any SAR band, at its own resolution or averaged (SMOOTH_RHO1, SMOOTH_NOISE, less
+    strict by QUANTUM_RHO1 and QUANTUM_NOISE of a step where the values are whole numbers:
+    ``feats["quantum"]``)."""
+    step = 0.0 if feats is None else feats.get("quantum", 0.0)
+    return (feats is not None and feats["rho1"] >= SMOOTH_RHO1 - QUANTUM_RHO1 * step
+            and feats["flat_noise"] <= SMOOTH_NOISE + QUANTUM_NOISE * step)
 
 
 def _smoothness(feats: dict) -> str:
@@ -280,6 +290,8 @@ def texture_features(sample: np.ndarray, valid: np.ndarray) -> dict[str, float] 
     kurt = float((lv ** 4).mean() / ((lv ** 2).mean() ** 2 + 1e-12))
     out = {"rho1": rho(1), "rho2": rho(2), "flat_noise": float(p10), "laplacian_kurtosis": kurt,
            "flat_share": float(p10 / max(p50, 1e-9))}
+    # one step of whole-number values over the range (0 for other values): how coarse the steps are
+    out["quantum"] = float(1.0 / rng) if not np.any(np.mod(x[v], 1.0)) else 0.0
     out.update(_speckle_features(x, v, p1, rng, np.abs(lap[vl]).mean()))
     return out
 
@@ -602,6 +614,14 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
         return ModalityDecision("sar", "pixels", evidence)
     if probs is not None:
         best = max(probs, key=probs.get)
+        if best == "sar" and name_word in (None, "thermal") and _smooth(feats):
+            # the texture model, fitted on bands whose 0 means no signal, takes a smooth band whose 0
+            # is arbitrary (a thermal band stretched to 8 bits, degrees Celsius) for SAR. No SAR band
+            # at its own pixel size is this smooth; SAR resampled onto finer pixels is, and matches
+            # alike when read as thermal, where a thermal band read as SAR does not (HISTORY)
+            evidence["smooth"] = (f"smoother than SAR at its own pixel size ({_smoothness(feats)}): thermal "
+                                  f"emission, finer pixels than its resolution")
+            return ModalityDecision("thermal", "pixels", evidence)
         if probs[best] >= TEXTURE_CONFIDENT or name_word is None:
             return ModalityDecision(best, "pixels", evidence)
     if name_word is not None:

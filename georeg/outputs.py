@@ -262,6 +262,7 @@ def modality_text(report: dict) -> str:
     probs = ev.get("texture_probability") or {}
     if by == "pixels":
         why = "from its pixels" + (": few-look speckle" if "reading" in ev else
+                                   ": smoother than SAR at its own pixel size" if "smooth" in ev else
                                    f": texture {probs.get(modality, 0):.0%} {modality}" if probs else "")
     text = f"target read as {modality}" + (f" ({why})" if why else "")
     matcher = report.get("matcher")
@@ -275,6 +276,9 @@ def modality_text(report: dict) -> str:
         # smoothness told degrees Celsius from dB, but SAR in dB resampled onto pixels 3-4 times
         # finer is smooth too (README: limits)
         text += "; SAR in dB resampled onto finer pixels reads so too"
+        unsure = True
+    elif by == "pixels" and "smooth" in ev:
+        text += "; SAR resampled onto finer pixels reads so too"
         unsure = True
     if saturated is not None:  # a clipped export: its texture is weak evidence, however confident
         text += f"; {saturated:.0%} of its sample is saturated at its largest value, which hides its texture"

@@ -459,6 +459,46 @@ def test_thermal_in_integer_hundredths_of_a_degree_celsius_is_thermal(shared_dat
             assert "resampled" not in text, text
 
 
+def test_a_thermal_band_stretched_to_8_bits_or_in_whole_degrees_is_thermal(shared_data, tmp_path):
+    """Landsat 8 B10 as users also hand it over: stretched to 8 bits over its range (gdal_translate
+    -ot Byte -scale) or as whole degrees Celsius. The texture model, fitted on bands whose 0 means
+    no signal, takes both for SAR, and B10 on B4 came out `uncertain` 12.6 px off where the thermal
+    reading is `reliable` 0.1-0.3 px. No SAR band at its own pixel size is this smooth: thermal,
+    the CLI's line saying that SAR resampled onto finer pixels reads so too. A name that says SAR
+    still decides; Sentinel-1 VH as 8 bits stays SAR."""
+    import rasterio
+
+    from georeg.modality import detect_modality
+    from georeg.outputs import modality_text
+
+    with rasterio.open(shared_data / "landsat8_oli_tirs" / "l8_B10.tif") as d:
+        dn, prof = d.read(1).astype(np.float64), d.profile
+    kelvin = 1321.0789 / np.log(774.8853 / (3.342e-4 * dn + 0.1) + 1)  # the scene's MTL constants
+    with rasterio.open(shared_data / "s1s2_volkov" / "geotiff" / "268_S1_VH.tif") as d:
+        vh, sprof = d.read(1), d.profile
+    byte = 1 + 254 * (kelvin - kelvin.min()) / np.ptp(kelvin)
+    cases = {"byte": (byte, prof, "uint8", "scene.tif", ("thermal", "pixels")),
+             "whole": (kelvin[:300, 300:] - 273.15, prof, "int16", "scene.tif", ("thermal", "pixels")),
+             "named": (byte, prof, "uint8", "s1_vh_scene.tif", ("sar", "pixels")),
+             "vh": (vh, sprof, "uint8", "scene.tif", ("sar", "pixels"))}
+    for name, (arr, p, dtype, file_name, expected) in cases.items():
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", **dict(p, dtype=dtype, nodata=None, count=1, width=arr.shape[1],
+                                              height=arr.shape[0])) as o:
+            o.write(np.round(arr).astype(dtype), 1)
+        with rasterio.open(path) as d:
+            got = detect_modality(d, [1], str(tmp_path / file_name))
+        assert (got.modality, got.by) == expected, (name, got.to_dict())
+        probs = got.evidence["texture_probability"]
+        assert max(probs, key=probs.get) == "sar", (name, probs)  # what decided before
+        text = modality_text({"target": {"modality": got.modality, "modality_evidence": got.to_dict()}})
+        if got.modality == "thermal":
+            assert got.evidence["texture"]["quantum"] > 0 and "smoother than SAR" in got.evidence["smooth"]
+            assert "resampled onto finer pixels" in text and "pass --modality" in text, text
+        else:
+            assert "smooth" not in got.evidence and "resampled" not in text, text
+
+
 def test_texture_model_matches_its_features_and_tells_speckle_from_a_smooth_scene():
     model = _texture_model()
     assert model["features"] == list(FEATURES)  # the shipped fit and the code's feature vector agree
