@@ -22,7 +22,9 @@ co-registered, so the truth is the shift applied. A result 1 px or more from it 
 brightness temperature (the product's rescaling and thermal constants) as float32 kelvin or
 degrees Celsius, or as int16 tenths or hundredths of a degree Celsius (a land-surface
 temperature or thermal camera export), or stretched to 8 bits over its range as a quick-look
-(``byte``: ``gdal_translate -ot Byte -scale``, 0 the fill); the file's name stays neutral.
+(``byte``: ``gdal_translate -ot Byte -scale``, 0 the fill), or rendered through the "jet" or
+"hot" colour ramp as three 8-bit bands (``jet``, ``hot``: a thermal quick-look, a map saved as it
+was shown); the file's name stays neutral.
 
 Each mask is given as ``--ref-mask`` and ``--target-mask`` (the target's on the target's
 moved grid: the same product's pixels), except those for the reference alone. Prints one row per
@@ -89,7 +91,7 @@ def shifts(n: int, seed: int = 7, limit: float = 30.0) -> list[tuple[float, floa
     return [README_SHIFT] + [tuple(float(v) for v in np.round(rng.uniform(-limit, limit, 2), 1)) for _ in range(n - 1)]
 
 
-TARGET_AS = ("dn", "kelvin", "celsius", "celsius10", "celsius100", "byte")
+TARGET_AS = ("dn", "kelvin", "celsius", "celsius10", "celsius100", "byte", "jet", "hot")
 
 
 def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dict]:
@@ -97,9 +99,15 @@ def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dic
     if how == "dn":
         return b10, profile
     kelvin = brightness_temperature(b10)
-    if how == "byte":  # gdal_translate -ot Byte -scale over the data (0 stays the fill)
+    if how in ("byte", "jet", "hot"):  # gdal_translate -ot Byte -scale over the data (0 stays the fill)
         lo, hi = float(kelvin[b10 > 0].min()), float(kelvin[b10 > 0].max())
-        out = np.where(b10 > 0, np.round(1 + 254 * (kelvin - lo) / (hi - lo)), 0).astype(np.uint8)
+        x = (kelvin - lo) / (hi - lo)
+        if how in ("jet", "hot"):  # through a colour ramp: dark blue, cyan, yellow, dark red; black, red, white
+            rgb = np.stack([np.clip(1.5 - np.abs(4 * x - c), 0, 1) for c in (3, 2, 1)] if how == "jet" else
+                           [np.clip(3 * x - c, 0, 1) for c in (0, 1, 2)])
+            return np.round(255 * rgb).astype(np.uint8), {**profile, "dtype": "uint8", "count": 3,
+                                                          "photometric": "RGB", "nodata": None}
+        out = np.where(b10 > 0, np.round(1 + 254 * x), 0).astype(np.uint8)
         return out, {**profile, "dtype": "uint8", "nodata": 0}
     if how in ("kelvin", "celsius"):
         return (kelvin - (273.15 if how == "celsius" else 0.0)).astype(np.float32), {**profile, "dtype": "float32"}
@@ -109,7 +117,7 @@ def stored_as(b10: np.ndarray, profile: dict, how: str) -> tuple[np.ndarray, dic
 
 def _write(path: Path, arr: np.ndarray, profile: dict, transform: Affine) -> str:
     with rasterio.open(path, "w", **{**profile, "transform": transform}) as d:
-        d.write(arr[None])
+        d.write(arr if arr.ndim == 3 else arr[None])
     return str(path)
 
 

@@ -580,12 +580,15 @@ def _saturated_share(sample: np.ndarray, valid: np.ndarray) -> float:
 
 
 def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False, crs=None,
-                    fill_value: float | None = None) -> ModalityDecision:
+                    fill_value: float | None = None, rendered=None) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
     (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1; ``crs``: the CRS of
-    its geotransform where the user assigned one; ``fill_value``: an undeclared fill it holds)."""
+    its geotransform where the user assigned one; ``fill_value``: an undeclared fill it holds;
+    ``rendered``: an opened one-band copy of the band that ``bands`` render through a colour
+    ramp (:mod:`georeg.ramps`), whose pixels are read in their place, ``ds`` giving the metadata)."""
+    src, band = (rendered, 1) if rendered is not None else (ds, bands[0])
     # a window read (remote: a request): only when needed
-    read = cache(lambda: central_sample(ds, bands[0], crs=crs, fill_value=fill_value))
+    read = cache(lambda: central_sample(src, band, crs=crs, fill_value=None if rendered is not None else fill_value))
     texture = cache(lambda: texture_features(*read()))  # about 90 ms: only when needed
     label, meta_ev = _checked_metadata(ds, bands, texture)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}
@@ -594,12 +597,14 @@ def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = Fals
     if label is not None:
         return ModalityDecision(label, "metadata", evidence)
     sample, valid = read()
-    label, val_ev = _reading_of_values(ds, bands[0], sample, valid, texture)
+    label, val_ev = _reading_of_values(src, band, sample, valid, texture)
     if val_ev:
         evidence["values"] = val_ev
     if label is not None:
         return ModalityDecision(label, "values", evidence)
-    if len(bands) >= 3:
+    if rendered is not None:
+        evidence["bands"] = "3 rendering one band through a colour ramp, read as that band"
+    elif len(bands) >= 3:
         evidence["bands"] = len(bands)
         return ModalityDecision("optical", "bands", evidence)
     if grey_as_colour:

@@ -121,6 +121,7 @@ class RasterSource(GridReads):
         self.grid = self._own_grid()
         self.bands, self.colour_source = self._bands()
         self.palette = palette_luminance(self.ds, self.bands[0]) if len(self.bands) == 1 else None
+        self.ramp = self._colour_ramp()
         self._mask_ds = None
         self.mask_rule = None  # how the mask the user gave is read (:mod:`georeg.masks`)
         # [(grid, bool array on it)]: pixels left out of every read besides the user's mask, placed
@@ -376,6 +377,21 @@ class RasterSource(GridReads):
             return colour_bands(self.ds) or ([1, 2, 3], None)
         return [1], None
 
+    def _colour_ramp(self):
+        """The colour ramp that three 8-bit colour bands render one band through
+        (:mod:`georeg.ramps`), found in a window at the raster's centre; None otherwise."""
+        if len(self.bands) != 3 or any(self.ds.dtypes[b - 1] != "uint8" for b in self.bands):
+            return None
+        from .modality import central_window
+        from .ramps import find_ramp
+
+        win = central_window(self.ds)
+        try:
+            return find_ramp(self.ds.read(self.bands, window=win), self.ds.read_masks(self.bands[0], window=win) > 0)
+        except rasterio.errors.RasterioError as exc:
+            self.ds.close()
+            raise self._unreadable(exc) from None
+
     @functools.cached_property
     def grey_as_colour(self) -> bool:
         """Whether bands 1-3 are one grey image stored three times (JPEG and PNG exports of
@@ -396,7 +412,7 @@ class RasterSource(GridReads):
         other product writers); None when every scale is 1 and offset 0, or for a colour table."""
         from .modality import scaled
 
-        if self.palette is not None or not any(scaled(self.ds, b) for b in self.bands):
+        if self.palette is not None or self.ramp is not None or not any(scaled(self.ds, b) for b in self.bands):
             return None
         sc = np.array([self.ds.scales[b - 1] for b in self.bands], np.float32).reshape(-1, 1, 1)
         of = np.array([self.ds.offsets[b - 1] for b in self.bands], np.float32).reshape(-1, 1, 1)
@@ -412,6 +428,8 @@ class RasterSource(GridReads):
     def band_label(self) -> str:
         if self.palette is not None:
             return f"band {self.bands[0]} (colour table, as luminance)"
+        if self.ramp is not None:
+            return f"bands {','.join(map(str, self.bands))} as {self.ramp.describe()}"
         if len(self.bands) == 3:
             if self.colour_source:
                 return f"luminance({','.join(map(str, self.bands))}: red, green, blue by {self.colour_source})"
@@ -440,7 +458,8 @@ class RasterSource(GridReads):
 
         try:
             return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour,
-                                   self.assigned_crs, self.fill_value)
+                                   self.assigned_crs, self.fill_value,
+                                   rendered=self._pixels[0] if self.ramp is not None else None)
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
             raise self._unreadable(exc) from None
@@ -490,7 +509,7 @@ class RasterSource(GridReads):
             self._mask_ds.close()
         if getattr(self, "_fill_file", None) is not None:
             self._fill_file.close()
-        if "_pixels" in self.__dict__ and self.palette is not None:  # the luminance copy
+        if "_pixels" in self.__dict__ and (self.palette is not None or self.ramp is not None):  # the copy
             self._pixels[0].close()
             self._memfile.close()
 

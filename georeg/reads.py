@@ -40,7 +40,7 @@ def written_quietly(mem, profile: dict):
 
 class GridReads:
     """The reads of :class:`georeg.raster.RasterSource`, which mixes this class in: they use its
-    opened dataset and choices (``ds``, ``bands``, ``grid``, ``cfg``, ``palette``, ``unscale``,
+    opened dataset and choices (``ds``, ``bands``, ``grid``, ``cfg``, ``palette``, ``ramp``, ``unscale``,
     ``fill_value``, ``excluded``, the user's mask ``_mask_ds`` and ``mask_rule``, ...)."""
 
     def _combine(self, arr: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ class GridReads:
             # NaN, infinities and float fill values (|v| >= FILL_HUGE: -3.4e38 specks, or a fill that
             # resampling blended into its neighbours) are never data, declared or not
             valid &= np.all(np.abs(arr) < FILL_HUGE, axis=0)
-        if self.fill_value is not None and self.palette is None:
+        if self.fill_value is not None and self.palette is None and self.ramp is None:
             # the undeclared fill, as nodata where every band holds it (GDAL's rule for a shared
             # nodata): it was found in the first band, and a colour with one channel at 0 is data
             valid &= ~np.all(arr == self.fill_value, axis=0)
@@ -253,19 +253,25 @@ class GridReads:
         """(dataset, bands) that pixels are read from: the raster and its chosen bands, or, for
         colour-table indices, an in-memory copy holding each pixel's luminance (uint8, transparent
         colours masked) with the raster's georeferencing, so that resampling blends colours, not
-        indices (nearest-neighbour reads of the indices would round every offset to whole pixels)."""
-        if self.palette is None:
+        indices (nearest-neighbour reads of the indices would round every offset to whole pixels);
+        for colours that render one band through a ramp, a copy holding each pixel's position
+        along the ramp (uint16, colours off the ramp masked), so that resampling blends values."""
+        if self.palette is None and self.ramp is None:
             return self.ds, self.bands
         from rasterio.io import MemoryFile
 
         mem = MemoryFile()
         placed = {"crs": self.crs, "transform": self.grid.transform} if not self.placed_by_points else {}
         with written_quietly(mem, dict(driver="GTiff", width=self.ds.width, height=self.ds.height, count=1,
-                                        dtype="uint8", tiled=True, **placed)) as out:
+                                        dtype="uint8" if self.ramp is None else "uint16", tiled=True, **placed)) as out:
             for r0 in range(0, self.ds.height, 512):  # in strips: a large scanned map is not read whole
                 win = Window(0, r0, self.ds.width, min(512, self.ds.height - r0))
-                grey, opaque = palette_lookup(self.palette, self.ds.read(self.bands[0], window=win))
-                mask = opaque & (self.ds.read_masks(self.bands[0], window=win) > 0)
+                if self.ramp is not None:
+                    grey, mask = self.ramp.values(self.ds.read(self.bands, window=win),
+                                                  np.all(self.ds.read_masks(self.bands, window=win) > 0, axis=0))
+                else:
+                    grey, opaque = palette_lookup(self.palette, self.ds.read(self.bands[0], window=win))
+                    mask = opaque & (self.ds.read_masks(self.bands[0], window=win) > 0)
                 out.write(grey, 1, window=win)
                 out.write_mask(mask.astype(np.uint8) * 255, window=win)
             if self.gcps:

@@ -434,8 +434,9 @@ def test_grey_png_rotated_set_turns_the_held_out_grey_pairs(shared_data, tmp_pat
 
 
 def test_cloud_masks_benchmark_stores_the_target_as_temperature(shared_data, tmp_path):
-    """cloud_masks.py --target-as: B10 as brightness temperature in kelvin (float32), Celsius, and
-    int16 tenths and hundredths of a degree Celsius, on the same moved grid."""
+    """cloud_masks.py --target-as: B10 as brightness temperature in kelvin (float32), Celsius,
+    int16 tenths and hundredths of a degree Celsius, stretched to 8 bits and rendered through the
+    jet and hot colour ramps (three 8-bit bands), on the same moved grid."""
     import numpy as np
     import rasterio
     from cloud_masks import TARGET_AS, build
@@ -448,9 +449,11 @@ def test_cloud_masks_benchmark_stores_the_target_as_temperature(shared_data, tmp
         work.mkdir()
         _, tgt, _ = build(shared_data, work, (20.0, -20.0), target_as=how)
         with rasterio.open(tgt) as t:
-            got[how] = (t.dtypes[0], t.read(1).astype(np.float64), t.transform)
+            got[how] = (t.dtypes[0], t.read(1).astype(np.float64), t.transform, t.count)
     assert {h: g[0] for h, g in got.items()} == {"dn": "uint16", "kelvin": "float32", "celsius": "float32",
-                                                 "celsius10": "int16", "celsius100": "int16"}
+                                                 "celsius10": "int16", "celsius100": "int16", "byte": "uint8",
+                                                 "jet": "uint8", "hot": "uint8"}
+    assert got["jet"][3] == got["hot"][3] == 3 and all(g[3] == 1 for h, g in got.items() if h not in ("jet", "hot"))
     assert len({g[2] for g in got.values()}) == 1  # one grid
     kelvin = got["kelvin"][1]
     assert kelvin.min() > 240 and kelvin.max() < 320  # clouds to warm ground
@@ -458,6 +461,9 @@ def test_cloud_masks_benchmark_stores_the_target_as_temperature(shared_data, tmp
     assert np.abs(got["celsius100"][1] / 100 - got["celsius"][1]).max() <= 0.0051
     assert np.abs(got["celsius10"][1] / 10 - got["celsius"][1]).max() <= 0.051
     assert got["celsius100"][1].min() < 0  # the clouds below 0 degrees
+    byte = got["byte"][1]
+    assert byte.min() == 1 and byte.max() == 255 and np.corrcoef(byte.ravel(), kelvin.ravel())[0, 1] > 0.999
+    assert got["jet"][1][kelvin > np.percentile(kelvin, 90)].mean() > 200  # red: the warmest tenth
 
 
 def test_cloud_masks_benchmark_hands_over_the_products_masks_on_each_grid(shared_data, tmp_path):

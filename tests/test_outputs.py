@@ -167,7 +167,9 @@ def test_band_choice(pair, tmp_path):
         prof = s.profile | {"count": 3}
         a = s.read(1)
         with rasterio.open(rgb, "w", **prof) as d:
-            d.write(np.stack([a, a // 2, 255 - a]))
+            # green with a texture of its own: three functions of one band would be a colour ramp
+            green = a // 2 + np.random.default_rng(0).integers(0, 40, a.shape).astype(a.dtype)
+            d.write(np.stack([a, green, 255 - a]))
     res = georeg.register(rgb, pair[1], tmp_path / "o1.tif", _cfg())
     assert res.report["reference"]["bands"] == "luminance(1,2,3)"
     res = georeg.register(rgb, pair[1], tmp_path / "o2.tif", _cfg(reference={"band": 1}))
