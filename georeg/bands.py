@@ -66,29 +66,59 @@ def fill_sentinel(value: float, dtype) -> bool:
     return abs(v) >= FILL_HUGE
 
 
-def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
+def palette_luminance(ds, band: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """For a band of colour-table indices (a scanned map, a paletted PNG or GIF): the luminance of
-    each index's colour and whether the colour is opaque, as lookup tables; None otherwise."""
+    each index's colour and whether the colour is opaque, as lookup tables, and False; None
+    otherwise. Where the colours in use lie on a colour ramp (:func:`table_ramp`: a paletted
+    rendering of one band, such as a web map's temperature layer), each index's position along
+    the ramp (1 to 255) in place of its luminance, colours far from the ramp not opaque, and True."""
     from rasterio.enums import ColorInterp
 
-    if ds.colorinterp[band - 1] != ColorInterp.palette:
+    table = table_colours(ds, band) if ds.colorinterp[band - 1] == ColorInterp.palette else None
+    if table is None:
         return None
+    rgb, opaque = table
+    lut = (np.array([0.299, 0.587, 0.114]) @ rgb[:, 0, :].astype(np.float64)).astype(np.float32)
+    ramp = table_ramp(ds, band, table)
+    if ramp is not None:
+        values, near = ramp.values(rgb, opaque[None])
+        lut, opaque = np.round(1 + (values[0].astype(np.float32) - 1) * 254 / 65534), near[0]
+    return lut, opaque, ramp is not None
+
+
+def table_colours(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``band``'s colour table as (its colours, (3, 1, entries) uint8; whether each is opaque), or
+    None when it has none."""
     try:
         cmap = ds.colormap(band)
     except ValueError:  # no colour table after all
         return None
-    size = max(cmap) + 1
-    lut, opaque = np.zeros(size, np.float32), np.zeros(size, bool)
+    rgb, opaque = np.zeros((3, 1, max(cmap) + 1), np.uint8), np.zeros(max(cmap) + 1, bool)
     for i, (r, g, b, a) in cmap.items():
-        lut[i], opaque[i] = 0.299 * r + 0.587 * g + 0.114 * b, a > 0
-    return lut, opaque
+        rgb[:, 0, i], opaque[i] = (r, g, b), a > 0
+    return rgb, opaque
 
 
-def palette_lookup(palette: tuple[np.ndarray, np.ndarray], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def table_ramp(ds, band: int, table: tuple[np.ndarray, np.ndarray] | None = None):
+    """The colour ramp (:mod:`georeg.ramps`) that the colours of ``band``'s table (``table``: as
+    :func:`table_colours` gives it) in use at the raster's centre lie on, or None."""
+    from .modality import central_window
+    from .ramps import find_ramp
+
+    table = table or table_colours(ds, band)
+    if table is None:
+        return None
+    rgb, opaque = table
+    win = central_window(ds)
+    index = np.clip(ds.read(band, window=win).astype(np.int64), 0, rgb.shape[2] - 1)
+    return find_ramp(rgb[:, 0, :][:, index], (ds.read_masks(band, window=win) > 0) & opaque[index])
+
+
+def palette_lookup(palette: tuple, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colour-table indices -> (the luminance of their colours rounded to uint8 grey levels, whether
     each colour is opaque), by the tables :func:`palette_luminance` gives; an index past the table
     takes its last colour."""
-    lut, opaque = palette
+    lut, opaque = palette[:2]
     idx = np.clip(index, 0, len(lut) - 1)
     return np.round(lut[idx]).astype(np.uint8), opaque[idx]
 

@@ -132,7 +132,13 @@ def _metadata_text(ds, bands: list[int]) -> str:
 def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
     from rasterio.enums import ColorInterp
 
+    from .bands import table_ramp
+
     if ds.colorinterp[bands[0] - 1] == ColorInterp.palette:
+        if table_ramp(ds, bands[0]) is not None:
+            # one band rendered through a colour ramp (a web map's temperature layer): the positions
+            # along the ramp say what it is, as a plain band's values would
+            return None, {"colour_table": "a colour ramp: read as the positions of its colours along it"}
         if not _grey_table(ds, bands[0]):  # a picture in colours: a scanned map, a paletted PNG
             return "optical", {"colour_table": True}
         # a grey image stored with a table of greys (a quicklook written as paletted PNG or GIF):

@@ -427,7 +427,8 @@ class RasterSource(GridReads):
     @property
     def band_label(self) -> str:
         if self.palette is not None:
-            return f"band {self.bands[0]} (colour table, as luminance)"
+            return f"band {self.bands[0]} (colour table" + (
+                " in a colour ramp's colours, as positions along it)" if self.palette[2] else ", as luminance)")
         if self.ramp is not None:
             return f"bands {','.join(map(str, self.bands))} as {self.ramp.describe()}"
         if len(self.bands) == 3:

@@ -677,8 +677,10 @@ def test_a_subdataset_registers_applies_and_batches_by_its_gdal_name(pair, tmp_p
 
 def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(pair, tmp_path):
     """A raster of colour-table indices (a scanned map, a paletted PNG) whose index order says
-    nothing about brightness: matched on its colours' luminance, resampled without blending
-    indices, written back with its colour table."""
+    nothing about brightness: matched on its colours (resampled without blending indices),
+    written back with its colour table. Its colours, greys tinted blue, lie on a colour ramp: read
+    as positions along it (in the greys' order), its modality decided from them as the grey band's
+    (a table of unrelated colours, a class map, is `optical`: tests/test_ramps.py)."""
     with rasterio.open(pair[1]) as d:
         grey, prof = d.read(1), d.profile
     levels = (grey.astype(np.int32) // 4).astype(np.uint8)  # 64 grey levels
@@ -694,7 +696,7 @@ def test_a_paletted_target_is_matched_by_its_colours_and_keeps_its_colour_table(
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / "out_report.json").read_text())
         assert np.allclose(rep["shift"]["mean_px"], (6.0, -4.0), atol=0.3), rep["shift"]
-        assert rep["target"]["modality"] == "optical"
+        assert rep["target"]["modality"] == "sar" and "ramp" in rep["target"]["bands"], rep["target"]
         with rasterio.open(tmp_path / "out.tif") as d:
             assert d.colormap(1)[5] == cmap[5]
             assert set(np.unique(d.read(1))) <= set(range(64)) | {d.nodata or 0}

@@ -104,3 +104,29 @@ def test_a_ramp_with_an_undeclared_white_collar_keeps_the_collar_out(tmp_path):
         data, valid = src.read_on_grid(src.grid)
     assert not valid[:, :60].any() and valid[:, 61:].all()
     assert np.corrcoef(_ranks(data[:, 61:]), _ranks(x[:, 61:]))[0, 1] > 0.999
+
+
+def test_a_colour_table_in_a_ramps_colours_is_read_as_positions_along_it(tmp_path):
+    """A paletted rendering of one band (a web map's temperature layer as a paletted PNG: 256
+    entries of jet) was `optical` by its colour table and read as its colours' luminance, which
+    jet does not order; now its modality comes from its pixels and the read ranks as the band.
+    A table of unrelated colours (a class map) is optical and read as luminance, as before."""
+    x = _field(9, (512, 512))
+    table_colours = _jet(np.linspace(0, 1, 256))
+    profile = dict(driver="GTiff", width=512, height=512, count=1, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine(30, 0, 500000, 0, -30, 4000000), photometric="palette")
+    ramp_path, class_path = tmp_path / "ramp.tif", tmp_path / "classes.tif"
+    with rasterio.open(ramp_path, "w", **profile) as d:
+        d.write(np.round(x * 255).astype(np.uint8)[None])
+        d.write_colormap(1, {i: (*map(int, table_colours[:, i]), 255) for i in range(256)})
+    rng = np.random.default_rng(10)
+    with rasterio.open(class_path, "w", **profile) as d:
+        d.write(rng.integers(0, 8, (32, 32)).repeat(16, 0).repeat(16, 1).astype(np.uint8)[None])
+        d.write_colormap(1, {i: (*map(int, rng.integers(0, 256, 3)), 255) for i in range(256)})
+    with RasterSource(ramp_path, InputConfig(), "target") as src:
+        assert "ramp" in src.band_label and src.modality_decision.by != "metadata", src.modality_decision.to_dict()
+        data, valid = src.read_on_grid(src.grid)
+    assert valid.all() and np.corrcoef(_ranks(data), _ranks(x))[0, 1] > 0.999
+    with RasterSource(class_path, InputConfig(), "target") as src:
+        assert src.band_label.endswith("as luminance)") and (src.modality, src.modality_decision.by) == (
+            "optical", "metadata")
