@@ -7,9 +7,8 @@ the position of each pixel's colour along the ramp.
 A ramp is found when the colours of a central sample lie on one curve through colour space: few
 enough distinct colours for a rendering of one band, chained by small steps along the longest
 path of their minimum spanning tree, and nearly no colour off that path but a few apart from it
-(a background, labels). A natural colour image
-fills a volume of colour space (thousands of colours, or a tree with many branches), a class map
-jumps between a few colours.
+(a background, labels). A natural colour image fills a volume of colour space (thousands of
+colours, or a tree with many branches), a class map jumps between a few colours.
 """
 
 from __future__ import annotations
@@ -45,10 +44,9 @@ class ColourRamp:
         ``valid`` less the colours farther than RAMP_FAR from the ramp."""
         from scipy.spatial import cKDTree
 
-        keys = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
+        keys = _keys(rgb)
         uniq, inverse = np.unique(keys, return_inverse=True)
-        colours = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1).astype(np.float32)
-        dist, idx = cKDTree(self.nodes).query(colours)
+        dist, idx = cKDTree(self.nodes).query(_colours(uniq))
         value = (1 + np.round(self.position[idx] * 65534)).astype(np.uint16)
         inverse = inverse.reshape(keys.shape)
         return value[inverse], valid & (dist <= RAMP_FAR)[inverse]
@@ -64,11 +62,10 @@ def find_ramp(rgb: np.ndarray, valid: np.ndarray) -> ColourRamp | None:
 
     if rgb.dtype != np.uint8 or valid.sum() < 4096:
         return None
-    keys = (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
-    uniq, counts = np.unique(keys[valid], return_counts=True)
+    uniq, counts = np.unique(_keys(rgb)[valid], return_counts=True)
     if not RAMP_COLOURS[0] <= len(uniq) <= RAMP_COLOURS[1]:
         return None
-    colours = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1).astype(np.float64)
+    colours = _colours(uniq)
     if (colours.max(axis=1) - colours.min(axis=1)).max() < RAMP_CHROMA:
         return None  # shades of grey: read as grey (or as colour), not as a ramp
     dist = np.sqrt(((colours[:, None, :] - colours[None, :, :]) ** 2).sum(-1))
@@ -107,3 +104,13 @@ def find_ramp(rgb: np.ndarray, valid: np.ndarray) -> ColourRamp | None:
     if luminance[-1] < luminance[0]:  # from the darker end: cold or weak at 0
         nodes, position = nodes[::-1], 1.0 - position[::-1]
     return ColourRamp(nodes.astype(np.float32), position.astype(np.float64), len(uniq))
+
+
+def _keys(rgb: np.ndarray) -> np.ndarray:
+    """(3, ...) uint8 colours -> one int32 key per colour."""
+    return (rgb[0].astype(np.int32) << 16) | (rgb[1].astype(np.int32) << 8) | rgb[2].astype(np.int32)
+
+
+def _colours(keys: np.ndarray) -> np.ndarray:
+    """Keys of :func:`_keys` -> (N, 3) float64 colours."""
+    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.float64)
