@@ -382,15 +382,25 @@ class RasterSource(GridReads):
         (:mod:`georeg.ramps`), found in a window at the raster's centre; None otherwise."""
         if len(self.bands) != 3 or any(self.ds.dtypes[b - 1] != "uint8" for b in self.bands):
             return None
-        from .modality import central_window
         from .ramps import find_ramp
 
-        win = central_window(self.ds)
         try:
-            return find_ramp(self.ds.read(self.bands, window=win), self.ds.read_masks(self.bands[0], window=win) > 0)
+            return find_ramp(*self._central_colours(tuple(self.bands)))
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
             raise self._unreadable(exc) from None
+
+    def _central_colours(self, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``bands`` and the first one's validity in a window at the raster's centre, read once for
+        both questions asked of them (grey stored as colour, a colour ramp)."""
+        from .modality import central_window
+
+        held = self.__dict__.get("_central")
+        if held is None or held[0] != bands:
+            win = central_window(self.ds)
+            held = self._central = (bands, self.ds.read(list(bands), window=win),
+                                    self.ds.read_masks(bands[0], window=win) > 0)
+        return held[1], held[2]
 
     @functools.cached_property
     def grey_as_colour(self) -> bool:
@@ -400,9 +410,7 @@ class RasterSource(GridReads):
         modality is decided from its pixels, not from its band count."""
         if self.ds.count < 3:
             return False
-        from .modality import central_window
-
-        rgb = self.ds.read([1, 2, 3], window=central_window(self.ds)).astype(np.int16)
+        rgb = self._central_colours((1, 2, 3))[0].astype(np.int16)
         return bool(np.abs(np.diff(rgb, axis=0)).max(initial=0) <= GREY_TOLERANCE)
 
     @functools.cached_property
