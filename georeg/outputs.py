@@ -265,6 +265,8 @@ def modality_text(report: dict) -> str:
                                    ": smoother than SAR at its own pixel size" if "smooth" in ev else
                                    f": texture {probs.get(modality, 0):.0%} {modality}" if probs else "")
     text = f"target read as {modality}" + (f" ({why})" if why else "")
+    if "colour ramp" in f"{ev.get('bands')} {(ev.get('metadata') or {}).get('colour_table')}":
+        text += ", its colours as the one band they render through a colour ramp"
     matcher = report.get("matcher")
     matcher = matcher.get("name") if isinstance(matcher, dict) else matcher
     if matcher:

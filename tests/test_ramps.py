@@ -9,6 +9,7 @@ from affine import Affine
 from scipy import ndimage
 
 from georeg.config import InputConfig
+from georeg.outputs import modality_text
 from georeg.ramps import find_ramp
 from georeg.raster import RasterSource
 
@@ -83,6 +84,9 @@ def test_a_thermal_band_rendered_through_jet_is_read_as_the_band_and_as_thermal(
     with RasterSource(target, InputConfig(), "target") as src:
         assert src.ramp is not None and "colour ramp" in src.band_label
         assert (src.modality, src.modality_decision.by) == ("thermal", "pixels"), src.modality_decision.to_dict()
+        text = modality_text({"target": {"modality": src.modality,
+                                         "modality_evidence": src.modality_decision.to_dict()}})
+        assert "its colours as the one band they render through a colour ramp" in text, text
         data, valid = src.read_on_grid(src.grid)
     assert valid.all() and np.corrcoef(_ranks(data), _ranks(dn))[0, 1] > 0.999
     # the same file's natural-colour neighbours are not ramps
@@ -125,6 +129,9 @@ def test_a_colour_table_in_a_ramps_colours_is_read_as_positions_along_it(tmp_pat
         d.write_colormap(1, {i: (*map(int, rng.integers(0, 256, 3)), 255) for i in range(256)})
     with RasterSource(ramp_path, InputConfig(), "target") as src:
         assert "ramp" in src.band_label and src.modality_decision.by != "metadata", src.modality_decision.to_dict()
+        text = modality_text({"target": {"modality": src.modality,
+                                         "modality_evidence": src.modality_decision.to_dict()}})
+        assert "colour ramp" in text, text
         data, valid = src.read_on_grid(src.grid)
     assert valid.all() and np.corrcoef(_ranks(data), _ranks(x))[0, 1] > 0.999
     with RasterSource(class_path, InputConfig(), "target") as src:
