@@ -99,15 +99,12 @@ def table_colours(ds, band: int) -> tuple[np.ndarray, np.ndarray] | None:
     return rgb, opaque
 
 
-def table_ramp(ds, band: int, table: tuple[np.ndarray, np.ndarray] | None = None):
+def table_ramp(ds, band: int, table: tuple[np.ndarray, np.ndarray]):
     """The colour ramp (:mod:`georeg.ramps`) that the colours of ``band``'s table (``table``: as
     :func:`table_colours` gives it) in use at the raster's centre lie on, or None."""
     from .modality import central_window
     from .ramps import find_ramp
 
-    table = table or table_colours(ds, band)
-    if table is None:
-        return None
     rgb, opaque = table
     win = central_window(ds)
     index = np.clip(ds.read(band, window=win).astype(np.int64), 0, rgb.shape[2] - 1)

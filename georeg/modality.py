@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 MODALITY_CLASSES = ("optical", "sar", "thermal")
+LOOK_UP = object()  # a palette argument not given: the function looks the colour table up itself
 # Below this the file name may break the tie. The texture model is the weakest evidence: fitted
 # without one of the five datasets it gets 59% of that dataset's bands right, and a SAR scene
 # averaged to 30 m keeps too little speckle for it to be sure (its largest probability 0.52-0.63)
@@ -129,13 +130,12 @@ def _metadata_text(ds, bands: list[int]) -> str:
     return " ".join(parts)
 
 
-def _from_metadata(ds, bands: list[int]) -> tuple[str | None, dict]:
+def _from_metadata(ds, bands: list[int], palette=None) -> tuple[str | None, dict]:
+    """What the metadata say (``palette``: the first band's :func:`georeg.bands.palette_luminance`)."""
     from rasterio.enums import ColorInterp
 
-    from .bands import table_ramp
-
     if ds.colorinterp[bands[0] - 1] == ColorInterp.palette:
-        if table_ramp(ds, bands[0]) is not None:
+        if palette is not None and palette[2]:
             # one band rendered through a colour ramp (a web map's temperature layer): the positions
             # along the ramp say what it is, as a plain band's values would
             return None, {"colour_table": "a colour ramp: read as the positions of its colours along it"}
@@ -470,14 +470,15 @@ def _squared(data: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.nda
     return (out.T, ok.T) if transpose else (out, ok)
 
 
-def central_sample(ds, band: int, size: int = 512, crs=None, fill_value: float | None = None
+def central_sample(ds, band: int, size: int = 512, crs=None, fill_value: float | None = None, palette=LOOK_UP
                    ) -> tuple[np.ndarray, np.ndarray]:
     """A window of about size x size pixels at the raster's centre, native resolution (pixels much
     narrower on the ground than tall, or the other way round, averaged to about square: see
     SQUARE_SAMPLE_FROM), with its validity. Without nodata, the undeclared ``fill_value`` that
     the raster was found to hold (:class:`georeg.raster.RasterSource`'s) is invalid, or else the
     black fill around a rotated or warped image (see :func:`border_fill`). ``crs``: as
-    :func:`_ground_aspect`'s."""
+    :func:`_ground_aspect`'s; ``palette``: the band's :func:`georeg.bands.palette_luminance` where
+    the caller has it (by default it is looked up)."""
     aspect = _ground_aspect(ds, crs)
     square = max(aspect, 1 / aspect) >= SQUARE_SAMPLE_FROM
     stretch = (math.ceil(aspect), 1) if square and aspect > 1 else (1, math.ceil(1 / aspect)) if square else (1, 1)
@@ -486,7 +487,8 @@ def central_sample(ds, band: int, size: int = 512, crs=None, fill_value: float |
     valid = ds.read_masks(band, window=win) > 0
     from .bands import FILL_HUGE, palette_lookup, palette_luminance
 
-    palette = palette_luminance(ds, band)
+    if palette is LOOK_UP:
+        palette = palette_luminance(ds, band)
     if palette is not None:  # colour-table indices: their colours' luminance as RasterSource reads it
         grey, opaque = palette_lookup(palette, data.astype(np.int64))
         data, valid = grey.astype(np.float32), valid & opaque
@@ -544,12 +546,13 @@ def border_fill(data: np.ndarray, edges: tuple[bool, bool, bool, bool], toleranc
     return ndimage.binary_dilation(fill, iterations=widen) if fill.any() and widen > 0 else fill
 
 
-def _checked_metadata(ds, bands: list[int], texture: Callable[[], dict | None]) -> tuple[str | None, dict]:
+def _checked_metadata(ds, bands: list[int], texture: Callable[[], dict | None], palette=None
+                      ) -> tuple[str | None, dict]:
     """:func:`_from_metadata`, with a SAR word among three or more bands read as colour kept only
     when the first band shows speckle (``texture()``: its texture features). Such a word is often
     free text (a dataset's or project's name in the tags): an S2 RGB tagged "Optical-SAR-dataset"
     scores 0.19-0.24 SAR on the texture model, S1 VH 0.91-0.94; a VV/VH/ratio composite keeps it."""
-    label, ev = _from_metadata(ds, bands)
+    label, ev = _from_metadata(ds, bands, palette)
     if label == "sar" and len(bands) >= 3 and not _speckled(texture()):
         ev["metadata_word_ignored"] = "sar (3 bands read as colour, the first without speckle)"
         ev.pop("metadata_word", None)
@@ -585,18 +588,31 @@ def _saturated_share(sample: np.ndarray, valid: np.ndarray) -> float:
     return float(np.count_nonzero(v == v.max()) / v.size) if v.size else 0.0
 
 
+def _palette_once(ds, bands: list[int], palette):
+    """``palette`` as given, or looked up once for the metadata and the sample alike (a colour
+    table's ramp costs a window read)."""
+    from .bands import palette_luminance
+
+    if palette is not LOOK_UP:
+        return palette
+    return palette_luminance(ds, bands[0]) if len(bands) == 1 else None
+
+
 def detect_modality(ds, bands: list[int], path: str, grey_as_colour: bool = False, crs=None,
-                    fill_value: float | None = None, rendered=None) -> ModalityDecision:
+                    fill_value: float | None = None, rendered=None, palette=LOOK_UP) -> ModalityDecision:
     """Optical, SAR or thermal for an opened raster (``ds``) read through ``bands``
     (``grey_as_colour``: its bands 1-3 hold one grey image, read as band 1; ``crs``: the CRS of
     its geotransform where the user assigned one; ``fill_value``: an undeclared fill it holds;
     ``rendered``: an opened one-band copy of the band that ``bands`` render through a colour
-    ramp (:mod:`georeg.ramps`), whose pixels are read in their place, ``ds`` giving the metadata)."""
+    ramp (:mod:`georeg.ramps`), whose pixels are read in their place, ``ds`` giving the metadata;
+    ``palette``: the first band's :func:`georeg.bands.palette_luminance` where the caller has it)."""
+    palette = _palette_once(ds, bands, palette)
     src, band = (rendered, 1) if rendered is not None else (ds, bands[0])
     # a window read (remote: a request): only when needed
-    read = cache(lambda: central_sample(src, band, crs=crs, fill_value=None if rendered is not None else fill_value))
+    read = cache(lambda: central_sample(src, band, crs=crs, fill_value=None if rendered is not None else fill_value,
+                                        palette=palette))
     texture = cache(lambda: texture_features(*read()))  # about 90 ms: only when needed
-    label, meta_ev = _checked_metadata(ds, bands, texture)
+    label, meta_ev = _checked_metadata(ds, bands, texture, palette)
     evidence: dict = {"metadata": meta_ev} if meta_ev else {}
     name_word = guess_from_name(path)
     evidence["file_name"] = name_word

@@ -33,11 +33,10 @@ RAMP_ELSE = (8, 0.02)
 @dataclass(frozen=True)
 class ColourRamp:
     """The ramp's colours in order from its darker end (``nodes``, (N, 3)) and their positions
-    along it (0 to 1, by distance through colour space); ``colours``: distinct colours sampled."""
+    along it (0 to 1, by distance through colour space)."""
 
     nodes: np.ndarray
     position: np.ndarray
-    colours: int
 
     def values(self, rgb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(3, H, W) colours -> (H, W) uint16 positions along the ramp (1 to 65535) and their validity:
@@ -103,7 +102,7 @@ def find_ramp(rgb: np.ndarray, valid: np.ndarray) -> ColourRamp | None:
     position = np.concatenate([[0.0], np.cumsum(steps)]) / steps.sum()
     if luminance[-1] < luminance[0]:  # from the darker end: cold or weak at 0
         nodes, position = nodes[::-1], 1.0 - position[::-1]
-    return ColourRamp(nodes.astype(np.float32), position.astype(np.float64), len(uniq))
+    return ColourRamp(nodes.astype(np.float32), position.astype(np.float64))
 
 
 def _keys(rgb: np.ndarray) -> np.ndarray:

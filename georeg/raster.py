@@ -468,7 +468,7 @@ class RasterSource(GridReads):
         try:
             return detect_modality(self.ds, self.bands, self.path, self.cfg.band is None and self.grey_as_colour,
                                    self.assigned_crs, self.fill_value,
-                                   rendered=self._pixels[0] if self.ramp is not None else None)
+                                   rendered=self._pixels[0] if self.ramp is not None else None, palette=self.palette)
         except rasterio.errors.RasterioError as exc:
             self.ds.close()
             raise self._unreadable(exc) from None
